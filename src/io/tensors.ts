@@ -1,0 +1,17 @@
+/**
+ * Host-side tensors exchanged by the readers and writers. Shapes and data are in Hugging Face layout
+ * (linear weights `[out, in]`, row-major); the model converts to its own layout once at load time.
+ */
+export interface HostTensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+/** Tensors keyed by their Hugging Face names (`model.layers.0.mlp.gate_proj.weight`, ...). */
+export type TensorMap = Map<string, HostTensor>;
+
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
