@@ -1,0 +1,314 @@
+/**
+ * The REPL's command grammar: one spec per command (usage, help, flags) and a parser that turns a line
+ * into a typed command or an ArgError saying what was expected. No work is done here.
+ */
+import { ArgError, parseFlags, readValue, splitWords, type FlagSpec, type Word } from "./args";
+
+export type Command =
+  | { kind: "help"; topic?: string }
+  | { kind: "load"; path: string }
+  | { kind: "info" }
+  | { kind: "calibrate"; samples?: number; seqLen?: number; seed?: number; text?: string }
+  | { kind: "score"; criterion: string; alpha?: number; temperature?: number; samples?: number }
+  | { kind: "layers"; sensitivity: boolean; samples?: number }
+  | { kind: "prune"; ratio?: number; keep?: number; layers?: [number, number] }
+  | { kind: "undo" }
+  | { kind: "history" }
+  | { kind: "eval"; ppl?: string; seqLen?: number; tasks?: string[]; limit?: number }
+  | { kind: "generate"; prompt: string; maxTokens?: number; temperature?: number; seed?: number }
+  | { kind: "save"; dir: string; gguf: boolean; force: boolean }
+  | { kind: "scores"; action: "save" | "load" | "merge"; file: string }
+  | { kind: "clear" }
+  | { kind: "exit" };
+
+export interface CommandSpec {
+  name: Command["kind"];
+  aliases?: string[];
+  usage: string;
+  summary: string;
+  /** Longer help: what it does, defaults, an example. */
+  details: string[];
+  flags: Record<string, FlagSpec>;
+  /** Completion hints for positionals: "path", or a fixed list of words. */
+  positional?: "path" | string[];
+}
+
+/** Criterion names the library accepts (kept here only for completion and help; the library validates). */
+export const CRITERIA_HINT = ["sd-taylor", "ce-taylor", "llm-pruner", "llm-pruner-vector", "magnitude", "wanda", "random"];
+
+export const SPECS: CommandSpec[] = [
+  {
+    name: "help",
+    usage: "help [COMMAND]",
+    summary: "list commands, or show one command's usage",
+    details: ["Without an argument lists every command; `help prune` shows the usage of prune."],
+    flags: {},
+  },
+  {
+    name: "load",
+    usage: "load PATH",
+    summary: "load a model (.gguf file or Hugging Face directory)",
+    details: ["Replaces the current session (its history and scores are dropped).", "Example: load ../shared/models/stories260K.gguf"],
+    flags: {},
+    positional: "path",
+  },
+  {
+    name: "info",
+    usage: "info",
+    summary: "describe the loaded model and session",
+    details: [],
+    flags: {},
+  },
+  {
+    name: "calibrate",
+    usage: "calibrate [--samples N] [--seq-len L] [--seed S] [--text FILE]",
+    summary: "draw calibration windows from a text (default TinyStories)",
+    details: [
+      "Without --text uses TinyStories from the shared data folder if present.",
+      "Example: calibrate --samples 8 --seq-len 64 --seed 0",
+    ],
+    flags: {
+      samples: { type: "posint", value: "N", help: "number of calibration windows" },
+      "seq-len": { type: "posint", value: "L", help: "tokens per window" },
+      seed: { type: "int", value: "S", help: "seed of the window draw" },
+      text: { type: "string", value: "FILE", help: "plain-text calibration file", path: true },
+    },
+  },
+  {
+    name: "score",
+    usage: "score CRITERION [--alpha A] [--t T] [--samples N]",
+    summary: "accumulate channel importance scores",
+    details: [
+      `CRITERION is one of ${CRITERIA_HINT.join(", ")}.`,
+      "--alpha is the distillation weight and --t the teacher temperature (sd-taylor).",
+      "--samples uses only the first N calibration windows. Ctrl-C stops after the current sample.",
+      "Example: score sd-taylor --alpha 0.5 --t 1",
+    ],
+    flags: {
+      alpha: { type: "number", value: "A", help: "KD weight in [0, 1]" },
+      t: { type: "number", value: "T", help: "teacher temperature > 0" },
+      samples: { type: "posint", value: "N", help: "calibration windows to use" },
+    },
+    positional: CRITERIA_HINT,
+  },
+  {
+    name: "layers",
+    usage: "layers [--sensitivity [--samples N]]",
+    summary: "per-layer table and bar charts of channels and scores",
+    details: [
+      "Charts the MLP channels kept and the mean importance score per layer.",
+      "--sensitivity also measures the loss increase with each layer's MLP / attention switched off",
+      "on the first N calibration windows (a forward pass per layer; Ctrl-C cancels).",
+    ],
+    flags: {
+      sensitivity: { type: "bool", help: "measure per-layer sensitivity" },
+      samples: { type: "posint", value: "N", help: "calibration windows for --sensitivity" },
+    },
+  },
+  {
+    name: "prune",
+    usage: "prune RATIO | prune --keep K  [--layers a-b]",
+    summary: "remove the least important MLP channels",
+    details: [
+      "RATIO (0 < r < 1) is the fraction of each selected layer's original MLP channels removed;",
+      "--keep K keeps K channels per selected layer instead. --layers a-b prunes only layers a..b",
+      "(0-based, inclusive). The step can be reverted with undo.",
+      "Example: prune 0.2 --layers 1-4",
+    ],
+    flags: {
+      keep: { type: "posint", value: "K", help: "channels kept per layer" },
+      layers: { type: "range", value: "a-b", help: "layers to prune (inclusive)" },
+    },
+  },
+  { name: "undo", usage: "undo", summary: "revert the last pruning step", details: [], flags: {} },
+  { name: "history", usage: "history", summary: "show the pruning history", details: [], flags: {} },
+  {
+    name: "eval",
+    usage: "eval [ppl FILE [--seq-len L]] [tasks a,b [--limit N]]",
+    summary: "perplexity on a text file and/or zero-shot tasks",
+    details: [
+      "A .raw file is read with the WikiText row protocol; a TinyStories dump is split into stories.",
+      "Examples: eval ppl ../shared/data/wikitext-2-raw/wiki.test.raw   eval tasks arc_easy,piqa --limit 50",
+    ],
+    flags: {
+      limit: { type: "posint", value: "N", help: "examples per task" },
+      "seq-len": { type: "posint", value: "L", help: "perplexity window length (default 128)" },
+    },
+    positional: ["ppl", "tasks"],
+  },
+  {
+    name: "generate",
+    aliases: ["gen"],
+    usage: "generate PROMPT [--tokens N] [--temperature T] [--seed S]",
+    summary: "continue a prompt with the current model",
+    details: ['Example: generate "Once upon a time" --tokens 40'],
+    flags: {
+      tokens: { type: "posint", value: "N", help: "new tokens (default 40)" },
+      temperature: { type: "number", value: "T", help: "0 = greedy" },
+      seed: { type: "int", value: "S", help: "sampling seed" },
+    },
+  },
+  {
+    name: "save",
+    usage: "save DIR [--gguf] [--force]",
+    summary: "write the model (HF safetensors, or GGUF with --gguf)",
+    details: ["Refuses an existing non-empty DIR unless --force."],
+    flags: {
+      gguf: { type: "bool", help: "write DIR/model.gguf" },
+      force: { type: "bool", help: "overwrite a non-empty DIR" },
+    },
+    positional: "path",
+  },
+  {
+    name: "scores",
+    usage: "scores save|load|merge FILE",
+    summary: "save, load or merge importance scores (JSON)",
+    details: ["merge adds another run's accumulators (same criterion and settings) to the current scores."],
+    flags: {},
+    positional: ["save", "load", "merge"],
+  },
+  { name: "clear", usage: "clear", summary: "clear the screen", details: [], flags: {} },
+  { name: "exit", aliases: ["quit"], usage: "exit", summary: "leave the REPL (also Ctrl-D, or Ctrl-C twice)", details: [], flags: {} },
+];
+
+export function findSpec(name: string): CommandSpec | undefined {
+  return SPECS.find((s) => s.name === name || (s.aliases ?? []).includes(name));
+}
+
+/** Levenshtein distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++) d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+  return d[a.length][b.length];
+}
+
+export function suggest(name: string): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const s of SPECS)
+    for (const n of [s.name, ...(s.aliases ?? [])]) {
+      const dd = n.startsWith(name) ? 0 : distance(name, n);
+      if (dd < bestD) {
+        bestD = dd;
+        best = n;
+      }
+    }
+  return bestD <= 2 ? best : undefined;
+}
+
+function noMore(spec: CommandSpec, extra: Word[], expected: string): void {
+  if (extra.length) throw new ArgError(`${spec.name}: unexpected argument "${extra[0].text}"; expected ${expected} (usage: ${spec.usage})`);
+}
+
+function one(spec: CommandSpec, pos: Word[], what: string): string {
+  if (pos.length === 0) throw new ArgError(`${spec.name}: expected ${what}, got nothing (usage: ${spec.usage})`);
+  noMore(spec, pos.slice(1), "nothing more");
+  return pos[0].text;
+}
+
+/** Parses one line; null for a blank line. Throws ArgError on anything malformed. */
+export function parseCommand(line: string): Command | null {
+  const words = splitWords(line);
+  if (words.length === 0) return null;
+  const [head, ...rest] = words;
+  const spec = findSpec(head.text);
+  if (!spec) {
+    const s = suggest(head.text);
+    throw new ArgError(`unknown command "${head.text}"${s ? ` (did you mean "${s}"?)` : ""}; type "help" for the list of commands`);
+  }
+  const { positionals: pos, flags } = parseFlags(spec.name, rest, spec.flags);
+  const f = flags as Record<string, never>;
+  switch (spec.name) {
+    case "help": {
+      const topic = pos[0]?.text;
+      noMore(spec, pos.slice(1), "at most one command name");
+      if (topic !== undefined && !findSpec(topic)) throw new ArgError(`help: no command "${topic}"; type "help" for the list`);
+      return { kind: "help", topic };
+    }
+    case "load":
+      return { kind: "load", path: one(spec, pos, "a model PATH (.gguf file or HF directory)") };
+    case "calibrate":
+      noMore(spec, pos, "only options");
+      return { kind: "calibrate", samples: f.samples, seqLen: f["seq-len"], seed: f.seed, text: f.text };
+    case "score": {
+      const criterion = one(spec, pos, `a CRITERION (${CRITERIA_HINT.join(", ")})`);
+      if (f.alpha !== undefined && ((f.alpha as number) < 0 || (f.alpha as number) > 1))
+        throw new ArgError(`score: --alpha expects a number in [0, 1], got ${f.alpha}`);
+      if (f.t !== undefined && !((f.t as number) > 0)) throw new ArgError(`score: --t expects a number > 0, got ${f.t}`);
+      return { kind: "score", criterion, alpha: f.alpha, temperature: f.t, samples: f.samples };
+    }
+    case "prune": {
+      const keep = f.keep as number | undefined;
+      if (keep !== undefined) {
+        noMore(spec, pos, "either RATIO or --keep K, not both");
+        return { kind: "prune", keep, layers: f.layers };
+      }
+      const raw = one(spec, pos, "RATIO (a number with 0 < r < 1) or --keep K");
+      const ratio = readValue("prune", "RATIO", raw, { type: "number", help: "" }) as number;
+      if (!(ratio > 0 && ratio < 1)) throw new ArgError(`prune: RATIO expects a number with 0 < r < 1, got "${raw}"`);
+      return { kind: "prune", ratio, layers: f.layers };
+    }
+    case "eval": {
+      const out: Extract<Command, { kind: "eval" }> = { kind: "eval", limit: f.limit, seqLen: f["seq-len"] };
+      for (let i = 0; i < pos.length; i++) {
+        const w = pos[i].text;
+        const next = pos[i + 1];
+        if (w === "ppl" || w === "tasks") {
+          if (!next) throw new ArgError(`eval: "${w}" expects ${w === "ppl" ? "a text FILE" : "a comma-separated task list"}, got nothing (usage: ${spec.usage})`);
+          if (w === "ppl") out.ppl = next.text;
+          else out.tasks = readValue("eval", "tasks", next.text, { type: "list", help: "" }) as string[];
+          i++;
+        } else throw new ArgError(`eval: unexpected "${w}"; expected "ppl FILE" or "tasks a,b" (usage: ${spec.usage})`);
+      }
+      if (out.limit !== undefined && !out.tasks) throw new ArgError(`eval: --limit applies to tasks; expected "tasks a,b --limit N"`);
+      if (out.seqLen !== undefined && !out.ppl) throw new ArgError(`eval: --seq-len applies to ppl; expected "ppl FILE --seq-len L"`);
+      if (!out.ppl && !out.tasks) throw new ArgError(`eval: expected "ppl FILE" and/or "tasks a,b", got nothing (usage: ${spec.usage})`);
+      return out;
+    }
+    case "layers":
+      noMore(spec, pos, "only options");
+      if (f.samples !== undefined && !f.sensitivity) throw new ArgError("layers: --samples applies to --sensitivity; expected \"layers --sensitivity --samples N\"");
+      return { kind: "layers", sensitivity: f.sensitivity === true, samples: f.samples };
+    case "generate": {
+      if (pos.length === 0) throw new ArgError(`generate: expected a PROMPT, got nothing (usage: ${spec.usage})`);
+      return { kind: "generate", prompt: pos.map((w) => w.text).join(" "), maxTokens: f.tokens, temperature: f.temperature, seed: f.seed };
+    }
+    case "save":
+      return { kind: "save", dir: one(spec, pos, "an output DIR"), gguf: f.gguf === true, force: f.force === true };
+    case "scores": {
+      const action = pos[0]?.text;
+      if (action !== "save" && action !== "load" && action !== "merge")
+        throw new ArgError(`scores: expected save, load or merge, got ${action === undefined ? "nothing" : `"${action}"`} (usage: ${spec.usage})`);
+      return { kind: "scores", action, file: one(spec, pos.slice(1), "a scores FILE") };
+    }
+    default:
+      noMore(spec, pos, "no arguments");
+      return { kind: spec.name } as Command;
+  }
+}
+
+/** Text of `help` or `help NAME`. */
+export function helpText(topic?: string): string {
+  if (topic) {
+    const s = findSpec(topic);
+    if (!s) return `no command "${topic}"`;
+    const lines = [`usage: ${s.usage}`, `  ${s.summary}`];
+    if (s.aliases?.length) lines.push(`  aliases: ${s.aliases.join(", ")}`);
+    for (const d of s.details) lines.push(`  ${d}`);
+    const flags = Object.entries(s.flags);
+    if (flags.length) {
+      lines.push("  options:");
+      const w = Math.max(...flags.map(([n, f]) => `--${n}${f.value ? " " + f.value : ""}`.length));
+      for (const [n, f] of flags) lines.push(`    ${`--${n}${f.value ? " " + f.value : ""}`.padEnd(w)}  ${f.help}`);
+    }
+    return lines.join("\n");
+  }
+  const w = Math.max(...SPECS.map((s) => s.name.length));
+  return [
+    "commands (help COMMAND for details):",
+    ...SPECS.map((s) => `  ${s.name.padEnd(w)}  ${s.summary}`),
+    "keys: ↑/↓ history  Tab completion  Ctrl-C cancels a job (twice at the prompt: exit)",
+  ].join("\n");
+}

@@ -1,0 +1,74 @@
+/**
+ * The part of the library's `Session` (src/session.ts) the REPL calls, written structurally: repl/ is
+ * compiled on its own (to dist/repl) and receives the real Session from the CLI, so it cannot import
+ * src/ here. test/repl.test.tsx passes the real Session in, which type-checks that it still fits.
+ */
+import type { ProgressLike } from "./progress";
+
+export type CellLike = string | number | null;
+
+/** src/table.ts Table, as far as the REPL renders it. */
+export interface TableLike {
+  readonly columns: string[];
+  readonly rows: CellLike[][];
+  readonly title?: string;
+  readonly notes: string[];
+  format(c: CellLike): string;
+  toText(): string;
+}
+
+export interface RunOptionsLike {
+  onProgress?: (e: ProgressLike) => void;
+  signal?: AbortSignal;
+}
+
+export interface SessionInfoLike {
+  path: string;
+  format: string;
+  backend: string;
+  params: { total: number };
+  originalParams: { total: number };
+  widths: number[];
+  originalWidths: number[];
+  calibration: { windows: number; seqLen: number; cursor: number } | null;
+  criterion: string | null;
+  scoredSamples: number;
+  steps: number;
+}
+
+export interface PruneStepLike {
+  step: number;
+  rule: string;
+  widthsBefore: number[];
+  widthsAfter: number[];
+}
+
+export interface ReplSession {
+  readonly backend: string;
+  info(): TableLike & { raw: SessionInfoLike };
+  calibrate(
+    opts: RunOptionsLike & { files?: string | string[]; samples?: number; seqLen?: number; seed?: number },
+  ): Promise<{ scoresReset: boolean; table(): TableLike }>;
+  score(
+    opts: RunOptionsLike & { criterion?: string; alpha?: number; temperature?: number; samples?: number },
+  ): Promise<{ message: string; table(): TableLike }>;
+  scoreSummary(): TableLike;
+  sensitivity(opts: RunOptionsLike & { samples?: number }): Promise<TableLike & { raw: { mlpIncrease: number[]; attentionIncrease: number[] } }>;
+  prune(opts: { ratio?: number; keep?: number; layers?: [number, number] }): { step: PruneStepLike; table(): TableLike };
+  undo(): PruneStepLike;
+  readonly history: TableLike;
+  evaluate(opts: RunOptionsLike & { ppl?: { file?: string; seqLen?: number }; tasks?: string[]; limit?: number }): Promise<TableLike>;
+  generate(prompt: string, opts?: { maxNewTokens?: number; temperature?: number; seed?: number }): string;
+  save(dir: string, opts?: { format?: "hf" | "gguf"; force?: boolean }): Promise<string[]>;
+  saveScores(file: string): Promise<void>;
+  loadScores(file: string): Promise<{ readonly criterion: string; readonly samples: number }>;
+  mergeScores(file: string): Promise<{ readonly criterion: string; readonly samples: number }>;
+  dispose(): void;
+}
+
+/** What the CLI hands the REPL: how to open a session (the library is loaded on first use). */
+export interface ReplLibrary {
+  openSession(path: string): Promise<ReplSession>;
+  /** Shared data folder (models/, data/) for defaults such as the TinyStories calibration text. */
+  sharedDir?: string | null;
+}

@@ -1,0 +1,40 @@
+import { parseArgs } from "node:util";
+import { UsageError } from "../../errors";
+import { readModelFiles, writeModelFiles } from "../../io/files";
+import type { Command } from "../command";
+
+const USAGE = `Usage: sdmprune convert --model PATH --out DIR --format hf|gguf [--dtype f32|f16] [--force]
+
+Convert between GGUF and Hugging Face formats (either direction, or re-save in the same format).
+  --model PATH    .gguf file or Hugging Face model directory
+  --out DIR       output directory (hf: config.json, model.safetensors, tokenizer files; gguf: DIR/model.gguf)
+  --format F      hf or gguf
+  --dtype D       f32 (default) or f16
+  --force         replace DIR if it exists and is not empty (otherwise refused)
+The output is written to a temporary directory beside DIR and renamed into place, so a failure leaves no partial output.`;
+
+export const convertCommand: Command = {
+  name: "convert",
+  summary: "convert a model between GGUF and Hugging Face safetensors",
+  usage: USAGE,
+  async run(argv) {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        model: { type: "string" },
+        out: { type: "string" },
+        format: { type: "string" },
+        dtype: { type: "string", default: "f32" },
+        force: { type: "boolean", default: false },
+      },
+      strict: true,
+    });
+    if (!values.model || !values.out || !values.format) throw new UsageError(`--model, --out and --format are required\n\n${USAGE}`);
+    if (values.format !== "hf" && values.format !== "gguf") throw new UsageError(`--format must be hf or gguf, got "${values.format}"`);
+    if (values.dtype !== "f32" && values.dtype !== "f16") throw new UsageError(`--dtype must be f32 or f16, got "${values.dtype}"`);
+    const f = await readModelFiles(values.model);
+    const written = await writeModelFiles(values.out, f, { format: values.format, dtype: values.dtype, force: values.force });
+    process.stdout.write(`converted ${f.path} (${f.format}) → ${values.format} ${values.dtype}\n${written.map((w) => `  ${w}`).join("\n")}\n`);
+    return 0;
+  },
+};

@@ -1,0 +1,112 @@
+import { parseArgs } from "node:util";
+import { DataError, UsageError } from "../../errors";
+import { initEngine, type BackendName } from "../../engine";
+import { loadModel } from "../../model/load";
+import { readText, wikitextText } from "../../data/text";
+import { loadWindows } from "../../data/windows";
+import { perplexity, pplFromText, type PerplexityResult } from "../../eval/perplexity";
+import type { ProgressEvent } from "../../types";
+import type { Command } from "../command";
+
+const USAGE = `Usage: sdmprune ppl --model PATH (--text FILE | --windows FILE.json) --seq-len N [options]
+
+Perplexity = exp(mean next-token NLL over all predicted tokens of all windows) (LLM-Pruner protocol).
+
+  --model PATH        .gguf file or Hugging Face model directory
+  --text FILE         text file: tokenized once with one BOS at the start, cut into non-overlapping
+                      windows of --seq-len tokens (remainder dropped); the file is one document
+  --wikitext          with --text: apply the WikiText row protocol to a .raw file (lines are rows,
+                      blank lines become "", rows joined with "\\n\\n"), e.g. ../shared/data/wikitext-2-raw/wiki.test.raw
+  --windows FILE      JSON {"windows": [[ids]...]} of equal-length windows (seq len = their length)
+  --seq-len N         window length in tokens (required with --text; checked against --windows)
+  --batch-size N      windows per forward batch (default 4)
+  --backend NAME      tensorflow | wasm | cpu (default: best that loads, or SDMPRUNE_BACKEND)
+  --json              print one JSON object instead of text
+
+Always quote seq len with a perplexity: the value depends strongly on it.`;
+
+export const pplCommand: Command = {
+  name: "ppl",
+  summary: "perplexity of a model on a text file (e.g. WikiText-2) or on saved token windows",
+  usage: USAGE,
+  async run(argv) {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        model: { type: "string" },
+        text: { type: "string" },
+        windows: { type: "string" },
+        "seq-len": { type: "string" },
+        "batch-size": { type: "string" },
+        backend: { type: "string" },
+        wikitext: { type: "boolean", default: false },
+        json: { type: "boolean", default: false },
+      },
+      strict: true,
+    });
+    if (!values.model) throw new UsageError(`--model PATH is required\n\n${USAGE}`);
+    if ((values.text === undefined) === (values.windows === undefined)) throw new UsageError(`give exactly one of --text FILE or --windows FILE.json\n\n${USAGE}`);
+    if (values.wikitext && !values.text) throw new UsageError("--wikitext applies to --text only");
+    const intFlag = (name: string, v: string | undefined, min: number): number | undefined => {
+      if (v === undefined) return undefined;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+      return n;
+    };
+    const seqLen = intFlag("seq-len", values["seq-len"], 2);
+    const batchSize = intFlag("batch-size", values["batch-size"], 1) ?? 4;
+    if (values.text && seqLen === undefined) throw new UsageError(`--seq-len N is required with --text\n\n${USAGE}`);
+
+    // Read the input before loading the model so a bad path fails fast.
+    const text = values.text ? (values.wikitext ? wikitextText(values.text) : readText(values.text)) : null;
+    const backend = await initEngine(values.backend as BackendName | undefined);
+    const { model, tokenizer, files } = await loadModel(values.model);
+    const ac = new AbortController();
+    const onSigint = () => ac.abort();
+    process.once("SIGINT", onSigint);
+    const showProgress = !values.json && process.stderr.isTTY;
+    const onProgress = showProgress
+      ? (e: ProgressEvent) => {
+          const rate = e.tokensPerSecond ? `, ${Math.round(e.tokensPerSecond)} tok/s` : "";
+          const eta = e.etaSeconds !== undefined ? `, ETA ${Math.ceil(e.etaSeconds)} s` : "";
+          process.stderr.write(`\rppl: window ${e.done}/${e.total}${rate}${eta}   `);
+        }
+      : undefined;
+    try {
+      const scorer = (seqs: number[][]) => model.tokenLogProbs(seqs);
+      const opts = { batchSize, onProgress, signal: ac.signal };
+      let r: PerplexityResult & { textTokens?: number; droppedTokens?: number };
+      if (text !== null) {
+        if (!tokenizer) throw new DataError(`${files.path} has no tokenizer, so --text cannot be tokenized; use --windows with token ids`);
+        r = await pplFromText(scorer, tokenizer, text, seqLen as number, opts);
+      } else {
+        const { windows } = loadWindows(values.windows as string, { vocabSize: model.config.vocab_size });
+        if (seqLen !== undefined && windows[0].length !== seqLen) {
+          throw new UsageError(`--seq-len ${seqLen} does not match the windows in ${values.windows} (${windows[0].length} tokens each)`);
+        }
+        r = await perplexity(scorer, windows, opts);
+      }
+      if (showProgress) process.stderr.write("\n");
+      const source = values.text ? `${values.text}${values.wikitext ? " (WikiText rows)" : ""}` : (values.windows as string);
+      if (values.json) {
+        process.stdout.write(JSON.stringify({ model: files.path, source, backend, ...r }) + "\n");
+      } else {
+        const lines = [
+          `ppl:      ${r.ppl.toFixed(4)}`,
+          `nll:      ${r.nll.toFixed(6)} nats/token`,
+          `seq len:  ${r.seqLen}`,
+          `tokens:   ${r.tokens} predicted${r.textTokens !== undefined ? ` (text ${r.textTokens} tokens, ${r.droppedTokens} dropped)` : ""}`,
+          `windows:  ${r.windows}`,
+          `backend:  ${backend}`,
+          `model:    ${files.path}`,
+          `source:   ${source}`,
+        ];
+        process.stdout.write(lines.join("\n") + "\n");
+      }
+      return 0;
+    } finally {
+      process.removeListener("SIGINT", onSigint);
+      model.dispose();
+    }
+  },
+};

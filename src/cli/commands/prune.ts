@@ -1,0 +1,156 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import type { BackendName } from "../../engine";
+import { UsageError } from "../../errors";
+import { paramCounts } from "../../model/config";
+import { keepForTarget } from "../../recipe";
+import { Session } from "../../session";
+import { Table, type Cell } from "../../table";
+import type { Command } from "../command";
+import { interruptSignal, stderrProgress } from "../progress";
+import { CALIBRATION_FLAGS, CALIBRATION_USAGE, calibrationFromFlags, criterionFlag, intFlag, numFlag } from "./scores";
+
+const USAGE = `Usage: sdmprune prune --model PATH (--target R | --keep K | --ratio R | --mlp-ratio M)
+                      [--criterion NAME | --two-stage] [calibration options] --out DIR
+                      [--format hf|gguf] [--eval-text FILE] [--force]
+
+Prune MLP intermediate channels and save the model with a pruning.json beside the weights.
+
+Amount (one of):
+  --target R        share of ALL parameters to remove (tied embedding counted once), e.g. 0.2;
+                    converted to the same K for every layer (nearest achievable share)
+  --keep K          channels to keep per layer
+  --ratio R         fraction of each layer's MLP channels to remove (K = floor(width·(1−R)))
+  --mlp-ratio M     K = floor(hidden·M), the SDMPrune scripts' mlp_ratio
+Method:
+  --two-stage       the SDMPrune recipe: stage 1 ce-taylor keeping floor(0.975·width), stage 2 sd-taylor
+                    with the original model as teacher on fresh windows (α/τ from the paper's table
+                    unless --alpha/--temperature); needs --text
+  --criterion NAME  one-shot pruning with this criterion (default sd-taylor)
+  --scores FILE     use precomputed scores (from sdmprune scores) instead of computing them
+  --alpha A, --temperature T   sd-taylor settings
+  --layers S:E      prune only layers S..E-1 (default all)
+  --allocation uniform|global  per-layer top-K (default) or one ranking across layers
+Output:
+  --out DIR         output directory (refused if it exists and is not empty, unless --force)
+  --format F        hf (default) or gguf
+  --dtype D         f32 (default) or f16
+  --eval-text FILE  report perplexity before and after (WikiText .raw files use the row protocol)
+  --eval-seq-len N  window length for --eval-text (default 128)
+  --eval-stories A-B  with a TinyStories --eval-text: 1-based inclusive story range (e.g. 500-999)
+  --backend NAME    tensorflow | wasm | cpu
+${CALIBRATION_USAGE}`;
+
+function layersFlag(v: string | undefined): [number, number] | undefined {
+  if (v === undefined) return undefined;
+  const m = /^(\d+):(\d+)$/.exec(v.trim());
+  if (!m) throw new UsageError(`--layers must be START:END (end exclusive), got ${JSON.stringify(v)}`);
+  return [Number(m[1]), Number(m[2])];
+}
+
+export const pruneCommand: Command = {
+  name: "prune",
+  summary: "prune MLP channels (SDMPrune two-stage or one criterion) and save the model",
+  usage: USAGE,
+  async run(argv) {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        model: { type: "string" },
+        target: { type: "string" },
+        keep: { type: "string" },
+        ratio: { type: "string" },
+        "mlp-ratio": { type: "string" },
+        criterion: { type: "string" },
+        "two-stage": { type: "boolean", default: false },
+        scores: { type: "string" },
+        alpha: { type: "string" },
+        temperature: { type: "string" },
+        layers: { type: "string" },
+        allocation: { type: "string" },
+        out: { type: "string" },
+        format: { type: "string", default: "hf" },
+        dtype: { type: "string", default: "f32" },
+        "eval-text": { type: "string" },
+        "eval-seq-len": { type: "string" },
+        "eval-stories": { type: "string" },
+        force: { type: "boolean", default: false },
+        backend: { type: "string" },
+        ...CALIBRATION_FLAGS,
+      },
+      strict: true,
+    });
+    if (!values.model || !values.out) throw new UsageError(`--model and --out are required\n\n${USAGE}`);
+    const amounts = (["target", "keep", "ratio", "mlp-ratio"] as const).filter((k) => values[k] !== undefined);
+    if (amounts.length !== 1) throw new UsageError(`give exactly one of --target, --keep, --ratio, --mlp-ratio (got ${amounts.length ? amounts.map((a) => "--" + a).join(", ") : "none"})\n\n${USAGE}`);
+    const twoStage = values["two-stage"];
+    if (twoStage && (values.criterion || values.scores)) throw new UsageError("--two-stage runs its own criteria: drop --criterion/--scores");
+    if (twoStage && (values.ratio || values.layers || values.allocation)) throw new UsageError("--two-stage takes --target, --keep or --mlp-ratio (all layers, uniform)");
+    if (values.format !== "hf" && values.format !== "gguf") throw new UsageError(`--format must be hf or gguf, got "${values.format}"`);
+    if (values.dtype !== "f32" && values.dtype !== "f16") throw new UsageError(`--dtype must be f32 or f16, got "${values.dtype}"`);
+    if (values.allocation !== undefined && values.allocation !== "uniform" && values.allocation !== "global") throw new UsageError(`--allocation must be uniform or global, got "${values.allocation}"`);
+    const criterion = criterionFlag(values.criterion) ?? "sd-taylor";
+    const alpha = numFlag("alpha", values.alpha);
+    const temperature = numFlag("temperature", values.temperature);
+    const target = numFlag("target", values.target);
+    const keep = intFlag("keep", values.keep, 1);
+    const ratio = numFlag("ratio", values.ratio);
+    const mlpRatio = numFlag("mlp-ratio", values["mlp-ratio"]);
+    const layers = layersFlag(values.layers);
+    const evalSeqLen = intFlag("eval-seq-len", values["eval-seq-len"], 2) ?? 128;
+    if ((values["eval-seq-len"] || values["eval-stories"]) && !values["eval-text"]) throw new UsageError("--eval-seq-len/--eval-stories need --eval-text FILE");
+    const cal = calibrationFromFlags(values);
+    if (twoStage && (!cal || cal.windows !== undefined)) throw new UsageError("--two-stage draws fresh windows for each stage: give --text FILE (not --windows)");
+    const dataFree = criterion === "magnitude" || criterion === "random";
+    if (!twoStage && !values.scores && !cal && !dataFree) throw new UsageError(`criterion ${criterion} needs calibration data (--text or --windows) or --scores FILE`);
+    // Refuse an occupied output before any work, so nothing is computed for nothing.
+    const out = path.resolve(values.out);
+    if (!values.force && fs.existsSync(out) && (!fs.statSync(out).isDirectory() || fs.readdirSync(out).length > 0)) {
+      throw new UsageError(`output directory ${out} already exists and is not empty (use --force to replace it)`);
+    }
+    if (values["eval-text"] && !fs.existsSync(values["eval-text"])) throw new UsageError(`--eval-text: file ${values["eval-text"]} does not exist`);
+
+    const session = await Session.load(values.model, { backend: values.backend as BackendName | undefined });
+    const progress = stderrProgress();
+    const intr = interruptSignal();
+    const run = { onProgress: progress.onProgress, signal: intr.signal };
+    try {
+      const before = paramCounts(session.config);
+      const widthsBefore = session.info().raw.widths;
+      const evalText = values["eval-text"];
+      const pplBefore = evalText ? (await session.evaluate({ ppl: { file: evalText, seqLen: evalSeqLen, stories: values["eval-stories"] }, ...run })).raw.ppl : null;
+      let summary: Table;
+      if (twoStage) {
+        const r = await session.sdmprune({ target, keep, mlpRatio, alpha, temperature, files: cal!.files, stories: cal!.stories, samples: cal!.samples, seqLen: cal!.seqLen, seed: cal!.seed, topk: cal!.topk, ...run });
+        summary = r.table();
+      } else {
+        if (cal) {
+          const needTeacher = criterion === "sd-taylor" && (alpha ?? 0.4) > 0;
+          await session.calibrate({ ...cal, ...run, teacher: needTeacher && !values.scores });
+        }
+        if (values.scores) await session.loadScores(values.scores);
+        else await session.score({ criterion, alpha, temperature, seed: cal?.seed, ...run });
+        const keepK = target !== undefined ? keepForTarget(session.originalConfig, target) : keep;
+        summary = session.prune({ ratio, keep: keepK, mlpRatio, layers, allocation: values.allocation as "uniform" | "global" | undefined }).table();
+      }
+      const pplAfter = evalText ? (await session.evaluate({ ppl: { file: evalText, seqLen: evalSeqLen, stories: values["eval-stories"] }, ...run })).raw.ppl : null;
+      progress.end();
+      const written = await session.save(out, { format: values.format, dtype: values.dtype, force: values.force });
+      const after = paramCounts(session.config);
+      const rows: Cell[][] = [
+        ["params (total)", before.total, after.total, (100 * (before.total - after.total)) / before.total],
+        ["params (MLP)", before.mlp, after.mlp, (100 * (before.mlp - after.mlp)) / before.mlp],
+        ["MLP width (layer 0)", widthsBefore[0], session.info().raw.widths[0], null],
+      ];
+      if (pplBefore && pplAfter) rows.push([`ppl@${pplAfter.seqLen} (${pplAfter.source})`, pplBefore.ppl, pplAfter.ppl, null]);
+      const table = new Table(["", "before", "after", "% removed"], rows, { title: "Before / after", digits: 2 });
+      process.stdout.write(`${summary.toText()}\n\n${table.toText()}\n\nwrote ${out}\n${written.map((w) => `  ${w}`).join("\n")}\n`);
+      return 0;
+    } finally {
+      progress.end();
+      intr.release();
+      session.dispose();
+    }
+  },
+};

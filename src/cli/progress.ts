@@ -1,0 +1,51 @@
+import type { ProgressEvent } from "../types";
+
+/**
+ * Progress of long operations on stderr. Nothing is printed for a phase until it has run for one second, so
+ * quick steps stay quiet. On a terminal one line is rewritten in place; otherwise (logs, CI) a line is
+ * written at most every 5 s per phase plus one when the phase completes.
+ */
+export function stderrProgress(enabled = true): { onProgress?: (e: ProgressEvent) => void; end: () => void } {
+  if (!enabled) return { end: () => {} };
+  const tty = !!process.stderr.isTTY;
+  const started = new Map<string, number>();
+  const lastLine = new Map<string, number>();
+  let open = false;
+  const fmt = (e: ProgressEvent) => {
+    const rate = e.tokensPerSecond ? `, ${Math.round(e.tokensPerSecond)} tok/s` : "";
+    const eta = e.etaSeconds !== undefined && e.done < e.total ? `, ETA ${Math.ceil(e.etaSeconds)} s` : "";
+    const msg = e.message ? ` ${e.message}` : "";
+    return `${e.phase}: ${e.done}/${e.total}${rate}${eta}${msg}`;
+  };
+  return {
+    onProgress: (e) => {
+      const now = Date.now();
+      if (!started.has(e.phase)) started.set(e.phase, now);
+      if (now - (started.get(e.phase) as number) < 1000) return;
+      const finished = e.done >= e.total;
+      if (tty) {
+        process.stderr.write(`\r\x1b[K${fmt(e)}`);
+        open = true;
+        if (finished) {
+          process.stderr.write("\n");
+          open = false;
+        }
+      } else if (finished || now - (lastLine.get(e.phase) ?? 0) >= 5000) {
+        lastLine.set(e.phase, now);
+        process.stderr.write(fmt(e) + "\n");
+      }
+    },
+    end: () => {
+      if (open) process.stderr.write("\n");
+      open = false;
+    },
+  };
+}
+
+/** SIGINT → abort signal for the duration of a command. */
+export function interruptSignal(): { signal: AbortSignal; release: () => void } {
+  const ac = new AbortController();
+  const on = () => ac.abort();
+  process.once("SIGINT", on);
+  return { signal: ac.signal, release: () => process.removeListener("SIGINT", on) };
+}

@@ -1,0 +1,124 @@
+import { DataError } from "../errors";
+import type { RunOptions, TextTokenizer } from "../types";
+import { BatchProgress } from "./progress";
+import { asScorer, checkScores, type ScorerLike } from "./scorer";
+
+/**
+ * lm-evaluation-harness `loglikelihood` requests: log p(continuation | context), summed over the continuation's
+ * tokens, and whether every continuation token was the greedy (argmax) choice.
+ */
+export interface LoglikelihoodRequest {
+  context: string;
+  continuation: string;
+}
+
+export interface LoglikelihoodResult {
+  /** Sum of the continuation tokens' log-probs (nats). */
+  loglik: number;
+  /** Every continuation token was the argmax; null when the scorer cannot tell (no greedy scorer). */
+  greedy: boolean | null;
+  /** Continuation tokens scored. */
+  tokens: number;
+}
+
+export interface EncodedPair {
+  contextIds: number[];
+  continuationIds: number[];
+}
+
+/**
+ * Tokenize like lm-eval `_encode_pair` with `add_bos_token=True`: trailing whitespace of the context moves to
+ * the front of the continuation; whole = encode(context + continuation), context_enc = encode(context), both
+ * with BOS; the continuation tokens are whole[len(context_enc):]. Encoding the whole string (not the two parts)
+ * keeps the tokenizer's merges across the boundary the way the harness does.
+ * An empty context becomes [BOS] (lm-eval uses its end-of-text token there) with the continuation encoded alone.
+ */
+export function encodePair(tokenizer: TextTokenizer, context: string, continuation: string, cache?: Map<string, number[]>): EncodedPair {
+  const trimmed = context.trimEnd();
+  const nSpaces = context.length - trimmed.length;
+  if (nSpaces > 0) {
+    continuation = context.slice(trimmed.length) + continuation;
+    context = trimmed;
+  }
+  if (context === "") {
+    const start = tokenizer.bosTokenId ?? tokenizer.eosTokenId;
+    if (start === null) throw new DataError("loglikelihood request with an empty context needs a tokenizer with a BOS or EOS token");
+    return { contextIds: [start], continuationIds: tokenizer.encode(continuation, { addBos: false }) };
+  }
+  let contextIds = cache?.get(context);
+  if (!contextIds) {
+    contextIds = tokenizer.encode(context, { addBos: true });
+    cache?.set(context, contextIds);
+  }
+  const whole = tokenizer.encode(context + continuation, { addBos: true });
+  return { contextIds, continuationIds: whole.slice(contextIds.length) };
+}
+
+export interface LoglikelihoodOptions extends RunOptions {
+  /** Sequences per scorer call (default 8). Results do not depend on it beyond float rounding. */
+  batchSize?: number;
+  /** Model context: sequences longer than maxLength + 1 tokens are cut from the left, as lm-eval does. */
+  maxLength?: number;
+  /** Compute `greedy` (needs a Scorer with `greedy`); otherwise greedy is null. */
+  needGreedy?: boolean;
+  phase?: string;
+  /** A progress tracker shared with the caller (several tasks under one bar); default: one for these requests. */
+  progress?: BatchProgress;
+  /** Progress message (the task name). */
+  message?: string;
+}
+
+/** Score requests in batches (longest first, like lm-eval, so batches have similar lengths). */
+export async function loglikelihoods(
+  scorerLike: ScorerLike,
+  tokenizer: TextTokenizer,
+  requests: LoglikelihoodRequest[],
+  opts: LoglikelihoodOptions = {},
+): Promise<LoglikelihoodResult[]> {
+  const scorer = asScorer(scorerLike);
+  const batchSize = opts.batchSize ?? 8;
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new DataError(`batchSize must be a positive integer, got ${batchSize}`);
+  if (opts.needGreedy && !scorer.greedy) throw new DataError("greedy matching was requested but the scorer has no greedy function (use modelScorer(model))");
+  const cache = new Map<string, number[]>();
+  const seqs: number[][] = [];
+  const nCont: number[] = [];
+  for (const r of requests) {
+    const { contextIds, continuationIds } = encodePair(tokenizer, r.context, r.continuation, cache);
+    let seq = contextIds.concat(continuationIds);
+    if (opts.maxLength !== undefined && seq.length > opts.maxLength + 1) seq = seq.slice(seq.length - (opts.maxLength + 1));
+    seqs.push(seq);
+    // A continuation longer than the model context is scored on the tokens that fit.
+    nCont.push(Math.min(continuationIds.length, seq.length - 1));
+  }
+  const order = seqs.map((_, i) => i).sort((a, b) => seqs[b].length - seqs[a].length || a - b);
+  const results: LoglikelihoodResult[] = new Array(requests.length);
+  const progress = opts.progress ?? new BatchProgress(opts, opts.phase ?? "eval:loglikelihood", requests.length);
+  for (let b = 0; b < order.length; b += batchSize) {
+    await progress.checkpoint();
+    const idx = order.slice(b, b + batchSize);
+    const batch = idx.map((i) => seqs[i]);
+    let logProbs: Float32Array[];
+    let greedy: Uint8Array[] | null = null;
+    if (opts.needGreedy && scorer.greedy) {
+      const out = scorer.greedy(batch);
+      logProbs = out.map((o) => o.logProbs);
+      greedy = out.map((o) => o.greedy);
+    } else {
+      logProbs = scorer.logProbs(batch);
+    }
+    checkScores(batch, logProbs);
+    idx.forEach((i, k) => {
+      const lp = logProbs[k];
+      const n = nCont[i];
+      let sum = 0;
+      let allGreedy = true;
+      for (let t = lp.length - n; t < lp.length; t++) {
+        sum += lp[t];
+        if (greedy && !greedy[k][t]) allGreedy = false;
+      }
+      results[i] = { loglik: sum, greedy: greedy ? allGreedy : null, tokens: n };
+    });
+    progress.advance(batch.length, batch.reduce((s, q) => s + q.length, 0), opts.message);
+  }
+  return results;
+}

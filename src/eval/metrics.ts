@@ -1,0 +1,53 @@
+import type { ChoiceDoc } from "./tasks/types";
+
+/** Per-item bookkeeping of lm-eval's multiple-choice metrics. */
+export interface ChoiceItemResult {
+  id: string;
+  gold: number;
+  /** Summed continuation log-likelihood per choice. */
+  logliks: number[];
+  /** argmax of logliks (acc). */
+  pred: number;
+  /** argmax of loglik / character length of the choice string (acc_norm). */
+  predNorm: number;
+}
+
+export interface TargetItemResult {
+  id: string;
+  /** Summed log-likelihood of the target continuation. */
+  loglik: number;
+  /** Target tokens scored. */
+  tokens: number;
+  /** All target tokens were the argmax; null when the scorer could not tell. */
+  greedy: boolean | null;
+}
+
+/** Index of the largest value; the first one on ties (numpy argmax). */
+export function argmax(xs: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < xs.length; i++) if (xs[i] > xs[best]) best = i;
+  return best;
+}
+
+/**
+ * acc picks the choice with the highest summed log-likelihood; acc_norm divides each by the character length
+ * of the choice string (lm-eval: len(choice), without the " " delimiter of the continuation) first.
+ */
+export function scoreChoice(doc: ChoiceDoc, logliks: number[]): ChoiceItemResult {
+  const norm = logliks.map((l, i) => l / Math.max(1, doc.choices[i].length));
+  return { id: doc.id, gold: doc.gold, logliks, pred: argmax(logliks), predNorm: argmax(norm) };
+}
+
+export interface MeanStderr {
+  mean: number;
+  /** Standard error of the mean (sample std with n − 1 over √n, as lm-eval); null for n < 2. */
+  stderr: number | null;
+}
+
+export function meanStderr(xs: number[]): MeanStderr {
+  const n = xs.length;
+  const mean = xs.reduce((s, x) => s + x, 0) / n;
+  if (n < 2) return { mean, stderr: null };
+  const v = xs.reduce((s, x) => s + (x - mean) ** 2, 0) / (n - 1);
+  return { mean, stderr: Math.sqrt(v / n) };
+}

@@ -1,0 +1,77 @@
+import type { LlamaModel } from "../model/llama";
+import type { TeacherCache, TopK } from "../teacher";
+import type { RunOptions } from "../types";
+
+/**
+ * Channel-importance criteria for MLP intermediate channels (channel i = gate/up output i = down input i).
+ * - "sd-taylor": SDMPrune, |Taylor| of (1−α)·CE + α·KD per sample, Σ_s mean_k |·| (METHOD.md §5).
+ * - "ce-taylor": the same with α = 0 (stage-1 warm start; no teacher).
+ * - "llm-pruner": LLM-Pruner param_first, one batch-mean CE gradient, Σ_k |W⊙G| per module, modules summed.
+ * - "llm-pruner-vector": LLM-Pruner vectorize, |Σ_k W⊙G| per module, modules summed.
+ * - "magnitude": Σ|W| over the group (gate column, up column, down row in [in,out] layout).
+ * - "wanda": |W| · ‖input activation‖₂ over the group, summed.
+ * - "random": seeded uniform scores.
+ */
+export type Criterion = "sd-taylor" | "ce-taylor" | "llm-pruner" | "llm-pruner-vector" | "magnitude" | "wanda" | "random";
+
+export const CRITERIA: readonly Criterion[] = ["sd-taylor", "ce-taylor", "llm-pruner", "llm-pruner-vector", "magnitude", "wanda", "random"];
+
+/**
+ * Criteria whose accumulator is a plain sum over samples (Σ_s of a per-sample vector): they can be
+ * accumulated in several calls and merged. The others are not additive (LLM-Pruner takes |·| of a
+ * batch-mean gradient, Wanda takes √ of summed squares, magnitude/random use no data) and are computed
+ * in one call.
+ */
+export function isAdditive(c: Criterion): boolean {
+  return c === "sd-taylor" || c === "ce-taylor";
+}
+
+/** Everything besides the model that changes the numbers; merge refuses accumulators whose settings differ. */
+export interface ScoreSettings {
+  /** KD weight (sd-taylor; 0 for ce-taylor), null where no loss mix applies. */
+  alpha: number | null;
+  /** Teacher temperature (sd-taylor), else null. */
+  temperature: number | null;
+  /** Teacher cache entries per position (sd-taylor), else null. */
+  topk: TopK | null;
+  /** Calibration window length (data-free criteria: null). */
+  seqLen: number | null;
+  /** Calibration seed as given by the caller (also the seed of "random"); null when unknown. */
+  seed: number | null;
+}
+
+export interface AccumulateOptions extends RunOptions {
+  criterion: Criterion;
+  /** KD weight α for sd-taylor (ce-taylor forces 0). */
+  alpha?: number;
+  /** Teacher temperature τ for sd-taylor. */
+  temperature?: number;
+  /** First window and number of windows to use (default: all windows from `from`). */
+  from?: number;
+  count?: number;
+  /** Calibration seed (recorded in the settings) and seed of the random criterion. */
+  seed?: number;
+  /** Taylor only: "layerwise" (default; one layer's gradients alive at a time) or "straightforward" (model.gradients over all MLP weights). */
+  path?: "layerwise" | "straightforward";
+}
+
+/** What one criterion family implementation receives. */
+export interface CriterionContext {
+  model: LlamaModel;
+  windows: number[][];
+  from: number;
+  count: number;
+  teacher: TeacherCache | null;
+  opts: AccumulateOptions;
+  settings: ScoreSettings;
+}
+
+/**
+ * Adds per-layer, per-channel contributions covering `samples` windows into the accumulator. Additive
+ * criteria call it once per window (so a cancellation leaves only whole samples added); the others once.
+ */
+export type ScoreSink = (perLayer: Float64Array[], samples: number) => void;
+
+export interface CriterionImpl {
+  run(ctx: CriterionContext, sink: ScoreSink): Promise<void>;
+}

@@ -1,0 +1,96 @@
+/**
+ * Element conversions between the on-disk float formats (F16, BF16) and the Float32Array every reader returns.
+ * F16 → F32 is exact; F32 → F16 rounds to nearest even (as numpy/PyTorch do) so saved files match them bit for bit.
+ */
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+export function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 0x1f) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+export function floatToHalf(v: number): number {
+  f32[0] = v;
+  const x = u32[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  const mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    // Subnormal half: shift the full 24-bit significand, rounding to nearest even.
+    const m = mant | 0x800000;
+    const shift = 14 - e;
+    let r = m >>> shift;
+    const rem = m & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && (r & 1))) r++;
+    return sign | r;
+  }
+  let r = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && (r & 1))) r++; // may carry into the exponent, which is correct
+  return sign | r;
+}
+
+export function decodeF16(bytes: Uint8Array, n: number): Float32Array {
+  const out = new Float32Array(n);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, n * 2);
+  // A 64 Ki-entry table turns the per-element branchy decode into one lookup.
+  const table = halfTable();
+  for (let i = 0; i < n; i++) out[i] = table[dv.getUint16(i * 2, true)];
+  return out;
+}
+
+let HALF_TABLE: Float32Array | null = null;
+function halfTable(): Float32Array {
+  if (!HALF_TABLE) {
+    HALF_TABLE = new Float32Array(65536);
+    for (let i = 0; i < 65536; i++) HALF_TABLE[i] = halfToFloat(i);
+  }
+  return HALF_TABLE;
+}
+
+export function decodeBF16(bytes: Uint8Array, n: number): Float32Array {
+  const out = new Float32Array(n);
+  const o32 = new Uint32Array(out.buffer);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, n * 2);
+  for (let i = 0; i < n; i++) o32[i] = dv.getUint16(i * 2, true) << 16;
+  return out;
+}
+
+export function decodeF32(bytes: Uint8Array, n: number): Float32Array {
+  // Copy into a fresh, aligned buffer: the source may sit at any byte offset and is little-endian on disk.
+  const out = new Float32Array(n);
+  new Uint8Array(out.buffer).set(bytes.subarray(0, n * 4));
+  if (!LITTLE_ENDIAN) {
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, n * 4);
+    for (let i = 0; i < n; i++) out[i] = dv.getFloat32(i * 4, true);
+  }
+  return out;
+}
+
+export function encodeF32(data: Float32Array): Uint8Array {
+  if (LITTLE_ENDIAN) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const out = new Uint8Array(data.length * 4);
+  const dv = new DataView(out.buffer);
+  for (let i = 0; i < data.length; i++) dv.setFloat32(i * 4, data[i], true);
+  return out;
+}
+
+export function encodeF16(data: Float32Array): Uint8Array {
+  const out = new Uint8Array(data.length * 2);
+  const dv = new DataView(out.buffer);
+  for (let i = 0; i < data.length; i++) dv.setUint16(i * 2, floatToHalf(data[i]), true);
+  return out;
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;

@@ -1,0 +1,161 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { ConfigError, FormatError, UsageError } from "../errors";
+import { LlamaConfig, intermediateSizes } from "../model/config";
+import type { TextTokenizer } from "../types";
+import { writeDirAtomic } from "./atomic";
+import { GgufType, readGgufHeader, readGgufTensors, writeGguf } from "./gguf";
+import { configFromGguf, ggufFromModel, sentencePieceFromGguf, tensorsFromGguf } from "./gguf-llama";
+import { readHfDir, writeHfDir } from "./hf";
+import { TensorMap } from "./tensors";
+import { HfTokenizer } from "./tokenizer";
+
+/**
+ * One entry point for model files in either format. Whatever the source, the result is HF-named tensors in HF
+ * layout (q/k rows in rotate-half order), a validated config and a tokenizer, so nothing downstream cares where
+ * the model came from.
+ */
+
+export interface ModelFiles {
+  format: "gguf" | "hf";
+  path: string;
+  config: LlamaConfig;
+  tensors: TensorMap;
+  tokenizer: TextTokenizer | null;
+  metadata: Record<string, unknown>;
+}
+
+export interface WriteModelOptions {
+  format: "hf" | "gguf";
+  dtype?: "f32" | "f16";
+  force?: boolean;
+  /** Extra files to put in the directory (string content as is, objects as JSON). */
+  extraFiles?: Record<string, string | object>;
+  /** general.name for GGUF. */
+  name?: string;
+}
+
+/** Shapes every tensor must have for `config` (HF layout). */
+export function expectedShapes(c: LlamaConfig): Map<string, number[]> {
+  const H = c.hidden_size;
+  const q = c.num_attention_heads * c.head_dim;
+  const kv = c.num_key_value_heads * c.head_dim;
+  const m = new Map<string, number[]>();
+  m.set("model.embed_tokens.weight", [c.vocab_size, H]);
+  m.set("model.norm.weight", [H]);
+  if (!c.tie_word_embeddings) m.set("lm_head.weight", [c.vocab_size, H]);
+  intermediateSizes(c).forEach((I, l) => {
+    const p = `model.layers.${l}.`;
+    m.set(p + "input_layernorm.weight", [H]);
+    m.set(p + "self_attn.q_proj.weight", [q, H]);
+    m.set(p + "self_attn.k_proj.weight", [kv, H]);
+    m.set(p + "self_attn.v_proj.weight", [kv, H]);
+    m.set(p + "self_attn.o_proj.weight", [H, q]);
+    m.set(p + "post_attention_layernorm.weight", [H]);
+    m.set(p + "mlp.gate_proj.weight", [I, H]);
+    m.set(p + "mlp.up_proj.weight", [I, H]);
+    m.set(p + "mlp.down_proj.weight", [H, I]);
+  });
+  return m;
+}
+
+/** Missing, unexpected or mis-shaped tensors → ConfigError naming the tensor, the source and expected vs got. */
+export function validateTensors(c: LlamaConfig, tensors: TensorMap, source: string): void {
+  const want = expectedShapes(c);
+  for (const [name, shape] of want) {
+    const t = tensors.get(name);
+    if (!t) throw new ConfigError(`${source}: missing tensor ${name} (expected shape [${shape.join(", ")}])`);
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new ConfigError(`${source}: tensor ${name} has shape [${t.shape.join(", ")}] but the config implies [${shape.join(", ")}]`);
+    }
+  }
+  for (const name of tensors.keys()) {
+    if (!want.has(name)) {
+      if (name === "lm_head.weight") throw new ConfigError(`${source}: lm_head.weight present but tie_word_embeddings is true`);
+      // Rotary caches some old checkpoints saved are recomputed, not weights.
+      if (/rotary_emb\.inv_freq$/.test(name)) { tensors.delete(name); continue; }
+      throw new ConfigError(`${source}: unexpected tensor ${name} (not part of a LlamaForCausalLM with this config)`);
+    }
+  }
+}
+
+function findGguf(dir: string): string | null {
+  const g = fs.readdirSync(dir).filter((f) => f.endsWith(".gguf"));
+  if (g.length === 1) return path.join(dir, g[0]);
+  if (g.length > 1) throw new UsageError(`${dir}: contains ${g.length} .gguf files (${g.join(", ")}); pass one of them`);
+  return null;
+}
+
+export async function readModelFiles(p: string): Promise<ModelFiles> {
+  if (!fs.existsSync(p)) throw new UsageError(`model path ${p} does not exist`);
+  const stat = fs.statSync(p);
+  if (stat.isDirectory()) {
+    if (fs.existsSync(path.join(p, "config.json"))) return readHf(p);
+    const g = findGguf(p);
+    if (g) return readGguf(g);
+    throw new FormatError(`${p}: neither a Hugging Face model directory (config.json) nor a directory with one .gguf file`);
+  }
+  return readGguf(p);
+}
+
+function readGguf(file: string): ModelFiles {
+  const h = readGgufHeader(file);
+  const raw = readGgufTensors(h);
+  const emb = raw.get("token_embd.weight");
+  const heads = Number(h.metadata["llama.attention.head_count"]);
+  const kvHeads = h.metadata["llama.attention.head_count_kv"] === undefined ? heads : Number(h.metadata["llama.attention.head_count_kv"]);
+  const { tensors, tied } = tensorsFromGguf(file, raw, heads, kvHeads);
+  const config = configFromGguf(h, tied, emb ? emb.shape[0] : 0);
+  validateTensors(config, tensors, file);
+  const sp = sentencePieceFromGguf(h);
+  const tokenizer = sp ? HfTokenizer.fromSentencePiece(sp, `${file} (tokenizer.ggml.*)`) : null;
+  const metadata: Record<string, unknown> = { ggufVersion: h.version };
+  for (const [k, v] of Object.entries(h.metadata)) {
+    metadata[k] = h.metadataTypes[k] === GgufType.ARRAY && (v as unknown[]).length > 64 ? `[${(v as unknown[]).length} items]` : v;
+  }
+  if (!sp && h.metadata["tokenizer.ggml.model"] !== undefined) {
+    metadata["sdmprune.warning"] = `tokenizer.ggml.model ${JSON.stringify(h.metadata["tokenizer.ggml.model"])} is not supported; no tokenizer loaded`;
+  }
+  return { format: "gguf", path: file, config, tensors, tokenizer, metadata };
+}
+
+function readHf(dir: string): ModelFiles {
+  const r = readHfDir(dir);
+  validateTensors(r.config, r.tensors, dir);
+  return { format: "hf", path: dir, config: r.config, tensors: r.tensors, tokenizer: r.tokenizer, metadata: { files: r.files } };
+}
+
+function asHfTokenizer(t: TextTokenizer): HfTokenizer {
+  return t instanceof HfTokenizer ? t : new HfTokenizer(t.toJSON(), { bosTokenId: t.bosTokenId, eosTokenId: t.eosTokenId });
+}
+
+/**
+ * Write a model into `dir` (HF directory, or `dir/model.gguf`). The directory is built beside the target and renamed
+ * into place; an existing non-empty `dir` is refused unless `force`. Returns the paths written.
+ */
+export async function writeModelFiles(
+  dir: string,
+  m: { config: LlamaConfig; tensors: TensorMap; tokenizer: TextTokenizer | null },
+  opts: WriteModelOptions,
+): Promise<string[]> {
+  const dtype = opts.dtype ?? "f32";
+  if (opts.format !== "hf" && opts.format !== "gguf") throw new UsageError(`format must be "hf" or "gguf", got ${JSON.stringify(opts.format)}`);
+  if (dtype !== "f32" && dtype !== "f16") throw new UsageError(`dtype must be "f32" or "f16", got ${JSON.stringify(dtype)}`);
+  validateTensors(m.config, m.tensors, "model to save");
+  const names: string[] = [];
+  await writeDirAtomic(dir, opts.force ?? false, async (tmp) => {
+    if (opts.format === "hf") {
+      names.push(...writeHfDir(tmp, m.config, m.tensors, m.tokenizer, dtype));
+    } else {
+      const g = ggufFromModel(m.config, m.tensors, m.tokenizer ? asHfTokenizer(m.tokenizer) : null, dtype, opts.name);
+      writeGguf(path.join(tmp, "model.gguf"), g.kvs, g.tensors);
+      names.push("model.gguf");
+    }
+    for (const [name, content] of Object.entries(opts.extraFiles ?? {})) {
+      if (name.includes("/") || name.includes("\\") || name.startsWith(".")) throw new UsageError(`extra file name ${JSON.stringify(name)} must be a plain file name`);
+      fs.writeFileSync(path.join(tmp, name), typeof content === "string" ? content : JSON.stringify(content, null, 2) + "\n");
+      names.push(name);
+    }
+  });
+  return names.map((n) => path.join(path.resolve(dir), n));
+}

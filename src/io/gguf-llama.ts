@@ -1,0 +1,281 @@
+import { ConfigError, FormatError } from "../errors";
+import { LlamaConfig, intermediateSizes, parseConfig } from "../model/config";
+import { GgufHeader, GgufType, GgufValue, GgufWriteTensor, gv } from "./gguf";
+import { HostTensor, TensorMap } from "./tensors";
+import { HfTokenizer, SentencePieceVocab } from "./tokenizer";
+
+/**
+ * LLaMA in GGUF ↔ sdmprune's Hugging Face view: tensor names, config from/to `llama.*` metadata, tokenizer
+ * from/to `tokenizer.ggml.*`, and the Q/K row order.
+ *
+ * RoPE: GGUF (like llama2.c) rotates adjacent pairs (2j, 2j+1) of each head; sdmprune uses the HF rotate-half
+ * pairing (j, j + head_dim/2). llama.cpp's convert_hf_to_gguf permutes HF q/k rows with
+ * `w.reshape(n_head, 2, hd/2, in).swapaxes(1, 2)`; we apply the inverse when reading and the same permutation when
+ * writing, so a GGUF produced here runs unchanged in llama.cpp and a converted HF checkpoint loads in transformers.
+ *
+ * Per-layer MLP widths: `llama.feed_forward_length` is written as an array of u32 (one per block) when widths
+ * differ; uniform widths stay a scalar. llama.cpp parses the key as a scalar or per-layer array (as for OpenELM),
+ * and sdmprune reads such files back, but llama.cpp's `llama` architecture still sizes every ffn tensor with
+ * layer 0's width, so it refuses a non-uniform file (checked with node-llama-cpp 3.22.1: "check_tensor_dims:
+ * tensor 'blk.1.ffn_gate.weight' has wrong shape"). Uniform (SDMPrune) output runs in llama.cpp unchanged.
+ */
+
+const LAYER_NAMES: [string, string][] = [
+  ["attn_norm", "input_layernorm"],
+  ["attn_q", "self_attn.q_proj"],
+  ["attn_k", "self_attn.k_proj"],
+  ["attn_v", "self_attn.v_proj"],
+  ["attn_output", "self_attn.o_proj"],
+  ["ffn_norm", "post_attention_layernorm"],
+  ["ffn_gate", "mlp.gate_proj"],
+  ["ffn_up", "mlp.up_proj"],
+  ["ffn_down", "mlp.down_proj"],
+];
+const GLOBAL_NAMES: [string, string][] = [
+  ["token_embd.weight", "model.embed_tokens.weight"],
+  ["output_norm.weight", "model.norm.weight"],
+  ["output.weight", "lm_head.weight"],
+];
+
+export function ggufToHfName(name: string): string | null {
+  for (const [g, h] of GLOBAL_NAMES) if (name === g) return h;
+  const m = /^blk\.(\d+)\.([a-z_]+)\.weight$/.exec(name);
+  if (m) for (const [g, h] of LAYER_NAMES) if (m[2] === g) return `model.layers.${m[1]}.${h}.weight`;
+  return null;
+}
+
+export function hfToGgufName(name: string): string | null {
+  for (const [g, h] of GLOBAL_NAMES) if (name === h) return g;
+  const m = /^model\.layers\.(\d+)\.(.+)\.weight$/.exec(name);
+  if (m) for (const [g, h] of LAYER_NAMES) if (m[2] === h) return `blk.${m[1]}.${g}.weight`;
+  return null;
+}
+
+/**
+ * Reorder the rows of a q/k weight [nHeads*hd, in]. `toGguf` true: HF rotate-half → GGUF adjacent pairs
+ * (llama.cpp `permute`); false: the inverse.
+ */
+export function permuteQK(t: HostTensor, nHeads: number, toGguf: boolean): HostTensor {
+  const [rows, cols] = t.shape;
+  if (rows % nHeads !== 0 || (rows / nHeads) % 2 !== 0) {
+    throw new ConfigError(`q/k weight with ${rows} rows cannot be split into ${nHeads} heads of even size`);
+  }
+  const hd = rows / nHeads;
+  const half = hd / 2;
+  const out = new Float32Array(t.data.length);
+  for (let h = 0; h < nHeads; h++) {
+    for (let i = 0; i < 2; i++) {
+      for (let j = 0; j < half; j++) {
+        const hfRow = h * hd + i * half + j;
+        const ggRow = h * hd + 2 * j + i;
+        const [src, dst] = toGguf ? [hfRow, ggRow] : [ggRow, hfRow];
+        out.set(t.data.subarray(src * cols, (src + 1) * cols), dst * cols);
+      }
+    }
+  }
+  return { shape: t.shape.slice(), data: out };
+}
+
+function num(meta: Record<string, unknown>, key: string, file: string, fallback?: number): number {
+  const v = meta[key];
+  if (v === undefined) {
+    if (fallback !== undefined) return fallback;
+    throw new ConfigError(`${file}: GGUF metadata "${key}" is missing`);
+  }
+  if (typeof v !== "number") throw new ConfigError(`${file}: GGUF metadata "${key}" must be a number, got ${JSON.stringify(typeof v === "bigint" ? String(v) : v)}`);
+  return v;
+}
+
+/** Config from GGUF metadata, validated by parseConfig. Tying is decided by the caller from the tensors. */
+export function configFromGguf(h: GgufHeader, tied: boolean, vocabFallback: number): LlamaConfig {
+  const m = h.metadata;
+  const f = h.path;
+  const arch = m["general.architecture"];
+  if (arch !== "llama") throw new ConfigError(`${f}: general.architecture is ${JSON.stringify(arch)}; sdmprune supports "llama"`);
+  const ff = m["llama.feed_forward_length"];
+  const hidden = num(m, "llama.embedding_length", f);
+  const heads = num(m, "llama.attention.head_count", f);
+  const headDim = m["llama.attention.key_length"] !== undefined ? num(m, "llama.attention.key_length", f) : hidden / heads;
+  const ropeDims = num(m, "llama.rope.dimension_count", f, headDim);
+  if (ropeDims !== headDim) throw new ConfigError(`${f}: llama.rope.dimension_count ${ropeDims} differs from head_dim ${headDim} (partial RoPE is not supported)`);
+  if (m["llama.attention.value_length"] !== undefined && num(m, "llama.attention.value_length", f) !== headDim) {
+    throw new ConfigError(`${f}: llama.attention.value_length differs from key_length (not supported)`);
+  }
+  let ropeScaling: unknown = null;
+  const stype = m["llama.rope.scaling.type"];
+  if (typeof m["sdmprune.rope_scaling"] === "string") ropeScaling = JSON.parse(m["sdmprune.rope_scaling"] as string);
+  else if (stype === "linear") ropeScaling = { rope_type: "linear", factor: num(m, "llama.rope.scaling.factor", f) };
+  else if (stype !== undefined && stype !== "none") throw new ConfigError(`${f}: llama.rope.scaling.type ${JSON.stringify(stype)} is not supported`);
+  else if (h.tensors.some((t) => t.name === "rope_freqs.weight")) {
+    throw new ConfigError(`${f}: rope_freqs.weight (llama3 RoPE scaling baked into factors) is not supported in GGUF input; convert from the HF checkpoint`);
+  }
+  const raw = {
+    model_type: "llama",
+    vocab_size: m["llama.vocab_size"] !== undefined ? num(m, "llama.vocab_size", f) : vocabFallback,
+    hidden_size: hidden,
+    intermediate_size: ff,
+    num_hidden_layers: num(m, "llama.block_count", f),
+    num_attention_heads: heads,
+    num_key_value_heads: num(m, "llama.attention.head_count_kv", f, heads),
+    head_dim: headDim,
+    rms_norm_eps: num(m, "llama.attention.layer_norm_rms_epsilon", f, 1e-5),
+    rope_theta: num(m, "llama.rope.freq_base", f, 10000),
+    rope_scaling: ropeScaling,
+    tie_word_embeddings: tied,
+    max_position_embeddings: num(m, "llama.context_length", f, 2048),
+    bos_token_id: num(m, "tokenizer.ggml.bos_token_id", f, 1),
+    eos_token_id: num(m, "tokenizer.ggml.eos_token_id", f, 2),
+  };
+  return parseConfig(raw, `${f} (GGUF metadata)`);
+}
+
+/** GGUF tensors (already read, row-major) → HF-named TensorMap, q/k rows permuted, tied head dropped. */
+export function tensorsFromGguf(file: string, g: Map<string, HostTensor>, nHeads: number, nKvHeads: number): { tensors: TensorMap; tied: boolean } {
+  const tensors: TensorMap = new Map();
+  for (const [name, t] of g) {
+    if (name === "rope_freqs.weight") continue; // derived from config on write
+    const hf = ggufToHfName(name);
+    if (hf === null) throw new FormatError(`${file}: unexpected tensor ${name} for a llama GGUF`);
+    if (name.endsWith(".attn_q.weight")) tensors.set(hf, permuteQK(t, nHeads, false));
+    else if (name.endsWith(".attn_k.weight")) tensors.set(hf, permuteQK(t, nKvHeads, false));
+    else tensors.set(hf, t);
+  }
+  const emb = tensors.get("model.embed_tokens.weight");
+  const head = tensors.get("lm_head.weight");
+  let tied = head === undefined;
+  // Some converters (stories260K) store the tied head as a copy; treat an identical copy as tied.
+  if (emb && head && sameTensor(emb, head)) {
+    tensors.delete("lm_head.weight");
+    tied = true;
+  }
+  return { tensors, tied };
+}
+
+function sameTensor(a: HostTensor, b: HostTensor): boolean {
+  if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) return false;
+  const x = new Uint32Array(a.data.buffer, a.data.byteOffset, a.data.length);
+  const y = new Uint32Array(b.data.buffer, b.data.byteOffset, b.data.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/** The SentencePiece vocabulary in GGUF metadata, or null (no tokenizer, or a kind sdmprune does not read). */
+export function sentencePieceFromGguf(h: GgufHeader): SentencePieceVocab | null {
+  const m = h.metadata;
+  const model = m["tokenizer.ggml.model"];
+  if (model === undefined) return null;
+  if (model !== "llama") return null;
+  const tokens = m["tokenizer.ggml.tokens"];
+  if (!Array.isArray(tokens)) throw new FormatError(`${h.path}: tokenizer.ggml.tokens is missing`);
+  const scores = (m["tokenizer.ggml.scores"] as number[] | undefined) ?? tokens.map(() => 0);
+  const types = (m["tokenizer.ggml.token_type"] as number[] | undefined) ?? tokens.map(() => 1);
+  if (scores.length !== tokens.length || types.length !== tokens.length) {
+    throw new FormatError(`${h.path}: tokenizer.ggml.scores/token_type lengths (${scores.length}/${types.length}) differ from tokens (${tokens.length})`);
+  }
+  const id = (k: string): number | null => {
+    const v = m[k];
+    return typeof v === "number" && v < tokens.length ? v : null;
+  };
+  return {
+    tokens: tokens as string[],
+    scores,
+    types,
+    bosTokenId: id("tokenizer.ggml.bos_token_id"),
+    eosTokenId: id("tokenizer.ggml.eos_token_id"),
+    unkTokenId: id("tokenizer.ggml.unknown_token_id"),
+  };
+}
+
+/** llama3 RoPE frequency factors as llama.cpp's converter computes them (`rope_freqs.weight`). */
+function llama3RopeFactors(c: LlamaConfig): Float32Array {
+  const rs = c.rope_scaling!;
+  const factor = rs.factor!, lo = rs.low_freq_factor!, hi = rs.high_freq_factor!, old = rs.original_max_position_embeddings!;
+  const loWave = old / lo, hiWave = old / hi;
+  const out = new Float32Array(c.head_dim / 2);
+  for (let j = 0; j < out.length; j++) {
+    const freq = 1 / c.rope_theta ** ((2 * j) / c.head_dim);
+    const wave = (2 * Math.PI) / freq;
+    if (wave < hiWave) out[j] = 1;
+    else if (wave > loWave) out[j] = factor;
+    else {
+      const s = (old / wave - lo) / (hi - lo);
+      out[j] = 1 / ((1 - s) / factor + s);
+    }
+  }
+  return out;
+}
+
+/** Metadata and tensors for a llama GGUF that llama.cpp loads. */
+export function ggufFromModel(
+  config: LlamaConfig,
+  tensors: TensorMap,
+  tokenizer: HfTokenizer | null,
+  dtype: "f32" | "f16",
+  name = "sdmprune",
+): { kvs: [string, GgufValue][]; tensors: GgufWriteTensor[] } {
+  const c = config;
+  const sizes = intermediateSizes(c);
+  const kvs: [string, GgufValue][] = [
+    ["general.architecture", gv.str("llama")],
+    ["general.name", gv.str(name)],
+    ["general.file_type", gv.u32(dtype === "f16" ? 1 : 0)],
+    ["llama.vocab_size", gv.u32(c.vocab_size)],
+    ["llama.context_length", gv.u32(c.max_position_embeddings)],
+    ["llama.embedding_length", gv.u32(c.hidden_size)],
+    ["llama.block_count", gv.u32(c.num_hidden_layers)],
+    ["llama.feed_forward_length", sizes.every((s) => s === sizes[0]) ? gv.u32(sizes[0]) : gv.arr(GgufType.UINT32, sizes)],
+    ["llama.attention.head_count", gv.u32(c.num_attention_heads)],
+    ["llama.attention.head_count_kv", gv.u32(c.num_key_value_heads)],
+    ["llama.rope.dimension_count", gv.u32(c.head_dim)],
+    ["llama.rope.freq_base", gv.f32(c.rope_theta)],
+    ["llama.attention.layer_norm_rms_epsilon", gv.f32(c.rms_norm_eps)],
+  ];
+  if (c.head_dim * c.num_attention_heads !== c.hidden_size) {
+    kvs.push(["llama.attention.key_length", gv.u32(c.head_dim)], ["llama.attention.value_length", gv.u32(c.head_dim)]);
+  }
+  if (c.rope_scaling?.rope_type === "linear") {
+    kvs.push(["llama.rope.scaling.type", gv.str("linear")], ["llama.rope.scaling.factor", gv.f32(c.rope_scaling.factor!)]);
+  } else if (c.rope_scaling?.rope_type === "llama3") {
+    kvs.push(["sdmprune.rope_scaling", gv.str(JSON.stringify(c.rope_scaling))]);
+  }
+  if (tokenizer) {
+    const sp = tokenizer.toSentencePiece();
+    kvs.push(
+      ["tokenizer.ggml.model", gv.str("llama")],
+      ["tokenizer.ggml.pre", gv.str("default")],
+      ["tokenizer.ggml.tokens", gv.arr(GgufType.STRING, sp.tokens)],
+      ["tokenizer.ggml.scores", gv.arr(GgufType.FLOAT32, sp.scores)],
+      ["tokenizer.ggml.token_type", gv.arr(GgufType.INT32, sp.types)],
+    );
+    if (sp.bosTokenId !== null) kvs.push(["tokenizer.ggml.bos_token_id", gv.u32(sp.bosTokenId)]);
+    if (sp.eosTokenId !== null) kvs.push(["tokenizer.ggml.eos_token_id", gv.u32(sp.eosTokenId)]);
+    if (sp.unkTokenId !== null) kvs.push(["tokenizer.ggml.unknown_token_id", gv.u32(sp.unkTokenId)]);
+    kvs.push(["tokenizer.ggml.add_bos_token", gv.bool(sp.bosTokenId !== null)], ["tokenizer.ggml.add_eos_token", gv.bool(false)]);
+  } else {
+    // Keep the ids the config carries so a round trip preserves them (llama.cpp itself needs a vocabulary).
+    kvs.push(["tokenizer.ggml.bos_token_id", gv.u32(c.bos_token_id)]);
+    const eos = Array.isArray(c.eos_token_id) ? c.eos_token_id[0] : c.eos_token_id;
+    kvs.push(["tokenizer.ggml.eos_token_id", gv.u32(eos)]);
+  }
+
+  const out: GgufWriteTensor[] = [];
+  const order = ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"];
+  for (let l = 0; l < c.num_hidden_layers; l++) for (const [, h] of LAYER_NAMES) order.push(`model.layers.${l}.${h}.weight`);
+  const seen = new Set<string>();
+  for (const hf of order) {
+    const t = tensors.get(hf);
+    if (!t) {
+      if (hf === "lm_head.weight") continue; // tied: llama.cpp reuses token_embd
+      throw new ConfigError(`GGUF writer: missing tensor ${hf}`);
+    }
+    seen.add(hf);
+    const name = hfToGgufName(hf)!;
+    let data = t;
+    if (hf.endsWith("q_proj.weight")) data = permuteQK(t, c.num_attention_heads, true);
+    else if (hf.endsWith("k_proj.weight")) data = permuteQK(t, c.num_key_value_heads, true);
+    out.push({ name, shape: data.shape, data: data.data, type: dtype });
+  }
+  for (const k of tensors.keys()) if (!seen.has(k)) throw new ConfigError(`GGUF writer: unexpected tensor ${k}`);
+  if (c.rope_scaling?.rope_type === "llama3") out.push({ name: "rope_freqs.weight", shape: [c.head_dim / 2], data: llama3RopeFactors(c), type: "f32" });
+  return { kvs, tensors: out };
+}

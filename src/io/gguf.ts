@@ -1,0 +1,362 @@
+import * as fs from "node:fs";
+import { FormatError } from "../errors";
+import { decodeBF16, decodeF16, decodeF32, encodeF16, encodeF32 } from "./dtypes";
+import { HostTensor, numel } from "./tensors";
+
+/**
+ * The GGUF container (versions 2 and 3, little-endian), independent of the model architecture: metadata of
+ * every value type, tensor infos, and F32/F16/BF16 tensor data. Quantized ggml types are refused by name
+ * (sdmprune needs dense weights to compute gradients). Architecture-specific mapping lives in gguf-llama.ts.
+ *
+ * Layout: "GGUF", u32 version, u64 n_tensors, u64 n_kv, KVs (string key, u32 type, value), tensor infos (string
+ * name, u32 n_dims, u64 dims[n_dims] in ggml order = fastest-varying first, u32 ggml type, u64 offset relative to
+ * the data section), padding to `general.alignment` (default 32), data section.
+ */
+
+export enum GgufType {
+  UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6, BOOL = 7, STRING = 8,
+  ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
+}
+
+/** ggml tensor type ids → names (for error messages; only F32, F16 and BF16 are readable). */
+export const GGML_TYPE_NAMES: Record<number, string> = {
+  0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1", 10: "Q2_K", 11: "Q3_K",
+  12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S",
+  20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64",
+  29: "IQ1_M", 30: "BF16", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4",
+};
+export const GGML_F32 = 0;
+export const GGML_F16 = 1;
+export const GGML_BF16 = 30;
+const ELEMENT_BYTES: Record<number, number> = { [GGML_F32]: 4, [GGML_F16]: 2, [GGML_BF16]: 2 };
+
+export const GGUF_DEFAULT_ALIGNMENT = 32;
+
+export interface GgufTensorInfo {
+  name: string;
+  /** ggml order: dims[0] is the fastest-varying (the row length). */
+  dims: number[];
+  type: number;
+  /** Offset relative to the data section, as stored. */
+  offset: number;
+}
+
+export interface GgufHeader {
+  path: string;
+  version: number;
+  metadata: Record<string, unknown>;
+  /** Value type of each metadata key (arrays: the element type in `metadataArrayTypes`). */
+  metadataTypes: Record<string, GgufType>;
+  metadataArrayTypes: Record<string, GgufType>;
+  tensors: GgufTensorInfo[];
+  alignment: number;
+  /** Absolute file offset of the data section. */
+  dataOffset: number;
+  fileSize: number;
+}
+
+/** Sequential reader over a file descriptor that pulls 1 MiB chunks, so a multi-GB file is never read whole. */
+class Cursor {
+  private buf = Buffer.alloc(0);
+  private bufStart = 0;
+  pos = 0;
+  constructor(private readonly fd: number, readonly size: number, private readonly file: string) {}
+
+  private ensure(n: number, what: string): void {
+    const end = this.pos + n;
+    if (end > this.size) {
+      throw new FormatError(`${this.file}: truncated GGUF file: ${what} needs bytes [${this.pos}, ${end}) but the file has ${this.size} bytes`);
+    }
+    if (this.pos >= this.bufStart && end <= this.bufStart + this.buf.length) return;
+    const len = Math.min(this.size - this.pos, Math.max(n, 1 << 20));
+    this.buf = Buffer.alloc(len);
+    fs.readSync(this.fd, this.buf, 0, len, this.pos);
+    this.bufStart = this.pos;
+  }
+  bytes(n: number, what: string): Buffer {
+    this.ensure(n, what);
+    const o = this.pos - this.bufStart;
+    this.pos += n;
+    return this.buf.subarray(o, o + n);
+  }
+  u8(w: string) { return this.bytes(1, w).readUInt8(0); }
+  i8(w: string) { return this.bytes(1, w).readInt8(0); }
+  u16(w: string) { return this.bytes(2, w).readUInt16LE(0); }
+  i16(w: string) { return this.bytes(2, w).readInt16LE(0); }
+  u32(w: string) { return this.bytes(4, w).readUInt32LE(0); }
+  i32(w: string) { return this.bytes(4, w).readInt32LE(0); }
+  f32(w: string) { return this.bytes(4, w).readFloatLE(0); }
+  f64(w: string) { return this.bytes(8, w).readDoubleLE(0); }
+  u64(w: string): number | bigint { return small(this.bytes(8, w).readBigUInt64LE(0)); }
+  i64(w: string): number | bigint { return small(this.bytes(8, w).readBigInt64LE(0)); }
+  /** A u64 that must be a usable length/count/offset. */
+  size64(w: string): number {
+    const v = this.bytes(8, w).readBigUInt64LE(0);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new FormatError(`${this.file}: ${w} is ${v}, too large (corrupt file?)`);
+    return Number(v);
+  }
+  str(w: string): string {
+    const n = this.size64(`${w} length`);
+    return this.bytes(n, w).toString("utf8");
+  }
+}
+
+/** The shortest decimal that rounds to the same f32 (1e-5 instead of 0.000009999999747378752). */
+function shortestF32(v: number): number {
+  if (!Number.isFinite(v)) return v;
+  for (let p = 1; p <= 9; p++) {
+    const c = Number(v.toPrecision(p));
+    if (Math.fround(c) === v) return c;
+  }
+  return v;
+}
+
+function small(v: bigint): number | bigint {
+  return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(v) : v;
+}
+
+function readValue(c: Cursor, type: number, key: string, file: string): unknown {
+  const w = `value of "${key}"`;
+  switch (type) {
+    case GgufType.UINT8: return c.u8(w);
+    case GgufType.INT8: return c.i8(w);
+    case GgufType.UINT16: return c.u16(w);
+    case GgufType.INT16: return c.i16(w);
+    case GgufType.UINT32: return c.u32(w);
+    case GgufType.INT32: return c.i32(w);
+    case GgufType.FLOAT32: return shortestF32(c.f32(w));
+    case GgufType.BOOL: return c.u8(w) !== 0;
+    case GgufType.STRING: return c.str(w);
+    case GgufType.UINT64: return c.u64(w);
+    case GgufType.INT64: return c.i64(w);
+    case GgufType.FLOAT64: return c.f64(w);
+    default: throw new FormatError(`${file}: metadata "${key}" has unknown value type ${type}`);
+  }
+}
+
+/** Parse the header (metadata and tensor infos) and validate that every tensor's data lies inside the file. */
+export function readGgufHeader(file: string): GgufHeader {
+  const fd = fs.openSync(file, "r");
+  try {
+    return parseHeader(fd, fs.fstatSync(fd).size, file);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function parseHeader(fd: number, size: number, file: string): GgufHeader {
+  const c = new Cursor(fd, size, file);
+  if (size < 4) throw new FormatError(`${file}: not a GGUF file (${size} bytes, too short for the magic)`);
+  const magic = c.bytes(4, "magic");
+  if (magic.toString("latin1") !== "GGUF") {
+    throw new FormatError(`${file}: not a GGUF file: magic is ${JSON.stringify(magic.toString("latin1"))} (bytes ${magic.toString("hex")}), expected "GGUF"`);
+  }
+  const version = c.u32("version");
+  if (version !== 2 && version !== 3) {
+    throw new FormatError(`${file}: GGUF version ${version} is not supported (expected 2 or 3)`);
+  }
+  const nTensors = c.size64("tensor count");
+  const nKv = c.size64("metadata count");
+  const metadata: Record<string, unknown> = {};
+  const metadataTypes: Record<string, GgufType> = {};
+  const metadataArrayTypes: Record<string, GgufType> = {};
+  for (let i = 0; i < nKv; i++) {
+    const key = c.str(`metadata key #${i}`);
+    const type = c.u32(`type of "${key}"`);
+    metadataTypes[key] = type;
+    if (type === GgufType.ARRAY) {
+      const et = c.u32(`array type of "${key}"`);
+      const n = c.size64(`array length of "${key}"`);
+      metadataArrayTypes[key] = et;
+      if (et === GgufType.ARRAY) throw new FormatError(`${file}: metadata "${key}" is a nested array (not supported)`);
+      const arr = new Array<unknown>(n);
+      for (let j = 0; j < n; j++) arr[j] = readValue(c, et, key, file);
+      metadata[key] = arr;
+    } else {
+      metadata[key] = readValue(c, type, key, file);
+    }
+  }
+  const tensors: GgufTensorInfo[] = [];
+  for (let i = 0; i < nTensors; i++) {
+    const name = c.str(`tensor name #${i}`);
+    const nd = c.u32(`dims of tensor ${name}`);
+    if (nd > 8) throw new FormatError(`${file}: tensor ${name} has ${nd} dims (corrupt header?)`);
+    const dims: number[] = [];
+    for (let d = 0; d < nd; d++) dims.push(c.size64(`dim ${d} of tensor ${name}`));
+    const type = c.u32(`type of tensor ${name}`);
+    const offset = c.size64(`offset of tensor ${name}`);
+    tensors.push({ name, dims, type, offset });
+  }
+  const alignment = metadata["general.alignment"] === undefined ? GGUF_DEFAULT_ALIGNMENT : Number(metadata["general.alignment"]);
+  if (!Number.isInteger(alignment) || alignment <= 0 || (alignment & (alignment - 1)) !== 0) {
+    throw new FormatError(`${file}: general.alignment must be a power of two, got ${String(metadata["general.alignment"])}`);
+  }
+  const dataOffset = alignUp(c.pos, alignment);
+  for (const t of tensors) {
+    if (t.offset % alignment !== 0) {
+      throw new FormatError(`${file}: tensor ${t.name} offset ${t.offset} is not a multiple of the alignment ${alignment}`);
+    }
+    const eb = ELEMENT_BYTES[t.type];
+    if (eb === undefined) continue; // unsupported types are reported by name when the tensor is read
+    const start = dataOffset + t.offset;
+    const end = start + numel(t.dims) * eb;
+    if (end > size) {
+      throw new FormatError(
+        `${file}: truncated GGUF file: tensor ${t.name} (${typeName(t.type)}, dims [${t.dims.join(", ")}]) needs bytes [${start}, ${end}) but the file has ${size} bytes`,
+      );
+    }
+  }
+  return { path: file, version, metadata, metadataTypes, metadataArrayTypes, tensors, alignment, dataOffset, fileSize: size };
+}
+
+export function typeName(t: number): string {
+  return GGML_TYPE_NAMES[t] ?? `type ${t}`;
+}
+
+function alignUp(n: number, a: number): number {
+  return Math.ceil(n / a) * a;
+}
+
+/** The error for any tensor sdmprune cannot use densely. */
+export function checkSupportedType(file: string, t: GgufTensorInfo): void {
+  if (ELEMENT_BYTES[t.type] === undefined) {
+    throw new FormatError(
+      `${file}: not supported: tensor ${t.name} has type ${typeName(t.type)} (sdmprune reads F32, F16 and BF16 GGUF tensors; dequantize first, e.g. llama-quantize --allow-requantize ... F16)`,
+    );
+  }
+}
+
+/** Read every tensor as a row-major HostTensor (shape = ggml dims reversed, i.e. [out, in] for a matrix). */
+export function readGgufTensors(h: GgufHeader): Map<string, HostTensor> {
+  for (const t of h.tensors) checkSupportedType(h.path, t);
+  const out = new Map<string, HostTensor>();
+  const fd = fs.openSync(h.path, "r");
+  try {
+    for (const t of h.tensors) {
+      const n = numel(t.dims);
+      const nbytes = n * ELEMENT_BYTES[t.type];
+      const buf = Buffer.alloc(nbytes);
+      const got = fs.readSync(fd, buf, 0, nbytes, h.dataOffset + t.offset);
+      if (got !== nbytes) throw new FormatError(`${h.path}: truncated GGUF file: tensor ${t.name} data is short (${got} of ${nbytes} bytes)`);
+      const data = t.type === GGML_F32 ? decodeF32(buf, n) : t.type === GGML_F16 ? decodeF16(buf, n) : decodeBF16(buf, n);
+      out.set(t.name, { shape: t.dims.slice().reverse(), data });
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Writer
+
+/** A typed metadata value for the writer (GGUF stores the type, and llama.cpp checks it). */
+export type GgufValue =
+  | { type: Exclude<GgufType, GgufType.ARRAY>; value: number | bigint | string | boolean }
+  | { type: GgufType.ARRAY; elementType: Exclude<GgufType, GgufType.ARRAY>; value: (number | bigint | string | boolean)[] };
+
+export const gv = {
+  u32: (v: number): GgufValue => ({ type: GgufType.UINT32, value: v }),
+  i32: (v: number): GgufValue => ({ type: GgufType.INT32, value: v }),
+  f32: (v: number): GgufValue => ({ type: GgufType.FLOAT32, value: v }),
+  bool: (v: boolean): GgufValue => ({ type: GgufType.BOOL, value: v }),
+  str: (v: string): GgufValue => ({ type: GgufType.STRING, value: v }),
+  arr: (elementType: Exclude<GgufType, GgufType.ARRAY>, v: (number | string | boolean)[]): GgufValue => ({ type: GgufType.ARRAY, elementType, value: v }),
+};
+
+export interface GgufWriteTensor {
+  name: string;
+  /** Row-major shape (HF order); written as reversed ggml dims. */
+  shape: number[];
+  data: Float32Array;
+  type: "f32" | "f16";
+}
+
+class Sink {
+  private chunks: Buffer[] = [];
+  length = 0;
+  push(b: Buffer | Uint8Array): void {
+    const buf = Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+    this.chunks.push(buf);
+    this.length += buf.length;
+  }
+  u32(v: number) { const b = Buffer.alloc(4); b.writeUInt32LE(v >>> 0); this.push(b); }
+  u64(v: number | bigint) { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); this.push(b); }
+  str(s: string) { const b = Buffer.from(s, "utf8"); this.u64(b.length); this.push(b); }
+  take(): Buffer[] { const c = this.chunks; this.chunks = []; return c; }
+}
+
+function writeScalar(s: Sink, type: GgufType, v: number | bigint | string | boolean, key: string): void {
+  const b8 = Buffer.alloc(8);
+  switch (type) {
+    case GgufType.UINT8: b8.writeUInt8(Number(v)); s.push(b8.subarray(0, 1)); return;
+    case GgufType.INT8: b8.writeInt8(Number(v)); s.push(b8.subarray(0, 1)); return;
+    case GgufType.UINT16: b8.writeUInt16LE(Number(v)); s.push(b8.subarray(0, 2)); return;
+    case GgufType.INT16: b8.writeInt16LE(Number(v)); s.push(b8.subarray(0, 2)); return;
+    case GgufType.UINT32: b8.writeUInt32LE(Number(v)); s.push(b8.subarray(0, 4)); return;
+    case GgufType.INT32: b8.writeInt32LE(Number(v)); s.push(b8.subarray(0, 4)); return;
+    case GgufType.FLOAT32: b8.writeFloatLE(Number(v)); s.push(b8.subarray(0, 4)); return;
+    case GgufType.BOOL: b8.writeUInt8(v ? 1 : 0); s.push(b8.subarray(0, 1)); return;
+    case GgufType.STRING: s.str(String(v)); return;
+    case GgufType.UINT64: b8.writeBigUInt64LE(BigInt(v)); s.push(b8); return;
+    case GgufType.INT64: b8.writeBigInt64LE(BigInt(v)); s.push(b8); return;
+    case GgufType.FLOAT64: b8.writeDoubleLE(Number(v)); s.push(b8); return;
+    default: throw new FormatError(`GGUF writer: metadata "${key}" has unknown type ${type}`);
+  }
+}
+
+/**
+ * Write a GGUF v3 file to `file` (the caller makes it atomic). Tensor data is aligned to 32 bytes; one-dimensional
+ * tensors (norms) stay F32 even with type "f16", as llama.cpp's converter does.
+ */
+export function writeGguf(file: string, kvs: [string, GgufValue][], tensors: GgufWriteTensor[]): void {
+  const alignment = GGUF_DEFAULT_ALIGNMENT;
+  const s = new Sink();
+  s.push(Buffer.from("GGUF", "latin1"));
+  s.u32(3);
+  s.u64(tensors.length);
+  s.u64(kvs.length);
+  for (const [key, v] of kvs) {
+    s.str(key);
+    s.u32(v.type);
+    if (v.type === GgufType.ARRAY) {
+      s.u32(v.elementType);
+      s.u64(v.value.length);
+      for (const e of v.value) writeScalar(s, v.elementType, e, key);
+    } else {
+      writeScalar(s, v.type, v.value, key);
+    }
+  }
+  const encoded: Uint8Array[] = [];
+  let offset = 0;
+  const offsets: number[] = [];
+  for (const t of tensors) {
+    if (t.data.length !== numel(t.shape)) throw new FormatError(`GGUF writer: tensor ${t.name} has ${t.data.length} values for shape [${t.shape.join(", ")}]`);
+    const half = t.type === "f16" && t.shape.length > 1;
+    encoded.push(half ? encodeF16(t.data) : encodeF32(t.data));
+    offsets.push(offset);
+    offset = alignUp(offset + encoded[encoded.length - 1].byteLength, alignment);
+    s.str(t.name);
+    s.u32(t.shape.length);
+    for (const d of t.shape.slice().reverse()) s.u64(d);
+    s.u32(half ? GGML_F16 : GGML_F32);
+    s.u64(offsets[offsets.length - 1]);
+  }
+  const fd = fs.openSync(file, "w");
+  try {
+    let pos = 0;
+    for (const b of s.take()) { fs.writeSync(fd, b); pos += b.length; }
+    const pad = (to: number) => {
+      if (to > pos) { fs.writeSync(fd, Buffer.alloc(to - pos)); pos = to; }
+    };
+    const dataStart = alignUp(pos, alignment);
+    pad(dataStart);
+    for (let i = 0; i < tensors.length; i++) {
+      pad(dataStart + offsets[i]);
+      fs.writeSync(fd, encoded[i]);
+      pos += encoded[i].byteLength;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}

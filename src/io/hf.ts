@@ -1,0 +1,108 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { ConfigError, FormatError } from "../errors";
+import { LlamaConfig, parseConfig } from "../model/config";
+import { readSafetensorsDir, writeSafetensors } from "./safetensors";
+import { TensorMap } from "./tensors";
+import { HfTokenizer, readTokenizerDir } from "./tokenizer";
+import type { TextTokenizer } from "../types";
+
+/**
+ * Hugging Face checkpoint directories: config.json + model.safetensors (or shards with an index) + tokenizer.json.
+ *
+ * config.json written here: `intermediate_size` is a number when all layers have the same width, so stock
+ * `LlamaForCausalLM.from_pretrained` loads SDMPrune output (uniform K); when widths differ (per-layer pruning) it
+ * is a per-layer list, which sdmprune reads but stock transformers does not (it needs a patched LlamaMLP).
+ * No generation_config.json is written (decoding settings are not part of the model).
+ */
+
+export interface HfRead {
+  config: LlamaConfig;
+  rawConfig: Record<string, unknown>;
+  tensors: TensorMap;
+  tokenizer: HfTokenizer | null;
+  files: string[];
+}
+
+export function readHfDir(dir: string): HfRead {
+  const cfgFile = path.join(dir, "config.json");
+  if (!fs.existsSync(cfgFile)) throw new FormatError(`${dir}: no config.json (expected a Hugging Face model directory or a .gguf file)`);
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(fs.readFileSync(cfgFile, "utf8"));
+  } catch (err) {
+    throw new FormatError(`${cfgFile}: not valid JSON: ${(err as Error).message}`);
+  }
+  const config = parseConfig(raw, cfgFile);
+  const { tensors, files } = readSafetensorsDir(dir);
+  // transformers ignores a saved lm_head when the head is tied; so do we.
+  if (config.tie_word_embeddings) tensors.delete("lm_head.weight");
+  const eos = Array.isArray(config.eos_token_id) ? config.eos_token_id[0] : config.eos_token_id;
+  const tokenizer = readTokenizerDir(dir, { bosTokenId: config.bos_token_id, eosTokenId: eos });
+  return { config, rawConfig: raw, tensors, tokenizer, files: [cfgFile, ...files] };
+}
+
+export function hfConfigJson(c: LlamaConfig, dtype: "f32" | "f16"): Record<string, unknown> {
+  return {
+    architectures: ["LlamaForCausalLM"],
+    model_type: "llama",
+    vocab_size: c.vocab_size,
+    hidden_size: c.hidden_size,
+    intermediate_size: Array.isArray(c.intermediate_size) ? c.intermediate_size.slice() : c.intermediate_size,
+    num_hidden_layers: c.num_hidden_layers,
+    num_attention_heads: c.num_attention_heads,
+    num_key_value_heads: c.num_key_value_heads,
+    head_dim: c.head_dim,
+    hidden_act: "silu",
+    rms_norm_eps: c.rms_norm_eps,
+    rope_theta: c.rope_theta,
+    rope_scaling: c.rope_scaling,
+    tie_word_embeddings: c.tie_word_embeddings,
+    max_position_embeddings: c.max_position_embeddings,
+    bos_token_id: c.bos_token_id,
+    eos_token_id: c.eos_token_id,
+    attention_bias: false,
+    mlp_bias: false,
+    torch_dtype: dtype === "f16" ? "float16" : "float32",
+  };
+}
+
+/** Fill `dir` (an empty temporary directory; the caller renames it into place). Returns the files written. */
+export function writeHfDir(dir: string, config: LlamaConfig, tensors: TensorMap, tokenizer: TextTokenizer | null, dtype: "f32" | "f16"): string[] {
+  if (config.tie_word_embeddings && tensors.has("lm_head.weight")) {
+    throw new ConfigError(`HF writer: config says tie_word_embeddings but tensors include lm_head.weight`);
+  }
+  const written: string[] = [];
+  const put = (name: string, content: string) => {
+    fs.writeFileSync(path.join(dir, name), content);
+    written.push(name);
+  };
+  put("config.json", JSON.stringify(hfConfigJson(config, dtype), null, 2) + "\n");
+  writeSafetensors(path.join(dir, "model.safetensors"), tensors, dtype, { format: "pt" });
+  written.push("model.safetensors");
+  if (tokenizer) {
+    const json = tokenizer.toJSON();
+    put("tokenizer.json", JSON.stringify(json));
+    const model = (json as { model?: { unk_token?: string } }).model;
+    const t = tokenizer instanceof HfTokenizer ? tokenizer : null;
+    const name = (id: number | null) => (id === null ? null : t ? (t as HfTokenizer).idToToken(id) : null);
+    put(
+      "tokenizer_config.json",
+      JSON.stringify(
+        {
+          tokenizer_class: "PreTrainedTokenizerFast",
+          bos_token: name(tokenizer.bosTokenId),
+          eos_token: name(tokenizer.eosTokenId),
+          unk_token: model?.unk_token ?? null,
+          add_bos_token: tokenizer.bosTokenId !== null,
+          add_eos_token: false,
+          clean_up_tokenization_spaces: false,
+          model_max_length: config.max_position_embeddings,
+        },
+        null,
+        2,
+      ) + "\n",
+    );
+  }
+  return written;
+}

@@ -1,0 +1,275 @@
+import * as fs from "node:fs";
+import { FormatError, UsageError } from "../errors";
+import type { TextTokenizer } from "../types";
+
+/**
+ * Text tokenizers backed by `@huggingface/tokenizers` (pure JS). Two sources:
+ *  - a Hugging Face `tokenizer.json` (+ optional `tokenizer_config.json`);
+ *  - a GGUF SentencePiece vocabulary (`tokenizer.ggml.model` = "llama"), turned into an equivalent
+ *    `tokenizer.json` (BPE with byte fallback, merges from every split of a normal token ordered by the token's
+ *    score, the same construction as transformers' SentencePieceExtractor) so both paths share one engine and a
+ *    GGUF model can be saved as a standard HF directory.
+ * BOS is prepended by this class (not the post-processor), so `addBos` means the same for every source.
+ */
+
+/** GGUF `tokenizer.ggml.token_type` values (llama.cpp `llama_token_type`). */
+export const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
+
+export interface SentencePieceVocab {
+  tokens: string[];
+  scores: number[];
+  types: number[];
+  bosTokenId: number | null;
+  eosTokenId: number | null;
+  unkTokenId: number | null;
+}
+
+/** The part of @huggingface/tokenizers' Tokenizer used here. */
+interface TokenizerType {
+  encode(text: string, options?: { add_special_tokens?: boolean }): { ids: number[] };
+  decode(ids: number[], options?: { skip_special_tokens?: boolean }): string;
+  token_to_id(token: string): number | undefined;
+  id_to_token(id: number): string | undefined;
+  get_vocab(withAddedTokens?: boolean): Map<string, number>;
+}
+// The package is typed as ESM (its types cannot be imported from CommonJS) but ships a CommonJS build under the
+// "require" condition, which src/ loads.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { Tokenizer } = require("@huggingface/tokenizers") as { Tokenizer: new (json: object, config: object) => TokenizerType };
+
+const SPACE = "\u2581";
+
+/** The `tokenizer.json` object equivalent to a SentencePiece BPE vocabulary (as in a GGUF). */
+export function tokenizerJsonFromSentencePiece(v: SentencePieceVocab): Record<string, unknown> {
+  const vocab: Record<string, number> = {};
+  v.tokens.forEach((t, id) => {
+    if (!(t in vocab)) vocab[t] = id;
+  });
+  const merges: { a: string; b: string; score: number; id: number; ia: number; ib: number }[] = [];
+  v.tokens.forEach((t, id) => {
+    if (v.types[id] !== TOKEN_TYPE.NORMAL) return;
+    const chars = Array.from(t); // split on code points, never inside a surrogate pair
+    for (let k = 1; k < chars.length; k++) {
+      const a = chars.slice(0, k).join("");
+      const b = chars.slice(k).join("");
+      if (a in vocab && b in vocab) merges.push({ a, b, score: v.scores[id], id, ia: vocab[a], ib: vocab[b] });
+    }
+  });
+  merges.sort((x, y) => y.score - x.score || x.id - y.id || x.ia - y.ia || x.ib - y.ib);
+  const withSpace = merges.some((m) => m.a.includes(" ") || m.b.includes(" "));
+  const unk = v.unkTokenId !== null ? v.tokens[v.unkTokenId] : null;
+  const added = v.tokens
+    .map((t, id) => ({ t, id, type: v.types[id] }))
+    .filter((x) => x.type === TOKEN_TYPE.CONTROL || x.type === TOKEN_TYPE.UNKNOWN || x.type === TOKEN_TYPE.USER_DEFINED)
+    .map((x) => ({
+      id: x.id, content: x.t, single_word: false, lstrip: false, rstrip: false,
+      normalized: x.type === TOKEN_TYPE.USER_DEFINED, special: x.type !== TOKEN_TYPE.USER_DEFINED,
+    }));
+  const bos = v.bosTokenId !== null ? v.tokens[v.bosTokenId] : null;
+  return {
+    version: "1.0",
+    truncation: null,
+    padding: null,
+    added_tokens: added,
+    normalizer: {
+      type: "Sequence",
+      normalizers: [
+        { type: "Prepend", prepend: SPACE },
+        { type: "Replace", pattern: { String: " " }, content: SPACE },
+      ],
+    },
+    pre_tokenizer: null,
+    post_processor:
+      bos === null
+        ? null
+        : {
+            type: "TemplateProcessing",
+            single: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
+            pair: [
+              { SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } },
+              { SpecialToken: { id: bos, type_id: 1 } }, { Sequence: { id: "B", type_id: 1 } },
+            ],
+            special_tokens: { [bos]: { id: bos, ids: [v.bosTokenId], tokens: [bos] } },
+          },
+    decoder: {
+      type: "Sequence",
+      decoders: [
+        { type: "Replace", pattern: { String: SPACE }, content: " " },
+        { type: "ByteFallback" },
+        { type: "Fuse" },
+        { type: "Strip", content: " ", start: 1, stop: 0 },
+      ],
+    },
+    model: {
+      type: "BPE",
+      dropout: null,
+      unk_token: unk,
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: true,
+      byte_fallback: true,
+      ignore_merges: false,
+      vocab,
+      // "a b" strings are readable by every tokenizers version; pairs only when a piece contains a space.
+      merges: merges.map((m) => (withSpace ? [m.a, m.b] : `${m.a} ${m.b}`)),
+    },
+  };
+}
+
+export interface TokenizerOptions {
+  /** tokenizer_config.json content (bos_token/eos_token, clean_up_tokenization_spaces, ...). */
+  config?: Record<string, unknown>;
+  bosTokenId?: number | null;
+  eosTokenId?: number | null;
+  /** The original SentencePiece scores/types when the tokenizer came from a GGUF (kept for writing GGUF back). */
+  sentencePiece?: SentencePieceVocab;
+  source?: string;
+}
+
+function tokenContent(v: unknown): string | null {
+  if (typeof v === "string") return v;
+  if (v && typeof v === "object" && typeof (v as { content?: unknown }).content === "string") return (v as { content: string }).content;
+  return null;
+}
+
+export class HfTokenizer implements TextTokenizer {
+  readonly vocabSize: number;
+  readonly bosTokenId: number | null;
+  readonly eosTokenId: number | null;
+  private readonly tok: TokenizerType;
+  private readonly json: Record<string, unknown>;
+  private readonly sp: SentencePieceVocab | undefined;
+
+  constructor(json: unknown, opts: TokenizerOptions = {}) {
+    const source = opts.source ?? "tokenizer.json";
+    if (typeof json !== "object" || json === null || Array.isArray(json)) throw new FormatError(`${source}: expected a JSON object`);
+    const j = json as Record<string, unknown>;
+    if (typeof j.model !== "object" || j.model === null) throw new FormatError(`${source}: missing "model"`);
+    if (!Array.isArray(j.added_tokens)) j.added_tokens = [];
+    const config = { clean_up_tokenization_spaces: false, ...(opts.config ?? {}) };
+    try {
+      this.tok = new Tokenizer(j, config);
+    } catch (err) {
+      throw new FormatError(`${source}: cannot build tokenizer: ${(err as Error).message}`);
+    }
+    this.json = j;
+    this.sp = opts.sentencePiece;
+    const vocab = this.tok.get_vocab(true);
+    let maxId = -1;
+    for (const id of vocab.values()) if (id > maxId) maxId = id;
+    this.vocabSize = maxId + 1;
+    const byName = (names: (string | null)[]): number | null => {
+      for (const n of names) {
+        if (n === null) continue;
+        const id = this.tok.token_to_id(n);
+        if (id !== undefined) return id;
+      }
+      return null;
+    };
+    this.bosTokenId =
+      opts.bosTokenId !== undefined ? opts.bosTokenId : byName([tokenContent(opts.config?.bos_token), "<s>", "<|begin_of_text|>"]);
+    this.eosTokenId =
+      opts.eosTokenId !== undefined ? opts.eosTokenId : byName([tokenContent(opts.config?.eos_token), "</s>", "<|end_of_text|>"]);
+  }
+
+  /** From a `tokenizer.json` file (and optional `tokenizer_config.json`). */
+  static fromFile(file: string, opts: Omit<TokenizerOptions, "source"> = {}): HfTokenizer {
+    let json: unknown;
+    try {
+      json = JSON.parse(fs.readFileSync(file, "utf8"));
+    } catch (err) {
+      throw new FormatError(`${file}: not valid JSON: ${(err as Error).message}`);
+    }
+    return new HfTokenizer(json, { ...opts, source: file });
+  }
+
+  /** From a SentencePiece vocabulary (GGUF `tokenizer.ggml.*`). */
+  static fromSentencePiece(v: SentencePieceVocab, source = "GGUF vocabulary"): HfTokenizer {
+    return new HfTokenizer(tokenizerJsonFromSentencePiece(v), {
+      bosTokenId: v.bosTokenId,
+      eosTokenId: v.eosTokenId,
+      sentencePiece: v,
+      source,
+    });
+  }
+
+  encode(text: string, options: { addBos?: boolean } = {}): number[] {
+    const addBos = options.addBos ?? true;
+    // SentencePiece encodes "" to nothing; the Prepend normalizer would otherwise produce a lone "▁".
+    const ids = text.length === 0 ? [] : this.tok.encode(text, { add_special_tokens: false }).ids;
+    return addBos && this.bosTokenId !== null ? [this.bosTokenId, ...ids] : ids;
+  }
+
+  decode(ids: number[], options: { skipSpecialTokens?: boolean } = {}): string {
+    return this.tok.decode(ids, { skip_special_tokens: options.skipSpecialTokens ?? false });
+  }
+
+  tokenToId(token: string): number | null {
+    return this.tok.token_to_id(token) ?? null;
+  }
+
+  idToToken(id: number): string | null {
+    return this.tok.id_to_token(id) ?? null;
+  }
+
+  toJSON(): object {
+    return this.json;
+  }
+
+  /**
+   * The vocabulary as GGUF `tokenizer.ggml.*` SentencePiece fields. Original scores are kept when the tokenizer
+   * came from a GGUF; otherwise a normal token's score is minus the rank of its first merge, which makes
+   * llama.cpp's score-driven bigram merging pick merges in the same order as the BPE merges list.
+   */
+  toSentencePiece(): SentencePieceVocab {
+    if (this.sp) return this.sp;
+    const model = this.json.model as Record<string, unknown>;
+    if (model.type !== "BPE" || model.byte_fallback !== true) {
+      throw new UsageError(
+        `tokenizer: only SentencePiece-style BPE tokenizers (byte_fallback) can be written to GGUF; this one is ${String(model.type)}${model.byte_fallback ? "" : " without byte_fallback"}`,
+      );
+    }
+    const tokens = new Array<string>(this.vocabSize).fill("");
+    for (const [t, id] of this.tok.get_vocab(true)) tokens[id] = t;
+    const special = new Set<number>();
+    const userDefined = new Set<number>();
+    for (const a of this.json.added_tokens as { id: number; special?: boolean }[]) (a.special ? special : userDefined).add(a.id);
+    const unkId = typeof model.unk_token === "string" ? this.tok.token_to_id(model.unk_token) ?? null : null;
+    const rank = new Map<string, number>();
+    (model.merges as (string | string[])[]).forEach((m, r) => {
+      const [a, b] = Array.isArray(m) ? m : m.split(" ", 2);
+      const t = a + b;
+      if (!rank.has(t)) rank.set(t, r);
+    });
+    const nMerges = rank.size;
+    const types: number[] = [];
+    const scores: number[] = [];
+    tokens.forEach((t, id) => {
+      let type: number = TOKEN_TYPE.NORMAL;
+      if (id === unkId) type = TOKEN_TYPE.UNKNOWN;
+      else if (special.has(id)) type = TOKEN_TYPE.CONTROL;
+      else if (userDefined.has(id)) type = TOKEN_TYPE.USER_DEFINED;
+      else if (/^<0x[0-9A-Fa-f]{2}>$/.test(t)) type = TOKEN_TYPE.BYTE;
+      types.push(type);
+      const r = rank.get(t);
+      scores.push(type !== TOKEN_TYPE.NORMAL ? 0 : r !== undefined ? -r : -(nMerges + id));
+    });
+    return { tokens, scores, types, bosTokenId: this.bosTokenId, eosTokenId: this.eosTokenId, unkTokenId: unkId };
+  }
+}
+
+/** Load `tokenizer.json` (+ `tokenizer_config.json` when present) from an HF directory, or null if absent. */
+export function readTokenizerDir(dir: string, ids: { bosTokenId?: number | null; eosTokenId?: number | null } = {}): HfTokenizer | null {
+  const file = `${dir}/tokenizer.json`;
+  if (!fs.existsSync(file)) return null;
+  let config: Record<string, unknown> | undefined;
+  const cfgFile = `${dir}/tokenizer_config.json`;
+  if (fs.existsSync(cfgFile)) {
+    try {
+      config = JSON.parse(fs.readFileSync(cfgFile, "utf8"));
+    } catch (err) {
+      throw new FormatError(`${cfgFile}: not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  return HfTokenizer.fromFile(file, { config, ...ids });
+}

@@ -1,0 +1,750 @@
+import * as tf from "@tensorflow/tfjs";
+import { ConfigError, DataError, NumericError, UsageError } from "../errors";
+import { numel, type TensorMap } from "../io/tensors";
+import { Rng } from "../rng";
+import { intermediateSizes, withIntermediateSizes, type LlamaConfig } from "./config";
+import { pickToken } from "./generate";
+import { ropeTables } from "./rope";
+
+export interface LayerWeights {
+  input_layernorm: tf.Tensor1D; // [H]
+  q_proj: tf.Tensor2D; // [H, nH*hd]
+  k_proj: tf.Tensor2D; // [H, nKV*hd]
+  v_proj: tf.Tensor2D; // [H, nKV*hd]
+  o_proj: tf.Tensor2D; // [nH*hd, H]
+  post_attention_layernorm: tf.Tensor1D; // [H]
+  gate_proj: tf.Tensor2D; // [H, I_l]
+  up_proj: tf.Tensor2D; // [H, I_l]
+  down_proj: tf.Tensor2D; // [I_l, H]
+}
+
+export interface ModelWeights {
+  embed_tokens: tf.Tensor2D; // [V, H]
+  layers: LayerWeights[];
+  norm: tf.Tensor1D; // [H]
+  lm_head: tf.Tensor2D | null; // [H, V]; null = tied to embed_tokens
+}
+
+export interface LayerOptions {
+  /** [I_l], multiplies the intermediate activation silu(gate)·up. */
+  mlpMask?: tf.Tensor1D | null;
+  /** Residual only: the MLP is switched off. */
+  skipMlp?: boolean;
+  /** Residual only: attention is switched off. */
+  skipAttention?: boolean;
+  /** Called synchronously inside forward with the MLP input [N,H] and the input to down_proj [N,I]; do not keep them. */
+  onMlp?: (xNorm: tf.Tensor2D, act: tf.Tensor2D) => void;
+}
+
+export interface ForwardOptions {
+  layers?: (LayerOptions | undefined)[];
+}
+
+export interface TokenLogProbsOptions extends ForwardOptions {
+  /** Rows per head chunk (default: about 4M logits per chunk). */
+  logitRows?: number;
+}
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  /** 0 (default) = greedy. */
+  temperature?: number;
+  topK?: number;
+  seed?: number;
+  /** Stop after an end-of-sequence token (which is not returned). Default true. */
+  stopAtEos?: boolean;
+  /** Called with each new token as soon as it is chosen (streaming output). */
+  onToken?: (id: number) => void;
+}
+
+type LinearName = "q_proj" | "k_proj" | "v_proj" | "o_proj" | "gate_proj" | "up_proj" | "down_proj";
+const ATTN: LinearName[] = ["q_proj", "k_proj", "v_proj", "o_proj"];
+const MLP: LinearName[] = ["gate_proj", "up_proj", "down_proj"];
+
+/** Logit rows per head chunk: keeps a [rows, V] block near 16 MB whatever the vocabulary. */
+const LOGIT_CHUNK_FLOATS = 1 << 22;
+/** Rows (B·T) per trunk batch in tokenLogProbs. */
+const MAX_BATCH_ROWS = 2048;
+const MASKED = -1e9;
+/** Cached causal masks beyond this count are dropped at the next public call (varied lengths in evals). */
+const MAX_CACHED_MASKS = 32;
+
+interface KV {
+  k: tf.Tensor3D; // [B*nKV, Tk, hd], RoPE applied
+  v: tf.Tensor3D;
+}
+
+function hfName(l: number, key: keyof LayerWeights): string {
+  if (key === "input_layernorm" || key === "post_attention_layernorm") return `model.layers.${l}.${key}.weight`;
+  if ((ATTN as string[]).includes(key)) return `model.layers.${l}.self_attn.${key}.weight`;
+  return `model.layers.${l}.mlp.${key}.weight`;
+}
+
+/** [rows, cols] row-major → [cols, rows] row-major, blocked for cache locality on large matrices. */
+function transposeHost(data: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  const B = 64;
+  for (let r0 = 0; r0 < rows; r0 += B) {
+    const r1 = Math.min(rows, r0 + B);
+    for (let c0 = 0; c0 < cols; c0 += B) {
+      const c1 = Math.min(cols, c0 + B);
+      for (let r = r0; r < r1; r++) {
+        const base = r * cols;
+        for (let c = c0; c < c1; c++) out[c * rows + r] = data[base + c];
+      }
+    }
+  }
+  return out;
+}
+
+/** Expected shapes in internal layout ([in, out] for linears). */
+function internalShapes(config: LlamaConfig): { layer: (l: number) => Record<keyof LayerWeights, number[]>; embed: number[]; norm: number[]; head: number[] } {
+  const H = config.hidden_size;
+  const q = config.num_attention_heads * config.head_dim;
+  const kv = config.num_key_value_heads * config.head_dim;
+  const sizes = intermediateSizes(config);
+  return {
+    layer: (l) => ({
+      input_layernorm: [H],
+      q_proj: [H, q],
+      k_proj: [H, kv],
+      v_proj: [H, kv],
+      o_proj: [q, H],
+      post_attention_layernorm: [H],
+      gate_proj: [H, sizes[l]],
+      up_proj: [H, sizes[l]],
+      down_proj: [sizes[l], H],
+    }),
+    embed: [config.vocab_size, H],
+    norm: [H],
+    head: [H, config.vocab_size],
+  };
+}
+
+const LAYER_KEYS: (keyof LayerWeights)[] = [
+  "input_layernorm",
+  "q_proj",
+  "k_proj",
+  "v_proj",
+  "o_proj",
+  "post_attention_layernorm",
+  "gate_proj",
+  "up_proj",
+  "down_proj",
+];
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+function checkWeights(config: LlamaConfig, w: ModelWeights, source: string): void {
+  const s = internalShapes(config);
+  const check = (name: string, t: tf.Tensor | null | undefined, want: number[]): void => {
+    if (!t) throw new ConfigError(`${source}: weight ${name} is missing`);
+    if (t.isDisposed) throw new ConfigError(`${source}: weight ${name} has been disposed`);
+    if (!sameShape(t.shape, want)) {
+      throw new ConfigError(`${source}: weight ${name} has shape [${t.shape}] (internal [in, out] layout), expected [${want}]`);
+    }
+  };
+  if (w.layers.length !== config.num_hidden_layers) {
+    throw new ConfigError(`${source}: ${w.layers.length} layers, config says num_hidden_layers = ${config.num_hidden_layers}`);
+  }
+  check("model.embed_tokens.weight", w.embed_tokens, s.embed);
+  check("model.norm.weight", w.norm, s.norm);
+  if (config.tie_word_embeddings) {
+    if (w.lm_head) throw new ConfigError(`${source}: lm_head given but config has tie_word_embeddings = true`);
+  } else {
+    check("lm_head.weight", w.lm_head, s.head);
+  }
+  w.layers.forEach((lw, l) => {
+    const want = s.layer(l);
+    for (const k of LAYER_KEYS) check(hfName(l, k), lw[k], want[k]);
+  });
+}
+
+/**
+ * A LLaMA-family decoder in TensorFlow.js. Linear weights are held as [in, out] so every product is a
+ * plain x·W on flattened [B·T, ·] rows: the wasm backend is 15–20× slower on transposed or broadcast
+ * batched products (ENGINES.md §4).
+ */
+export class LlamaModel {
+  readonly config: LlamaConfig;
+  readonly weights: ModelWeights;
+  private readonly consts = new Map<string, tf.Tensor>();
+  private tiedHead: tf.Tensor2D | null = null;
+  private tiedHeadBackend = "";
+
+  private constructor(config: LlamaConfig, weights: ModelWeights) {
+    this.config = config;
+    this.weights = weights;
+  }
+
+  /** Build from Hugging Face names and layout ([out, in] linears). `source` names the origin in errors. */
+  static fromTensors(config: LlamaConfig, tensors: TensorMap, source = "model"): LlamaModel {
+    const H = config.hidden_size;
+    const q = config.num_attention_heads * config.head_dim;
+    const kv = config.num_key_value_heads * config.head_dim;
+    const V = config.vocab_size;
+    const sizes = intermediateSizes(config);
+    const expected = new Map<string, number[]>();
+    expected.set("model.embed_tokens.weight", [V, H]);
+    expected.set("model.norm.weight", [H]);
+    if (!config.tie_word_embeddings) expected.set("lm_head.weight", [V, H]);
+    for (let l = 0; l < config.num_hidden_layers; l++) {
+      const hf: Record<keyof LayerWeights, number[]> = {
+        input_layernorm: [H],
+        q_proj: [q, H],
+        k_proj: [kv, H],
+        v_proj: [kv, H],
+        o_proj: [H, q],
+        post_attention_layernorm: [H],
+        gate_proj: [sizes[l], H],
+        up_proj: [sizes[l], H],
+        down_proj: [H, sizes[l]],
+      };
+      for (const k of LAYER_KEYS) expected.set(hfName(l, k), hf[k]);
+    }
+    for (const [name, shape] of expected) {
+      const t = tensors.get(name);
+      if (!t) throw new ConfigError(`${source}: tensor "${name}" is missing (expected shape [${shape}])`);
+      if (!sameShape(t.shape, shape)) {
+        throw new ConfigError(`${source}: tensor "${name}" has shape [${t.shape}], config.json implies [${shape}]`);
+      }
+      if (t.data.length !== numel(shape)) {
+        throw new ConfigError(`${source}: tensor "${name}" holds ${t.data.length} values, shape [${shape}] needs ${numel(shape)}`);
+      }
+    }
+    const unexpected = [...tensors.keys()].filter(
+      (n) => !expected.has(n) && !n.endsWith("rotary_emb.inv_freq") && !(config.tie_word_embeddings && n === "lm_head.weight"),
+    );
+    if (unexpected.length > 0) {
+      throw new ConfigError(
+        `${source}: unexpected tensors for this config (biases or other architectures are not supported): ${unexpected.slice(0, 5).join(", ")}${unexpected.length > 5 ? ` and ${unexpected.length - 5} more` : ""}`,
+      );
+    }
+    const created: tf.Tensor[] = [];
+    const vec = (name: string): tf.Tensor1D => {
+      const t = tf.tensor1d(tensors.get(name)!.data, "float32");
+      created.push(t);
+      return t;
+    };
+    const lin = (name: string): tf.Tensor2D => {
+      const t = tensors.get(name)!;
+      const [out, inp] = t.shape;
+      const w = tf.tensor2d(transposeHost(t.data, out, inp), [inp, out], "float32");
+      created.push(w);
+      return w;
+    };
+    try {
+      const embedSrc = tensors.get("model.embed_tokens.weight")!;
+      const embed_tokens = tf.tensor2d(embedSrc.data, [V, H], "float32");
+      created.push(embed_tokens);
+      const layers: LayerWeights[] = [];
+      for (let l = 0; l < config.num_hidden_layers; l++) {
+        layers.push({
+          input_layernorm: vec(hfName(l, "input_layernorm")),
+          q_proj: lin(hfName(l, "q_proj")),
+          k_proj: lin(hfName(l, "k_proj")),
+          v_proj: lin(hfName(l, "v_proj")),
+          o_proj: lin(hfName(l, "o_proj")),
+          post_attention_layernorm: vec(hfName(l, "post_attention_layernorm")),
+          gate_proj: lin(hfName(l, "gate_proj")),
+          up_proj: lin(hfName(l, "up_proj")),
+          down_proj: lin(hfName(l, "down_proj")),
+        });
+      }
+      const norm = vec("model.norm.weight");
+      const lm_head = config.tie_word_embeddings ? null : lin("lm_head.weight");
+      return new LlamaModel(config, { embed_tokens, layers, norm, lm_head });
+    } catch (e) {
+      for (const t of created) t.dispose();
+      throw e;
+    }
+  }
+
+  /** Hugging Face names and layout; `lm_head.weight` is omitted when tied. */
+  toTensors(): TensorMap {
+    const map: TensorMap = new Map();
+    const w = this.weights;
+    const host = (t: tf.Tensor): Float32Array => Float32Array.from(t.dataSync() as Float32Array);
+    const lin = (name: string, t: tf.Tensor2D): void => {
+      const [inp, out] = t.shape;
+      map.set(name, { shape: [out, inp], data: transposeHost(t.dataSync() as Float32Array, inp, out) });
+    };
+    map.set("model.embed_tokens.weight", { shape: w.embed_tokens.shape.slice(), data: host(w.embed_tokens) });
+    w.layers.forEach((lw, l) => {
+      for (const k of LAYER_KEYS) {
+        const t = lw[k];
+        if (t.rank === 1) map.set(hfName(l, k), { shape: t.shape.slice(), data: host(t) });
+        else lin(hfName(l, k), t as tf.Tensor2D);
+      }
+    });
+    map.set("model.norm.weight", { shape: w.norm.shape.slice(), data: host(w.norm) });
+    if (w.lm_head) lin("lm_head.weight", w.lm_head);
+    return map;
+  }
+
+  /**
+   * A new model object holding the given tensors (no copy). Without `config`, per-layer widths are taken
+   * from the gate_proj shapes. Both models then refer to the same tensor objects: dispose() on either
+   * disposes them, so pass `tf.clone`d tensors (cheap: data is shared by reference count) when both
+   * models must outlive each other.
+   */
+  withWeights(weights: ModelWeights, config?: LlamaConfig): LlamaModel {
+    const cfg = config ?? withIntermediateSizes(this.config, weights.layers.map((lw) => lw.gate_proj.shape[1]));
+    checkWeights(cfg, weights, "withWeights");
+    return new LlamaModel(cfg, weights);
+  }
+
+  /** Independent copy (tf.clone: shares data until one side is disposed, never mutated in place). */
+  clone(): LlamaModel {
+    const w = this.weights;
+    return new LlamaModel(
+      { ...this.config, intermediate_size: Array.isArray(this.config.intermediate_size) ? this.config.intermediate_size.slice() : this.config.intermediate_size },
+      {
+        embed_tokens: tf.clone(w.embed_tokens),
+        layers: w.layers.map((lw) => {
+          const c = {} as Record<keyof LayerWeights, tf.Tensor>;
+          for (const k of LAYER_KEYS) c[k] = tf.clone(lw[k]);
+          return c as unknown as LayerWeights;
+        }),
+        norm: tf.clone(w.norm),
+        lm_head: w.lm_head ? tf.clone(w.lm_head) : null,
+      },
+    );
+  }
+
+  dispose(): void {
+    const w = this.weights;
+    w.embed_tokens.dispose();
+    for (const lw of w.layers) for (const k of LAYER_KEYS) lw[k].dispose();
+    w.norm.dispose();
+    w.lm_head?.dispose();
+    this.disposeCaches();
+  }
+
+  /** Called at public entry points only, so no cached tensor is disposed while a computation uses it. */
+  private trimCaches(): void {
+    const masks = [...this.consts.keys()].filter((k) => k.includes(":mask."));
+    if (masks.length <= MAX_CACHED_MASKS) return;
+    for (const k of masks) {
+      this.consts.get(k)!.dispose();
+      this.consts.delete(k);
+    }
+  }
+
+  /** Drop cached constants (RoPE tables, masks, transposed tied head); they are rebuilt on demand. */
+  disposeCaches(): void {
+    for (const t of this.consts.values()) t.dispose();
+    this.consts.clear();
+    this.tiedHead?.dispose();
+    this.tiedHead = null;
+  }
+
+  /** All parameter names in Hugging Face naming, in model order. */
+  parameterNames(): string[] {
+    const names = ["model.embed_tokens.weight"];
+    for (let l = 0; l < this.config.num_hidden_layers; l++) for (const k of LAYER_KEYS) names.push(hfName(l, k));
+    names.push("model.norm.weight");
+    if (this.weights.lm_head) names.push("lm_head.weight");
+    return names;
+  }
+
+  /** The tensor behind a Hugging Face parameter name (internal layout). */
+  parameter(name: string, w: ModelWeights = this.weights): tf.Tensor {
+    if (name === "model.embed_tokens.weight") return w.embed_tokens;
+    if (name === "model.norm.weight") return w.norm;
+    if (name === "lm_head.weight" && w.lm_head) return w.lm_head;
+    const m = /^model\.layers\.(\d+)\.(?:self_attn\.|mlp\.)?(\w+)\.weight$/.exec(name);
+    if (m) {
+      const l = Number(m[1]);
+      const k = m[2] as keyof LayerWeights;
+      if (l < w.layers.length && LAYER_KEYS.includes(k) && hfName(l, k) === name) return w.layers[l][k];
+    }
+    throw new UsageError(`unknown parameter "${name}"`);
+  }
+
+  // ---------------------------------------------------------------- building blocks
+
+  embed(ids: tf.Tensor2D): tf.Tensor2D {
+    return this.embedWith(this.weights, ids);
+  }
+
+  layer(l: number, h: tf.Tensor2D, B: number, T: number, lw?: LayerWeights, opts?: LayerOptions): tf.Tensor2D {
+    return tf.tidy(() => this.layerImpl(l, h, B, T, lw ?? this.weights.layers[l], opts, null, 0).h);
+  }
+
+  head(h: tf.Tensor2D): tf.Tensor2D {
+    return tf.tidy(() => this.headWith(this.weights, this.rmsNorm(h, this.weights.norm), false));
+  }
+
+  forward(ids: number[][] | tf.Tensor2D, opts?: ForwardOptions): tf.Tensor3D {
+    this.trimCaches();
+    return tf.tidy(() => this.forwardWith(this.weights, ids, opts, false));
+  }
+
+  /**
+   * Per sequence, log p(x[t+1] | x[..t]) for t = 0..len−2 (float32). Sequences of equal length are
+   * batched; the head runs on row chunks so a [T, V] logits block is never materialised for big V.
+   */
+  tokenLogProbs(seqs: number[][], opts?: TokenLogProbsOptions): Float32Array[] {
+    this.trimCaches();
+    const out: Float32Array[] = new Array(seqs.length);
+    const byLen = new Map<number, number[]>();
+    seqs.forEach((s, i) => {
+      this.checkIds(s, `sequence ${i}`);
+      if (s.length < 2) {
+        out[i] = new Float32Array(0);
+        return;
+      }
+      const g = byLen.get(s.length) ?? [];
+      g.push(i);
+      byLen.set(s.length, g);
+    });
+    const V = this.config.vocab_size;
+    const chunkRows = Math.max(1, Math.floor(opts?.logitRows ?? LOGIT_CHUNK_FLOATS / V));
+    for (const [T, members] of byLen) {
+      const perBatch = Math.max(1, Math.floor(MAX_BATCH_ROWS / T));
+      for (let b0 = 0; b0 < members.length; b0 += perBatch) {
+        const idx = members.slice(b0, b0 + perBatch);
+        const B = idx.length;
+        const rows = idx.map((i) => seqs[i]);
+        const N = B * T;
+        // target for row b*T+t is x[b][t+1]; the last position of each row has none (its value is dropped)
+        const flatTargets = new Int32Array(N);
+        for (let b = 0; b < B; b++) for (let t = 0; t + 1 < T; t++) flatTargets[b * T + t] = rows[b][t + 1];
+        const result = new Float32Array(N);
+        tf.tidy(() => {
+          const ids = tf.tensor2d(rows, [B, T], "int32");
+          const h = this.trunk(this.weights, ids, B, T, opts);
+          const hn = this.rmsNorm(h, this.weights.norm);
+          for (let r0 = 0; r0 < N; r0 += chunkRows) {
+            const c = Math.min(chunkRows, N - r0);
+            const vals = tf.tidy(() => {
+              // gather, not slice: wasm's Slice reads the whole source tensor on every call
+              const rowsIdx = tf.tensor1d(Int32Array.from({ length: c }, (_, r) => r0 + r), "int32");
+              const logits = this.headWith(this.weights, tf.gather(hn, rowsIdx) as tf.Tensor2D, false);
+              const lp = tf.logSoftmax(logits).reshape([c * V]);
+              const flat = new Int32Array(c);
+              for (let r = 0; r < c; r++) flat[r] = r * V + flatTargets[r0 + r];
+              return tf.gather(lp, tf.tensor1d(flat, "int32"));
+            });
+            result.set(vals.dataSync() as Float32Array, r0);
+            vals.dispose();
+          }
+        });
+        idx.forEach((i, b) => {
+          out[i] = result.slice(b * T, b * T + T - 1);
+        });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Loss and gradients w.r.t. the parameters whose Hugging Face names pass `select`, through the whole
+   * network (tf.valueAndGrads). Gradient tensors are in internal layout ([in, out]); the caller disposes them.
+   */
+  gradients(
+    ids: number[][],
+    loss: (logits: tf.Tensor3D) => tf.Scalar,
+    select: (name: string) => boolean,
+    opts?: ForwardOptions,
+  ): { loss: number; grads: Map<string, tf.Tensor> } {
+    const names = this.parameterNames().filter(select);
+    if (names.length === 0) throw new UsageError("gradients: the selection matches no parameter");
+    ids.forEach((s, i) => this.checkIds(s, `sequence ${i}`));
+    this.trimCaches();
+    const xs = names.map((n) => this.parameter(n));
+    const embedSelected = names.includes("model.embed_tokens.weight");
+    const f = (...args: tf.Tensor[]): tf.Scalar => {
+      const w = this.substitute(names, args);
+      return loss(this.forwardWith(w, ids, opts, embedSelected));
+    };
+    const { value, grads } = tf.valueAndGrads(f)(xs);
+    const lossValue = value.dataSync()[0];
+    value.dispose();
+    if (!Number.isFinite(lossValue)) {
+      for (const g of grads) g.dispose();
+      throw new NumericError(`gradients: loss is ${lossValue}`);
+    }
+    const map = new Map<string, tf.Tensor>();
+    names.forEach((n, i) => map.set(n, grads[i]));
+    return { loss: lossValue, grads: map };
+  }
+
+  /**
+   * Continue `prompt` (token ids, usually starting with BOS) by up to maxNewTokens tokens, with a
+   * key/value cache. Greedy when temperature is 0 (default); otherwise sampled with Rng(seed ?? 0).
+   */
+  generate(prompt: number[], opts: GenerateOptions): number[] {
+    if (prompt.length === 0) throw new UsageError("generate: the prompt must hold at least one token (e.g. BOS)");
+    if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0) {
+      throw new UsageError(`generate: maxNewTokens must be a non-negative integer, got ${opts.maxNewTokens}`);
+    }
+    this.checkIds(prompt, "prompt");
+    this.trimCaches();
+    const temperature = opts.temperature ?? 0;
+    if (!(temperature >= 0)) throw new UsageError(`generate: temperature must be ≥ 0, got ${temperature}`);
+    const rng = new Rng(opts.seed ?? 0);
+    const eos = new Set(Array.isArray(this.config.eos_token_id) ? this.config.eos_token_id : [this.config.eos_token_id]);
+    const stopAtEos = opts.stopAtEos ?? true;
+    const out: number[] = [];
+    let caches: (KV | null)[] = this.config.num_hidden_layers ? new Array(this.config.num_hidden_layers).fill(null) : [];
+    let feed = prompt.slice();
+    let offset = 0;
+    try {
+      while (out.length < opts.maxNewTokens) {
+        const step = this.step(feed, offset, caches);
+        for (const c of caches) if (c) tf.dispose([c.k, c.v]);
+        caches = step.caches;
+        offset += feed.length;
+        const next = pickToken(step.logits, temperature, opts.topK, rng);
+        if (stopAtEos && eos.has(next)) break;
+        out.push(next);
+        opts.onToken?.(next);
+        feed = [next];
+      }
+    } finally {
+      for (const c of caches) if (c) tf.dispose([c.k, c.v]);
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private checkIds(ids: number[], what: string): void {
+    const V = this.config.vocab_size;
+    for (let i = 0; i < ids.length; i++) {
+      const t = ids[i];
+      if (!Number.isInteger(t) || t < 0 || t >= V) throw new DataError(`${what}: token id ${t} at position ${i} is outside [0, ${V})`);
+    }
+  }
+
+  private substitute(names: string[], args: tf.Tensor[]): ModelWeights {
+    const w = this.weights;
+    const sub: ModelWeights = {
+      embed_tokens: w.embed_tokens,
+      layers: w.layers.map((lw) => ({ ...lw })),
+      norm: w.norm,
+      lm_head: w.lm_head,
+    };
+    names.forEach((n, i) => {
+      const a = args[i];
+      if (n === "model.embed_tokens.weight") sub.embed_tokens = a as tf.Tensor2D;
+      else if (n === "model.norm.weight") sub.norm = a as tf.Tensor1D;
+      else if (n === "lm_head.weight") sub.lm_head = a as tf.Tensor2D;
+      else {
+        const m = /^model\.layers\.(\d+)\.(?:self_attn\.|mlp\.)?(\w+)\.weight$/.exec(n)!;
+        (sub.layers[Number(m[1])] as unknown as Record<string, tf.Tensor>)[m[2]] = a;
+      }
+    });
+    return sub;
+  }
+
+  private toIds(ids: number[][] | tf.Tensor2D): { t: tf.Tensor2D; B: number; T: number } {
+    if (ids instanceof tf.Tensor) {
+      const [B, T] = ids.shape;
+      return { t: ids.dtype === "int32" ? ids : tf.cast(ids, "int32"), B, T };
+    }
+    const B = ids.length;
+    if (B === 0) throw new DataError("forward: no sequences given");
+    const T = ids[0].length;
+    if (T === 0) throw new DataError("forward: empty sequence");
+    ids.forEach((s, i) => {
+      if (s.length !== T) throw new DataError(`forward: sequences must have equal length, sequence ${i} has ${s.length}, expected ${T}`);
+      this.checkIds(s, `sequence ${i}`);
+    });
+    return { t: tf.tensor2d(ids, [B, T], "int32"), B, T };
+  }
+
+  private forwardWith(w: ModelWeights, ids: number[][] | tf.Tensor2D, opts: ForwardOptions | undefined, differentiableHead: boolean): tf.Tensor3D {
+    const { t, B, T } = this.toIds(ids);
+    const h = this.trunk(w, t, B, T, opts);
+    return this.headWith(w, this.rmsNorm(h, w.norm), differentiableHead).reshape([B, T, this.config.vocab_size]);
+  }
+
+  private trunk(w: ModelWeights, ids: tf.Tensor2D, B: number, T: number, opts?: ForwardOptions): tf.Tensor2D {
+    let h = this.embedWith(w, ids);
+    for (let l = 0; l < this.config.num_hidden_layers; l++) {
+      h = this.layerImpl(l, h, B, T, w.layers[l], opts?.layers?.[l], null, 0).h;
+    }
+    return h;
+  }
+
+  private embedWith(w: ModelWeights, ids: tf.Tensor2D): tf.Tensor2D {
+    return tf.tidy(() => tf.gather(w.embed_tokens, tf.reshape(ids, [-1])) as tf.Tensor2D);
+  }
+
+  private rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D): tf.Tensor2D {
+    const ms = tf.mean(tf.square(x), -1, true);
+    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, this.config.rms_norm_eps))), weight);
+  }
+
+  /**
+   * Logits for normed rows. A tied head multiplies by embed_tokensᵀ: with the native backend through a
+   * transposed product; elsewhere transposed products are slow, so a cached transposed copy is used,
+   * except when the embedding itself is being differentiated (then an explicit transpose on the tape).
+   */
+  private headWith(w: ModelWeights, xn: tf.Tensor2D, differentiable: boolean): tf.Tensor2D {
+    if (w.lm_head) return tf.matMul(xn, w.lm_head);
+    if (tf.getBackend() === "tensorflow") return tf.matMul(xn, w.embed_tokens, false, true);
+    const E = w.embed_tokens;
+    // A Variable may be updated in place (training), so a cached copy could go stale.
+    if (differentiable || E !== this.weights.embed_tokens || E instanceof tf.Variable) return tf.matMul(xn, tf.transpose(E));
+    if (!this.tiedHead || this.tiedHead.isDisposed || this.tiedHeadBackend !== tf.getBackend()) {
+      this.tiedHead?.dispose();
+      // Built from host data so that it is never recorded on a gradient tape: the cached head is a
+      // constant for every caller, whether or not the first call happened inside tf.grads.
+      const [V, H] = E.shape;
+      this.tiedHead = tf.keep(tf.tensor2d(transposeHost(E.dataSync() as Float32Array, V, H), [H, V]));
+      this.tiedHeadBackend = tf.getBackend();
+    }
+    return tf.matMul(xn, this.tiedHead);
+  }
+
+  /** A cached constant tensor (kept outside any tidy; rebuilt if it was disposed or the backend changed). */
+  private constant(key: string, make: () => tf.Tensor): tf.Tensor {
+    const k = `${tf.getBackend()}:${key}`;
+    const hit = this.consts.get(k);
+    if (hit && !hit.isDisposed) return hit;
+    const t = tf.keep(make());
+    this.consts.set(k, t);
+    return t;
+  }
+
+  /** cos and sign-folded sin tables for positions [offset, offset+T), shaped [1, T, 1, hd]. */
+  private rope(T: number, offset: number): { cos: tf.Tensor4D; sin: tf.Tensor4D } {
+    const hd = this.config.head_dim;
+    const need = offset + T;
+    let cap = 64;
+    while (cap < need) cap *= 2;
+    const cos = this.constant(`rope.cos.${cap}`, () => tf.tensor2d(ropeTables(this.config, cap).cos, [cap, hd]));
+    const sin = this.constant(`rope.sin.${cap}`, () => {
+      // rotate_half(x) = [−x2, x1]; folding the minus into the first half of sin lets us use [x2, x1]
+      const s = ropeTables(this.config, cap).sin;
+      const half = hd / 2;
+      for (let t = 0; t < cap; t++) for (let j = 0; j < half; j++) s[t * hd + j] = -s[t * hd + j];
+      return tf.tensor2d(s, [cap, hd]);
+    });
+    return {
+      cos: tf.slice(cos, [offset, 0], [T, hd]).reshape([1, T, 1, hd]),
+      sin: tf.slice(sin, [offset, 0], [T, hd]).reshape([1, T, 1, hd]),
+    };
+  }
+
+  /**
+   * x·cos + rotate_half(x)·sin. The half swap is a product with a constant 0/1 permutation matrix
+   * (exact in float32): split/concat along the last axis are strided copies that cost ~10× more on wasm.
+   */
+  private applyRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
+    const hd = this.config.head_dim;
+    const half = hd / 2;
+    const swap = this.constant("rope.swap", () => {
+      const p = new Float32Array(hd * hd);
+      for (let j = 0; j < half; j++) {
+        p[(j + half) * hd + j] = 1; // output j ← input j + d/2
+        p[j * hd + j + half] = 1; // output j + d/2 ← input j
+      }
+      return tf.tensor2d(p, [hd, hd]);
+    }) as tf.Tensor2D;
+    const swapped = tf.matMul(tf.reshape(x, [-1, hd]) as tf.Tensor2D, swap).reshape(x.shape) as tf.Tensor4D;
+    return tf.add(tf.mul(x, cos), tf.mul(swapped, sin));
+  }
+
+  /** Additive causal mask [Tq, Tk] for queries at positions past..past+Tq−1. */
+  private causalMask(Tq: number, past: number): tf.Tensor2D {
+    const Tk = past + Tq;
+    return this.constant(`mask.${Tq}.${past}`, () => {
+      const m = new Float32Array(Tq * Tk);
+      for (let i = 0; i < Tq; i++) for (let j = past + i + 1; j < Tk; j++) m[i * Tk + j] = MASKED;
+      return tf.tensor2d(m, [Tq, Tk]);
+    }) as tf.Tensor2D;
+  }
+
+  private attention(lw: LayerWeights, xn: tf.Tensor2D, B: number, T: number, past: KV | null, offset: number): { out: tf.Tensor2D; kv: KV } {
+    const c = this.config;
+    const nH = c.num_attention_heads;
+    const nKV = c.num_key_value_heads;
+    const hd = c.head_dim;
+    const g = nH / nKV;
+    const { cos, sin } = this.rope(T, offset);
+    const q = this.applyRope(tf.matMul(xn, lw.q_proj).reshape([B, T, nH, hd]), cos, sin);
+    const k = this.applyRope(tf.matMul(xn, lw.k_proj).reshape([B, T, nKV, hd]), cos, sin);
+    const v = tf.matMul(xn, lw.v_proj).reshape([B, T, nKV, hd]);
+    // Query head h reads key/value head floor(h / g) (HF repeat_kv). Grouping the g query heads of one
+    // kv head into the row dimension avoids materialising repeated K/V: [B·nKV, g·T, hd].
+    const qq = tf.mul(tf.transpose(q, [0, 2, 1, 3]).reshape([B * nKV, g * T, hd]), 1 / Math.sqrt(hd));
+    let kk = tf.transpose(k, [0, 2, 1, 3]).reshape([B * nKV, T, hd]) as tf.Tensor3D;
+    let vv = tf.transpose(v, [0, 2, 1, 3]).reshape([B * nKV, T, hd]) as tf.Tensor3D;
+    const pastLen = past ? past.k.shape[1] : 0;
+    if (past) {
+      kk = tf.concat([past.k, kk], 1);
+      vv = tf.concat([past.v, vv], 1);
+    }
+    const Tk = pastLen + T;
+    let scores: tf.Tensor = tf.matMul(qq, tf.transpose(kk, [0, 2, 1]));
+    if (T > 1) {
+      scores = tf.add(scores.reshape([B * nKV, g, T, Tk]), this.causalMask(T, pastLen)).reshape([B * nKV, g * T, Tk]);
+    }
+    const probs = tf.softmax(scores);
+    const ctx = tf.matMul(probs as tf.Tensor3D, vv).reshape([B, nH, T, hd]);
+    const merged = tf.transpose(ctx, [0, 2, 1, 3]).reshape([B * T, nH * hd]) as tf.Tensor2D;
+    return { out: tf.matMul(merged, lw.o_proj), kv: { k: kk, v: vv } };
+  }
+
+  private layerImpl(
+    l: number,
+    h: tf.Tensor2D,
+    B: number,
+    T: number,
+    lw: LayerWeights,
+    opts: LayerOptions | undefined,
+    past: KV | null,
+    offset: number,
+  ): { h: tf.Tensor2D; kv: KV | null } {
+    let x = h;
+    let kv: KV | null = null;
+    if (!opts?.skipAttention) {
+      const a = this.attention(lw, this.rmsNorm(h, lw.input_layernorm), B, T, past, offset);
+      x = tf.add(h, a.out);
+      kv = a.kv;
+    }
+    if (!opts?.skipMlp) {
+      const xn = this.rmsNorm(x, lw.post_attention_layernorm);
+      const gate = tf.matMul(xn, lw.gate_proj);
+      let act: tf.Tensor2D = tf.mul(tf.mul(gate, tf.sigmoid(gate)), tf.matMul(xn, lw.up_proj));
+      if (opts?.mlpMask) {
+        const I = lw.gate_proj.shape[1];
+        if (!sameShape(opts.mlpMask.shape, [I])) {
+          throw new UsageError(`layer ${l}: mlpMask has shape [${opts.mlpMask.shape}], expected [${I}]`);
+        }
+        act = tf.mul(act, opts.mlpMask);
+      }
+      opts?.onMlp?.(xn, act);
+      x = tf.add(x, tf.matMul(act, lw.down_proj));
+    }
+    return { h: x, kv };
+  }
+
+  /** One decoding step over `ids` at positions offset.. with caches; returns last-row logits and new caches. */
+  private step(ids: number[], offset: number, caches: (KV | null)[]): { logits: Float32Array; caches: (KV | null)[] } {
+    const T = ids.length;
+    const res = tf.tidy(() => {
+      let h = this.embedWith(this.weights, tf.tensor2d([ids], [1, T], "int32"));
+      const ks: tf.Tensor3D[] = [];
+      const vs: tf.Tensor3D[] = [];
+      for (let l = 0; l < this.config.num_hidden_layers; l++) {
+        const r = this.layerImpl(l, h, 1, T, this.weights.layers[l], undefined, caches[l], offset);
+        h = r.h;
+        ks.push(r.kv!.k);
+        vs.push(r.kv!.v);
+      }
+      const last = tf.slice(h, [T - 1, 0], [1, -1]);
+      return { logits: this.headWith(this.weights, this.rmsNorm(last, this.weights.norm), false), ks, vs };
+    });
+    const logits = res.logits.dataSync() as Float32Array;
+    res.logits.dispose();
+    return { logits: Float32Array.from(logits), caches: res.ks.map((k, l) => ({ k, v: res.vs[l] })) };
+  }
+}

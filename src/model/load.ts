@@ -1,0 +1,19 @@
+import { ModelFiles, WriteModelOptions, readModelFiles, writeModelFiles } from "../io/files";
+import type { TextTokenizer } from "../types";
+import { LlamaModel } from "./llama";
+
+/**
+ * Model files ↔ LlamaModel. The host tensors are handed to the model (converted to its internal layout once) and
+ * then dropped, so a loaded model holds one copy of its weights.
+ */
+export async function loadModel(path: string): Promise<{ model: LlamaModel; tokenizer: TextTokenizer | null; files: Omit<ModelFiles, "tensors"> }> {
+  const f = await readModelFiles(path);
+  const model = LlamaModel.fromTensors(f.config, f.tensors, f.path);
+  const { tensors: _dropped, ...files } = f;
+  void _dropped;
+  return { model, tokenizer: f.tokenizer, files };
+}
+
+export async function saveModel(dir: string, model: LlamaModel, tokenizer: TextTokenizer | null, opts: WriteModelOptions): Promise<string[]> {
+  return writeModelFiles(dir, { config: model.config, tensors: model.toTensors(), tokenizer }, opts);
+}

@@ -1,0 +1,106 @@
+import { strict as assert } from "node:assert";
+import { spawnSync } from "node:child_process";
+import * as path from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { backendName, initEngine } from "../src/engine";
+import { UsageError } from "../src/errors";
+
+function nativeInstalled(): boolean {
+  for (const p of ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]) {
+    try {
+      require.resolve(p);
+      return true;
+    } catch {
+      /* absent */
+    }
+  }
+  return false;
+}
+
+describe("engine", () => {
+  afterEach(() => {
+    delete process.env.SDMPRUNE_BACKEND;
+  });
+
+  it("switches between cpu and wasm within one process; initEngine is idempotent", async () => {
+    assert.equal(await initEngine("wasm"), "wasm");
+    assert.equal(backendName(), "wasm");
+    assert.equal(await initEngine(), "wasm");
+    assert.equal(await initEngine("cpu"), "cpu");
+    assert.equal(tf.getBackend(), "cpu");
+    assert.equal(await initEngine(), "cpu");
+  });
+
+  it("SDMPRUNE_BACKEND forces a backend; unknown names and unloadable backends fail clearly", async () => {
+    process.env.SDMPRUNE_BACKEND = "wasm";
+    assert.equal(await initEngine(), "wasm");
+    process.env.SDMPRUNE_BACKEND = "gpu";
+    await assert.rejects(initEngine(), (e: Error) => e instanceof UsageError && /SDMPRUNE_BACKEND/.test(e.message) && /gpu/.test(e.message));
+    if (!nativeInstalled()) {
+      process.env.SDMPRUNE_BACKEND = "tensorflow";
+      await assert.rejects(initEngine(), (e: Error) => e instanceof UsageError && /tensorflow/.test(e.message) && /not installed/.test(e.message));
+    }
+    delete process.env.SDMPRUNE_BACKEND;
+    await initEngine("cpu");
+  });
+
+  it("the default chain picks the best available backend in a fresh process", function () {
+    this.timeout(60000);
+    const code = `require(${JSON.stringify(path.resolve(__dirname, "../src/engine/index.ts"))}).initEngine().then((b) => console.log("BACKEND=" + b))`;
+    const env = { ...process.env };
+    delete env.SDMPRUNE_BACKEND;
+    const r = spawnSync(process.execPath, ["--import", "tsx", "-e", code], { env, encoding: "utf8" });
+    const m = /BACKEND=(\w+)/.exec(r.stdout);
+    assert.ok(m, `no backend reported: ${r.stderr}`);
+    assert.equal(m[1], nativeInstalled() ? "tensorflow" : "wasm");
+  });
+
+  it("wasm has an UnsortedSegmentSum kernel that agrees with cpu", async () => {
+    const x = [
+      [1, 2],
+      [3, 4],
+      [5, 6],
+      [7, 8],
+    ];
+    const seg = [2, 0, 2, 5];
+    const results: number[][][] = [];
+    for (const b of ["cpu", "wasm"] as const) {
+      await initEngine(b);
+      const out = tf.tidy(() => tf.unsortedSegmentSum(tf.tensor2d(x), tf.tensor1d(seg, "int32"), 4));
+      results.push(out.arraySync() as number[][]);
+      out.dispose();
+    }
+    assert.deepEqual(results[1], results[0]);
+    assert.deepEqual(results[0], [
+      [3, 4],
+      [0, 0],
+      [6, 8],
+      [0, 0],
+    ]);
+    await initEngine("cpu");
+  });
+
+  it("the replaced BatchMatMul gradient equals the analytic gradient (rank 2) and keeps rank-3/transposed cases", async () => {
+    await initEngine("wasm");
+    const A = [
+      [1, -2, 0.5],
+      [0.25, 3, -1],
+    ];
+    const B = [
+      [2, 0],
+      [-1, 1],
+      [0.5, -3],
+    ];
+    const [ga, gb] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D)))([tf.tensor2d(A), tf.tensor2d(B)]);
+    // d sum(AB)/dA[i][k] = Σ_j B[k][j];  d/dB[k][j] = Σ_i A[i][k]
+    assert.deepEqual(ga.arraySync(), A.map(() => B.map((r) => r[0] + r[1])));
+    assert.deepEqual(gb.arraySync(), B.map((_, k) => [0, 1].map(() => A[0][k] + A[1][k])));
+    const [ga3] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.matMul(a as tf.Tensor3D, b as tf.Tensor3D, false, true)))([
+      tf.tensor3d([A]),
+      tf.tensor3d([[[2, -1, 0.5], [0, 1, -3]]]),
+    ]);
+    assert.deepEqual((ga3.arraySync() as number[][][])[0], ga.arraySync());
+    tf.dispose([ga, gb, ga3]);
+    await initEngine("cpu");
+  });
+});

@@ -1,0 +1,244 @@
+import { strict as assert } from "node:assert";
+import * as tf from "@tensorflow/tfjs";
+import { initEngine } from "../src/engine";
+import { ConfigError, DataError } from "../src/errors";
+import { readModelFiles, type ModelFiles } from "../src/io/files";
+import { LlamaModel } from "../src/model/llama";
+import { randomTensors } from "../src/model/random";
+import { referenceGreedy, referenceLogits } from "./reference/llama-ref";
+import { TINY_CONFIGS, randomIds, relError } from "./reference/configs";
+import { requireShared, STORIES260K } from "./support/shared";
+
+const TOL = 1e-4;
+
+for (const backend of ["cpu", "wasm"] as const) {
+  describe(`LlamaModel vs float64 reference (${backend})`, function () {
+    before(async () => {
+      await initEngine(backend);
+    });
+
+    for (const [name, config] of Object.entries(TINY_CONFIGS)) {
+      it(`logits match the reference: ${name}`, () => {
+        const tensors = randomTensors(config, 3, 0.2);
+        const model = LlamaModel.fromTensors(config, tensors, name);
+        try {
+          const T = 12;
+          const seqs = [randomIds(T, config.vocab_size, 1), randomIds(T, config.vocab_size, 2)];
+          const logits = model.forward(seqs);
+          const got = logits.arraySync() as number[][][];
+          logits.dispose();
+          let worst = { rel: 0, elementwise: 0 };
+          seqs.forEach((s, b) => {
+            const ref = referenceLogits(config, tensors, s);
+            const e = relError(got[b].flat(), ref.flatMap((r) => Array.from(r)));
+            worst = { rel: Math.max(worst.rel, e.rel), elementwise: Math.max(worst.elementwise, e.elementwise) };
+          });
+          console.log(`      [${backend}] ${name}: max rel err ${worst.rel.toExponential(2)}, elementwise ${worst.elementwise.toExponential(2)}`);
+          assert.ok(worst.rel <= TOL, `max relative error ${worst.rel} > ${TOL}`);
+        } finally {
+          model.dispose();
+        }
+      });
+    }
+
+    it("tokenLogProbs agrees with log-softmax of the reference, for mixed lengths", () => {
+      const config = TINY_CONFIGS["mqa+untied+head_dim16+per-layer-I"];
+      const tensors = randomTensors(config, 5, 0.2);
+      const model = LlamaModel.fromTensors(config, tensors);
+      try {
+        const seqs = [randomIds(9, config.vocab_size, 4), randomIds(5, config.vocab_size, 5), [3], randomIds(9, config.vocab_size, 6)];
+        const lps = model.tokenLogProbs(seqs);
+        // head chunks of 5 rows (not a divisor of 9 or 5) must give the same values
+        const chunked = model.tokenLogProbs(seqs, { logitRows: 5 });
+        chunked.forEach((c, i) => assert.deepEqual(c, lps[i]));
+        assert.equal(lps.length, 4);
+        assert.equal(lps[2].length, 0);
+        seqs.forEach((s, i) => {
+          if (s.length < 2) return;
+          const ref = referenceLogits(config, tensors, s);
+          assert.equal(lps[i].length, s.length - 1);
+          for (let t = 0; t + 1 < s.length; t++) {
+            const row = ref[t];
+            const mx = Math.max(...row);
+            const lse = Math.log(row.reduce((a, v) => a + Math.exp(v - mx), 0)) + mx;
+            const want = row[s[t + 1]] - lse;
+            assert.ok(Math.abs(lps[i][t] - want) <= 1e-4 * Math.max(1, Math.abs(want)), `seq ${i} pos ${t}: ${lps[i][t]} vs ${want}`);
+          }
+        });
+      } finally {
+        model.dispose();
+      }
+    });
+
+    it("cached greedy generation equals greedy argmax by full recomputation", () => {
+      const config = TINY_CONFIGS["gqa+llama3+tied"];
+      const tensors = randomTensors(config, 7, 0.5);
+      const model = LlamaModel.fromTensors(config, tensors);
+      try {
+        const prompt = randomIds(4, config.vocab_size, 9);
+        const got = model.generate(prompt, { maxNewTokens: 10, stopAtEos: false });
+        assert.deepEqual(got, referenceGreedy(config, tensors, prompt, 10));
+      } finally {
+        model.dispose();
+      }
+    });
+
+    it("sampling is determined by the seed; topK 1 is greedy", () => {
+      const config = TINY_CONFIGS["gqa+llama3+tied"];
+      const model = LlamaModel.fromTensors(config, randomTensors(config, 7, 0.5));
+      try {
+        const a = model.generate([1, 2], { maxNewTokens: 12, temperature: 1, seed: 4, stopAtEos: false });
+        const b = model.generate([1, 2], { maxNewTokens: 12, temperature: 1, seed: 4, stopAtEos: false });
+        const c = model.generate([1, 2], { maxNewTokens: 12, temperature: 1, seed: 5, stopAtEos: false });
+        assert.deepEqual(a, b);
+        assert.notDeepEqual(a, c);
+        const greedy = model.generate([1, 2], { maxNewTokens: 12, stopAtEos: false });
+        assert.deepEqual(model.generate([1, 2], { maxNewTokens: 12, temperature: 0.7, topK: 1, seed: 9, stopAtEos: false }), greedy);
+      } finally {
+        model.dispose();
+      }
+    });
+
+    it("layer options: skipMlp/skipAttention/mlpMask/onMlp match the reference with masks", () => {
+      const config = TINY_CONFIGS["mqa+untied+head_dim16+per-layer-I"];
+      const tensors = randomTensors(config, 11, 0.2);
+      const model = LlamaModel.fromTensors(config, tensors);
+      try {
+        const ids = [randomIds(7, config.vocab_size, 3)];
+        // a 0/1 mask on layer 1 equals the reference with the same mask
+        const maskHost = Float64Array.from({ length: 24 }, (_, i) => (i % 3 === 0 ? 0 : 1));
+        const mask = tf.tensor1d(Float32Array.from(maskHost));
+        const seen: number[][] = [];
+        const logits = model.forward(ids, {
+          layers: [undefined, { mlpMask: mask, onMlp: (x, a) => seen.push([...x.shape, ...a.shape]) }],
+        });
+        const ref = referenceLogits(config, tensors, ids[0], { mlpMask: [null, maskHost, null] });
+        const e = relError((logits.arraySync() as number[][][])[0].flat(), ref.flatMap((r) => Array.from(r)));
+        assert.ok(e.rel <= TOL, `masked rel err ${e.rel}`);
+        assert.deepEqual(seen, [[7, 48, 7, 24]]);
+        // skipMlp on a layer equals an all-zero mask there
+        const zero = tf.zeros([40]) as tf.Tensor1D;
+        const l1 = model.forward(ids, { layers: [{ skipMlp: true }] });
+        const l2 = model.forward(ids, { layers: [{ mlpMask: zero }] });
+        assert.ok(relError(l1.dataSync(), l2.dataSync()).rel < 1e-6);
+        // skipAttention changes the output (attention is live) and keeps shapes
+        const l3 = model.forward(ids, { layers: [{ skipAttention: true }] });
+        assert.deepEqual(l3.shape, [1, 7, config.vocab_size]);
+        assert.ok(relError(l3.dataSync(), logits.dataSync()).rel > 1e-3);
+        tf.dispose([mask, zero, logits, l1, l2, l3]);
+      } finally {
+        model.dispose();
+      }
+    });
+
+    it("toTensors round-trips; clone and withWeights compute the same logits", () => {
+      const config = TINY_CONFIGS["mqa+untied+head_dim16+per-layer-I"];
+      const tensors = randomTensors(config, 13, 0.2);
+      const model = LlamaModel.fromTensors(config, tensors);
+      const copy = model.clone();
+      try {
+        const back = model.toTensors();
+        assert.deepEqual([...back.keys()].sort(), [...tensors.keys()].sort());
+        for (const [k, t] of tensors) {
+          assert.deepEqual(back.get(k)!.shape, t.shape, k);
+          assert.deepEqual(back.get(k)!.data, t.data, k);
+        }
+        const ids = [randomIds(6, config.vocab_size, 1)];
+        const a = model.forward(ids);
+        model.dispose();
+        const b = copy.forward(ids);
+        assert.deepEqual(a.dataSync(), b.dataSync());
+        const shared = copy.withWeights(copy.weights);
+        const c = shared.forward(ids);
+        assert.deepEqual(c.dataSync(), b.dataSync());
+        tf.dispose([a, b, c]);
+      } finally {
+        copy.dispose();
+      }
+    });
+  });
+}
+
+describe("LlamaModel.fromTensors validation", () => {
+  before(async () => {
+    await initEngine("cpu");
+  });
+  const config = TINY_CONFIGS["gqa+llama3+tied"];
+
+  it("names a missing tensor", () => {
+    const t = randomTensors(config, 1);
+    t.delete("model.layers.1.mlp.up_proj.weight");
+    assert.throws(() => LlamaModel.fromTensors(config, t, "x.gguf"), (e: Error) => e instanceof ConfigError && /model\.layers\.1\.mlp\.up_proj\.weight/.test(e.message) && /missing/.test(e.message));
+  });
+
+  it("names a tensor whose shape disagrees with config.json, with expected and actual shapes", () => {
+    const t = randomTensors(config, 1);
+    t.set("model.layers.0.self_attn.k_proj.weight", { shape: [8, 32], data: new Float32Array(256) });
+    assert.throws(
+      () => LlamaModel.fromTensors(config, t),
+      (e: Error) => e instanceof ConfigError && /k_proj/.test(e.message) && /\[8,32\]/.test(e.message) && /\[16,32\]/.test(e.message),
+    );
+  });
+
+  it("rejects unexpected tensors (e.g. biases) and bad token ids", () => {
+    const t = randomTensors(config, 1);
+    t.set("model.layers.0.self_attn.q_proj.bias", { shape: [32], data: new Float32Array(32) });
+    assert.throws(() => LlamaModel.fromTensors(config, t), (e: Error) => e instanceof ConfigError && /q_proj\.bias/.test(e.message));
+    const m = LlamaModel.fromTensors(config, randomTensors(config, 1));
+    try {
+      assert.throws(() => m.forward([[1, 2, 99]]), DataError);
+      assert.throws(() => m.forward([[1, 2], [3]]), DataError);
+    } finally {
+      m.dispose();
+    }
+  });
+});
+
+describe("stories260K (shared GGUF)", function () {
+  const EXPECTED = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball.";
+  // MODELS-DATA.md §1: "Once upon a time" with BOS; the continuation is llama2.c's documented greedy output.
+  const PROMPT_IDS = [1, 403, 407, 261, 378];
+  let files: ModelFiles;
+
+  before(async function () {
+    requireShared(this);
+    files = await readModelFiles(STORIES260K());
+  });
+
+  for (const backend of ["cpu", "wasm"] as const) {
+    it(`greedy generation reproduces the reference story (${backend})`, async function () {
+      await initEngine(backend);
+      const tok = files.tokenizer!;
+      const prompt = tok.encode("Once upon a time");
+      assert.deepEqual(prompt, PROMPT_IDS);
+      const model = LlamaModel.fromTensors(files.config, files.tensors, "stories260K.gguf");
+      try {
+        const n = 40;
+        const t0 = process.hrtime.bigint();
+        const out = model.generate(prompt, { maxNewTokens: n, stopAtEos: false });
+        const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+        const text = tok.decode([...prompt, ...out], { skipSpecialTokens: true }).trimStart();
+        console.log(`      [${backend}] ${(ms / n).toFixed(1)} ms/token: ${JSON.stringify(text.slice(0, 90))}…`);
+        assert.ok(text.startsWith(EXPECTED), `got ${JSON.stringify(text)}`);
+      } finally {
+        model.dispose();
+      }
+    });
+
+    it(`logits match the float64 reference (${backend})`, async function () {
+      await initEngine(backend);
+      const model = LlamaModel.fromTensors(files.config, files.tensors, "stories260K.gguf");
+      try {
+        const seq = files.tokenizer!.encode("Once upon a time, there was a little girl named Lily. She loved to play outside.");
+        const logits = model.forward([seq]);
+        const ref = referenceLogits(files.config, files.tensors, seq);
+        const e = relError(logits.dataSync(), ref.flatMap((r) => Array.from(r)));
+        logits.dispose();
+        console.log(`      [${backend}] stories260K T=${seq.length}: max rel err ${e.rel.toExponential(2)}, elementwise ${e.elementwise.toExponential(2)}`);
+        assert.ok(e.rel <= TOL, `max relative error ${e.rel}`);
+      } finally {
+        model.dispose();
+      }
+    });
+  }
+});

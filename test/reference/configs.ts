@@ -1,0 +1,69 @@
+import { parseConfig, type LlamaConfig } from "../../src/model/config";
+
+/**
+ * Tiny configurations covering the architecture variants the model must handle. The llama3 band edges
+ * (original context 64, factors 1/4) put head_dim 8's four frequencies (wavelengths 6.3, 63, 628, 6283)
+ * into the keep, smooth and scaled bands, so every branch of the scaling rule is exercised.
+ */
+export const TINY_CONFIGS: Record<string, LlamaConfig> = {
+  "gqa+llama3+tied": parseConfig({
+    vocab_size: 61,
+    hidden_size: 32,
+    intermediate_size: 48,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    rope_scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 },
+    tie_word_embeddings: true,
+  }),
+  "mqa+untied+head_dim16+per-layer-I": parseConfig({
+    vocab_size: 53,
+    hidden_size: 48,
+    intermediate_size: [40, 24, 56],
+    num_hidden_layers: 3,
+    num_attention_heads: 4,
+    num_key_value_heads: 1,
+    head_dim: 16,
+    rms_norm_eps: 1e-6,
+    rope_theta: 500000,
+    tie_word_embeddings: false,
+  }),
+  "mha+linear-rope+untied": parseConfig({
+    vocab_size: 40,
+    hidden_size: 24,
+    intermediate_size: 64,
+    num_hidden_layers: 1,
+    num_attention_heads: 3,
+    rope_theta: 10000,
+    rope_scaling: { type: "linear", factor: 2 },
+    tie_word_embeddings: false,
+  }),
+};
+
+/** max|a−b| / max|b| over all entries, plus the largest elementwise |a−b|/|b| over entries with |b| ≥ 1% of max|b|. */
+export function relError(a: ArrayLike<number>, b: ArrayLike<number>): { rel: number; elementwise: number } {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  let el = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (Math.abs(b[i]) >= 0.01 * scale) el = Math.max(el, Math.abs(a[i] - b[i]) / Math.abs(b[i]));
+  }
+  return { rel: diff / scale, elementwise: el };
+}
+
+export function randomIds(n: number, vocab: number, seed: number): number[] {
+  let s = seed * 7919 + 17;
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    out.push(s % vocab);
+  }
+  return out;
+}

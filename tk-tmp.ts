@@ -1,0 +1,10 @@
+import * as fs from "node:fs";
+import { readGgufHeader } from "./src/io/gguf";
+import { sentencePieceFromGguf } from "./src/io/gguf-llama";
+import { HfTokenizer } from "./src/io/tokenizer";
+const sp = sentencePieceFromGguf(readGgufHeader("../shared/models/stories260K.gguf"))!;
+const t = HfTokenizer.fromSentencePiece(sp);
+const text = fs.readFileSync("../shared/data/wikitext-2-raw/wiki.test.raw", "utf8");
+let t0 = Date.now();
+const ids = t.encode(text);
+console.log("whole file ms", Date.now() - t0, ids.length, process.memoryUsage().heapUsed / 1e6);
