@@ -27,33 +27,89 @@ try {
   );
   process.exit(2);
 }
-patchDirectoryImports(path.join(path.dirname(tslabMain), "executor.js"));
+const tslabDist = path.dirname(tslabMain);
+patchModule(path.join(tslabDist, "executor.js"), "folder imports", [
+  // tslab 1.0.22 runs project .ts files from its in-memory compilation but maps an extensionless import only to
+  // `<id>.js`, so `import "./src"` or `"./plot"` (a folder with index.ts) type-checks and then fails at run time
+  // with "Cannot find module". Also try `<id>/index.js`.
+  [
+    'if (path_1.default.extname(filename) === "") {\n            filename += ".js";\n        }',
+    'if (path_1.default.extname(filename) === "") {\n' +
+      '            const asIndex = (0, tspath_1.normalizeJoin)(filename, "index.js");\n' +
+      '            filename = !sideOutputs.has(filename + ".js") && (sideOutputs.has(asIndex) || sideModules.has(asIndex)) ? asIndex : filename + ".js";\n' +
+      "        }",
+  ],
+]);
+patchModule(path.join(tslabDist, "converter.js"), "file-watcher timers", [
+  // tslab drives TypeScript's watch program with a single fake timer and throws "Unexpected pending rebuildTimer"
+  // when a second one is scheduled. TypeScript schedules one of its own when a watched file or folder changes
+  // during a session (a source edited in an editor, a file created next to a failed module lookup), which made
+  // the next cell fail at random. Pending timers are chained instead and all run at the next rebuild.
+  [
+    '    sys.setTimeout = (callback) => {\n' +
+      "        // TypeScript compier implements debouncing using a timer.\n" +
+      "        // It clears a timer when a new change is notified before the timer\n" +
+      "        // is fired and it starts rebuilding sources.\n" +
+      "        //\n" +
+      "        // In this converter, it often happens when notifyUpdateSrc and\n" +
+      "        // notifyUpdateDecls are called in sequence.\n" +
+      "        if (rebuildTimer) {\n" +
+      '            throw new Error("Unexpected pending rebuildTimer");\n' +
+      "        }\n" +
+      "        rebuildTimer = {\n" +
+      "            callback: () => {\n" +
+      "                callback();\n" +
+      "                rebuildTimer = null;\n" +
+      "            },\n" +
+      "        };\n" +
+      "        return rebuildTimer;\n" +
+      "    };\n" +
+      "    sys.clearTimeout = (timeoutId) => {\n" +
+      "        if (rebuildTimer === timeoutId) {\n" +
+      "            rebuildTimer = null;\n" +
+      "            return;\n" +
+      "        }\n" +
+      '        throw new Error("clearing unexpected tiemr");\n' +
+      "    };\n",
+    "    sys.setTimeout = (callback) => {\n" +
+      "        const pending = rebuildTimer;\n" +
+      "        const timer = {\n" +
+      "            callback: () => {\n" +
+      "                if (rebuildTimer === timer) rebuildTimer = null;\n" +
+      "                if (pending) pending.callback();\n" +
+      "                callback();\n" +
+      "            },\n" +
+      "        };\n" +
+      "        rebuildTimer = timer;\n" +
+      "        return timer;\n" +
+      "    };\n" +
+      "    sys.clearTimeout = (timeoutId) => {\n" +
+      "        if (rebuildTimer === timeoutId) rebuildTimer = null;\n" +
+      "    };\n",
+  ],
+]);
 // tslab parses process.argv itself: [node, script, "kernel", "--config-path", <file>].
 require(tslabMain).main();
 
 /**
- * tslab 1.0.22 runs project .ts files from its in-memory compilation, but maps an extensionless import only to
- * `<id>.js`, so `import "./src"` or `"./plot"` (a folder with index.ts) type-checks and then fails at run time
- * with "Cannot find module". We load tslab's executor with that one lookup extended to `<id>/index.js`, before
- * main.js requires it. If the source ever differs (another tslab version) we warn and run it unpatched.
+ * Load one of tslab's own modules with small source replacements and put it in the module cache before
+ * main.js requires it. The replacements are exact strings from tslab 1.0.22 (pinned in package.json); if one
+ * is not found (another version) we warn and load that module unpatched.
  */
-function patchDirectoryImports(executorPath) {
+function patchModule(file, what, replacements) {
   const Module = require("node:module");
-  const needle = 'if (path_1.default.extname(filename) === "") {\n            filename += ".js";\n        }';
-  const fixed =
-    'if (path_1.default.extname(filename) === "") {\n' +
-    '            const asIndex = (0, tspath_1.normalizeJoin)(filename, "index.js");\n' +
-    '            filename = !sideOutputs.has(filename + ".js") && (sideOutputs.has(asIndex) || sideModules.has(asIndex)) ? asIndex : filename + ".js";\n' +
-    "        }";
-  const source = fs.readFileSync(executorPath, "utf8");
-  if (!source.includes(needle)) {
-    console.error(`sdmprune kernel: ${executorPath} is not tslab 1.0.22's; folder imports like "./src" may fail`);
-    return;
+  let source = fs.readFileSync(file, "utf8");
+  for (const [needle, fixed] of replacements) {
+    if (!source.includes(needle)) {
+      console.error(`sdmprune kernel: ${file} is not tslab 1.0.22's; running without the ${what} fix`);
+      return;
+    }
+    source = source.replace(needle, fixed);
   }
-  const mod = new Module(executorPath, null);
-  mod.filename = executorPath;
-  mod.paths = Module._nodeModulePaths(path.dirname(executorPath));
-  mod._compile(source.replace(needle, fixed), executorPath);
+  const mod = new Module(file, null);
+  mod.filename = file;
+  mod.paths = Module._nodeModulePaths(path.dirname(file));
+  mod._compile(source, file);
   mod.loaded = true;
-  require.cache[executorPath] = mod;
+  require.cache[file] = mod;
 }

@@ -61,10 +61,10 @@ function BlockView({ block, color }: { block: Block; color: boolean }) {
   return <Text>{block.text}</Text>;
 }
 
-function EntryView({ entry, color }: { entry: Entry; color: boolean }) {
+function EntryView({ entry, color, width }: { entry: Entry; color: boolean; width: number }) {
   const { Box, Text } = ink();
   return (
-    <Box flexDirection="column">
+    <Box flexDirection="column" width={width}>
       {entry.input !== undefined && (
         <Text>
           <Text color={color ? "cyan" : undefined}>{PROMPT}</Text>
@@ -144,12 +144,20 @@ export function App({ runner, history, color, cwd, initialCommands, columns, onE
   const { stdout } = ink().useStdout();
   const width = useColumns(columns);
   const [entries, setEntries] = useState<Entry[]>([]);
-  const [value, setValue] = useState("");
-  const [cursor, setCursor] = useState(0);
-  const [job, setJob] = useState<Job | null>(null);
+  // The key handler reads the editor, job and exit state from refs: keys can arrive faster than React
+  // re-renders (a paste, a busy machine), and a handler closed over an older render would lose them.
+  const [line, setLineState] = useState({ value: "", cursor: 0 });
+  const lineRef = useRef(line);
+  const [job, setJobState] = useState<Job | null>(null);
+  const jobRef = useRef<Job | null>(null);
+  const setJob = useCallback((next: Job | null | ((j: Job | null) => Job | null)) => {
+    const v = typeof next === "function" ? next(jobRef.current) : next;
+    jobRef.current = v;
+    setJobState(v);
+  }, []);
   const [status, setStatus] = useState<StatusInfo | null>(() => runner.status());
   const [hint, setHint] = useState<string | null>(null);
-  const [armedExit, setArmedExit] = useState(false);
+  const armedExit = useRef(false);
   const nextId = useRef(0);
   // Position in history while browsing with ↑/↓ (entries.length = the line being edited) and that line.
   const histPos = useRef<number | null>(null);
@@ -223,7 +231,7 @@ export function App({ runner, history, color, cwd, initialCommands, columns, onE
       push(trimmed, blocks);
       setStatus(runner.status());
     },
-    [runner, history, push, quit, width, color, stdout],
+    [runner, history, push, quit, width, color, stdout, setJob],
   );
 
   // Commands given at start-up (and lines pasted with several newlines) run one after another.
@@ -240,9 +248,11 @@ export function App({ runner, history, color, cwd, initialCommands, columns, onE
   }, []);
 
   const setLine = (v: string, c: number = v.length) => {
-    setValue(v);
-    setCursor(Math.max(0, Math.min(c, v.length)));
+    const next = { value: v, cursor: Math.max(0, Math.min(c, v.length)) };
+    lineRef.current = next;
+    setLineState(next);
   };
+  const setCursor = (c: number) => setLine(lineRef.current.value, c);
 
   const submit = (line: string) => {
     histPos.current = null;
@@ -254,23 +264,25 @@ export function App({ runner, history, color, cwd, initialCommands, columns, onE
   };
 
   useInput((input: string, key: InkKey) => {
+    const { value, cursor } = lineRef.current;
+    const job = jobRef.current;
     if (key.ctrl && input === "c") {
       if (job) {
         job.controller.abort();
         setJob({ ...job, cancelling: true });
         return;
       }
-      if (armedExit) {
+      if (armedExit.current) {
         quit();
         return;
       }
-      setArmedExit(true);
+      armedExit.current = true;
       setLine("");
       setHint("(press Ctrl-C again to exit, or type a command)");
       return;
     }
-    if (armedExit) {
-      setArmedExit(false);
+    if (armedExit.current) {
+      armedExit.current = false;
       setHint(null);
     }
     if (job) return; // typing ahead while a job runs is not supported; keys are ignored
@@ -335,9 +347,9 @@ export function App({ runner, history, color, cwd, initialCommands, columns, onE
   });
 
   return (
-    <Box flexDirection="column">
-      <Static items={entries}>{(e: Entry) => <EntryView key={e.id} entry={e} color={color} />}</Static>
-      {job ? <JobView job={job} width={width} color={color} /> : <PromptLine value={value} cursor={cursor} color={color} />}
+    <Box flexDirection="column" width={width}>
+      <Static items={entries}>{(e: Entry) => <EntryView key={e.id} entry={e} color={color} width={width} />}</Static>
+      {job ? <JobView job={job} width={width} color={color} /> : <PromptLine value={line.value} cursor={line.cursor} color={color} />}
       {hint && !job && <Text dimColor={color}>{hint}</Text>}
       <StatusLine status={status} width={width} color={color} />
     </Box>

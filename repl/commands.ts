@@ -34,7 +34,8 @@ export interface CommandSpec {
 }
 
 /** Criterion names the library accepts (kept here only for completion and help; the library validates). */
-export const CRITERIA_HINT = ["sd-taylor", "ce-taylor", "llm-pruner", "llm-pruner-vector", "magnitude", "wanda", "random"];
+export const CRITERIA_HINT = ["sd-taylor", "ce-taylor", "llm-pruner", "llm-pruner-vector", "magnitude", "wanda", "random"] as const;
+export type CriterionName = (typeof CRITERIA_HINT)[number];
 
 export const SPECS: CommandSpec[] = [
   {
@@ -79,9 +80,11 @@ export const SPECS: CommandSpec[] = [
     usage: "score CRITERION [--alpha A] [--t T] [--samples N]",
     summary: "accumulate channel importance scores",
     details: [
-      `CRITERION is one of ${CRITERIA_HINT.join(", ")}.`,
+      `CRITERION: ${CRITERIA_HINT.slice(0, 4).join(", ")},`,
+      `  ${CRITERIA_HINT.slice(4).join(", ")}.`,
       "--alpha is the distillation weight and --t the teacher temperature (sd-taylor).",
-      "--samples uses only the first N calibration windows. Ctrl-C stops after the current sample.",
+      "--samples scores only the next N calibration windows (more can be added by a later score).",
+      "Ctrl-C stops after the current sample and keeps the finished ones.",
       "Example: score sd-taylor --alpha 0.5 --t 1",
     ],
     flags: {
@@ -89,7 +92,7 @@ export const SPECS: CommandSpec[] = [
       t: { type: "number", value: "T", help: "teacher temperature > 0" },
       samples: { type: "posint", value: "N", help: "calibration windows to use" },
     },
-    positional: CRITERIA_HINT,
+    positional: [...CRITERIA_HINT],
   },
   {
     name: "layers",
@@ -289,6 +292,21 @@ export function parseCommand(line: string): Command | null {
   }
 }
 
+/** Breaks a help line at spaces so it fits `width`, continuing with the line's own indentation. */
+function fit(line: string, width = 80): string[] {
+  const indent = /^\s*/.exec(line)![0];
+  const out: string[] = [];
+  let rest = line;
+  while (rest.length > width) {
+    const cut = rest.lastIndexOf(" ", width);
+    if (cut <= indent.length) break;
+    out.push(rest.slice(0, cut));
+    rest = indent + rest.slice(cut + 1);
+  }
+  out.push(rest);
+  return out;
+}
+
 /** Text of `help` or `help NAME`. */
 export function helpText(topic?: string): string {
   if (topic) {
@@ -303,12 +321,12 @@ export function helpText(topic?: string): string {
       const w = Math.max(...flags.map(([n, f]) => `--${n}${f.value ? " " + f.value : ""}`.length));
       for (const [n, f] of flags) lines.push(`    ${`--${n}${f.value ? " " + f.value : ""}`.padEnd(w)}  ${f.help}`);
     }
-    return lines.join("\n");
+    return lines.flatMap((l) => fit(l)).join("\n");
   }
   const w = Math.max(...SPECS.map((s) => s.name.length));
   return [
     "commands (help COMMAND for details):",
     ...SPECS.map((s) => `  ${s.name.padEnd(w)}  ${s.summary}`),
-    "keys: ↑/↓ history  Tab completion  Ctrl-C cancels a job (twice at the prompt: exit)",
+    "keys: ↑/↓ history · Tab completes · Ctrl-C cancels a job (twice: quit)",
   ].join("\n");
 }

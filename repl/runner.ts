@@ -6,7 +6,7 @@
 import * as path from "node:path";
 import { note, text, type Block, type RunContext, type Runner, type StatusInfo } from "./blocks";
 import { barChart } from "./chart";
-import type { Command } from "./commands";
+import type { Command, CriterionName } from "./commands";
 import { findSharedFile, TINYSTORIES_FILE } from "./shared-data";
 import type { ReplLibrary, ReplSession, SessionInfoLike } from "./session-api";
 import { tableText } from "./table-text";
@@ -45,7 +45,7 @@ export function statusFrom(info: SessionInfoLike): StatusInfo {
     params: `${compact(info.params.total)}${removed > 0 ? ` (−${(100 * removed).toFixed(1)}%)` : ""} params`,
     channels: `MLP ${widthsText(info.widths)}${keptPct < 100 ? ` (${keptPct.toFixed(0)}% kept)` : ""}`,
     samples: c ? `calib ${c.windows}×${c.seqLen}` : "no calib",
-    criterion: info.criterion ? `${info.criterion} ×${info.scoredSamples}` : "no scores",
+    criterion: info.criterion ? `${info.criterion}${info.scoredSamples > 0 ? ` ×${info.scoredSamples}` : ""}` : "no scores",
   };
 }
 
@@ -119,7 +119,7 @@ export class SessionRunner implements Runner {
         return out;
       }
       case "score": {
-        const r = await this.need().score({ criterion: cmd.criterion, alpha: cmd.alpha, temperature: cmd.temperature, samples: cmd.samples, ...run });
+        const r = await this.need().score({ criterion: cmd.criterion as CriterionName /* validated by the library */, alpha: cmd.alpha, temperature: cmd.temperature, samples: cmd.samples, ...run });
         return [table(r.table())];
       }
       case "layers":
@@ -131,7 +131,7 @@ export class SessionRunner implements Runner {
       }
       case "undo": {
         const step = this.need().undo();
-        return [text(`undid step ${step.step} (${step.rule}); MLP widths back to ${step.widthsBefore.join(", ")}`)];
+        return [text(`undid step ${step.step}: ${step.rule}`), text(`MLP widths back to ${step.widthsBefore.join(", ")}`)];
       }
       case "history":
         return [table(this.need().history)];

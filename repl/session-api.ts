@@ -3,6 +3,7 @@
  * compiled on its own (to dist/repl) and receives the real Session from the CLI, so it cannot import
  * src/ here. test/repl.test.tsx passes the real Session in, which type-checks that it still fits.
  */
+import type { CriterionName } from "./commands";
 import type { ProgressLike } from "./progress";
 
 export type CellLike = string | number | null;
@@ -50,7 +51,7 @@ export interface ReplSession {
     opts: RunOptionsLike & { files?: string | string[]; samples?: number; seqLen?: number; seed?: number },
   ): Promise<{ scoresReset: boolean; table(): TableLike }>;
   score(
-    opts: RunOptionsLike & { criterion?: string; alpha?: number; temperature?: number; samples?: number },
+    opts: RunOptionsLike & { criterion?: CriterionName; alpha?: number; temperature?: number; samples?: number },
   ): Promise<{ message: string; table(): TableLike }>;
   scoreSummary(): TableLike;
   sensitivity(opts: RunOptionsLike & { samples?: number }): Promise<TableLike & { raw: { mlpIncrease: number[]; attentionIncrease: number[] } }>;

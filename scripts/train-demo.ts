@@ -29,7 +29,7 @@ import { unigramPerplexity } from "../src/train/unigram";
 const { values: args } = parseArgs({
   options: {
     out: { type: "string", default: "models/demo" },
-    steps: { type: "string", default: "450" },
+    steps: { type: "string", default: "300" },
     force: { type: "boolean", default: false },
     backend: { type: "string" },
     checkpoint: { type: "string", default: ".tmp/train-demo" },
@@ -41,13 +41,13 @@ const SEED = 0;
 const VOCAB = 768;
 const SEQ = 128;
 const BATCH = 8;
-const LR = 2e-3;
-const WARMUP = 30;
+const LR = 3e-3;
+const WARMUP = 20;
 const WEIGHT_DECAY = 0.1;
 const SHAPE = {
-  hidden_size: 128,
-  intermediate_size: 352,
-  num_hidden_layers: 4,
+  hidden_size: 96,
+  intermediate_size: 256,
+  num_hidden_layers: 3,
   num_attention_heads: 4,
   num_key_value_heads: 4,
 };

@@ -1,4 +1,20 @@
-export {};
+// sdmprune public API. The Session is the entry point; the rest are the stateless building blocks it composes.
+// core: session, pruning bookkeeping, recipe, results, errors, shared types (session helper)
+export {
+  Session,
+  type LoadOptions, type CalibrateOptions, type CalibrationInfo, type ScoreOptions, type ScoreReport, type PruneOptions, type PruneReport,
+  type SdmpruneOptions, type SdmpruneReport, type PplSpec, type EvaluateOptions as SessionEvaluateOptions, type EvaluationRecord,
+  type EvaluationTable, type SensitivityTable, type InfoTable, type SessionInfo, type SaveOptions,
+} from "./session";
+export { resolvePrune, resolveLayerRange, selectChannels, sliceMlp, topKIndices, floorCount, accounting, type PruneSpec, type ResolvedPrune, type Allocation, type PruneAccounting } from "./prune";
+export { PruneHistory, type PruneStep } from "./history";
+export { PAPER_TABLE, STAGE1_KEEP_FRACTION, paperSettings, stage1Keep, keepForTarget, planSdmprune, type PaperSetting, type RecipePlan } from "./recipe";
+export { layerSensitivity, distribution, type SensitivityResult, type SensitivityOptions, type Distribution } from "./sensitivity";
+export { Table, type Cell, type TableOptions } from "./table";
+export { SdmpruneError, FormatError, ConfigError, DataError, UsageError, CancelledError, NumericError } from "./errors";
+export type { ProgressEvent, RunOptions, TextTokenizer } from "./types";
+export { Rng } from "./rng";
+export { parseConfig, intermediateSizes, withIntermediateSizes, paramCounts, type LlamaConfig, type RopeScaling, type ParamCounts } from "./model/config";
 // data + evaluation (data/eval helper)
 export { readText, splitTinyStories, storyRange, selectStories, tinyStories, wikitextRows, wikitextText, joinDocs, TINYSTORIES_SEPARATOR, type StoryRange } from "./data/text";
 export { calibrationWindows, evalWindows, saveWindows, loadWindows, validateWindows, sha256File, type CalibrationOptions, type WindowSet, type WindowProvenance, type WindowMode, type LoadedWindows } from "./data/windows";
@@ -17,3 +33,13 @@ export { initEngine, backendName, type BackendName } from "./engine";
 export { LlamaModel, type LayerWeights, type ModelWeights, type LayerOptions, type ForwardOptions, type GenerateOptions, type TokenLogProbsOptions } from "./model/llama";
 export { randomTensors } from "./model/random";
 export { inverseFrequencies, ropeTables } from "./model/rope";
+// model files (io helper)
+export { readModelFiles, writeModelFiles, validateTensors, expectedShapes, type ModelFiles, type WriteModelOptions } from "./io/files";
+export { loadModel, saveModel } from "./model/load";
+export { HfTokenizer, readTokenizerDir, tokenizerJsonFromSentencePiece, type SentencePieceVocab } from "./io/tokenizer";
+export { readGgufHeader, readGgufTensors, writeGguf, type GgufHeader } from "./io/gguf";
+export { readSafetensors, readSafetensorsDir, writeSafetensors } from "./io/safetensors";
+export type { HostTensor, TensorMap } from "./io/tensors";
+// figures and rich display for notebooks (kernel helper)
+export * from "./plot";
+export { display, progress, inNotebook, textOf, Displayer, defaultDisplayer, tslabChannel, type DisplayMessage, type DisplayChannel } from "./display";

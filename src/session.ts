@@ -6,6 +6,7 @@ import { calibrationWindows, loadWindows, saveWindows, validateWindows, type Win
 import { initEngine, type BackendName } from "./engine";
 import { CancelledError, DataError, FormatError, UsageError } from "./errors";
 import { evaluateTasks, type EvaluationResult } from "./eval/harness";
+import { modelScorer } from "./eval/model-scorer";
 import { perplexity, pplFromText, type PerplexityResult } from "./eval/perplexity";
 import { PruneHistory, type PruneStep } from "./history";
 import { accumulate, CRITERIA, ImportanceScores, isAdditive, settingsFor, type AccumulateOptions, type Criterion } from "./importance";
@@ -878,7 +879,7 @@ export class Session {
     let tasks: EvaluationResult | null = null;
     if (opts.tasks) {
       if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; zero-shot tasks need one`);
-      tasks = await evaluateTasks(this.scorer(), this.tokenizer, { tasks: opts.tasks, limit: opts.limit, dataDir: opts.dataDir, ...run });
+      tasks = await evaluateTasks(modelScorer(this.current), this.tokenizer, { tasks: opts.tasks, limit: opts.limit, dataDir: opts.dataDir, ...run });
     }
     const rows: Cell[][] = [];
     const notes: string[] = [];

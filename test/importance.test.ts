@@ -92,6 +92,55 @@ describe("importance: tiny random models", function () {
     }
   });
 
+  it("sd-taylor against a different teacher network (student ≠ teacher) matches the float64 reference", async () => {
+    const tTensors = randomTensors(cfg, 4, 0.3);
+    const tc = await TeacherCache.build(other, windows.slice(0, 1), { topk: "full" });
+    for (const tau of [0.2, 1]) {
+      const s = await accumulate(model, windows.slice(0, 1), tc, null, { criterion: "sd-taylor", alpha: 0.7, temperature: tau });
+      const ref = referenceImportance(cfg, tensors, windows[0], { alpha: 0.7, temperature: tau, teacher: { config: cfg, tensors: tTensors } });
+      const e = relError(flat(s.scores()), flat(ref.scores));
+      assert.ok(e.rel <= 1e-4, `τ=${tau}: rel ${e.rel}`);
+    }
+  });
+
+  it("stage 2: a pruned student scored against the original's teacher cache matches the float64 reference", async () => {
+    const kept = [[0, 3, 9, 20, 39], [1, 2, 23], [...Array(30).keys()].map((i) => 2 * i % 56)].map((k) => [...new Set(k)].sort((x, y) => x - y));
+    const w = model.weights;
+    const student = model.withWeights({
+      embed_tokens: tf.clone(w.embed_tokens),
+      norm: tf.clone(w.norm),
+      lm_head: w.lm_head ? tf.clone(w.lm_head) : null,
+      layers: w.layers.map((lw, l) => {
+        const idx = tf.tensor1d(kept[l], "int32");
+        const out = {
+          input_layernorm: tf.clone(lw.input_layernorm),
+          post_attention_layernorm: tf.clone(lw.post_attention_layernorm),
+          q_proj: tf.clone(lw.q_proj),
+          k_proj: tf.clone(lw.k_proj),
+          v_proj: tf.clone(lw.v_proj),
+          o_proj: tf.clone(lw.o_proj),
+          gate_proj: tf.gather(lw.gate_proj, idx, 1) as tf.Tensor2D,
+          up_proj: tf.gather(lw.up_proj, idx, 1) as tf.Tensor2D,
+          down_proj: tf.gather(lw.down_proj, idx, 0) as tf.Tensor2D,
+        };
+        idx.dispose();
+        return out;
+      }),
+    });
+    try {
+      const s = await accumulate(student, windows.slice(0, 2), teacher, null, { criterion: "sd-taylor", alpha: 0.4, temperature: 0.2 });
+      assert.deepEqual(s.modelFingerprint.intermediate_sizes, kept.map((k) => k.length));
+      const st = student.toTensors();
+      const r0 = referenceImportance(student.config, st, windows[0], { alpha: 0.4, temperature: 0.2, teacher: { config: cfg, tensors } });
+      const r1 = referenceImportance(student.config, st, windows[1], { alpha: 0.4, temperature: 0.2, teacher: { config: cfg, tensors } });
+      const want = r0.scores.map((a, l) => Array.from(a, (v, i) => (v + r1.scores[l][i]) / 2));
+      const e = relError(flat(s.scores()), flat(want));
+      assert.ok(e.rel <= 1e-4, `rel ${e.rel}`);
+    } finally {
+      student.dispose();
+    }
+  });
+
   it("layerwise and straightforward paths agree (≤ 1e-4 relative) for sd-taylor and ce-taylor", async () => {
     for (const [crit, alpha] of [["sd-taylor", 0.4], ["ce-taylor", 0]] as const) {
       const a = await accumulate(model, windows, teacher, null, { criterion: crit, alpha, temperature: 0.2, path: "layerwise" });

@@ -131,6 +131,34 @@ for (const backend of ["cpu", "wasm"] as const) {
       }
     });
 
+    it("withWeights over sliced MLP channels equals masking them, and derives per-layer widths", () => {
+      const config = TINY_CONFIGS["mqa+untied+head_dim16+per-layer-I"];
+      const model = LlamaModel.fromTensors(config, randomTensors(config, 17, 0.2));
+      try {
+        const keep = Array.from({ length: 24 }, (_, i) => i).filter((i) => i % 4 !== 1);
+        const maskHost = Float32Array.from({ length: 24 }, (_, i) => (keep.includes(i) ? 1 : 0));
+        const ids = [randomIds(7, config.vocab_size, 2)];
+        const mask = tf.tensor1d(maskHost);
+        const masked = model.forward(ids, { layers: [undefined, { mlpMask: mask }] });
+        const lw = model.weights.layers[1];
+        const idx = tf.tensor1d(keep, "int32");
+        const sliced = {
+          ...lw,
+          gate_proj: tf.gather(lw.gate_proj, idx, 1) as tf.Tensor2D,
+          up_proj: tf.gather(lw.up_proj, idx, 1) as tf.Tensor2D,
+          down_proj: tf.gather(lw.down_proj, idx, 0) as tf.Tensor2D,
+        };
+        const pruned = model.withWeights({ ...model.weights, layers: [model.weights.layers[0], sliced, model.weights.layers[2]] });
+        assert.deepEqual(pruned.config.intermediate_size, [40, keep.length, 56]);
+        const out = pruned.forward(ids);
+        assert.ok(relError(out.dataSync(), masked.dataSync()).rel < 1e-6);
+        assert.throws(() => model.withWeights(pruned.weights, config), (e: Error) => e instanceof ConfigError && /layers\.1\.mlp\.gate_proj/.test(e.message));
+        tf.dispose([mask, masked, idx, out, sliced.gate_proj, sliced.up_proj, sliced.down_proj]);
+      } finally {
+        model.dispose();
+      }
+    });
+
     it("toTensors round-trips; clone and withWeights compute the same logits", () => {
       const config = TINY_CONFIGS["mqa+untied+head_dim16+per-layer-I"];
       const tensors = randomTensors(config, 13, 0.2);

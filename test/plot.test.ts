@@ -65,7 +65,7 @@ describe("plot: figures from plain data", () => {
     const box = f.data[0];
     assert.equal(box.type, "box");
     assert.deepEqual(box.x, [0, 1]);
-    assert.deepEqual(box.median, [1e-3, 3e-5]);
+    assert.deepEqual(box.median, [Math.fround(1e-3), 3e-5]);
     assert.equal((f.layout.yaxis as { type?: string }).type, "log");
     const narrow = scoreDistributionFigure([[1, 2, 3]]);
     assert.equal((narrow.layout.yaxis as { type?: string }).type, undefined);
@@ -81,9 +81,9 @@ describe("plot: figures from plain data", () => {
       [0, 1, 1, 1],
     ]);
     assert.match(f.title, /62\.5% kept/);
-    assert.deepEqual(keptFractions([0, 1, 2, 5], 8, 4), [1, 0.5, 0, 0.5]);
+    assert.deepEqual(keptFractions([0, 1, 2, 5], 8, 4), [1, 0.5, 0.5, 0]);
     const binned = keptChannelFigure([[0, 1, 2, 5]], 8, { maxColumns: 4 });
-    assert.deepEqual(binned.data[0].z, [[1, 0.5, 0, 0.5]]);
+    assert.deepEqual(binned.data[0].z, [[1, 0.5, 0.5, 0]]);
     assert.deepEqual(binned.data[0].x, [0, 2, 4, 6]);
     assert.throws(() => keptChannelFigure([[4]], 4), /integer in \[0, 4\), got 4/);
     assert.throws(() => keptChannelFigure([[1, 1]], 4), /channel 1 twice/);

@@ -14,6 +14,7 @@ import { loadInk } from "../repl/ink";
 import { progressLine } from "../repl/progress";
 import { SessionRunner } from "../repl/runner";
 import type { ReplLibrary } from "../repl/session-api";
+import type { Runner } from "../repl/blocks";
 import { Session } from "../src/session";
 import { requireShared, STORIES260K } from "./support/shared";
 
@@ -53,7 +54,7 @@ const idle = (f: string) => !f.includes("(Ctrl-C to cancel)") && !f.includes("ca
 /** The text on the prompt line being edited (the last prompt on screen), without the cursor cell. */
 function promptOf(f: string): string | null {
   const ls = f.split("\n");
-  for (let i = ls.length - 1; i >= 0; i--) if (ls[i].startsWith("sdmprune> ")) return ls[i].slice("sdmprune> ".length).trimEnd();
+  for (let i = ls.length - 1; i >= 0; i--) if (/^sdmprune>( |$)/.test(ls[i])) return ls[i].slice("sdmprune> ".length).trimEnd();
   return null;
 }
 
@@ -112,7 +113,8 @@ describe("repl: command grammar", () => {
       assert.ok(one.startsWith(`usage: ${s.usage}`), s.name);
       for (const f of Object.keys(s.flags)) assert.ok(one.includes(`--${f}`), `${s.name} help shows --${f}`);
     }
-    for (const line of all.split("\n")) assert.ok(line.length <= 80, `help fits 80 columns: ${line}`);
+    for (const text of [all, ...SPECS.map((sp) => helpText(sp.name))])
+      for (const line of text.split("\n")) assert.ok(line.length <= 80, `help fits 80 columns: ${line}`);
   });
 });
 
@@ -246,6 +248,42 @@ describe("repl: Ink app", function () {
     }
   });
 
+  it("cancels a running job with Ctrl-C and exits on a second Ctrl-C at the idle prompt", async () => {
+    // A stand-in runner whose job only ends through its AbortSignal, as the Session's long operations do.
+    const seen: string[] = [];
+    const runner: Runner = {
+      async execute(cmd, ctx) {
+        seen.push(cmd.kind);
+        if (cmd.kind !== "score") return [{ kind: "text", text: `ran ${cmd.kind}` }];
+        ctx.onProgress({ phase: "score", done: 1, total: 10, tokens: 64 });
+        await new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve()));
+        throw Object.assign(new Error("score cancelled after 1 of 10 windows"), { name: "CancelledError" });
+      },
+      status: () => null,
+      close: () => seen.push("close"),
+    };
+    let exited = 0;
+    const r = render(<App runner={runner} history={new History(null)} color={false} columns={80} onExit={() => exited++} />);
+    try {
+      await waitFor(r, (f) => f.includes("sdmprune>"), "prompt");
+      await typeLine(r, "score sd-taylor");
+      await waitFor(r, (f) => /score \[#*\.*\] +10% 1\/10/.test(f) && f.includes("(Ctrl-C to cancel)"), "progress");
+      r.stdin.write("\x03");
+      let f = await waitFor(r, (x) => x.includes("cancelled: score cancelled after 1 of 10 windows") && idle(x), "cancelled");
+      assert.equal(exited, 0, "a Ctrl-C that cancels a job does not exit");
+      await typeLine(r, "history");
+      f = await waitFor(r, (x) => x.includes("ran history"), "next command answered");
+      r.stdin.write("\x03");
+      f = await waitFor(r, (x) => x.includes("press Ctrl-C again to exit"), "exit hint");
+      assert.equal(exited, 0);
+      r.stdin.write("\x03");
+      await waitFor(r, () => exited === 1, "exit");
+      assert.deepEqual(seen, ["score", "history", "close"]);
+    } finally {
+      r.unmount();
+    }
+  });
+
   it("runs calibrate + score on stories260K with a progress frame, then layers, prune and undo", async function () {
     requireShared(this);
     const { r, runner } = start();
@@ -265,6 +303,7 @@ describe("repl: Ink app", function () {
       const before = r.frames.length;
       await typeLine(r, "score sd-taylor --alpha 0.5 --t 1");
       f = await waitFor(r, (x) => x.includes("Importance scores") && idle(x), "score table");
+      if (process.env.DEBUG_REPL) console.log(r.frames.slice(before).filter((x) => /ETA|running/.test(x)).map((x) => x.split("\n").slice(-4).join("\n")));
       const progress = r.frames.slice(before).find((x) => /score \[#*\.*\] +\d+% [1-6]\/6/.test(x));
       assert.ok(progress, "a progress frame with samples done / total was shown");
       assert.match(progress!, /ETA /);

@@ -103,6 +103,23 @@ describe("round trips GGUF ↔ HF", () => {
     m1.dispose();
   });
 
+  it("padMlp writes a uniform-width GGUF (zero channels) with the same logits", async () => {
+    const tensors = randomTensors(RANDOM, 13, 0.3);
+    const dir = path.join(tmp, "pad");
+    await writeModelFiles(dir, { config: RANDOM, tensors, tokenizer: null }, { format: "gguf", padMlp: true });
+    const h = readGgufHeader(path.join(dir, "model.gguf"));
+    assert.equal(h.metadata["llama.feed_forward_length"], 40);
+    const r = await readModelFiles(dir);
+    assert.equal(r.config.intermediate_size, 40);
+    assert.deepEqual(r.tensors.get("model.layers.1.mlp.down_proj.weight")!.shape, [24, 40]);
+    const m0 = LlamaModel.fromTensors(RANDOM, tensors);
+    const m1 = LlamaModel.fromTensors(r.config, r.tensors);
+    const d = maxAbsDiff(m0, m1, [[1, 4, 9, 16, 25, 36, 49, 63]]);
+    assert.ok(d <= 1e-5, `max |Δlogit| ${d}`);
+    m0.dispose();
+    m1.dispose();
+  });
+
   it("f16 output stores every weight rounded to the nearest half (HF and GGUF)", async () => {
     const tensors = randomTensors(RANDOM, 5, 0.3);
     for (const format of ["hf", "gguf"] as const) {

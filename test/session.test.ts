@@ -4,6 +4,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../src/engine";
+import { CancelledError } from "../src/errors";
 import { modelFingerprint } from "../src/importance";
 import { parseConfig, paramCounts, type LlamaConfig } from "../src/model/config";
 import { LlamaModel } from "../src/model/llama";
@@ -132,6 +133,39 @@ describe("Session: incremental pruning and undo", function () {
       whole.dispose();
       halves.dispose();
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("long operations report progress and stop between samples on abort, keeping whole samples", async () => {
+    const s = tinySession();
+    try {
+      const phases = new Set<string>();
+      await s.calibrate({ windows: randomWindows(6, 8, 4), onProgress: (e) => phases.add(e.phase) });
+      const ac = new AbortController();
+      await assert.rejects(
+        s.score({
+          criterion: "sd-taylor",
+          signal: ac.signal,
+          onProgress: (e) => {
+            phases.add(e.phase);
+            if (e.done === 2) ac.abort();
+          },
+        }),
+        (e: Error) => e instanceof CancelledError,
+      );
+      assert.equal(s.scores!.samples, 2);
+      assert.equal(s.info().raw.calibration!.cursor, 2);
+      const r = await s.score({ criterion: "sd-taylor" }); // continues with windows 2..5
+      assert.equal(r.added, 4);
+      await s.sensitivity({ onProgress: (e) => phases.add(e.phase) });
+      await s.evaluate({ ppl: { windows: s.calibrationWindows! }, onProgress: (e) => phases.add(e.phase) });
+      for (const p of ["teacher", "sensitivity", "eval:ppl"]) assert.ok(phases.has(p), `no progress from ${p}: ${[...phases].join(", ")}`);
+      assert.ok([...phases].some((p) => p.startsWith("score") || p.includes("taylor")), [...phases].join(", "));
+      const ac2 = new AbortController();
+      ac2.abort();
+      await assert.rejects(s.sensitivity({ signal: ac2.signal }), CancelledError);
+    } finally {
+      s.dispose();
     }
   });
 

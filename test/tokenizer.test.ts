@@ -29,18 +29,17 @@ function referenceEncode(v: SentencePieceVocab, text: string): number[] {
       else for (const b of Buffer.from(ch, "utf8")) ids.push(byte.get(b)!);
     }
   }
+  // pair[i] = the piece formed by ids[i] + ids[i+1] (or -1); only the neighbours of a merge change.
+  const pairId = (i: number) => normal.get(v.tokens[ids[i]] + v.tokens[ids[i + 1]]) ?? -1;
+  const pair = ids.slice(0, -1).map((_, i) => pairId(i));
   for (;;) {
-    let best = -Infinity, at = -1, bestId = -1;
-    for (let i = 0; i + 1 < ids.length; i++) {
-      const id = normal.get(v.tokens[ids[i]] + v.tokens[ids[i + 1]]);
-      if (id !== undefined && v.scores[id] > best) {
-        best = v.scores[id];
-        at = i;
-        bestId = id;
-      }
-    }
+    let at = -1;
+    for (let i = 0; i < pair.length; i++) if (pair[i] >= 0 && (at < 0 || v.scores[pair[i]] > v.scores[pair[at]])) at = i;
     if (at < 0) break;
-    ids.splice(at, 2, bestId);
+    ids.splice(at, 2, pair[at]);
+    pair.splice(at, 1);
+    if (at < pair.length) pair[at] = pairId(at);
+    if (at > 0) pair[at - 1] = pairId(at - 1);
   }
   return [v.bosTokenId!, ...ids];
 }
@@ -88,6 +87,21 @@ describe("tokenizer", () => {
       bytes += a.filter((id) => sp.types[id] === TOKEN_TYPE.BYTE).length;
     }
     assert.ok(tokens > 10000 && bytes > 0, `${tokens} tokens, ${bytes} byte-fallback tokens`);
+  });
+
+  it("encodes long texts line by line with exactly the ids of whole-text BPE", function () {
+    requireShared(this);
+    const tok = HfTokenizer.fromSentencePiece(sentencePieceFromGguf(readGgufHeader(STORIES260K()))!);
+    const text = fs.readFileSync(sharedPath("data", "wikitext-2-raw", "wiki.test.raw"), "utf8").slice(0, 30000);
+    const chunked = tok.encode(text);
+    const saved = HfTokenizer.chunkChars;
+    HfTokenizer.chunkChars = Infinity;
+    try {
+      assert.deepEqual(tok.encode(text), chunked);
+    } finally {
+      HfTokenizer.chunkChars = saved;
+    }
+    assert.ok(chunked.length > 10000);
   });
 
   it("exports a SentencePiece vocabulary from a tokenizer.json that rebuilds the same merges", function () {

@@ -28,7 +28,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await cmd.run(rest);
   } catch (err) {
-    if (err instanceof SdmpruneError || (err instanceof Error && (err as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION")) {
+    if (err instanceof SdmpruneError || (err instanceof Error && String((err as { code?: string }).code ?? "").startsWith("ERR_PARSE_ARGS_"))) {
       process.stderr.write(`error: ${err.message}\n`);
       return 2;
     }

@@ -7,6 +7,8 @@ import { scoresCommand } from "./commands/scores";
 import { pruneCommand } from "./commands/prune";
 import { evalCommand } from "./commands/eval";
 import { replCommand } from "./commands/repl";
+import { recoverCommand } from "./commands/recover";
+import { demoCommand } from "./commands/demo";
 
 // Each command lives in its own file under ./commands; add one line here per command.
 export function commands(): Command[] {
@@ -19,5 +21,7 @@ export function commands(): Command[] {
     pruneCommand,
     evalCommand,
     replCommand,
+    recoverCommand,
+    demoCommand,
   ];
 }

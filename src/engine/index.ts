@@ -51,7 +51,7 @@ async function tryBackend(name: BackendName): Promise<string | null> {
     } else if (name === "wasm") {
       loadWasm();
     } else {
-      registerWasmFixes(); // the matMul gradient also speeds up nothing on cpu but keeps numerics identical across backends
+      registerWasmFixes(); // same gradient formulas on every backend, so cpu and wasm results stay comparable
     }
     const ok = await tf.setBackend(name);
     if (!ok) return `tf.setBackend("${name}") failed`;

@@ -33,6 +33,11 @@ export interface WriteModelOptions {
   extraFiles?: Record<string, string | object>;
   /** general.name for GGUF. */
   name?: string;
+  /**
+   * GGUF only: pad non-uniform MLP widths to the widest layer with zero channels so llama.cpp (which sizes every
+   * layer's ffn tensors with layer 0's width) can load the file. Outputs are unchanged; the widths are not kept.
+   */
+  padMlp?: boolean;
 }
 
 /** Shapes every tensor must have for `config` (HF layout). */
@@ -111,7 +116,16 @@ function readGguf(file: string): ModelFiles {
   const tokenizer = sp ? HfTokenizer.fromSentencePiece(sp, `${file} (tokenizer.ggml.*)`) : null;
   const metadata: Record<string, unknown> = { ggufVersion: h.version };
   for (const [k, v] of Object.entries(h.metadata)) {
-    metadata[k] = h.metadataTypes[k] === GgufType.ARRAY && (v as unknown[]).length > 64 ? `[${(v as unknown[]).length} items]` : v;
+    // Long arrays (the vocabulary) are summarised and 64-bit values beyond 2^53 kept as strings, so the
+    // metadata stays small and JSON-serialisable.
+    metadata[k] =
+      h.metadataTypes[k] === GgufType.ARRAY && (v as unknown[]).length > 64
+        ? `[${(v as unknown[]).length} items]`
+        : typeof v === "bigint"
+          ? v.toString()
+          : Array.isArray(v)
+            ? v.map((x) => (typeof x === "bigint" ? x.toString() : x))
+            : v;
   }
   if (!sp && h.metadata["tokenizer.ggml.model"] !== undefined) {
     metadata["sdmprune.warning"] = `tokenizer.ggml.model ${JSON.stringify(h.metadata["tokenizer.ggml.model"])} is not supported; no tokenizer loaded`;
@@ -147,7 +161,7 @@ export async function writeModelFiles(
     if (opts.format === "hf") {
       names.push(...writeHfDir(tmp, m.config, m.tensors, m.tokenizer, dtype));
     } else {
-      const g = ggufFromModel(m.config, m.tensors, m.tokenizer ? asHfTokenizer(m.tokenizer) : null, dtype, opts.name);
+      const g = ggufFromModel(m.config, m.tensors, m.tokenizer ? asHfTokenizer(m.tokenizer) : null, dtype, opts.name, opts.padMlp ?? false);
       writeGguf(path.join(tmp, "model.gguf"), g.kvs, g.tensors);
       names.push("model.gguf");
     }

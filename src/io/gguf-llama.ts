@@ -18,6 +18,8 @@ import { HfTokenizer, SentencePieceVocab } from "./tokenizer";
  * and sdmprune reads such files back, but llama.cpp's `llama` architecture still sizes every ffn tensor with
  * layer 0's width, so it refuses a non-uniform file (checked with node-llama-cpp 3.22.1: "check_tensor_dims:
  * tensor 'blk.1.ffn_gate.weight' has wrong shape"). Uniform (SDMPrune) output runs in llama.cpp unchanged.
+ * `padMlp` writes such a model for llama.cpp anyway: every layer is padded to the widest with zero gate/up rows
+ * and zero down columns (silu(0)·0 = 0, so outputs are identical), at the cost of the pruned layers' savings.
  */
 
 const LAYER_NAMES: [string, string][] = [
@@ -212,8 +214,10 @@ export function ggufFromModel(
   tokenizer: HfTokenizer | null,
   dtype: "f32" | "f16",
   name = "sdmprune",
+  padMlp = false,
 ): { kvs: [string, GgufValue][]; tensors: GgufWriteTensor[] } {
-  const c = config;
+  let c = config;
+  if (padMlp) ({ config: c, tensors } = padMlpWidths(config, tensors));
   const sizes = intermediateSizes(c);
   const kvs: [string, GgufValue][] = [
     ["general.architecture", gv.str("llama")],
@@ -278,4 +282,28 @@ export function ggufFromModel(
   for (const k of tensors.keys()) if (!seen.has(k)) throw new ConfigError(`GGUF writer: unexpected tensor ${k}`);
   if (c.rope_scaling?.rope_type === "llama3") out.push({ name: "rope_freqs.weight", shape: [c.head_dim / 2], data: llama3RopeFactors(c), type: "f32" });
   return { kvs, tensors: out };
+}
+
+/** Pad every layer's MLP to the widest layer with zero channels (identical outputs; uniform width). */
+export function padMlpWidths(config: LlamaConfig, tensors: TensorMap): { config: LlamaConfig; tensors: TensorMap } {
+  const sizes = intermediateSizes(config);
+  const W = Math.max(...sizes);
+  if (sizes.every((s) => s === W)) return { config, tensors };
+  const H = config.hidden_size;
+  const out: TensorMap = new Map(tensors);
+  sizes.forEach((I, l) => {
+    if (I === W) return;
+    for (const n of ["gate_proj", "up_proj"]) {
+      const k = `model.layers.${l}.mlp.${n}.weight`;
+      const data = new Float32Array(W * H);
+      data.set(tensors.get(k)!.data); // rows [I, W) stay zero
+      out.set(k, { shape: [W, H], data });
+    }
+    const k = `model.layers.${l}.mlp.down_proj.weight`;
+    const src = tensors.get(k)!.data;
+    const data = new Float32Array(H * W);
+    for (let r = 0; r < H; r++) data.set(src.subarray(r * I, (r + 1) * I), r * W);
+    out.set(k, { shape: [H, W], data });
+  });
+  return { config: { ...config, intermediate_size: W }, tensors: out };
 }

@@ -121,8 +121,9 @@ export class LoraAdapters {
   /**
    * Logits [B, T, V] of the adapted model. With `dropoutRng` and dropout > 0 the explicit path with fresh
    * element-wise masks is used (training); otherwise the merged-effective path (exact, evaluation).
+   * `explicit` forces the unmerged x·W + s·(x·A)·B computation (without masks unless dropping out).
    */
-  logits(model: LlamaModel, ids: number[][], dropoutRng?: Rng): tf.Tensor3D {
+  logits(model: LlamaModel, ids: number[][], dropoutRng?: Rng, opts: { explicit?: boolean } = {}): tf.Tensor3D {
     this.checkModel(model);
     const Bn = ids.length;
     const T = ids[0].length;
@@ -130,9 +131,9 @@ export class LoraAdapters {
     let h = model.embed(tf.tensor2d(ids, [Bn, T], "int32"));
     const useDropout = !!dropoutRng && this.config.dropout > 0;
     for (let l = 0; l < this.numLayers; l++) {
-      if (useDropout) {
+      if (useDropout || opts.explicit) {
         this.explicit ??= new LoraLayerForward(model.config);
-        const masks = this.dropoutMasks(model, l, Bn * T, dropoutRng!);
+        const masks = useDropout ? this.dropoutMasks(model, l, Bn * T, dropoutRng!) : {};
         h = this.explicit.layer(h, Bn, T, model.weights.layers[l], this.branches(l), this.scale, masks);
       } else {
         h = model.layer(l, h, Bn, T, this.effectiveLayer(model, l));

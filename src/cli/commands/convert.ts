@@ -3,13 +3,15 @@ import { UsageError } from "../../errors";
 import { readModelFiles, writeModelFiles } from "../../io/files";
 import type { Command } from "../command";
 
-const USAGE = `Usage: sdmprune convert --model PATH --out DIR --format hf|gguf [--dtype f32|f16] [--force]
+const USAGE = `Usage: sdmprune convert --model PATH --out DIR --format hf|gguf [--dtype f32|f16] [--pad-mlp] [--force]
 
 Convert between GGUF and Hugging Face formats (either direction, or re-save in the same format).
   --model PATH    .gguf file or Hugging Face model directory
   --out DIR       output directory (hf: config.json, model.safetensors, tokenizer files; gguf: DIR/model.gguf)
   --format F      hf or gguf
   --dtype D       f32 (default) or f16
+  --pad-mlp       gguf: pad per-layer MLP widths to the widest with zero channels (same outputs) so llama.cpp,
+                  which needs one width for all layers, can load a non-uniformly pruned model
   --force         replace DIR if it exists and is not empty (otherwise refused)
 The output is written to a temporary directory beside DIR and renamed into place, so a failure leaves no partial output.`;
 
@@ -26,6 +28,7 @@ export const convertCommand: Command = {
         format: { type: "string" },
         dtype: { type: "string", default: "f32" },
         force: { type: "boolean", default: false },
+        "pad-mlp": { type: "boolean", default: false },
       },
       strict: true,
     });
@@ -33,7 +36,12 @@ export const convertCommand: Command = {
     if (values.format !== "hf" && values.format !== "gguf") throw new UsageError(`--format must be hf or gguf, got "${values.format}"`);
     if (values.dtype !== "f32" && values.dtype !== "f16") throw new UsageError(`--dtype must be f32 or f16, got "${values.dtype}"`);
     const f = await readModelFiles(values.model);
-    const written = await writeModelFiles(values.out, f, { format: values.format, dtype: values.dtype, force: values.force });
+    const written = await writeModelFiles(values.out, f, {
+      format: values.format,
+      dtype: values.dtype,
+      force: values.force,
+      padMlp: values["pad-mlp"],
+    });
     process.stdout.write(`converted ${f.path} (${f.format}) → ${values.format} ${values.dtype}\n${written.map((w) => `  ${w}`).join("\n")}\n`);
     return 0;
   },

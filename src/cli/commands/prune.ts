@@ -98,6 +98,10 @@ export const pruneCommand: Command = {
     const ratio = numFlag("ratio", values.ratio);
     const mlpRatio = numFlag("mlp-ratio", values["mlp-ratio"]);
     const layers = layersFlag(values.layers);
+    // Range checks the library would also make, but before minutes of loading and scoring.
+    if (ratio !== undefined && !(ratio > 0 && ratio < 1)) throw new UsageError(`--ratio must satisfy 0 < ratio < 1 (fraction of MLP channels removed), got ${ratio}`);
+    if (target !== undefined && !(target > 0 && target < 1)) throw new UsageError(`--target must satisfy 0 < target < 1 (share of all parameters removed), got ${target}`);
+    if (mlpRatio !== undefined && !(mlpRatio > 0)) throw new UsageError(`--mlp-ratio must be positive, got ${mlpRatio}`);
     const evalSeqLen = intFlag("eval-seq-len", values["eval-seq-len"], 2) ?? 128;
     if ((values["eval-seq-len"] || values["eval-stories"]) && !values["eval-text"]) throw new UsageError("--eval-seq-len/--eval-stories need --eval-text FILE");
     const cal = calibrationFromFlags(values);

@@ -1,0 +1,256 @@
+/**
+ * One benchmark process: one backend, one workload, one sequence length. Runs the library's real code
+ * paths (TeacherCache.build, accumulate(... "sd-taylor"), perplexity over model.tokenLogProbs as the
+ * Session does) and prints one line `RESULT {json}` on stdout. Started by bench/run.ts; a separate process
+ * per case so that peak RSS belongs to one measurement and only one TensorFlow binding is ever loaded.
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import * as tf from "@tensorflow/tfjs";
+import { initEngine, type BackendName } from "../src/engine";
+import { perplexity } from "../src/eval/perplexity";
+import { accumulate } from "../src/importance";
+import { parseConfig, type LlamaConfig } from "../src/model/config";
+import { LlamaModel, type LayerWeights } from "../src/model/llama";
+import { randomTensors } from "../src/model/random";
+import { Rng } from "../src/rng";
+import { TeacherCache } from "../src/teacher";
+import { WORKLOADS, type WorkloadName } from "./workloads";
+
+export type Task = "matmul" | "teacher" | "importance" | "ppl" | "profile" | "memory";
+
+export interface WorkerArgs {
+  backend: BackendName;
+  workload: WorkloadName;
+  seq: number;
+  /** Timed windows per task (after one warm-up window). */
+  windows: number;
+  tasks: Task[];
+  /** Importance path for the memory task. */
+  path?: "layerwise" | "straightforward";
+  alpha: number;
+  temperature: number;
+  topk: number;
+}
+
+function status(name: string): number {
+  const m = new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(readFileSync("/proc/self/status", "utf8"));
+  return m ? Number(m[1]) * 1024 : -1;
+}
+
+/** Linux: writing 5 to clear_refs resets VmHWM (peak RSS) to the current RSS. */
+function resetPeak(): boolean {
+  try {
+    writeFileSync("/proc/self/clear_refs", "5");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function gc(): void {
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (g) for (let i = 0; i < 3; i++) g();
+}
+
+function windowsFor(V: number, n: number, T: number, seed: number): number[][] {
+  const rng = new Rng(seed);
+  return Array.from({ length: n }, () => Array.from({ length: T }, () => rng.int(0, V)));
+}
+
+/** Median GFLOP/s of an [M,K]·[K,N] product on the active backend (2 warm-ups). */
+function matmulGflops(M: number, K: number, N: number, reps: number): number {
+  const a = tf.randomNormal([M, K]) as tf.Tensor2D;
+  const b = tf.randomNormal([K, N]) as tf.Tensor2D;
+  const times: number[] = [];
+  for (let i = 0; i < reps + 2; i++) {
+    const t0 = performance.now();
+    const c = tf.matMul(a, b);
+    c.dataSync();
+    c.dispose();
+    if (i >= 2) times.push(performance.now() - t0);
+  }
+  tf.dispose([a, b]);
+  times.sort((x, y) => x - y);
+  return (2 * M * N * K) / (times[times.length >> 1] / 1000) / 1e9;
+}
+
+/**
+ * The 1B-shaped model without a host copy of all weights: each tensor is drawn (seeded, N(0, 0.02²)) in the
+ * internal layout and handed to the backend at once, so building needs ~1× the weights, not ~2–3×
+ * (randomTensors + the [out,in]→[in,out] transposes of fromTensors). Values are random either way.
+ */
+function leanRandomModel(config: LlamaConfig, seed: number): LlamaModel {
+  const H = config.hidden_size;
+  const I = config.intermediate_size as number;
+  const q = config.num_attention_heads * config.head_dim;
+  const kv = config.num_key_value_heads * config.head_dim;
+  let s = seed >>> 0 || 1;
+  const fill = (n: number, norm: boolean): Float32Array => {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i += 2) {
+      // xorshift32 + Box–Muller: fast enough for 1.2 B values; the distribution, not the stream, matters here.
+      s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+      const u1 = (s + 1) / 4294967297;
+      s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+      const u2 = s / 4294967296;
+      const r = Math.sqrt(-2 * Math.log(u1));
+      a[i] = (norm ? 1 : 0) + 0.02 * r * Math.cos(2 * Math.PI * u2);
+      if (i + 1 < n) a[i + 1] = (norm ? 1 : 0) + 0.02 * r * Math.sin(2 * Math.PI * u2);
+    }
+    return a;
+  };
+  const m2 = (r: number, c: number): tf.Tensor2D => {
+    const t = tf.tensor2d(fill(r * c, false), [r, c]);
+    t.dataSync(); // the native backend copies on first use; do it now so the host array can be collected
+    return t;
+  };
+  const v1 = (n: number): tf.Tensor1D => tf.tensor1d(fill(n, true));
+  const layers: LayerWeights[] = [];
+  for (let l = 0; l < config.num_hidden_layers; l++) {
+    layers.push({
+      input_layernorm: v1(H),
+      q_proj: m2(H, q),
+      k_proj: m2(H, kv),
+      v_proj: m2(H, kv),
+      o_proj: m2(q, H),
+      post_attention_layernorm: v1(H),
+      gate_proj: m2(H, I),
+      up_proj: m2(H, I),
+      down_proj: m2(I, H),
+    });
+    gc();
+  }
+  const embed_tokens = m2(config.vocab_size, H);
+  const norm = v1(H);
+  // A one-layer toy model only to reach withWeights (the constructor is private).
+  const tinyCfg = parseConfig({ ...WORKLOADS.stories15M.config, vocab_size: 8, hidden_size: 8, intermediate_size: 8, num_hidden_layers: 1, num_attention_heads: 1, num_key_value_heads: 1, head_dim: 8 });
+  const tiny = LlamaModel.fromTensors(tinyCfg, randomTensors(tinyCfg, 0));
+  const model = tiny.withWeights({ embed_tokens, layers, norm, lm_head: null }, config);
+  tiny.dispose();
+  gc();
+  return model;
+}
+
+async function timeIt<T>(f: () => Promise<T> | T): Promise<{ seconds: number; value: T }> {
+  const t0 = performance.now();
+  const value = await f();
+  return { seconds: (performance.now() - t0) / 1000, value };
+}
+
+/** Kernel time per op name over one call of `f`, split into matmul vs the rest; matmul FLOPs from the shapes. */
+async function kernelProfile(f: () => Promise<unknown> | unknown): Promise<{ totalMs: number; matmulMs: number; matmulFlops: number; byKernel: Record<string, number> }> {
+  // engine.profile awaits the query, so async library calls are profiled whole
+  const info = await tf.profile(async () => {
+    await f();
+    return [];
+  });
+  const byKernel: Record<string, number> = {};
+  let totalMs = 0;
+  let matmulMs = 0;
+  let matmulFlops = 0;
+  for (const k of info.kernels) {
+    const ms = typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0;
+    byKernel[k.name] = (byKernel[k.name] ?? 0) + ms;
+    totalMs += ms;
+    if (k.name === "BatchMatMul" || k.name === "_FusedMatMul") {
+      matmulMs += ms;
+      const [a, b] = k.inputShapes as number[][];
+      const o = k.outputShapes[0] as number[];
+      // inner dim: a's last dim unless transposed; the output holds M·N (·batch) entries
+      const inner = a && b ? (a[a.length - 1] === b[b.length - 2] || a[a.length - 1] === b[b.length - 1] ? a[a.length - 1] : a[a.length - 2]) : 0;
+      matmulFlops += 2 * o.reduce((x, y) => x * y, 1) * inner;
+    }
+  }
+  return { totalMs, matmulMs, matmulFlops, byKernel };
+}
+
+async function main(): Promise<void> {
+  const args = JSON.parse(process.argv[2]) as WorkerArgs;
+  const out: Record<string, unknown> = { backend: args.backend, workload: args.workload, seq: args.seq };
+  const backend = await initEngine(args.backend);
+  out.backend = backend;
+  if (backend === "tensorflow") {
+    const b = tf.backend() as unknown as { binding?: { TF_Version?: string } };
+    out.libtensorflow = b.binding?.TF_Version ?? "?";
+  }
+  const raw = WORKLOADS[args.workload].config;
+  const config = parseConfig(raw, args.workload);
+  const T = args.seq;
+  const n = args.windows;
+  const V = config.vocab_size;
+  const H = config.hidden_size;
+  const I = config.intermediate_size as number;
+
+  if (args.tasks.includes("matmul")) {
+    const reps = backend === "cpu" ? 3 : 5;
+    out.matmul = {
+      [`${T}x${H}x${I}`]: matmulGflops(T, H, I, reps),
+      [`${T}x${I}x${H}`]: matmulGflops(T, I, H, reps),
+      ...(backend === "cpu" ? {} : { "1024x1024x1024": matmulGflops(1024, 1024, 1024, reps) }),
+    };
+  }
+
+  const tb = await timeIt(() => (args.workload === "llama1b" ? leanRandomModel(config, 1) : LlamaModel.fromTensors(config, randomTensors(config, 1), args.workload)));
+  const model = tb.value;
+  out.buildSeconds = tb.seconds;
+  out.weightBytes = 4 * model.parameterNames().reduce((s, nm) => s + model.parameter(nm).size, 0);
+  gc();
+
+  const score = { criterion: "sd-taylor" as const, alpha: args.alpha, temperature: args.temperature, seed: 0 };
+  const wins = windowsFor(V, n + 1, T, 1);
+
+  if (args.tasks.includes("memory")) {
+    const path = args.path ?? "layerwise";
+    const teacher = await TeacherCache.build(model, [wins[0]], { topk: args.topk });
+    model.disposeCaches(); // as Session.calibrate does: the transposed tied head is not needed for scoring
+    gc();
+    const before = status("VmRSS");
+    const canReset = resetPeak();
+    const r = await timeIt(() => accumulate(model, [wins[0]], teacher, null, { ...score, path }));
+    const peak = status("VmHWM");
+    out.memory = { path, seconds: r.seconds, rssBefore: before, peakRss: peak, ratio: peak / (out.weightBytes as number), peakReset: canReset, tfBytes: tf.memory().numBytes };
+    console.log("RESULT " + JSON.stringify(out));
+    return;
+  }
+
+  let teacher: TeacherCache | null = null;
+  if (args.tasks.includes("teacher") || args.tasks.includes("importance")) {
+    await TeacherCache.build(model, [wins[0]], { topk: args.topk }); // warm-up: kernels, RoPE tables, masks
+    const r = await timeIt(() => TeacherCache.build(model, wins.slice(1), { topk: args.topk }));
+    teacher = r.value;
+    out.teacher = { seconds: r.seconds, tokens: n * T, tokensPerSecond: (n * T) / r.seconds };
+  }
+  if (args.tasks.includes("importance")) {
+    await accumulate(model, wins.slice(1), teacher, null, { ...score, count: 1 }); // warm-up
+    const r = await timeIt(() => accumulate(model, wins.slice(1), teacher, null, score));
+    out.importance = { seconds: r.seconds, tokens: n * T, tokensPerSecond: (n * T) / r.seconds };
+  }
+  if (args.tasks.includes("ppl")) {
+    const B = Math.min(4, n);
+    const pw = windowsFor(V, B * (n + 1), T, 2);
+    const scorer = (seqs: number[][]) => model.tokenLogProbs(seqs); // what Session.evaluate uses
+    await perplexity(scorer, pw.slice(0, B), { batchSize: B });
+    const r = await timeIt(() => perplexity(scorer, pw.slice(B), { batchSize: B }));
+    const toks = r.value.windows * T;
+    out.ppl = { seconds: r.seconds, tokens: toks, tokensPerSecond: toks / r.seconds, nll: r.value.nll };
+  }
+  if (args.tasks.includes("profile")) {
+    // One window each, every kernel timed (tf.profile adds per-kernel synchronisation, so totals are a bit
+    // above the timed runs).
+    const t1 = await TeacherCache.build(model, [wins[1]], { topk: args.topk });
+    out.profile = {
+      teacher: await kernelProfile(() => TeacherCache.build(model, [wins[1]], { topk: args.topk })),
+      importance: await kernelProfile(() => accumulate(model, [wins[1]], t1, null, score)),
+      ppl: await kernelProfile(() => model.tokenLogProbs(windowsFor(V, Math.min(4, n), T, 3))),
+    };
+  }
+  out.tfBytes = tf.memory().numBytes;
+  out.peakRss = status("VmHWM");
+  model.dispose();
+  console.log("RESULT " + JSON.stringify(out));
+}
+
+main().catch((e) => {
+  console.error(e instanceof Error ? e.stack : e);
+  process.exit(1);
+});

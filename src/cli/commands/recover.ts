@@ -1,0 +1,189 @@
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import { initEngine, type BackendName } from "../../engine";
+import { UsageError } from "../../errors";
+import { loadModel, saveModel } from "../../model/load";
+import { TeacherCache } from "../../teacher";
+import { saveAdapters } from "../../train/adapters";
+import { trainingWindows } from "../../train/data";
+import { recover, type RecoverLoss } from "../../train/recover";
+import type { ProgressEvent } from "../../types";
+import type { Command } from "../command";
+
+const USAGE = `Usage: sdmprune recover --model PATH --data FILE --steps N --out DIR [options]
+
+Recovery fine-tuning after pruning: LoRA adapters (default r 8, α 16, dropout 0.05 on q,k,v,o,gate,up,down,
+as SDMPrune's post-training) trained with AdamW + cosine schedule, merged into the weights for saving.
+
+  --model PATH          pruned model (.gguf or Hugging Face directory)
+  --data FILE           training text (TinyStories dumps are split into stories; see --stories)
+  --stories A-B         1-based inclusive story range of a TinyStories dump (e.g. 200-499)
+  --steps N             optimizer steps (required, > 0)
+  --out DIR             where the merged model is written (Hugging Face directory)
+  --lr X                peak learning rate (default 1e-4; > 0)
+  --batch N             windows per micro-batch (default 4)
+  --accumulate N        micro-batches per step (default 1)
+  --seq-len N           tokens per training window (default 128)
+  --warmup N            warm-up steps (default 0)
+  --weight-decay X      AdamW decoupled weight decay (default 0.05)
+  --clip X              max global gradient norm (default 1; 0 = off)
+  --lora-r N            LoRA rank (default 8)
+  --lora-alpha X        LoRA alpha (default 16)
+  --lora-dropout X      LoRA dropout (default 0.05)
+  --full                full fine-tuning instead of LoRA
+  --kd-from PATH        distil from a teacher model (usually the unpruned original): its logits on the
+                        training windows are cached once; loss = (1−α)·CE + α·KD
+  --alpha A             KD weight with --kd-from (default 0.5; 1 = pure KD)
+  --temperature T       teacher temperature (default 1)
+  --seed N              data order, LoRA init and dropout (default 0)
+  --adapters DIR        also save the LoRA adapters (PEFT layout: adapter_model.safetensors + adapter_config.json)
+  --checkpoint-dir DIR  write checkpoints there (every --checkpoint-every steps and at the end)
+  --checkpoint-every N  checkpoint interval in steps
+  --resume              continue from --checkpoint-dir/last when present (same settings required)
+  --force               replace a non-empty --out / --adapters directory
+  --backend NAME        tensorflow | wasm | cpu
+  --json                print one JSON object instead of text`;
+
+export const recoverCommand: Command = {
+  name: "recover",
+  summary: "recovery fine-tuning (LoRA or full, CE and/or distillation) of a pruned model",
+  usage: USAGE,
+  async run(argv) {
+    const { values: v } = parseArgs({
+      args: argv,
+      options: {
+        model: { type: "string" },
+        data: { type: "string" },
+        stories: { type: "string" },
+        steps: { type: "string" },
+        out: { type: "string" },
+        lr: { type: "string" },
+        batch: { type: "string" },
+        accumulate: { type: "string" },
+        "seq-len": { type: "string" },
+        warmup: { type: "string" },
+        "weight-decay": { type: "string" },
+        clip: { type: "string" },
+        "lora-r": { type: "string" },
+        "lora-alpha": { type: "string" },
+        "lora-dropout": { type: "string" },
+        full: { type: "boolean", default: false },
+        "kd-from": { type: "string" },
+        alpha: { type: "string" },
+        temperature: { type: "string" },
+        seed: { type: "string" },
+        adapters: { type: "string" },
+        "checkpoint-dir": { type: "string" },
+        "checkpoint-every": { type: "string" },
+        resume: { type: "boolean", default: false },
+        force: { type: "boolean", default: false },
+        backend: { type: "string" },
+        json: { type: "boolean", default: false },
+      },
+      strict: true,
+    });
+    for (const req of ["model", "data", "steps", "out"] as const) {
+      if (!v[req]) throw new UsageError(`--${req} is required\n\n${USAGE}`);
+    }
+    const num = (name: string, s: string | undefined): number | undefined => {
+      if (s === undefined) return undefined;
+      const n = Number(s);
+      if (s.trim() === "" || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got ${JSON.stringify(s)}`);
+      return n;
+    };
+    if (v.full && (v["lora-r"] || v["lora-alpha"] || v["lora-dropout"])) throw new UsageError("--full and --lora-* are mutually exclusive");
+    if (!v["kd-from"] && (v.alpha !== undefined || v.temperature !== undefined)) throw new UsageError("--alpha / --temperature need --kd-from TEACHER_PATH");
+    if (v.resume && !v["checkpoint-dir"]) throw new UsageError("--resume needs --checkpoint-dir DIR");
+    if (v.full && v.adapters) throw new UsageError("--adapters needs LoRA (not --full)");
+
+    const backend = await initEngine(v.backend as BackendName | undefined);
+    const { model, tokenizer, files } = await loadModel(v.model!);
+    let teacherModel: Awaited<ReturnType<typeof loadModel>>["model"] | null = null;
+    const ac = new AbortController();
+    const onSigint = () => ac.abort();
+    process.once("SIGINT", onSigint);
+    const tty = !v.json && process.stderr.isTTY;
+    try {
+      const { windows, source } = trainingWindows({ file: v.data, stories: v.stories, seqLen: num("seq-len", v["seq-len"]) }, tokenizer, model.config.vocab_size);
+      let teacher: TeacherCache | null = null;
+      let loss: RecoverLoss = "ce";
+      const alpha = num("alpha", v.alpha) ?? 0.5;
+      if (v["kd-from"]) {
+        teacherModel = (await loadModel(v["kd-from"])).model;
+        if (teacherModel.config.vocab_size !== model.config.vocab_size) {
+          throw new UsageError(`--kd-from model has vocabulary ${teacherModel.config.vocab_size}, the student ${model.config.vocab_size}; they must share a tokenizer`);
+        }
+        const V = model.config.vocab_size;
+        teacher = await TeacherCache.build(teacherModel, windows, { topk: V <= 4096 ? "full" : 64 }, { signal: ac.signal });
+        teacherModel.dispose();
+        teacherModel = null;
+        loss = alpha >= 1 ? "kd" : alpha <= 0 ? "ce" : "mix";
+      }
+      const onProgress = tty
+        ? (e: ProgressEvent) => {
+            const eta = e.etaSeconds !== undefined ? `, ETA ${Math.ceil(e.etaSeconds)} s` : "";
+            process.stderr.write(`\rrecover: step ${e.done}/${e.total}  ${e.message ?? ""}  ${Math.round(e.tokensPerSecond ?? 0)} tok/s${eta}   `);
+          }
+        : undefined;
+      const res = await recover(model, {
+        data: windows,
+        steps: num("steps", v.steps)!,
+        lr: num("lr", v.lr) ?? 1e-4,
+        batch: num("batch", v.batch),
+        accumulate: num("accumulate", v.accumulate),
+        warmup: num("warmup", v.warmup),
+        weightDecay: num("weight-decay", v["weight-decay"]),
+        clip: num("clip", v.clip),
+        lora: v.full ? null : { r: num("lora-r", v["lora-r"]) ?? 8, alpha: num("lora-alpha", v["lora-alpha"]) ?? 16, dropout: num("lora-dropout", v["lora-dropout"]) ?? 0.05 },
+        loss,
+        alpha,
+        temperature: num("temperature", v.temperature),
+        teacher,
+        seed: num("seed", v.seed),
+        checkpointDir: v["checkpoint-dir"],
+        checkpointEvery: num("checkpoint-every", v["checkpoint-every"]),
+        resume: v.resume,
+        onProgress,
+        signal: ac.signal,
+      });
+      if (tty) process.stderr.write("\n");
+      try {
+        const written = await saveModel(v.out!, res.model, tokenizer, {
+          format: "hf",
+          force: v.force,
+          extraFiles: {
+            "recovery.json": {
+              format: "sdmprune-recovery",
+              version: 1,
+              base: files.path,
+              data: source,
+              windows: windows.length,
+              seqLen: windows[0].length,
+              steps: res.steps,
+              lora: res.adapters ? res.adapters.config : null,
+              loss,
+              teacher: v["kd-from"] ?? null,
+              losses: res.losses,
+            },
+          },
+        });
+        const adapterFiles = res.adapters && v.adapters ? await saveAdapters(v.adapters, res.adapters, { baseModel: path.resolve(v.model!), force: v.force }) : [];
+        if (v.json) {
+          process.stdout.write(JSON.stringify({ backend, out: v.out, files: written, adapters: adapterFiles, steps: res.steps, losses: res.losses, seconds: res.seconds }) + "\n");
+        } else {
+          process.stdout.write(res.table().toText() + "\n");
+          process.stdout.write(`data: ${source}, ${windows.length} windows × ${windows[0].length} tokens; backend ${backend}\n`);
+          process.stdout.write(`wrote ${v.out}${adapterFiles.length ? ` and adapters in ${v.adapters}` : ""}\n`);
+        }
+      } finally {
+        res.model.dispose();
+        res.adapters?.dispose();
+      }
+      return 0;
+    } finally {
+      process.removeListener("SIGINT", onSigint);
+      teacherModel?.dispose();
+      model.dispose();
+    }
+  },
+};

@@ -1,0 +1,198 @@
+import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { initEngine } from "../src/engine";
+import { CancelledError, DataError, UsageError } from "../src/errors";
+import { parseConfig } from "../src/model/config";
+import { LlamaModel } from "../src/model/llama";
+import { randomTensors } from "../src/model/random";
+import { Rng } from "../src/rng";
+import { perplexity } from "../src/eval/perplexity";
+import { Session } from "../src/session";
+import { TeacherCache } from "../src/teacher";
+import { trainingWindows } from "../src/train/data";
+import { recover, type RecoverOptions } from "../src/train/recover";
+import { requireShared, sharedPath, STORIES260K } from "./support/shared";
+
+/** Windows of a learnable pattern: arithmetic sequences mod 40 with a random start and stride. */
+function patternWindows(n: number, T: number, seed: number): number[][] {
+  const rng = new Rng(seed);
+  return Array.from({ length: n }, () => {
+    const s = rng.int(0, 39);
+    const d = rng.int(1, 3);
+    return Array.from({ length: T }, (_, t) => 3 + ((s + d * t) % 40));
+  });
+}
+
+function weightsOf(m: LlamaModel): Map<string, Float32Array> {
+  return new Map([...m.toTensors()].map(([k, v]) => [k, v.data]));
+}
+
+describe("recovery training loop", () => {
+  const cfg = parseConfig({ vocab_size: 48, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, tie_word_embeddings: true });
+  let model: LlamaModel;
+  let dir: string;
+  const data = patternWindows(24, 16, 1);
+
+  before(async () => {
+    await initEngine("wasm");
+    model = LlamaModel.fromTensors(cfg, randomTensors(cfg, 11, 0.05));
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "sdm-recover-"));
+  });
+  after(() => {
+    model.dispose();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("bad inputs fail before any work with clear errors", async () => {
+    const base: RecoverOptions = { data, steps: 2, lr: 1e-3, lora: { r: 4, alpha: 8 } };
+    await assert.rejects(recover(model, { ...base, lr: 0 }), (e: Error) => e instanceof UsageError && /lr must be a positive number, got 0/.test(e.message));
+    await assert.rejects(recover(model, { ...base, lr: -1e-4 }), (e: Error) => e instanceof UsageError && /lr must be a positive number, got -0.0001/.test(e.message));
+    await assert.rejects(recover(model, { ...base, steps: 0 }), (e: Error) => e instanceof UsageError && /steps must be a positive integer, got 0/.test(e.message));
+    await assert.rejects(recover(model, { ...base, steps: -3 }), (e: Error) => e instanceof UsageError && /steps must be a positive integer, got -3/.test(e.message));
+    await assert.rejects(
+      recover(model, { ...base, lora: { r: 17 } }),
+      (e: Error) => e instanceof UsageError && /rank r = 17 is larger than the projection .*k_proj/.test(e.message),
+    );
+    await assert.rejects(recover(model, { ...base, data: [] }), (e: Error) => e instanceof DataError && /no windows \(empty text or file\?\)/.test(e.message));
+    await assert.rejects(recover(model, { ...base, data: [[1, 2, 3], [1, 2]] }), (e: Error) => e instanceof DataError && /window 1 has 2 tokens, expected 3/.test(e.message));
+    await assert.rejects(recover(model, { ...base, data: [[1, 2, 99]] }), (e: Error) => e instanceof DataError && /token id 99 is outside \[0, 48\)/.test(e.message));
+    await assert.rejects(recover(model, { ...base, loss: "kd" }), (e: Error) => e instanceof UsageError && /needs a teacher cache/.test(e.message));
+    await assert.rejects(recover(model, { ...base, batch: 0 }), /batch must be a positive integer, got 0/);
+  });
+
+  it("learns: CE falls with LoRA and with full training; the input model is left untouched", async () => {
+    const before = weightsOf(model);
+    const lora = await recover(model, { data, steps: 30, lr: 1e-2, batch: 4, lora: { r: 4, alpha: 8, dropout: 0.05 }, seed: 3 });
+    const full = await recover(model, { data, steps: 30, lr: 3e-3, batch: 4, lora: null, seed: 3, weightDecay: 0.01 });
+    const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
+    for (const [name, r] of [["lora", lora], ["full", full]] as const) {
+      const first = mean(r.losses.slice(0, 5));
+      const last = mean(r.losses.slice(-5));
+      console.log(`      ${name}: loss ${first.toFixed(3)} → ${last.toFixed(3)} (${r.trainableParams} trainable)`);
+      assert.ok(last < first - 0.1, `${name}: ${first} → ${last}`);
+    }
+    assert.equal(lora.trainableParams, 2 * (4 * (32 + 32) + 2 * 4 * (32 + 16) + 4 * (32 + 32)) + 2 * 4 * (32 + 64) * 2 + 2 * 4 * (64 + 32));
+    const after = weightsOf(model);
+    for (const [k, v] of before) assert.deepEqual(after.get(k), v, `${k} unchanged`);
+    lora.model.dispose();
+    lora.adapters!.dispose();
+    full.model.dispose();
+  });
+
+  it("distillation from a TeacherCache pulls the student towards the teacher (loss kd)", async () => {
+    const teacher = LlamaModel.fromTensors(cfg, randomTensors(cfg, 99, 0.3));
+    const cache = await TeacherCache.build(teacher, data, { topk: "full" });
+    const kl = (m: LlamaModel) => {
+      // mean KL(p_teacher || q_student) over all positions, τ = 1
+      const t = tf.tidy(() => {
+        const zs = tf.logSoftmax(m.forward(data).reshape([-1, cfg.vocab_size]));
+        const zt = tf.logSoftmax(teacher.forward(data).reshape([-1, cfg.vocab_size]));
+        return tf.mean(tf.sum(tf.mul(tf.exp(zt), tf.sub(zt, zs)), -1));
+      });
+      const v = t.dataSync()[0];
+      t.dispose();
+      return v;
+    };
+    const r = await recover(model, { steps: 30, lr: 2e-2, batch: 4, lora: { r: 8, alpha: 16, dropout: 0 }, loss: "kd", teacher: cache });
+    const k0 = kl(model);
+    const k1 = kl(r.model);
+    console.log(`      KL(teacher‖student): ${k0.toFixed(4)} → ${k1.toFixed(4)}`);
+    assert.ok(k1 < 0.85 * k0, `${k0} → ${k1}`);
+    // the logged KD loss is that KL on the training batches: first step ≈ KL of the untrained student
+    assert.ok(Math.abs(r.losses[0] - k0) < 0.25 * k0);
+    r.model.dispose();
+    r.adapters!.dispose();
+    teacher.dispose();
+  });
+
+  for (const mode of ["lora", "full"] as const) {
+    it(`${mode}: interrupted after a checkpoint and resumed, it ends at the same weights as an uninterrupted run`, async () => {
+      const opts: RecoverOptions = {
+        data,
+        steps: 8,
+        lr: 5e-3,
+        batch: 3,
+        accumulate: 2,
+        warmup: 2,
+        lora: mode === "lora" ? { r: 4, alpha: 8, dropout: 0.1 } : null,
+        seed: 7,
+        checkpointEvery: 3,
+      };
+      const a = await recover(model, { ...opts, checkpointDir: path.join(dir, `${mode}-a`) });
+      const ckDir = path.join(dir, `${mode}-b`);
+      const ac = new AbortController();
+      await assert.rejects(
+        recover(model, { ...opts, checkpointDir: ckDir, signal: ac.signal, onProgress: (e) => e.done === 4 && ac.abort() }),
+        (e: Error) => e instanceof CancelledError && /cancelled at step 4 of 8/.test(e.message),
+      );
+      const state = JSON.parse(fs.readFileSync(path.join(ckDir, "last", "state.json"), "utf8"));
+      assert.equal(state.step, 3, "the last checkpoint before the interruption is step 3");
+      assert.deepEqual(fs.readdirSync(ckDir), ["last"], "no temporary directories left behind");
+      const b = await recover(model, { ...opts, checkpointDir: ckDir, resume: true });
+      assert.equal(b.startStep, 3);
+      assert.deepEqual(b.losses, a.losses, "same per-step losses");
+      const wa = weightsOf(a.model);
+      const wb = weightsOf(b.model);
+      let maxDiff = 0;
+      for (const [k, v] of wa) {
+        const u = wb.get(k)!;
+        for (let i = 0; i < v.length; i++) maxDiff = Math.max(maxDiff, Math.abs(v[i] - u[i]));
+      }
+      console.log(`      ${mode}: resumed vs uninterrupted max |Δw| = ${maxDiff}`);
+      assert.equal(maxDiff, 0);
+      // a checkpoint from other settings is refused, not silently mixed
+      await assert.rejects(
+        recover(model, { ...opts, lr: 1e-3, checkpointDir: ckDir, resume: true }),
+        (e: Error) => e instanceof UsageError && /different settings \(lr: checkpoint 0.005 vs now 0.001\)/.test(e.message),
+      );
+      for (const r of [a, b]) {
+        r.model.dispose();
+        r.adapters?.dispose();
+      }
+    });
+  }
+});
+
+describe("recovery on stories260K (shared model and data)", function () {
+  // ~1–3 min on 2 shared cores (wasm): sdmprune ~30 s, 200 LoRA steps of 4×64 tokens ~60–180 s.
+  this.timeout(900_000);
+
+  it("after a 30 % sd-taylor prune, 200 LoRA steps on stories 200–499 lower TinyStories-valid ppl (stories 500–999); merged = unmerged", async function () {
+    requireShared(this);
+    const file = sharedPath("data", "tinystories", "tinystories_valid_first1000.txt");
+    const session = await Session.load(STORIES260K(), { backend: "wasm" });
+    try {
+      // two-stage SDMPrune (stage 2 = sd-taylor against the original), calibrated on stories 1–199
+      const rep = await session.sdmprune({ target: 0.3, files: file, stories: "1-199", samples: 16, seqLen: 128, seed: 0 });
+      const pruned = session.model;
+      const V = pruned.config.vocab_size;
+      const evalSet = trainingWindows({ file, stories: "500-999", seqLen: 128 }, session.tokenizer, V).windows.slice(0, 48);
+      const train = trainingWindows({ file, stories: "200-499", seqLen: 64 }, session.tokenizer, V).windows;
+      const before = await perplexity((q) => pruned.tokenLogProbs(q), evalSet, { batchSize: 8 });
+      const t0 = Date.now();
+      const r = await recover(pruned, { data: train, steps: 200, lr: 2e-3, batch: 4, lora: { r: 8, alpha: 16, dropout: 0.05 }, seed: 0 });
+      const secs = (Date.now() - t0) / 1000;
+      const after = await perplexity((q) => r.model.tokenLogProbs(q), evalSet, { batchSize: 8 });
+      console.log(
+        `      stories260K pruned 30 % (MLP widths ${rep.stage2.widthsAfter.join(",")}): TinyStories-valid ppl@128 (stories 500–999, ${before.tokens} tokens) ` +
+          `before ${before.ppl.toFixed(2)} → after 200 LoRA steps ${after.ppl.toFixed(2)}; train loss ${r.losses[0].toFixed(3)} → ${r.losses[r.losses.length - 1].toFixed(3)}; ${secs.toFixed(0)} s`,
+      );
+      assert.ok(after.ppl < before.ppl, `${before.ppl} → ${after.ppl}`);
+      // merged (saved) model vs unmerged adapters (x·W + s·(x·A)·B) on the pruned model
+      const probe = evalSet.slice(0, 2);
+      const unmerged = tf.tidy(() => r.adapters!.logits(pruned, probe, undefined, { explicit: true }));
+      const merged = r.model.forward(probe);
+      const d = tf.tidy(() => tf.max(tf.abs(tf.sub(unmerged, merged))).dataSync()[0]);
+      console.log(`      merged vs unmerged max |Δlogit| = ${d.toExponential(2)}`);
+      assert.ok(d <= 1e-5, `max diff ${d}`);
+      tf.dispose([unmerged, merged]);
+      r.model.dispose();
+      r.adapters!.dispose();
+    } finally {
+      session.dispose();
+    }
+  });
+});
