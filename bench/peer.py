@@ -221,6 +221,13 @@ def matmul_gflops(M, K, N, reps=5):
     return 2 * M * N * K / ts[len(ts) // 2] / 1e9
 
 
+def rate(secs, tokens_per_unit):
+    """Best (fastest unit; used for ratios: interference only slows a unit down), median and mean tokens/s."""
+    s = sorted(secs)
+    return {"units": len(s), "tokensPerUnit": tokens_per_unit, "best": tokens_per_unit / s[0],
+            "median": tokens_per_unit / s[len(s) // 2], "mean": tokens_per_unit * len(s) / sum(s)}
+
+
 def windows_for(cfg, n, T, seed):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, cfg["vocab_size"], (n, T), generator=g).tolist()
@@ -243,11 +250,14 @@ def main():
     tasks = a.tasks.split(",")
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(),
            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "seq": a.seq}
-    blas = [l.strip() for l in torch.__config__.show().splitlines() if "BLAS" in l]
-    out["blas"] = blas[0] if blas else "unknown"
+    # Debian's torch is built against the generic libblas.so.3; which BLAS answers is the alternative installed
+    with open("/proc/self/maps") as f:
+        libs = sorted({l.split()[-1].rsplit("/", 1)[-1] for l in f if "blas" in l.lower() and "/" in l})
+    out["blas"] = ", ".join(libs) or "unknown"
     if "matmul" in tasks:
-        out["matmul_gflops"] = {"1024x1024x1024": matmul_gflops(1024, 1024, 1024),
-                                "rows128": matmul_gflops(a.seq, cfg["hidden_size"], cfg["intermediate_size"])}
+        T, H, I, V = a.seq, cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+        shapes = [(T, H, H), (T, H, I), (T, I, H), (T, H, V), (1024, 1024, 1024)]
+        out["matmul"] = {f"{m}x{k}x{n}": matmul_gflops(m, k, n) for m, k, n in shapes}
     t0 = time.perf_counter()
     model = Llama(cfg)
     out["build_s"] = time.perf_counter() - t0
@@ -263,36 +273,39 @@ def main():
         reset_peak()
         t0 = time.perf_counter()
         importance_window(model, wins[0], entry, a.alpha, a.temperature, acc)
-        out["memory"] = {"seconds": time.perf_counter() - t0, "rss_before": base, "peak_rss": vm_hwm(),
+        out["memory"] = {"path": "torch autograd, grads of gate/up/down only", "seconds": time.perf_counter() - t0, "rss_before": base, "peak_rss": vm_hwm(),
                          "ratio": vm_hwm() / out["weight_bytes"]}
         print(json.dumps(out))
         return
     entries = None
     if "teacher" in tasks or "importance" in tasks:
         teacher_entry(model, wins[0], topk)  # warm-up
-        t0 = time.perf_counter()
-        entries = [teacher_entry(model, w, topk) for w in wins[1:]]
-        dt = time.perf_counter() - t0
-        out["teacher"] = {"seconds": dt, "tokens": n * T, "tokens_per_s": n * T / dt}
+        entries, secs = [], []
+        for w in wins[1:]:
+            t0 = time.perf_counter()
+            entries.append(teacher_entry(model, w, topk))
+            secs.append(time.perf_counter() - t0)
+        out["teacher"] = rate(secs, T)
     if "importance" in tasks:
         acc = [torch.zeros(cfg["intermediate_size"], dtype=torch.float64) for _ in model.layers]
         importance_window(model, wins[1], entries[0], a.alpha, a.temperature, acc)  # warm-up
         acc = [torch.zeros_like(x) for x in acc]
-        t0 = time.perf_counter()
-        losses = [importance_window(model, w, e, a.alpha, a.temperature, acc) for w, e in zip(wins[1:], entries)]
-        dt = time.perf_counter() - t0
-        out["importance"] = {"seconds": dt, "tokens": n * T, "tokens_per_s": n * T / dt, "loss": losses[0]}
+        secs = []
+        for w, e in zip(wins[1:], entries):
+            t0 = time.perf_counter()
+            loss = importance_window(model, w, e, a.alpha, a.temperature, acc)
+            secs.append(time.perf_counter() - t0)
+        out["importance"] = dict(rate(secs, T), loss=loss)
     if "ppl" in tasks:
-        B = 4
+        B = min(4, n)
         pw = windows_for(cfg, B * (n + 1), T, 2)
         ppl_batch(model, pw[:B])  # warm-up
-        t0 = time.perf_counter()
-        nll = 0.0
+        secs, nll = [], 0.0
         for b in range(B, len(pw), B):
+            t0 = time.perf_counter()
             nll += ppl_batch(model, pw[b:b + B])
-        dt = time.perf_counter() - t0
-        toks = n * B * (T - 1)
-        out["ppl"] = {"seconds": dt, "tokens": n * B * T, "tokens_per_s": n * B * T / dt, "nll": nll / toks}
+            secs.append(time.perf_counter() - t0)
+        out["ppl"] = dict(rate(secs, B * T), nll=nll / (n * B * (T - 1)))
     print(json.dumps(out))
 
 

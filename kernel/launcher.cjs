@@ -88,6 +88,34 @@ patchModule(path.join(tslabDist, "converter.js"), "file-watcher timers", [
       "    };\n",
   ],
 ]);
+patchModule(path.join(tslabDist, "jupyter.js"), "error replies", [
+  // tslab prints a failing cell's error to its stderr stream and replies status "error" with no ename/evalue/
+  // traceback, so `jupyter nbconvert --execute` reports "<Error>: " and nothing else. Keep the cell's stderr and
+  // put it in the reply, where nbclient (and so nbconvert's failure message) reads it.
+  [
+    '        process.stderr.write = this.createWriteToIopub("stderr", writeStream);\n',
+    '        const toStderr = this.createWriteToIopub("stderr", writeStream);\n' +
+      '        this.cellStderr = "";\n' +
+      "        process.stderr.write = (buffer, encoding) => {\n" +
+      '            this.cellStderr = (this.cellStderr + (typeof buffer === "string" ? buffer : utf8Decoder.decode(buffer))).slice(-20000);\n' +
+      "            return toStderr(buffer, encoding);\n" +
+      "        };\n",
+  ],
+  [
+    "        return {\n" + "            status: status,\n" + "            execution_count: count ? count.count : undefined,\n" + "        };\n",
+    "        const reply = { status: status, execution_count: count ? count.count : undefined };\n" +
+      '        if (status === "error") {\n' +
+      '            const text = (this.cellStderr || "").trim();\n' +
+      '            const lines = text.split("\\n").filter((l) => l.trim() !== "");\n' +
+      "            let m = null;\n" +
+      "            for (const l of lines) if ((m = /^\\s*(?:Uncaught )?([A-Za-z]*Error):\\s*(.*)$/.exec(l))) break;\n" +
+      '            reply.ename = m ? m[1] : "Error";\n' +
+      '            reply.evalue = m ? m[2] : lines[0] || "the cell failed (no message)";\n' +
+      '            reply.traceback = text ? text.split("\\n") : [];\n' +
+      "        }\n" +
+      "        return reply;\n",
+  ],
+]);
 // tslab parses process.argv itself: [node, script, "kernel", "--config-path", <file>].
 require(tslabMain).main();
 

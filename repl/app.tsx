@@ -3,7 +3,6 @@
  * line editor with history and Tab completion) or the running job's progress; a status line at the bottom.
  * State lives in hooks here; the work happens in the Runner (which only calls the library's Session).
  */
-import * as React from "react";
 import { useCallback, useEffect, useRef, useState } from "react";
 import { error as errorBlock, note, type Block, type Runner, type StatusInfo } from "./blocks";
 import { parseCommand, helpText } from "./commands";
@@ -356,6 +355,3 @@ export function App({ runner, history, color, cwd, initialCommands, columns, onE
   );
 }
 
-export default App;
-// React is referenced so the classic-runtime fallback (tslab) also finds it.
-void React;

@@ -3,7 +3,7 @@
  * TensorFlow.js) is touched, so the first paint does not wait for a model; `--model` is loaded as the
  * first command, with its own progress line.
  */
-import * as React from "react";
+import * as fs from "node:fs";
 import { App } from "./app";
 import type { Runner } from "./blocks";
 import { colorEnabled } from "./color";
@@ -33,11 +33,26 @@ export async function startRepl(opts: StartOptions): Promise<number> {
   const history = new History(opts.historyFile === undefined ? defaultHistoryFile() : opts.historyFile);
   const color = colorEnabled(stdout);
   const initial = opts.model ? [`load ${quote(opts.model)}`] : [];
+  // SDMPRUNE_REPL_TIMING=FILE records when the first frame was written (ms since the process started, and
+  // the CPU time spent until then), for the start-up measurement in the end-to-end test.
+  const timingFile = process.env.SDMPRUNE_REPL_TIMING;
+  let painted = false;
+  const onRender = () => {
+    if (painted || !timingFile) return;
+    painted = true;
+    const cpu = process.cpuUsage();
+    try {
+      fs.writeFileSync(timingFile, JSON.stringify({ firstPaintMs: Math.round(performance.now()), cpuMs: Math.round((cpu.user + cpu.system) / 1000) }));
+    } catch {
+      // a diagnostic only
+    }
+  };
   const instance = render(<App runner={opts.runner} history={history} color={color} initialCommands={initial} />, {
     stdin,
     stdout,
     exitOnCtrlC: false,
     patchConsole: true,
+    onRender,
   });
   await instance.waitUntilExit();
   return 0;
@@ -48,4 +63,3 @@ export function quote(s: string): string {
   return s.replace(/([\s'"\\])/g, "\\$1");
 }
 
-void React;

@@ -3,6 +3,7 @@
  * Only calls the Session (no pruning logic here); it formats, scales charts to the width and keeps the
  * facts the status line shows.
  */
+import * as os from "node:os";
 import * as path from "node:path";
 import { note, text, type Block, type RunContext, type Runner, type StatusInfo } from "./blocks";
 import { barChart } from "./chart";
@@ -26,12 +27,14 @@ function compact(n: number): string {
   return String(n);
 }
 
-/** "768×5" for uniform widths, "512–768" otherwise. */
+/** Per-layer widths as briefly as they can be read: "768×5", the list when short, else the range. */
 function widthsText(ws: number[]): string {
   if (ws.length === 0) return "–";
   const min = Math.min(...ws);
   const max = Math.max(...ws);
-  return min === max ? `${min}×${ws.length}` : `${min}–${max}`;
+  if (min === max) return `${min}×${ws.length}`;
+  const list = ws.join(",");
+  return list.length <= 24 ? list : `${min}–${max}`;
 }
 
 export function statusFrom(info: SessionInfoLike): StatusInfo {
@@ -79,7 +82,7 @@ export class SessionRunner implements Runner {
   }
 
   private resolve(p: string): string {
-    return path.resolve(this.cwd, p.startsWith("~/") ? path.join(process.env.HOME ?? "", p.slice(2)) : p);
+    return path.resolve(this.cwd, p === "~" || p.startsWith("~/") ? path.join(os.homedir(), p.slice(1)) : p);
   }
 
   async execute(cmd: Command, ctx: RunContext): Promise<Block[]> {

@@ -131,15 +131,6 @@ export function checkExecuted(nb: Notebook): CheckResult {
   return { problems, figures, figureCells };
 }
 
-/** Text of the stderr streams of a notebook's cells (where tslab writes compile and runtime errors). */
-export function stderrOf(nb: Notebook): string[] {
-  const out: string[] = [];
-  nb.cells.forEach((c, i) => {
-    for (const o of c.outputs ?? []) if (o.output_type === "stream" && o.name === "stderr") out.push(`cell ${i}: ${joinText(o.text).trim()}`);
-  });
-  return out;
-}
-
 // ---------------------------------------------------------------- tools
 
 /** Absolute path of an executable on PATH, or null. */
@@ -177,6 +168,8 @@ export interface RunResult {
   input: string;
   output: string;
   seconds: number;
+  /** CPU seconds of Jupyter and the kernel together (Linux; null elsewhere): comparable across loaded machines. */
+  cpuSeconds: number | null;
   ok: boolean;
   problems: string[];
   figures: number;
@@ -186,14 +179,24 @@ export interface RunResult {
   svgs?: number;
 }
 
+/** CPU time of this process's finished children (/proc/self/stat cutime + cstime, in USER_HZ = 100 ticks/s). */
+function childCpuSeconds(): number | null {
+  try {
+    const stat = fs.readFileSync("/proc/self/stat", "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[13]) + Number(fields[14])) / 100;
+  } catch {
+    return null;
+  }
+}
+
 function tail(s: string, n = 3000): string {
   return s.length > n ? "…" + s.slice(-n) : s;
 }
 
 /**
  * Execute one notebook with `jupyter nbconvert --to notebook --execute` into outDir/<name>.ipynb and check it.
- * When a cell fails, nbconvert writes nothing and prints no tslab message; the notebook is then run once more
- * with --allow-errors so the report can quote the failing cell's stderr.
+ * When a cell fails nbconvert writes nothing; the report quotes its message (the failing cell and its error).
  */
 export function executeNotebook(input: string, outDir = ARTIFACT_DIR, timeoutS = 600): RunResult {
   const jupyter = jupyterCommand();
@@ -202,14 +205,16 @@ export function executeNotebook(input: string, outDir = ARTIFACT_DIR, timeoutS =
   const name = path.basename(input, ".ipynb");
   const output = path.join(outDir, `${name}.ipynb`);
   fs.rmSync(output, { force: true });
-  const args = (extra: string[]) => [
+  const args = [
     "nbconvert",
     "--to",
     "notebook",
     "--execute",
     `--ExecutePreprocessor.timeout=${timeoutS}`,
     "--ExecutePreprocessor.kernel_name=sdmprune",
-    ...extra,
+    // the first figure output carries plotly.js (4.8 MB); on a busy machine it can take longer than the
+    // default 4 s to arrive after the cell's reply
+    "--ExecutePreprocessor.iopub_timeout=60",
     "--output-dir",
     outDir,
     "--output",
@@ -217,18 +222,18 @@ export function executeNotebook(input: string, outDir = ARTIFACT_DIR, timeoutS =
     input,
   ];
   const t0 = Date.now();
+  const cpu0 = childCpuSeconds();
   // cwd = the notebook's folder, as Jupyter would start it; the launcher moves the kernel to the project root.
-  const r = spawnSync(jupyter, args([]), { cwd: path.dirname(input), env: jupyterEnv(), encoding: "utf8", timeout: (timeoutS + 120) * 1000 });
+  const r = spawnSync(jupyter, args, { cwd: path.dirname(input), env: jupyterEnv(), encoding: "utf8", timeout: (timeoutS + 120) * 1000 });
   const seconds = (Date.now() - t0) / 1000;
-  const result: RunResult = { name, input, output, seconds, ok: false, problems: [], figures: 0, figureCells: 0 };
+  const cpu1 = childCpuSeconds();
+  const cpuSeconds = cpu0 !== null && cpu1 !== null ? Math.round((cpu1 - cpu0) * 10) / 10 : null;
+  const result: RunResult = { name, input, output, seconds, cpuSeconds, ok: false, problems: [], figures: 0, figureCells: 0 };
   if (r.status !== 0 || !fs.existsSync(output)) {
-    result.problems.push(`nbconvert exited with ${r.status ?? r.signal}${r.error ? ` (${r.error.message})` : ""}: ${tail(r.stderr ?? "")}`);
-    const again = spawnSync(jupyter, args(["--allow-errors"]), { cwd: path.dirname(input), env: jupyterEnv(), encoding: "utf8", timeout: (timeoutS + 120) * 1000 });
-    if (again.status === 0 && fs.existsSync(output)) {
-      const errs = stderrOf(readNotebook(output));
-      if (errs.length) result.problems.push(`stderr of the cells (run with --allow-errors):\n${errs.map((e) => tail(e, 1500)).join("\n")}`);
-      fs.renameSync(output, path.join(outDir, `${name}.failed.ipynb`));
-    }
+    // kernel/launcher.cjs puts the cell's error text into the execute reply, so nbconvert's message names it
+    const err = r.stderr ?? "";
+    const at = err.indexOf("An error occurred while executing the following cell");
+    result.problems.push(`nbconvert exited with ${r.status ?? r.signal}${r.error ? ` (${r.error.message})` : ""}: ${tail(at >= 0 ? err.slice(at) : err)}`);
     return result;
   }
   const check = checkExecuted(readNotebook(output));
@@ -336,7 +341,7 @@ function main(argv: string[]): number {
         }
       }
     }
-    console.log(`${r.ok ? "ok" : "FAILED"} in ${r.seconds.toFixed(1)} s, ${r.figures} figure outputs${r.svgs !== undefined ? `, ${r.svgs} rendered SVGs` : ""}`);
+    console.log(`${r.ok ? "ok" : "FAILED"} in ${r.seconds.toFixed(1)} s (${r.cpuSeconds ?? "?"} CPU s), ${r.figures} figure outputs${r.svgs !== undefined ? `, ${r.svgs} rendered SVGs` : ""}`);
     for (const p of r.problems) console.log(`  ${p}`);
     results.push(r);
   }

@@ -29,7 +29,7 @@ import { unigramPerplexity } from "../src/train/unigram";
 const { values: args } = parseArgs({
   options: {
     out: { type: "string", default: "models/demo" },
-    steps: { type: "string", default: "300" },
+    steps: { type: "string", default: "700" },
     force: { type: "boolean", default: false },
     backend: { type: "string" },
     checkpoint: { type: "string", default: ".tmp/train-demo" },

@@ -43,3 +43,12 @@ export type { HostTensor, TensorMap } from "./io/tensors";
 // figures and rich display for notebooks (kernel helper)
 export * from "./plot";
 export { display, progress, inNotebook, textOf, Displayer, defaultDisplayer, tslabChannel, type DisplayMessage, type DisplayChannel } from "./display";
+// training: recovery fine-tuning, LoRA, demo-model tooling (training helper)
+export { recover, recoverWithData, batchIndices, type RecoverOptions, type RecoverResult, type RecoverLoss, type SessionRecoverOptions } from "./train/recover";
+export { AdamW, globalNorm, type AdamWOptions } from "./train/optimizer";
+export { learningRate, checkSchedule, type CosineSchedule } from "./train/schedule";
+export { LoraAdapters, LORA_TARGETS, DEFAULT_LORA, resolveLoraConfig, modulePath, type LoraConfig } from "./train/lora";
+export { saveAdapters, loadAdapters, adapterConfigJson, ADAPTER_WEIGHTS, ADAPTER_CONFIG } from "./train/adapters";
+export { trainingWindows, type RecoverDataSpec } from "./train/data";
+export { trainByteLevelBpe, bytesToUnicode, type BpeTrainOptions, type BpeResult } from "./train/tokenizer-trainer";
+export { unigramPerplexity } from "./train/unigram";

@@ -13,6 +13,10 @@ import { initEngine } from "../src/engine";
 import { modelScorer } from "../src/eval/model-scorer";
 import { TASKS } from "../src/eval/tasks";
 import { loadModel } from "../src/model/load";
+import { parseConfig } from "../src/model/config";
+import { LlamaModel } from "../src/model/llama";
+import { randomTensors } from "../src/model/random";
+import { Rng } from "../src/rng";
 import { requireShared } from "./support/shared";
 import { bigramArgmax, bigramGreedy, bigramLogProb, bigramScorer, CharTokenizer } from "./support/fake-lm";
 
@@ -282,6 +286,36 @@ describe("eval/harness: stories260K end to end", function () {
       assert.ok(recs.filter((r) => r.task !== "average").every((r) => r.n === 5));
       assert.equal(res.averagedTasks.length, 6);
       assert.ok(res.table.toText().includes("winogrande"));
+    } finally {
+      model.dispose();
+    }
+  });
+});
+
+describe("eval/model-scorer: padded batches", () => {
+  it("matches tokenLogProbs and the argmax of forward on ragged sequences (random tiny model)", async () => {
+    await initEngine();
+    const cfg = parseConfig({
+      vocab_size: 48, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2,
+      num_key_value_heads: 1, tie_word_embeddings: true,
+    });
+    const model = LlamaModel.fromTensors(cfg, randomTensors(cfg, 7, 0.3));
+    try {
+      const rng = new Rng(4);
+      const seqs = [9, 3, 17, 1, 9, 12].map((n) => Array.from({ length: n }, () => rng.int(0, 47)));
+      const scorer = modelScorer(model, { maxBatchRows: 40 });
+      const got = scorer.greedy!(seqs);
+      const want = model.tokenLogProbs(seqs);
+      seqs.forEach((s, i) => {
+        assert.equal(got[i].logProbs.length, Math.max(0, s.length - 1));
+        for (let t = 0; t < want[i].length; t++) assert.ok(Math.abs(got[i].logProbs[t] - want[i][t]) < 1e-5, `seq ${i} pos ${t}`);
+        if (s.length < 2) return;
+        const logits = model.forward([s]);
+        const am = logits.argMax(-1).arraySync() as number[][];
+        logits.dispose();
+        for (let t = 0; t + 1 < s.length; t++) assert.equal(got[i].greedy[t], am[0][t] === s[t + 1] ? 1 : 0);
+      });
+      assert.throws(() => scorer.logProbs([[1, 48]]), DataError);
     } finally {
       model.dispose();
     }

@@ -100,7 +100,7 @@ describe("notebooks", function () {
     const t0 = Date.now();
     runs = listNotebooks().map((f) => executeNotebook(f, ARTIFACT_DIR));
     const total = (Date.now() - t0) / 1000;
-    for (const r of runs) console.log(`      ${r.name}: ${r.ok ? "ok" : "FAILED"} in ${r.seconds.toFixed(1)} s, ${r.figures} Plotly outputs`);
+    for (const r of runs) console.log(`      ${r.name}: ${r.ok ? "ok" : "FAILED"} in ${r.seconds.toFixed(1)} s (${r.cpuSeconds ?? "?"} CPU s), ${r.figures} Plotly outputs`);
     console.log(`      all notebooks: ${total.toFixed(1)} s`);
     fs.writeFileSync(path.join(ARTIFACT_DIR, "test-summary.json"), JSON.stringify({ totalSeconds: total, runs }, null, 2) + "\n");
     for (const r of runs) {

@@ -15,6 +15,25 @@ import { TeacherCache } from "../src/teacher";
 import { trainingWindows } from "../src/train/data";
 import { recover, type RecoverOptions } from "../src/train/recover";
 import { requireShared, sharedPath, STORIES260K } from "./support/shared";
+import { main } from "../src/cli/main";
+import { DEMO_HELDOUT, DEMO_MODEL_DIR } from "../src/cli/commands/demo";
+import { loadModel } from "../src/model/load";
+
+/** Run the CLI in-process, capturing stdout and stderr. */
+async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = "";
+  let err = "";
+  const ow = process.stdout.write.bind(process.stdout);
+  const ew = process.stderr.write.bind(process.stderr);
+  process.stdout.write = ((s: string | Uint8Array) => ((out += String(s)), true)) as typeof process.stdout.write;
+  process.stderr.write = ((s: string | Uint8Array) => ((err += String(s)), true)) as typeof process.stderr.write;
+  try {
+    return { code: await main(args), out, err };
+  } finally {
+    process.stdout.write = ow;
+    process.stderr.write = ew;
+  }
+}
 
 /** Windows of a learnable pattern: arithmetic sequences mod 40 with a random start and stride. */
 function patternWindows(n: number, T: number, seed: number): number[][] {
@@ -186,13 +205,64 @@ describe("recovery on stories260K (shared model and data)", function () {
       const unmerged = tf.tidy(() => r.adapters!.logits(pruned, probe, undefined, { explicit: true }));
       const merged = r.model.forward(probe);
       const d = tf.tidy(() => tf.max(tf.abs(tf.sub(unmerged, merged))).dataSync()[0]);
-      console.log(`      merged vs unmerged max |Δlogit| = ${d.toExponential(2)}`);
-      assert.ok(d <= 1e-5, `max diff ${d}`);
+      const scale = tf.tidy(() => tf.max(tf.abs(merged)).dataSync()[0]);
+      // stories260K logits reach ~20, where one float32 ulp is ~2e-6: the bound is 1e-5 relative to the logit scale
+      console.log(`      merged vs unmerged max |Δlogit| = ${d.toExponential(2)} (max |logit| ${scale.toFixed(1)}, relative ${(d / scale).toExponential(2)})`);
+      assert.ok(d <= 1e-5 * Math.max(1, scale), `max diff ${d} for logits up to ${scale}`);
       tf.dispose([unmerged, merged]);
       r.model.dispose();
       r.adapters!.dispose();
     } finally {
       session.dispose();
     }
+  });
+});
+
+describe("CLI: sdmprune recover (on the embedded demo model)", function () {
+  this.timeout(300_000);
+  let dir: string;
+  const data = path.join(DEMO_MODEL_DIR, DEMO_HELDOUT);
+  before(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), "sdm-recover-cli-"))));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it("LoRA recovery with distillation writes the merged model, recovery.json and PEFT adapters", async () => {
+    const out = path.join(dir, "out");
+    const ad = path.join(dir, "adapter");
+    // a short text keeps the teacher pass (which covers every training window) quick
+    const small = path.join(dir, "small.txt");
+    fs.writeFileSync(small, fs.readFileSync(data, "utf8").slice(0, 4000));
+    const r = await cli([
+      "recover", "--model", DEMO_MODEL_DIR, "--data", small, "--steps", "3", "--seq-len", "32", "--batch", "2", "--lr", "1e-3",
+      "--lora-r", "4", "--lora-alpha", "8", "--kd-from", DEMO_MODEL_DIR, "--alpha", "0.5", "--temperature", "1",
+      "--adapters", ad, "--out", out, "--json", "--backend", "wasm",
+    ]);
+    assert.equal(r.code, 0, r.err);
+    const j = JSON.parse(r.out);
+    assert.equal(j.losses.length, 3);
+    const rec = JSON.parse(fs.readFileSync(path.join(out, "recovery.json"), "utf8"));
+    assert.equal(rec.loss, "mix");
+    assert.deepEqual([rec.lora.r, rec.lora.alpha], [4, 8]);
+    assert.ok(fs.existsSync(path.join(ad, "adapter_model.safetensors")) && fs.existsSync(path.join(ad, "adapter_config.json")));
+    const { model } = await loadModel(out);
+    model.dispose();
+  });
+
+  it("bad arguments give exit code 2 and a clear message", async () => {
+    const base = ["recover", "--model", DEMO_MODEL_DIR, "--data", data, "--out", path.join(dir, "x"), "--backend", "wasm"];
+    const r0 = await cli([...base, "--steps", "0"]);
+    assert.equal(r0.code, 2);
+    assert.match(r0.err, /steps must be a positive integer, got 0/);
+    const r1 = await cli([...base, "--steps", "2", "--lr", "0"]);
+    assert.equal(r1.code, 2);
+    assert.match(r1.err, /lr must be a positive number, got 0/);
+    const r2 = await cli([...base, "--steps", "2", "--lora-r", "1000"]);
+    assert.equal(r2.code, 2);
+    assert.match(r2.err, /LoRA rank r = 1000 is larger than the projection/);
+    const empty = path.join(dir, "empty.txt");
+    fs.writeFileSync(empty, "  \n");
+    const r3 = await cli(["recover", "--model", DEMO_MODEL_DIR, "--data", empty, "--steps", "2", "--out", path.join(dir, "y"), "--backend", "wasm"]);
+    assert.equal(r3.code, 2);
+    assert.match(r3.err, /empty/);
+    assert.ok(!fs.existsSync(path.join(dir, "x")) && !fs.existsSync(path.join(dir, "y")), "no output written on error");
   });
 });

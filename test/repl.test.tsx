@@ -2,7 +2,7 @@ import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import * as React from "react";
+import type * as React from "react";
 import { App } from "../repl/app";
 import { ArgError, splitWords } from "../repl/args";
 import { barChart } from "../repl/chart";
@@ -18,7 +18,6 @@ import type { Runner } from "../repl/blocks";
 import { Session } from "../src/session";
 import { requireShared, STORIES260K } from "./support/shared";
 
-void React;
 
 type Rendered = {
   lastFrame(): string | undefined;
@@ -340,6 +339,16 @@ describe("repl: Ink app", function () {
       f = await waitFor(r, (x) => x.includes("Pruning history") && idle(x), "history");
       assert.equal(session.info().raw.steps, 0);
       assert.ok(f.includes("(no pruning steps yet)"));
+
+      // --layers a-b is inclusive in the REPL: only layers 1 and 2 are pruned.
+      await typeLine(r, "prune --keep 100 --layers 1-2");
+      f = await waitFor(r, (x) => x.includes("Pruning step 1") && idle(x), "prune --layers");
+      const partial = I.map((w, l) => (l >= 1 && l <= 2 ? 100 : w));
+      assert.deepEqual(session.info().raw.widths, partial);
+      assert.match(f, new RegExp(`MLP ${partial.join(",")}`), "status line lists the per-layer widths");
+      await typeLine(r, "undo");
+      await waitFor(r, (x) => (x.match(/undid step 1/g) ?? []).length === 2 && idle(x), "second undo");
+      assert.deepEqual(session.info().raw.widths, I);
     } finally {
       r.unmount();
       runner.close();

@@ -10,7 +10,8 @@ import type { LlamaModel, ModelWeights } from "../model/llama";
 import { Rng } from "../rng";
 import { Table } from "../table";
 import type { TeacherCache } from "../teacher";
-import type { RunOptions } from "../types";
+import type { RunOptions, TextTokenizer } from "../types";
+import { trainingWindows, type RecoverDataSpec } from "./data";
 import { AdamW, globalNorm } from "./optimizer";
 import { LoraAdapters, resolveLoraConfig, type LoraConfig } from "./lora";
 import { checkSchedule, learningRate } from "./schedule";
@@ -509,4 +510,39 @@ function recoverTable(res: RecoverResult, r: Resolved): Table {
     ]],
     { title: "Recovery fine-tuning" },
   );
+}
+
+/** What `Session.recover` accepts: RecoverOptions with `data` as text/file/story range or windows. */
+export interface SessionRecoverOptions extends Omit<RecoverOptions, "data" | "teacher"> {
+  /** Training data: a text file path, token windows, or a spec ({ file, stories, seqLen } / { text } / { windows }). For kd/mix: default the calibration windows. */
+  data?: string | number[][] | RecoverDataSpec;
+}
+
+/**
+ * Recovery for a session's model: resolves `data` with the model's tokenizer, and for kd/mix uses the
+ * session's teacher cache (teacher = the original model on the calibration windows; the data must then be
+ * those windows, the default).
+ */
+export async function recoverWithData(
+  model: LlamaModel,
+  tokenizer: TextTokenizer | null,
+  teacher: TeacherCache | null,
+  opts: SessionRecoverOptions,
+): Promise<RecoverResult & { source: string }> {
+  const loss = opts.loss ?? "ce";
+  let windows: number[][] | undefined;
+  let source: string;
+  if (opts.data === undefined) {
+    if (loss === "ce" || !teacher) throw new UsageError(`recover: give data (a text file, { file, stories, seqLen }, or token windows)${loss !== "ce" ? "; for kd/mix calibrate() first so the session has a teacher cache" : ""}`);
+    windows = teacher.windows;
+    source = `${windows.length} calibration windows`;
+  } else {
+    const spec: RecoverDataSpec = typeof opts.data === "string" ? { file: opts.data } : Array.isArray(opts.data) ? { windows: opts.data } : opts.data;
+    const r = trainingWindows(spec, tokenizer, model.config.vocab_size);
+    windows = r.windows;
+    source = r.source;
+  }
+  if (loss !== "ce" && !teacher) throw new UsageError(`recover: loss "${loss}" needs the session's teacher cache: calibrate() first`);
+  const res = await recover(model, { ...opts, data: windows, teacher: loss === "ce" ? null : teacher });
+  return Object.assign(res, { source });
 }

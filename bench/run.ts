@@ -1,0 +1,367 @@
+/**
+ * `npm run bench [-- --backend cpu,wasm,tensorflow|all] [--workload stories15M,stories110M,llama1b|all] [--quick]`
+ * (`npm run bench --quick` works too: npm hands it over as npm_config_quick).
+ *
+ * sdmprune against a PyTorch peer (bench/peer.py, Debian torch + OpenBLAS, 2 threads, OMP_WAIT_POLICY=PASSIVE)
+ * on random-weight models of real shapes, in the same command. Each case runs in its own process
+ * (bench/worker.ts): one backend per process, and peak RSS that belongs to one measurement. The
+ * TensorFlow backend comes from bench/.tfjs-node (bash bench/setup-tensorflow.sh; benchmark-only) via NODE_PATH.
+ * Prints a markdown report and writes it, with the raw JSON, to bench/results/.
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import type { Task, WorkerArgs } from "./worker";
+import { flopsPerToken, parseWorkloads, paramCount, WORKLOADS, type RawConfig, type WorkloadName } from "./workloads";
+
+type Backend = "cpu" | "wasm" | "tensorflow";
+const ROOT = path.resolve(__dirname, "..");
+const TF_DIR = path.join(__dirname, ".tfjs-node", "node_modules");
+const PY = "/usr/bin/python3";
+
+interface Rate { units: number; tokensPerUnit: number; best: number; median: number; mean: number }
+interface Profile { totalMs: number; matmulMs: number; matmulFlops: number; byKernel: Record<string, number> }
+interface Result {
+  backend?: string;
+  libtensorflow?: string;
+  matmul?: Record<string, number>;
+  teacher?: Rate;
+  importance?: Rate;
+  ppl?: Rate & { nll: number };
+  profile?: Record<"teacher" | "importance" | "ppl", Profile>;
+  memory?: { path: string; seconds: number; rssBefore: number; peakRss: number; ratio: number };
+  weightBytes?: number;
+  buildSeconds?: number;
+  error?: string;
+  torch?: string;
+  threads?: number;
+  blas?: string;
+}
+
+function option(name: string, def: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i >= 0 && i + 1 < process.argv.length) return process.argv[i + 1];
+  const eq = process.argv.find((a) => a.startsWith(`--${name}=`));
+  if (eq) return eq.slice(name.length + 3);
+  const env = process.env[`npm_config_${name}`];
+  return env && env !== "true" ? env : def;
+}
+function flag(name: string): boolean {
+  return process.argv.includes(`--${name}`) || process.env[`npm_config_${name.replace(/-/g, "_")}`] === "true";
+}
+
+const quick = flag("quick");
+const noPeer = flag("no-peer");
+const slow = flag("slow");
+const backends = (option("backend", "all") === "all" ? ["tensorflow", "wasm", "cpu"] : option("backend", "").split(",")).map((b) => b.trim()) as Backend[];
+for (const b of backends) if (!["cpu", "wasm", "tensorflow"].includes(b)) throw new Error(`unknown backend "${b}", expected cpu, wasm, tensorflow or all`);
+const workloads = parseWorkloads(option("workload", quick ? "stories15M" : "all"));
+const SEQ = Number(option("seq", "128"));
+const ALPHA = 0.4;
+const TAU = 0.2; // METHOD.md §7, 20 % setting
+const TOPK = 64; // Session's default for vocabularies > 4096
+
+function log(msg: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+
+function runChild(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutS: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(cmd, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d) => (stdout += d));
+    p.stderr.on("data", (d) => (stderr += d));
+    const timer = setTimeout(() => p.kill("SIGKILL"), timeoutS * 1000);
+    p.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function lastLines(s: string, n: number): string {
+  return s
+    .split("\n")
+    .filter((l) => l.trim() && !/^\d{4}-\d\d-\d\d .*tensorflow\//.test(l))
+    .slice(-n)
+    .join(" | ");
+}
+
+async function ours(a: WorkerArgs, timeoutS: number): Promise<Result> {
+  const env = { ...process.env };
+  if (a.backend === "tensorflow" && existsSync(TF_DIR)) env.NODE_PATH = TF_DIR + (env.NODE_PATH ? path.delimiter + env.NODE_PATH : "");
+  env.TF_CPP_MIN_LOG_LEVEL = "2";
+  delete env.SDMPRUNE_BACKEND;
+  log(`sdmprune ${a.backend} ${a.workload} seq ${a.seq} ${a.tasks.join(",")} (${a.windows} windows)`);
+  const r = await runChild(process.execPath, ["--expose-gc", "--import", "tsx", path.join(__dirname, "worker.ts"), JSON.stringify(a)], env, timeoutS);
+  const line = r.stdout.split("\n").find((l) => l.startsWith("RESULT "));
+  if (!line) return { error: r.code === null ? `timed out after ${timeoutS} s` : `exit ${r.code}: ${lastLines(r.stderr, 3)}` };
+  return JSON.parse(line.slice(7)) as Result;
+}
+
+let peerMissing: string | null = null;
+function peerAvailable(): boolean {
+  if (noPeer) {
+    peerMissing = "--no-peer given";
+    return false;
+  }
+  if (peerMissing !== null) return false;
+  try {
+    execFileSync(PY, ["-c", "import torch"], { stdio: "ignore" });
+    return true;
+  } catch {
+    peerMissing = `PyTorch not importable by ${PY} (apt-get install -y python3-torch python3-numpy libopenblas0-pthread)`;
+    return false;
+  }
+}
+
+async function peer(w: WorkloadName, tasks: string[], windows: number, timeoutS: number): Promise<Result | null> {
+  if (!peerAvailable()) return null;
+  log(`PyTorch ${w} seq ${SEQ} ${tasks.join(",")} (${windows} windows)`);
+  const env = { ...process.env, OMP_WAIT_POLICY: "PASSIVE" };
+  const args = [path.join(__dirname, "peer.py"), "--config", JSON.stringify(WORKLOADS[w].config), "--seq", String(SEQ), "--windows", String(windows), "--tasks", tasks.join(","), "--alpha", String(ALPHA), "--temperature", String(TAU), "--topk", String(TOPK), "--threads", "2"];
+  const r = await runChild(PY, args, env, timeoutS);
+  const line = r.stdout.trim().split("\n").pop() ?? "";
+  try {
+    return JSON.parse(line) as Result;
+  } catch {
+    return { error: r.code === null ? `timed out after ${timeoutS} s` : `exit ${r.code}: ${lastLines(r.stderr, 3)}` };
+  }
+}
+
+// ------------------------------------------------------------------ formatting
+
+const f0 = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? "–" : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
+const pct = (x: number): string => `${(100 * x).toFixed(0)}%`;
+const gib = (b: number): string => `${(b / 2 ** 30).toFixed(2)} GiB`;
+
+function table(head: string[], rows: (string | number)[][]): string {
+  return [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
+}
+
+/** Forward time per token at the measured single-thread matmul rates of the model's own shapes. */
+function ceilingForward(c: RawConfig, T: number, mm: Record<string, number>): { tokPerS: number; gflops: number } | null {
+  const H = c.hidden_size;
+  const I = c.intermediate_size;
+  const q = c.num_attention_heads * c.head_dim;
+  const kv = c.num_key_value_heads * c.head_dim;
+  const r = (k: string): number | undefined => mm[k];
+  const attn = r(`${T}x${H}x${H}`);
+  const up = r(`${T}x${H}x${I}`);
+  const down = r(`${T}x${I}x${H}`);
+  const head = r(`${T}x${H}x${c.vocab_size}`);
+  if (!attn || !up || !down || !head) return null;
+  const L = c.num_hidden_layers;
+  const secs = (L * (2 * (H * q + 2 * H * kv + q * H) + 4 * T * q)) / (attn * 1e9) + (L * 4 * H * I) / (up * 1e9) + (L * 2 * I * H) / (down * 1e9) + (2 * H * c.vocab_size) / (head * 1e9);
+  return { tokPerS: 1 / secs, gflops: flopsPerToken(c, T).forward / secs / 1e9 };
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const results: Record<string, Result | null> = {};
+  const key = (who: string, w: string, seq: number, extra = ""): string => `${who}/${w}/${seq}${extra}`;
+  const tfReady = existsSync(path.join(TF_DIR, "@tensorflow", "tfjs-node"));
+  log(`${os.cpus().length} cores; backends ${backends.join(", ")}; workloads ${workloads.join(", ")}${quick ? "; quick" : ""}${tfReady ? "" : "; bench/.tfjs-node missing (bash bench/setup-tensorflow.sh)"}`);
+
+  const speedWorkloads = workloads.filter((w) => w !== "llama1b");
+  for (const w of speedWorkloads) {
+    const big = w === "stories110M";
+    const n = quick ? 2 : big ? 3 : 5;
+    results[key("torch", w, SEQ)] = await peer(w, ["matmul", "teacher", "importance", "ppl"], n, 900);
+    for (const b of backends) {
+      if (b === "cpu" && big && !slow) {
+        results[key(b, w, SEQ)] = { error: "skipped: ~15 min on the pure-JS backend (pass --slow to include)" };
+        continue;
+      }
+      const tasks: Task[] = ["matmul", "teacher", "importance", "ppl"];
+      if (!(quick && b === "cpu")) tasks.push("profile");
+      results[key(b, w, SEQ)] = await ours({ backend: b, workload: w, seq: SEQ, windows: b === "cpu" ? (quick ? 1 : 2) : n, tasks, alpha: ALPHA, temperature: TAU, topk: TOPK }, 1800);
+    }
+  }
+  const scaling = !quick && backends.includes("cpu") && workloads.includes("stories15M");
+  if (scaling) {
+    for (const seq of [64, 256]) {
+      results[key("cpu", "stories15M", seq)] = await ours({ backend: "cpu", workload: "stories15M", seq, windows: 1, tasks: ["teacher", "importance", "ppl"], alpha: ALPHA, temperature: TAU, topk: TOPK }, 1800);
+    }
+  }
+  const memBackends: Backend[] = [];
+  if (workloads.includes("llama1b")) {
+    // 1.2 B float32 weights (4.9 GB): wasm32's heap is 4 GiB and the pure-JS backend would need about an
+    // hour per window, so the memory figure is taken on the TensorFlow backend.
+    if (backends.includes("tensorflow")) memBackends.push("tensorflow");
+    results[key("torch", "llama1b", 128, ":memory")] = await peer("llama1b", ["memory"], 1, 1200);
+    for (const b of memBackends) {
+      for (const p of quick ? ["layerwise"] : ["layerwise", "straightforward"]) {
+        results[key(b, "llama1b", 128, `:memory:${p}`)] = await ours({ backend: b, workload: "llama1b", seq: 128, windows: 1, tasks: ["memory"], path: p as "layerwise", alpha: ALPHA, temperature: TAU, topk: TOPK }, 2400);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- report
+  const md: string[] = [];
+  const tfVer = Object.values(results).find((r) => r?.libtensorflow)?.libtensorflow;
+  const torchInfo = Object.values(results).find((r) => r?.torch);
+  md.push(`# sdmprune benchmark (${new Date().toISOString().slice(0, 16)} UTC${quick ? ", --quick" : ""})`);
+  md.push("");
+  md.push(`Machine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? "?"}), ${gib(os.totalmem())} RAM, load average at start ${os.loadavg()[0].toFixed(1)}. Node ${process.version}, TensorFlow.js 4.22; tensorflow = tfjs-node 4.22 on libtensorflow ${tfVer ?? "(not loaded)"} (bench/setup-tensorflow.sh, 2 intra-op threads), wasm = SIMD, 1 thread, cpu = pure JS, 1 thread.`);
+  md.push(
+    torchInfo
+      ? `Peer: PyTorch ${torchInfo.torch} (${torchInfo.blas}), ${torchInfo.threads} threads, OMP_WAIT_POLICY=PASSIVE, float32, same shapes and computation (bench/peer.py).`
+      : `Peer: skipped — ${peerMissing ?? "no peer result"}.`,
+  );
+  md.push(`Models: random weights (untrained) of real shapes; sd-taylor with α = ${ALPHA}, τ = ${TAU}, teacher top-${TOPK} cache; seq ${SEQ}, batch 1 per importance window, ppl batches of 4 windows. Throughput = tokens processed per second of the fastest window/batch after one warm-up (the machine is shared; interference only slows a unit down); median in brackets.`);
+  for (const w of workloads) md.push(`- ${w}: ${WORKLOADS[w].label}, ${(paramCount(WORKLOADS[w].config) / 1e6).toFixed(1)} M params`);
+  md.push("");
+
+  md.push("## Ratio table (ours / PyTorch, tokens/s, fastest unit)");
+  md.push("");
+  const rows: (string | number)[][] = [];
+  for (const w of speedWorkloads) {
+    const p = results[key("torch", w, SEQ)];
+    for (const m of ["teacher", "importance", "ppl"] as const) {
+      for (const b of backends) {
+        const o = results[key(b, w, SEQ)];
+        const ov = o?.[m];
+        const pv = p?.[m];
+        const name = { teacher: "1 teacher logits", importance: "2 sd-taylor importance", ppl: "3 ppl eval" }[m];
+        rows.push([w, name, b, ov ? `${f0(ov.best)} (${f0(ov.median)})` : o?.error ?? "–", pv ? `${f0(pv.best)} (${f0(pv.median)})` : p?.error ?? peerMissing ?? "–", ov && pv ? `**${(ov.best / pv.best).toFixed(2)}×**` : "–"]);
+      }
+    }
+  }
+  for (const b of memBackends) {
+    const p = results[key("torch", "llama1b", 128, ":memory")];
+    for (const pth of quick ? ["layerwise"] : ["layerwise", "straightforward"]) {
+      const o = results[key(b, "llama1b", 128, `:memory:${pth}`)];
+      rows.push(["llama1b", `4 peak RSS / weights (${pth})`, b, o?.memory ? `${o.memory.ratio.toFixed(2)}× (${gib(o.memory.peakRss)})` : o?.error ?? "–", p?.memory ? `${p.memory.ratio.toFixed(2)}× (${gib(p.memory.peakRss)})` : p?.error ?? peerMissing ?? "–", o?.memory && p?.memory ? `**${(o.memory.ratio / p.memory.ratio).toFixed(2)}×**` : "–"]);
+    }
+  }
+  md.push(table(["workload", "metric", "backend", "sdmprune", "PyTorch", "ours/PyTorch"], rows));
+  md.push("");
+
+  md.push("## FLOPs per token and achieved GFLOP/s");
+  md.push("");
+  md.push("Model FLOPs (2 per multiply-add; linears incl. head, attention over the full T×T; importance = forward + input gradients + gate/up/down weight gradients; sdmprune's layerwise path also recomputes each layer forward: +trunk). Achieved = model FLOPs × tokens/s (best).");
+  md.push("");
+  const frows: (string | number)[][] = [];
+  for (const w of speedWorkloads) {
+    const c = WORKLOADS[w].config;
+    const fl = flopsPerToken(c, SEQ);
+    for (const who of ["torch", ...backends]) {
+      const r = results[key(who, w, SEQ)];
+      if (!r || r.error) continue;
+      const g = (m: "teacher" | "importance" | "ppl", f: number): string => (r[m] ? f0((r[m]!.best * f) / 1e9) : "–");
+      frows.push([w, who === "torch" ? "PyTorch" : who, `${(fl.forward / 1e6).toFixed(1)} / ${(fl.importance / 1e6).toFixed(1)} (+${(fl.recompute / 1e6).toFixed(1)})`, g("teacher", fl.forward), g("importance", fl.importance), g("ppl", fl.forward)]);
+    }
+  }
+  md.push(table(["workload", "engine", "MFLOP/token fwd / importance (+recompute)", "teacher GFLOP/s", "importance GFLOP/s", "ppl GFLOP/s"], frows));
+  md.push("");
+
+  md.push("## Matmul rates measured in this run (GFLOP/s, median of 5 after 2 warm-ups; [M,K]·[K,N])");
+  md.push("");
+  const mrows: (string | number)[][] = [];
+  for (const w of speedWorkloads) {
+    for (const who of ["torch", ...backends]) {
+      const r = results[key(who, w, SEQ)];
+      if (r?.matmul) mrows.push([w, who === "torch" ? "PyTorch" : who, Object.entries(r.matmul).map(([k, v]) => `${k}: ${f0(v)}`).join(", ")]);
+    }
+  }
+  md.push(table(["workload", "engine", "rates"], mrows));
+  md.push("");
+
+  if (backends.includes("wasm")) {
+    md.push("## wasm against its own single-threaded matmul ceiling");
+    md.push("");
+    md.push("Ceiling = tokens/s if every model FLOP ran at the wasm matmul rate measured above for its own shape (projections at [T,H,H], gate/up at [T,H,I], down at [T,I,H], head at [T,H,V]) and everything else were free; the importance ceiling scales the forward one by importance/forward FLOPs.");
+    md.push("");
+    const wrows: (string | number)[][] = [];
+    for (const w of speedWorkloads) {
+      const r = results[key("wasm", w, SEQ)];
+      if (!r?.matmul) continue;
+      const c = WORKLOADS[w].config;
+      const ce = ceilingForward(c, SEQ, r.matmul);
+      if (!ce) continue;
+      const fl = flopsPerToken(c, SEQ);
+      for (const m of ["teacher", "importance", "ppl"] as const) {
+        const ceil = m === "importance" ? (ce.tokPerS * fl.forward) / fl.importance : ce.tokPerS;
+        const got = r[m]?.best;
+        wrows.push([w, m, f0(ce.gflops), `${((m === "importance" ? fl.importance : fl.forward) / 1e6).toFixed(1)}`, f0(ceil), f0(got), got ? `**${pct(got / ceil)}**` : "–"]);
+      }
+    }
+    md.push(table(["workload", "metric", "ceiling GFLOP/s", "MFLOP/token", "ceiling tok/s", "wasm tok/s", "share of ceiling"], wrows));
+    md.push("");
+  }
+
+  md.push("## Kernel profile (tf.profile, one window / one batch of 4; ms of kernel time)");
+  md.push("");
+  const prows: (string | number)[][] = [];
+  for (const w of speedWorkloads) {
+    for (const b of backends) {
+      const r = results[key(b, w, SEQ)];
+      if (!r?.profile) continue;
+      for (const m of ["teacher", "importance", "ppl"] as const) {
+        const p = r.profile[m];
+        const top = Object.entries(p.byKernel).sort((x, y) => y[1] - x[1]).slice(0, 5).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ");
+        prows.push([w, b, m, p.totalMs.toFixed(0), pct(p.matmulMs / p.totalMs), f0(p.matmulFlops / (p.matmulMs / 1000) / 1e9), top]);
+      }
+    }
+  }
+  md.push(table(["workload", "backend", "pass", "kernel ms", "matmul share", "matmul GFLOP/s", "top kernels (ms)"], prows));
+  md.push("");
+
+  if (scaling) {
+    md.push("## cpu backend: scaling with sequence length (stories15M, 1 window / 1 batch of 4)");
+    md.push("");
+    const srows: (string | number)[][] = [];
+    const base = results[key("cpu", "stories15M", 128)];
+    for (const seq of [64, 128, 256]) {
+      const r = results[key("cpu", "stories15M", seq)];
+      if (!r || r.error) {
+        srows.push([seq, r?.error ?? "–", "", "", ""]);
+        continue;
+      }
+      const fl = flopsPerToken(WORKLOADS.stories15M.config, seq);
+      const secs = r.importance ? seq / r.importance.best : NaN;
+      const secs128 = base?.importance ? 128 / base.importance.best : NaN;
+      srows.push([seq, f0(r.teacher?.best), f0(r.importance?.best), f0(r.ppl?.best), `${f0(secs)} s (×${f0(secs / secs128)} of seq 128; FLOPs ×${f0((fl.importance * seq) / (flopsPerToken(WORKLOADS.stories15M.config, 128).importance * 128))})`]);
+    }
+    md.push(table(["seq", "teacher tok/s", "importance tok/s", "ppl tok/s", "importance s/window"], srows));
+    md.push("");
+  }
+
+  if (workloads.includes("llama1b")) {
+    md.push("## Memory: LLaMA-3.2-1B-shaped importance pass (1 sample, seq 128)");
+    md.push("");
+    md.push("Peak RSS (VmHWM, reset via /proc/self/clear_refs after the model and the teacher cache are built) of one sd-taylor window, divided by the float32 weight bytes. Includes the runtime's own baseline (Node + libtensorflow, or Python + torch).");
+    md.push("");
+    const rrows: (string | number)[][] = [];
+    const p = results[key("torch", "llama1b", 128, ":memory")];
+    if (p?.memory) rrows.push(["PyTorch", p.memory.path, gib(p.weightBytes!), gib(p.memory.rssBefore), gib(p.memory.peakRss), `${p.memory.ratio.toFixed(2)}×`, f0(p.memory.seconds)]);
+    else rrows.push(["PyTorch", p?.error ?? peerMissing ?? "–", "", "", "", "", ""]);
+    for (const b of memBackends) {
+      for (const pth of quick ? ["layerwise"] : ["layerwise", "straightforward"]) {
+        const o = results[key(b, "llama1b", 128, `:memory:${pth}`)];
+        if (o?.memory) rrows.push([b, pth, gib(o.weightBytes!), gib(o.memory.rssBefore), gib(o.memory.peakRss), `${o.memory.ratio.toFixed(2)}×`, f0(o.memory.seconds)]);
+        else rrows.push([b, pth, o?.error ?? "–", "", "", "", ""]);
+      }
+    }
+    if (!backends.includes("tensorflow")) rrows.push(["(none)", "the 1B figure needs the tensorflow backend (wasm32 heap 4 GiB < 4.9 GB of weights; cpu ~1 h/window)", "", "", "", "", ""]);
+    md.push(table(["engine", "path", "weights", "RSS before", "peak RSS", "peak / weights", "seconds"], rrows));
+    md.push("");
+  }
+  md.push(`Total bench time ${((Date.now() - started) / 60000).toFixed(1)} min.`);
+  const text = md.join("\n");
+  console.log(text);
+  const dir = path.join(__dirname, "results");
+  mkdirSync(dir, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
+  writeFileSync(path.join(dir, `${stamp}${quick ? "-quick" : ""}.md`), text + "\n");
+  writeFileSync(path.join(dir, `${stamp}${quick ? "-quick" : ""}.json`), JSON.stringify(results, null, 1) + "\n");
+  log(`written bench/results/${stamp}${quick ? "-quick" : ""}.{md,json}`);
+}
+
+main().catch((e) => {
+  console.error(e instanceof Error ? e.stack : e);
+  process.exit(1);
+});
