@@ -1,5 +1,5 @@
 import { SdmpruneError } from "../errors";
-import { commands } from "./registry";
+import { commands, loadCommand } from "./registry";
 
 const HEADER = `sdmprune: structured MLP pruning of LLaMA-family models (SDMPrune self-distillation Taylor importance)`;
 
@@ -16,7 +16,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(overview());
     return name ? 0 : 1;
   }
-  const cmd = commands().find((c) => c.name === name);
+  const cmd = loadCommand(name);
   if (!cmd) {
     process.stderr.write(`error: unknown command "${name}"\n\n${overview()}`);
     return 2;

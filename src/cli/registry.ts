@@ -1,27 +1,25 @@
 import type { Command } from "./command";
-import { infoCommand } from "./commands/info";
-import { convertCommand } from "./commands/convert";
-import { generateCommand } from "./commands/generate";
-import { pplCommand } from "./commands/ppl";
-import { scoresCommand } from "./commands/scores";
-import { pruneCommand } from "./commands/prune";
-import { evalCommand } from "./commands/eval";
-import { replCommand } from "./commands/repl";
-import { recoverCommand } from "./commands/recover";
-import { demoCommand } from "./commands/demo";
 
-// Each command lives in its own file under ./commands; add one line here per command.
+// Command modules are required only when used: most of them pull in TensorFlow.js, and `sdmprune repl`
+// must paint its prompt before any of that loads. Add one line per command (file under ./commands).
+const LOADERS: Record<string, () => Command> = {
+  info: () => require("./commands/info").infoCommand,
+  convert: () => require("./commands/convert").convertCommand,
+  generate: () => require("./commands/generate").generateCommand,
+  ppl: () => require("./commands/ppl").pplCommand,
+  scores: () => require("./commands/scores").scoresCommand,
+  prune: () => require("./commands/prune").pruneCommand,
+  eval: () => require("./commands/eval").evalCommand,
+  repl: () => require("./commands/repl").replCommand,
+  recover: () => require("./commands/recover").recoverCommand,
+  demo: () => require("./commands/demo").demoCommand,
+};
+
+export function loadCommand(name: string): Command | undefined {
+  return Object.hasOwn(LOADERS, name) ? LOADERS[name]() : undefined;
+}
+
+/** Every command, loaded (for the overview in `sdmprune --help`). */
 export function commands(): Command[] {
-  return [
-    infoCommand,
-    convertCommand,
-    generateCommand,
-    pplCommand,
-    scoresCommand,
-    pruneCommand,
-    evalCommand,
-    replCommand,
-    recoverCommand,
-    demoCommand,
-  ];
+  return Object.values(LOADERS).map((load) => load());
 }
