@@ -218,6 +218,9 @@ async function main(): Promise<void> {
     },
   );
 
+  console.log("");
+  console.log(t1.toText());
+
   // ---------------------------------------------------------------- table 2: top-k teacher cache
   const tk0 = Date.now();
   const byK = new Map<TopK, { scores: number[][]; tail: number; tailMean: number; teacherS: number; scoreS: number; mib: number }>();
@@ -269,8 +272,6 @@ async function main(): Promise<void> {
     },
   );
 
-  console.log("");
-  console.log(t1.toText());
   console.log("");
   console.log(t2.toText());
   console.log("");

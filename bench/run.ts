@@ -9,7 +9,7 @@
  * Prints a markdown report and writes it, with the raw JSON, to bench/results/.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, unlinkSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { Task, WorkerArgs } from "./worker";
@@ -54,6 +54,7 @@ function flag(name: string): boolean {
 const quick = flag("quick");
 const noPeer = flag("no-peer");
 const slow = flag("slow");
+const noScaling = flag("no-scaling");
 const backends = (option("backend", "all") === "all" ? ["tensorflow", "wasm", "cpu"] : option("backend", "").split(",")).map((b) => b.trim()) as Backend[];
 for (const b of backends) if (!["cpu", "wasm", "tensorflow"].includes(b)) throw new Error(`unknown backend "${b}", expected cpu, wasm, tensorflow or all`);
 const workloads = parseWorkloads(option("workload", quick ? "stories15M" : "all"));
@@ -161,6 +162,10 @@ function ceilingForward(c: RawConfig, T: number, mm: Record<string, number>): { 
 async function main(): Promise<void> {
   const started = Date.now();
   const results: Record<string, Result | null> = {};
+  const partial = path.join(__dirname, "results", `partial-${process.pid}.json`);
+  mkdirSync(path.dirname(partial), { recursive: true });
+  // every finished case is saved at once, so an interrupted run keeps what it measured
+  const save = (): void => writeFileSync(partial, JSON.stringify(results, null, 1) + "\n");
   const key = (who: string, w: string, seq: number, extra = ""): string => `${who}/${w}/${seq}${extra}`;
   const tfReady = existsSync(path.join(TF_DIR, "@tensorflow", "tfjs-node"));
   log(`${os.cpus().length} cores; backends ${backends.join(", ")}; workloads ${workloads.join(", ")}${quick ? "; quick" : ""}${tfReady ? "" : "; bench/.tfjs-node missing (bash bench/setup-tensorflow.sh)"}`);
@@ -170,20 +175,23 @@ async function main(): Promise<void> {
     const big = w === "stories110M";
     const n = quick ? 2 : big ? 3 : 5;
     results[key("torch", w, SEQ)] = await peer(w, ["matmul", "teacher", "importance", "ppl"], n, 900);
+    save();
     for (const b of backends) {
       if (b === "cpu" && big && !slow) {
         results[key(b, w, SEQ)] = { error: "skipped: ~15 min on the pure-JS backend (pass --slow to include)" };
         continue;
       }
-      const tasks: Task[] = ["matmul", "teacher", "importance", "ppl"];
-      if (!(quick && b === "cpu")) tasks.push("profile");
-      results[key(b, w, SEQ)] = await ours({ backend: b, workload: w, seq: SEQ, windows: b === "cpu" ? (quick ? 1 : 2) : n, tasks, alpha: ALPHA, temperature: TAU, topk: TOPK }, 1800);
+      const slowQuick = quick && b === "cpu"; // ~10 s per forward window: no warm-up, no profile, no matmul table
+      const tasks: Task[] = slowQuick ? ["teacher", "importance", "ppl"] : ["matmul", "teacher", "importance", "ppl", "profile"];
+      results[key(b, w, SEQ)] = await ours({ backend: b, workload: w, seq: SEQ, windows: b === "cpu" ? (quick ? 1 : 2) : n, tasks, alpha: ALPHA, temperature: TAU, topk: TOPK, warmup: !slowQuick }, 1800);
+      save();
     }
   }
-  const scaling = !quick && backends.includes("cpu") && workloads.includes("stories15M");
+  const scaling = !quick && !noScaling && backends.includes("cpu") && workloads.includes("stories15M");
   if (scaling) {
     for (const seq of [64, 256]) {
       results[key("cpu", "stories15M", seq)] = await ours({ backend: "cpu", workload: "stories15M", seq, windows: 1, tasks: ["teacher", "importance", "ppl"], alpha: ALPHA, temperature: TAU, topk: TOPK }, 1800);
+      save();
     }
   }
   const memBackends: Backend[] = [];
@@ -195,6 +203,7 @@ async function main(): Promise<void> {
     for (const b of memBackends) {
       for (const p of quick ? ["layerwise"] : ["layerwise", "straightforward"]) {
         results[key(b, "llama1b", 128, `:memory:${p}`)] = await ours({ backend: b, workload: "llama1b", seq: 128, windows: 1, tasks: ["memory"], path: p as "layerwise", alpha: ALPHA, temperature: TAU, topk: TOPK }, 2400);
+        save();
       }
     }
   }
@@ -358,6 +367,7 @@ async function main(): Promise<void> {
   const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
   writeFileSync(path.join(dir, `${stamp}${quick ? "-quick" : ""}.md`), text + "\n");
   writeFileSync(path.join(dir, `${stamp}${quick ? "-quick" : ""}.json`), JSON.stringify(results, null, 1) + "\n");
+  unlinkSync(partial);
   log(`written bench/results/${stamp}${quick ? "-quick" : ""}.{md,json}`);
 }
 

@@ -31,6 +31,8 @@ export interface WorkerArgs {
   alpha: number;
   temperature: number;
   topk: number;
+  /** One untimed warm-up window per task (default true; --quick skips it on the slow cpu backend). */
+  warmup?: boolean;
 }
 
 function status(name: string): number {
@@ -238,13 +240,13 @@ async function main(): Promise<void> {
 
   let teacher: TeacherCache | null = null;
   if (args.tasks.includes("teacher") || args.tasks.includes("importance")) {
-    await TeacherCache.build(model, [wins[0]], { topk: args.topk }); // warm-up: kernels, RoPE tables, masks
+    if (args.warmup !== false) await TeacherCache.build(model, [wins[0]], { topk: args.topk }); // warm-up: kernels, RoPE tables, masks
     const r = await perUnit((onProgress) => TeacherCache.build(model, wins.slice(1), { topk: args.topk }, { onProgress }));
     teacher = r.value;
     out.teacher = rate(r.seconds, T);
   }
   if (args.tasks.includes("importance")) {
-    await accumulate(model, wins.slice(1), teacher, null, { ...score, count: 1 }); // warm-up
+    if (args.warmup !== false) await accumulate(model, wins.slice(1), teacher, null, { ...score, count: 1 }); // warm-up
     const r = await perUnit((onProgress) => accumulate(model, wins.slice(1), teacher, null, { ...score, onProgress }));
     out.importance = rate(r.seconds, T);
   }
@@ -252,7 +254,7 @@ async function main(): Promise<void> {
     const B = Math.min(4, n);
     const pw = windowsFor(V, B * (n + 1), T, 2);
     const scorer = (seqs: number[][]) => model.tokenLogProbs(seqs); // what Session.evaluate uses
-    await perplexity(scorer, pw.slice(0, B), { batchSize: B });
+    if (args.warmup !== false) await perplexity(scorer, pw.slice(0, B), { batchSize: B });
     const r = await perUnit((onProgress) => perplexity(scorer, pw.slice(B), { batchSize: B, onProgress }));
     out.ppl = { ...rate(r.seconds, B * T), nll: r.value.nll };
   }

@@ -116,6 +116,7 @@ patchModule(path.join(tslabDist, "jupyter.js"), "error replies", [
       "        return reply;\n",
   ],
 ]);
+keepAliveOnRethrow();
 // tslab parses process.argv itself: [node, script, "kernel", "--config-path", <file>].
 require(tslabMain).main();
 
@@ -140,4 +141,40 @@ function patchModule(file, what, replacements) {
   mod._compile(source, file);
   mod.loaded = true;
   require.cache[file] = mod;
+}
+
+/**
+ * tslab logs uncaught exceptions and unhandled rejections and keeps the kernel running. Emscripten modules (the
+ * tfjs WASM backend) add process listeners that re-throw them, and a throw inside such a listener ends the
+ * process: one un-awaited failing promise in a cell killed the kernel and lost the session. Listeners for those
+ * two events are wrapped so that re-throwing the error they were given is dropped (tslab has reported it).
+ */
+function keepAliveOnRethrow() {
+  const events = new Set(["uncaughtException", "unhandledRejection"]);
+  const wrapped = new WeakMap();
+  const wrap = (listener) => {
+    if (typeof listener !== "function") return listener;
+    if (!wrapped.has(listener)) {
+      wrapped.set(listener, function (err, ...rest) {
+        try {
+          return listener.call(this, err, ...rest);
+        } catch (e) {
+          if (e !== err) console.error("sdmprune kernel: an error handler failed:", e);
+        }
+      });
+    }
+    return wrapped.get(listener);
+  };
+  for (const method of ["on", "addListener", "prependListener", "once", "prependOnceListener"]) {
+    const original = process[method];
+    process[method] = function (event, listener) {
+      return original.call(this, event, events.has(event) ? wrap(listener) : listener);
+    };
+  }
+  for (const method of ["off", "removeListener"]) {
+    const original = process[method];
+    process[method] = function (event, listener) {
+      return original.call(this, event, events.has(event) && wrapped.has(listener) ? wrapped.get(listener) : listener);
+    };
+  }
 }

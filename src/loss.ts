@@ -78,35 +78,69 @@ export function chunkLossGrad(logits: tf.Tensor2D, labels: Int32Array, teacherPr
   if (useKd && (!teacherProbs || teacherProbs.length !== n * V)) {
     throw new UsageError(`chunkLossGrad: teacher probabilities must have ${n}×${V} entries, got ${teacherProbs ? teacherProbs.length : "none"}`);
   }
-  // Rows without a label use index 0 with weight 0, so tf.oneHot never sees an out-of-range id.
-  const safe = new Int32Array(n);
-  const ceRow = new Float32Array(n);
+  // The whole constant part of ∂L/∂z is one host-built target row per position,
+  //     t = w_kd·p_τ + w_ce·[has label]·onehot(label),   so   ∂L/∂z = q·(w_ce·[has] + w_kd) − t,
+  // and q = e / Σe with e = exp(z − max z). On [n, V] that is max, sub, exp, sum, mul, sub (+ mul, sum for the
+  // logged KD term) instead of a logSoftmax, a second exp, a one-hot and about ten more full passes: the
+  // loss was the largest elementwise cost of the importance pass (bench/NOTES.md).
+  const rowW = new Float32Array(n);
+  const flatLabel = new Int32Array(n);
+  let labelled = 0;
+  const target = new Float32Array(n * V);
+  const psum = new Float64Array(n); // Σ_v p per row (1 up to float32 rounding; exact value used for the KD log)
+  if (useKd) {
+    const p = teacherProbs as Float32Array;
+    for (let i = 0; i < n; i++) {
+      let rs = 0;
+      const o = i * V;
+      for (let v = 0; v < V; v++) {
+        const pv = p[o + v];
+        if (pv !== 0) {
+          target[o + v] = w.kd * pv;
+          rs += pv;
+        }
+      }
+      psum[i] = rs;
+    }
+  }
   for (let i = 0; i < n; i++) {
+    rowW[i] = w.kd;
     if (labels[i] >= 0) {
       if (labels[i] >= V) throw new UsageError(`chunkLossGrad: label ${labels[i]} out of range for vocabulary ${V}`);
-      safe[i] = labels[i];
-      ceRow[i] = 1;
+      target[i * V + labels[i]] += w.ce;
+      rowW[i] += w.ce;
+      flatLabel[labelled++] = i * V + labels[i];
     }
   }
   const out = tf.tidy(() => {
-    const logq = tf.logSoftmax(logits, -1);
-    const q = tf.exp(logq);
-    const hasLabel = tf.tensor2d(ceRow, [n, 1]);
-    const onehot = tf.mul(tf.oneHot(tf.tensor1d(safe, "int32"), V), hasLabel);
-    const nll = tf.neg(tf.sum(tf.mul(onehot, logq)));
-    // w_ce·has·(q − onehot) + w_kd·(q − p)
-    let grad = tf.mul(tf.sub(tf.mul(q, hasLabel), onehot), w.ce);
-    let cross: tf.Tensor = tf.scalar(0);
-    if (useKd) {
-      const p = tf.tensor2d(teacherProbs as Float32Array, [n, V]);
-      grad = tf.add(grad, tf.mul(tf.sub(q, p), w.kd));
-      cross = tf.neg(tf.sum(tf.mul(p, logq)));
-    }
-    return { grad: grad as tf.Tensor2D, sums: tf.stack([nll, cross]) };
+    const m = tf.max(logits, -1, true);
+    const e = tf.exp(tf.sub(logits, m));
+    const se = tf.sum(e, -1, true);
+    const t = tf.tensor2d(target, [n, V]);
+    const grad = tf.sub(tf.mul(e, tf.div(tf.tensor2d(rowW, [n, 1]), se)), t) as tf.Tensor2D;
+    const lse = tf.add(m, tf.log(se)).reshape([n]);
+    const parts: tf.Tensor[] = [lse];
+    // Σ_v p·z per chunk, read back from Σ t·z (t holds w_kd·p plus the CE one-hots)
+    parts.push(useKd ? tf.sum(tf.mul(t, logits)).reshape([1]) : tf.zeros([1]));
+    if (labelled > 0) parts.push(tf.gather(tf.reshape(logits, [n * V]), tf.tensor1d(flatLabel.subarray(0, labelled), "int32")));
+    return { grad, rest: tf.concat(parts) };
   });
-  const s = out.sums.dataSync();
-  out.sums.dispose();
-  return { grad: out.grad, nllSum: s[0], crossSum: s[1] };
+  const rest = out.rest.dataSync();
+  out.rest.dispose();
+  // nll = Σ_labelled (lse − z[label]); cross = −Σ p·log q = Σ_r lse_r·Σ_v p_rv − Σ p·z
+  let nllSum = 0;
+  let zLabSum = 0;
+  let lseP = 0;
+  for (let k = 0, i = 0; i < n; i++) {
+    if (labels[i] >= 0) {
+      nllSum += rest[i] - rest[n + 1 + k];
+      zLabSum += rest[n + 1 + k];
+      k++;
+    }
+    lseP += rest[i] * psum[i];
+  }
+  const crossSum = useKd ? lseP - (rest[n] - w.ce * zLabSum) / w.kd : 0;
+  return { grad: out.grad, nllSum, crossSum };
 }
 
 /** Running totals of the logged loss over the chunks of one batch. */

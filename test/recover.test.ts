@@ -184,11 +184,13 @@ describe("recovery on stories260K (shared model and data)", function () {
     const file = sharedPath("data", "tinystories", "tinystories_valid_first1000.txt");
     const session = await Session.load(STORIES260K(), { backend: "wasm" });
     try {
+      const V0 = session.model.config.vocab_size;
+      const evalSet = trainingWindows({ file, stories: "500-999", seqLen: 128 }, session.tokenizer, V0).windows.slice(0, 48);
+      const original = await perplexity((q) => session.model.tokenLogProbs(q), evalSet, { batchSize: 8 });
       // two-stage SDMPrune (stage 2 = sd-taylor against the original), calibrated on stories 1–199
       const rep = await session.sdmprune({ target: 0.3, files: file, stories: "1-199", samples: 16, seqLen: 128, seed: 0 });
       const pruned = session.model;
       const V = pruned.config.vocab_size;
-      const evalSet = trainingWindows({ file, stories: "500-999", seqLen: 128 }, session.tokenizer, V).windows.slice(0, 48);
       const train = trainingWindows({ file, stories: "200-499", seqLen: 64 }, session.tokenizer, V).windows;
       const before = await perplexity((q) => pruned.tokenLogProbs(q), evalSet, { batchSize: 8 });
       const t0 = Date.now();
@@ -197,7 +199,7 @@ describe("recovery on stories260K (shared model and data)", function () {
       const after = await perplexity((q) => r.model.tokenLogProbs(q), evalSet, { batchSize: 8 });
       console.log(
         `      stories260K pruned 30 % (MLP widths ${rep.stage2.widthsAfter.join(",")}): TinyStories-valid ppl@128 (stories 500–999, ${before.tokens} tokens) ` +
-          `before ${before.ppl.toFixed(2)} → after 200 LoRA steps ${after.ppl.toFixed(2)}; train loss ${r.losses[0].toFixed(3)} → ${r.losses[r.losses.length - 1].toFixed(3)}; ${secs.toFixed(0)} s`,
+          `unpruned ${original.ppl.toFixed(2)}, pruned ${before.ppl.toFixed(2)} → after 200 LoRA steps ${after.ppl.toFixed(2)}; train loss ${r.losses[0].toFixed(3)} → ${r.losses[r.losses.length - 1].toFixed(3)}; ${secs.toFixed(0)} s`,
       );
       assert.ok(after.ppl < before.ppl, `${before.ppl} → ${after.ppl}`);
       // merged (saved) model vs unmerged adapters (x·W + s·(x·A)·B) on the pruned model

@@ -10,6 +10,7 @@ import * as tf from "@tensorflow/tfjs";
  */
 
 let segmentSumRegistered = false;
+let sliceRegistered = false;
 let matMulGradRegistered = false;
 
 interface BackendLike {
@@ -79,7 +80,52 @@ export function registerMatMulGradient(): void {
   });
 }
 
+interface WasmBackendLike {
+  dataIdMap: { get(dataId: unknown): { memoryOffset: number } };
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  wasm: { HEAPU8: Uint8Array };
+}
+
+/**
+ * wasm's Slice kernel copies the WHOLE source tensor out of the heap (readSync) on every call, then keeps
+ * the part it needs: slicing 256 values off the 32000×288 embedding (model fingerprint) took 1.3 s, and any
+ * row slice of a big tensor costs O(source). Contiguous slices (leading-dimension ranges, and anything whose
+ * trailing dims are taken whole) are re-implemented as one copy of just their bytes inside the heap; other
+ * slices go to the original kernel.
+ */
+export function registerWasmSlice(): void {
+  if (sliceRegistered) return;
+  const original = tf.getKernel("Slice", "wasm");
+  if (!original) return; // wasm not loaded yet: loadWasm calls this again
+  sliceRegistered = true;
+  const originalFunc = original.kernelFunc;
+  tf.unregisterKernel("Slice", "wasm");
+  tf.registerKernel({
+    kernelName: "Slice",
+    backendName: "wasm",
+    setupFunc: original.setupFunc,
+    disposeFunc: original.disposeFunc,
+    kernelFunc: (args) => {
+      const x = (args.inputs as { x: tf.TensorInfo }).x;
+      const { begin, size } = args.attrs as unknown as { begin: number | number[]; size?: number | number[] };
+      const [b, sz] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, begin, size);
+      if (x.dtype === "string" || !tf.slice_util.isSliceContinous(x.shape, b, sz)) return originalFunc(args);
+      const be = args.backend as unknown as WasmBackendLike;
+      const out = be.makeOutput(sz, x.dtype);
+      const n = tf.util.sizeFromShape(sz);
+      if (n > 0) {
+        const bpe = tf.util.bytesPerElement(x.dtype);
+        const src = be.dataIdMap.get(x.dataId).memoryOffset + tf.slice_util.computeFlatOffset(b, tf.util.computeStrides(x.shape)) * bpe;
+        const dst = be.dataIdMap.get(out.dataId).memoryOffset;
+        be.wasm.HEAPU8.copyWithin(dst, src, src + n * bpe);
+      }
+      return out;
+    },
+  });
+}
+
 export function registerWasmFixes(): void {
+  registerWasmSlice();
   registerUnsortedSegmentSum();
   registerMatMulGradient();
 }

@@ -424,10 +424,10 @@ export class LlamaModel {
               // gather, not slice: wasm's Slice reads the whole source tensor on every call
               const rowsIdx = tf.tensor1d(Int32Array.from({ length: c }, (_, r) => r0 + r), "int32");
               const logits = this.headWith(this.weights, tf.gather(hn, rowsIdx) as tf.Tensor2D, false);
-              const lp = tf.logSoftmax(logits).reshape([c * V]);
               const flat = new Int32Array(c);
               for (let r = 0; r < c; r++) flat[r] = r * V + flatTargets[r0 + r];
-              return tf.gather(lp, tf.tensor1d(flat, "int32"));
+              // z[target] − logsumexp(z): the [c, V] log-softmax is never materialised (one full pass fewer)
+              return tf.sub(tf.gather(tf.reshape(logits, [c * V]), tf.tensor1d(flat, "int32")), tf.logSumExp(logits, 1));
             });
             result.set(vals.dataSync() as Float32Array, r0);
             vals.dispose();
@@ -588,7 +588,11 @@ export class LlamaModel {
    */
   private headWith(w: ModelWeights, xn: tf.Tensor2D, differentiable: boolean): tf.Tensor2D {
     if (w.lm_head) return tf.matMul(xn, w.lm_head);
-    if (tf.getBackend() === "tensorflow") return tf.matMul(xn, w.embed_tokens, false, true);
+    if (tf.getBackend() === "tensorflow") {
+      // libtensorflow's product is 8–10× slower for a short, very wide output ([n,H]·[H,V], n ≪ V) than for
+      // the tall one: (E·xnᵀ)ᵀ computes the same logits at ~70 instead of ~6 GFLOP/s (bench/NOTES.md).
+      return tf.transpose(tf.matMul(w.embed_tokens, xn, false, true)) as tf.Tensor2D;
+    }
     const E = w.embed_tokens;
     // A Variable may be updated in place (training), so a cached copy could go stale.
     if (differentiable || E !== this.weights.embed_tokens || E instanceof tf.Variable) return tf.matMul(xn, tf.transpose(E));
@@ -683,12 +687,29 @@ export class LlamaModel {
       vv = tf.concat([past.v, vv], 1);
     }
     const Tk = pastLen + T;
-    let scores: tf.Tensor = tf.matMul(qq, tf.transpose(kk, [0, 2, 1]));
-    if (T > 1) {
-      scores = tf.add(scores.reshape([B * nKV, g, T, Tk]), this.causalMask(T, pastLen)).reshape([B * nKV, g * T, Tk]);
+    let ctx: tf.Tensor;
+    if (tf.getBackend() === "wasm" && B * nKV > 1) {
+      // wasm runs batched products (batch > 1) in a plain loop at ~1 GFLOP/s but rank-2 ones through XNNPACK
+      // at ~10, so attention is one pair of 2D products per (sequence, kv head). The slices are contiguous
+      // (cheap with the Slice kernel of wasm-fixes) and their gradients are pads.
+      const heads: tf.Tensor2D[] = [];
+      for (let i = 0; i < B * nKV; i++) {
+        const qi = tf.reshape(tf.slice(qq, [i, 0, 0], [1, g * T, hd]), [g * T, hd]) as tf.Tensor2D;
+        const ki = tf.reshape(tf.slice(kk, [i, 0, 0], [1, Tk, hd]), [Tk, hd]) as tf.Tensor2D;
+        const vi = tf.reshape(tf.slice(vv, [i, 0, 0], [1, Tk, hd]), [Tk, hd]) as tf.Tensor2D;
+        let s: tf.Tensor = tf.matMul(qi, tf.transpose(ki));
+        if (T > 1) s = tf.add(s.reshape([g, T, Tk]), this.causalMask(T, pastLen)).reshape([g * T, Tk]);
+        heads.push(tf.matMul(tf.softmax(s) as tf.Tensor2D, vi));
+      }
+      ctx = tf.stack(heads).reshape([B, nH, T, hd]);
+    } else {
+      let scores: tf.Tensor = tf.matMul(qq, tf.transpose(kk, [0, 2, 1]));
+      if (T > 1) {
+        scores = tf.add(scores.reshape([B * nKV, g, T, Tk]), this.causalMask(T, pastLen)).reshape([B * nKV, g * T, Tk]);
+      }
+      const probs = tf.softmax(scores);
+      ctx = tf.matMul(probs as tf.Tensor3D, vv).reshape([B, nH, T, hd]);
     }
-    const probs = tf.softmax(scores);
-    const ctx = tf.matMul(probs as tf.Tensor3D, vv).reshape([B, nH, T, hd]);
     const merged = tf.transpose(ctx, [0, 2, 1, 3]).reshape([B * T, nH * hd]) as tf.Tensor2D;
     return { out: tf.matMul(merged, lw.o_proj), kv: { k: kk, v: vv } };
   }

@@ -16,7 +16,7 @@ export const DEMO_HELDOUT = "heldout.txt";
 
 const USAGE = `Usage: sdmprune demo [--model DIR] [options]
 
-The main job end to end on the embedded demo model (a 0.9 M-parameter LLaMA trained on Moby-Dick that
+The main job end to end on the embedded demo model (a 0.4 M-parameter LLaMA trained on Moby-Dick that
 ships in models/demo): load it, calibrate on its held-out text, prune with the two-stage SDMPrune recipe
 (stage 1 ce-taylor, stage 2 sd-taylor against the original as teacher), and compare perplexity and a
 greedy sample before and after.
@@ -93,7 +93,12 @@ export const demoCommand: Command = {
       const before = await session.evaluate({ ppl: { windows, seqLen }, ...run });
       const genBefore = session.generate(prompt, { maxNewTokens: 24 });
       const paramsBefore = paramCounts(session.config).total;
-      const report = await session.sdmprune({ target, text, samples, seqLen, seed, ...run });
+      // Calibrate on the held-out text after the evaluation windows, so pruning never sees the evaluated tokens
+      // (with --eval-windows 0 the whole text is evaluated and also used for calibration).
+      const rest = ids.slice(take * seqLen);
+      const disjoint = rest.length >= 2 * seqLen;
+      const calText = disjoint ? tok.decode(rest, { skipSpecialTokens: true }) : text;
+      const report = await session.sdmprune({ target, text: calText, samples, seqLen, seed, ...run });
       const after = await session.evaluate({ ppl: { windows, seqLen }, ...run });
       const genAfter = session.generate(prompt, { maxNewTokens: 24 });
       if (tty) process.stderr.write("\r" + " ".repeat(60) + "\r");
@@ -121,7 +126,7 @@ export const demoCommand: Command = {
           digits: 2,
           notes: [
             `perplexity on ${pb.windows} windows × ${seqLen} tokens (${pb.tokens} predicted) of ${path.basename(textFile)}, which the model never trained on`,
-            `calibration: ${samples} windows per stage drawn from the same text (seed ${seed}); backend ${session.backend}; ${seconds.toFixed(1)} s`,
+            `calibration: ${samples} windows per stage drawn from ${disjoint ? `the rest of the text (${rest.length} tokens, disjoint from the evaluated ones)` : "the same text"} (seed ${seed}); backend ${session.backend}; ${seconds.toFixed(1)} s`,
             `next: recover quality with \`sdmprune recover\`; run \`sdmprune demo --help\` for options`,
           ],
         },
