@@ -261,7 +261,7 @@ def main():
     t0 = time.perf_counter()
     model = Llama(cfg)
     out["build_s"] = time.perf_counter() - t0
-    out["weight_bytes"] = model.weight_bytes()
+    out["weightBytes"] = model.weight_bytes()
     T = a.seq
     n = a.windows
     wins = windows_for(cfg, n + 1, T, 1)
@@ -273,8 +273,8 @@ def main():
         reset_peak()
         t0 = time.perf_counter()
         importance_window(model, wins[0], entry, a.alpha, a.temperature, acc)
-        out["memory"] = {"path": "torch autograd, grads of gate/up/down only", "seconds": time.perf_counter() - t0, "rss_before": base, "peak_rss": vm_hwm(),
-                         "ratio": vm_hwm() / out["weight_bytes"]}
+        out["memory"] = {"path": "torch autograd, grads of gate/up/down only", "seconds": time.perf_counter() - t0, "rssBefore": base, "peakRss": vm_hwm(),
+                         "ratio": vm_hwm() / out["weightBytes"]}
         print(json.dumps(out))
         return
     entries = None

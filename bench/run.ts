@@ -55,6 +55,7 @@ const quick = flag("quick");
 const noPeer = flag("no-peer");
 const slow = flag("slow");
 const noScaling = flag("no-scaling");
+const memPaths = option("memory-paths", quick ? "layerwise" : "layerwise,straightforward").split(",");
 const backends = (option("backend", "all") === "all" ? ["tensorflow", "wasm", "cpu"] : option("backend", "").split(",")).map((b) => b.trim()) as Backend[];
 for (const b of backends) if (!["cpu", "wasm", "tensorflow"].includes(b)) throw new Error(`unknown backend "${b}", expected cpu, wasm, tensorflow or all`);
 const workloads = parseWorkloads(option("workload", quick ? "stories15M" : "all"));
@@ -201,7 +202,7 @@ async function main(): Promise<void> {
     if (backends.includes("tensorflow")) memBackends.push("tensorflow");
     results[key("torch", "llama1b", 128, ":memory")] = await peer("llama1b", ["memory"], 1, 1200);
     for (const b of memBackends) {
-      for (const p of quick ? ["layerwise"] : ["layerwise", "straightforward"]) {
+      for (const p of memPaths) {
         results[key(b, "llama1b", 128, `:memory:${p}`)] = await ours({ backend: b, workload: "llama1b", seq: 128, windows: 1, tasks: ["memory"], path: p as "layerwise", alpha: ALPHA, temperature: TAU, topk: TOPK }, 2400);
         save();
       }
@@ -241,7 +242,7 @@ async function main(): Promise<void> {
   }
   for (const b of memBackends) {
     const p = results[key("torch", "llama1b", 128, ":memory")];
-    for (const pth of quick ? ["layerwise"] : ["layerwise", "straightforward"]) {
+    for (const pth of memPaths) {
       const o = results[key(b, "llama1b", 128, `:memory:${pth}`)];
       rows.push(["llama1b", `4 peak RSS / weights (${pth})`, b, o?.memory ? `${o.memory.ratio.toFixed(2)}× (${gib(o.memory.peakRss)})` : o?.error ?? "–", p?.memory ? `${p.memory.ratio.toFixed(2)}× (${gib(p.memory.peakRss)})` : p?.error ?? peerMissing ?? "–", o?.memory && p?.memory ? `**${(o.memory.ratio / p.memory.ratio).toFixed(2)}×**` : "–"]);
     }
@@ -349,7 +350,7 @@ async function main(): Promise<void> {
     if (p?.memory) rrows.push(["PyTorch", p.memory.path, gib(p.weightBytes!), gib(p.memory.rssBefore), gib(p.memory.peakRss), `${p.memory.ratio.toFixed(2)}×`, f0(p.memory.seconds)]);
     else rrows.push(["PyTorch", p?.error ?? peerMissing ?? "–", "", "", "", "", ""]);
     for (const b of memBackends) {
-      for (const pth of quick ? ["layerwise"] : ["layerwise", "straightforward"]) {
+      for (const pth of memPaths) {
         const o = results[key(b, "llama1b", 128, `:memory:${pth}`)];
         if (o?.memory) rrows.push([b, pth, gib(o.weightBytes!), gib(o.memory.rssBefore), gib(o.memory.peakRss), `${o.memory.ratio.toFixed(2)}×`, f0(o.memory.seconds)]);
         else rrows.push([b, pth, o?.error ?? "–", "", "", "", ""]);

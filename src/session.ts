@@ -21,6 +21,7 @@ import { distribution, layerSensitivity, type SensitivityResult } from "./sensit
 import { Table, type Cell } from "./table";
 import { TeacherCache, type TopK } from "./teacher";
 import type { RunOptions, TextTokenizer } from "./types";
+import { recoverWithData, type RecoverResult, type SessionRecoverOptions } from "./train/recover";
 
 /**
  * The one stateful object of sdmprune: a model being pruned, its original (teacher) predictions on the
@@ -232,6 +233,8 @@ export class Session {
   private readonly accStack: (ImportanceScores | null)[] = [];
   private readonly evaluations: EvaluationRecord[] = [];
   private disposed = false;
+  /** Non-MLP tensors of a recovered model (recover()); MLP tensors are released like pruned ones. */
+  private recoveredOwned: tf.Tensor[] = [];
 
   private constructor(
     readonly path: string,
@@ -729,6 +732,7 @@ export class Session {
   /** Undo the last pruning step; weights are restored bit for bit and the scores as they were. */
   undo(): PruneStep {
     this.alive();
+    if (this.recoveredOwned.length > 0) throw new UsageError("undo() is not available after recover(): the recovered weights cannot be re-derived from the original; reload the model to start over");
     const step = this.history_.pop();
     if (!step) throw new UsageError("nothing to undo: no pruning steps");
     const maps = this.history_.originalIndices();
@@ -913,6 +917,31 @@ export class Session {
     return this.tokenizer.decode(out, { skipSpecialTokens: true });
   }
 
+  // ------------------------------------------------------------------ recovery
+
+  /**
+   * Recovery fine-tuning of the current model (src/train/recover.ts): LoRA (default r 8, α 16, dropout 0.05)
+   * or full training; loss "ce" on `data`, or "kd"/"mix" against this session's teacher cache (the original
+   * model on the calibration windows, which are then the data). The trained model, LoRA merged, becomes the
+   * current model; earlier pruning steps can no longer be undone.
+   */
+  async recover(opts: SessionRecoverOptions): Promise<RecoverResult & { source: string }> {
+    this.alive();
+    const res = await recoverWithData(this.current, this.tokenizer, this.teacher, opts);
+    const old = this.current;
+    if (old !== this.original) {
+      old.weights.layers.forEach((lw, l) => this.releaseMlp(lw, l));
+      old.disposeCaches();
+    }
+    for (const t of this.recoveredOwned) t.dispose();
+    const w = res.model.weights;
+    this.recoveredOwned = [w.embed_tokens, w.norm, ...(w.lm_head ? [w.lm_head] : []), ...w.layers.flatMap((lw) => [lw.input_layernorm, lw.q_proj, lw.k_proj, lw.v_proj, lw.o_proj, lw.post_attention_layernorm])];
+    this.current = res.model;
+    // scores were computed for the pre-recovery weights
+    this.acc = null;
+    return res;
+  }
+
   // ------------------------------------------------------------------ saving
 
   /** What pruning.json holds (also useful on its own). */
@@ -961,6 +990,8 @@ export class Session {
       this.current.weights.layers.forEach((lw, l) => this.releaseMlp(lw, l));
       this.current.disposeCaches();
     }
+    for (const t of this.recoveredOwned) t.dispose();
+    this.recoveredOwned = [];
     this.original.dispose();
     this.calib = null;
     this.acc = null;

@@ -268,3 +268,28 @@ describe("CLI: sdmprune recover (on the embedded demo model)", function () {
     assert.ok(!fs.existsSync(path.join(dir, "x")) && !fs.existsSync(path.join(dir, "y")), "no output written on error");
   });
 });
+
+describe("Session.recover", function () {
+  this.timeout(120_000);
+  it("trains the session's current model, makes it current, blocks undo, and frees its tensors on dispose", async () => {
+    await initEngine("wasm");
+    const cfg = parseConfig({ vocab_size: 48, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, tie_word_embeddings: true });
+    const baseline = tf.memory().numTensors;
+    const session = Session.fromModel(LlamaModel.fromTensors(cfg, randomTensors(cfg, 11, 0.05)));
+    const data = patternWindows(16, 16, 2);
+    const before = await session.evaluate({ ppl: { windows: data } });
+    const events: number[] = [];
+    const r = await session.recover({ data, steps: 20, lr: 1e-2, batch: 4, lora: { r: 4, alpha: 8 }, seed: 1, onProgress: (e) => events.push(e.done) });
+    assert.deepEqual(events, Array.from({ length: 20 }, (_, i) => i + 1));
+    assert.equal(session.model, r.model);
+    const after = await session.evaluate({ ppl: { windows: data } });
+    console.log(`      session ppl on the training windows ${before.raw.ppl!.ppl.toFixed(2)} → ${after.raw.ppl!.ppl.toFixed(2)}`);
+    assert.ok(after.raw.ppl!.ppl < before.raw.ppl!.ppl);
+    assert.throws(() => session.undo(), UsageError);
+    await assert.rejects(session.recover({ data: [], steps: 1, lr: 1e-3 }), DataError);
+    await assert.rejects(session.recover({ data, steps: 1, lr: 1e-3, loss: "kd" }), (e: Error) => e instanceof UsageError && /calibrate\(\) first/.test(e.message));
+    r.adapters!.dispose();
+    session.dispose();
+    assert.ok(tf.memory().numTensors - baseline < 10, `${tf.memory().numTensors - baseline} tensors left`);
+  });
+});
