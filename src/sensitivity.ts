@@ -1,5 +1,6 @@
-import { CancelledError, DataError, NumericError } from "./errors";
+import { DataError, NumericError } from "./errors";
 import type { LayerOptions, LlamaModel } from "./model/llama";
+import { Progress } from "./progress";
 import { Table } from "./table";
 import type { RunOptions } from "./types";
 
@@ -75,26 +76,12 @@ export async function layerSensitivity(model: LlamaModel, windows: number[][], o
   const L = model.config.num_hidden_layers;
   const batch = opts.batchSize ?? 8;
   const total = 2 * L + 1;
-  const start = Date.now();
-  let tokensDone = 0;
-  let done = 0;
+  const progress = new Progress(opts, "sensitivity", total);
   const step = async (layers: (LayerOptions | undefined)[] | undefined, what: string): Promise<number> => {
-    await new Promise<void>((r) => setImmediate(r));
-    if (opts.signal?.aborted) throw new CancelledError(`sensitivity cancelled (${done} of ${total} passes done)`);
+    await progress.checkpoint(`sensitivity cancelled (${progress.done} of ${total} passes done)`);
     const r = meanLoss(model, windows, layers, batch);
     if (!Number.isFinite(r.loss)) throw new NumericError(`sensitivity: loss is ${r.loss} with ${what}`);
-    tokensDone += r.tokens;
-    done++;
-    const secs = (Date.now() - start) / 1000;
-    opts.onProgress?.({
-      phase: "sensitivity",
-      done,
-      total,
-      tokens: tokensDone,
-      tokensPerSecond: secs > 0 ? tokensDone / secs : undefined,
-      etaSeconds: secs > 0 ? (secs / done) * (total - done) : undefined,
-      message: what,
-    });
+    progress.advance(1, r.tokens, what);
     return r.loss;
   };
   const baseLoss = await step(undefined, "intact model");

@@ -1,8 +1,9 @@
 import * as tf from "@tensorflow/tfjs";
-import { CancelledError, DataError, FormatError, NumericError, UsageError } from "./errors";
+import { DataError, FormatError, NumericError, UsageError } from "./errors";
 import { fingerprintMismatch, modelFingerprint, type ModelFingerprint } from "./importance/fingerprint";
 import { positionChunk } from "./loss";
 import type { LlamaModel } from "./model/llama";
+import { Progress } from "./progress";
 import type { RunOptions } from "./types";
 
 /**
@@ -101,9 +102,9 @@ export class TeacherCache {
     const ids: Int32Array[] | null = topk === "full" ? null : [];
     const lse: Float32Array[] = [];
     const chunk = positionChunk(V, T);
-    const start = Date.now();
+    const progress = new Progress(run, "teacher", windows.length);
     for (let w = 0; w < windows.length; w++) {
-      if (run.signal?.aborted) throw new CancelledError(`teacher cache cancelled after ${w} of ${windows.length} windows`);
+      await progress.checkpoint(`teacher cache cancelled after ${w} of ${windows.length} windows`);
       const hidden = tf.tidy(() => {
         let h = model.embed(tf.tensor2d([windows[w]], [1, T], "int32"));
         for (let l = 0; l < model.config.num_hidden_layers; l++) h = model.layer(l, h, 1, T);
@@ -141,17 +142,7 @@ export class TeacherCache {
       values.push(vals);
       if (ids && idx) ids.push(idx);
       lse.push(ls);
-      const secs = (Date.now() - start) / 1000;
-      const tokens = (w + 1) * T;
-      run.onProgress?.({
-        phase: "teacher",
-        done: w + 1,
-        total: windows.length,
-        tokens,
-        tokensPerSecond: secs > 0 ? tokens / secs : undefined,
-        etaSeconds: secs > 0 ? ((windows.length - w - 1) * secs) / (w + 1) : undefined,
-      });
-      await new Promise((r) => setImmediate(r)); // let abort handlers and progress renderers run
+      progress.advance(1, T);
     }
     return new TeacherCache(topk, V, T, windows.map((x) => x.slice()), modelFingerprint(model), values, ids, lse);
   }

@@ -2,7 +2,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { main } from "../src/cli/main";
+import { cli } from "./support/cli";
 import { DEMO_HELDOUT, DEMO_MODEL_DIR } from "../src/cli/commands/demo";
 import { evalWindows } from "../src/data/windows";
 import { initEngine } from "../src/engine";
@@ -11,22 +11,6 @@ import { LlamaModel } from "../src/model/llama";
 import { loadModel } from "../src/model/load";
 import { randomTensors } from "../src/model/random";
 import { unigramPerplexity } from "../src/train/unigram";
-
-/** Run the CLI in-process, capturing stdout and stderr. */
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const ow = process.stdout.write.bind(process.stdout);
-  const ew = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((s: string | Uint8Array) => ((out += String(s)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string | Uint8Array) => ((err += String(s)), true)) as typeof process.stderr.write;
-  try {
-    return { code: await main(args), out, err };
-  } finally {
-    process.stdout.write = ow;
-    process.stderr.write = ew;
-  }
-}
 
 /** Lower-case words of a text (letters and apostrophes). */
 function words(text: string): string[] {

@@ -13,6 +13,7 @@ import type { ProgressEvent } from "../src/types";
 import { referenceImportance } from "./reference/importance-ref";
 import { TINY_CONFIGS, randomIds, relError } from "./reference/configs";
 import { requireShared, sharedPath, STORIES260K } from "./support/shared";
+import { sliceMlpChannels } from "./support/slice";
 
 const flat = (m: ArrayLike<number>[]) => m.flatMap((r) => Array.from(r));
 
@@ -105,28 +106,7 @@ describe("importance: tiny random models", function () {
 
   it("stage 2: a pruned student scored against the original's teacher cache matches the float64 reference", async () => {
     const kept = [[0, 3, 9, 20, 39], [1, 2, 23], [...Array(30).keys()].map((i) => 2 * i % 56)].map((k) => [...new Set(k)].sort((x, y) => x - y));
-    const w = model.weights;
-    const student = model.withWeights({
-      embed_tokens: tf.clone(w.embed_tokens),
-      norm: tf.clone(w.norm),
-      lm_head: w.lm_head ? tf.clone(w.lm_head) : null,
-      layers: w.layers.map((lw, l) => {
-        const idx = tf.tensor1d(kept[l], "int32");
-        const out = {
-          input_layernorm: tf.clone(lw.input_layernorm),
-          post_attention_layernorm: tf.clone(lw.post_attention_layernorm),
-          q_proj: tf.clone(lw.q_proj),
-          k_proj: tf.clone(lw.k_proj),
-          v_proj: tf.clone(lw.v_proj),
-          o_proj: tf.clone(lw.o_proj),
-          gate_proj: tf.gather(lw.gate_proj, idx, 1) as tf.Tensor2D,
-          up_proj: tf.gather(lw.up_proj, idx, 1) as tf.Tensor2D,
-          down_proj: tf.gather(lw.down_proj, idx, 0) as tf.Tensor2D,
-        };
-        idx.dispose();
-        return out;
-      }),
-    });
+    const student = sliceMlpChannels(model, kept);
     try {
       const s = await accumulate(student, windows.slice(0, 2), teacher, null, { criterion: "sd-taylor", alpha: 0.4, temperature: 0.2 });
       assert.deepEqual(s.modelFingerprint.intermediate_sizes, kept.map((k) => k.length));

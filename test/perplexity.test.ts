@@ -10,6 +10,7 @@ import { loadModel } from "../src/model/load";
 import { CancelledError, DataError, NumericError, UsageError } from "../src/errors";
 import { perplexity, pplFromText } from "../src/eval/perplexity";
 import type { ProgressEvent } from "../src/types";
+import { captureOutput } from "./support/cli";
 import { requireShared } from "./support/shared";
 import { bigramLogProb, bigramScorer, CharTokenizer, FAKE_BOS } from "./support/fake-lm";
 
@@ -96,18 +97,7 @@ describe("cli: sdmprune ppl", function () {
   this.timeout(300_000);
 
   async function runCli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-    let out = "";
-    let err = "";
-    const ow = process.stdout.write.bind(process.stdout);
-    const ew = process.stderr.write.bind(process.stderr);
-    process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
-    process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
-    try {
-      return { code: await pplCommand.run(args), out, err };
-    } finally {
-      process.stdout.write = ow;
-      process.stderr.write = ew;
-    }
+    return captureOutput(() => pplCommand.run(args));
   }
 
   it("WikiText rows and saved windows on stories260K agree with the library", async function () {

@@ -15,25 +15,9 @@ import { TeacherCache } from "../src/teacher";
 import { trainingWindows } from "../src/train/data";
 import { recover, type RecoverOptions } from "../src/train/recover";
 import { requireShared, sharedPath, STORIES260K } from "./support/shared";
-import { main } from "../src/cli/main";
+import { cli } from "./support/cli";
 import { DEMO_HELDOUT, DEMO_MODEL_DIR } from "../src/cli/commands/demo";
 import { loadModel } from "../src/model/load";
-
-/** Run the CLI in-process, capturing stdout and stderr. */
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const ow = process.stdout.write.bind(process.stdout);
-  const ew = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((s: string | Uint8Array) => ((out += String(s)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string | Uint8Array) => ((err += String(s)), true)) as typeof process.stderr.write;
-  try {
-    return { code: await main(args), out, err };
-  } finally {
-    process.stdout.write = ow;
-    process.stderr.write = ew;
-  }
-}
 
 /** Windows of a learnable pattern: arithmetic sequences mod 40 with a random start and stride. */
 function patternWindows(n: number, T: number, seed: number): number[][] {

@@ -1,11 +1,11 @@
 import { strict as assert } from "node:assert";
-import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../src/engine";
 import { FormatError, UsageError } from "../src/errors";
 import { accumulate, ImportanceScores } from "../src/importance";
 import { LlamaModel } from "../src/model/llama";
 import { randomTensors } from "../src/model/random";
 import { TINY_CONFIGS, randomIds } from "./reference/configs";
+import { sliceMlpChannels } from "./support/slice";
 
 describe("importance scores: JSON, fingerprint, reindex", function () {
   const cfg = TINY_CONFIGS["mqa+untied+head_dim16+per-layer-I"];
@@ -83,30 +83,8 @@ describe("importance scores: JSON, fingerprint, reindex", function () {
     assert.deepEqual(r.scores(), kept.map((k, l) => k.map((i) => s[l][i])));
     assert.deepEqual(r.modelFingerprint.intermediate_sizes, [4, 2, 56]);
     assert.throws(() => r.checkModel(model), UsageError);
-    // slice the model the same way (internal layout: gate/up columns, down rows)
-    const w = model.weights;
-    const pruned = model.withWeights({
-      embed_tokens: tf.clone(w.embed_tokens),
-      norm: tf.clone(w.norm),
-      lm_head: w.lm_head ? tf.clone(w.lm_head) : null,
-      layers: w.layers.map((lw, l) => {
-        const idx = tf.tensor1d(kept[l], "int32");
-        const out = {
-          ...lw,
-          input_layernorm: tf.clone(lw.input_layernorm),
-          post_attention_layernorm: tf.clone(lw.post_attention_layernorm),
-          q_proj: tf.clone(lw.q_proj),
-          k_proj: tf.clone(lw.k_proj),
-          v_proj: tf.clone(lw.v_proj),
-          o_proj: tf.clone(lw.o_proj),
-          gate_proj: tf.gather(lw.gate_proj, idx, 1) as tf.Tensor2D,
-          up_proj: tf.gather(lw.up_proj, idx, 1) as tf.Tensor2D,
-          down_proj: tf.gather(lw.down_proj, idx, 0) as tf.Tensor2D,
-        };
-        idx.dispose();
-        return out;
-      }),
-    });
+    // slice the model the same way
+    const pruned = sliceMlpChannels(model, kept);
     try {
       r.checkModel(pruned);
     } finally {

@@ -3,7 +3,7 @@ import { Table, type Cell } from "../table";
 import type { RunOptions, TextTokenizer } from "../types";
 import { loglikelihoods } from "./loglikelihood";
 import { meanStderr, scoreChoice, type ChoiceItemResult, type TargetItemResult } from "./metrics";
-import { BatchProgress } from "./progress";
+import { Progress } from "../progress";
 import { asScorer, type ScorerLike } from "./scorer";
 import { DEFAULT_TASKS, getTask, resolveDataDir, type ChoiceDoc, type MetricName, type TargetDoc, type TaskDoc, type TaskSpec } from "./tasks";
 
@@ -104,7 +104,7 @@ export async function evaluateTasks(scorerLike: ScorerLike, tokenizer: TextToken
   const loaded = specs.map((s) => ({ spec: s, docs: s.load(dataDir, opts.limit) }));
   for (const { spec, docs } of loaded) if (docs.length === 0) throw new DataError(`task ${spec.name} has no items in ${dataDir}`);
   const total = loaded.reduce((s, l) => s + l.docs.reduce((t, d) => t + requestCount(d), 0), 0);
-  const progress = new BatchProgress(opts, "eval:tasks", total);
+  const progress = new Progress(opts, "eval:tasks", total);
 
   const results: TaskResult[] = [];
   for (const { spec, docs } of loaded) {

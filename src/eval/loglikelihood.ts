@@ -1,6 +1,6 @@
 import { DataError } from "../errors";
 import type { RunOptions, TextTokenizer } from "../types";
-import { BatchProgress } from "./progress";
+import { Progress } from "../progress";
 import { asScorer, checkScores, type ScorerLike } from "./scorer";
 
 /**
@@ -63,7 +63,7 @@ export interface LoglikelihoodOptions extends RunOptions {
   needGreedy?: boolean;
   phase?: string;
   /** A progress tracker shared with the caller (several tasks under one bar); default: one for these requests. */
-  progress?: BatchProgress;
+  progress?: Progress;
   /** Progress message (the task name). */
   message?: string;
 }
@@ -92,7 +92,7 @@ export async function loglikelihoods(
   }
   const order = seqs.map((_, i) => i).sort((a, b) => seqs[b].length - seqs[a].length || a - b);
   const results: LoglikelihoodResult[] = new Array(requests.length);
-  const progress = opts.progress ?? new BatchProgress(opts, opts.phase ?? "eval:loglikelihood", requests.length);
+  const progress = opts.progress ?? new Progress(opts, opts.phase ?? "eval:loglikelihood", requests.length);
   for (let b = 0; b < order.length; b += batchSize) {
     await progress.checkpoint();
     const idx = order.slice(b, b + batchSize);

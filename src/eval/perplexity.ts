@@ -1,7 +1,7 @@
 import { DataError, NumericError } from "../errors";
 import type { RunOptions, TextTokenizer } from "../types";
 import { evalWindows, validateWindows } from "../data/windows";
-import { BatchProgress } from "./progress";
+import { Progress } from "../progress";
 import { checkScores, type TokenScorer } from "./scorer";
 
 export type { TokenScorer } from "./scorer";
@@ -34,7 +34,7 @@ export async function perplexity(scorer: TokenScorer, windows: number[][], opts:
   if (seqLen < 2) throw new DataError(`windows must have at least 2 tokens to predict one, got ${seqLen}`);
   const batchSize = opts.batchSize ?? 4;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new DataError(`batchSize must be a positive integer, got ${batchSize}`);
-  const progress = new BatchProgress(opts, opts.phase ?? "eval:ppl", windows.length);
+  const progress = new Progress(opts, opts.phase ?? "eval:ppl", windows.length);
   let sum = 0;
   let count = 0;
   for (let b = 0; b < windows.length; b += batchSize) {

@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { NumericError } from "../errors";
 import { mixedLoss } from "../loss";
 import { llmPrunerChannel, llmPrunerVectorChannel, take64 } from "./reduce";
-import { runWindows } from "./progress";
+import { runWindows } from "../progress";
 import type { CriterionContext, CriterionImpl, ScoreSink } from "./types";
 
 const MLP_NAME = /\.mlp\.(gate|up|down)_proj\.weight$/;

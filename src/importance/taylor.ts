@@ -4,7 +4,7 @@ import { chunkLabels, chunkLossGrad, LossMeter, mixedLoss, positionChunk, type L
 import type { LayerWeights, LlamaModel } from "../model/llama";
 import type { TeacherCache } from "../teacher";
 import { take64, taylorChannel } from "./reduce";
-import { runWindows } from "./progress";
+import { runWindows } from "../progress";
 import type { CriterionContext, CriterionImpl, ScoreSink } from "./types";
 
 /**

@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../rng";
 import { magnitudeChannel, take64, wandaChannel } from "./reduce";
-import { runWindows } from "./progress";
+import { runWindows } from "../progress";
 import type { CriterionContext, CriterionImpl, ScoreSink } from "./types";
 
 /** Data-free baselines: Σ|W| over the group, and seeded uniform random scores. */

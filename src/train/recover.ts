@@ -1,12 +1,13 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import { CancelledError, DataError, FormatError, NumericError, UsageError } from "../errors";
+import { DataError, FormatError, NumericError, UsageError } from "../errors";
 import { writeDirAtomic } from "../io/atomic";
 import { readSafetensors, writeSafetensors } from "../io/safetensors";
 import type { TensorMap } from "../io/tensors";
 import { mixedLoss, type LossSpec } from "../loss";
 import type { LlamaModel, ModelWeights } from "../model/llama";
+import { Progress } from "../progress";
 import { Rng } from "../rng";
 import { Table } from "../table";
 import type { TeacherCache } from "../teacher";
@@ -398,10 +399,10 @@ export async function recover(model: LlamaModel, opts: RecoverOptions): Promise<
       return { fn, dispose: () => probs?.dispose() };
     };
     const t0 = Date.now();
-    let tokens = 0;
+    const progress = new Progress(opts, "recover", r.steps, startStep);
     const tokensPerStep = r.batch * r.accumulate * T;
     for (let step = startStep; step < r.steps; step++) {
-      if (opts.signal?.aborted) throw new CancelledError(`recovery cancelled at step ${step} of ${r.steps}`);
+      await progress.checkpoint(`recovery cancelled at step ${step} of ${r.steps}`);
       let sum: Map<string, tf.Tensor> | null = null;
       let lossSum = 0;
       for (let micro = 0; micro < r.accumulate; micro++) {
@@ -449,23 +450,11 @@ export async function recover(model: LlamaModel, opts: RecoverOptions): Promise<
       tf.dispose([...grads.values()]);
       const loss = lossSum / r.accumulate;
       losses.push(loss);
-      tokens += tokensPerStep;
       const done = step + 1;
       if (opts.checkpointDir && ((opts.checkpointEvery && done % opts.checkpointEvery === 0) || done === r.steps)) {
         await writeCheckpoint(opts.checkpointDir, trainer, opt, r, done, losses);
       }
-      const secs = (Date.now() - t0) / 1000;
-      const rate = secs > 0 ? tokens / secs : undefined;
-      opts.onProgress?.({
-        phase: "recover",
-        done,
-        total: r.steps,
-        tokens,
-        tokensPerSecond: rate,
-        etaSeconds: rate ? ((r.steps - done) * tokensPerStep) / rate : undefined,
-        message: `loss ${loss.toFixed(4)}  lr ${lr.toExponential(2)}  |g| ${norm.toFixed(3)}`,
-      });
-      await new Promise((res) => setImmediate(res)); // let abort handlers and progress renderers run
+      progress.advance(1, tokensPerStep, `loss ${loss.toFixed(4)}  lr ${lr.toExponential(2)}  |g| ${norm.toFixed(3)}`);
     }
     const seconds = (Date.now() - t0) / 1000;
     const trained = trainer.result();
@@ -478,7 +467,7 @@ export async function recover(model: LlamaModel, opts: RecoverOptions): Promise<
       losses,
       steps: r.steps,
       startStep,
-      tokens,
+      tokens: progress.tokens,
       seconds,
       trainableParams,
       table: () => recoverTable(result, r),

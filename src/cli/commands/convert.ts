@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
-import { UsageError } from "../../errors";
 import { readModelFiles, writeModelFiles } from "../../io/files";
 import type { Command } from "../command";
+import { enumFlag, requireFlags } from "../flags";
 
 const USAGE = `Usage: sdmprune convert --model PATH --out DIR --format hf|gguf [--dtype f32|f16] [--pad-mlp] [--force]
 
@@ -32,17 +32,17 @@ export const convertCommand: Command = {
       },
       strict: true,
     });
-    if (!values.model || !values.out || !values.format) throw new UsageError(`--model, --out and --format are required\n\n${USAGE}`);
-    if (values.format !== "hf" && values.format !== "gguf") throw new UsageError(`--format must be hf or gguf, got "${values.format}"`);
-    if (values.dtype !== "f32" && values.dtype !== "f16") throw new UsageError(`--dtype must be f32 or f16, got "${values.dtype}"`);
+    requireFlags(values, ["model", "out", "format"], USAGE);
+    const format = enumFlag("format", values.format, ["hf", "gguf"] as const)!;
+    const dtype = enumFlag("dtype", values.dtype, ["f32", "f16"] as const)!;
     const f = await readModelFiles(values.model);
     const written = await writeModelFiles(values.out, f, {
-      format: values.format,
-      dtype: values.dtype,
+      format,
+      dtype,
       force: values.force,
       padMlp: values["pad-mlp"],
     });
-    process.stdout.write(`converted ${f.path} (${f.format}) → ${values.format} ${values.dtype}\n${written.map((w) => `  ${w}`).join("\n")}\n`);
+    process.stdout.write(`converted ${f.path} (${f.format}) → ${format} ${dtype}\n${written.map((w) => `  ${w}`).join("\n")}\n`);
     return 0;
   },
 };

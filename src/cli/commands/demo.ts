@@ -2,13 +2,14 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { readText } from "../../data/text";
-import type { BackendName } from "../../engine";
-import { DataError, UsageError } from "../../errors";
+import { DataError } from "../../errors";
 import { paramCounts } from "../../model/config";
 import { Session } from "../../session";
 import { Table } from "../../table";
 import type { ProgressEvent } from "../../types";
 import type { Command } from "../command";
+import { backendFlag, intFlag, numFlag } from "../flags";
+import { interruptSignal } from "../progress";
 
 /** The embedded demo model, shipped in the package (models/demo; see its README.md). */
 export const DEMO_MODEL_DIR = path.resolve(__dirname, "../../../models/demo");
@@ -53,34 +54,25 @@ export const demoCommand: Command = {
       },
       strict: true,
     });
-    const num = (name: string, s: string | undefined, def: number, int = true): number => {
-      if (s === undefined) return def;
-      const n = Number(s);
-      if (!Number.isFinite(n) || (int && !Number.isInteger(n))) throw new UsageError(`--${name} must be ${int ? "an integer" : "a number"}, got ${JSON.stringify(s)}`);
-      return n;
-    };
     const dir = path.resolve(v.model ?? DEMO_MODEL_DIR);
     const textFile = v.text ?? path.join(dir, DEMO_HELDOUT);
     if (!fs.existsSync(dir)) throw new DataError(`demo model directory ${dir} does not exist${v.model ? "" : " (the package ships it in models/demo; reinstall or pass --model)"}`);
     if (!fs.existsSync(textFile)) throw new DataError(`no held-out text at ${textFile}; pass --text FILE`);
-    const target = num("target", v.target, 0.2, false);
-    const samples = num("samples", v.samples, 16);
-    const seqLen = num("seq-len", v["seq-len"], 128);
-    const evalWindows = num("eval-windows", v["eval-windows"], 64);
-    const seed = num("seed", v.seed, 0);
-    if (evalWindows < 0) throw new UsageError(`--eval-windows must be ≥ 0, got ${evalWindows}`);
+    const target = numFlag("target", v.target) ?? 0.2;
+    const samples = intFlag("samples", v.samples) ?? 16;
+    const seqLen = intFlag("seq-len", v["seq-len"]) ?? 128;
+    const evalWindows = intFlag("eval-windows", v["eval-windows"], 0) ?? 64;
+    const seed = intFlag("seed", v.seed) ?? 0;
     const text = readText(textFile);
 
     const t0 = Date.now();
-    const session = await Session.load(dir, { backend: v.backend as BackendName | undefined });
-    const ac = new AbortController();
-    const onSigint = () => ac.abort();
-    process.once("SIGINT", onSigint);
+    const session = await Session.load(dir, { backend: backendFlag(v.backend) });
+    const intr = interruptSignal();
     const tty = !v.json && process.stderr.isTTY;
     const onProgress = tty
       ? (e: ProgressEvent) => process.stderr.write(`\r${e.phase}: ${e.done}/${e.total}${e.etaSeconds !== undefined ? `, ETA ${Math.ceil(e.etaSeconds)} s` : ""}          `)
       : undefined;
-    const run = { onProgress, signal: ac.signal };
+    const run = { onProgress, signal: intr.signal };
     try {
       const tok = session.tokenizer!;
       // Perplexity on the first N non-overlapping windows of the held-out text (all of it with 0).
@@ -134,7 +126,7 @@ export const demoCommand: Command = {
       process.stdout.write(report.table().toText() + "\n\n" + table.toText() + "\n");
       return 0;
     } finally {
-      process.removeListener("SIGINT", onSigint);
+      intr.release();
       session.dispose();
     }
   },

@@ -1,11 +1,10 @@
 import { parseArgs } from "node:util";
-import type { BackendName } from "../../engine";
 import { UsageError } from "../../errors";
 import { paramCounts } from "../../model/config";
 import { Session } from "../../session";
 import type { Command } from "../command";
 import { interruptSignal, stderrProgress } from "../progress";
-import { intFlag } from "./scores";
+import { backendFlag, intFlag, requireFlags } from "../flags";
 
 const USAGE = `Usage: sdmprune eval --model PATH [--ppl FILE --seq-len N] [--tasks a,b,c --data-dir DIR --limit N] [--json]
 
@@ -43,7 +42,7 @@ export const evalCommand: Command = {
       },
       strict: true,
     });
-    if (!values.model) throw new UsageError(`--model PATH is required\n\n${USAGE}`);
+    requireFlags(values, ["model"], USAGE);
     if (!values.ppl && !values.tasks) throw new UsageError(`give --ppl FILE and/or --tasks LIST\n\n${USAGE}`);
     if (values.stories && !values.ppl) throw new UsageError("--stories applies to --ppl");
     const seqLen = intFlag("seq-len", values["seq-len"], 2);
@@ -52,7 +51,7 @@ export const evalCommand: Command = {
     const tasks = values.tasks ? values.tasks.split(",").map((t) => t.trim()).filter((t) => t) : undefined;
     if (tasks && tasks.length === 0) throw new UsageError("--tasks is empty");
 
-    const session = await Session.load(values.model, { backend: values.backend as BackendName | undefined });
+    const session = await Session.load(values.model, { backend: backendFlag(values.backend) });
     const progress = stderrProgress(!values.json || !!process.stderr.isTTY);
     const intr = interruptSignal();
     try {

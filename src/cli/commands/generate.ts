@@ -3,6 +3,7 @@ import { UsageError } from "../../errors";
 import { initEngine } from "../../engine";
 import { loadModel } from "../../model/load";
 import type { Command } from "../command";
+import { intFlag, numFlag, requireFlags } from "../flags";
 
 const USAGE = `Usage: sdmprune generate --model PATH --prompt TEXT [--max-new-tokens N] [--temperature T] [--seed S]
 
@@ -12,14 +13,6 @@ Continue a prompt and print prompt + continuation.
   --max-new-tokens N    tokens to generate (default 64)
   --temperature T       0 (default) = greedy; > 0 samples
   --seed S              sampling seed (default 0)`;
-
-function num(v: string, flag: string, integer: boolean): number {
-  const n = Number(v);
-  if (v.trim() === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < 0) {
-    throw new UsageError(`${flag} must be a non-negative ${integer ? "integer" : "number"}, got "${v}"`);
-  }
-  return n;
-}
 
 export const generateCommand: Command = {
   name: "generate",
@@ -37,10 +30,11 @@ export const generateCommand: Command = {
       },
       strict: true,
     });
-    if (!values.model || values.prompt === undefined) throw new UsageError(`--model and --prompt are required\n\n${USAGE}`);
-    const maxNewTokens = num(values["max-new-tokens"]!, "--max-new-tokens", true);
-    const temperature = num(values.temperature!, "--temperature", false);
-    const seed = num(values.seed!, "--seed", true);
+    // An empty prompt is allowed: generation then starts from BOS alone.
+    requireFlags(values, values.prompt === "" ? ["model"] : ["model", "prompt"], USAGE);
+    const maxNewTokens = intFlag("max-new-tokens", values["max-new-tokens"], 0)!;
+    const temperature = numFlag("temperature", values.temperature, 0)!;
+    const seed = intFlag("seed", values.seed, 0)!;
     const backend = await initEngine();
     const { model, tokenizer } = await loadModel(values.model);
     try {

@@ -1,9 +1,9 @@
 import { parseArgs } from "node:util";
-import { UsageError } from "../../errors";
 import { initEngine } from "../../engine";
 import { readModelFiles } from "../../io/files";
 import { intermediateSizes, paramCounts } from "../../model/config";
 import type { Command } from "../command";
+import { requireFlags } from "../flags";
 
 const USAGE = `Usage: sdmprune info --model PATH
 
@@ -20,7 +20,7 @@ export const infoCommand: Command = {
   usage: USAGE,
   async run(argv) {
     const { values } = parseArgs({ args: argv, options: { model: { type: "string" } }, strict: true });
-    if (!values.model) throw new UsageError(`--model PATH is required\n\n${USAGE}`);
+    requireFlags(values, ["model"], USAGE);
     const backend = await initEngine();
     const f = await readModelFiles(values.model);
     const c = f.config;

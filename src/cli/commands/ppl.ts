@@ -1,12 +1,14 @@
 import { parseArgs } from "node:util";
 import { DataError, UsageError } from "../../errors";
-import { initEngine, type BackendName } from "../../engine";
+import { initEngine } from "../../engine";
 import { loadModel } from "../../model/load";
 import { readText, wikitextText } from "../../data/text";
 import { loadWindows } from "../../data/windows";
 import { perplexity, pplFromText, type PerplexityResult } from "../../eval/perplexity";
 import type { ProgressEvent } from "../../types";
 import type { Command } from "../command";
+import { backendFlag, intFlag, requireFlags } from "../flags";
+import { interruptSignal } from "../progress";
 
 const USAGE = `Usage: sdmprune ppl --model PATH (--text FILE | --windows FILE.json) --seq-len N [options]
 
@@ -44,26 +46,18 @@ export const pplCommand: Command = {
       },
       strict: true,
     });
-    if (!values.model) throw new UsageError(`--model PATH is required\n\n${USAGE}`);
+    requireFlags(values, ["model"], USAGE);
     if ((values.text === undefined) === (values.windows === undefined)) throw new UsageError(`give exactly one of --text FILE or --windows FILE.json\n\n${USAGE}`);
     if (values.wikitext && !values.text) throw new UsageError("--wikitext applies to --text only");
-    const intFlag = (name: string, v: string | undefined, min: number): number | undefined => {
-      if (v === undefined) return undefined;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-      return n;
-    };
     const seqLen = intFlag("seq-len", values["seq-len"], 2);
     const batchSize = intFlag("batch-size", values["batch-size"], 1) ?? 4;
     if (values.text && seqLen === undefined) throw new UsageError(`--seq-len N is required with --text\n\n${USAGE}`);
 
     // Read the input before loading the model so a bad path fails fast.
     const text = values.text ? (values.wikitext ? wikitextText(values.text) : readText(values.text)) : null;
-    const backend = await initEngine(values.backend as BackendName | undefined);
+    const backend = await initEngine(backendFlag(values.backend));
     const { model, tokenizer, files } = await loadModel(values.model);
-    const ac = new AbortController();
-    const onSigint = () => ac.abort();
-    process.once("SIGINT", onSigint);
+    const intr = interruptSignal();
     const showProgress = !values.json && process.stderr.isTTY;
     const onProgress = showProgress
       ? (e: ProgressEvent) => {
@@ -74,7 +68,7 @@ export const pplCommand: Command = {
       : undefined;
     try {
       const scorer = (seqs: number[][]) => model.tokenLogProbs(seqs);
-      const opts = { batchSize, onProgress, signal: ac.signal };
+      const opts = { batchSize, onProgress, signal: intr.signal };
       let r: PerplexityResult & { textTokens?: number; droppedTokens?: number };
       if (text !== null) {
         if (!tokenizer) throw new DataError(`${files.path} has no tokenizer, so --text cannot be tokenized; use --windows with token ids`);
@@ -105,7 +99,7 @@ export const pplCommand: Command = {
       }
       return 0;
     } finally {
-      process.removeListener("SIGINT", onSigint);
+      intr.release();
       model.dispose();
     }
   },

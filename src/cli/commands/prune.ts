@@ -1,15 +1,15 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import type { BackendName } from "../../engine";
 import { UsageError } from "../../errors";
 import { paramCounts } from "../../model/config";
 import { keepForTarget } from "../../recipe";
 import { Session } from "../../session";
 import { Table, type Cell } from "../../table";
 import type { Command } from "../command";
+import { backendFlag, criterionFlag, enumFlag, intFlag, numFlag, requireFlags } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
-import { CALIBRATION_FLAGS, CALIBRATION_USAGE, calibrationFromFlags, criterionFlag, intFlag, numFlag } from "./scores";
+import { CALIBRATION_FLAGS, CALIBRATION_USAGE, calibrationFromFlags } from "./scores";
 
 const USAGE = `Usage: sdmprune prune --model PATH (--target R | --keep K | --ratio R | --mlp-ratio M)
                       [--criterion NAME | --two-stage] [calibration options] --out DIR
@@ -81,15 +81,15 @@ export const pruneCommand: Command = {
       },
       strict: true,
     });
-    if (!values.model || !values.out) throw new UsageError(`--model and --out are required\n\n${USAGE}`);
+    requireFlags(values, ["model", "out"], USAGE);
     const amounts = (["target", "keep", "ratio", "mlp-ratio"] as const).filter((k) => values[k] !== undefined);
     if (amounts.length !== 1) throw new UsageError(`give exactly one of --target, --keep, --ratio, --mlp-ratio (got ${amounts.length ? amounts.map((a) => "--" + a).join(", ") : "none"})\n\n${USAGE}`);
     const twoStage = values["two-stage"];
     if (twoStage && (values.criterion || values.scores)) throw new UsageError("--two-stage runs its own criteria: drop --criterion/--scores");
     if (twoStage && (values.ratio || values.layers || values.allocation)) throw new UsageError("--two-stage takes --target, --keep or --mlp-ratio (all layers, uniform)");
-    if (values.format !== "hf" && values.format !== "gguf") throw new UsageError(`--format must be hf or gguf, got "${values.format}"`);
-    if (values.dtype !== "f32" && values.dtype !== "f16") throw new UsageError(`--dtype must be f32 or f16, got "${values.dtype}"`);
-    if (values.allocation !== undefined && values.allocation !== "uniform" && values.allocation !== "global") throw new UsageError(`--allocation must be uniform or global, got "${values.allocation}"`);
+    const format = enumFlag("format", values.format, ["hf", "gguf"] as const);
+    const dtype = enumFlag("dtype", values.dtype, ["f32", "f16"] as const);
+    const allocation = enumFlag("allocation", values.allocation, ["uniform", "global"] as const);
     const criterion = criterionFlag(values.criterion) ?? "sd-taylor";
     const alpha = numFlag("alpha", values.alpha);
     const temperature = numFlag("temperature", values.temperature);
@@ -115,7 +115,7 @@ export const pruneCommand: Command = {
     }
     if (values["eval-text"] && !fs.existsSync(values["eval-text"])) throw new UsageError(`--eval-text: file ${values["eval-text"]} does not exist`);
 
-    const session = await Session.load(values.model, { backend: values.backend as BackendName | undefined });
+    const session = await Session.load(values.model, { backend: backendFlag(values.backend) });
     const progress = stderrProgress();
     const intr = interruptSignal();
     const run = { onProgress: progress.onProgress, signal: intr.signal };
@@ -136,11 +136,11 @@ export const pruneCommand: Command = {
         if (values.scores) await session.loadScores(values.scores);
         else await session.score({ criterion, alpha, temperature, seed: cal?.seed, ...run });
         const keepK = target !== undefined ? keepForTarget(session.originalConfig, target) : keep;
-        summary = session.prune({ ratio, keep: keepK, mlpRatio, layers, allocation: values.allocation as "uniform" | "global" | undefined }).table();
+        summary = session.prune({ ratio, keep: keepK, mlpRatio, layers, allocation }).table();
       }
       const pplAfter = evalText ? (await session.evaluate({ ppl: { file: evalText, seqLen: evalSeqLen, stories: values["eval-stories"] }, ...run })).raw.ppl : null;
       progress.end();
-      const written = await session.save(out, { format: values.format, dtype: values.dtype, force: values.force });
+      const written = await session.save(out, { format: format!, dtype: dtype!, force: values.force });
       const after = paramCounts(session.config);
       const rows: Cell[][] = [
         ["params (total)", before.total, after.total, (100 * (before.total - after.total)) / before.total],

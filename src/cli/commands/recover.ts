@@ -1,6 +1,6 @@
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { initEngine, type BackendName } from "../../engine";
+import { initEngine } from "../../engine";
 import { UsageError } from "../../errors";
 import { loadModel, saveModel } from "../../model/load";
 import { TeacherCache } from "../../teacher";
@@ -9,6 +9,8 @@ import { trainingWindows } from "../../train/data";
 import { recover, type RecoverLoss } from "../../train/recover";
 import type { ProgressEvent } from "../../types";
 import type { Command } from "../command";
+import { backendFlag, numFlag, requireFlags } from "../flags";
+import { interruptSignal } from "../progress";
 
 const USAGE = `Usage: sdmprune recover --model PATH --data FILE --steps N --out DIR [options]
 
@@ -82,39 +84,29 @@ export const recoverCommand: Command = {
       },
       strict: true,
     });
-    for (const req of ["model", "data", "steps", "out"] as const) {
-      if (!v[req]) throw new UsageError(`--${req} is required\n\n${USAGE}`);
-    }
-    const num = (name: string, s: string | undefined): number | undefined => {
-      if (s === undefined) return undefined;
-      const n = Number(s);
-      if (s.trim() === "" || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got ${JSON.stringify(s)}`);
-      return n;
-    };
+    requireFlags(v, ["model", "data", "steps", "out"], USAGE);
     if (v.full && (v["lora-r"] || v["lora-alpha"] || v["lora-dropout"])) throw new UsageError("--full and --lora-* are mutually exclusive");
     if (!v["kd-from"] && (v.alpha !== undefined || v.temperature !== undefined)) throw new UsageError("--alpha / --temperature need --kd-from TEACHER_PATH");
     if (v.resume && !v["checkpoint-dir"]) throw new UsageError("--resume needs --checkpoint-dir DIR");
     if (v.full && v.adapters) throw new UsageError("--adapters needs LoRA (not --full)");
 
-    const backend = await initEngine(v.backend as BackendName | undefined);
-    const { model, tokenizer, files } = await loadModel(v.model!);
+    const backend = await initEngine(backendFlag(v.backend));
+    const { model, tokenizer, files } = await loadModel(v.model);
     let teacherModel: Awaited<ReturnType<typeof loadModel>>["model"] | null = null;
-    const ac = new AbortController();
-    const onSigint = () => ac.abort();
-    process.once("SIGINT", onSigint);
+    const intr = interruptSignal();
     const tty = !v.json && process.stderr.isTTY;
     try {
-      const { windows, source } = trainingWindows({ file: v.data, stories: v.stories, seqLen: num("seq-len", v["seq-len"]) }, tokenizer, model.config.vocab_size);
+      const { windows, source } = trainingWindows({ file: v.data, stories: v.stories, seqLen: numFlag("seq-len", v["seq-len"]) }, tokenizer, model.config.vocab_size);
       let teacher: TeacherCache | null = null;
       let loss: RecoverLoss = "ce";
-      const alpha = num("alpha", v.alpha) ?? 0.5;
+      const alpha = numFlag("alpha", v.alpha) ?? 0.5;
       if (v["kd-from"]) {
         teacherModel = (await loadModel(v["kd-from"])).model;
         if (teacherModel.config.vocab_size !== model.config.vocab_size) {
           throw new UsageError(`--kd-from model has vocabulary ${teacherModel.config.vocab_size}, the student ${model.config.vocab_size}; they must share a tokenizer`);
         }
         const V = model.config.vocab_size;
-        teacher = await TeacherCache.build(teacherModel, windows, { topk: V <= 4096 ? "full" : 64 }, { signal: ac.signal });
+        teacher = await TeacherCache.build(teacherModel, windows, { topk: V <= 4096 ? "full" : 64 }, { signal: intr.signal });
         teacherModel.dispose();
         teacherModel = null;
         loss = alpha >= 1 ? "kd" : alpha <= 0 ? "ce" : "mix";
@@ -127,28 +119,28 @@ export const recoverCommand: Command = {
         : undefined;
       const res = await recover(model, {
         data: windows,
-        steps: num("steps", v.steps)!,
-        lr: num("lr", v.lr) ?? 1e-4,
-        batch: num("batch", v.batch),
-        accumulate: num("accumulate", v.accumulate),
-        warmup: num("warmup", v.warmup),
-        weightDecay: num("weight-decay", v["weight-decay"]),
-        clip: num("clip", v.clip),
-        lora: v.full ? null : { r: num("lora-r", v["lora-r"]) ?? 8, alpha: num("lora-alpha", v["lora-alpha"]) ?? 16, dropout: num("lora-dropout", v["lora-dropout"]) ?? 0.05 },
+        steps: numFlag("steps", v.steps)!,
+        lr: numFlag("lr", v.lr) ?? 1e-4,
+        batch: numFlag("batch", v.batch),
+        accumulate: numFlag("accumulate", v.accumulate),
+        warmup: numFlag("warmup", v.warmup),
+        weightDecay: numFlag("weight-decay", v["weight-decay"]),
+        clip: numFlag("clip", v.clip),
+        lora: v.full ? null : { r: numFlag("lora-r", v["lora-r"]) ?? 8, alpha: numFlag("lora-alpha", v["lora-alpha"]) ?? 16, dropout: numFlag("lora-dropout", v["lora-dropout"]) ?? 0.05 },
         loss,
         alpha,
-        temperature: num("temperature", v.temperature),
+        temperature: numFlag("temperature", v.temperature),
         teacher,
-        seed: num("seed", v.seed),
+        seed: numFlag("seed", v.seed),
         checkpointDir: v["checkpoint-dir"],
-        checkpointEvery: num("checkpoint-every", v["checkpoint-every"]),
+        checkpointEvery: numFlag("checkpoint-every", v["checkpoint-every"]),
         resume: v.resume,
         onProgress,
-        signal: ac.signal,
+        signal: intr.signal,
       });
       if (tty) process.stderr.write("\n");
       try {
-        const written = await saveModel(v.out!, res.model, tokenizer, {
+        const written = await saveModel(v.out, res.model, tokenizer, {
           format: "hf",
           force: v.force,
           extraFiles: {
@@ -167,7 +159,7 @@ export const recoverCommand: Command = {
             },
           },
         });
-        const adapterFiles = res.adapters && v.adapters ? await saveAdapters(v.adapters, res.adapters, { baseModel: path.resolve(v.model!), force: v.force }) : [];
+        const adapterFiles = res.adapters && v.adapters ? await saveAdapters(v.adapters, res.adapters, { baseModel: path.resolve(v.model), force: v.force }) : [];
         if (v.json) {
           process.stdout.write(JSON.stringify({ backend, out: v.out, files: written, adapters: adapterFiles, steps: res.steps, losses: res.losses, seconds: res.seconds }) + "\n");
         } else {
@@ -181,7 +173,7 @@ export const recoverCommand: Command = {
       }
       return 0;
     } finally {
-      process.removeListener("SIGINT", onSigint);
+      intr.release();
       teacherModel?.dispose();
       model.dispose();
     }

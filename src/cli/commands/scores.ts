@@ -1,11 +1,10 @@
 import * as fs from "node:fs";
 import { parseArgs } from "node:util";
-import type { BackendName } from "../../engine";
 import { UsageError } from "../../errors";
-import { CRITERIA, type Criterion } from "../../importance";
+import { CRITERIA } from "../../importance";
 import { Session, type CalibrateOptions } from "../../session";
-import type { TopK } from "../../teacher";
 import type { Command } from "../command";
+import { backendFlag, criterionFlag, intFlag, numFlag, requireFlags, topkFlag } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
 
 /** Flags shared by `scores` and `prune` for drawing calibration windows. */
@@ -27,32 +26,6 @@ export const CALIBRATION_USAGE = `Calibration (give --windows or --text):
   --seq-len L          tokens per window (default 128)
   --seed S             seed of the window draw (default 0)
   --topk K|full        teacher cache entries per position (default: full for vocab <= 4096, else 64)`;
-
-export function intFlag(name: string, v: string | undefined, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-  return n;
-}
-
-export function numFlag(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v.trim() === "" || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got ${JSON.stringify(v)}`);
-  return n;
-}
-
-export function topkFlag(v: string | undefined): TopK | undefined {
-  if (v === undefined) return undefined;
-  if (v === "full") return "full";
-  return intFlag("topk", v, 1);
-}
-
-export function criterionFlag(v: string | undefined): Criterion | undefined {
-  if (v === undefined) return undefined;
-  if (!CRITERIA.includes(v as Criterion)) throw new UsageError(`--criterion must be one of ${CRITERIA.join(", ")}, got "${v}"`);
-  return v as Criterion;
-}
 
 /** Calibration options from flags; null when neither --windows nor --text is given. */
 export function calibrationFromFlags(values: Record<string, string | boolean | undefined>): CalibrateOptions | null {
@@ -113,7 +86,7 @@ export const scoresCommand: Command = {
       },
       strict: true,
     });
-    if (!values.model || !values.out) throw new UsageError(`--model and --out are required\n\n${USAGE}`);
+    requireFlags(values, ["model", "out"], USAGE);
     const criterion = criterionFlag(values.criterion) ?? "sd-taylor";
     const alpha = numFlag("alpha", values.alpha);
     const temperature = numFlag("temperature", values.temperature);
@@ -122,7 +95,7 @@ export const scoresCommand: Command = {
     const dataFree = criterion === "magnitude" || criterion === "random";
     if (!cal && !dataFree) throw new UsageError(`criterion ${criterion} needs calibration data: give --windows FILE.json or --text FILE\n\n${USAGE}`);
 
-    const session = await Session.load(values.model, { backend: values.backend as BackendName | undefined });
+    const session = await Session.load(values.model, { backend: backendFlag(values.backend) });
     const progress = stderrProgress();
     const intr = interruptSignal();
     const run = { onProgress: progress.onProgress, signal: intr.signal };
