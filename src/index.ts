@@ -9,7 +9,8 @@ export {
 export { resolvePrune, resolveLayerRange, selectChannels, sliceMlp, topKIndices, floorCount, accounting, type PruneSpec, type ResolvedPrune, type Allocation, type PruneAccounting } from "./prune";
 export { PruneHistory, type PruneStep } from "./history";
 export { PAPER_TABLE, STAGE1_KEEP_FRACTION, paperSettings, stage1Keep, keepForTarget, planSdmprune, type PaperSetting, type RecipePlan } from "./recipe";
-export { layerSensitivity, distribution, type SensitivityResult, type SensitivityOptions, type Distribution } from "./sensitivity";
+export { layerSensitivity, type SensitivityResult, type SensitivityOptions } from "./sensitivity";
+export { distribution, quantileSorted, spearman, keptSetAgreement, type Distribution } from "./stats";
 export { Table, type Cell, type TableOptions } from "./table";
 export { SdmpruneError, FormatError, ConfigError, DataError, UsageError, CancelledError, NumericError } from "./errors";
 export type { ProgressEvent, RunOptions, TextTokenizer } from "./types";

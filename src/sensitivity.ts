@@ -1,4 +1,5 @@
 import { DataError, NumericError } from "./errors";
+import { distribution, type Distribution } from "./stats";
 import type { LayerOptions, LlamaModel } from "./model/llama";
 import { Progress } from "./progress";
 import { Table } from "./table";
@@ -9,31 +10,6 @@ import type { RunOptions } from "./types";
  * attention) is switched off (residual only), and the distribution of each layer's channel scores. The
  * paper's observation to check: switching off an MLP hurts less than switching off attention.
  */
-
-export interface Distribution {
-  min: number;
-  q1: number;
-  median: number;
-  q3: number;
-  max: number;
-  mean: number;
-}
-
-/** Quartiles with linear interpolation between order statistics (numpy's default). */
-export function distribution(values: ArrayLike<number>): Distribution {
-  const n = values.length;
-  if (n === 0) throw new DataError("distribution of an empty set");
-  const s = Float64Array.from(values as ArrayLike<number>).sort();
-  const q = (p: number) => {
-    const x = p * (n - 1);
-    const i = Math.floor(x);
-    const f = x - i;
-    return i + 1 < n ? s[i] + f * (s[i + 1] - s[i]) : s[i];
-  };
-  let sum = 0;
-  for (let i = 0; i < n; i++) sum += s[i];
-  return { min: s[0], q1: q(0.25), median: q(0.5), q3: q(0.75), max: s[n - 1], mean: sum / n };
-}
 
 export interface SensitivityResult {
   /** Mean next-token CE (nats) of the intact model on the windows. */

@@ -17,7 +17,8 @@ import type { LayerWeights, LlamaModel } from "./model/llama";
 import { loadModel, saveModel } from "./model/load";
 import { accounting, resolvePrune, selectChannels, sliceMlp, type Allocation, type PruneAccounting } from "./prune";
 import { planSdmprune, STAGE1_KEEP_FRACTION, type RecipePlan } from "./recipe";
-import { distribution, layerSensitivity, type SensitivityResult } from "./sensitivity";
+import { layerSensitivity, type SensitivityResult } from "./sensitivity";
+import { distribution, keptSetAgreement } from "./stats";
 import { Table, type Cell } from "./table";
 import { TeacherCache, type TopK } from "./teacher";
 import type { RunOptions, TextTokenizer } from "./types";
@@ -563,7 +564,7 @@ export class Session {
     if (c && !dataFree) c.cursor = additive ? from + (count as number) : c.windows.length;
     const added = result.samples - prevSamples;
     const seconds = (Date.now() - t0) / 1000;
-    const stability = beforeRanking ? result.scores().map((s, l) => keptOverlap(beforeRanking![l], s, 0.8)) : null;
+    const stability = beforeRanking ? result.scores().map((s, l) => keptSetAgreement([beforeRanking![l]], [s], 0.8)) : null;
     const recorded = { ...result.settings } as Record<string, unknown>;
     const samples = result.samples;
     return {
@@ -1000,17 +1001,6 @@ export class Session {
 }
 
 /** Fraction of the channels `a` keeps at keepFrac that `b` also keeps. */
-function keptOverlap(a: ArrayLike<number>, b: ArrayLike<number>, keepFrac: number): number {
-  const n = a.length;
-  const k = Math.max(1, Math.floor(n * keepFrac));
-  const top = (s: ArrayLike<number>) => new Set(Array.from({ length: n }, (_, i) => i).sort((x, y) => s[y] - s[x] || x - y).slice(0, k));
-  const ta = top(a);
-  const tb = top(b);
-  let same = 0;
-  for (const i of ta) if (tb.has(i)) same++;
-  return same / k;
-}
-
 function pruneReport(step: PruneStep): PruneReport {
   const a = step.accounting;
   return {

@@ -14,37 +14,9 @@ import { referenceImportance } from "./reference/importance-ref";
 import { TINY_CONFIGS, randomIds, relError } from "./reference/configs";
 import { requireShared, sharedPath, STORIES260K } from "./support/shared";
 import { sliceMlpChannels } from "./support/slice";
+import { spearman } from "../src/stats";
 
 const flat = (m: ArrayLike<number>[]) => m.flatMap((r) => Array.from(r));
-
-/** Spearman rank correlation (average ranks for ties). */
-function spearman(a: number[], b: number[]): number {
-  const rank = (x: number[]) => {
-    const idx = x.map((v, i) => [v, i] as const).sort((p, q) => p[0] - q[0]);
-    const r = new Array<number>(x.length);
-    for (let i = 0; i < idx.length; ) {
-      let j = i;
-      while (j + 1 < idx.length && idx[j + 1][0] === idx[i][0]) j++;
-      for (let k = i; k <= j; k++) r[idx[k][1]] = (i + j) / 2;
-      i = j + 1;
-    }
-    return r;
-  };
-  const ra = rank(a);
-  const rb = rank(b);
-  const n = a.length;
-  const ma = ra.reduce((s, v) => s + v, 0) / n;
-  const mb = rb.reduce((s, v) => s + v, 0) / n;
-  let num = 0;
-  let da = 0;
-  let db = 0;
-  for (let i = 0; i < n; i++) {
-    num += (ra[i] - ma) * (rb[i] - mb);
-    da += (ra[i] - ma) ** 2;
-    db += (rb[i] - mb) ** 2;
-  }
-  return num / Math.sqrt(da * db);
-}
 
 /** |top-K(a) ∩ top-K(b)| / K, ties broken by lower index (as the pruner does). */
 function keptOverlap(a: number[], b: number[], K: number): number {

@@ -16,8 +16,8 @@ import {
   sensitivityFigure,
   spearman,
   tableBundle,
-  topK,
 } from "../src/plot";
+import { topKIndices } from "../src/prune";
 import { Displayer, display, progress, textOf, type DisplayMessage } from "../src/display";
 import { UsageError } from "../src/errors";
 import { Table } from "../src/table";
@@ -108,8 +108,8 @@ describe("plot: figures from plain data", () => {
     assert.throws(() => ratioFigure([{ criterion: "x", ratio: 1, value: 1 }]), /ratio of "x" must be in \[0, 1\)/);
   });
 
-  it("topK / keptSetAgreement / spearman compute what they claim", () => {
-    assert.deepEqual(topK([0.1, 0.9, 0.5, 0.9], 2), [1, 3]); // tie → lower index first
+  it("topKIndices / keptSetAgreement / spearman compute what they claim", () => {
+    assert.deepEqual(topKIndices([0.1, 0.9, 0.5, 0.9], 2), [1, 3]); // tie → lower index first
     assert.equal(keptSetAgreement([[1, 2, 3, 4]], [[1, 2, 3, 4]], 0.5), 1);
     // keep 2 of 4: {2,3} vs {0,3} share one channel
     assert.equal(keptSetAgreement([[1, 2, 3, 4]], [[4, 2, 1, 5]], 0.5), 0.5);

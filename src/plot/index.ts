@@ -11,5 +11,5 @@ export { keptChannelFigure, keptFractions } from "./kept";
 export type { KeptChannelOptions } from "./kept";
 export { ratioFigure } from "./ratio";
 export type { RatioPoint, RatioFigureOptions } from "./ratio";
-export { convergenceFigure, keptSetAgreement, spearman, topK } from "./convergence";
+export { convergenceFigure, keptSetAgreement, spearman } from "./convergence";
 export type { ConvergencePoint, ConvergenceFigureOptions } from "./convergence";

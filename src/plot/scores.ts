@@ -4,6 +4,7 @@
  * notebook output megabytes of JSON.
  */
 import { UsageError } from "../errors";
+import { quantileSorted } from "../stats";
 import { Figure, axis } from "./figure";
 
 export interface BoxStats {
@@ -17,14 +18,6 @@ export interface BoxStats {
   /** Smallest value ≥ q1 − 1.5·IQR and largest value ≤ q3 + 1.5·IQR (Tukey whiskers). */
   lowerfence: number;
   upperfence: number;
-}
-
-/** Quantile with linear interpolation between order statistics (numpy's default), on sorted data. */
-function quantileSorted(s: Float64Array, q: number): number {
-  const pos = (s.length - 1) * q;
-  const lo = Math.floor(pos);
-  const hi = Math.min(lo + 1, s.length - 1);
-  return s[lo] + (s[hi] - s[lo]) * (pos - lo);
 }
 
 /** Box statistics of the finite values (NaN/±Inf ignored). Throws when none are finite. */
