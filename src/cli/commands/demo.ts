@@ -2,6 +2,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { readText } from "../../data/text";
+import { evalWindows } from "../../data/windows";
 import { DataError } from "../../errors";
 import { paramCounts } from "../../model/config";
 import { Session } from "../../session";
@@ -61,7 +62,7 @@ export const demoCommand: Command = {
     const target = numFlag("target", v.target) ?? 0.2;
     const samples = intFlag("samples", v.samples) ?? 16;
     const seqLen = intFlag("seq-len", v["seq-len"]) ?? 128;
-    const evalWindows = intFlag("eval-windows", v["eval-windows"], 0) ?? 64;
+    const evalWindowCount = intFlag("eval-windows", v["eval-windows"], 0) ?? 64;
     const seed = intFlag("seed", v.seed) ?? 0;
     const text = readText(textFile);
 
@@ -77,10 +78,10 @@ export const demoCommand: Command = {
       const tok = session.tokenizer!;
       // Perplexity on the first N non-overlapping windows of the held-out text (all of it with 0).
       const ids = tok.encode(text);
-      const nWin = Math.floor(ids.length / seqLen);
-      if (nWin < 1) throw new DataError(`${textFile}: ${ids.length} tokens, fewer than one window of ${seqLen}`);
-      const take = evalWindows === 0 ? nWin : Math.min(nWin, evalWindows);
-      const windows = Array.from({ length: take }, (_, w) => ids.slice(w * seqLen, (w + 1) * seqLen));
+      if (ids.length < seqLen) throw new DataError(`${textFile}: ${ids.length} tokens, fewer than one window of ${seqLen}`);
+      const all = evalWindows(ids, seqLen);
+      const take = evalWindowCount === 0 ? all.length : Math.min(all.length, evalWindowCount);
+      const windows = all.slice(0, take);
       const prompt = "Call me Ishmael.";
       const before = await session.evaluate({ ppl: { windows, seqLen }, ...run });
       const genBefore = session.generate(prompt, { maxNewTokens: 24 });
