@@ -13,6 +13,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { spearman } from "../src/stats";
+import { sharedPath } from "../test/support/shared";
 import {
   CRITERIA,
   Session,
@@ -55,13 +56,6 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-function sharedDir(): string {
-  const candidates = [process.env.SDMPRUNE_SHARED, path.resolve(__dirname, "../../shared")].filter((p): p is string => !!p);
-  for (const c of candidates) if (fs.existsSync(path.join(c, "models", "stories260K.gguf"))) return c;
-  throw new Error(`shared folder with models/stories260K.gguf not found (tried ${candidates.join(", ")}); set SDMPRUNE_SHARED`);
-}
-
-
 function mean(xs: number[]): number {
   return xs.reduce((s, x) => s + x, 0) / xs.length;
 }
@@ -73,7 +67,7 @@ function secs(t0: number): number {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const tStart = Date.now();
-  const shared = sharedDir();
+  const shared = sharedPath();
   const modelPath = path.join(shared, "models", "stories260K.gguf");
   const dataFile = path.join(shared, "data", "tinystories", "tinystories_valid_first1000.txt");
   const evalStories = args.quick ? "500-599" : "500-999";

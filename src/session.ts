@@ -9,7 +9,7 @@ import { evaluateTasks, type EvaluationResult } from "./eval/harness";
 import { modelScorer } from "./eval/model-scorer";
 import { perplexity, pplFromText, type PerplexityResult } from "./eval/perplexity";
 import { PruneHistory, type PruneStep } from "./history";
-import { accumulate, CRITERIA, ImportanceScores, isAdditive, settingsFor, type AccumulateOptions, type Criterion } from "./importance";
+import { accumulate, CRITERIA, DATA_FREE, ImportanceScores, isAdditive, settingsFor, type AccumulateOptions, type Criterion } from "./importance";
 import { writeFileAtomic } from "./io/atomic";
 import type { ModelFiles } from "./io/files";
 import { intermediateSizes, paramCounts, withIntermediateSizes, type LlamaConfig, type ParamCounts } from "./model/config";
@@ -35,6 +35,14 @@ import { recoverWithData, type RecoverResult, type SessionRecoverOptions } from 
  * with the channel map of the previous step, which reproduces that step's weights bit for bit (a gather
  * copies values; gathering twice equals gathering once with the composed indices).
  */
+
+/**
+ * What `criterion` needs from calibrate(): windows (every criterion but magnitude and random) and the
+ * teacher cache (sd-taylor with alpha > 0; alpha defaults to 0.4).
+ */
+export function criterionNeeds(criterion: Criterion, alpha?: number): { windows: boolean; teacher: boolean } {
+  return { windows: !DATA_FREE.includes(criterion), teacher: criterion === "sd-taylor" && (alpha ?? 0.4) > 0 };
+}
 
 export interface LoadOptions {
   backend?: BackendName;
@@ -495,7 +503,8 @@ export class Session {
     this.alive();
     const criterion = opts.criterion ?? "sd-taylor";
     if (!CRITERIA.includes(criterion)) throw new UsageError(`unknown criterion "${criterion}", expected one of ${CRITERIA.join(", ")}`);
-    const dataFree = criterion === "magnitude" || criterion === "random";
+    const needs = criterionNeeds(criterion, opts.alpha);
+    const dataFree = !needs.windows;
     const additive = isAdditive(criterion);
     const c = this.calib;
     if (!dataFree && !c) throw new UsageError(`criterion "${criterion}" needs calibration windows: call calibrate() first`);
@@ -504,7 +513,7 @@ export class Session {
     const seed = opts.seed ?? c?.provenance?.seed ?? (criterion === "random" ? 0 : undefined);
     const seqLen = c && !dataFree ? c.windows[0].length : null;
     const teacher = c ? c.teacher : null;
-    if (criterion === "sd-taylor" && (alpha as number) > 0 && !teacher) {
+    if (needs.teacher && !teacher) {
       throw new UsageError("sd-taylor with alpha > 0 needs the teacher cache: calibrate() without teacher: false");
     }
     const accOpts: AccumulateOptions = { criterion, alpha, temperature, seed, onProgress: opts.onProgress, signal: opts.signal };

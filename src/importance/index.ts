@@ -22,7 +22,8 @@ const IMPL: Record<Criterion, CriterionImpl> = {
   random,
 };
 
-const DATA_FREE: Criterion[] = ["magnitude", "random"];
+/** Criteria that read only the weights (no calibration windows). */
+export const DATA_FREE: readonly Criterion[] = ["magnitude", "random"];
 
 /** The settings a call records (and merge compares). */
 export function settingsFor(opts: AccumulateOptions, seqLen: number | null, teacher: TeacherCache | null): ScoreSettings {
@@ -67,10 +68,10 @@ export async function accumulate(
       throw new UsageError(`count must be in [1, ${windows.length - from}] for from = ${from}, got ${opts.count}`);
     }
     T = windows[from].length;
+    const V = model.config.vocab_size;
     for (let i = from; i < from + count; i++) {
       if (windows[i].length !== T) throw new UsageError(`window ${i} has ${windows[i].length} tokens, expected ${T} (windows must have equal length)`);
       if (T < 2) throw new UsageError(`windows must hold at least 2 tokens`);
-      const V = model.config.vocab_size;
       windows[i].forEach((id, pos) => {
         if (!Number.isInteger(id) || id < 0 || id >= V) throw new DataError(`window ${i}: token id ${id} at position ${pos} is outside [0, ${V})`);
       });

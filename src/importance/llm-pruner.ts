@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { NumericError } from "../errors";
 import { mixedLoss } from "../loss";
-import { llmPrunerChannel, llmPrunerVectorChannel, take64 } from "./reduce";
+import { llmPrunerChannel, llmPrunerVectorChannel, mlpGroup, take64 } from "./reduce";
 import { runWindows } from "../progress";
 import type { CriterionContext, CriterionImpl, ScoreSink } from "./types";
 
@@ -44,7 +44,7 @@ export const llmPruner: CriterionImpl = {
         return take64(
           tf.tidy(() =>
             reduce(
-              { gate: lw.gate_proj, up: lw.up_proj, down: lw.down_proj },
+              mlpGroup(lw),
               { gate: tf.div(g("gate_proj"), count), up: tf.div(g("up_proj"), count), down: tf.div(g("down_proj"), count) },
             ),
           ),

@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
+import type { LayerWeights } from "../model/llama";
 
 /**
  * Per-channel reductions of an MLP group in the internal [in, out] layout: gate/up are [H, I] (channel i
@@ -9,6 +10,11 @@ export interface MlpGroup {
   gate: tf.Tensor2D; // [H, I]
   up: tf.Tensor2D; // [H, I]
   down: tf.Tensor2D; // [I, H]
+}
+
+/** The MLP group of one layer's weights. */
+export function mlpGroup(lw: LayerWeights): MlpGroup {
+  return { gate: lw.gate_proj, up: lw.up_proj, down: lw.down_proj };
 }
 
 /**

@@ -1,9 +1,9 @@
 import * as tf from "@tensorflow/tfjs";
 import { NumericError, UsageError } from "../errors";
 import { chunkLabels, chunkLossGrad, LossMeter, mixedLoss, positionChunk, type LossSpec } from "../loss";
-import type { LayerWeights, LlamaModel } from "../model/llama";
+import type { LlamaModel } from "../model/llama";
 import type { TeacherCache } from "../teacher";
-import { take64, taylorChannel } from "./reduce";
+import { mlpGroup, take64, taylorChannel } from "./reduce";
 import { runWindows } from "../progress";
 import type { CriterionContext, CriterionImpl, ScoreSink } from "./types";
 
@@ -17,10 +17,6 @@ export interface WindowScore {
   loss: number;
   ce: number;
   kd: number;
-}
-
-function mlp(lw: LayerWeights) {
-  return { gate: lw.gate_proj, up: lw.up_proj, down: lw.down_proj };
 }
 
 /**
@@ -107,7 +103,7 @@ export function taylorWindowLayerwise(model: LlamaModel, window: number[], w: nu
           ? tf.grads(f)([x, lw.gate_proj, lw.up_proj, lw.down_proj], dh as tf.Tensor2D)
           : [null, ...tf.grads((g: tf.Tensor, u: tf.Tensor, d: tf.Tensor) => f(x, g, u, d))([lw.gate_proj, lw.up_proj, lw.down_proj], dh as tf.Tensor2D)];
       const [dx, gG, gU, gD] = res as [tf.Tensor2D | null, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
-      perLayer[l] = take64(taylorChannel(mlp(lw), { gate: gG, up: gU, down: gD }));
+      perLayer[l] = take64(taylorChannel(mlpGroup(lw), { gate: gG, up: gU, down: gD }));
       tf.dispose([gG, gU, gD]);
       (dh as tf.Tensor2D).dispose();
       dh = dx;
@@ -146,7 +142,7 @@ export function taylorWindowStraightforward(model: LlamaModel, window: number[],
     for (let l = 0; l < L; l++) {
       const lw = model.weights.layers[l];
       const g = (k: string) => res.grads.get(`model.layers.${l}.mlp.${k}.weight`) as tf.Tensor2D;
-      perLayer.push(take64(taylorChannel(mlp(lw), { gate: g("gate_proj"), up: g("up_proj"), down: g("down_proj") })));
+      perLayer.push(take64(taylorChannel(mlpGroup(lw), { gate: g("gate_proj"), up: g("up_proj"), down: g("down_proj") })));
     }
   } finally {
     for (const t of res.grads.values()) t.dispose();
@@ -159,10 +155,8 @@ export const taylor: CriterionImpl = {
     const { model, windows, from, count, teacher, opts, settings } = ctx;
     const alpha = settings.alpha ?? 0;
     const T = settings.seqLen as number;
-    if (alpha > 0) {
-      if (!teacher) throw new UsageError(`criterion ${opts.criterion} with alpha ${alpha} needs a teacher cache`);
-      teacher.checkWindows(windows, from, count);
-    }
+    // accumulate() has already checked the teacher's vocabulary and windows
+    if (alpha > 0 && !teacher) throw new UsageError(`criterion ${opts.criterion} with alpha ${alpha} needs a teacher cache`);
     const spec: LossSpec = { alpha, temperature: settings.temperature ?? 1, B: 1, T };
     const one = opts.path === "straightforward" ? taylorWindowStraightforward : taylorWindowLayerwise;
     await runWindows("score", from, count, T, opts, (w) => {

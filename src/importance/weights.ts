@@ -1,13 +1,13 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../rng";
-import { magnitudeChannel, take64, wandaChannel } from "./reduce";
+import { magnitudeChannel, mlpGroup, take64, wandaChannel } from "./reduce";
 import { runWindows } from "../progress";
 import type { CriterionContext, CriterionImpl, ScoreSink } from "./types";
 
 /** Data-free baselines: Σ|W| over the group, and seeded uniform random scores. */
 export const magnitude: CriterionImpl = {
   async run(ctx: CriterionContext, sink: ScoreSink): Promise<void> {
-    sink(ctx.model.weights.layers.map((lw) => take64(magnitudeChannel({ gate: lw.gate_proj, up: lw.up_proj, down: lw.down_proj }))), 0);
+    sink(ctx.model.weights.layers.map((lw) => take64(magnitudeChannel(mlpGroup(lw)))), 0);
   },
 };
 
@@ -59,7 +59,7 @@ export const wanda: CriterionImpl = {
     const perLayer = model.weights.layers.map((lw, l) =>
       take64(
         wandaChannel(
-          { gate: lw.gate_proj, up: lw.up_proj, down: lw.down_proj },
+          mlpGroup(lw),
           Float32Array.from(sx[l], Math.sqrt),
           Float32Array.from(sa[l], Math.sqrt),
         ),

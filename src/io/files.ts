@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, FormatError, UsageError } from "../errors";
-import { LlamaConfig, intermediateSizes } from "../model/config";
+import { LlamaConfig, expectedShapes } from "../model/config";
 import type { TextTokenizer } from "../types";
 import { writeDirAtomic } from "./atomic";
 import { GgufType, readGgufHeader, readGgufTensors, writeGguf } from "./gguf";
@@ -9,6 +9,9 @@ import { configFromGguf, ggufFromModel, sentencePieceFromGguf, tensorsFromGguf }
 import { readHfDir, writeHfDir } from "./hf";
 import { TensorMap } from "./tensors";
 import { HfTokenizer } from "./tokenizer";
+
+/** Kept here for callers of the public API; defined beside the config it is derived from. */
+export { expectedShapes };
 
 /**
  * One entry point for model files in either format. Whatever the source, the result is HF-named tensors in HF
@@ -38,30 +41,6 @@ export interface WriteModelOptions {
    * layer's ffn tensors with layer 0's width) can load the file. Outputs are unchanged; the widths are not kept.
    */
   padMlp?: boolean;
-}
-
-/** Shapes every tensor must have for `config` (HF layout). */
-export function expectedShapes(c: LlamaConfig): Map<string, number[]> {
-  const H = c.hidden_size;
-  const q = c.num_attention_heads * c.head_dim;
-  const kv = c.num_key_value_heads * c.head_dim;
-  const m = new Map<string, number[]>();
-  m.set("model.embed_tokens.weight", [c.vocab_size, H]);
-  m.set("model.norm.weight", [H]);
-  if (!c.tie_word_embeddings) m.set("lm_head.weight", [c.vocab_size, H]);
-  intermediateSizes(c).forEach((I, l) => {
-    const p = `model.layers.${l}.`;
-    m.set(p + "input_layernorm.weight", [H]);
-    m.set(p + "self_attn.q_proj.weight", [q, H]);
-    m.set(p + "self_attn.k_proj.weight", [kv, H]);
-    m.set(p + "self_attn.v_proj.weight", [kv, H]);
-    m.set(p + "self_attn.o_proj.weight", [H, q]);
-    m.set(p + "post_attention_layernorm.weight", [H]);
-    m.set(p + "mlp.gate_proj.weight", [I, H]);
-    m.set(p + "mlp.up_proj.weight", [I, H]);
-    m.set(p + "mlp.down_proj.weight", [H, I]);
-  });
-  return m;
 }
 
 /** Missing, unexpected or mis-shaped tensors → ConfigError naming the tensor, the source and expected vs got. */

@@ -156,6 +156,30 @@ export function withIntermediateSizes(c: LlamaConfig, sizes: number[]): LlamaCon
   return { ...c, intermediate_size: uniform ? sizes[0] : sizes.slice() };
 }
 
+/** Shapes every tensor must have for `config` (HF layout). */
+export function expectedShapes(c: LlamaConfig): Map<string, number[]> {
+  const H = c.hidden_size;
+  const q = c.num_attention_heads * c.head_dim;
+  const kv = c.num_key_value_heads * c.head_dim;
+  const m = new Map<string, number[]>();
+  m.set("model.embed_tokens.weight", [c.vocab_size, H]);
+  m.set("model.norm.weight", [H]);
+  if (!c.tie_word_embeddings) m.set("lm_head.weight", [c.vocab_size, H]);
+  intermediateSizes(c).forEach((I, l) => {
+    const p = `model.layers.${l}.`;
+    m.set(p + "input_layernorm.weight", [H]);
+    m.set(p + "self_attn.q_proj.weight", [q, H]);
+    m.set(p + "self_attn.k_proj.weight", [kv, H]);
+    m.set(p + "self_attn.v_proj.weight", [kv, H]);
+    m.set(p + "self_attn.o_proj.weight", [H, q]);
+    m.set(p + "post_attention_layernorm.weight", [H]);
+    m.set(p + "mlp.gate_proj.weight", [I, H]);
+    m.set(p + "mlp.up_proj.weight", [I, H]);
+    m.set(p + "mlp.down_proj.weight", [H, I]);
+  });
+  return m;
+}
+
 export interface ParamCounts {
   total: number;
   embeddings: number;

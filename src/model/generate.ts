@@ -12,14 +12,11 @@ export function pickToken(logits: Float32Array, temperature: number, topK: numbe
     for (let i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
     return best;
   }
-  let ids: number[];
+  let ids = Array.from({ length: V }, (_, i) => i);
   if (topK !== undefined && topK > 0 && topK < V) {
-    ids = Array.from({ length: V }, (_, i) => i);
     // stable by id for equal logits so the candidate set is deterministic
     ids.sort((a, b) => logits[b] - logits[a] || a - b);
     ids = ids.slice(0, topK);
-  } else {
-    ids = Array.from({ length: V }, (_, i) => i);
   }
   let max = -Infinity;
   for (const i of ids) if (logits[i] > max) max = logits[i];

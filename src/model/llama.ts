@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { ConfigError, DataError, NumericError, UsageError } from "../errors";
 import { numel, type TensorMap } from "../io/tensors";
 import { Rng } from "../rng";
-import { intermediateSizes, withIntermediateSizes, type LlamaConfig } from "./config";
+import { expectedShapes, withIntermediateSizes, type LlamaConfig } from "./config";
 import { pickToken } from "./generate";
 import { ropeTables } from "./rope";
 
@@ -97,30 +97,6 @@ function transposeHost(data: Float32Array, rows: number, cols: number): Float32A
   return out;
 }
 
-/** Expected shapes in internal layout ([in, out] for linears). */
-function internalShapes(config: LlamaConfig): { layer: (l: number) => Record<keyof LayerWeights, number[]>; embed: number[]; norm: number[]; head: number[] } {
-  const H = config.hidden_size;
-  const q = config.num_attention_heads * config.head_dim;
-  const kv = config.num_key_value_heads * config.head_dim;
-  const sizes = intermediateSizes(config);
-  return {
-    layer: (l) => ({
-      input_layernorm: [H],
-      q_proj: [H, q],
-      k_proj: [H, kv],
-      v_proj: [H, kv],
-      o_proj: [q, H],
-      post_attention_layernorm: [H],
-      gate_proj: [H, sizes[l]],
-      up_proj: [H, sizes[l]],
-      down_proj: [sizes[l], H],
-    }),
-    embed: [config.vocab_size, H],
-    norm: [H],
-    head: [H, config.vocab_size],
-  };
-}
-
 const LAYER_KEYS: (keyof LayerWeights)[] = [
   "input_layernorm",
   "q_proj",
@@ -138,8 +114,11 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 }
 
 function checkWeights(config: LlamaConfig, w: ModelWeights, source: string): void {
-  const s = internalShapes(config);
-  const check = (name: string, t: tf.Tensor | null | undefined, want: number[]): void => {
+  const hf = expectedShapes(config);
+  const check = (name: string, t: tf.Tensor | null | undefined): void => {
+    // internal layout: linears are [in, out], i.e. the HF [out, in] shape reversed; the embedding keeps [V, H]
+    const s = hf.get(name)!;
+    const want = s.length === 2 && name !== "model.embed_tokens.weight" ? [s[1], s[0]] : s;
     if (!t) throw new ConfigError(`${source}: weight ${name} is missing`);
     if (t.isDisposed) throw new ConfigError(`${source}: weight ${name} has been disposed`);
     if (!sameShape(t.shape, want)) {
@@ -149,16 +128,15 @@ function checkWeights(config: LlamaConfig, w: ModelWeights, source: string): voi
   if (w.layers.length !== config.num_hidden_layers) {
     throw new ConfigError(`${source}: ${w.layers.length} layers, config says num_hidden_layers = ${config.num_hidden_layers}`);
   }
-  check("model.embed_tokens.weight", w.embed_tokens, s.embed);
-  check("model.norm.weight", w.norm, s.norm);
+  check("model.embed_tokens.weight", w.embed_tokens);
+  check("model.norm.weight", w.norm);
   if (config.tie_word_embeddings) {
     if (w.lm_head) throw new ConfigError(`${source}: lm_head given but config has tie_word_embeddings = true`);
   } else {
-    check("lm_head.weight", w.lm_head, s.head);
+    check("lm_head.weight", w.lm_head);
   }
   w.layers.forEach((lw, l) => {
-    const want = s.layer(l);
-    for (const k of LAYER_KEYS) check(hfName(l, k), lw[k], want[k]);
+    for (const k of LAYER_KEYS) check(hfName(l, k), lw[k]);
   });
 }
 
@@ -182,28 +160,8 @@ export class LlamaModel {
   /** Build from Hugging Face names and layout ([out, in] linears). `source` names the origin in errors. */
   static fromTensors(config: LlamaConfig, tensors: TensorMap, source = "model"): LlamaModel {
     const H = config.hidden_size;
-    const q = config.num_attention_heads * config.head_dim;
-    const kv = config.num_key_value_heads * config.head_dim;
     const V = config.vocab_size;
-    const sizes = intermediateSizes(config);
-    const expected = new Map<string, number[]>();
-    expected.set("model.embed_tokens.weight", [V, H]);
-    expected.set("model.norm.weight", [H]);
-    if (!config.tie_word_embeddings) expected.set("lm_head.weight", [V, H]);
-    for (let l = 0; l < config.num_hidden_layers; l++) {
-      const hf: Record<keyof LayerWeights, number[]> = {
-        input_layernorm: [H],
-        q_proj: [q, H],
-        k_proj: [kv, H],
-        v_proj: [kv, H],
-        o_proj: [H, q],
-        post_attention_layernorm: [H],
-        gate_proj: [sizes[l], H],
-        up_proj: [sizes[l], H],
-        down_proj: [H, sizes[l]],
-      };
-      for (const k of LAYER_KEYS) expected.set(hfName(l, k), hf[k]);
-    }
+    const expected = expectedShapes(config);
     for (const [name, shape] of expected) {
       const t = tensors.get(name);
       if (!t) throw new ConfigError(`${source}: tensor "${name}" is missing (expected shape [${shape}])`);
@@ -490,7 +448,7 @@ export class LlamaModel {
     const eos = new Set(Array.isArray(this.config.eos_token_id) ? this.config.eos_token_id : [this.config.eos_token_id]);
     const stopAtEos = opts.stopAtEos ?? true;
     const out: number[] = [];
-    let caches: (KV | null)[] = this.config.num_hidden_layers ? new Array(this.config.num_hidden_layers).fill(null) : [];
+    let caches: (KV | null)[] = new Array(this.config.num_hidden_layers).fill(null);
     let feed = prompt.slice();
     let offset = 0;
     try {

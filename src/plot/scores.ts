@@ -4,17 +4,11 @@
  * notebook output megabytes of JSON.
  */
 import { UsageError } from "../errors";
-import { quantileSorted } from "../stats";
+import { quantileSorted, type Distribution } from "../stats";
 import { Figure, axis } from "./figure";
 
-export interface BoxStats {
+export interface BoxStats extends Distribution {
   n: number;
-  min: number;
-  q1: number;
-  median: number;
-  q3: number;
-  max: number;
-  mean: number;
   /** Smallest value ≥ q1 − 1.5·IQR and largest value ≤ q3 + 1.5·IQR (Tukey whiskers). */
   lowerfence: number;
   upperfence: number;

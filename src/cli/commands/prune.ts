@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { UsageError } from "../../errors";
 import { paramCounts } from "../../model/config";
 import { keepForTarget } from "../../recipe";
-import { Session } from "../../session";
+import { criterionNeeds, Session } from "../../session";
 import { Table, type Cell } from "../../table";
 import type { Command } from "../command";
 import { backendFlag, criterionFlag, enumFlag, intFlag, numFlag, requireFlags } from "../flags";
@@ -106,8 +106,8 @@ export const pruneCommand: Command = {
     if ((values["eval-seq-len"] || values["eval-stories"]) && !values["eval-text"]) throw new UsageError("--eval-seq-len/--eval-stories need --eval-text FILE");
     const cal = calibrationFromFlags(values);
     if (twoStage && (!cal || cal.windows !== undefined)) throw new UsageError("--two-stage draws fresh windows for each stage: give --text FILE (not --windows)");
-    const dataFree = criterion === "magnitude" || criterion === "random";
-    if (!twoStage && !values.scores && !cal && !dataFree) throw new UsageError(`criterion ${criterion} needs calibration data (--text or --windows) or --scores FILE`);
+    const needs = criterionNeeds(criterion, alpha);
+    if (!twoStage && !values.scores && !cal && needs.windows) throw new UsageError(`criterion ${criterion} needs calibration data (--text or --windows) or --scores FILE`);
     // Refuse an occupied output before any work, so nothing is computed for nothing.
     const out = path.resolve(values.out);
     if (!values.force && fs.existsSync(out) && (!fs.statSync(out).isDirectory() || fs.readdirSync(out).length > 0)) {
@@ -123,22 +123,22 @@ export const pruneCommand: Command = {
       const before = paramCounts(session.config);
       const widthsBefore = session.info().raw.widths;
       const evalText = values["eval-text"];
-      const pplBefore = evalText ? (await session.evaluate({ ppl: { file: evalText, seqLen: evalSeqLen, stories: values["eval-stories"] }, ...run })).raw.ppl : null;
+      const ppl = async () => (evalText ? (await session.evaluate({ ppl: { file: evalText, seqLen: evalSeqLen, stories: values["eval-stories"] }, ...run })).raw.ppl : null);
+      const pplBefore = await ppl();
       let summary: Table;
       if (twoStage) {
         const r = await session.sdmprune({ target, keep, mlpRatio, alpha, temperature, files: cal!.files, stories: cal!.stories, samples: cal!.samples, seqLen: cal!.seqLen, seed: cal!.seed, topk: cal!.topk, ...run });
         summary = r.table();
       } else {
         if (cal) {
-          const needTeacher = criterion === "sd-taylor" && (alpha ?? 0.4) > 0;
-          await session.calibrate({ ...cal, ...run, teacher: needTeacher && !values.scores });
+          await session.calibrate({ ...cal, ...run, teacher: needs.teacher && !values.scores });
         }
         if (values.scores) await session.loadScores(values.scores);
         else await session.score({ criterion, alpha, temperature, seed: cal?.seed, ...run });
         const keepK = target !== undefined ? keepForTarget(session.originalConfig, target) : keep;
         summary = session.prune({ ratio, keep: keepK, mlpRatio, layers, allocation }).table();
       }
-      const pplAfter = evalText ? (await session.evaluate({ ppl: { file: evalText, seqLen: evalSeqLen, stories: values["eval-stories"] }, ...run })).raw.ppl : null;
+      const pplAfter = await ppl();
       progress.end();
       const written = await session.save(out, { format: format!, dtype: dtype!, force: values.force });
       const after = paramCounts(session.config);

@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import { parseArgs } from "node:util";
 import { UsageError } from "../../errors";
 import { CRITERIA } from "../../importance";
-import { Session, type CalibrateOptions } from "../../session";
+import { criterionNeeds, Session, type CalibrateOptions } from "../../session";
 import type { Command } from "../command";
 import { backendFlag, criterionFlag, intFlag, numFlag, requireFlags, topkFlag } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
@@ -92,8 +92,8 @@ export const scoresCommand: Command = {
     const temperature = numFlag("temperature", values.temperature);
     if (criterion !== "sd-taylor" && (alpha !== undefined || temperature !== undefined)) throw new UsageError("--alpha/--temperature apply to --criterion sd-taylor only");
     const cal = calibrationFromFlags(values);
-    const dataFree = criterion === "magnitude" || criterion === "random";
-    if (!cal && !dataFree) throw new UsageError(`criterion ${criterion} needs calibration data: give --windows FILE.json or --text FILE\n\n${USAGE}`);
+    const needs = criterionNeeds(criterion, alpha);
+    if (!cal && needs.windows) throw new UsageError(`criterion ${criterion} needs calibration data: give --windows FILE.json or --text FILE\n\n${USAGE}`);
 
     const session = await Session.load(values.model, { backend: backendFlag(values.backend) });
     const progress = stderrProgress();
@@ -101,8 +101,7 @@ export const scoresCommand: Command = {
     const run = { onProgress: progress.onProgress, signal: intr.signal };
     try {
       if (cal) {
-        const needTeacher = criterion === "sd-taylor" && (alpha ?? 0.4) > 0;
-        await session.calibrate({ ...cal, ...run, teacher: needTeacher });
+        await session.calibrate({ ...cal, ...run, teacher: needs.teacher });
         if (values["save-windows"]) await session.saveWindows(values["save-windows"]);
       }
       const r = await session.score({ criterion, alpha, temperature, seed: cal?.seed, ...run });
