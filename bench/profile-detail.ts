@@ -50,7 +50,15 @@ async function main(): Promise<void> {
     groups.set(key, g);
   }
   console.log(`${backend} ${workload} ${pass} T=${T}: wall ${wall.toFixed(0)} ms (profiled ${profWall.toFixed(0)}), kernels ${info.kernels.length}, kernel ms ${total.toFixed(0)}`);
-  for (const [k, g] of [...groups].sort((a, b) => b[1].ms - a[1].ms).slice(0, 30)) console.log(`${g.ms.toFixed(1).padStart(8)} ms ${String(g.n).padStart(5)}×  ${k}`);
+  for (const [k, g] of [...groups].sort((a, b) => b[1].ms - a[1].ms).slice(0, Number(process.env.TOP ?? 30))) console.log(`${g.ms.toFixed(1).padStart(8)} ms ${String(g.n).padStart(5)}×  ${k}`);
+  const byName = new Map<string, { n: number; ms: number }>();
+  for (const k of info.kernels) {
+    const g = byName.get(k.name) ?? { n: 0, ms: 0 };
+    g.n++;
+    g.ms += typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0;
+    byName.set(k.name, g);
+  }
+  console.log("by kernel: " + [...byName].sort((a, b) => b[1].n - a[1].n).map(([k, g]) => `${k} ${g.n}× ${g.ms.toFixed(0)} ms`).join(", "));
 }
 
 main().catch((e) => {

@@ -39,6 +39,17 @@ export interface TeacherTargets {
   plogp: number;
 }
 
+export interface SparseTargets {
+  /** Entries per row (the cache's k; V for a "full" cache). */
+  k: number;
+  /** Token id of each entry, [n·k]. */
+  ids: Int32Array;
+  /** p_τ of each entry, [n·k] (float32 of a float64 softmax). */
+  probs: Float32Array;
+  /** Σ_rows Σ p log p (float64). */
+  plogp: number;
+}
+
 export interface TailStats {
   /** Dropped mass at τ = 1 (exact): mean and max over positions. */
   meanTailMass1: number;
@@ -169,12 +180,23 @@ export class TeacherCache {
 
   /** p_τ rows for positions [p0, p1) of window w, dense [n·V], plus Σ p log p. */
   targets(w: number, p0: number, p1: number, temperature: number): TeacherTargets {
+    const sp = this.sparseTargets(w, p0, p1, temperature);
+    const V = this.vocabSize;
+    const k = sp.k;
+    const probs = new Float32Array((p1 - p0) * V);
+    for (let r = 0; r < p1 - p0; r++) for (let j = 0; j < k; j++) probs[r * V + sp.ids[r * k + j]] = sp.probs[r * k + j];
+    return { probs, plogp: sp.plogp };
+  }
+
+  /** The same p_τ rows as `targets`, as the cache's k entries per row: token ids and probabilities [n·k]. */
+  sparseTargets(w: number, p0: number, p1: number, temperature: number): SparseTargets {
     if (w < 0 || w >= this.windows.length) throw new UsageError(`teacher cache has no window ${w}`);
     if (!(temperature > 0)) throw new UsageError(`temperature must be > 0, got ${temperature}`);
-    const V = this.vocabSize;
+    if (p0 < 0 || p1 > this.seqLen || p0 >= p1) throw new UsageError(`teacher cache: positions [${p0}, ${p1}) outside [0, ${this.seqLen})`);
     const k = this.k;
     const n = p1 - p0;
-    const probs = new Float32Array(n * V);
+    const probs = new Float32Array(n * k);
+    const outIds = new Int32Array(n * k);
     const vals = this.values[w];
     const ids = this.ids ? this.ids[w] : null;
     const e = new Float64Array(k);
@@ -191,12 +213,12 @@ export class TeacherCache {
       const logS = Math.log(s);
       for (let j = 0; j < k; j++) {
         const p = e[j] / s;
-        const col = ids ? ids[off + j] : j;
-        probs[r * V + col] = p;
+        probs[r * k + j] = p;
+        outIds[r * k + j] = ids ? ids[off + j] : j;
         if (p > 0) plogp += p * ((vals[off + j] - m) / temperature - logS);
       }
     }
-    return { probs, plogp };
+    return { k, ids: outIds, probs, plogp };
   }
 
   /** Dropped tail mass (exact at τ = 1, upper bound at `temperature`) over all cached positions. */

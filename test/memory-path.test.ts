@@ -3,7 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { initEngine, type BackendName } from "../src/engine";
 import { accumulate } from "../src/importance";
 import { parseConfig } from "../src/model/config";
-import { LlamaModel } from "../src/model/llama";
+import { layerActivationFloats, LlamaModel } from "../src/model/llama";
 import { randomTensors } from "../src/model/random";
 import { TeacherCache } from "../src/teacher";
 import { randomIds, relError } from "./reference/configs";
@@ -63,6 +63,27 @@ for (const backend of backends) {
       console.log(`      rel ${e.rel.toExponential(2)}; peak above weights: layerwise ${lw.extra} B, straightforward ${sf.extra} B, all MLP gradients ${allGradBytes} B`);
       assert.ok(lw.extra < allGradBytes, `layerwise peak above the weights: ${lw.extra} B, all MLP gradients: ${allGradBytes} B`);
       assert.ok(lw.extra < sf.extra, `layerwise peak ${lw.extra} B not below straightforward ${sf.extra} B`);
+    });
+
+    it("agrees with a top-k teacher, an untied head and recomputed layers (sparse loss targets, keepActivationsMiB 0 and partial)", async () => {
+      const ucfg = parseConfig({ ...cfg, num_hidden_layers: 3, tie_word_embeddings: false, num_key_value_heads: 1 });
+      const before = tf.memory().numTensors;
+      const um = LlamaModel.fromTensors(ucfg, randomTensors(ucfg, 11, 0.3));
+      try {
+        const tk = await TeacherCache.build(um, windows, { topk: 4 });
+        const opts = { criterion: "sd-taylor" as const, alpha: 0.4, temperature: 0.5 };
+        const run = async (extra: object) => (await accumulate(um, windows, tk, null, { ...opts, ...extra })).scores().flat();
+        const ref = await run({ path: "straightforward" });
+        const perLayerMiB = (4 * layerActivationFloats(ucfg, 0, windows[0].length)) / 2 ** 20;
+        for (const keep of [0, 1.5 * perLayerMiB, 64]) {
+          const e = relError(await run({ keepActivationsMiB: keep }), ref);
+          console.log(`      keepActivationsMiB ${keep.toPrecision(3)}: rel ${e.rel.toExponential(2)}`);
+          assert.ok(e.rel <= 1e-4, `keepActivationsMiB ${keep}: rel ${e.rel}`);
+        }
+      } finally {
+        um.dispose();
+      }
+      assert.equal(tf.memory().numTensors, before, "tensors left behind");
     });
   });
 }

@@ -1,7 +1,9 @@
 import * as tf from "@tensorflow/tfjs";
 import { NumericError, UsageError } from "../errors";
-import { chunkLabels, chunkLossGrad, LossMeter, mixedLoss, positionChunk, type LossSpec } from "../loss";
-import type { LlamaModel } from "../model/llama";
+import { chunkLabels, LossMeter, mixedLoss, positionChunk, type LossSpec } from "../loss";
+import { disposeActivations, layerVjp } from "../model/layer-vjp";
+import { layerActivationFloats, type LayerActivations, type LlamaModel } from "../model/llama";
+import { headLossVjp } from "./head-loss";
 import type { TeacherCache } from "../teacher";
 import { mlpGroup, take64, taylorChannel } from "./reduce";
 import { runWindows } from "../progress";
@@ -19,47 +21,42 @@ export interface WindowScore {
   kd: number;
 }
 
-/**
- * VJP of `model.head` (final RMSNorm, then · W_head) at rows `h` [n, H] for upstream dLogits [n, V].
- * Written out rather than taped: the product with the head is the most expensive step for large
- * vocabularies, and this way it runs once, as dLogits · E [n,V]·[V,H] for a tied head (no transpose),
- * instead of a forward recompute plus a transposed product. Only the cheap RMSNorm is taped. The
- * straightforward path and the float64 reference test check it against the model's own head.
- */
-export function headVjp(model: LlamaModel, h: tf.Tensor2D, dLogits: tf.Tensor2D): tf.Tensor2D {
-  const w = model.weights;
-  const eps = model.config.rms_norm_eps;
-  return tf.tidy(() => {
-    let dNormed: tf.Tensor2D;
-    if (w.lm_head) {
-      dNormed = tf.getBackend() === "tensorflow" ? tf.matMul(dLogits, w.lm_head, false, true) : tf.matMul(dLogits, tf.transpose(w.lm_head));
-    } else {
-      dNormed = tf.matMul(dLogits, w.embed_tokens);
-    }
-    const norm = (x: tf.Tensor): tf.Tensor => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), w.norm);
-    return tf.grads(norm)([h], dNormed)[0] as tf.Tensor2D;
-  });
-}
+/** Default of AccumulateOptions.keepActivationsMiB: all layers of models up to ~110M parameters at seq 128. */
+export const KEEP_ACTIVATIONS_MIB = 64;
 
 /**
- * Layer-by-layer path: forward keeping each layer's input, analytic ∂L/∂logits per position chunk,
- * VJP through the head, then for l = L−1..0 a VJP of `layer(l)` w.r.t. (h_l, gate, up, down) with the
- * upstream gradient. Only one layer's weight gradients are alive at a time.
+ * Layer-by-layer path: a forward that keeps each layer's activations (within `keepMiB`; beyond it only
+ * the layer input, and the layer is recomputed in the backward sweep), then per position chunk the loss
+ * fused with the head's backward (headLossVjp), then for l = L−1..0 the hand-written layer backward
+ * (layerVjp), each layer's MLP gradients reduced to channel scores and freed before the next layer.
  */
-export function taylorWindowLayerwise(model: LlamaModel, window: number[], w: number, teacher: TeacherCache | null, spec: LossSpec): WindowScore {
+export function taylorWindowLayerwise(model: LlamaModel, window: number[], w: number, teacher: TeacherCache | null, spec: LossSpec, keepMiB = KEEP_ACTIVATIONS_MIB): WindowScore {
   const L = model.config.num_hidden_layers;
   const V = model.config.vocab_size;
   const T = window.length;
   const meter = new LossMeter(spec);
-  const inputs: tf.Tensor2D[] = [];
+  const inputs: (tf.Tensor2D | null)[] = new Array(L).fill(null);
+  const saved: (LayerActivations | null)[] = new Array(L).fill(null);
   let dh: tf.Tensor2D | null = null;
   try {
     const ids = tf.tensor2d([window], [1, T], "int32");
     let h = model.embed(ids);
     ids.dispose();
+    let budget = keepMiB * 1024 * 1024;
     for (let l = 0; l < L; l++) {
-      inputs.push(h);
-      h = model.layer(l, h, 1, T);
+      const bytes = 4 * layerActivationFloats(model.config, l, T);
+      let next: tf.Tensor2D;
+      if (bytes <= budget) {
+        budget -= bytes;
+        const r = model.layerSaved(l, h);
+        saved[l] = r.saved;
+        next = r.h;
+        h.dispose();
+      } else {
+        inputs[l] = h;
+        next = model.layer(l, h, 1, T);
+      }
+      h = next;
     }
     const top = h;
     const chunk = positionChunk(V, T);
@@ -67,22 +64,14 @@ export function taylorWindowLayerwise(model: LlamaModel, window: number[], w: nu
     try {
       for (let p0 = 0; p0 < T; p0 += chunk) {
         const n = Math.min(chunk, T - p0);
-        const hc = tf.slice(top, [p0, 0], [n, -1]);
+        const hc = n === T ? top : tf.slice(top, [p0, 0], [n, -1]);
         try {
-          const logits = model.head(hc);
-          const tg = spec.alpha > 0 ? (teacher as TeacherCache).targets(w, p0, p0 + n, spec.temperature) : null;
-          let cl;
-          try {
-            cl = chunkLossGrad(logits, chunkLabels([window], T, p0, p0 + n), tg ? tg.probs : null, spec);
-          } finally {
-            logits.dispose();
-          }
-          meter.add(cl, tg ? tg.plogp : 0);
-          const g = headVjp(model, hc, cl.grad);
-          cl.grad.dispose();
-          parts.push(g);
+          const tg = spec.alpha > 0 ? (teacher as TeacherCache).sparseTargets(w, p0, p0 + n, spec.temperature) : null;
+          const r = headLossVjp(model, hc, chunkLabels([window], T, p0, p0 + n), tg, spec);
+          meter.add(r, tg ? tg.plogp : 0);
+          parts.push(r.dh);
         } finally {
-          hc.dispose();
+          if (hc !== top) hc.dispose();
         }
       }
       if (!Number.isFinite(meter.loss)) throw new NumericError(`loss is ${meter.loss} on sample ${w} (CE ${meter.ce}, KD ${meter.kd})`);
@@ -93,27 +82,31 @@ export function taylorWindowLayerwise(model: LlamaModel, window: number[], w: nu
     }
     const perLayer: Float64Array[] = new Array(L);
     for (let l = L - 1; l >= 0; l--) {
-      const lw = model.weights.layers[l];
-      const x = inputs[l];
-      const f = (hIn: tf.Tensor, g: tf.Tensor, u: tf.Tensor, d: tf.Tensor): tf.Tensor =>
-        model.layer(l, hIn as tf.Tensor2D, 1, T, { ...lw, gate_proj: g as tf.Tensor2D, up_proj: u as tf.Tensor2D, down_proj: d as tf.Tensor2D });
-      // Layer 0 needs no gradient w.r.t. its input.
-      const res =
-        l > 0
-          ? tf.grads(f)([x, lw.gate_proj, lw.up_proj, lw.down_proj], dh as tf.Tensor2D)
-          : [null, ...tf.grads((g: tf.Tensor, u: tf.Tensor, d: tf.Tensor) => f(x, g, u, d))([lw.gate_proj, lw.up_proj, lw.down_proj], dh as tf.Tensor2D)];
-      const [dx, gG, gU, gD] = res as [tf.Tensor2D | null, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
-      perLayer[l] = take64(taylorChannel(mlpGroup(lw), { gate: gG, up: gU, down: gD }));
-      tf.dispose([gG, gU, gD]);
+      let a = saved[l];
+      if (!a) {
+        const r = model.layerSaved(l, inputs[l] as tf.Tensor2D);
+        r.h.dispose();
+        a = r.saved;
+        (inputs[l] as tf.Tensor2D).dispose();
+        inputs[l] = null;
+      }
+      let res;
+      try {
+        res = layerVjp(model, l, a, dh as tf.Tensor2D, l > 0);
+      } finally {
+        disposeActivations(a);
+        saved[l] = null;
+      }
       (dh as tf.Tensor2D).dispose();
-      dh = dx;
-      x.dispose();
-      inputs[l] = null as unknown as tf.Tensor2D;
+      dh = res.dh;
+      perLayer[l] = take64(taylorChannel(mlpGroup(model.weights.layers[l]), res.grads));
+      tf.dispose([res.grads.gate, res.grads.up, res.grads.down]);
       if (perLayer[l].some((v) => !Number.isFinite(v))) throw new NumericError(`non-finite importance in layer ${l} on sample ${w} (loss ${meter.loss})`);
     }
     return { perLayer, loss: meter.loss, ce: meter.ce, kd: meter.kd };
   } finally {
     for (const x of inputs) if (x && !x.isDisposed) x.dispose();
+    for (const a of saved) if (a) disposeActivations(a);
     if (dh && !dh.isDisposed) dh.dispose();
   }
 }
@@ -158,9 +151,10 @@ export const taylor: CriterionImpl = {
     // accumulate() has already checked the teacher's vocabulary and windows
     if (alpha > 0 && !teacher) throw new UsageError(`criterion ${opts.criterion} with alpha ${alpha} needs a teacher cache`);
     const spec: LossSpec = { alpha, temperature: settings.temperature ?? 1, B: 1, T };
-    const one = opts.path === "straightforward" ? taylorWindowStraightforward : taylorWindowLayerwise;
+    const keep = opts.keepActivationsMiB ?? KEEP_ACTIVATIONS_MIB;
+    if (!(keep >= 0)) throw new UsageError(`keepActivationsMiB must be ≥ 0, got ${keep}`);
     await runWindows("score", from, count, T, opts, (w) => {
-      const r = one(model, windows[w], w, teacher, spec);
+      const r = opts.path === "straightforward" ? taylorWindowStraightforward(model, windows[w], w, teacher, spec) : taylorWindowLayerwise(model, windows[w], w, teacher, spec, keep);
       sink(r.perLayer, 1);
       return `loss ${r.loss.toFixed(4)}`;
     });

@@ -53,6 +53,11 @@ export interface AccumulateOptions extends RunOptions {
   seed?: number;
   /** Taylor only: "layerwise" (default; one layer's gradients alive at a time) or "straightforward" (model.gradients over all MLP weights). */
   path?: "layerwise" | "straightforward";
+  /**
+   * Layerwise path: MiB of one window's forward activations kept for the backward sweep (default 64);
+   * layers past the budget are recomputed from their input there (slower, one layer's activations at a time).
+   */
+  keepActivationsMiB?: number;
 }
 
 /** What one criterion family implementation receives. */

@@ -69,6 +69,65 @@ const MASKED = -1e9;
 /** Cached causal masks beyond this count are dropped at the next public call (varied lengths in evals). */
 const MAX_CACHED_MASKS = 32;
 
+/**
+ * What the hand-written backward of one decoder layer (src/model/layer-vjp.ts) needs from its forward
+ * pass, recorded by `layerSaved` (one sequence, no key/value cache). Holding these instead of
+ * recomputing the layer in the backward sweep saves a forward pass and most of the small kernels.
+ */
+export interface LayerActivations {
+  T: number;
+  /** Input RMSNorm: x·r (before the weight) and r = 1/rms, [T, H] and [T, 1]. */
+  xhat1: tf.Tensor2D;
+  r1: tf.Tensor2D;
+  /** Roped queries times 1/√hd, grouped per kv head: [nKV, g·T, hd] (row j·T + t is query head kv·g + j). */
+  qq: tf.Tensor3D;
+  /** Roped keys and the values, [nKV, T, hd]. */
+  kk: tf.Tensor3D;
+  vv: tf.Tensor3D;
+  /** Attention probabilities, [nKV, g·T, T] (exact zeros above the diagonal). */
+  probs: tf.Tensor3D;
+  /** Post-attention RMSNorm: x·r, r and the normed MLP input, [T, H], [T, 1], [T, H]. */
+  xhat2: tf.Tensor2D;
+  r2: tf.Tensor2D;
+  xn2: tf.Tensor2D;
+  /** sigmoid(gate), silu(gate) = gate·sigmoid(gate), up, and act = silu·up: [T, I] each. */
+  sig: tf.Tensor2D;
+  silu: tf.Tensor2D;
+  up: tf.Tensor2D;
+  act: tf.Tensor2D;
+}
+
+/**
+ * z[flat] − log Σ exp z along `axis` for a logits block z (which it disposes). Each [rows, V] temporary
+ * is freed as soon as the next one exists, so at most two blocks are alive and the allocator hands a
+ * freed block to the next one: inside a tidy all of them would be freed together at the end, the heap
+ * top would be trimmed and every block would page-fault afresh (bench/NOTES.md).
+ */
+export function targetLogProbs(z: tf.Tensor2D, flat: Int32Array, axis: 0 | 1): tf.Tensor1D {
+  return tf.tidy(() => {
+    const zFlat = tf.reshape(z, [-1]);
+    const picked = tf.gather(zFlat, tf.tensor1d(flat, "int32"));
+    zFlat.dispose();
+    const m = tf.max(z, axis, true);
+    const d = tf.sub(z, m);
+    z.dispose();
+    const e = tf.exp(d);
+    d.dispose();
+    const s = tf.sum(e, axis);
+    e.dispose();
+    return tf.sub(picked, tf.add(tf.log(s), tf.reshape(m, [-1]))) as tf.Tensor1D;
+  });
+}
+
+/** Float32 values held by one layer's LayerActivations (for memory budgets). */
+export function layerActivationFloats(config: LlamaConfig, l: number, T: number): number {
+  const H = config.hidden_size;
+  const I = Array.isArray(config.intermediate_size) ? config.intermediate_size[l] : config.intermediate_size;
+  const nH = config.num_attention_heads;
+  const hd = config.head_dim;
+  return T * (4 * H + 2) + T * hd * (nH + 2 * config.num_key_value_heads) + nH * T * T + 4 * T * I;
+}
+
 interface KV {
   k: tf.Tensor3D; // [B*nKV, Tk, hd], RoPE applied
   v: tf.Tensor3D;
@@ -336,6 +395,52 @@ export class LlamaModel {
     return tf.tidy(() => this.headWith(this.weights, this.rmsNorm(h, this.weights.norm), false));
   }
 
+  /** `layer(l, h, 1, T)` that also returns what its backward needs (see LayerActivations). */
+  layerSaved(l: number, h: tf.Tensor2D): { h: tf.Tensor2D; saved: LayerActivations } {
+    const T = h.shape[0];
+    return tf.tidy((): tf.TensorContainer => {
+      const rec = { T } as LayerActivations;
+      const out = this.layerImpl(l, h, 1, T, this.weights.layers[l], undefined, null, 0, rec).h;
+      return { h: out, saved: rec } as unknown as tf.TensorContainer;
+    }) as unknown as { h: tf.Tensor2D; saved: LayerActivations };
+  }
+
+  /** The final RMSNorm of rows h: normed rows, x·r and r (for a hand-written backward of the head). */
+  finalNorm(h: tf.Tensor2D): { xn: tf.Tensor2D; xhat: tf.Tensor2D; r: tf.Tensor2D } {
+    return tf.tidy(() => {
+      const rec = {} as { xhat: tf.Tensor2D; r: tf.Tensor2D };
+      const xn = this.rmsNorm(h, this.weights.norm, rec);
+      return { xn, ...rec };
+    });
+  }
+
+  /** Logits of rows that are already normed by the final RMSNorm. */
+  headNormed(xn: tf.Tensor2D): tf.Tensor2D {
+    return tf.tidy(() => this.headWith(this.weights, xn, false));
+  }
+
+  /**
+   * The same logits vocabulary-major, [V, n] = headNormed(xn)ᵀ, for the native backend: its product is
+   * fast in this orientation (see headWith), and reductions over the vocabulary can then run along axis 0
+   * instead of paying a [V, n] transpose (bench/NOTES.md).
+   */
+  headNormedT(xn: tf.Tensor2D): tf.Tensor2D {
+    const w = this.weights;
+    return tf.tidy(() => (w.lm_head ? tf.matMul(w.lm_head, xn, true, true) : tf.matMul(w.embed_tokens, xn, false, true)) as tf.Tensor2D);
+  }
+
+  /**
+   * RoPE pieces for positions 0..T−1 as the forward uses them: cos and sign-folded sin [T, hd], and the
+   * [hd, hd] half-swap permutation (symmetric, so it is also its own transpose).
+   */
+  ropeParts(T: number): { cos: tf.Tensor2D; sin: tf.Tensor2D; swap: tf.Tensor2D } {
+    return tf.tidy(() => {
+      const { cos, sin } = this.rope(T, 0);
+      const hd = this.config.head_dim;
+      return { cos: cos.reshape([T, hd]) as tf.Tensor2D, sin: sin.reshape([T, hd]) as tf.Tensor2D, swap: tf.clone(this.swapMatrix()) };
+    });
+  }
+
   forward(ids: number[][] | tf.Tensor2D, opts?: ForwardOptions): tf.Tensor3D {
     this.trimCaches();
     return tf.tidy(() => this.forwardWith(this.weights, ids, opts, false));
@@ -381,11 +486,14 @@ export class LlamaModel {
             const vals = tf.tidy(() => {
               // gather, not slice: wasm's Slice reads the whole source tensor on every call
               const rowsIdx = tf.tensor1d(Int32Array.from({ length: c }, (_, r) => r0 + r), "int32");
-              const logits = this.headWith(this.weights, tf.gather(hn, rowsIdx) as tf.Tensor2D, false);
+              const xn = tf.gather(hn, rowsIdx) as tf.Tensor2D;
+              // z[target] − logsumexp(z): the [c, V] log-softmax is never materialised (one full pass fewer).
+              // The native backend keeps its logits vocabulary-major ([V, c], see headNormedT): no transpose.
+              const vMajor = tf.getBackend() === "tensorflow";
+              const logits = vMajor ? this.headNormedT(xn) : this.headWith(this.weights, xn, false);
               const flat = new Int32Array(c);
-              for (let r = 0; r < c; r++) flat[r] = r * V + flatTargets[r0 + r];
-              // z[target] − logsumexp(z): the [c, V] log-softmax is never materialised (one full pass fewer)
-              return tf.sub(tf.gather(tf.reshape(logits, [c * V]), tf.tensor1d(flat, "int32")), tf.logSumExp(logits, 1));
+              for (let r = 0; r < c; r++) flat[r] = vMajor ? flatTargets[r0 + r] * c + r : r * V + flatTargets[r0 + r];
+              return targetLogProbs(logits, flat, vMajor ? 0 : 1);
             });
             result.set(vals.dataSync() as Float32Array, r0);
             vals.dispose();
@@ -525,7 +633,11 @@ export class LlamaModel {
   private trunk(w: ModelWeights, ids: tf.Tensor2D, B: number, T: number, opts?: ForwardOptions): tf.Tensor2D {
     let h = this.embedWith(w, ids);
     for (let l = 0; l < this.config.num_hidden_layers; l++) {
-      h = this.layerImpl(l, h, B, T, w.layers[l], opts?.layers?.[l], null, 0).h;
+      // One tidy per layer frees its temporaries before the next layer allocates its own (reusing the
+      // memory instead of growing the heap for the whole pass); a gradient tape keeps its own copies.
+      const prev = h;
+      h = tf.tidy(() => this.layerImpl(l, prev, B, T, w.layers[l], opts?.layers?.[l], null, 0).h);
+      if (l > 0) prev.dispose();
     }
     return h;
   }
@@ -534,9 +646,15 @@ export class LlamaModel {
     return tf.tidy(() => tf.gather(w.embed_tokens, tf.reshape(ids, [-1])) as tf.Tensor2D);
   }
 
-  private rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D): tf.Tensor2D {
+  private rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, rec?: { xhat: tf.Tensor2D; r: tf.Tensor2D }): tf.Tensor2D {
     const ms = tf.mean(tf.square(x), -1, true);
-    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, this.config.rms_norm_eps))), weight);
+    const r = tf.rsqrt(tf.add(ms, this.config.rms_norm_eps)) as tf.Tensor2D;
+    const xhat = tf.mul(x, r) as tf.Tensor2D;
+    if (rec) {
+      rec.xhat = xhat;
+      rec.r = r;
+    }
+    return tf.mul(xhat, weight);
   }
 
   /**
@@ -601,8 +719,15 @@ export class LlamaModel {
    */
   private applyRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
     const hd = this.config.head_dim;
+    const swap = this.swapMatrix();
+    const swapped = tf.matMul(tf.reshape(x, [-1, hd]) as tf.Tensor2D, swap).reshape(x.shape) as tf.Tensor4D;
+    return tf.add(tf.mul(x, cos), tf.mul(swapped, sin));
+  }
+
+  private swapMatrix(): tf.Tensor2D {
+    const hd = this.config.head_dim;
     const half = hd / 2;
-    const swap = this.constant("rope.swap", () => {
+    return this.constant("rope.swap", () => {
       const p = new Float32Array(hd * hd);
       for (let j = 0; j < half; j++) {
         p[(j + half) * hd + j] = 1; // output j ← input j + d/2
@@ -610,8 +735,6 @@ export class LlamaModel {
       }
       return tf.tensor2d(p, [hd, hd]);
     }) as tf.Tensor2D;
-    const swapped = tf.matMul(tf.reshape(x, [-1, hd]) as tf.Tensor2D, swap).reshape(x.shape) as tf.Tensor4D;
-    return tf.add(tf.mul(x, cos), tf.mul(swapped, sin));
   }
 
   /** Additive causal mask [Tq, Tk] for queries at positions past..past+Tq−1. */
@@ -624,7 +747,7 @@ export class LlamaModel {
     }) as tf.Tensor2D;
   }
 
-  private attention(lw: LayerWeights, xn: tf.Tensor2D, B: number, T: number, past: KV | null, offset: number): { out: tf.Tensor2D; kv: KV } {
+  private attention(lw: LayerWeights, xn: tf.Tensor2D, B: number, T: number, past: KV | null, offset: number, rec: LayerActivations | null): { out: tf.Tensor2D; kv: KV } {
     const c = this.config;
     const nH = c.num_attention_heads;
     const nKV = c.num_key_value_heads;
@@ -645,28 +768,38 @@ export class LlamaModel {
       vv = tf.concat([past.v, vv], 1);
     }
     const Tk = pastLen + T;
+    if (rec) {
+      rec.qq = qq as tf.Tensor3D;
+      rec.kk = kk;
+      rec.vv = vv;
+    }
     let ctx: tf.Tensor;
     if (tf.getBackend() === "wasm" && B * nKV > 1) {
       // wasm runs batched products (batch > 1) in a plain loop at ~1 GFLOP/s but rank-2 ones through XNNPACK
       // at ~10, so attention is one pair of 2D products per (sequence, kv head). The slices are contiguous
       // (cheap with the Slice kernel of wasm-fixes) and their gradients are pads.
       const heads: tf.Tensor2D[] = [];
+      const probs: tf.Tensor2D[] = [];
       for (let i = 0; i < B * nKV; i++) {
         const qi = tf.reshape(tf.slice(qq, [i, 0, 0], [1, g * T, hd]), [g * T, hd]) as tf.Tensor2D;
         const ki = tf.reshape(tf.slice(kk, [i, 0, 0], [1, Tk, hd]), [Tk, hd]) as tf.Tensor2D;
         const vi = tf.reshape(tf.slice(vv, [i, 0, 0], [1, Tk, hd]), [Tk, hd]) as tf.Tensor2D;
         let s: tf.Tensor = tf.matMul(qi, tf.transpose(ki));
         if (T > 1) s = tf.add(s.reshape([g, T, Tk]), this.causalMask(T, pastLen)).reshape([g * T, Tk]);
-        heads.push(tf.matMul(tf.softmax(s) as tf.Tensor2D, vi));
+        const p = tf.softmax(s) as tf.Tensor2D;
+        if (rec) probs.push(p);
+        heads.push(tf.matMul(p, vi));
       }
+      if (rec) rec.probs = tf.stack(probs) as tf.Tensor3D;
       ctx = tf.stack(heads).reshape([B, nH, T, hd]);
     } else {
       let scores: tf.Tensor = tf.matMul(qq, tf.transpose(kk, [0, 2, 1]));
       if (T > 1) {
         scores = tf.add(scores.reshape([B * nKV, g, T, Tk]), this.causalMask(T, pastLen)).reshape([B * nKV, g * T, Tk]);
       }
-      const probs = tf.softmax(scores);
-      ctx = tf.matMul(probs as tf.Tensor3D, vv).reshape([B, nH, T, hd]);
+      const probs = tf.softmax(scores) as tf.Tensor3D;
+      if (rec) rec.probs = probs;
+      ctx = tf.matMul(probs, vv).reshape([B, nH, T, hd]);
     }
     const merged = tf.transpose(ctx, [0, 2, 1, 3]).reshape([B * T, nH * hd]) as tf.Tensor2D;
     return { out: tf.matMul(merged, lw.o_proj), kv: { k: kk, v: vv } };
@@ -681,18 +814,30 @@ export class LlamaModel {
     opts: LayerOptions | undefined,
     past: KV | null,
     offset: number,
+    rec: LayerActivations | null = null,
   ): { h: tf.Tensor2D; kv: KV | null } {
     let x = h;
     let kv: KV | null = null;
+    if (rec && (opts || past || B !== 1)) throw new UsageError("layerSaved: one sequence, no layer options and no key/value cache");
     if (!opts?.skipAttention) {
-      const a = this.attention(lw, this.rmsNorm(h, lw.input_layernorm), B, T, past, offset);
+      const n1 = rec ? { xhat: h, r: h } : undefined;
+      const a = this.attention(lw, this.rmsNorm(h, lw.input_layernorm, n1), B, T, past, offset, rec);
+      if (rec && n1) {
+        rec.xhat1 = n1.xhat;
+        rec.r1 = n1.r;
+      }
       x = tf.add(h, a.out);
       kv = a.kv;
     }
     if (!opts?.skipMlp) {
-      const xn = this.rmsNorm(x, lw.post_attention_layernorm);
+      const n2 = rec ? { xhat: x, r: x } : undefined;
+      const xn = this.rmsNorm(x, lw.post_attention_layernorm, n2);
       const gate = tf.matMul(xn, lw.gate_proj);
-      let act: tf.Tensor2D = tf.mul(tf.mul(gate, tf.sigmoid(gate)), tf.matMul(xn, lw.up_proj));
+      const sig = tf.sigmoid(gate) as tf.Tensor2D;
+      const silu = tf.mul(gate, sig) as tf.Tensor2D;
+      const up = tf.matMul(xn, lw.up_proj);
+      let act: tf.Tensor2D = tf.mul(silu, up);
+      if (rec && n2) Object.assign(rec, { xhat2: n2.xhat, r2: n2.r, xn2: xn, sig, silu, up, act });
       if (opts?.mlpMask) {
         const I = lw.gate_proj.shape[1];
         if (!sameShape(opts.mlpMask.shape, [I])) {

@@ -1,0 +1,160 @@
+import * as tf from "@tensorflow/tfjs";
+import { UsageError } from "../errors";
+import { lossWeights, type LossSpec } from "../loss";
+import { matMulBT, rmsNormVjp } from "../model/layer-vjp";
+import type { LlamaModel } from "../model/llama";
+import type { SparseTargets } from "../teacher";
+
+/** Loss pieces of one chunk of positions (as `ChunkLoss` of src/loss.ts) and ∂L/∂h for its final hidden rows. */
+export interface HeadLoss {
+  /** ∂L/∂h [n, H] through the final RMSNorm and the head. The caller disposes it. */
+  dh: tf.Tensor2D;
+  /** Σ over labelled rows of −log q_s[label]. */
+  nllSum: number;
+  /** Σ over rows of −Σ_v p_τ log q_s. */
+  crossSum: number;
+}
+
+/**
+ * The SDMPrune loss of final hidden rows h [n, H] (labels: next tokens, −1 for none; tg: the teacher's
+ * p_τ for the same rows, null when α = 0) fused with the backward of the head, so ∂L/∂z [n, V] is never
+ * built (the formulas are those of `chunkLossGrad`):
+ *
+ *     ∂L/∂z = ρ⊙q − t,   ρ_r = w_ce·[row r has a label] + w_kd,   t = w_kd·p_τ + w_ce·onehot(label)
+ *     ∂L/∂xn = ρ⊙(q·E) − t·E
+ *
+ * where E is the [V, H] output embedding. With a top-k teacher, t has at most k+1 non-zeros per row, so
+ * t·E is a weighted sum of k+1 gathered rows of E. On [n, V] that leaves the head product, max,
+ * exp(z − max), Σ, one gather and e·E (q = e/Σe, the 1/Σe folded into ρ): the dense version spent more
+ * time building, uploading and subtracting t than in the products (bench/NOTES.md). A "full" cache
+ * (k = V) keeps the dense t.
+ */
+export function headLossVjp(model: LlamaModel, h: tf.Tensor2D, labels: Int32Array, tg: SparseTargets | null, spec: LossSpec): HeadLoss {
+  const [n, H] = h.shape;
+  const V = model.config.vocab_size;
+  if (labels.length !== n) throw new UsageError(`headLossVjp: ${labels.length} labels for ${n} rows`);
+  const w = lossWeights(spec);
+  const useKd = spec.alpha > 0;
+  if (useKd && (!tg || tg.probs.length !== n * tg.k)) throw new UsageError(`headLossVjp: teacher targets for ${n} rows needed, got ${tg ? tg.probs.length / tg.k : "none"}`);
+  const k = useKd ? (tg as SparseTargets).k : 0;
+  const sparse = 8 * (k + 1) <= V;
+  const rho = new Float32Array(n);
+  const labelled: number[] = [];
+  for (let r = 0; r < n; r++) {
+    rho[r] = w.kd;
+    if (labels[r] >= 0) {
+      if (labels[r] >= V) throw new UsageError(`headLossVjp: label ${labels[r]} out of range for vocabulary ${V}`);
+      rho[r] += w.ce;
+      labelled.push(r);
+    }
+  }
+  // Entries of t, k+1 per row when sparse: the label (weight w_ce; column 0 and weight 0 for a row
+  // without one), then the teacher's k (weight w_kd·p). Dense: the labels only (for the logged loss).
+  const per = sparse ? k + 1 : 1;
+  const entries = n * per;
+  const colOf = new Int32Array(entries);
+  const weight = new Float32Array(entries);
+  for (let r = 0; r < n; r++) {
+    if (labels[r] >= 0) {
+      colOf[r * per] = labels[r];
+      weight[r * per] = w.ce;
+    }
+    if (sparse && useKd) {
+      const t = tg as SparseTargets;
+      for (let j = 0; j < k; j++) {
+        colOf[r * per + 1 + j] = t.ids[r * k + j];
+        weight[r * per + 1 + j] = w.kd * t.probs[r * k + j];
+      }
+    }
+  }
+  const E = model.weights.lm_head; // [H, V] when untied; else the [V, H] embedding
+  // Vocabulary-major [V, n] logits on the native backend (no transpose of a [V, n] block), row-major elsewhere.
+  const vMajor = tf.getBackend() === "tensorflow";
+  const at = (row: number, col: number): number => (vMajor ? col * n + row : row * V + col);
+  const out = tf.tidy(() => {
+    const { xn, xhat, r } = model.finalNorm(h);
+    const logits = vMajor ? model.headNormedT(xn) : model.headNormed(xn);
+    const ax = vMajor ? 0 : 1;
+    const flat = new Int32Array(entries);
+    for (let i = 0; i < entries; i++) flat[i] = at(Math.floor(i / per), colOf[i]);
+    const zFlat = tf.reshape(logits, [n * V]);
+    const z = tf.gather(zFlat, tf.tensor1d(flat, "int32"));
+    zFlat.dispose();
+    // q = e/Σe along the vocabulary, log Σ exp z = m + log Σe. wasm's fused Softmax kernel beats its scalar
+    // Exp plus Sub; libtensorflow 1.15's Softmax is ~9× slower than max, sub, exp and sum on [128, 32000].
+    // [n, V] blocks are freed as soon as they are used (see targetLogProbs in model/llama.ts); the dense
+    // path still needs the logits at the end.
+    const m = tf.max(logits, ax, true);
+    const rhoT = tf.tensor2d(rho, vMajor ? [1, n] : [n, 1]);
+    let sumE: tf.Tensor2D;
+    let e: tf.Tensor2D;
+    let rhoS: tf.Tensor2D; // ρ/Σe per row, so that ρ⊙q = rhoS⊙e
+    if (tf.getBackend() === "wasm") {
+      e = tf.softmax(logits) as tf.Tensor2D; // e = q
+      if (sparse) logits.dispose();
+      sumE = tf.reciprocal(tf.max(e, ax, true)) as tf.Tensor2D; // = Σ exp(z − m): the largest q is exp(0)/Σ
+      rhoS = rhoT;
+    } else {
+      const d = tf.sub(logits, m);
+      if (sparse) logits.dispose();
+      e = tf.exp(d) as tf.Tensor2D;
+      d.dispose();
+      sumE = tf.sum(e, ax, true) as tf.Tensor2D;
+      rhoS = tf.div(rhoT, sumE) as tf.Tensor2D;
+    }
+    /** d·E for d [n, V] (or [V, n] when vocabulary-major): [n, H]. */
+    const timesE = (d: tf.Tensor2D): tf.Tensor2D => {
+      if (vMajor) return (E ? tf.matMul(d, E, true, true) : tf.matMul(d, model.weights.embed_tokens, true, false)) as tf.Tensor2D;
+      return E ? matMulBT(d, E) : (tf.matMul(d, model.weights.embed_tokens) as tf.Tensor2D);
+    };
+    let dxn: tf.Tensor2D;
+    let tz: tf.Tensor = tf.zeros([1]);
+    if (sparse) {
+      const eE = timesE(e);
+      const cols = tf.tensor1d(colOf, "int32");
+      const picked = E ? tf.transpose(tf.gather(E, cols, 1)) : tf.gather(model.weights.embed_tokens, cols); // [entries, H]
+      const tE = tf.sum(tf.reshape(tf.mul(picked, tf.tensor2d(weight, [entries, 1])), [n, per, H]), 1);
+      dxn = tf.sub(tf.mul(eE, vMajor ? tf.reshape(rhoS, [n, 1]) : rhoS), tE) as tf.Tensor2D;
+    } else {
+      const t = new Float32Array(n * V);
+      for (const r of labelled) t[at(r, labels[r])] += w.ce;
+      if (useKd) {
+        const p = tg as SparseTargets;
+        for (let i = 0; i < n * k; i++) t[at(Math.floor(i / k), p.ids[i])] += w.kd * p.probs[i];
+      }
+      const tT = tf.tensor2d(t, vMajor ? [V, n] : [n, V]);
+      dxn = timesE(tf.sub(tf.mul(e, rhoS), tT) as tf.Tensor2D);
+      if (useKd) tz = tf.sum(tf.mul(tT, logits)).reshape([1]);
+    }
+    const dh = rmsNormVjp(xhat, r, model.weights.norm, dxn);
+    return { dh, stats: tf.concat([m.reshape([n]), sumE.reshape([n]), z, tz]) };
+  });
+  const s = out.stats.dataSync() as Float32Array;
+  out.stats.dispose();
+  const lse = new Float64Array(n);
+  for (let r = 0; r < n; r++) lse[r] = s[r] + Math.log(s[n + r]);
+  const zOf = (i: number): number => s[2 * n + i];
+  let nllSum = 0;
+  let zLab = 0;
+  for (const r of labelled) {
+    nllSum += lse[r] - zOf(r * per);
+    zLab += zOf(r * per);
+  }
+  let crossSum = 0;
+  if (useKd) {
+    const t = tg as SparseTargets;
+    // −Σ p log q = Σ_r lse_r·Σ_j p_rj − Σ p·z
+    let pz = 0;
+    for (let r = 0; r < n; r++) {
+      let ps = 0;
+      for (let j = 0; j < k; j++) {
+        ps += t.probs[r * k + j];
+        if (sparse) pz += t.probs[r * k + j] * zOf(r * per + 1 + j);
+      }
+      crossSum += lse[r] * ps;
+    }
+    if (!sparse) pz = (s[2 * n + entries] - w.ce * zLab) / w.kd;
+    crossSum -= pz;
+  }
+  return { dh: out.dh, nllSum, crossSum };
+}
