@@ -63,10 +63,24 @@ export class Progress {
  * before each one, so a cancelled run has only whole windows behind it. `step` returns a short message (e.g. the loss).
  */
 export async function runWindows(phase: string, from: number, count: number, T: number, run: RunOptions, step: (w: number) => string | void): Promise<void> {
+  await runWindowBatches(phase, from, count, T, run, 1, (w) => step(w));
+}
+
+/** As runWindows, `batch` windows per step: step(w0, n) handles windows w0..w0+n−1 (n < batch only at the end). */
+export async function runWindowBatches(
+  phase: string,
+  from: number,
+  count: number,
+  T: number,
+  run: RunOptions,
+  batch: number,
+  step: (w0: number, n: number) => string | void,
+): Promise<void> {
   const progress = new Progress(run, phase, count);
-  for (let i = 0; i < count; i++) {
+  for (let i = 0; i < count; i += batch) {
     await progress.checkpoint(`${phase} cancelled after ${i} of ${count} windows (the ${i} finished windows are kept)`);
-    const msg = step(from + i);
-    progress.advance(1, T, msg || undefined);
+    const n = Math.min(batch, count - i);
+    const msg = step(from + i, n);
+    progress.advance(n, n * T, msg || undefined);
   }
 }

@@ -93,6 +93,8 @@ export interface ScoreOptions extends RunOptions {
   samples?: number;
   /** Seed of the "random" criterion (default: the calibration seed, else 0). */
   seed?: number;
+  /** sd-taylor/ce-taylor: windows per forward/backward batch (AccumulateOptions.batchWindows; default automatic). */
+  batchWindows?: number;
 }
 
 export interface ScoreReport {
@@ -516,7 +518,7 @@ export class Session {
     if (needs.teacher && !teacher) {
       throw new UsageError("sd-taylor with alpha > 0 needs the teacher cache: calibrate() without teacher: false");
     }
-    const accOpts: AccumulateOptions = { criterion, alpha, temperature, seed, onProgress: opts.onProgress, signal: opts.signal };
+    const accOpts: AccumulateOptions = { criterion, alpha, temperature, seed, batchWindows: opts.batchWindows, onProgress: opts.onProgress, signal: opts.signal };
     const settings = settingsFor(accOpts, seqLen, teacher); // validates alpha/temperature before any work
 
     // Does the running accumulator continue?

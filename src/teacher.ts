@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { DataError, FormatError, NumericError, UsageError } from "./errors";
 import { fingerprintMismatch, modelFingerprint, type ModelFingerprint } from "./importance/fingerprint";
+import { batchingPays } from "./engine";
 import { positionChunk } from "./loss";
 import type { LlamaModel } from "./model/llama";
 import { Progress } from "./progress";
@@ -30,6 +31,8 @@ export type TopK = number | "full";
 export interface TeacherCacheOptions {
   /** Logits kept per position; "full" keeps all of them (exact). */
   topk: TopK;
+  /** Windows per forward pass (default: up to 8 and 2048 rows where batching pays, see batchingPays; else 1). */
+  batchWindows?: number;
 }
 
 export interface TeacherTargets {
@@ -112,21 +115,30 @@ export class TeacherCache {
     const values: Float32Array[] = [];
     const ids: Int32Array[] | null = topk === "full" ? null : [];
     const lse: Float32Array[] = [];
-    const chunk = positionChunk(V, T);
+    // Several windows per trunk pass where per-kernel dispatch dominates (see batchingPays), up to 2048 rows.
+    const batch = opts.batchWindows ?? (batchingPays() ? Math.max(1, Math.min(8, Math.floor(2048 / T))) : 1);
+    if (!Number.isInteger(batch) || batch < 1) throw new UsageError(`teacher batchWindows must be a positive integer, got ${batch}`);
     const progress = new Progress(run, "teacher", windows.length);
-    for (let w = 0; w < windows.length; w++) {
-      await progress.checkpoint(`teacher cache cancelled after ${w} of ${windows.length} windows`);
+    for (let w0 = 0; w0 < windows.length; w0 += batch) {
+      await progress.checkpoint(`teacher cache cancelled after ${w0} of ${windows.length} windows`);
+      const B = Math.min(batch, windows.length - w0);
+      const N = B * T;
+      const chunk = positionChunk(V, N);
       const hidden = tf.tidy(() => {
-        let h = model.embed(tf.tensor2d([windows[w]], [1, T], "int32"));
-        for (let l = 0; l < model.config.num_hidden_layers; l++) h = model.layer(l, h, 1, T);
+        let h = model.embed(tf.tensor2d(windows.slice(w0, w0 + B), [B, T], "int32"));
+        for (let l = 0; l < model.config.num_hidden_layers; l++) {
+          const next = model.layer(l, h, B, T);
+          h.dispose();
+          h = next;
+        }
         return h;
       });
-      const vals = new Float32Array(T * k);
-      const idx = ids ? new Int32Array(T * k) : null;
-      const ls = new Float32Array(T);
+      const vals = new Float32Array(N * k);
+      const idx = ids ? new Int32Array(N * k) : null;
+      const ls = new Float32Array(N);
       try {
-        for (let p0 = 0; p0 < T; p0 += chunk) {
-          const n = Math.min(chunk, T - p0);
+        for (let p0 = 0; p0 < N; p0 += chunk) {
+          const n = Math.min(chunk, N - p0);
           const got = tf.tidy(() => {
             const logits = model.head(tf.slice(hidden, [p0, 0], [n, -1]));
             const l = tf.logSumExp(logits, 1);
@@ -139,7 +151,7 @@ export class TeacherCache {
           const { z, lz, top, topIdx } = got;
           const lv = lz.dataSync();
           for (let i = 0; i < n; i++) {
-            if (!Number.isFinite(lv[i])) throw new NumericError(`teacher logits are not finite in window ${w}, position ${p0 + i}`);
+            if (!Number.isFinite(lv[i])) throw new NumericError(`teacher logits are not finite in window ${w0 + Math.floor((p0 + i) / T)}, position ${(p0 + i) % T}`);
           }
           ls.set(lv, p0);
           if (z) vals.set(z.dataSync(), p0 * k);
@@ -150,10 +162,12 @@ export class TeacherCache {
       } finally {
         hidden.dispose();
       }
-      values.push(vals);
-      if (ids && idx) ids.push(idx);
-      lse.push(ls);
-      progress.advance(1, T);
+      for (let b = 0; b < B; b++) {
+        values.push(vals.slice(b * T * k, (b + 1) * T * k));
+        if (ids && idx) ids.push(idx.slice(b * T * k, (b + 1) * T * k));
+        lse.push(ls.slice(b * T, (b + 1) * T));
+      }
+      progress.advance(B, N);
     }
     return new TeacherCache(topk, V, T, windows.map((x) => x.slice()), modelFingerprint(model), values, ids, lse);
   }

@@ -104,6 +104,22 @@ describe("importance: tiny random models", function () {
     }
   });
 
+  // Identical on wasm and cpu; libtensorflow picks GEMM blockings by row count, so batches change float32 rounding there.
+  it("batched windows give each sample the scores it gets alone (batch 1, 3 and the default)", async () => {
+    for (const [crit, alpha] of [["sd-taylor", 0.4], ["ce-taylor", 0]] as const) {
+      const one = await accumulate(model, windows, teacher, null, { criterion: crit, alpha, temperature: 0.2, batchWindows: 1 });
+      for (const batchWindows of [3, undefined]) {
+        const events: number[] = [];
+        const b = await accumulate(model, windows, teacher, null, { criterion: crit, alpha, temperature: 0.2, batchWindows, onProgress: (e) => events.push(e.done) });
+        const e = relError(flat(b.scores()), flat(one.scores()));
+        console.log(`      ${crit}: batch ${batchWindows ?? "default"} vs 1: rel ${e.rel.toExponential(2)}; progress ${events.join(",")}`);
+        assert.ok(e.rel <= 1e-5, `${crit} batch ${batchWindows}: ${e.rel}`);
+        assert.equal(b.samples, 4);
+        if (batchWindows === 3) assert.deepEqual(events, [3, 4]);
+      }
+    }
+  });
+
   it("merge of two halves equals the whole; accumulate continues; merge refuses mismatches", async () => {
     const opts = { criterion: "sd-taylor" as Criterion, alpha: 0.4, temperature: 0.2, seed: 7 };
     const whole = await accumulate(model, windows, teacher, null, opts);
@@ -236,6 +252,7 @@ describe("importance: tiny random models", function () {
     await assert.rejects(
       accumulate(model, windows, null, acc, {
         criterion: "ce-taylor",
+        batchWindows: 1,
         onProgress: (e) => {
           events.push(e);
           if (e.done === 2) ctl.abort();
@@ -249,7 +266,7 @@ describe("importance: tiny random models", function () {
     assert.equal(events[1].total, 4);
     assert.equal(events[1].tokens, 32);
     assert.ok(events[1].message && /loss/.test(events[1].message));
-    const two = await accumulate(model, windows, null, null, { criterion: "ce-taylor", count: 2 });
+    const two = await accumulate(model, windows, null, null, { criterion: "ce-taylor", count: 2, batchWindows: 1 });
     assert.ok(relError(flat(acc.scores()), flat(two.scores())).rel <= 1e-12);
 
     // a NaN weight makes the loss NaN: NumericError names the sample

@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import { initEngine } from "../src/engine";
+import { batchingPays, initEngine } from "../src/engine";
 import { CancelledError } from "../src/errors";
 import { modelFingerprint } from "../src/importance";
 import { parseConfig, paramCounts, type LlamaConfig } from "../src/model/config";
@@ -12,6 +12,7 @@ import { randomTensors } from "../src/model/random";
 import { keepForTarget, stage1Keep } from "../src/recipe";
 import { Rng } from "../src/rng";
 import { Session } from "../src/session";
+import { relError } from "./reference/configs";
 import { requireShared, sharedPath, STORIES260K } from "./support/shared";
 
 const TINY: LlamaConfig = parseConfig({
@@ -110,7 +111,8 @@ describe("Session: incremental pruning and undo", function () {
       const m = merged.scores();
       let maxRel = 0;
       w.forEach((row, l) => row.forEach((v, i) => (maxRel = Math.max(maxRel, Math.abs(v - m[l][i]) / Math.abs(v)))));
-      assert.ok(maxRel < 1e-12, `max relative difference ${maxRel}`);
+      // the native backend scores several windows per pass, and its GEMM rounding depends on the row count
+      assert.ok(maxRel < (batchingPays() ? 1e-5 : 1e-12), `max relative difference ${maxRel}`);
       // continuing in two calls on one calibration equals one call (same summation order: identical)
       const cont = tinySession();
       try {
@@ -120,7 +122,8 @@ describe("Session: incremental pruning and undo", function () {
         assert.equal(r1.started, true);
         assert.equal(r2.started, false);
         assert.equal(r2.added, 5);
-        assert.deepEqual(cont.scores!.scores(), w);
+        if (batchingPays()) assert.ok(relError(cont.scores!.scores().flat(), w.flat()).rel <= 1e-5);
+        else assert.deepEqual(cont.scores!.scores(), w);
         // new settings → new accumulator, and the report says so
         const r3 = await cont.score({ criterion: "sd-taylor", alpha: 0.1, temperature: 0.2, samples: 2 });
         assert.equal(r3.started, true);
@@ -145,6 +148,7 @@ describe("Session: incremental pruning and undo", function () {
       await assert.rejects(
         s.score({
           criterion: "sd-taylor",
+          batchWindows: 2,
           signal: ac.signal,
           onProgress: (e) => {
             phases.add(e.phase);

@@ -8,7 +8,7 @@ import { randomTensors } from "../src/model/random";
 import { modelFingerprint } from "../src/importance";
 import { TeacherCache } from "../src/teacher";
 import type { ProgressEvent } from "../src/types";
-import { TINY_CONFIGS, randomIds } from "./reference/configs";
+import { TINY_CONFIGS, randomIds, relError } from "./reference/configs";
 
 function softmaxRow(z: ArrayLike<number>, off: number, V: number, tau: number): Float64Array {
   let m = -Infinity;
@@ -47,8 +47,17 @@ describe("teacher cache", function () {
 
   it('"full" reproduces softmax(z/τ) of the model logits, with Σ p log p', async () => {
     const events: ProgressEvent[] = [];
-    const c = await TeacherCache.build(model, windows, { topk: "full" }, { onProgress: (e) => events.push(e) });
+    const c = await TeacherCache.build(model, windows, { topk: "full", batchWindows: 1 }, { onProgress: (e) => events.push(e) });
     assert.deepEqual(events.map((e) => [e.phase, e.done, e.total, e.tokens]), [["teacher", 1, 3, T], ["teacher", 2, 3, 2 * T], ["teacher", 3, 3, 3 * T]]);
+    // two windows per pass: progress per batch, the same logits up to float32 rounding of the batched products
+    const batched: number[] = [];
+    const c2 = await TeacherCache.build(model, windows, { topk: "full", batchWindows: 2 }, { onProgress: (e) => batched.push(e.done) });
+    assert.deepEqual(batched, [2, 3]);
+    for (let w = 0; w < windows.length; w++) {
+      const a = c.targets(w, 0, T, 1).probs;
+      const b = c2.targets(w, 0, T, 1).probs;
+      assert.ok(relError(Array.from(b), Array.from(a)).rel <= 1e-5, `window ${w}: batched teacher differs`);
+    }
     assert.equal(c.k, V);
     assert.equal(c.bytes(), 3 * (T * V * 4 + T * 4 + T * 4));
     for (const tau of [0.2, 1, 2]) {
@@ -120,7 +129,7 @@ describe("teacher cache", function () {
     assert.throws(() => c.checkTeacher(modelFingerprint(other)), UsageError);
     const ctl = new AbortController();
     await assert.rejects(
-      TeacherCache.build(model, windows, { topk: 4 }, { signal: ctl.signal, onProgress: (e) => e.done === 1 && ctl.abort() }),
+      TeacherCache.build(model, windows, { topk: 4, batchWindows: 1 }, { signal: ctl.signal, onProgress: (e) => e.done === 1 && ctl.abort() }),
       CancelledError,
     );
   });

@@ -112,3 +112,13 @@ export function backendName(): BackendName {
   }
   return current;
 }
+
+/**
+ * Whether the active backend is bound by per-kernel dispatch rather than arithmetic on small models: the
+ * native TensorFlow backend runs each eager op through libtensorflow (~50–100 µs each), so batching
+ * several windows per pass pays there (bench/NOTES.md); on wasm and cpu the products dominate and
+ * batching only delays cancellation.
+ */
+export function batchingPays(): boolean {
+  return tf.getBackend() === "tensorflow";
+}

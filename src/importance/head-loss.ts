@@ -5,14 +5,14 @@ import { matMulBT, rmsNormVjp } from "../model/layer-vjp";
 import type { LlamaModel } from "../model/llama";
 import type { SparseTargets } from "../teacher";
 
-/** Loss pieces of one chunk of positions (as `ChunkLoss` of src/loss.ts) and ∂L/∂h for its final hidden rows. */
+/** Per-row loss pieces of a chunk of positions (those of `ChunkLoss` in src/loss.ts, before summing) and ∂L/∂h. */
 export interface HeadLoss {
   /** ∂L/∂h [n, H] through the final RMSNorm and the head. The caller disposes it. */
   dh: tf.Tensor2D;
-  /** Σ over labelled rows of −log q_s[label]. */
-  nllSum: number;
-  /** Σ over rows of −Σ_v p_τ log q_s. */
-  crossSum: number;
+  /** Per row: −log q_s[label] (0 for a row without a label). */
+  nll: Float64Array;
+  /** Per row: −Σ_v p_τ log q_s (0 when α = 0). */
+  cross: Float64Array;
 }
 
 /**
@@ -108,7 +108,7 @@ export function headLossVjp(model: LlamaModel, h: tf.Tensor2D, labels: Int32Arra
       return E ? matMulBT(d, E) : (tf.matMul(d, model.weights.embed_tokens) as tf.Tensor2D);
     };
     let dxn: tf.Tensor2D;
-    let tz: tf.Tensor = tf.zeros([1]);
+    let tz: tf.Tensor = tf.zeros([0]);
     if (sparse) {
       const eE = timesE(e);
       const cols = tf.tensor1d(colOf, "int32");
@@ -124,7 +124,7 @@ export function headLossVjp(model: LlamaModel, h: tf.Tensor2D, labels: Int32Arra
       }
       const tT = tf.tensor2d(t, vMajor ? [V, n] : [n, V]);
       dxn = timesE(tf.sub(tf.mul(e, rhoS), tT) as tf.Tensor2D);
-      if (useKd) tz = tf.sum(tf.mul(tT, logits)).reshape([1]);
+      if (useKd) tz = tf.sum(tf.mul(tT, logits), ax); // per row Σ_v t·z
     }
     const dh = rmsNormVjp(xhat, r, model.weights.norm, dxn);
     return { dh, stats: tf.concat([m.reshape([n]), sumE.reshape([n]), z, tz]) };
@@ -134,27 +134,22 @@ export function headLossVjp(model: LlamaModel, h: tf.Tensor2D, labels: Int32Arra
   const lse = new Float64Array(n);
   for (let r = 0; r < n; r++) lse[r] = s[r] + Math.log(s[n + r]);
   const zOf = (i: number): number => s[2 * n + i];
-  let nllSum = 0;
-  let zLab = 0;
-  for (const r of labelled) {
-    nllSum += lse[r] - zOf(r * per);
-    zLab += zOf(r * per);
-  }
-  let crossSum = 0;
+  const nll = new Float64Array(n);
+  for (const r of labelled) nll[r] = lse[r] - zOf(r * per);
+  const cross = new Float64Array(n);
   if (useKd) {
     const t = tg as SparseTargets;
-    // −Σ p log q = Σ_r lse_r·Σ_j p_rj − Σ p·z
-    let pz = 0;
+    // −Σ p log q = lse·Σ_j p_j − Σ_j p_j·z_j per row; dense: Σ p·z = (Σ t·z − w_ce·z[label]) / w_kd
     for (let r = 0; r < n; r++) {
       let ps = 0;
+      let pz = 0;
       for (let j = 0; j < k; j++) {
         ps += t.probs[r * k + j];
         if (sparse) pz += t.probs[r * k + j] * zOf(r * per + 1 + j);
       }
-      crossSum += lse[r] * ps;
+      if (!sparse) pz = (s[2 * n + entries + r] - (labels[r] >= 0 ? w.ce * zOf(r) : 0)) / w.kd;
+      cross[r] = lse[r] * ps - pz;
     }
-    if (!sparse) pz = (s[2 * n + entries] - w.ce * zLab) / w.kd;
-    crossSum -= pz;
   }
-  return { dh: out.dh, nllSum, crossSum };
+  return { dh: out.dh, nll, cross };
 }

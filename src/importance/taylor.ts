@@ -1,12 +1,13 @@
 import * as tf from "@tensorflow/tfjs";
+import { batchingPays } from "../engine";
 import { NumericError, UsageError } from "../errors";
 import { chunkLabels, LossMeter, mixedLoss, positionChunk, type LossSpec } from "../loss";
 import { disposeActivations, layerVjp } from "../model/layer-vjp";
 import { layerActivationFloats, type LayerActivations, type LlamaModel } from "../model/llama";
 import { headLossVjp } from "./head-loss";
-import type { TeacherCache } from "../teacher";
+import type { SparseTargets, TeacherCache } from "../teacher";
 import { mlpGroup, take64, taylorChannel } from "./reduce";
-import { runWindows } from "../progress";
+import { runWindowBatches } from "../progress";
 import type { CriterionContext, CriterionImpl, ScoreSink } from "./types";
 
 /**
@@ -22,93 +23,152 @@ export interface WindowScore {
 }
 
 /** Default of AccumulateOptions.keepActivationsMiB: all layers of models up to ~110M parameters at seq 128. */
-export const KEEP_ACTIVATIONS_MIB = 64;
+export const KEEP_ACTIVATIONS_MIB = 128;
+/** Most windows per batch of the layerwise path. */
+export const MAX_BATCH_WINDOWS = 8;
+
+/** Bytes of one window's saved activations over all layers. */
+export function windowActivationBytes(model: LlamaModel, T: number): number {
+  let f = 0;
+  for (let l = 0; l < model.config.num_hidden_layers; l++) f += layerActivationFloats(model.config, l, T);
+  return 4 * f;
+}
 
 /**
- * Layer-by-layer path: a forward that keeps each layer's activations (within `keepMiB`; beyond it only
- * the layer input, and the layer is recomputed in the backward sweep), then per position chunk the loss
- * fused with the head's backward (headLossVjp), then for l = L−1..0 the hand-written layer backward
- * (layerVjp), each layer's MLP gradients reduced to channel scores and freed before the next layer.
+ * Windows per batch: on a dispatch-bound backend as many as the activation budget holds with every layer
+ * saved (1 to MAX_BATCH_WINDOWS); elsewhere 1 (no gain, and a prompt cancel).
  */
-export function taylorWindowLayerwise(model: LlamaModel, window: number[], w: number, teacher: TeacherCache | null, spec: LossSpec, keepMiB = KEEP_ACTIVATIONS_MIB): WindowScore {
+export function defaultBatchWindows(model: LlamaModel, T: number, keepMiB: number): number {
+  if (!batchingPays()) return 1;
+  return Math.max(1, Math.min(MAX_BATCH_WINDOWS, Math.floor((keepMiB * 1024 * 1024) / windowActivationBytes(model, T))));
+}
+
+/**
+ * p_τ entries for rows p0..p1 of a batch (row b·T + pos is position pos of window ws[b]); Σ p log p of
+ * each window's rows is added to plogp[b].
+ */
+function batchTargets(teacher: TeacherCache, ws: number[], T: number, p0: number, p1: number, tau: number, plogp: number[]): SparseTargets {
+  const parts: SparseTargets[] = [];
+  for (let b = Math.floor(p0 / T); b * T < p1; b++) {
+    const t = teacher.sparseTargets(ws[b], Math.max(p0, b * T) - b * T, Math.min(p1, (b + 1) * T) - b * T, tau);
+    plogp[b] += t.plogp;
+    parts.push(t);
+  }
+  if (parts.length === 1) return parts[0];
+  const k = parts[0].k;
+  const ids = new Int32Array((p1 - p0) * k);
+  const probs = new Float32Array((p1 - p0) * k);
+  let o = 0;
+  for (const t of parts) {
+    ids.set(t.ids, o);
+    probs.set(t.probs, o);
+    o += t.ids.length;
+  }
+  return { k, ids, probs, plogp: NaN };
+}
+
+/**
+ * Layer-by-layer path for a batch of B windows (ws: their indices in the teacher cache): a forward that
+ * keeps each layer's activations (within `keepMiB`; beyond it only the layer input, and the layer is
+ * recomputed in the backward sweep), then per chunk of positions the loss fused with the head's backward
+ * (headLossVjp), then for l = L−1..0 the hand-written layer backward (layerVjp), each sample's MLP
+ * gradients reduced to its channel scores and freed before the next. Batching changes no number of a
+ * sample (sequences only meet in the shared products, row by row); it cuts the kernels per token, which
+ * dominate on small models (bench/NOTES.md).
+ */
+export function taylorBatchLayerwise(model: LlamaModel, windows: number[][], ws: number[], teacher: TeacherCache | null, spec: LossSpec, keepMiB = KEEP_ACTIVATIONS_MIB): WindowScore[] {
   const L = model.config.num_hidden_layers;
   const V = model.config.vocab_size;
-  const T = window.length;
-  const meter = new LossMeter(spec);
+  const B = windows.length;
+  const T = spec.T;
+  if (windows.some((x) => x.length !== T)) throw new UsageError(`taylorBatchLayerwise: every window must have ${T} tokens`);
+  const meters = windows.map(() => new LossMeter(spec));
+  const plogp = windows.map(() => 0);
   const inputs: (tf.Tensor2D | null)[] = new Array(L).fill(null);
   const saved: (LayerActivations | null)[] = new Array(L).fill(null);
   let dh: tf.Tensor2D | null = null;
   try {
-    const ids = tf.tensor2d([window], [1, T], "int32");
+    const ids = tf.tensor2d(windows, [B, T], "int32");
     let h = model.embed(ids);
     ids.dispose();
     let budget = keepMiB * 1024 * 1024;
     for (let l = 0; l < L; l++) {
-      const bytes = 4 * layerActivationFloats(model.config, l, T);
+      const bytes = 4 * B * layerActivationFloats(model.config, l, T);
       let next: tf.Tensor2D;
       if (bytes <= budget) {
         budget -= bytes;
-        const r = model.layerSaved(l, h);
+        const r = model.layerSaved(l, h, B);
         saved[l] = r.saved;
         next = r.h;
         h.dispose();
       } else {
         inputs[l] = h;
-        next = model.layer(l, h, 1, T);
+        next = model.layer(l, h, B, T);
       }
       h = next;
     }
     const top = h;
-    const chunk = positionChunk(V, T);
+    const N = B * T;
+    const chunk = positionChunk(V, N);
     const parts: tf.Tensor2D[] = [];
     try {
-      for (let p0 = 0; p0 < T; p0 += chunk) {
-        const n = Math.min(chunk, T - p0);
-        const hc = n === T ? top : tf.slice(top, [p0, 0], [n, -1]);
+      for (let p0 = 0; p0 < N; p0 += chunk) {
+        const n = Math.min(chunk, N - p0);
+        const hc = n === N ? top : tf.slice(top, [p0, 0], [n, -1]);
         try {
-          const tg = spec.alpha > 0 ? (teacher as TeacherCache).sparseTargets(w, p0, p0 + n, spec.temperature) : null;
-          const r = headLossVjp(model, hc, chunkLabels([window], T, p0, p0 + n), tg, spec);
-          meter.add(r, tg ? tg.plogp : 0);
+          const tg = spec.alpha > 0 ? batchTargets(teacher as TeacherCache, ws, T, p0, p0 + n, spec.temperature, plogp) : null;
+          const r = headLossVjp(model, hc, chunkLabels(windows, T, p0, p0 + n), tg, spec);
+          for (let i = 0; i < n; i++) meters[Math.floor((p0 + i) / T)].add({ nllSum: r.nll[i], crossSum: r.cross[i] });
           parts.push(r.dh);
         } finally {
           if (hc !== top) hc.dispose();
         }
       }
-      if (!Number.isFinite(meter.loss)) throw new NumericError(`loss is ${meter.loss} on sample ${w} (CE ${meter.ce}, KD ${meter.kd})`);
+      meters.forEach((m, b) => {
+        m.add({ nllSum: 0, crossSum: 0 }, plogp[b]);
+        if (!Number.isFinite(m.loss)) throw new NumericError(`loss is ${m.loss} on sample ${ws[b]} (CE ${m.ce}, KD ${m.kd})`);
+      });
       dh = parts.length === 1 ? parts[0] : (tf.concat(parts, 0) as tf.Tensor2D);
     } finally {
       top.dispose();
       for (const p of parts) if (p !== dh) p.dispose();
     }
-    const perLayer: Float64Array[] = new Array(L);
+    const perLayer: Float64Array[][] = windows.map(() => new Array(L));
     for (let l = L - 1; l >= 0; l--) {
       let a = saved[l];
       if (!a) {
-        const r = model.layerSaved(l, inputs[l] as tf.Tensor2D);
+        const r = model.layerSaved(l, inputs[l] as tf.Tensor2D, B);
         r.h.dispose();
         a = r.saved;
         (inputs[l] as tf.Tensor2D).dispose();
         inputs[l] = null;
       }
-      let res;
+      const group = mlpGroup(model.weights.layers[l]);
+      let dIn: tf.Tensor2D | null;
       try {
-        res = layerVjp(model, l, a, dh as tf.Tensor2D, l > 0);
+        dIn = layerVjp(model, l, a, dh as tf.Tensor2D, l > 0, (b, g) => {
+          const s = take64(taylorChannel(group, g));
+          if (s.some((v) => !Number.isFinite(v))) throw new NumericError(`non-finite importance in layer ${l} on sample ${ws[b]} (loss ${meters[b].loss})`);
+          perLayer[b][l] = s;
+        });
       } finally {
         disposeActivations(a);
         saved[l] = null;
       }
       (dh as tf.Tensor2D).dispose();
-      dh = res.dh;
-      perLayer[l] = take64(taylorChannel(mlpGroup(model.weights.layers[l]), res.grads));
-      tf.dispose([res.grads.gate, res.grads.up, res.grads.down]);
-      if (perLayer[l].some((v) => !Number.isFinite(v))) throw new NumericError(`non-finite importance in layer ${l} on sample ${w} (loss ${meter.loss})`);
+      dh = dIn;
     }
-    return { perLayer, loss: meter.loss, ce: meter.ce, kd: meter.kd };
+    return meters.map((m, b) => ({ perLayer: perLayer[b], loss: m.loss, ce: m.ce, kd: m.kd }));
   } finally {
     for (const x of inputs) if (x && !x.isDisposed) x.dispose();
     for (const a of saved) if (a) disposeActivations(a);
     if (dh && !dh.isDisposed) dh.dispose();
   }
+}
+
+/** One window through the layerwise path (taylorBatchLayerwise with B = 1). */
+export function taylorWindowLayerwise(model: LlamaModel, window: number[], w: number, teacher: TeacherCache | null, spec: LossSpec, keepMiB = KEEP_ACTIVATIONS_MIB): WindowScore {
+  return taylorBatchLayerwise(model, [window], [w], teacher, spec, keepMiB)[0];
 }
 
 /**
@@ -153,10 +213,14 @@ export const taylor: CriterionImpl = {
     const spec: LossSpec = { alpha, temperature: settings.temperature ?? 1, B: 1, T };
     const keep = opts.keepActivationsMiB ?? KEEP_ACTIVATIONS_MIB;
     if (!(keep >= 0)) throw new UsageError(`keepActivationsMiB must be ≥ 0, got ${keep}`);
-    await runWindows("score", from, count, T, opts, (w) => {
-      const r = opts.path === "straightforward" ? taylorWindowStraightforward(model, windows[w], w, teacher, spec) : taylorWindowLayerwise(model, windows[w], w, teacher, spec, keep);
-      sink(r.perLayer, 1);
-      return `loss ${r.loss.toFixed(4)}`;
+    const straight = opts.path === "straightforward";
+    const batch = straight ? 1 : opts.batchWindows ?? defaultBatchWindows(model, T, keep);
+    if (!Number.isInteger(batch) || batch < 1) throw new UsageError(`batchWindows must be a positive integer, got ${batch}`);
+    await runWindowBatches("score", from, count, T, opts, batch, (w0, n) => {
+      const ws = Array.from({ length: n }, (_, i) => w0 + i);
+      const rs = straight ? [taylorWindowStraightforward(model, windows[w0], w0, teacher, spec)] : taylorBatchLayerwise(model, ws.map((w) => windows[w]), ws, teacher, spec, keep);
+      for (const r of rs) sink(r.perLayer, 1);
+      return `loss ${(rs.reduce((a, r) => a + r.loss, 0) / rs.length).toFixed(4)}`;
     });
   },
 };

@@ -58,6 +58,12 @@ export interface AccumulateOptions extends RunOptions {
    * layers past the budget are recomputed from their input there (slower, one layer's activations at a time).
    */
   keepActivationsMiB?: number;
+  /**
+   * Layerwise path: windows run through the network together (default: as many as keepActivationsMiB
+   * holds with every layer saved, at most 8). Scores are per sample either way; cancellation and progress
+   * then step by whole batches.
+   */
+  batchWindows?: number;
 }
 
 /** What one criterion family implementation receives. */

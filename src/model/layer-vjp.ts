@@ -49,37 +49,49 @@ export function rmsNormVjp(xhat: tf.Tensor2D, r: tf.Tensor2D, weight: tf.Tensor1
 }
 
 /**
- * Backward of decoder layer `l` for upstream dOut = ∂L/∂(layer output) [T, H]: the MLP weight gradients
- * (internal [in, out] layout) and, when `inputGrad`, ∂L/∂(layer input). Layer 0 needs no input gradient,
- * which skips its whole attention backward. The caller disposes the returned tensors.
+ * Backward of decoder layer `l` for upstream dOut = ∂L/∂(layer output) [B·T, H]. For each sequence b the
+ * MLP weight gradients of its rows alone (internal [in, out] layout) go to `onGrads(b, grads)`, which must
+ * not keep them (they are freed after the call; per-sample importance needs them per sequence). Returns
+ * ∂L/∂(layer input) when `inputGrad`: layer 0 needs none, which skips its whole attention backward.
  */
-export function layerVjp(model: LlamaModel, l: number, a: LayerActivations, dOut: tf.Tensor2D, inputGrad: boolean): { grads: MlpGrads; dh: tf.Tensor2D | null } {
+export function layerVjp(
+  model: LlamaModel,
+  l: number,
+  a: LayerActivations,
+  dOut: tf.Tensor2D,
+  inputGrad: boolean,
+  onGrads: (b: number, grads: MlpGrads) => void,
+): tf.Tensor2D | null {
   const c = model.config;
   const lw = model.weights.layers[l];
-  type Out = { grads: MlpGrads; dh: tf.Tensor2D | null };
-  return tf.tidy((): tf.TensorContainer => {
+  const { B, T } = a;
+  return tf.tidy(() => {
     // MLP: out = x + act·W_d, act = silu(gate)·up, gate = xn·W_g, up = xn·W_u
-    const down = matMulAT(a.act, dOut);
     const dAct = matMulBT(dOut, lw.down_proj);
     const dUp = tf.mul(dAct, a.silu) as tf.Tensor2D;
     // silu'(g) = σ + g·σ·(1 − σ) = σ + silu − silu·σ
     const dGate = tf.mul(tf.mul(dAct, a.up), tf.add(a.sig, tf.sub(a.silu, tf.mul(a.silu, a.sig)))) as tf.Tensor2D;
-    const xnT = flagsAreFast() ? null : tf.transpose(a.xn2);
-    const gate = xnT ? (tf.matMul(xnT, dGate) as tf.Tensor2D) : matMulAT(a.xn2, dGate);
-    const up = xnT ? (tf.matMul(xnT, dUp) as tf.Tensor2D) : matMulAT(a.xn2, dUp);
-    const grads: MlpGrads = { gate, up, down };
-    if (!inputGrad) return { grads, dh: null } as unknown as tf.TensorContainer;
+    for (let b = 0; b < B; b++) {
+      tf.tidy(() => {
+        const rows = (x: tf.Tensor2D): tf.Tensor2D => (B === 1 ? x : tf.slice(x, [b * T, 0], [T, -1]));
+        const xn = rows(a.xn2);
+        const xnT = flagsAreFast() ? null : tf.transpose(xn);
+        const gate = xnT ? (tf.matMul(xnT, rows(dGate)) as tf.Tensor2D) : matMulAT(xn, rows(dGate));
+        const up = xnT ? (tf.matMul(xnT, rows(dUp)) as tf.Tensor2D) : matMulAT(xn, rows(dUp));
+        onGrads(b, { gate, up, down: matMulAT(rows(a.act), rows(dOut)) });
+      });
+    }
+    if (!inputGrad) return null as unknown as tf.Tensor2D;
     const dXn2 = tf.add(matMulBT(dGate, lw.gate_proj), matMulBT(dUp, lw.up_proj)) as tf.Tensor2D;
     const dX = tf.add(dOut, rmsNormVjp(a.xhat2, a.r2, lw.post_attention_layernorm, dXn2)) as tf.Tensor2D;
 
     // Attention: x = h + ctx·W_o; per kv head i, S = Q_i·K_iᵀ (+ causal mask), P = softmax(S), C = P·V_i
-    const T = a.T;
     const nH = c.num_attention_heads;
     const nKV = c.num_key_value_heads;
     const hd = c.head_dim;
     const g = nH / nKV;
-    const dMerged = matMulBT(dX, lw.o_proj); // [T, nH·hd]
-    const dCtx = tf.transpose(dMerged.reshape([T, nH, hd]), [1, 0, 2]).reshape([nKV, g * T, hd]) as tf.Tensor3D;
+    const dMerged = matMulBT(dX, lw.o_proj); // [B·T, nH·hd]
+    const dCtx = tf.transpose(dMerged.reshape([B, T, nH, hd]), [0, 2, 1, 3]).reshape([B * nKV, g * T, hd]) as tf.Tensor3D;
     let dQQ: tf.Tensor3D;
     let dKK: tf.Tensor3D;
     let dVV: tf.Tensor3D;
@@ -94,7 +106,7 @@ export function layerVjp(model: LlamaModel, l: number, a: LayerActivations, dOut
       const q: tf.Tensor2D[] = [];
       const k: tf.Tensor2D[] = [];
       const v: tf.Tensor2D[] = [];
-      for (let i = 0; i < nKV; i++) {
+      for (let i = 0; i < B * nKV; i++) {
         const pick = (t: tf.Tensor3D, rows: number): tf.Tensor2D => tf.reshape(tf.slice(t, [i, 0, 0], [1, rows, hd]), [rows, hd]);
         const p = tf.reshape(tf.slice(a.probs, [i, 0, 0], [1, g * T, T]), [g * T, T]) as tf.Tensor2D;
         const dC = pick(dCtx, g * T);
@@ -108,22 +120,21 @@ export function layerVjp(model: LlamaModel, l: number, a: LayerActivations, dOut
       dKK = tf.stack(k) as tf.Tensor3D;
       dVV = tf.stack(v) as tf.Tensor3D;
     }
-    // Undo the grouping [nKV, g·T, hd] → [T, heads, hd], then RoPE: y = x⊙cos + (x·P)⊙sin ⇒ dx = dy⊙cos + (dy⊙sin)·P
+    // Undo the grouping [B·nKV, g·T, hd] → [B, T, heads, hd], then RoPE: y = x⊙cos + (x·P)⊙sin ⇒ dx = dy⊙cos + (dy⊙sin)·P
     const { cos, sin, swap } = model.ropeParts(T);
+    const cs = cos.reshape([1, T, 1, hd]);
+    const sn = sin.reshape([1, T, 1, hd]);
     const unrope = (d: tf.Tensor3D, heads: number): tf.Tensor2D => {
-      const rows = tf.transpose(d.reshape([heads, T, hd]), [1, 0, 2]) as tf.Tensor3D; // [T, heads, hd]
-      const cs = cos.reshape([T, 1, hd]);
-      const sn = sin.reshape([T, 1, hd]);
-      const rot = tf.matMul(tf.mul(rows, sn).reshape([T * heads, hd]) as tf.Tensor2D, swap).reshape([T, heads, hd]);
-      return tf.add(tf.mul(rows, cs), rot).reshape([T, heads * hd]) as tf.Tensor2D;
+      const rows = tf.transpose(d.reshape([B, heads, T, hd]), [0, 2, 1, 3]) as tf.Tensor4D; // [B, T, heads, hd]
+      const rot = tf.matMul(tf.mul(rows, sn).reshape([B * T * heads, hd]) as tf.Tensor2D, swap).reshape([B, T, heads, hd]);
+      return tf.add(tf.mul(rows, cs), rot).reshape([B * T, heads * hd]) as tf.Tensor2D;
     };
     const dQ = unrope(tf.mul(dQQ, 1 / Math.sqrt(hd)) as tf.Tensor3D, nH);
     const dK = unrope(dKK, nKV);
-    const dV = tf.transpose(dVV, [1, 0, 2]).reshape([T, nKV * hd]) as tf.Tensor2D;
+    const dV = tf.transpose(dVV.reshape([B, nKV, T, hd]), [0, 2, 1, 3]).reshape([B * T, nKV * hd]) as tf.Tensor2D;
     const dXn1 = tf.addN([matMulBT(dQ, lw.q_proj), matMulBT(dK, lw.k_proj), matMulBT(dV, lw.v_proj)]) as tf.Tensor2D;
-    const dh = tf.add(dX, rmsNormVjp(a.xhat1, a.r1, lw.input_layernorm, dXn1)) as tf.Tensor2D;
-    return { grads, dh } as unknown as tf.TensorContainer;
-  }) as unknown as Out;
+    return tf.add(dX, rmsNormVjp(a.xhat1, a.r1, lw.input_layernorm, dXn1)) as tf.Tensor2D;
+  });
 }
 
 /** Dispose every tensor of a LayerActivations. */

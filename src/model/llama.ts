@@ -71,26 +71,28 @@ const MAX_CACHED_MASKS = 32;
 
 /**
  * What the hand-written backward of one decoder layer (src/model/layer-vjp.ts) needs from its forward
- * pass, recorded by `layerSaved` (one sequence, no key/value cache). Holding these instead of
- * recomputing the layer in the backward sweep saves a forward pass and most of the small kernels.
+ * pass, recorded by `layerSaved` (B sequences of length T, no key/value cache). Holding these instead
+ * of recomputing the layer in the backward sweep saves a forward pass and most of the small kernels.
+ * Rows are b·T + t; "heads" batches are b·nKV + kv.
  */
 export interface LayerActivations {
+  B: number;
   T: number;
-  /** Input RMSNorm: x·r (before the weight) and r = 1/rms, [T, H] and [T, 1]. */
+  /** Input RMSNorm: x·r (before the weight) and r = 1/rms, [B·T, H] and [B·T, 1]. */
   xhat1: tf.Tensor2D;
   r1: tf.Tensor2D;
-  /** Roped queries times 1/√hd, grouped per kv head: [nKV, g·T, hd] (row j·T + t is query head kv·g + j). */
+  /** Roped queries times 1/√hd, grouped per kv head: [B·nKV, g·T, hd] (row j·T + t is query head kv·g + j). */
   qq: tf.Tensor3D;
-  /** Roped keys and the values, [nKV, T, hd]. */
+  /** Roped keys and the values, [B·nKV, T, hd]. */
   kk: tf.Tensor3D;
   vv: tf.Tensor3D;
-  /** Attention probabilities, [nKV, g·T, T] (exact zeros above the diagonal). */
+  /** Attention probabilities, [B·nKV, g·T, T] (exact zeros above the diagonal). */
   probs: tf.Tensor3D;
-  /** Post-attention RMSNorm: x·r, r and the normed MLP input, [T, H], [T, 1], [T, H]. */
+  /** Post-attention RMSNorm: x·r, r and the normed MLP input, [B·T, H], [B·T, 1], [B·T, H]. */
   xhat2: tf.Tensor2D;
   r2: tf.Tensor2D;
   xn2: tf.Tensor2D;
-  /** sigmoid(gate), silu(gate) = gate·sigmoid(gate), up, and act = silu·up: [T, I] each. */
+  /** sigmoid(gate), silu(gate) = gate·sigmoid(gate), up, and act = silu·up: [B·T, I] each. */
   sig: tf.Tensor2D;
   silu: tf.Tensor2D;
   up: tf.Tensor2D;
@@ -119,7 +121,7 @@ export function targetLogProbs(z: tf.Tensor2D, flat: Int32Array, axis: 0 | 1): t
   });
 }
 
-/** Float32 values held by one layer's LayerActivations (for memory budgets). */
+/** Float32 values held by one layer's LayerActivations for one sequence of length T (for memory budgets). */
 export function layerActivationFloats(config: LlamaConfig, l: number, T: number): number {
   const H = config.hidden_size;
   const I = Array.isArray(config.intermediate_size) ? config.intermediate_size[l] : config.intermediate_size;
@@ -395,12 +397,13 @@ export class LlamaModel {
     return tf.tidy(() => this.headWith(this.weights, this.rmsNorm(h, this.weights.norm), false));
   }
 
-  /** `layer(l, h, 1, T)` that also returns what its backward needs (see LayerActivations). */
-  layerSaved(l: number, h: tf.Tensor2D): { h: tf.Tensor2D; saved: LayerActivations } {
-    const T = h.shape[0];
+  /** `layer(l, h, B, T)` that also returns what its backward needs (see LayerActivations). */
+  layerSaved(l: number, h: tf.Tensor2D, B = 1): { h: tf.Tensor2D; saved: LayerActivations } {
+    const T = h.shape[0] / B;
+    if (!Number.isInteger(T)) throw new UsageError(`layerSaved: ${h.shape[0]} rows are not ${B} sequences of equal length`);
     return tf.tidy((): tf.TensorContainer => {
-      const rec = { T } as LayerActivations;
-      const out = this.layerImpl(l, h, 1, T, this.weights.layers[l], undefined, null, 0, rec).h;
+      const rec = { B, T } as LayerActivations;
+      const out = this.layerImpl(l, h, B, T, this.weights.layers[l], undefined, null, 0, rec).h;
       return { h: out, saved: rec } as unknown as tf.TensorContainer;
     }) as unknown as { h: tf.Tensor2D; saved: LayerActivations };
   }
@@ -818,7 +821,7 @@ export class LlamaModel {
   ): { h: tf.Tensor2D; kv: KV | null } {
     let x = h;
     let kv: KV | null = null;
-    if (rec && (opts || past || B !== 1)) throw new UsageError("layerSaved: one sequence, no layer options and no key/value cache");
+    if (rec && (opts || past)) throw new UsageError("layerSaved: no layer options and no key/value cache");
     if (!opts?.skipAttention) {
       const n1 = rec ? { xhat: h, r: h } : undefined;
       const a = this.attention(lw, this.rmsNorm(h, lw.input_layernorm, n1), B, T, past, offset, rec);
