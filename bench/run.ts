@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --backend cpu,wasm,tensorflow|all] [--workload stories15M,stories110M,llama1b|all] [--quick]`
+ * `npm run bench [-- --backend cpu,wasm,tensorflow|all] [--workload stories15M,stories110M,llama1b|all] [--rounds N] [--quick]`
  * (`npm run bench --quick` works too: npm hands it over as npm_config_quick).
  *
  * sdmprune against a PyTorch peer (bench/peer.py, Debian torch + OpenBLAS, 2 threads, OMP_WAIT_POLICY=PASSIVE)
@@ -60,6 +60,7 @@ const backends = (option("backend", "all") === "all" ? ["tensorflow", "wasm", "c
 for (const b of backends) if (!["cpu", "wasm", "tensorflow"].includes(b)) throw new Error(`unknown backend "${b}", expected cpu, wasm, tensorflow or all`);
 const workloads = parseWorkloads(option("workload", quick ? "stories15M" : "all"));
 const SEQ = Number(option("seq", "128"));
+const rounds = Math.max(1, Number(option("rounds", quick ? "1" : "2")));
 const ALPHA = 0.4;
 const TAU = 0.2; // METHOD.md §7, 20 % setting
 const TOPK = 64; // Session's default for vocabularies > 4096
@@ -160,6 +161,24 @@ function ceilingForward(c: RawConfig, T: number, mm: Record<string, number>): { 
   return { tokPerS: 1 / secs, gflops: flopsPerToken(c, T).forward / secs / 1e9 };
 }
 
+/**
+ * Combines two rounds of one side: per throughput metric the round with the faster best unit (its median
+ * and mean come along), and everything else (matmul rates, profile) from whichever round has it.
+ */
+function mergeRounds(a: Result | null | undefined, b: Result | null): Result | null {
+  if (!a || a.error) return b ?? a ?? null;
+  if (!b || b.error) return a;
+  const out: Result = { ...b, ...a };
+  for (const m of ["teacher", "importance", "ppl"] as const) {
+    const x = a[m];
+    const y = b[m];
+    if (x && y) (out as Record<string, unknown>)[m] = y.best > x.best ? y : x;
+    else if (x || y) (out as Record<string, unknown>)[m] = x ?? y;
+  }
+  (out as Record<string, unknown>).rounds = ((a as { rounds?: number }).rounds ?? 1) + 1;
+  return out;
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   const results: Record<string, Result | null> = {};
@@ -172,20 +191,27 @@ async function main(): Promise<void> {
   log(`${os.cpus().length} cores; backends ${backends.join(", ")}; workloads ${workloads.join(", ")}${quick ? "; quick" : ""}${tfReady ? "" : "; bench/.tfjs-node missing (bash bench/setup-tensorflow.sh)"}`);
 
   const speedWorkloads = workloads.filter((w) => w !== "llama1b");
-  for (const w of speedWorkloads) {
-    const big = w === "stories110M";
-    const n = quick ? 2 : big ? 3 : 5;
-    results[key("torch", w, SEQ)] = await peer(w, ["matmul", "teacher", "importance", "ppl"], n, 900);
-    save();
-    for (const b of backends) {
-      if (b === "cpu" && big && !slow) {
-        results[key(b, w, SEQ)] = { error: "skipped: ~15 min on the pure-JS backend (pass --slow to include)" };
-        continue;
-      }
-      const slowQuick = quick && b === "cpu"; // ~10 s per forward window: no warm-up, no profile, no matmul table
-      const tasks: Task[] = slowQuick ? ["teacher", "importance", "ppl"] : ["matmul", "teacher", "importance", "ppl", "profile"];
-      results[key(b, w, SEQ)] = await ours({ backend: b, workload: w, seq: SEQ, windows: b === "cpu" ? (quick ? 1 : 2) : n, tasks, alpha: ALPHA, temperature: TAU, topk: TOPK, warmup: !slowQuick }, 1800);
+  // Rounds interleave the peer and each backend, so a burst of load from elsewhere on a shared machine
+  // hits one round of one side, not a whole side; each side keeps its best round (mergeRounds).
+  for (let round = 1; round <= rounds; round++) {
+    for (const w of speedWorkloads) {
+      const big = w === "stories110M";
+      // enough windows for two full batches of 8 on the native backend (it scores 8 windows per pass)
+      const n = quick ? 8 : big ? 8 : 16;
+      results[key("torch", w, SEQ)] = mergeRounds(results[key("torch", w, SEQ)], await peer(w, ["matmul", "teacher", "importance", "ppl"], n, 900));
       save();
+      for (const b of backends) {
+        if (b === "cpu" && big && !slow) {
+          results[key(b, w, SEQ)] = { error: "skipped: ~15 min on the pure-JS backend (pass --slow to include)" };
+          continue;
+        }
+        if (b === "cpu" && round > 1) continue; // minutes per window: one round is enough to show the scale
+        const slowQuick = quick && b === "cpu"; // ~10 s per forward window: no warm-up, no profile, no matmul table
+        const tasks: Task[] = slowQuick ? ["teacher", "importance", "ppl"] : round === 1 ? ["matmul", "teacher", "importance", "ppl", "profile"] : ["teacher", "importance", "ppl"];
+        const r = await ours({ backend: b, workload: w, seq: SEQ, windows: b === "cpu" ? (quick ? 1 : 2) : n, tasks, alpha: ALPHA, temperature: TAU, topk: TOPK, warmup: !slowQuick }, 1800);
+        results[key(b, w, SEQ)] = mergeRounds(results[key(b, w, SEQ)], r);
+        save();
+      }
     }
   }
   const scaling = !quick && !noScaling && backends.includes("cpu") && workloads.includes("stories15M");
@@ -221,7 +247,7 @@ async function main(): Promise<void> {
       ? `Peer: PyTorch ${torchInfo.torch} (${torchInfo.blas}), ${torchInfo.threads} threads, OMP_WAIT_POLICY=PASSIVE, float32, same shapes and computation (bench/peer.py).`
       : `Peer: skipped — ${peerMissing ?? "no peer result"}.`,
   );
-  md.push(`Models: random weights (untrained) of real shapes; sd-taylor with α = ${ALPHA}, τ = ${TAU}, teacher top-${TOPK} cache; seq ${SEQ}, batch 1 per importance window, ppl batches of 4 windows. Throughput = tokens processed per second of the fastest window/batch after one warm-up (the machine is shared; interference only slows a unit down); median in brackets.`);
+  md.push(`Models: random weights (untrained) of real shapes; sd-taylor with α = ${ALPHA}, τ = ${TAU}, teacher top-${TOPK} cache; seq ${SEQ}; Taylor scores per sample (batch 1 in PyTorch; sdmprune's default batching: 8 windows per pass on tensorflow, 1 on wasm and cpu; the 1B memory figure is 1 sample); ppl batches of 4 windows. Throughput = tokens per second of the fastest window (windows of a batch count at the batch's average) after a warm-up, best of ${rounds} interleaved round${rounds > 1 ? "s" : ""} per side (the machine is shared; interference only slows a unit down); median in brackets.`);
   for (const w of workloads) md.push(`- ${w}: ${WORKLOADS[w].label}, ${(paramCount(WORKLOADS[w].config) / 1e6).toFixed(1)} M params`);
   md.push("");
 
@@ -252,7 +278,7 @@ async function main(): Promise<void> {
 
   md.push("## FLOPs per token and achieved GFLOP/s");
   md.push("");
-  md.push("Model FLOPs (2 per multiply-add; linears incl. head, attention over the full T×T; importance = forward + input gradients + gate/up/down weight gradients; sdmprune's layerwise path also recomputes each layer forward: +trunk). Achieved = model FLOPs × tokens/s (best).");
+  md.push("Model FLOPs (2 per multiply-add; linears incl. head, attention over the full T×T; importance = forward + input gradients + gate/up/down weight gradients; in brackets the trunk forward that sdmprune's layerwise path would recompute for layers past its activation budget, keepActivationsMiB = 128: none for these models at seq 128, every layer of the 1B model's pass beyond the first five). Achieved = model FLOPs × tokens/s (best).");
   md.push("");
   const frows: (string | number)[][] = [];
   for (const w of speedWorkloads) {
@@ -262,10 +288,10 @@ async function main(): Promise<void> {
       const r = results[key(who, w, SEQ)];
       if (!r || r.error) continue;
       const g = (m: "teacher" | "importance" | "ppl", f: number): string => (r[m] ? f0((r[m]!.best * f) / 1e9) : "–");
-      frows.push([w, who === "torch" ? "PyTorch" : who, `${(fl.forward / 1e6).toFixed(1)} / ${(fl.importance / 1e6).toFixed(1)} (+${(fl.recompute / 1e6).toFixed(1)})`, g("teacher", fl.forward), g("importance", fl.importance), g("ppl", fl.forward)]);
+      frows.push([w, who === "torch" ? "PyTorch" : who, `${(fl.forward / 1e6).toFixed(1)} / ${(fl.importance / 1e6).toFixed(1)} (${(fl.recompute / 1e6).toFixed(1)})`, g("teacher", fl.forward), g("importance", fl.importance), g("ppl", fl.forward)]);
     }
   }
-  md.push(table(["workload", "engine", "MFLOP/token fwd / importance (+recompute)", "teacher GFLOP/s", "importance GFLOP/s", "ppl GFLOP/s"], frows));
+  md.push(table(["workload", "engine", "MFLOP/token fwd / importance (recompute past budget)", "teacher GFLOP/s", "importance GFLOP/s", "ppl GFLOP/s"], frows));
   md.push("");
 
   md.push("## Matmul rates measured in this run (GFLOP/s, median of 5 after 2 warm-ups; [M,K]·[K,N])");

@@ -33,6 +33,9 @@ export interface WorkerArgs {
   topk: number;
   /** One untimed warm-up window per task (default true; --quick skips it on the slow cpu backend). */
   warmup?: boolean;
+  /** A/B runs only: override the library's windows per pass and activation budget (default: the library's). */
+  batchWindows?: number;
+  keepActivationsMiB?: number;
 }
 
 function status(name: string): number {
@@ -134,13 +137,20 @@ function leanRandomModel(config: LlamaConfig, seed: number): LlamaModel {
   return model;
 }
 
-/** Runs a library call with an onProgress hook and returns the wall time of each unit (window or batch). */
+/**
+ * Runs a library call with an onProgress hook and returns the wall time of each unit (window, or batch of
+ * ppl windows). A progress event that covers several units (the library batches windows on the native
+ * backend) counts as that many units of the batch's average time.
+ */
 async function perUnit<T>(f: (onProgress: (e: ProgressEvent) => void) => Promise<T>): Promise<{ seconds: number[]; value: T }> {
   const seconds: number[] = [];
   let last = performance.now();
-  const value = await f(() => {
+  let done = 0;
+  const value = await f((e) => {
     const now = performance.now();
-    seconds.push((now - last) / 1000);
+    const k = Math.max(1, e.done - done);
+    done = e.done;
+    for (let i = 0; i < k; i++) seconds.push((now - last) / 1000 / k);
     last = now;
   });
   return { seconds, value };
@@ -221,7 +231,8 @@ async function main(): Promise<void> {
   out.weightBytes = 4 * model.parameterNames().reduce((s, nm) => s + model.parameter(nm).size, 0);
   gc();
 
-  const score = { criterion: "sd-taylor" as const, alpha: args.alpha, temperature: args.temperature, seed: 0 };
+  const score = { criterion: "sd-taylor" as const, alpha: args.alpha, temperature: args.temperature, seed: 0, batchWindows: args.batchWindows, keepActivationsMiB: args.keepActivationsMiB };
+  const cacheOpts = { topk: args.topk, batchWindows: args.batchWindows };
   const wins = windowsFor(V, n + 1, T, 1);
 
   if (args.tasks.includes("memory")) {
@@ -240,13 +251,13 @@ async function main(): Promise<void> {
 
   let teacher: TeacherCache | null = null;
   if (args.tasks.includes("teacher") || args.tasks.includes("importance")) {
-    if (args.warmup !== false) await TeacherCache.build(model, [wins[0]], { topk: args.topk }); // warm-up: kernels, RoPE tables, masks
-    const r = await perUnit((onProgress) => TeacherCache.build(model, wins.slice(1), { topk: args.topk }, { onProgress }));
+    if (args.warmup !== false) await TeacherCache.build(model, wins.slice(1, 1 + Math.min(8, n)), cacheOpts); // warm-up: kernels, RoPE tables, masks, one full batch
+    const r = await perUnit((onProgress) => TeacherCache.build(model, wins.slice(1), cacheOpts, { onProgress }));
     teacher = r.value;
     out.teacher = rate(r.seconds, T);
   }
   if (args.tasks.includes("importance")) {
-    if (args.warmup !== false) await accumulate(model, wins.slice(1), teacher, null, { ...score, count: 1 }); // warm-up
+    if (args.warmup !== false) await accumulate(model, wins.slice(1), teacher, null, { ...score, count: Math.min(8, n) }); // warm-up (one full batch)
     const r = await perUnit((onProgress) => accumulate(model, wins.slice(1), teacher, null, { ...score, onProgress }));
     out.importance = rate(r.seconds, T);
   }
@@ -256,7 +267,7 @@ async function main(): Promise<void> {
     const scorer = (seqs: number[][]) => model.tokenLogProbs(seqs); // what Session.evaluate uses
     if (args.warmup !== false) await perplexity(scorer, pw.slice(0, B), { batchSize: B });
     const r = await perUnit((onProgress) => perplexity(scorer, pw.slice(B), { batchSize: B, onProgress }));
-    out.ppl = { ...rate(r.seconds, B * T), nll: r.value.nll };
+    out.ppl = { ...rate(r.seconds, T), nll: r.value.nll }; // perUnit splits each batch of B windows into B units
   }
   if (args.tasks.includes("profile")) {
     // One window each, every kernel timed (tf.profile adds per-kernel synchronisation, so totals are a bit

@@ -85,8 +85,8 @@ export function paramCount(c: RawConfig): number {
  *   over the full T×T score matrix (4·T·nH·hd per layer; causal masking does not skip work in either engine);
  * - importance (sd-taylor): forward + input gradients everywhere (same as forward) + weight gradients of
  *   gate/up/down only (2·3·H·I per layer); attention backward = 2× its forward.
- * sdmprune's layer-by-layer path additionally recomputes each layer's forward during the backward sweep
- * (`recompute`, reported separately: it is the price of holding one layer's activations at a time).
+ * sdmprune's layer-by-layer path recomputes a layer's forward during the backward sweep only for layers whose
+ * activations do not fit its budget (`recompute` = the whole trunk, an upper bound, reported separately).
  */
 export function flopsPerToken(c: RawConfig, T: number): { forward: number; importance: number; recompute: number; matmulForward: number } {
   const H = c.hidden_size;

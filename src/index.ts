@@ -26,7 +26,8 @@ export { evaluateTasks, type EvaluateOptions, type EvaluationResult, type TaskRe
 export { modelScorer, type ModelScorerOptions } from "./eval/model-scorer";
 export { TASKS, DEFAULT_TASKS, getTask, resolveDataDir, type TaskSpec } from "./eval/tasks";
 // loss, teacher cache, importance (importance helper)
-export { chunkLossGrad, chunkLabels, lossWeights, mixedLoss, positionChunk, validateLossSpec, LossMeter, type LossSpec, type ChunkLoss } from "./loss";
+export { chunkLabels, lossWeights, mixedLoss, positionChunk, validateLossSpec, LossMeter, type LossSpec } from "./loss";
+export { headLossVjp, type HeadLoss } from "./importance/head-loss";
 export { TeacherCache, type TopK, type TeacherCacheOptions, type TeacherTargets, type TailStats } from "./teacher";
 export { accumulate, settingsFor, ImportanceScores, SCORES_FORMAT, CRITERIA, isAdditive, modelFingerprint, fingerprintMismatch, type AccumulateOptions, type Criterion, type ScoreSettings, type ModelFingerprint } from "./importance";
 // engine + model (engine/model helper)

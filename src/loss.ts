@@ -2,8 +2,9 @@ import * as tf from "@tensorflow/tfjs";
 import { UsageError } from "./errors";
 
 /**
- * The SDMPrune loss L = (1 − α)·CE + α·KD (METHOD.md §3) for B windows of equal length T, and its
- * analytic gradient with respect to the student logits (METHOD.md §4).
+ * The SDMPrune loss L = (1 − α)·CE + α·KD (METHOD.md §3) for B windows of equal length T: its pieces,
+ * weights and running totals. The analytic gradient (METHOD.md §4), fused with the head's backward, is
+ * src/importance/head-loss.ts; `mixedLoss` is the taped form it is tested against.
  *
  * - CE: next-token cross-entropy, mean over the B·(T−1) predicted positions (the last position of a
  *   window has no label).
@@ -53,94 +54,6 @@ export function chunkLabels(windows: number[][], T: number, p0: number, p1: numb
  */
 export function positionChunk(V: number, total: number, budget = 1 << 22): number {
   return Math.max(1, Math.min(total, Math.floor(budget / V)));
-}
-
-export interface ChunkLoss {
-  /** ∂L/∂z for the chunk's rows, [n, V] float32. The caller disposes it. */
-  grad: tf.Tensor2D;
-  /** Σ over labelled rows of −log q_s[label] (not yet divided by B·(T−1)). */
-  nllSum: number;
-  /** Σ over rows of −Σ_v p_τ log q_s (cross-entropy part of KD; add Σ p log p for the KL). */
-  crossSum: number;
-}
-
-/**
- * Loss pieces and ∂L/∂z for one chunk of student logits [n, V].
- * `teacherProbs` = dense p_τ rows [n·V] (null when alpha = 0). Rows with label −1 get no CE term.
- *
- *     ∂L/∂z = w_ce·[has label]·(q − onehot(label)) + w_kd·(q − p_τ)
- */
-export function chunkLossGrad(logits: tf.Tensor2D, labels: Int32Array, teacherProbs: Float32Array | null, spec: LossSpec): ChunkLoss {
-  const [n, V] = logits.shape;
-  if (labels.length !== n) throw new UsageError(`chunkLossGrad: ${labels.length} labels for ${n} rows`);
-  const w = lossWeights(spec);
-  const useKd = spec.alpha > 0;
-  if (useKd && (!teacherProbs || teacherProbs.length !== n * V)) {
-    throw new UsageError(`chunkLossGrad: teacher probabilities must have ${n}×${V} entries, got ${teacherProbs ? teacherProbs.length : "none"}`);
-  }
-  // The whole constant part of ∂L/∂z is one host-built target row per position,
-  //     t = w_kd·p_τ + w_ce·[has label]·onehot(label),   so   ∂L/∂z = q·(w_ce·[has] + w_kd) − t,
-  // and q = e / Σe with e = exp(z − max z). On [n, V] that is max, sub, exp, sum, mul, sub (+ mul, sum for the
-  // logged KD term) instead of a logSoftmax, a second exp, a one-hot and about ten more full passes: the
-  // loss was the largest elementwise cost of the importance pass (bench/NOTES.md).
-  const rowW = new Float32Array(n);
-  const flatLabel = new Int32Array(n);
-  let labelled = 0;
-  const target = new Float32Array(n * V);
-  const psum = new Float64Array(n); // Σ_v p per row (1 up to float32 rounding; exact value used for the KD log)
-  if (useKd) {
-    const p = teacherProbs as Float32Array;
-    for (let i = 0; i < n; i++) {
-      let rs = 0;
-      const o = i * V;
-      for (let v = 0; v < V; v++) {
-        const pv = p[o + v];
-        if (pv !== 0) {
-          target[o + v] = w.kd * pv;
-          rs += pv;
-        }
-      }
-      psum[i] = rs;
-    }
-  }
-  for (let i = 0; i < n; i++) {
-    rowW[i] = w.kd;
-    if (labels[i] >= 0) {
-      if (labels[i] >= V) throw new UsageError(`chunkLossGrad: label ${labels[i]} out of range for vocabulary ${V}`);
-      target[i * V + labels[i]] += w.ce;
-      rowW[i] += w.ce;
-      flatLabel[labelled++] = i * V + labels[i];
-    }
-  }
-  const out = tf.tidy(() => {
-    const m = tf.max(logits, -1, true);
-    const e = tf.exp(tf.sub(logits, m));
-    const se = tf.sum(e, -1, true);
-    const t = tf.tensor2d(target, [n, V]);
-    const grad = tf.sub(tf.mul(e, tf.div(tf.tensor2d(rowW, [n, 1]), se)), t) as tf.Tensor2D;
-    const lse = tf.add(m, tf.log(se)).reshape([n]);
-    const parts: tf.Tensor[] = [lse];
-    // Σ_v p·z per chunk, read back from Σ t·z (t holds w_kd·p plus the CE one-hots)
-    parts.push(useKd ? tf.sum(tf.mul(t, logits)).reshape([1]) : tf.zeros([1]));
-    if (labelled > 0) parts.push(tf.gather(tf.reshape(logits, [n * V]), tf.tensor1d(flatLabel.subarray(0, labelled), "int32")));
-    return { grad, rest: tf.concat(parts) };
-  });
-  const rest = out.rest.dataSync();
-  out.rest.dispose();
-  // nll = Σ_labelled (lse − z[label]); cross = −Σ p·log q = Σ_r lse_r·Σ_v p_rv − Σ p·z
-  let nllSum = 0;
-  let zLabSum = 0;
-  let lseP = 0;
-  for (let k = 0, i = 0; i < n; i++) {
-    if (labels[i] >= 0) {
-      nllSum += rest[i] - rest[n + 1 + k];
-      zLabSum += rest[n + 1 + k];
-      k++;
-    }
-    lseP += rest[i] * psum[i];
-  }
-  const crossSum = useKd ? lseP - (rest[n] - w.ce * zLabSum) / w.kd : 0;
-  return { grad: out.grad, nllSum, crossSum };
 }
 
 /** Running totals of the logged loss over the chunks of one batch. */

@@ -18,8 +18,14 @@ function nativeInstalled(): boolean {
 }
 
 describe("engine", () => {
-  afterEach(() => {
+  // these tests set SDMPRUNE_BACKEND themselves; a value given to the whole run is restored for the files after
+  const given = process.env.SDMPRUNE_BACKEND;
+  beforeEach(() => {
     delete process.env.SDMPRUNE_BACKEND;
+  });
+  afterEach(() => {
+    if (given === undefined) delete process.env.SDMPRUNE_BACKEND;
+    else process.env.SDMPRUNE_BACKEND = given;
   });
 
   it("switches between cpu and wasm within one process; initEngine is idempotent", async () => {
@@ -77,6 +83,31 @@ describe("engine", () => {
       [6, 8],
       [0, 0],
     ]);
+    await initEngine("cpu");
+  });
+
+  it("wasm's replaced GatherV2 (axis 0: one heap copy per index) agrees with cpu; other axes fall back; bad indices fail", async () => {
+    const cases: [string, () => tf.Tensor][] = [
+      ["rows of a 2-D float32", () => tf.gather(tf.tensor2d([[1, 2, 3], [4, 5, 6], [7, 8, 9]]), tf.tensor1d([2, 0, 2, 1], "int32"))],
+      ["elements of a 1-D float32", () => tf.gather(tf.tensor1d([0.5, -1, 2.25, 7]), tf.tensor1d([3, 3, 0, 2], "int32"))],
+      ["int32 rows, 2-D indices", () => tf.gather(tf.tensor2d([[1, 2], [3, 4]], [2, 2], "int32"), tf.tensor2d([[1, 0], [1, 1]], [2, 2], "int32"))],
+      ["3-D blocks", () => tf.gather(tf.range(0, 24).reshape([4, 3, 2]), tf.tensor1d([3, 1], "int32"))],
+      ["axis 1 (original kernel)", () => tf.gather(tf.tensor2d([[1, 2, 3], [4, 5, 6]]), tf.tensor1d([2, 0], "int32"), 1)],
+      ["no indices", () => tf.gather(tf.tensor2d([[1, 2], [3, 4]]), tf.tensor1d([], "int32"))],
+    ];
+    const got: Record<string, unknown[]> = {};
+    for (const b of ["cpu", "wasm"] as const) {
+      await initEngine(b);
+      for (const [name, f] of cases) {
+        const t = f();
+        (got[name] ??= []).push({ shape: t.shape, values: Array.from(t.dataSync()) });
+        t.dispose();
+      }
+    }
+    for (const [name] of cases) assert.deepEqual(got[name][1], got[name][0], name);
+    assert.deepEqual((got["rows of a 2-D float32"][0] as { values: number[] }).values, [7, 8, 9, 1, 2, 3, 7, 8, 9, 4, 5, 6]);
+    await initEngine("wasm");
+    assert.throws(() => tf.tidy(() => tf.gather(tf.tensor2d([[1, 2], [3, 4]]), tf.tensor1d([0, 2], "int32")).dataSync()), /index 2/);
     await initEngine("cpu");
   });
 

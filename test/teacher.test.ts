@@ -2,7 +2,9 @@ import { strict as assert } from "node:assert";
 import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../src/engine";
 import { CancelledError, FormatError, UsageError } from "../src/errors";
-import { chunkLabels, chunkLossGrad, LossMeter, mixedLoss, validateLossSpec, type LossSpec } from "../src/loss";
+import { headLossVjp } from "../src/importance/head-loss";
+import { chunkLabels, LossMeter, mixedLoss, validateLossSpec, type LossSpec } from "../src/loss";
+import { parseConfig } from "../src/model/config";
 import { LlamaModel } from "../src/model/llama";
 import { randomTensors } from "../src/model/random";
 import { modelFingerprint } from "../src/importance";
@@ -135,81 +137,108 @@ describe("teacher cache", function () {
   });
 });
 
-describe("loss: CE + KD and the analytic logits gradient", () => {
+describe("loss: CE + KD fused with the head's backward (headLossVjp)", () => {
   before(async () => {
     await initEngine();
   });
 
-  it("chunked analytic ∂L/∂z equals autograd of the taped loss (B=2, α=0.4, τ=0.2), values agree", () => {
+  /**
+   * Final hidden rows of B windows through headLossVjp in position chunks, against autograd of the taped
+   * loss (mixedLoss of model.head) w.r.t. the same rows; teacher p_τ either sparse (top-k entries per row:
+   * the gathered-rows path) or dense (all V entries: the dense-target path).
+   */
+  const check = (tied: boolean, k: number, alpha: number): void => {
+    const cfg = parseConfig({ ...TINY_CONFIGS["gqa+llama3+tied"], vocab_size: 64, tie_word_embeddings: tied });
+    const model = LlamaModel.fromTensors(cfg, randomTensors(cfg, 31, 0.5));
     const B = 2;
     const T = 6;
-    const V = 11;
-    const spec: LossSpec = { alpha: 0.4, temperature: 0.2, B, T };
+    const V = cfg.vocab_size;
+    const H = cfg.hidden_size;
+    const spec: LossSpec = { alpha, temperature: 0.2, B, T };
     validateLossSpec(spec);
     const windows = [randomIds(T, V, 1), randomIds(T, V, 2)];
-    const z = tf.randomNormal([B, T, V], 0, 2, "float32", 5) as tf.Tensor3D;
+    // teacher: the top k of random logits per row, softmax at τ over them
     const zt = tf.randomNormal([B * T, V], 0, 2, "float32", 6).dataSync();
-    const probs = new Float32Array(B * T * V);
+    const ids = new Int32Array(B * T * k);
+    const pk = new Float32Array(B * T * k);
+    const dense = new Float32Array(B * T * V);
     let plogp = 0;
     for (let r = 0; r < B * T; r++) {
-      const p = softmaxRow(zt, r * V, V, spec.temperature);
-      for (let v = 0; v < V; v++) {
-        probs[r * V + v] = p[v];
-        if (p[v] > 0) plogp += p[v] * Math.log(p[v]);
-      }
+      const order = Array.from({ length: V }, (_, v) => v).sort((x, y) => zt[r * V + y] - zt[r * V + x]).slice(0, k);
+      const top = Float32Array.from(order, (v) => zt[r * V + v]);
+      const p = softmaxRow(top, 0, k, spec.temperature);
+      order.forEach((v, j) => {
+        ids[r * k + j] = v;
+        pk[r * k + j] = p[j];
+        dense[r * V + v] = p[j];
+        if (p[j] > 0) plogp += p[j] * Math.log(p[j]);
+      });
     }
-    const pT = tf.tensor2d(probs, [B * T, V]);
-    const taped = tf.valueAndGrad((x: tf.Tensor) => mixedLoss(x as tf.Tensor3D, windows, pT, plogp, spec))(z);
+    const h = tf.randomNormal([B * T, H], 0, 1, "float32", 7) as tf.Tensor2D;
+    const pT = tf.tensor2d(dense, [B * T, V]);
+    const taped = tf.valueAndGrad((x: tf.Tensor) => mixedLoss(model.head(x as tf.Tensor2D).reshape([B, T, V]) as tf.Tensor3D, windows, alpha > 0 ? pT : null, plogp, spec))(h);
     const meter = new LossMeter(spec);
-    const flatZ = z.reshape([B * T, V]) as tf.Tensor2D;
-    const got = new Float32Array(B * T * V);
+    meter.plogp = alpha > 0 ? plogp : 0;
+    const got = new Float32Array(B * T * H);
     for (const [p0, p1] of [[0, 5], [5, 7], [7, 12]]) {
-      const chunk = tf.slice(flatZ, [p0, 0], [p1 - p0, V]);
-      const cl = chunkLossGrad(chunk, chunkLabels(windows, T, p0, p1), probs.slice(p0 * V, p1 * V), spec);
-      got.set(cl.grad.dataSync(), p0 * V);
-      meter.add(cl, 0);
-      cl.grad.dispose();
-      chunk.dispose();
+      const rows = tf.slice(h, [p0, 0], [p1 - p0, H]);
+      const tg = alpha > 0 ? { k, ids: ids.slice(p0 * k, p1 * k), probs: pk.slice(p0 * k, p1 * k), plogp: 0 } : null;
+      const r = headLossVjp(model, rows, chunkLabels(windows, T, p0, p1), tg, spec);
+      got.set(r.dh.dataSync(), p0 * H);
+      for (let i = 0; i < p1 - p0; i++) meter.add({ nllSum: r.nll[i], crossSum: r.cross[i] });
+      if (p1 === 12) assert.equal(r.nll[p1 - p0 - 1], 0, "the last position of a window has no label");
+      tf.dispose([r.dh, rows]);
     }
-    meter.plogp = plogp;
-    const want = taped.grad.dataSync();
-    let worst = 0;
-    let scale = 0;
-    for (let i = 0; i < want.length; i++) {
-      worst = Math.max(worst, Math.abs(got[i] - want[i]));
-      scale = Math.max(scale, Math.abs(want[i]));
-    }
-    assert.ok(worst <= 1e-5 * scale, `max |Δ grad| ${worst} (scale ${scale})`);
+    const e = relError(got, taped.grad.dataSync());
     const value = taped.value.dataSync()[0];
-    assert.ok(Math.abs(meter.loss - value) < 1e-5 * Math.abs(value), `loss ${meter.loss} vs ${value}`);
-    // a float64 check of the definitions: CE over B·(T−1) positions, KL over all B·T
-    const zz = z.dataSync();
-    let ce = 0;
-    let kl = 0;
-    for (let r = 0; r < B * T; r++) {
-      const lq = softmaxRow(zz, r * V, V, 1).map(Math.log);
-      const pos = r % T;
-      if (pos < T - 1) ce -= lq[windows[Math.floor(r / T)][pos + 1]];
-      for (let v = 0; v < V; v++) if (probs[r * V + v] > 0) kl += probs[r * V + v] * (Math.log(probs[r * V + v]) - lq[v]);
+    const what = `${tied ? "tied" : "untied"}, k ${k} (${8 * (k + 1) <= V ? "sparse" : "dense"} targets), α ${alpha}`;
+    assert.ok(e.rel <= 1e-5, `${what}: ∂L/∂h rel ${e.rel}`);
+    assert.ok(Math.abs(meter.loss - value) < 1e-5 * Math.abs(value), `${what}: loss ${meter.loss} vs ${value}`);
+    tf.dispose([h, pT, taped.value, taped.grad]);
+    model.dispose();
+  };
+
+  it("equals autograd of the taped loss: tied and untied head, sparse (top-k) and dense teacher targets, α 0.4 and 0", () => {
+    for (const tied of [true, false]) {
+      for (const k of [4, 64]) check(tied, k, 0.4);
+      check(tied, 4, 0);
     }
-    ce /= B * (T - 1);
-    kl /= B * T;
-    assert.ok(Math.abs(meter.ce - ce) < 1e-4 * ce && Math.abs(meter.kd - kl) < 1e-4 * Math.max(kl, 1e-3), `CE ${meter.ce} vs ${ce}, KD ${meter.kd} vs ${kl}`);
-    tf.dispose([z, pT, taped.value, taped.grad, flatZ]);
   });
 
-  it("α = 0 is plain CE and needs no teacher; bad specs are refused", () => {
-    const spec: LossSpec = { alpha: 0, temperature: 1, B: 1, T: 4 };
-    const z = tf.tensor2d([[1, 2, 3], [0, 0, 0], [3, 1, 0], [5, 5, 5]]);
-    const cl = chunkLossGrad(z, chunkLabels([[0, 2, 1, 0]], 4, 0, 4), null, spec);
-    const g = cl.grad.arraySync();
-    assert.deepEqual(g[3], [0, 0, 0], "last position has no label and no KD term");
-    assert.ok(Math.abs(g[0].reduce((a, b) => a + b, 0)) < 1e-6);
-    const lse0 = Math.log(Math.exp(1) + Math.exp(2) + Math.exp(3));
-    const lse2 = Math.log(Math.exp(3) + Math.exp(1) + 1);
-    assert.ok(Math.abs(cl.nllSum - (lse0 - 3 + Math.log(3) + (lse2 - 3))) < 1e-5, `nll ${cl.nllSum}`);
-    assert.equal(cl.crossSum, 0);
-    tf.dispose([z, cl.grad]);
+  it("CE and KD follow the definitions (float64): CE over B·(T−1) positions, KL over all B·T; bad specs are refused", () => {
+    const spec: LossSpec = { alpha: 0.4, temperature: 0.5, B: 1, T: 4 };
+    const cfg = parseConfig({ ...TINY_CONFIGS["gqa+llama3+tied"], vocab_size: 48 });
+    const model = LlamaModel.fromTensors(cfg, randomTensors(cfg, 32, 0.5));
+    const V = cfg.vocab_size;
+    const win = [3, 7, 1, 9];
+    const h = tf.randomNormal([4, cfg.hidden_size], 0, 1, "float32", 8) as tf.Tensor2D;
+    const z = model.head(h);
+    const zz = z.dataSync();
+    const k = 5;
+    const ids = new Int32Array(4 * k);
+    const probs = new Float32Array(4 * k);
+    for (let r = 0; r < 4; r++) {
+      const p = softmaxRow(Float32Array.from({ length: k }, (_, j) => j * 0.7 - r), 0, k, 1);
+      for (let j = 0; j < k; j++) {
+        ids[r * k + j] = (r * 11 + j * 3) % V;
+        probs[r * k + j] = p[j];
+      }
+    }
+    const r = headLossVjp(model, h, chunkLabels([win], 4, 0, 4), { k, ids, probs, plogp: 0 }, spec);
+    let ce = 0;
+    let cross = 0;
+    for (let row = 0; row < 4; row++) {
+      const lq = softmaxRow(zz, row * V, V, 1).map(Math.log);
+      if (row < 3) ce -= lq[win[row + 1]];
+      for (let j = 0; j < k; j++) cross -= probs[row * k + j] * lq[ids[row * k + j]];
+    }
+    const nll = r.nll.reduce((a, b) => a + b, 0);
+    const cr = r.cross.reduce((a, b) => a + b, 0);
+    assert.ok(Math.abs(nll - ce) < 1e-4 * ce, `Σ nll ${nll} vs ${ce}`);
+    assert.ok(Math.abs(cr - cross) < 1e-4 * cross, `Σ cross ${cr} vs ${cross}`);
+    assert.equal(r.nll[3], 0);
+    tf.dispose([h, z, r.dh]);
+    model.dispose();
     assert.throws(() => validateLossSpec({ alpha: 1.5, temperature: 1, B: 1, T: 4 }), UsageError);
     assert.throws(() => validateLossSpec({ alpha: 0.5, temperature: 0, B: 1, T: 4 }), UsageError);
     assert.throws(() => validateLossSpec({ alpha: 0.5, temperature: 1, B: 1, T: 1 }), UsageError);

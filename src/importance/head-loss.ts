@@ -5,7 +5,7 @@ import { matMulBT, rmsNormVjp } from "../model/layer-vjp";
 import type { LlamaModel } from "../model/llama";
 import type { SparseTargets } from "../teacher";
 
-/** Per-row loss pieces of a chunk of positions (those of `ChunkLoss` in src/loss.ts, before summing) and ∂L/∂h. */
+/** Per-row loss pieces of a chunk of positions (LossMeter sums them) and ∂L/∂h. */
 export interface HeadLoss {
   /** ∂L/∂h [n, H] through the final RMSNorm and the head. The caller disposes it. */
   dh: tf.Tensor2D;
@@ -17,8 +17,8 @@ export interface HeadLoss {
 
 /**
  * The SDMPrune loss of final hidden rows h [n, H] (labels: next tokens, −1 for none; tg: the teacher's
- * p_τ for the same rows, null when α = 0) fused with the backward of the head, so ∂L/∂z [n, V] is never
- * built (the formulas are those of `chunkLossGrad`):
+ * p_τ for the same rows, null when α = 0; weights from `lossWeights`, src/loss.ts) fused with the
+ * backward of the head, so ∂L/∂z [n, V] is never built:
  *
  *     ∂L/∂z = ρ⊙q − t,   ρ_r = w_ce·[row r has a label] + w_kd,   t = w_kd·p_τ + w_ce·onehot(label)
  *     ∂L/∂xn = ρ⊙(q·E) − t·E
