@@ -80,6 +80,22 @@ export function registerMatMulGradient(): void {
   });
 }
 
+type KernelArgs = Parameters<tf.KernelFunc>[0];
+
+/**
+ * Puts `impl` in place of wasm's kernel `name` (setup and dispose stay the original's); `impl` gets the
+ * original kernel function for the cases it leaves alone. False when wasm is not loaded yet (the engine
+ * calls the registrations again after loading it).
+ */
+function replaceWasmKernel(name: string, impl: (args: KernelArgs, original: tf.KernelFunc) => tf.TensorInfo | tf.TensorInfo[]): boolean {
+  const original = tf.getKernel(name, "wasm");
+  if (!original) return false;
+  const originalFunc = original.kernelFunc;
+  tf.unregisterKernel(name, "wasm");
+  tf.registerKernel({ kernelName: name, backendName: "wasm", setupFunc: original.setupFunc, disposeFunc: original.disposeFunc, kernelFunc: (args) => impl(args, originalFunc) });
+  return true;
+}
+
 interface WasmBackendLike {
   dataIdMap: { get(dataId: unknown): { memoryOffset: number } };
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
@@ -95,32 +111,21 @@ interface WasmBackendLike {
  */
 export function registerWasmSlice(): void {
   if (sliceRegistered) return;
-  const original = tf.getKernel("Slice", "wasm");
-  if (!original) return; // wasm not loaded yet: loadWasm calls this again
-  sliceRegistered = true;
-  const originalFunc = original.kernelFunc;
-  tf.unregisterKernel("Slice", "wasm");
-  tf.registerKernel({
-    kernelName: "Slice",
-    backendName: "wasm",
-    setupFunc: original.setupFunc,
-    disposeFunc: original.disposeFunc,
-    kernelFunc: (args) => {
-      const x = (args.inputs as { x: tf.TensorInfo }).x;
-      const { begin, size } = args.attrs as unknown as { begin: number | number[]; size?: number | number[] };
-      const [b, sz] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, begin, size);
-      if (x.dtype === "string" || !tf.slice_util.isSliceContinous(x.shape, b, sz)) return originalFunc(args);
-      const be = args.backend as unknown as WasmBackendLike;
-      const out = be.makeOutput(sz, x.dtype);
-      const n = tf.util.sizeFromShape(sz);
-      if (n > 0) {
-        const bpe = tf.util.bytesPerElement(x.dtype);
-        const src = be.dataIdMap.get(x.dataId).memoryOffset + tf.slice_util.computeFlatOffset(b, tf.util.computeStrides(x.shape)) * bpe;
-        const dst = be.dataIdMap.get(out.dataId).memoryOffset;
-        be.wasm.HEAPU8.copyWithin(dst, src, src + n * bpe);
-      }
-      return out;
-    },
+  sliceRegistered = replaceWasmKernel("Slice", (args, originalFunc) => {
+    const x = (args.inputs as { x: tf.TensorInfo }).x;
+    const { begin, size } = args.attrs as unknown as { begin: number | number[]; size?: number | number[] };
+    const [b, sz] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, begin, size);
+    if (x.dtype === "string" || !tf.slice_util.isSliceContinous(x.shape, b, sz)) return originalFunc(args);
+    const be = args.backend as unknown as WasmBackendLike;
+    const out = be.makeOutput(sz, x.dtype);
+    const n = tf.util.sizeFromShape(sz);
+    if (n > 0) {
+      const bpe = tf.util.bytesPerElement(x.dtype);
+      const src = be.dataIdMap.get(x.dataId).memoryOffset + tf.slice_util.computeFlatOffset(b, tf.util.computeStrides(x.shape)) * bpe;
+      const dst = be.dataIdMap.get(out.dataId).memoryOffset;
+      be.wasm.HEAPU8.copyWithin(dst, src, src + n * bpe);
+    }
+    return out;
   });
 }
 
@@ -135,52 +140,41 @@ let gatherRegistered = false;
  */
 export function registerWasmGather(): void {
   if (gatherRegistered) return;
-  const original = tf.getKernel("GatherV2", "wasm");
-  if (!original) return;
-  gatherRegistered = true;
-  const originalFunc = original.kernelFunc;
-  tf.unregisterKernel("GatherV2", "wasm");
-  tf.registerKernel({
-    kernelName: "GatherV2",
-    backendName: "wasm",
-    setupFunc: original.setupFunc,
-    disposeFunc: original.disposeFunc,
-    kernelFunc: (args) => {
-      const { x, indices } = args.inputs as { x: tf.TensorInfo; indices: tf.TensorInfo };
-      const { axis, batchDims } = args.attrs as unknown as { axis: number; batchDims?: number };
-      const ax = axis < 0 ? axis + x.shape.length : axis;
-      if (ax !== 0 || (batchDims ?? 0) !== 0 || x.dtype === "string" || indices.dtype !== "int32" || x.shape.length === 0) return originalFunc(args);
-      const be = args.backend as unknown as WasmBackendLike;
-      const rows = x.shape[0];
-      const inner = tf.util.sizeFromShape(x.shape.slice(1));
-      const n = tf.util.sizeFromShape(indices.shape);
-      const out = be.makeOutput([...indices.shape, ...x.shape.slice(1)], x.dtype);
-      if (n * inner === 0) return out;
-      // views after makeOutput: it may grow (and so replace) the heap buffer
-      const heap = be.wasm.HEAPU8;
-      const idx = new Int32Array(heap.buffer, be.dataIdMap.get(indices.dataId).memoryOffset, n);
-      const bpe = tf.util.bytesPerElement(x.dtype);
-      const src = be.dataIdMap.get(x.dataId).memoryOffset;
-      const dst = be.dataIdMap.get(out.dataId).memoryOffset;
-      if (inner === 1 && bpe === 4) {
-        const h32 = new Int32Array(heap.buffer); // 4-byte values copied bit for bit, float32 or int32
-        const s4 = src >> 2;
-        const d4 = dst >> 2;
-        for (let i = 0; i < n; i++) {
-          const r = idx[i];
-          if (r < 0 || r >= rows) throw new Error(`GatherV2: index ${r} at position ${i} is outside [0, ${rows})`);
-          h32[d4 + i] = h32[s4 + r];
-        }
-        return out;
-      }
-      const rowBytes = inner * bpe;
+  gatherRegistered = replaceWasmKernel("GatherV2", (args, originalFunc) => {
+    const { x, indices } = args.inputs as { x: tf.TensorInfo; indices: tf.TensorInfo };
+    const { axis, batchDims } = args.attrs as unknown as { axis: number; batchDims?: number };
+    const ax = axis < 0 ? axis + x.shape.length : axis;
+    if (ax !== 0 || (batchDims ?? 0) !== 0 || x.dtype === "string" || indices.dtype !== "int32" || x.shape.length === 0) return originalFunc(args);
+    const be = args.backend as unknown as WasmBackendLike;
+    const rows = x.shape[0];
+    const inner = tf.util.sizeFromShape(x.shape.slice(1));
+    const n = tf.util.sizeFromShape(indices.shape);
+    const out = be.makeOutput([...indices.shape, ...x.shape.slice(1)], x.dtype);
+    if (n * inner === 0) return out;
+    // views after makeOutput: it may grow (and so replace) the heap buffer
+    const heap = be.wasm.HEAPU8;
+    const idx = new Int32Array(heap.buffer, be.dataIdMap.get(indices.dataId).memoryOffset, n);
+    const bpe = tf.util.bytesPerElement(x.dtype);
+    const src = be.dataIdMap.get(x.dataId).memoryOffset;
+    const dst = be.dataIdMap.get(out.dataId).memoryOffset;
+    if (inner === 1 && bpe === 4) {
+      const h32 = new Int32Array(heap.buffer); // 4-byte values copied bit for bit, float32 or int32
+      const s4 = src >> 2;
+      const d4 = dst >> 2;
       for (let i = 0; i < n; i++) {
         const r = idx[i];
         if (r < 0 || r >= rows) throw new Error(`GatherV2: index ${r} at position ${i} is outside [0, ${rows})`);
-        heap.copyWithin(dst + i * rowBytes, src + r * rowBytes, src + (r + 1) * rowBytes);
+        h32[d4 + i] = h32[s4 + r];
       }
       return out;
-    },
+    }
+    const rowBytes = inner * bpe;
+    for (let i = 0; i < n; i++) {
+      const r = idx[i];
+      if (r < 0 || r >= rows) throw new Error(`GatherV2: index ${r} at position ${i} is outside [0, ${rows})`);
+      heap.copyWithin(dst + i * rowBytes, src + r * rowBytes, src + (r + 1) * rowBytes);
+    }
+    return out;
   });
 }
 
