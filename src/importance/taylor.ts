@@ -72,9 +72,10 @@ function batchTargets(teacher: TeacherCache, ws: number[], T: number, p0: number
  * keeps each layer's activations (within `keepMiB`; beyond it only the layer input, and the layer is
  * recomputed in the backward sweep), then per chunk of positions the loss fused with the head's backward
  * (headLossVjp), then for l = L−1..0 the hand-written layer backward (layerVjp), each sample's MLP
- * gradients reduced to its channel scores and freed before the next. Batching changes no number of a
- * sample (sequences only meet in the shared products, row by row); it cuts the kernels per token, which
- * dominate on small models (bench/NOTES.md).
+ * gradients reduced to its channel scores and freed before the next. Sequences only meet in the shared
+ * products, row by row, so batching leaves each sample's scores as they are (bit for bit on wasm and cpu;
+ * within float32 rounding on tensorflow, whose GEMM blocking depends on the row count); it cuts the
+ * kernels per token, which dominate on small models (bench/NOTES.md).
  */
 export function taylorBatchLayerwise(model: LlamaModel, windows: number[][], ws: number[], teacher: TeacherCache | null, spec: LossSpec, keepMiB = KEEP_ACTIVATIONS_MIB): WindowScore[] {
   const L = model.config.num_hidden_layers;
