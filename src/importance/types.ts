@@ -54,7 +54,7 @@ export interface AccumulateOptions extends RunOptions {
   /** Taylor only: "layerwise" (default; one layer's gradients alive at a time) or "straightforward" (model.gradients over all MLP weights). */
   path?: "layerwise" | "straightforward";
   /**
-   * Layerwise path: MiB of one window's forward activations kept for the backward sweep (default 64);
+   * Layerwise path: MiB of forward activations kept per pass for the backward sweep (default 128);
    * layers past the budget are recomputed from their input there (slower, one layer's activations at a time).
    */
   keepActivationsMiB?: number;
