@@ -15,7 +15,7 @@ import type { ModelFiles } from "./io/files";
 import { intermediateSizes, paramCounts, withIntermediateSizes, type LlamaConfig, type ParamCounts } from "./model/config";
 import type { LayerWeights, LlamaModel } from "./model/llama";
 import { loadModel, saveModel } from "./model/load";
-import { accounting, resolvePrune, selectChannels, sliceMlp, type Allocation, type PruneAccounting } from "./prune";
+import { accounting, resolvePrune, selectChannels, sliceMlp, type PruneAccounting, type PruneSpec } from "./prune";
 import { planSdmprune, STAGE1_KEEP_FRACTION, type RecipePlan } from "./recipe";
 import { layerSensitivity, type SensitivityResult } from "./sensitivity";
 import { distribution, keptSetAgreement } from "./stats";
@@ -112,13 +112,7 @@ export interface ScoreReport {
   table(): Table;
 }
 
-export interface PruneOptions {
-  ratio?: number;
-  /** K for every selected layer, or one K per layer (length = layers). */
-  keep?: number | number[];
-  mlpRatio?: number;
-  layers?: [number, number];
-  allocation?: Allocation;
+export interface PruneOptions extends PruneSpec {
   /** Label recorded in the history (e.g. "sdmprune stage 1"). */
   label?: string;
 }

@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { DataError, FormatError, NumericError, UsageError } from "./errors";
 import { fingerprintMismatch, modelFingerprint, type ModelFingerprint } from "./importance/fingerprint";
-import { batchingPays } from "./engine";
+import { windowsPerPass } from "./engine";
 import { positionChunk } from "./loss";
 import type { LlamaModel } from "./model/llama";
 import { Progress } from "./progress";
@@ -31,7 +31,7 @@ export type TopK = number | "full";
 export interface TeacherCacheOptions {
   /** Logits kept per position; "full" keeps all of them (exact). */
   topk: TopK;
-  /** Windows per forward pass (default: up to 8 and 2048 rows where batching pays, see batchingPays; else 1). */
+  /** Windows per forward pass (default: see windowsPerPass in src/engine, at most 2048 rows). */
   batchWindows?: number;
 }
 
@@ -115,8 +115,7 @@ export class TeacherCache {
     const values: Float32Array[] = [];
     const ids: Int32Array[] | null = topk === "full" ? null : [];
     const lse: Float32Array[] = [];
-    // Several windows per trunk pass where per-kernel dispatch dominates (see batchingPays), up to 2048 rows.
-    const batch = opts.batchWindows ?? (batchingPays() ? Math.max(1, Math.min(8, Math.floor(2048 / T))) : 1);
+    const batch = opts.batchWindows ?? windowsPerPass(2048 / T);
     if (!Number.isInteger(batch) || batch < 1) throw new UsageError(`teacher batchWindows must be a positive integer, got ${batch}`);
     const progress = new Progress(run, "teacher", windows.length);
     for (let w0 = 0; w0 < windows.length; w0 += batch) {

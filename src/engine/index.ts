@@ -122,3 +122,11 @@ export function backendName(): BackendName {
 export function batchingPays(): boolean {
   return tf.getBackend() === "tensorflow";
 }
+
+/** Most windows one pass takes where batching pays. */
+export const MAX_WINDOWS_PER_PASS = 8;
+
+/** Default windows per pass: `fits` (what memory allows, ≥ 1) up to MAX_WINDOWS_PER_PASS where batching pays, else 1. */
+export function windowsPerPass(fits: number): number {
+  return batchingPays() ? Math.max(1, Math.min(MAX_WINDOWS_PER_PASS, Math.floor(fits))) : 1;
+}

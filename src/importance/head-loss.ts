@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { UsageError } from "../errors";
 import { lossWeights, type LossSpec } from "../loss";
 import { matMulBT, rmsNormVjp } from "../model/layer-vjp";
-import type { LlamaModel } from "../model/llama";
+import { vocabMajorHead, type LlamaModel } from "../model/llama";
 import type { SparseTargets } from "../teacher";
 
 /** Per-row loss pieces of a chunk of positions (LossMeter sums them) and ∂L/∂h. */
@@ -68,8 +68,8 @@ export function headLossVjp(model: LlamaModel, h: tf.Tensor2D, labels: Int32Arra
     }
   }
   const E = model.weights.lm_head; // [H, V] when untied; else the [V, H] embedding
-  // Vocabulary-major [V, n] logits on the native backend (no transpose of a [V, n] block), row-major elsewhere.
-  const vMajor = tf.getBackend() === "tensorflow";
+  // Vocabulary-major [V, n] logits where the head is computed that way (no transpose of a [V, n] block).
+  const vMajor = vocabMajorHead();
   const at = (row: number, col: number): number => (vMajor ? col * n + row : row * V + col);
   const out = tf.tidy(() => {
     const { xn, xhat, r } = model.finalNorm(h);

@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { batchingPays } from "../engine";
+import { windowsPerPass } from "../engine";
 import { NumericError, UsageError } from "../errors";
 import { chunkLabels, LossMeter, mixedLoss, positionChunk, type LossSpec } from "../loss";
 import { disposeActivations, layerVjp } from "../model/layer-vjp";
@@ -24,8 +24,6 @@ export interface WindowScore {
 
 /** Default of AccumulateOptions.keepActivationsMiB: all layers of models up to ~110M parameters at seq 128. */
 export const KEEP_ACTIVATIONS_MIB = 128;
-/** Most windows per batch of the layerwise path. */
-export const MAX_BATCH_WINDOWS = 8;
 
 /** Bytes of one window's saved activations over all layers. */
 export function windowActivationBytes(model: LlamaModel, T: number): number {
@@ -34,13 +32,9 @@ export function windowActivationBytes(model: LlamaModel, T: number): number {
   return 4 * f;
 }
 
-/**
- * Windows per batch: on a dispatch-bound backend as many as the activation budget holds with every layer
- * saved (1 to MAX_BATCH_WINDOWS); elsewhere 1 (no gain, and a prompt cancel).
- */
+/** Windows per batch: as many as the activation budget holds with every layer saved (see windowsPerPass). */
 export function defaultBatchWindows(model: LlamaModel, T: number, keepMiB: number): number {
-  if (!batchingPays()) return 1;
-  return Math.max(1, Math.min(MAX_BATCH_WINDOWS, Math.floor((keepMiB * 1024 * 1024) / windowActivationBytes(model, T))));
+  return windowsPerPass((keepMiB * 1024 * 1024) / windowActivationBytes(model, T));
 }
 
 /**

@@ -121,6 +121,16 @@ export function targetLogProbs(z: tf.Tensor2D, flat: Int32Array, axis: 0 | 1): t
   });
 }
 
+/**
+ * Whether the head's logits are best computed vocabulary-major ([V, n] = E·xnᵀ) on the active backend:
+ * libtensorflow 1.15's product is 8–10× slower for a short, very wide output ([n,H]·[H,V], n ≪ V) than for
+ * the tall one (bench/NOTES.md, change 1), so on the native backend the head runs that way, and callers
+ * that reduce over the vocabulary do it along axis 0 instead of transposing back.
+ */
+export function vocabMajorHead(): boolean {
+  return tf.getBackend() === "tensorflow";
+}
+
 /** Float32 values held by one layer's LayerActivations for one sequence of length T (for memory budgets). */
 export function layerActivationFloats(config: LlamaConfig, l: number, T: number): number {
   const H = config.hidden_size;
@@ -422,11 +432,7 @@ export class LlamaModel {
     return tf.tidy(() => this.headWith(this.weights, xn, false));
   }
 
-  /**
-   * The same logits vocabulary-major, [V, n] = headNormed(xn)ᵀ, for the native backend: its product is
-   * fast in this orientation (see headWith), and reductions over the vocabulary can then run along axis 0
-   * instead of paying a [V, n] transpose (bench/NOTES.md).
-   */
+  /** The same logits vocabulary-major, [V, n] = headNormed(xn)ᵀ (see vocabMajorHead). */
   headNormedT(xn: tf.Tensor2D): tf.Tensor2D {
     const w = this.weights;
     return tf.tidy(() => (w.lm_head ? tf.matMul(w.lm_head, xn, true, true) : tf.matMul(w.embed_tokens, xn, false, true)) as tf.Tensor2D);
@@ -492,7 +498,7 @@ export class LlamaModel {
               const xn = tf.gather(hn, rowsIdx) as tf.Tensor2D;
               // z[target] − logsumexp(z): the [c, V] log-softmax is never materialised (one full pass fewer).
               // The native backend keeps its logits vocabulary-major ([V, c], see headNormedT): no transpose.
-              const vMajor = tf.getBackend() === "tensorflow";
+              const vMajor = vocabMajorHead();
               const logits = vMajor ? this.headNormedT(xn) : this.headWith(this.weights, xn, false);
               const flat = new Int32Array(c);
               for (let r = 0; r < c; r++) flat[r] = vMajor ? flatTargets[r0 + r] * c + r : r * V + flatTargets[r0 + r];
@@ -667,9 +673,8 @@ export class LlamaModel {
    */
   private headWith(w: ModelWeights, xn: tf.Tensor2D, differentiable: boolean): tf.Tensor2D {
     if (w.lm_head) return tf.matMul(xn, w.lm_head);
-    if (tf.getBackend() === "tensorflow") {
-      // libtensorflow's product is 8–10× slower for a short, very wide output ([n,H]·[H,V], n ≪ V) than for
-      // the tall one: (E·xnᵀ)ᵀ computes the same logits at ~70 instead of ~6 GFLOP/s (bench/NOTES.md).
+    if (vocabMajorHead()) {
+      // (E·xnᵀ)ᵀ computes the same logits at ~70 instead of ~6 GFLOP/s there
       return tf.transpose(tf.matMul(w.embed_tokens, xn, false, true)) as tf.Tensor2D;
     }
     const E = w.embed_tokens;

@@ -7,10 +7,9 @@ import { DataError } from "../../errors";
 import { paramCounts } from "../../model/config";
 import { Session } from "../../session";
 import { Table } from "../../table";
-import type { ProgressEvent } from "../../types";
 import type { Command } from "../command";
 import { backendFlag, intFlag, numFlag } from "../flags";
-import { interruptSignal } from "../progress";
+import { interruptSignal, stderrProgress } from "../progress";
 
 /** The embedded demo model, shipped in the package (models/demo; see its README.md). */
 export const DEMO_MODEL_DIR = path.resolve(__dirname, "../../../models/demo");
@@ -69,11 +68,8 @@ export const demoCommand: Command = {
     const t0 = Date.now();
     const session = await Session.load(dir, { backend: backendFlag(v.backend) });
     const intr = interruptSignal();
-    const tty = !v.json && process.stderr.isTTY;
-    const onProgress = tty
-      ? (e: ProgressEvent) => process.stderr.write(`\r${e.phase}: ${e.done}/${e.total}${e.etaSeconds !== undefined ? `, ETA ${Math.ceil(e.etaSeconds)} s` : ""}          `)
-      : undefined;
-    const run = { onProgress, signal: intr.signal };
+    const progress = stderrProgress(!v.json || !!process.stderr.isTTY);
+    const run = { onProgress: progress.onProgress, signal: intr.signal };
     try {
       const tok = session.tokenizer!;
       // Perplexity on the first N non-overlapping windows of the held-out text (all of it with 0).
@@ -94,7 +90,7 @@ export const demoCommand: Command = {
       const report = await session.sdmprune({ target, text: calText, samples, seqLen, seed, ...run });
       const after = await session.evaluate({ ppl: { windows, seqLen }, ...run });
       const genAfter = session.generate(prompt, { maxNewTokens: 24 });
-      if (tty) process.stderr.write("\r" + " ".repeat(60) + "\r");
+      progress.end();
       const pb = before.raw.ppl!;
       const pa = after.raw.ppl!;
       const paramsAfter = paramCounts(session.config).total;
@@ -127,6 +123,7 @@ export const demoCommand: Command = {
       process.stdout.write(report.table().toText() + "\n\n" + table.toText() + "\n");
       return 0;
     } finally {
+      progress.end();
       intr.release();
       session.dispose();
     }

@@ -5,10 +5,9 @@ import { loadModel } from "../../model/load";
 import { readText, wikitextText } from "../../data/text";
 import { loadWindows } from "../../data/windows";
 import { perplexity, pplFromText, type PerplexityResult } from "../../eval/perplexity";
-import type { ProgressEvent } from "../../types";
 import type { Command } from "../command";
 import { backendFlag, intFlag, requireFlags } from "../flags";
-import { interruptSignal } from "../progress";
+import { interruptSignal, stderrProgress } from "../progress";
 
 const USAGE = `Usage: sdmprune ppl --model PATH (--text FILE | --windows FILE.json) --seq-len N [options]
 
@@ -58,17 +57,10 @@ export const pplCommand: Command = {
     const backend = await initEngine(backendFlag(values.backend));
     const { model, tokenizer, files } = await loadModel(values.model);
     const intr = interruptSignal();
-    const showProgress = !values.json && process.stderr.isTTY;
-    const onProgress = showProgress
-      ? (e: ProgressEvent) => {
-          const rate = e.tokensPerSecond ? `, ${Math.round(e.tokensPerSecond)} tok/s` : "";
-          const eta = e.etaSeconds !== undefined ? `, ETA ${Math.ceil(e.etaSeconds)} s` : "";
-          process.stderr.write(`\rppl: window ${e.done}/${e.total}${rate}${eta}   `);
-        }
-      : undefined;
+    const progress = stderrProgress(!values.json || !!process.stderr.isTTY);
     try {
       const scorer = (seqs: number[][]) => model.tokenLogProbs(seqs);
-      const opts = { batchSize, onProgress, signal: intr.signal };
+      const opts = { batchSize, onProgress: progress.onProgress, signal: intr.signal };
       let r: PerplexityResult & { textTokens?: number; droppedTokens?: number };
       if (text !== null) {
         if (!tokenizer) throw new DataError(`${files.path} has no tokenizer, so --text cannot be tokenized; use --windows with token ids`);
@@ -80,7 +72,7 @@ export const pplCommand: Command = {
         }
         r = await perplexity(scorer, windows, opts);
       }
-      if (showProgress) process.stderr.write("\n");
+      progress.end();
       const source = values.text ? `${values.text}${values.wikitext ? " (WikiText rows)" : ""}` : (values.windows as string);
       if (values.json) {
         process.stdout.write(JSON.stringify({ model: files.path, source, backend, ...r }) + "\n");
@@ -99,6 +91,7 @@ export const pplCommand: Command = {
       }
       return 0;
     } finally {
+      progress.end();
       intr.release();
       model.dispose();
     }

@@ -7,10 +7,9 @@ import { TeacherCache } from "../../teacher";
 import { saveAdapters } from "../../train/adapters";
 import { trainingWindows } from "../../train/data";
 import { recover, type RecoverLoss } from "../../train/recover";
-import type { ProgressEvent } from "../../types";
 import type { Command } from "../command";
 import { backendFlag, numFlag, requireFlags } from "../flags";
-import { interruptSignal } from "../progress";
+import { interruptSignal, stderrProgress } from "../progress";
 
 const USAGE = `Usage: sdmprune recover --model PATH --data FILE --steps N --out DIR [options]
 
@@ -94,7 +93,7 @@ export const recoverCommand: Command = {
     const { model, tokenizer, files } = await loadModel(v.model);
     let teacherModel: Awaited<ReturnType<typeof loadModel>>["model"] | null = null;
     const intr = interruptSignal();
-    const tty = !v.json && process.stderr.isTTY;
+    const progress = stderrProgress(!v.json || !!process.stderr.isTTY);
     try {
       const { windows, source } = trainingWindows({ file: v.data, stories: v.stories, seqLen: numFlag("seq-len", v["seq-len"]) }, tokenizer, model.config.vocab_size);
       let teacher: TeacherCache | null = null;
@@ -106,17 +105,11 @@ export const recoverCommand: Command = {
           throw new UsageError(`--kd-from model has vocabulary ${teacherModel.config.vocab_size}, the student ${model.config.vocab_size}; they must share a tokenizer`);
         }
         const V = model.config.vocab_size;
-        teacher = await TeacherCache.build(teacherModel, windows, { topk: V <= 4096 ? "full" : 64 }, { signal: intr.signal });
+        teacher = await TeacherCache.build(teacherModel, windows, { topk: V <= 4096 ? "full" : 64 }, { onProgress: progress.onProgress, signal: intr.signal });
         teacherModel.dispose();
         teacherModel = null;
         loss = alpha >= 1 ? "kd" : alpha <= 0 ? "ce" : "mix";
       }
-      const onProgress = tty
-        ? (e: ProgressEvent) => {
-            const eta = e.etaSeconds !== undefined ? `, ETA ${Math.ceil(e.etaSeconds)} s` : "";
-            process.stderr.write(`\rrecover: step ${e.done}/${e.total}  ${e.message ?? ""}  ${Math.round(e.tokensPerSecond ?? 0)} tok/s${eta}   `);
-          }
-        : undefined;
       const res = await recover(model, {
         data: windows,
         steps: numFlag("steps", v.steps)!,
@@ -135,10 +128,10 @@ export const recoverCommand: Command = {
         checkpointDir: v["checkpoint-dir"],
         checkpointEvery: numFlag("checkpoint-every", v["checkpoint-every"]),
         resume: v.resume,
-        onProgress,
+        onProgress: progress.onProgress,
         signal: intr.signal,
       });
-      if (tty) process.stderr.write("\n");
+      progress.end();
       try {
         const written = await saveModel(v.out, res.model, tokenizer, {
           format: "hf",
@@ -173,6 +166,7 @@ export const recoverCommand: Command = {
       }
       return 0;
     } finally {
+      progress.end();
       intr.release();
       teacherModel?.dispose();
       model.dispose();
