@@ -582,7 +582,7 @@ def make_family(name: str, spec: dict, stories: list[str], out_root: Path, steps
     ref["config_kwargs"] = kw
     ref["training"] = {"steps": steps, "batch": 16, "seq_len": TRAIN_SEQ, "optimizer": "AdamW lr 3e-3 wd 0.01, cosine, 20 warm-up",
                        "train_stories": len(train_stories), "held_out_stories": HELD_OUT,
-                       "first_loss": losses[0], "last_loss_mean10": sum(losses[-10:]) / 10, "seconds": round(time.time() - t0, 1)}
+                       "first_loss": losses[0], "last_loss_mean10": sum(losses[-10:]) / 10}
 
     if name == "llama":
         cfg_json = json.loads((out / "config.json").read_text())
