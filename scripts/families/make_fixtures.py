@@ -539,16 +539,52 @@ def sensitivity(out: Path, spec: dict, x: torch.Tensor, logits: torch.Tensor) ->
 
 
 def transformers4_config(config_json: dict) -> dict:
-    """The same model's config.json as transformers 4.x writes it: rope_theta / rope_scaling at the top."""
+    """The same model's config.json as transformers 4.x wrote it (and as most Hub checkpoints still are): RoPE as
+    top-level rope_theta / rope_scaling; Gemma 3 with rope_local_base_freq and sliding_window_pattern instead of
+    per-layer-type rope_parameters and layer_types."""
     c = dict(config_json)
     rp = c.pop("rope_parameters")
-    c["rope_theta"] = rp["rope_theta"]
-    scaling = {k: v for k, v in rp.items() if k != "rope_theta"}
+    if c["model_type"] == "gemma3_text":
+        full, local = rp["full_attention"], rp["sliding_attention"]
+        c["rope_theta"] = full["rope_theta"]
+        c["rope_local_base_freq"] = local["rope_theta"]
+        scaling = {k: v for k, v in full.items() if k != "rope_theta"}
+        # The layer kinds must follow from the rule: layer i is global iff (i + 1) % pattern == 0.
+        kinds = c.pop("layer_types")
+        c.pop("_sliding_window_pattern", None)
+        pattern = next(p for p in range(1, len(kinds) + 2)
+                       if all((k == "full_attention") == ((i + 1) % p == 0) for i, k in enumerate(kinds)))
+        c["sliding_window_pattern"] = pattern
+    else:
+        c["rope_theta"] = rp["rope_theta"]
+        scaling = {k: v for k, v in rp.items() if k not in ("rope_theta", "partial_rotary_factor")}
+        if "partial_rotary_factor" in rp:
+            c["partial_rotary_factor"] = rp["partial_rotary_factor"]
     c["rope_scaling"] = scaling if scaling.get("rope_type", "default") != "default" else None
     c.pop("dtype", None)
     c["torch_dtype"] = "float32"
     c["transformers_version"] = "4.57.6"
     return c
+
+
+@torch.no_grad()
+def write_t4(out: Path, ref: dict, logits: torch.Tensor) -> dict:
+    """Write config.t4.json and prove transformers loads it to the very same model (bit-identical logits)."""
+    t4 = transformers4_config(json.loads((out / "config.json").read_text()))
+    (out / "config.t4.json").write_text(json.dumps(t4, indent=2) + "\n")
+    with tempfile.TemporaryDirectory() as d:
+        os.symlink(out / "model.safetensors", Path(d) / "model.safetensors")
+        shutil.copy(out / "config.t4.json", Path(d) / "config.json")
+        m4 = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+        l4 = m4(input_ids=torch.tensor(ref["logits"]["input_ids"])).logits.float()
+    diff = float((l4 - logits).abs().max())
+    if diff != 0.0:
+        raise SystemExit(f"{out.name}: config.t4.json gives different logits (max abs diff {diff})")
+    res = {"file": "config.t4.json", "max_abs_diff_vs_config_json": diff,
+           "rope_parameters_as_loaded": m4.config.rope_parameters}
+    if hasattr(m4.config, "layer_types"):
+        res["layer_types_as_loaded"] = m4.config.layer_types
+    return res
 
 
 def make_family(name: str, spec: dict, stories: list[str], out_root: Path, steps: int) -> dict:
@@ -584,24 +620,7 @@ def make_family(name: str, spec: dict, stories: list[str], out_root: Path, steps
                        "train_stories": len(train_stories), "held_out_stories": HELD_OUT,
                        "first_loss": losses[0], "last_loss_mean10": sum(losses[-10:]) / 10}
 
-    if name == "llama":
-        cfg_json = json.loads((out / "config.json").read_text())
-        t4 = transformers4_config(cfg_json)
-        (out / "config.t4.json").write_text(json.dumps(t4, indent=2) + "\n")
-        # The t4 config must give the same model in transformers: load it in place of config.json and compare.
-        with tempfile.TemporaryDirectory() as d:
-            for f in out.iterdir():
-                if f.name != "config.json":
-                    shutil.copy(f, Path(d) / f.name)
-            shutil.copy(out / "config.t4.json", Path(d) / "config.json")
-            m4 = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
-            with torch.no_grad():
-                l4 = m4(input_ids=torch.tensor(ref["logits"]["input_ids"])).logits.float()
-            diff = float((l4 - tensors["logits"]).abs().max())
-            if diff != 0.0:
-                raise SystemExit(f"llama: config.t4.json gives different logits (max abs diff {diff})")
-            ref["config_t4"] = {"file": "config.t4.json", "max_abs_diff_vs_config_json": diff,
-                                "rope_parameters_as_loaded": m4.config.rope_parameters}
+    ref["config_t4"] = write_t4(out, ref, tensors["logits"])
 
     ref["sensitivity"] = sensitivity(out, spec, torch.tensor(ref["logits"]["input_ids"]), tensors["logits"])
     save_file(tensors, str(out / "reference.safetensors"), metadata={"format": "pt"})
@@ -617,6 +636,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "test" / "fixtures" / "families"))
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--t4-only", action="store_true", help="only (re)write config.t4.json of existing fixtures")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -629,6 +649,14 @@ def main() -> None:
     out_root = Path(args.out)
     out_root.mkdir(parents=True, exist_ok=True)
     for n in names:
+        if args.t4_only:
+            from safetensors.torch import load_file
+            ref_file = out_root / n / "reference.json"
+            ref = json.loads(ref_file.read_text())
+            ref["config_t4"] = write_t4(out_root / n, ref, load_file(str(out_root / n / "reference.safetensors"))["logits"])
+            ref_file.write_text(json.dumps(ref, indent=1, ensure_ascii=False) + "\n")
+            print(f"{n}: config.t4.json gives identical logits")
+            continue
         make_family(n, specs[n], stories, out_root, args.steps)
 
 
