@@ -167,6 +167,12 @@ export interface EvaluateOptions extends RunOptions {
   tasks?: string[];
   limit?: number;
   dataDir?: string;
+  /** Zero-shot requests start with BOS (lm-eval add_bos_token=True; default true). */
+  bos?: boolean;
+  /** Keep per-item SampleRecords (raw.tasks.tasks[i].samples) for --log-samples. */
+  logSamples?: boolean;
+  /** Zero-shot max_length (default the model's max_position_embeddings, as lm-eval HFLM). */
+  maxLength?: number;
 }
 
 export interface EvaluationRecord {
@@ -889,7 +895,15 @@ export class Session {
     let tasks: EvaluationResult | null = null;
     if (opts.tasks) {
       if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; zero-shot tasks need one`);
-      tasks = await evaluateTasks(modelScorer(this.current), this.tokenizer, { tasks: opts.tasks, limit: opts.limit, dataDir: opts.dataDir, ...run });
+      tasks = await evaluateTasks(modelScorer(this.current), this.tokenizer, {
+        tasks: opts.tasks,
+        limit: opts.limit,
+        dataDir: opts.dataDir,
+        bos: opts.bos,
+        logSamples: opts.logSamples,
+        maxLength: opts.maxLength ?? this.current.config.max_position_embeddings,
+        ...run,
+      });
     }
     const rows: Cell[][] = [];
     const notes: string[] = [];
