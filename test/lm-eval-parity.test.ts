@@ -2,6 +2,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import * as zlib from "node:zlib";
 import type { SampleRecord } from "../src/eval/harness";
 import { cli } from "./support/cli";
 import { requireShared } from "./support/shared";
@@ -23,7 +24,9 @@ interface Meta {
 }
 
 function readJsonl<T>(file: string): T[] {
-  return fs.readFileSync(file, "utf8").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l) as T);
+  const buf = fs.readFileSync(file);
+  const text = (file.endsWith(".gz") ? zlib.gunzipSync(buf) : buf).toString("utf8");
+  return text.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l) as T);
 }
 
 type Ref = Omit<SampleRecord, "id" | "pred" | "pred_norm">;
@@ -66,7 +69,7 @@ interface EvalJson {
 async function runParity(ctx: Mocha.Context, name: string, model: (shared: string) => string): Promise<void> {
   const shared = requireShared(ctx);
   const meta = JSON.parse(fs.readFileSync(path.join(FIXTURES, `${name}.meta.json`), "utf8")) as Meta;
-  const ref = readJsonl<Ref>(path.join(FIXTURES, `${name}.samples.jsonl`));
+  const ref = readJsonl<Ref>(path.join(FIXTURES, `${name}.samples.jsonl.gz`));
   const tasks = [...new Set(ref.map((r) => r.task))];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sdm-parity-"));
   try {

@@ -13,7 +13,8 @@ llama.cpp's text format: ctx_a / ctx_b are recovered as the text before / after 
 rule as sdmprune's src/eval/tasks/hellaswag.ts, written again here), so lm-eval's own process_docs builds the
 query; the rule is checked against the original jsonl's first rows in test/tasks.test.ts.
 
-Output (one JSON line per item, the format of `sdmprune eval --log-samples`), plus a .meta.json with versions,
+Output: NAME.samples.jsonl.gz (one JSON line per item, the format of `sdmprune eval --log-samples`; `zcat` it to
+diff), plus NAME.meta.json with versions,
 settings and lm-eval's aggregated metrics. Token ids come from the same HFLM object (_encode_pair /
 loglikelihood's empty-context rule), before left truncation.
 
@@ -23,7 +24,7 @@ Usage (see scripts/lm-eval/README.md):
 from __future__ import annotations
 
 import argparse
-import copy
+import gzip
 import json
 import os
 import re
@@ -197,6 +198,15 @@ def encode(lm, context, continuation):
     return lm._encode_pair(context, continuation)
 
 
+def gold(task, sample):
+    """The gold the metrics used: the choice index (WinoGrande's is doc_to_text, its target is the continuation)."""
+    if task == "lambada_openai":
+        return sample["target"]
+    if task == "winogrande":
+        return {"1": 0, "2": 1}[sample["doc"]["answer"]]
+    return int(sample["target"])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True, help="Hugging Face model folder")
@@ -234,6 +244,10 @@ def main():
                               num_fewshot=0, bootstrap_iters=0, random_seed=0, numpy_random_seed=0, torch_random_seed=0)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(args.out, exist_ok=True)
+    raw = os.path.join(tempfile.gettempdir(), f"lmeval-ref-{args.name}.raw.json")
+    with open(raw, "w", encoding="utf-8") as f:
+        json.dump({"samples": res["samples"], "results": res["results"]}, f, default=str)
 
     lines = []
     for task in tasks:
@@ -247,7 +261,7 @@ def main():
             rec = {
                 "task": task,
                 "doc_id": s["doc_id"],
-                "target": int(s["target"]) if task != "lambada_openai" else s["target"],
+                "target": gold(task, s),
                 "arguments": args_,
                 "context_ids": [list(map(int, c)) for c, _ in enc],
                 "continuation_ids": [list(map(int, x)) for _, x in enc],
@@ -260,9 +274,10 @@ def main():
                     rec[m] = float(s[m]) if m == "perplexity" else int(s[m])
             lines.append(json.dumps(rec, ensure_ascii=False))
     os.makedirs(args.out, exist_ok=True)
-    base = os.path.join(args.out, f"{args.name}.samples.jsonl")
-    with open(base, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    # gzip (mtime 0: the same run gives the same bytes) keeps the token ids of 400 items in ~150 KB
+    base = os.path.join(args.out, f"{args.name}.samples.jsonl.gz")
+    with open(base, "wb") as raw_f, gzip.GzipFile(filename="", mode="wb", fileobj=raw_f, mtime=0, compresslevel=9) as f:
+        f.write(("\n".join(lines) + "\n").encode("utf-8"))
     meta = {
         "model": args.name,
         "lm_eval": lm_eval.__version__ if hasattr(lm_eval, "__version__") else None,
