@@ -113,3 +113,14 @@ describe("lm-eval parity: --log-samples equals lm-eval 0.4.13 item by item", fun
     await runParity(this, "stories260K-bos-off", (shared) => path.join(shared, "models", "stories260K.gguf"));
   });
 });
+
+describe("sdmprune eval: zero-shot flags", () => {
+  it("refuses a bad --bos and task-only flags without --tasks", async () => {
+    const bad = await cli(["eval", "--model", "x.gguf", "--tasks", "piqa", "--bos", "maybe"]);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.err, /--bos must be on or off, got "maybe"/);
+    const noTasks = await cli(["eval", "--model", "x.gguf", "--ppl", "t.txt", "--log-samples", "s.jsonl"]);
+    assert.notEqual(noTasks.code, 0);
+    assert.match(noTasks.err, /--log-samples applies to --tasks/);
+  });
+});

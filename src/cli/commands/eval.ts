@@ -27,7 +27,8 @@ model's max_position_embeddings, acc and acc_norm by character length; see docs/
   --limit N           first N items per task (lm-eval --limit; not comparable with full-set numbers)
   --bos on|off        prepend BOS to every request (lm-eval add_bos_token; default on, as SDMPrune ran it)
   --log-samples FILE  write one JSON line per item (request texts, token ids, each choice's log-likelihood
-                      and is_greedy, prediction, gold), comparable with lm-eval's --log_samples
+                      and is_greedy, prediction, gold); scripts/lm-eval/reference.py writes lm-eval's
+                      --log_samples in the same form
   --json              print one JSON object (metrics, averages with their tasks, settings, notes)
   --backend NAME      tensorflow | wasm | cpu
 
