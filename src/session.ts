@@ -182,6 +182,8 @@ export interface EvaluationRecord {
   ppl: (PerplexityResult & { source: string }) | null;
   tasks: { task: string; n: number; metrics: Record<string, number | null> }[];
   average: number | null;
+  /** Zero-shot settings that change the numbers (BOS, max_length, limit); null without tasks. */
+  zeroShot?: { bos: boolean; maxLength: number | null; limit: number | null; averagedTasks: string[] } | null;
 }
 
 export type EvaluationTable = Table & { raw: { ppl: (PerplexityResult & { source: string }) | null; tasks: EvaluationResult | null } };
@@ -924,6 +926,7 @@ export class Session {
       ppl,
       tasks: tasks ? tasks.tasks.map((t) => ({ task: t.task, n: t.n, metrics: { ...t.metrics } as Record<string, number | null> })) : [],
       average: tasks ? tasks.average : null,
+      zeroShot: tasks ? { bos: tasks.settings.bos, maxLength: tasks.settings.maxLength, limit: tasks.settings.limit, averagedTasks: tasks.averagedTasks } : null,
     });
     return withRaw(new Table(["task", "metric", "value", "n", "stderr"], rows, { title: "Evaluation", notes }), { ppl, tasks });
   }
