@@ -22,7 +22,7 @@ export { calibrationWindows, evalWindows, saveWindows, loadWindows, validateWind
 export { asScorer, type TokenScorer, type GreedyScorer, type Scorer, type ScorerLike } from "./eval/scorer";
 export { perplexity, pplFromText, type PerplexityResult, type PerplexityOptions, type TextPerplexityResult } from "./eval/perplexity";
 export { encodePair, loglikelihoods, type LoglikelihoodRequest, type LoglikelihoodResult } from "./eval/loglikelihood";
-export { evaluateTasks, type EvaluateOptions, type EvaluationResult, type TaskResult } from "./eval/harness";
+export { evaluateTasks, type EvaluateOptions, type EvaluationResult, type SampleRecord, type TaskAverage, type TaskResult } from "./eval/harness";
 export { modelScorer, type ModelScorerOptions } from "./eval/model-scorer";
 export { TASKS, DEFAULT_TASKS, getTask, resolveDataDir, type TaskSpec } from "./eval/tasks";
 // loss, teacher cache, importance (importance helper)

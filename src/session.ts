@@ -167,6 +167,12 @@ export interface EvaluateOptions extends RunOptions {
   tasks?: string[];
   limit?: number;
   dataDir?: string;
+  /** Zero-shot requests start with BOS (lm-eval add_bos_token=True; default true). */
+  bos?: boolean;
+  /** Keep per-item SampleRecords (raw.tasks.tasks[i].samples) for --log-samples. */
+  logSamples?: boolean;
+  /** Zero-shot max_length (default the model's max_position_embeddings, as lm-eval HFLM). */
+  maxLength?: number;
 }
 
 export interface EvaluationRecord {
@@ -176,6 +182,8 @@ export interface EvaluationRecord {
   ppl: (PerplexityResult & { source: string }) | null;
   tasks: { task: string; n: number; metrics: Record<string, number | null> }[];
   average: number | null;
+  /** Zero-shot settings that change the numbers (BOS, max_length, limit); null without tasks. */
+  zeroShot?: { bos: boolean; maxLength: number | null; limit: number | null; averagedTasks: string[] } | null;
 }
 
 export type EvaluationTable = Table & { raw: { ppl: (PerplexityResult & { source: string }) | null; tasks: EvaluationResult | null } };
@@ -889,7 +897,15 @@ export class Session {
     let tasks: EvaluationResult | null = null;
     if (opts.tasks) {
       if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; zero-shot tasks need one`);
-      tasks = await evaluateTasks(modelScorer(this.current), this.tokenizer, { tasks: opts.tasks, limit: opts.limit, dataDir: opts.dataDir, ...run });
+      tasks = await evaluateTasks(modelScorer(this.current), this.tokenizer, {
+        tasks: opts.tasks,
+        limit: opts.limit,
+        dataDir: opts.dataDir,
+        bos: opts.bos,
+        logSamples: opts.logSamples,
+        maxLength: opts.maxLength ?? this.current.config.max_position_embeddings,
+        ...run,
+      });
     }
     const rows: Cell[][] = [];
     const notes: string[] = [];
@@ -910,6 +926,7 @@ export class Session {
       ppl,
       tasks: tasks ? tasks.tasks.map((t) => ({ task: t.task, n: t.n, metrics: { ...t.metrics } as Record<string, number | null> })) : [],
       average: tasks ? tasks.average : null,
+      zeroShot: tasks ? { bos: tasks.settings.bos, maxLength: tasks.settings.maxLength, limit: tasks.settings.limit, averagedTasks: tasks.averagedTasks } : null,
     });
     return withRaw(new Table(["task", "metric", "value", "n", "stderr"], rows, { title: "Evaluation", notes }), { ppl, tasks });
   }

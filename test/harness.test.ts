@@ -11,7 +11,7 @@ import type { ChoiceDoc } from "../src/eval/tasks/types";
 import type { ProgressEvent } from "../src/types";
 import { initEngine } from "../src/engine";
 import { modelScorer } from "../src/eval/model-scorer";
-import { TASKS } from "../src/eval/tasks";
+import { getTask, TASKS } from "../src/eval/tasks";
 import { loadModel } from "../src/model/load";
 import { parseConfig } from "../src/model/config";
 import { LlamaModel } from "../src/model/llama";
@@ -116,6 +116,23 @@ describe("eval/harness: loglikelihood requests", () => {
     assert.equal(seen[0].length, 6);
     assert.deepEqual(seen[0], tok.encode("abcdefghijkl").slice(-6));
     assert.ok(Math.abs(r[0].loglik - refLoglik("abcdefghij", "kl")) < 1e-4);
+    // BOS + 12 characters = 13 tokens, 6 kept: 7 cut; a request that fits is not cut
+    assert.equal(r[0].truncated, 7);
+    const fits = await loglikelihoods(bigramScorer, tok, [{ context: "abc", continuation: "d" }], { maxLength: 5 });
+    assert.equal(fits[0].truncated, 0);
+    // HFLM asserts the continuation fits max_length; scoring part of it would be a different number
+    await assert.rejects(loglikelihoods(bigramScorer, tok, [{ context: "a", continuation: "bcdefgh" }], { maxLength: 5 }), DataError);
+  });
+
+  it("addBos false encodes without BOS (add_bos_token=False); keepTokens returns encodePair's ids", async () => {
+    const on = await loglikelihoods(bigramScorer, tok, [{ context: "ab ", continuation: "c" }], { keepTokens: true });
+    assert.deepEqual(on[0].contextIds, tok.encode("ab"));
+    assert.deepEqual(on[0].continuationIds, tok.encode(" c", { addBos: false }));
+    const off = await loglikelihoods(bigramScorer, tok, [{ context: "ab ", continuation: "c" }], { keepTokens: true, addBos: false });
+    assert.deepEqual(off[0].contextIds, tok.encode("ab", { addBos: false }));
+    assert.ok(Math.abs(off[0].loglik - on[0].loglik) > 0 || off[0].contextIds!.length !== on[0].contextIds!.length);
+    const plain = await loglikelihoods(bigramScorer, tok, [{ context: "ab ", continuation: "c" }]);
+    assert.equal(plain[0].contextIds, undefined);
   });
 
   it("cancels between batches", async () => {
@@ -136,6 +153,22 @@ describe("eval/harness: metrics", () => {
     assert.equal(s.mean, 0.75);
     assert.ok(Math.abs((s.stderr as number) - Math.sqrt(0.25 / 4)) < 1e-12);
     assert.equal(meanStderr([1]).stderr, null);
+  });
+
+  it("acc_norm counts code points like Python len; an empty choice divides by zero like numpy", () => {
+    // "😀😀" is 2 characters but 4 UTF-16 units, and the two counts pick different winners here
+    const emoji: ChoiceDoc = { kind: "choice", id: "e", requests: [], choices: ["😀😀", "abc"], gold: 0 };
+    assert.equal(scoreChoice(emoji, [-4, -5]).predNorm, 1); // code points: -2 vs -1.67; UTF-16 units: -1 vs -1.67
+    const empty: ChoiceDoc = { kind: "choice", id: "z", requests: [], choices: ["", "abc"], gold: 1 };
+    assert.equal(scoreChoice(empty, [-1, -2]).predNorm, 1); // -1/0 = -inf
+    assert.equal(scoreChoice(empty, [0, -2]).predNorm, 0); // 0/0 = NaN: numpy argmax picks the NaN
+    assert.equal(argmax([1, NaN, 3, NaN]), 1);
+  });
+
+  it("task names: lm-eval's, with the old alias", () => {
+    assert.equal(getTask("lambada").name, "lambada_openai");
+    assert.deepEqual(getTask("lambada_openai").metrics, ["acc", "perplexity"]);
+    assert.throws(() => getTask("lambada_standard"), UsageError);
   });
 
   it("winogrande partial scoring: option substituted for _, shared continuation after the blank", () => {
@@ -229,28 +262,61 @@ describe("eval/harness: evaluateTasks on hand-made data", () => {
       const { context, target } = lambadaSplit(t);
       return { ll: refLoglik(context, target), g: refGreedy(context, target) };
     });
-    const lb = res.tasks.find((t) => t.task === "lambada")!;
+    const lb = res.tasks.find((t) => t.task === "lambada_openai")!;
     assert.equal(lb.metrics.acc, lls.filter((x) => x.g).length / 2);
     const ppl = Math.exp(-(lls[0].ll + lls[1].ll) / 2);
-    assert.ok(Math.abs((lb.metrics.ppl as number) - ppl) / ppl < 1e-5);
+    assert.ok(Math.abs((lb.metrics.perplexity as number) - ppl) / ppl < 1e-5);
     // table: headline first per task, n column, average over averaged tasks only
     const recs = res.table.toRecords();
     assert.deepEqual(recs.filter((r) => r.task === "arc_easy").map((r) => r.metric), ["acc_norm", "acc"]);
-    assert.ok(recs.every((r) => r.task === "average" || r.n === (r.task === "arc_easy" ? 3 : 2)));
+    assert.ok(recs.every((r) => String(r.task).startsWith("average") || r.n === (r.task === "arc_easy" ? 3 : 2)));
     assert.equal(res.average, ((accNorm / 3) + wacc / 2) / 2);
     assert.deepEqual(res.averagedTasks, ["arc_easy", "winogrande"]);
-    assert.equal(recs[recs.length - 1].task, "average");
+    assert.equal(recs[recs.length - 2].task, "average (paper)");
+    // the acc average covers every task with acc, lambada_openai included
+    assert.deepEqual(res.averages[1], { name: "acc", value: (acc / 3 + wacc / 2 + (lb.metrics.acc as number)) / 3, tasks: ["arc_easy", "winogrande", "lambada_openai"], metrics: ["acc", "acc", "acc"] });
+    assert.ok(res.notes.some((n) => n.includes("arc_easy acc_norm, winogrande acc")));
     // progress: one event per batch, ending at the total request count (3+2+5 choices + 2·2 wino + 2 lambada)
     assert.equal(events[events.length - 1].done, 10 + 4 + 2);
     assert.equal(events[events.length - 1].total, 16);
     assert.ok(res.table.toText().includes("arc_easy"));
   });
 
+  it("logSamples: one record per item with requests, token ids, log-likelihoods and the item's metrics", async () => {
+    const res = await evaluateTasks({ logProbs: bigramScorer, greedy: bigramGreedy }, tok, { tasks: ["arc_easy", "lambada"], dataDir: dir, logSamples: true, bos: false });
+    const arc = res.tasks[0];
+    const s = arc.samples!;
+    assert.equal(s.length, 3);
+    s.forEach((rec, i) => {
+      const it = arc.items[i] as { logliks: number[]; pred: number; predNorm: number; gold: number };
+      assert.equal(rec.doc_id, i);
+      assert.equal(rec.target, it.gold);
+      assert.deepEqual(rec.loglikelihoods, it.logliks);
+      assert.equal(rec.acc, it.pred === it.gold ? 1 : 0);
+      assert.equal(rec.acc_norm, it.predNorm === it.gold ? 1 : 0);
+      assert.equal(rec.arguments.length, arcItems[i].choices.length);
+      rec.arguments.forEach(([c, x], k) => {
+        assert.equal(c, `Question: ${arcItems[i].stem}\nAnswer:`);
+        assert.equal(x, " " + arcItems[i].choices[k]);
+        assert.deepEqual(rec.context_ids[k], tok.encode(c, { addBos: false }));
+        assert.deepEqual([...rec.context_ids[k], ...rec.continuation_ids[k]], tok.encode(c + x, { addBos: false }));
+      });
+      assert.ok(rec.is_greedy.every((g) => typeof g === "boolean"));
+    });
+    const lb = res.tasks[1].samples!;
+    assert.equal(lb[0].target, " cat");
+    assert.equal(lb[0].perplexity, lb[0].loglikelihoods[0]);
+    assert.equal(res.settings.bos, false);
+    assert.ok(res.notes.some((n) => n.includes("no BOS")));
+    const none = await evaluateTasks(bigramScorer, tok, { tasks: ["arc_easy"], dataDir: dir });
+    assert.equal(none.tasks[0].samples, undefined);
+  });
+
   it("limit, unknown task, missing data, no greedy scorer", async () => {
     const r = await evaluateTasks(bigramScorer, tok, { tasks: ["arc_easy", "lambada"], dataDir: dir, limit: 1 });
     assert.equal(r.tasks[0].n, 1);
     assert.equal(r.tasks[1].metrics.acc, null);
-    assert.ok(typeof r.tasks[1].metrics.ppl === "number");
+    assert.ok(typeof r.tasks[1].metrics.perplexity === "number");
     await assert.rejects(evaluateTasks(bigramScorer, tok, { tasks: ["nope"], dataDir: dir }), UsageError);
     await assert.rejects(evaluateTasks(bigramScorer, tok, { tasks: ["piqa"], dataDir: dir }), (e: Error) => e instanceof DataError && /piqa/.test(e.message));
     await assert.rejects(evaluateTasks(bigramScorer, tok, { tasks: ["arc_easy"], dataDir: dir, limit: 0 }), DataError);
@@ -273,7 +339,7 @@ describe("eval/harness: stories260K end to end", function () {
         assert.equal(t.n, 5, t.task);
         assert.equal(t.items.length, 5);
         for (const [m, v] of Object.entries(t.metrics)) {
-          if (m === "ppl") assert.ok(typeof v === "number" && Number.isFinite(v) && v > 1, `${t.task} ppl ${v}`);
+          if (m === "perplexity") assert.ok(typeof v === "number" && Number.isFinite(v) && v > 1, `${t.task} ppl ${v}`);
           else assert.ok(typeof v === "number" && v >= 0 && v <= 1 && Number.isInteger(v * 5), `${t.task} ${m} ${v}`);
         }
       }
@@ -283,7 +349,7 @@ describe("eval/harness: stories260K end to end", function () {
         assert.ok(lls.every((l) => Number.isFinite(l) && l < 0), t.task);
       }
       const recs = res.table.toRecords();
-      assert.ok(recs.filter((r) => r.task !== "average").every((r) => r.n === 5));
+      assert.ok(recs.filter((r) => !String(r.task).startsWith("average")).every((r) => r.n === 5));
       assert.equal(res.averagedTasks.length, 6);
       assert.ok(res.table.toText().includes("winogrande"));
     } finally {

@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { DataError } from "../src/errors";
 import { getTask, resolveDataDir, TASKS, type ChoiceDoc, type TargetDoc } from "../src/eval/tasks";
+import { hellaswagPreprocess, hellaswagSplit, pyCapitalize } from "../src/eval/tasks/hellaswag";
 import { requireShared } from "./support/shared";
 
 const LIMIT = 40;
@@ -73,13 +74,32 @@ describe("eval/tasks: loaders on the shared data", function () {
     assert.equal(all.filter((d) => d.gold === 1).length, 2033);
   });
 
-  it("hellaswag: 6-line llama.cpp items", () => {
+  it("hellaswag: 6-line llama.cpp items, lm-eval's prompt recovered (checked on the original jsonl's first 10 rows)", () => {
     const docs = choiceDocs("hellaswag");
     assert.equal(docs.length, LIMIT);
     assert.ok(docs.every((d) => d.choices.length === 4));
-    assert.equal(docs[0].requests[0].context, "Roof shingle removal: A man is sitting on a roof. he");
+    assert.equal(docs[0].requests[0].context, "Roof shingle removal: A man is sitting on a roof. He");
     assert.equal(docs[0].gold, 3);
     assert.equal(docs[0].requests[3].continuation, " starts pulling up roofing on a roof.");
+    // rowanz/hellaswag data/hellaswag_val.jsonl rows 1-10, the only original rows at hand
+    const orig = fs.readFileSync(path.join(__dirname, "fixtures", "lm-eval", "hellaswag_val_head10.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    orig.forEach((o, i) => {
+      // lm_eval/tasks/hellaswag/utils.py process_docs, from the original fields
+      const query = hellaswagPreprocess(o.activity_label + ": " + o.ctx_a + " " + pyCapitalize(o.ctx_b));
+      assert.equal(docs[i].requests[0].context, query, `row ${i}`);
+      assert.deepEqual(hellaswagSplit(`${o.activity_label}: ${o.ctx}`), { activityLabel: o.activity_label, ctxA: o.ctx_a, ctxB: o.ctx_b });
+      assert.deepEqual(docs[i].choices, o.endings.map(hellaswagPreprocess));
+      assert.equal(docs[i].gold, o.label);
+    });
+  });
+
+  it("hellaswag helpers follow Python: capitalize lower-cases the rest, preprocess removes [tags] once", () => {
+    assert.equal(pyCapitalize("the man in the Santa hat"), "The man in the santa hat");
+    assert.equal(pyCapitalize(""), "");
+    assert.equal(hellaswagPreprocess(" Home: [header] How to x [title] Do y. [step] Z.  "), "Home: How to x. Do y. Z.");
+    // a context that ends a sentence has an empty ctx_b (WikiHow rows)
+    assert.deepEqual(hellaswagSplit("Label: First. Second one."), { activityLabel: "Label", ctxA: "First. Second one.", ctxB: "" });
+    assert.deepEqual(hellaswagSplit("Label: no sentence end here"), { activityLabel: "Label", ctxA: "", ctxB: "no sentence end here" });
   });
 
   it("winogrande: two contexts, one shared continuation, answers 1/2", () => {

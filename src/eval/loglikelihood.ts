@@ -19,6 +19,11 @@ export interface LoglikelihoodResult {
   greedy: boolean | null;
   /** Continuation tokens scored. */
   tokens: number;
+  /** Tokens cut from the left because context + continuation exceeded maxLength + 1. */
+  truncated: number;
+  /** encodePair's token ids (before truncation), kept when `keepTokens` is set. */
+  contextIds?: number[];
+  continuationIds?: number[];
 }
 
 export interface EncodedPair {
@@ -27,13 +32,15 @@ export interface EncodedPair {
 }
 
 /**
- * Tokenize like lm-eval `_encode_pair` with `add_bos_token=True`: trailing whitespace of the context moves to
- * the front of the continuation; whole = encode(context + continuation), context_enc = encode(context), both
- * with BOS; the continuation tokens are whole[len(context_enc):]. Encoding the whole string (not the two parts)
- * keeps the tokenizer's merges across the boundary the way the harness does.
- * An empty context becomes [BOS] (lm-eval uses its end-of-text token there) with the continuation encoded alone.
+ * Tokenize like lm-eval `_encode_pair` (HFLM): trailing whitespace of the context moves to the front of the
+ * continuation; whole = encode(context + continuation), context_enc = encode(context), both with BOS when
+ * `addBos` (HFLM add_bos_token=True, the SDMPrune setting; default) and without otherwise; the continuation
+ * tokens are whole[len(context_enc):]. Encoding the whole string (not the two parts) keeps the tokenizer's
+ * merges across the boundary the way the harness does.
+ * An empty context becomes [BOS] (HFLM's prefix_token_id: BOS, else EOS, whatever add_bos_token says) with the
+ * continuation encoded alone.
  */
-export function encodePair(tokenizer: TextTokenizer, context: string, continuation: string, cache?: Map<string, number[]>): EncodedPair {
+export function encodePair(tokenizer: TextTokenizer, context: string, continuation: string, cache?: Map<string, number[]>, addBos = true): EncodedPair {
   const trimmed = context.trimEnd();
   const nSpaces = context.length - trimmed.length;
   if (nSpaces > 0) {
@@ -43,22 +50,33 @@ export function encodePair(tokenizer: TextTokenizer, context: string, continuati
   if (context === "") {
     const start = tokenizer.bosTokenId ?? tokenizer.eosTokenId;
     if (start === null) throw new DataError("loglikelihood request with an empty context needs a tokenizer with a BOS or EOS token");
-    return { contextIds: [start], continuationIds: tokenizer.encode(continuation, { addBos: false }) };
+    const cont = tokenizer.encode(continuation, { addBos: false });
+    // HFLM.loglikelihood: a continuation that already starts with the prefix token lends it to the context.
+    if (cont.length > 0 && cont[0] === start) return { contextIds: cont.slice(0, 1), continuationIds: cont.slice(1) };
+    return { contextIds: [start], continuationIds: cont };
   }
   let contextIds = cache?.get(context);
   if (!contextIds) {
-    contextIds = tokenizer.encode(context, { addBos: true });
+    contextIds = tokenizer.encode(context, { addBos });
     cache?.set(context, contextIds);
   }
-  const whole = tokenizer.encode(context + continuation, { addBos: true });
+  const whole = tokenizer.encode(context + continuation, { addBos });
   return { contextIds, continuationIds: whole.slice(contextIds.length) };
 }
 
 export interface LoglikelihoodOptions extends RunOptions {
   /** Sequences per scorer call (default 8). Results do not depend on it beyond float rounding. */
   batchSize?: number;
-  /** Model context: sequences longer than maxLength + 1 tokens are cut from the left, as lm-eval does. */
+  /**
+   * Model context (HFLM max_length: the config's max_position_embeddings): context + continuation longer than
+   * maxLength + 1 tokens keeps its last maxLength + 1 tokens, as HFLM `_loglikelihood_tokens` does; the model
+   * reads the first maxLength of them.
+   */
   maxLength?: number;
+  /** Prepend BOS to context and whole (lm-eval add_bos_token; default true). */
+  addBos?: boolean;
+  /** Keep each request's token ids in the results (for --log-samples). */
+  keepTokens?: boolean;
   /** Compute `greedy` (needs a Scorer with `greedy`); otherwise greedy is null. */
   needGreedy?: boolean;
   phase?: string;
@@ -82,13 +100,24 @@ export async function loglikelihoods(
   const cache = new Map<string, number[]>();
   const seqs: number[][] = [];
   const nCont: number[] = [];
+  const pairs: EncodedPair[] = [];
+  const cut: number[] = [];
+  if (opts.maxLength !== undefined && (!Number.isInteger(opts.maxLength) || opts.maxLength < 1)) throw new DataError(`maxLength must be a positive integer, got ${opts.maxLength}`);
   for (const r of requests) {
-    const { contextIds, continuationIds } = encodePair(tokenizer, r.context, r.continuation, cache);
+    const pair = encodePair(tokenizer, r.context, r.continuation, cache, opts.addBos ?? true);
+    const { contextIds, continuationIds } = pair;
+    if (continuationIds.length === 0) throw new DataError(`loglikelihood request has an empty continuation after tokenization: ${JSON.stringify(r.continuation)}`);
+    if (opts.maxLength !== undefined && continuationIds.length > opts.maxLength) {
+      // HFLM asserts this; scoring fewer tokens than asked would be a silently different number.
+      throw new DataError(`continuation of ${continuationIds.length} tokens does not fit the model context of ${opts.maxLength} tokens`);
+    }
     let seq = contextIds.concat(continuationIds);
-    if (opts.maxLength !== undefined && seq.length > opts.maxLength + 1) seq = seq.slice(seq.length - (opts.maxLength + 1));
+    const over = opts.maxLength !== undefined ? Math.max(0, seq.length - (opts.maxLength + 1)) : 0;
+    if (over > 0) seq = seq.slice(over);
     seqs.push(seq);
-    // A continuation longer than the model context is scored on the tokens that fit.
-    nCont.push(Math.min(continuationIds.length, seq.length - 1));
+    cut.push(over);
+    nCont.push(continuationIds.length);
+    if (opts.keepTokens) pairs.push(pair);
   }
   const order = seqs.map((_, i) => i).sort((a, b) => seqs[b].length - seqs[a].length || a - b);
   const results: LoglikelihoodResult[] = new Array(requests.length);
@@ -116,7 +145,11 @@ export async function loglikelihoods(
         sum += lp[t];
         if (greedy && !greedy[k][t]) allGreedy = false;
       }
-      results[i] = { loglik: sum, greedy: greedy ? allGreedy : null, tokens: n };
+      results[i] = { loglik: sum, greedy: greedy ? allGreedy : null, tokens: n, truncated: cut[i] };
+      if (opts.keepTokens) {
+        results[i].contextIds = pairs[i].contextIds;
+        results[i].continuationIds = pairs[i].continuationIds;
+      }
     });
     progress.advance(batch.length, batch.reduce((s, q) => s + q.length, 0), opts.message);
   }

@@ -22,19 +22,33 @@ export interface TargetItemResult {
   greedy: boolean | null;
 }
 
-/** Index of the largest value; the first one on ties (numpy argmax). */
+/**
+ * numpy.argmax: index of the largest value, the first one on ties; a NaN counts as the largest (numpy returns
+ * the first NaN), which matters for acc_norm when an empty choice gives 0 / 0.
+ */
 export function argmax(xs: ArrayLike<number>): number {
   let best = 0;
-  for (let i = 1; i < xs.length; i++) if (xs[i] > xs[best]) best = i;
+  for (let i = 0; i < xs.length; i++) {
+    if (Number.isNaN(xs[i])) return i;
+    if (xs[i] > xs[best]) best = i;
+  }
   return best;
+}
+
+/** Python's len(str): Unicode code points, not UTF-16 units (an emoji or a rare CJK character counts 1). */
+export function charLength(s: string): number {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
 }
 
 /**
  * acc picks the choice with the highest summed log-likelihood; acc_norm divides each by the character length
- * of the choice string (lm-eval: len(choice), without the " " delimiter of the continuation) first.
+ * of the choice string first (lm-eval: len(choice) in code points, without the " " delimiter of the
+ * continuation). An empty choice divides by 0 as numpy does: −∞ for a negative log-likelihood, NaN for 0.
  */
 export function scoreChoice(doc: ChoiceDoc, logliks: number[]): ChoiceItemResult {
-  const norm = logliks.map((l, i) => l / Math.max(1, doc.choices[i].length));
+  const norm = logliks.map((l, i) => l / charLength(doc.choices[i]));
   return { id: doc.id, gold: doc.gold, logliks, pred: argmax(logliks), predNorm: argmax(norm) };
 }
 

@@ -1,26 +1,40 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { UsageError } from "../../errors";
 import { paramCounts } from "../../model/config";
 import { Session } from "../../session";
 import type { Command } from "../command";
 import { interruptSignal, stderrProgress } from "../progress";
-import { backendFlag, intFlag, requireFlags } from "../flags";
+import { backendFlag, enumFlag, intFlag, requireFlags } from "../flags";
+import { writeFileAtomic } from "../../io/atomic";
 
-const USAGE = `Usage: sdmprune eval --model PATH [--ppl FILE --seq-len N] [--tasks a,b,c --data-dir DIR --limit N] [--json]
+const USAGE = `Usage: sdmprune eval --model PATH [--ppl FILE --seq-len N] [--tasks a,b,c --data-dir DIR --limit N]
+                    [--bos on|off] [--log-samples FILE] [--json]
 
 Perplexity (non-overlapping windows of --seq-len tokens, one BOS at the start of the text; WikiText .raw
-files use the row protocol, TinyStories dumps are joined story by story) and zero-shot multiple-choice
-tasks scored like lm-evaluation-harness (acc, acc_norm by character length).
+files use the row protocol, TinyStories dumps are joined story by story) and zero-shot tasks scored as
+lm-evaluation-harness 0.4 scores them with the hf model (same prompts, token ids, left truncation at the
+model's max_position_embeddings, acc and acc_norm by character length; see docs/evaluation.md).
 
-  --model PATH     .gguf file or Hugging Face model directory
-  --ppl FILE       text for perplexity (e.g. ../shared/data/wikitext-2-raw/wiki.test.raw)
-  --stories A-B    with a TinyStories --ppl file: 1-based inclusive story range
-  --seq-len N      perplexity window length (default 128; always reported)
-  --tasks LIST     comma-separated: arc_challenge, arc_easy, boolq, hellaswag, lambada, openbookqa, piqa, winogrande
-  --data-dir DIR   task data folder (default SDMPRUNE_DATA or ../shared/data)
-  --limit N        first N items per task
-  --json           print one JSON object
-  --backend NAME   tensorflow | wasm | cpu`;
+  --model PATH        .gguf file or Hugging Face model directory
+  --ppl FILE          text for perplexity (e.g. ../shared/data/wikitext-2-raw/wiki.test.raw)
+  --stories A-B       with a TinyStories --ppl file: 1-based inclusive story range
+  --seq-len N         perplexity window length (default 128; always reported)
+  --tasks LIST        comma-separated lm-eval names: arc_challenge, arc_easy, boolq, hellaswag,
+                      lambada_openai (alias lambada), openbookqa, piqa, winogrande
+  --data-dir DIR      task data folder (default SDMPRUNE_DATA or ../shared/data)
+  --limit N           first N items per task (lm-eval --limit; not comparable with full-set numbers)
+  --bos on|off        prepend BOS to every request (lm-eval add_bos_token; default on, as SDMPrune ran it)
+  --log-samples FILE  write one JSON line per item (request texts, token ids, each choice's log-likelihood
+                      and is_greedy, prediction, gold); scripts/lm-eval/reference.py writes lm-eval's
+                      --log_samples in the same form
+  --json              print one JSON object (metrics, averages with their tasks, settings, notes)
+  --backend NAME      tensorflow | wasm | cpu
+
+The table shows each task's metrics (headline first: acc_norm where lm-eval reports it, else acc),
+"average (paper)": SDMPrune's Avg column (acc_norm where present, else acc; hellaswag and lambada_openai
+left out) and "average (acc)": mean acc of every task evaluated; the notes say which tasks each covers.`;
 
 export const evalCommand: Command = {
   name: "eval",
@@ -37,6 +51,8 @@ export const evalCommand: Command = {
         tasks: { type: "string" },
         "data-dir": { type: "string" },
         limit: { type: "string" },
+        bos: { type: "string" },
+        "log-samples": { type: "string" },
         json: { type: "boolean", default: false },
         backend: { type: "string" },
       },
@@ -50,6 +66,12 @@ export const evalCommand: Command = {
     const limit = intFlag("limit", values.limit, 1);
     const tasks = values.tasks ? values.tasks.split(",").map((t) => t.trim()).filter((t) => t) : undefined;
     if (tasks && tasks.length === 0) throw new UsageError("--tasks is empty");
+    const bos = enumFlag("bos", values.bos, ["on", "off"] as const);
+    for (const f of ["bos", "log-samples", "limit", "data-dir"] as const) {
+      if (values[f] !== undefined && !tasks) throw new UsageError(`--${f} applies to --tasks`);
+    }
+    const samplesFile = values["log-samples"] ? path.resolve(values["log-samples"]) : undefined;
+    if (samplesFile && !fs.existsSync(path.dirname(samplesFile))) throw new UsageError(`--log-samples: folder ${path.dirname(samplesFile)} does not exist`);
 
     const session = await Session.load(values.model, { backend: backendFlag(values.backend) });
     const progress = stderrProgress(!values.json || !!process.stderr.isTTY);
@@ -60,10 +82,25 @@ export const evalCommand: Command = {
         tasks,
         limit,
         dataDir: values["data-dir"],
+        bos: bos === undefined ? undefined : bos === "on",
+        logSamples: !!samplesFile,
         onProgress: progress.onProgress,
         signal: intr.signal,
       });
       progress.end();
+      const zs = t.raw.tasks;
+      if (samplesFile && zs) {
+        const lines = zs.tasks.flatMap((r) => (r.samples ?? []).map((x) => JSON.stringify(x)));
+        await writeFileAtomic(samplesFile, (tmp) => {
+          const fd = fs.openSync(tmp, "w");
+          try {
+            fs.writeSync(fd, lines.join("\n") + "\n");
+            fs.fsyncSync(fd);
+          } finally {
+            fs.closeSync(fd);
+          }
+        });
+      }
       if (values.json) {
         const ppl = t.raw.ppl;
         const obj = {
@@ -71,12 +108,16 @@ export const evalCommand: Command = {
           backend: session.backend,
           params: paramCounts(session.config).total,
           ppl: ppl ? { ppl: ppl.ppl, nll: ppl.nll, seqLen: ppl.seqLen, tokens: ppl.tokens, windows: ppl.windows, source: ppl.source } : null,
-          tasks: t.raw.tasks ? t.raw.tasks.tasks.map((r) => ({ task: r.task, n: r.n, headline: r.headline, metrics: r.metrics, stderr: r.stderr })) : null,
-          average: t.raw.tasks ? t.raw.tasks.average : null,
+          tasks: zs ? zs.tasks.map((r) => ({ task: r.task, n: r.n, headline: r.headline, metrics: r.metrics, stderr: r.stderr, truncated_requests: r.truncatedRequests })) : null,
+          average: zs ? zs.average : null,
+          averages: zs ? zs.averages : null,
+          settings: zs ? { ...zs.settings, log_samples: samplesFile ?? null } : null,
+          notes: t.notes,
         };
         process.stdout.write(JSON.stringify(obj) + "\n");
       } else {
         process.stdout.write(`${t.toText()}\nmodel: ${session.path} (${session.backend})\n`);
+        if (samplesFile) process.stdout.write(`samples: ${samplesFile}\n`);
       }
       return 0;
     } finally {

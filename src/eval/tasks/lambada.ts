@@ -13,18 +13,19 @@ export function lambadaSplit(text: string): { context: string; target: string } 
 }
 
 export const lambada: TaskSpec = {
-  name: "lambada",
-  metrics: ["acc", "ppl"],
+  name: "lambada_openai",
+  aliases: ["lambada"],
+  metrics: ["acc", "perplexity"],
   headline: "acc",
   averaged: false,
   files: ["lambada/lambada_test.jsonl"],
-  note: "lambada: acc = greedy match of every target token; ppl = exp(mean per-example target NLL) (lambada_openai)",
+  note: "lambada_openai: acc = greedy match of every target token; perplexity = exp(−mean per-item target log-likelihood)",
   load(dir, limit) {
     checkLimit(limit);
     const { file, rows } = readJsonl(dir, "lambada/lambada_test.jsonl", limit);
     return rows.map(({ line, value }, i): TargetDoc => {
       const { context, target } = lambadaSplit(str(value, "text", `${file}:${line}`));
-      return { kind: "target", id: `lambada-${i}`, context, target };
+      return { kind: "target", id: `lambada_openai-${i}`, context, target };
     });
   },
 };

@@ -26,15 +26,19 @@ export interface TargetDoc {
 
 export type TaskDoc = ChoiceDoc | TargetDoc;
 
-export type MetricName = "acc" | "acc_norm" | "ppl";
+/** lm-eval's metric names (lambada_openai reports `perplexity`). */
+export type MetricName = "acc" | "acc_norm" | "perplexity";
 
 export interface TaskSpec {
+  /** lm-eval's task name. */
   name: string;
+  /** Older sdmprune names accepted for this task. */
+  aliases?: string[];
   /** Metrics this task reports (lm-eval's list for the task). */
   metrics: MetricName[];
-  /** The metric quoted in tables (METHOD.md §10: acc_norm where lm-eval has it, else acc). */
+  /** The metric quoted in tables (SDMPrune: acc_norm where lm-eval has it, else acc). */
   headline: MetricName;
-  /** Part of SDMPrune's table average (METHOD.md §10: HellaSwag is excluded, LAMBADA is not in the table). */
+  /** Part of SDMPrune's table average (SDMPrune: HellaSwag is excluded, LAMBADA is not in the table). */
   averaged: boolean;
   /** Data files, relative to the data folder. */
   files: string[];
