@@ -1,5 +1,6 @@
 import * as fs from "node:fs";
 import { FormatError } from "../errors";
+import { fsyncFd, openForWrite, writeAll } from "./atomic";
 import { decodeBF16, decodeF16, decodeF32, encodeF16, encodeF32 } from "./dtypes";
 import { HostTensor, numel } from "./tensors";
 
@@ -342,20 +343,21 @@ export function writeGguf(file: string, kvs: [string, GgufValue][], tensors: Ggu
     s.u32(half ? GGML_F16 : GGML_F32);
     s.u64(offsets[offsets.length - 1]);
   }
-  const fd = fs.openSync(file, "w");
+  const fd = openForWrite(file);
   try {
     let pos = 0;
-    for (const b of s.take()) { fs.writeSync(fd, b); pos += b.length; }
+    for (const b of s.take()) { writeAll(fd, b, file); pos += b.length; }
     const pad = (to: number) => {
-      if (to > pos) { fs.writeSync(fd, Buffer.alloc(to - pos)); pos = to; }
+      if (to > pos) { writeAll(fd, Buffer.alloc(to - pos), file); pos = to; }
     };
     const dataStart = alignUp(pos, alignment);
     pad(dataStart);
     for (let i = 0; i < tensors.length; i++) {
       pad(dataStart + offsets[i]);
-      fs.writeSync(fd, encoded[i]);
+      writeAll(fd, encoded[i], file);
       pos += encoded[i].byteLength;
     }
+    fsyncFd(fd, file);
   } finally {
     fs.closeSync(fd);
   }

@@ -1,6 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { FormatError } from "../errors";
+import { fsyncFd, openForWrite, writeAll } from "./atomic";
 import { decodeBF16, decodeF16, decodeF32, encodeF16, encodeF32 } from "./dtypes";
 import { HostTensor, TensorMap, numel } from "./tensors";
 
@@ -180,14 +181,15 @@ export function writeSafetensors(file: string, tensors: TensorMap, dtype: "f32" 
   const hbuf = Buffer.from(hjson, "utf8");
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(hbuf.length));
-  const fd = fs.openSync(file, "w");
+  const fd = openForWrite(file);
   try {
-    fs.writeSync(fd, len);
-    fs.writeSync(fd, hbuf);
+    writeAll(fd, len, file);
+    writeAll(fd, hbuf, file);
     for (const n of names) {
       const d = tensors.get(n)!.data;
-      fs.writeSync(fd, dtype === "f16" ? encodeF16(d) : encodeF32(d));
+      writeAll(fd, dtype === "f16" ? encodeF16(d) : encodeF32(d), file);
     }
+    fsyncFd(fd, file);
   } finally {
     fs.closeSync(fd);
   }

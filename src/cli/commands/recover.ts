@@ -7,6 +7,7 @@ import { TeacherCache } from "../../teacher";
 import { saveAdapters } from "../../train/adapters";
 import { trainingWindows } from "../../train/data";
 import { recover, type RecoverLoss } from "../../train/recover";
+import { checkOutputDir } from "../../io/atomic";
 import type { Command } from "../command";
 import { backendFlag, numFlag, requireFlags } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
@@ -41,7 +42,8 @@ as SDMPrune's post-training) trained with AdamW + cosine schedule, merged into t
   --checkpoint-dir DIR  write checkpoints there (every --checkpoint-every steps and at the end)
   --checkpoint-every N  checkpoint interval in steps
   --resume              continue from --checkpoint-dir/last when present (same settings required)
-  --force               replace a non-empty --out / --adapters directory
+  --force               replace an --out / --adapters directory holding an earlier sdmprune output (only its own
+                        files, listed in .sdmprune-manifest.json; anything else is refused)
   --backend NAME        tensorflow | wasm | cpu
   --json                print one JSON object instead of text`;
 
@@ -88,6 +90,8 @@ export const recoverCommand: Command = {
     if (!v["kd-from"] && (v.alpha !== undefined || v.temperature !== undefined)) throw new UsageError("--alpha / --temperature need --kd-from TEACHER_PATH");
     if (v.resume && !v["checkpoint-dir"]) throw new UsageError("--resume needs --checkpoint-dir DIR");
     if (v.full && v.adapters) throw new UsageError("--adapters needs LoRA (not --full)");
+    checkOutputDir(v.out!, v.force ?? false);
+    if (v.adapters) checkOutputDir(v.adapters, v.force ?? false);
 
     const backend = await initEngine(backendFlag(v.backend));
     const { model, tokenizer, files } = await loadModel(v.model);
