@@ -8,7 +8,7 @@ import { GgufType, readGgufHeader, readGgufTensors, writeGguf } from "./gguf";
 import { configFromGguf, ggufFromModel, sentencePieceFromGguf, tensorsFromGguf } from "./gguf-llama";
 import { readHfDir, writeHfDir } from "./hf";
 import { TensorMap } from "./tensors";
-import { HfTokenizer } from "./tokenizer";
+import { HfTokenizer, checkGgufVocab } from "./tokenizer";
 
 /** Kept here for callers of the public API; defined beside the config it is derived from. */
 export { expectedShapes };
@@ -91,6 +91,7 @@ function readGguf(file: string): ModelFiles {
   const { tensors, tied } = tensorsFromGguf(file, raw, heads, kvHeads);
   const config = configFromGguf(h, tied, emb ? emb.shape[0] : 0);
   validateTensors(config, tensors, file);
+  checkGgufVocab(file, h.metadata, config.vocab_size);
   const sp = sentencePieceFromGguf(h);
   const tokenizer = sp ? HfTokenizer.fromSentencePiece(sp, `${file} (tokenizer.ggml.*)`) : null;
   const metadata: Record<string, unknown> = { ggufVersion: h.version };
