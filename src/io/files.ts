@@ -4,7 +4,7 @@ import { ConfigError, FormatError, UsageError } from "../errors";
 import { LlamaConfig, expectedShapes } from "../model/config";
 import type { TextTokenizer } from "../types";
 import { writeDirAtomic } from "./atomic";
-import { GgufType, readGgufHeader, readGgufTensors, writeGguf } from "./gguf";
+import { GgufType, checkSupportedType, readGgufHeader, readGgufTensors, writeGguf } from "./gguf";
 import { configFromGguf, ggufFromModel, sentencePieceFromGguf, tensorsFromGguf } from "./gguf-llama";
 import { readHfDir, writeHfDir } from "./hf";
 import { TensorMap } from "./tensors";
@@ -98,6 +98,8 @@ const REQUIRED_LLAMA_KEYS = [
 
 function readGguf(file: string): ModelFiles {
   const h = readGgufHeader(file);
+  // Unsupported tensor types first (the most useful message), then required keys, before any data is read.
+  for (const t of h.tensors) checkSupportedType(file, t);
   if (h.metadata["general.architecture"] === "llama") {
     const missing = REQUIRED_LLAMA_KEYS.filter((k) => h.metadata[k] === undefined);
     if (missing.length) throw new FormatError(`${file}: required metadata missing: ${missing.join(", ")} (llama.cpp refuses such a file too)`);
