@@ -41,6 +41,7 @@ const ERRNO_TEXT: Record<string, string> = {
   EPERM: "operation not permitted",
   EISDIR: "is a directory",
   ENOTDIR: "not a directory",
+  ENOTEMPTY: "directory not empty",
   ENOENT: "no such file or directory",
   EEXIST: "already exists",
   EFBIG: "file too large",

@@ -123,7 +123,7 @@ export const pruneCommand: Command = {
       const before = paramCounts(session.config);
       const widthsBefore = session.info().raw.widths;
       const evalText = values["eval-text"];
-      const ppl = async () => (evalText ? (await session.evaluate({ ppl: { file: evalText, seqLen: evalSeqLen, stories: values["eval-stories"] }, ...run })).raw.ppl : null);
+      const ppl = async () => (evalText ? (await session.evaluate({ ppl: { file: evalText, seqLen: evalSeqLen, stories: values["eval-stories"], allowLonger: values["allow-longer"] === true }, ...run })).raw.ppl : null);
       const pplBefore = await ppl();
       let summary: Table;
       if (twoStage) {
