@@ -7,17 +7,18 @@ import { UsageError } from "./errors";
  * dropout) are derived by name, so adding draws to one stream never shifts another.
  */
 /**
- * A seed as 32 bits. Seeds are integers in [0, 2^53): beyond that a JavaScript number cannot tell two seeds apart
- * (2^53 + 1 reads as 2^53), so they are refused rather than silently merged. Seeds below 2^32 map to themselves
- * (streams are unchanged from earlier versions); above, the high part is hashed in, so seed and seed + 2^32 differ.
+ * A seed as 32 bits. Seeds are integers of magnitude below 2^53: beyond that a JavaScript number cannot tell two
+ * seeds apart (2^53 + 1 reads as 2^53), so they are refused rather than silently merged. Seeds in [0, 2^32) map to
+ * themselves (streams unchanged from earlier versions); for the others the high part is hashed in, so seed,
+ * seed + 2^32 and -seed no longer share a stream.
  */
 function seed32(seed: number): number {
-  if (!Number.isSafeInteger(seed) || seed < 0) {
-    throw new UsageError(`seed must be an integer in [0, 2^53 - 1], got ${seed}${Number.isInteger(seed) && seed > 0 ? " (above 2^53 distinct seeds cannot be represented)" : ""}`);
+  if (!Number.isSafeInteger(seed)) {
+    throw new UsageError(`seed must be an integer in [-(2^53 - 1), 2^53 - 1], got ${seed}${Number.isInteger(seed) ? " (beyond 2^53 distinct seeds cannot be represented)" : ""}`);
   }
   const lo = seed >>> 0;
   const hi = Math.floor(seed / 4294967296);
-  return hi === 0 ? lo : (lo ^ hash32(hi ^ 0x632be5ab)) >>> 0;
+  return hi === 0 ? lo : (lo ^ hash32((hi | 0) ^ 0x632be5ab)) >>> 0;
 }
 
 export class Rng {
