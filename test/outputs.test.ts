@@ -90,6 +90,10 @@ describe("outputs: complete or absent, user files never deleted", function () {
     assert.equal(r.code, 2, r.err + r.out);
     assert.match(r.err, /EROFS \(read-only file system\)/);
     assert.ok(Date.now() - t0 < 5000, "refused before loading the model");
+    const s = await cli(["scores", "--model", hf, "--criterion", "magnitude", "--out", path.join(mnt, "s.json")]);
+    assert.equal(s.code, 2, s.err + s.out);
+    assert.match(s.err, /EROFS \(read-only file system\)/);
+    assert.doesNotMatch(s.out, /Importance scores/, "refused before scoring");
   });
 
   it("--force replaces only sdmprune's own output: a folder with other files is refused and kept", async () => {

@@ -210,6 +210,20 @@ export function checkOutputDir(dir: string, force: boolean): void {
   const target = path.resolve(dir);
   const why = occupied(target, force);
   if (why) throw new UsageError(why);
+  probeParent(target);
+}
+
+/**
+ * Check before any compute that the file `file` can be written atomically: not an existing directory, and its
+ * folder (or the nearest existing parent) writable.
+ */
+export function checkOutputFile(file: string): void {
+  const target = path.resolve(file);
+  if (fs.existsSync(target) && fs.statSync(target).isDirectory()) throw new IoError(target, "EISDIR", `output ${target} is a directory, expected a file name`);
+  probeParent(target);
+}
+
+function probeParent(target: string): void {
   let parent = path.dirname(target);
   while (!fs.existsSync(parent) && path.dirname(parent) !== parent) parent = path.dirname(parent);
   if (!fs.statSync(parent).isDirectory()) throw new IoError(parent, "ENOTDIR", `output ${target}: ${parent} is not a directory`);
@@ -218,8 +232,7 @@ export function checkOutputDir(dir: string, force: boolean): void {
     fs.closeSync(fs.openSync(probe, "w"));
     fs.rmSync(probe, { force: true });
   } catch (err) {
-    const e = ioError(err, parent, `write in the folder of output ${target}`);
-    throw e;
+    throw ioError(err, parent, `write in the folder of output ${target}`);
   }
 }
 

@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { UsageError } from "../../errors";
 import { CRITERIA } from "../../importance";
 import { criterionNeeds, Session, type CalibrateOptions } from "../../session";
+import { checkOutputFile } from "../../io/atomic";
 import type { Command } from "../command";
 import { backendFlag, criterionFlag, intFlag, numFlag, requireFlags, topkFlag } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
@@ -104,6 +105,7 @@ export const scoresCommand: Command = {
     const cal = calibrationFromFlags(values);
     const needs = criterionNeeds(criterion, alpha);
     if (!cal && needs.windows) throw new UsageError(`criterion ${criterion} needs calibration data: give --windows FILE.json or --text FILE\n\n${USAGE}`);
+    checkOutputFile(values.out);
 
     const session = await Session.load(values.model, { backend: backendFlag(values.backend) });
     const progress = stderrProgress();
