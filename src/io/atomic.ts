@@ -70,17 +70,20 @@ function withPath(err: unknown, file: string): unknown {
 
 /** fsync a file or a directory by name (a directory's fsync makes the renames and creations inside it durable). */
 function fsyncPath(p: string): void {
+  const isDir = fs.statSync(p).isDirectory();
   let fd: number;
   try {
     fd = fs.openSync(p, "r");
   } catch (err) {
+    // Some platforms cannot open a directory (Windows: EISDIR/EPERM); the files' own fsyncs still hold.
+    if (isDir) return;
     throw withPath(err, p);
   }
   try {
     fsyncFd(fd, p);
   } catch (err) {
-    // Some filesystems refuse fsync on a directory (EINVAL); the data fsyncs above still hold.
-    if ((err as { code?: string }).code !== "EINVAL" || !fs.statSync(p).isDirectory()) throw err;
+    // Some filesystems refuse fsync on a directory (EINVAL); the files' own fsyncs still hold.
+    if (!isDir) throw err;
   } finally {
     fs.closeSync(fd);
   }
