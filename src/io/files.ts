@@ -145,7 +145,8 @@ function asHfTokenizer(t: TextTokenizer): HfTokenizer {
 
 /**
  * Write a model into `dir` (HF directory, or `dir/model.gguf`). The directory is built beside the target and renamed
- * into place; an existing non-empty `dir` is refused unless `force`. Returns the paths written.
+ * into place; an existing non-empty `dir` is refused unless `force`, and even then unless it holds only an earlier
+ * sdmprune output (see writeDirAtomic). Returns the paths written (the manifest not included).
  */
 export async function writeModelFiles(
   dir: string,
