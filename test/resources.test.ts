@@ -1,8 +1,10 @@
 import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { initEngine } from "../src/engine";
 import { ResourceError } from "../src/errors";
+import { readGgufHeader } from "../src/io/gguf";
 import { parseConfig } from "../src/model/config";
 import { LlamaModel } from "../src/model/llama";
 import { randomTensors } from "../src/model/random";
@@ -79,15 +81,28 @@ describe("resources: context length, memory and top-k checked before the work", 
     checkMemory(2 ** 20, "calibration", {}, 8 * 2 ** 30);
   });
 
-  it("CLI: scores --samples 1000000 and ppl --seq-len past the context fail at once with the figures", async function () {
-    requireShared(this);
-    const t0 = Date.now();
-    let r = await cli(["scores", "--model", STORIES260K(), "--text", README, "--samples", "1000000", "--seq-len", "128", "--criterion", "sd-taylor", "--out", path.join(os.tmpdir(), `sdmprune-never-${process.pid}.json`)]);
+  it("CLI: recover --seq-len past the demo model's context is refused before training", async () => {
+    const demo = path.resolve(__dirname, "../models/demo");
+    const out = path.join(os.tmpdir(), `sdmprune-never-${process.pid}`);
+    const r = await cli(["recover", "--model", demo, "--data", path.join(demo, "heldout.txt"), "--steps", "1", "--seq-len", "1024", "--out", out]);
     assert.equal(r.code, 2, r.err);
-    assert.match(r.err, /windows × 128 tokens, teacher top-k 512\) would need about \d+\.\d GiB of memory but about [\d.]+ [GM]iB is available/);
+    const ctx = JSON.parse(fs.readFileSync(path.join(demo, "config.json"), "utf8")).max_position_embeddings as number;
+    assert.ok(ctx < 1024);
+    assert.match(r.err, new RegExp(`recover: sequence length 1024 exceeds the model's context of ${ctx} tokens`));
+  });
+
+  it("CLI: scores --samples 100000000 and ppl --seq-len past the context fail at once with the figures", async function () {
+    requireShared(this);
+    const m = readGgufHeader(STORIES260K()).metadata;
+    const [ctx, vocab] = [m["llama.context_length"] as number, (m["tokenizer.ggml.tokens"] as string[]).length];
+    assert.ok(ctx < 4096);
+    const t0 = Date.now();
+    let r = await cli(["scores", "--model", STORIES260K(), "--text", README, "--samples", "100000000", "--seq-len", "128", "--criterion", "sd-taylor", "--out", path.join(os.tmpdir(), `sdmprune-never-${process.pid}.json`)]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, new RegExp(`windows × 128 tokens, teacher top-k ${vocab}\\) would need about \\d+\\.\\d GiB of memory but about [\\d.]+ [GM]iB is available`));
     r = await cli(["ppl", "--model", STORIES260K(), "--text", README, "--seq-len", "4096"]);
     assert.equal(r.code, 2, r.err);
-    assert.match(r.err, /sequence length 4096 exceeds the model's context of 2048 tokens/);
+    assert.match(r.err, new RegExp(`sequence length 4096 exceeds the model's context of ${ctx} tokens`));
     assert.ok(Date.now() - t0 < 20_000);
   });
 });
