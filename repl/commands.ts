@@ -155,10 +155,10 @@ export const SPECS: CommandSpec[] = [
     name: "save",
     usage: "save DIR [--gguf] [--force]",
     summary: "write the model (HF safetensors, or GGUF with --gguf)",
-    details: ["Refuses an existing non-empty DIR unless --force."],
+    details: ["Refuses an existing non-empty DIR unless --force, which replaces only an earlier sdmprune output (the files listed in its .sdmprune-manifest.json)."],
     flags: {
       gguf: { type: "bool", help: "write DIR/model.gguf" },
-      force: { type: "bool", help: "overwrite a non-empty DIR" },
+      force: { type: "bool", help: "replace an earlier sdmprune output in DIR" },
     },
     positional: "path",
   },

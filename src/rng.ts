@@ -1,21 +1,37 @@
+import { UsageError } from "./errors";
+
 /**
  * Seeded pseudo-random numbers. Every random choice in sdmprune (calibration windows, data order,
  * dropout masks, the `random` criterion, sampling) draws from an Rng built from an explicit seed, so a
  * seed fully determines the result. Independent streams (stage 1 vs stage 2 windows, data order vs
  * dropout) are derived by name, so adding draws to one stream never shifts another.
  */
+/**
+ * A seed as 32 bits. Seeds are integers of magnitude below 2^53: beyond that a JavaScript number cannot tell two
+ * seeds apart (2^53 + 1 reads as 2^53), so they are refused rather than silently merged. Seeds in [0, 2^32) map to
+ * themselves (streams unchanged from earlier versions); for the others the high part is hashed in, so seed,
+ * seed + 2^32 and -seed no longer share a stream.
+ */
+function seed32(seed: number): number {
+  if (!Number.isSafeInteger(seed)) {
+    throw new UsageError(`seed must be an integer in [-(2^53 - 1), 2^53 - 1], got ${seed}${Number.isInteger(seed) ? " (beyond 2^53 distinct seeds cannot be represented)" : ""}`);
+  }
+  const lo = seed >>> 0;
+  const hi = Math.floor(seed / 4294967296);
+  return hi === 0 ? lo : (lo ^ hash32((hi | 0) ^ 0x632be5ab)) >>> 0;
+}
+
 export class Rng {
   private state: number;
 
   constructor(seed: number) {
-    if (!Number.isFinite(seed)) throw new Error(`seed must be a finite number, got ${seed}`);
     // splitmix32-style scrambling so nearby seeds (0, 1, 2) give unrelated streams.
-    this.state = hash32(Math.trunc(seed) >>> 0 ^ 0x9e3779b9);
+    this.state = hash32(seed32(seed) ^ 0x9e3779b9);
   }
 
   /** A child stream whose sequence depends only on this stream's seed and `name`. */
   static derive(seed: number, name: string): Rng {
-    let h = hash32((Math.trunc(seed) >>> 0) ^ 0x85ebca6b);
+    let h = hash32(seed32(seed) ^ 0x85ebca6b);
     for (let i = 0; i < name.length; i++) h = hash32(h ^ name.charCodeAt(i));
     return new Rng(h);
   }

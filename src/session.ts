@@ -11,6 +11,7 @@ import { perplexity, pplFromText, type PerplexityResult } from "./eval/perplexit
 import { PruneHistory, type PruneStep } from "./history";
 import { accumulate, CRITERIA, DATA_FREE, ImportanceScores, isAdditive, settingsFor, type AccumulateOptions, type Criterion } from "./importance";
 import { writeFileAtomic } from "./io/atomic";
+import { checkCalibration, checkContext, type ResourceOptions } from "./resources";
 import type { ModelFiles } from "./io/files";
 import { intermediateSizes, paramCounts, withIntermediateSizes, type LlamaConfig, type ParamCounts } from "./model/config";
 import type { LayerWeights, LlamaModel } from "./model/llama";
@@ -48,7 +49,7 @@ export interface LoadOptions {
   backend?: BackendName;
 }
 
-export interface CalibrateOptions extends RunOptions {
+export interface CalibrateOptions extends RunOptions, ResourceOptions {
   /** One text; TinyStories dumps (stories separated by <|endoftext|>) are split into documents. */
   text?: string;
   /** Text files (their SHA-256 go into the provenance); each is split into stories if it is a TinyStories dump. */
@@ -125,7 +126,7 @@ export interface PruneReport {
   table(): Table;
 }
 
-export interface SdmpruneOptions extends RunOptions {
+export interface SdmpruneOptions extends RunOptions, ResourceOptions {
   /** Share of total parameters to remove (tied embedding counted once). Or keep / mlpRatio. */
   target?: number;
   keep?: number;
@@ -151,7 +152,7 @@ export interface SdmpruneReport {
   table(): Table;
 }
 
-export interface PplSpec {
+export interface PplSpec extends ResourceOptions {
   text?: string;
   file?: string;
   windows?: number[][] | string;
@@ -436,6 +437,7 @@ export class Session {
         windows = windows.slice(0, opts.samples);
       }
       source = "windows";
+      checkCalibration(this.original.config, windows.length, windows[0]?.length ?? 0, opts.teacher === false ? null : (opts.topk ?? defaultTopk(V)), opts);
     } else {
       if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; calibrate with token windows instead of text`);
       const src = this.readSource(opts);
@@ -444,6 +446,7 @@ export class Session {
       source = src.source;
       const seqLen = opts.seqLen ?? 128;
       if (!Number.isInteger(seqLen) || seqLen < 2) throw new UsageError(`seqLen must be an integer ≥ 2, got ${seqLen}`);
+      checkCalibration(this.original.config, opts.samples ?? 32, seqLen, opts.teacher === false ? null : (opts.topk ?? defaultTopk(V)), opts);
       const set = calibrationWindows({
         docs,
         tokenizer: this.tokenizer,
@@ -780,6 +783,7 @@ export class Session {
     const samples = opts.samples ?? this.calib?.windows.length ?? 32;
     const seqLen = opts.seqLen ?? (this.calib ? this.calib.windows[0].length : 128);
     const seed = opts.seed ?? this.calib?.provenance?.seed ?? 0;
+    checkCalibration(this.original.config, samples, seqLen, opts.topk ?? defaultTopk(this.original.config.vocab_size), opts, "sdmprune", samples);
     const draw = (stream: string) => calibrationWindows({ docs: src.docs, tokenizer: this.tokenizer!, samples, seqLen, seed, stream, files: src.files });
     const w1 = draw("sdmprune/stage1");
     const w2 = draw("sdmprune/stage2");
@@ -853,6 +857,7 @@ export class Session {
     if (spec.windows !== undefined) {
       const V = this.current.config.vocab_size;
       const windows = typeof spec.windows === "string" ? loadWindows(spec.windows, { vocabSize: V }).windows : validateWindows(spec.windows, { vocabSize: V, source: "ppl windows" });
+      checkContext(windows[0].length, this.current.config.max_position_embeddings, "perplexity", spec);
       const r = await perplexity(this.scorer(), windows, popts);
       return { ...r, source: typeof spec.windows === "string" ? spec.windows : `${windows.length} given windows` };
     }
@@ -881,6 +886,7 @@ export class Session {
       text = spec.text as string;
       source = "text";
     }
+    checkContext(seqLen, this.current.config.max_position_embeddings, "perplexity", spec);
     const r = await pplFromText(this.scorer(), this.tokenizer, text, seqLen, popts);
     return { ...r, source };
   }

@@ -168,7 +168,8 @@ export class TeacherCache {
       }
       progress.advance(B, N);
     }
-    return new TeacherCache(topk, V, T, windows.map((x) => x.slice()), modelFingerprint(model), values, ids, lse);
+    // k, not the requested topk: a top-k above the vocabulary is clamped to it (all entries kept).
+    return new TeacherCache(topk === "full" ? "full" : k, V, T, windows.map((x) => x.slice()), modelFingerprint(model), values, ids, lse);
   }
 
   /** Throws UsageError unless `windows[from..from+count)` are the cache's windows at the same indices. */
@@ -327,6 +328,7 @@ export class TeacherCache {
     const lse = dec("lse", Float32Array, T);
     const fp = r.fingerprint as ModelFingerprint;
     if (typeof fp !== "object" || fp === null || typeof fp.weightHash !== "string" || !Array.isArray(fp.intermediate_sizes)) bad(`field "fingerprint" is missing or malformed`);
-    return new TeacherCache(topk, V, T, windows as number[][], fp, values, ids, lse);
+    // k, not the requested topk: a top-k above the vocabulary is clamped to it (all entries kept).
+    return new TeacherCache(topk === "full" ? "full" : k, V, T, windows as number[][], fp, values, ids, lse);
   }
 }

@@ -119,7 +119,7 @@ describe("bad inputs: clear errors, no partial output", () => {
     await writeModelFiles(dir, m, { format: "hf" });
     const before = fs.readFileSync(path.join(dir, "model.safetensors"));
     await assert.rejects(writeModelFiles(dir, m, { format: "gguf" }), (e: Error) => e instanceof UsageError && /out already exists/.test(e.message));
-    assert.deepEqual(listing(dir), ["config.json", "model.safetensors"]);
+    assert.deepEqual(listing(dir), [".sdmprune-manifest.json", "config.json", "model.safetensors"]);
     // A failing write with force keeps the old content intact.
     const broken = { ...m, tensors: new Map(m.tensors) };
     broken.tensors.delete("model.norm.weight");
@@ -135,7 +135,7 @@ describe("bad inputs: clear errors, no partial output", () => {
     // With force the directory is replaced.
     const files = await writeModelFiles(dir, m, { format: "gguf", force: true });
     assert.deepEqual(files, [path.join(dir, "model.gguf")]);
-    assert.deepEqual(listing(dir), ["model.gguf"]);
+    assert.deepEqual(listing(dir), [".sdmprune-manifest.json", "model.gguf"]);
     assert.deepEqual(listing(tmp), ["out"]);
   });
 });

@@ -32,6 +32,8 @@ function parseNumber(name: string, v: string | undefined, integer: boolean, min:
   if (v.trim() === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || (min !== undefined && n < min)) {
     throw new UsageError(`--${name} must be ${bound(integer, min)}, got ${JSON.stringify(v)}`);
   }
+  // Beyond 2^53 a number is rounded: "9007199254740993" would silently become 9007199254740992.
+  if (integer && !Number.isSafeInteger(n)) throw new UsageError(`--${name} must be an integer of magnitude at most 2^53 - 1, got ${JSON.stringify(v)}`);
   return n;
 }
 

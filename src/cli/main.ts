@@ -1,4 +1,4 @@
-import { SdmpruneError } from "../errors";
+import { SdmpruneError, ioError } from "../errors";
 import { commands, loadCommand } from "./registry";
 
 const HEADER = `sdmprune: structured MLP pruning of LLaMA-family models (SDMPrune self-distillation Taylor importance)`;
@@ -27,7 +27,10 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     return await cmd.run(rest);
-  } catch (err) {
+  } catch (caught) {
+    // An operating-system error that escaped a typed wrapper still names its file and cause, and exits 2.
+    const p = (caught as { path?: unknown } | null)?.path;
+    const err = typeof p === "string" ? ioError(caught, p, "access") : caught;
     if (err instanceof SdmpruneError || (err instanceof Error && String((err as { code?: string }).code ?? "").startsWith("ERR_PARSE_ARGS_"))) {
       process.stderr.write(`error: ${err.message}\n`);
       return 2;

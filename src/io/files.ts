@@ -4,11 +4,11 @@ import { ConfigError, FormatError, UsageError } from "../errors";
 import { LlamaConfig, expectedShapes } from "../model/config";
 import type { TextTokenizer } from "../types";
 import { writeDirAtomic } from "./atomic";
-import { GgufType, readGgufHeader, readGgufTensors, writeGguf } from "./gguf";
+import { GgufType, checkSupportedType, readGgufHeader, readGgufTensors, writeGguf } from "./gguf";
 import { configFromGguf, ggufFromModel, sentencePieceFromGguf, tensorsFromGguf } from "./gguf-llama";
 import { readHfDir, writeHfDir } from "./hf";
 import { TensorMap } from "./tensors";
-import { HfTokenizer } from "./tokenizer";
+import { HfTokenizer, checkGgufVocab } from "./tokenizer";
 
 /** Kept here for callers of the public API; defined beside the config it is derived from. */
 export { expectedShapes };
@@ -45,6 +45,11 @@ export interface WriteModelOptions {
 
 /** Missing, unexpected or mis-shaped tensors → ConfigError naming the tensor, the source and expected vs got. */
 export function validateTensors(c: LlamaConfig, tensors: TensorMap, source: string): void {
+  // Each layer holds 9 tensors: a layer count beyond what the file holds is refused before the expected shapes
+  // (one entry per layer) are even listed, so an absurd num_hidden_layers cannot exhaust memory.
+  if (c.num_hidden_layers * 9 > tensors.size) {
+    throw new ConfigError(`${source}: num_hidden_layers is ${c.num_hidden_layers} but the weights hold only ${tensors.size} tensors (9 per layer expected)`);
+  }
   const want = expectedShapes(c);
   for (const [name, shape] of want) {
     const t = tensors.get(name);
@@ -82,8 +87,23 @@ export async function readModelFiles(p: string): Promise<ModelFiles> {
   return readGguf(p);
 }
 
+/**
+ * Keys llama.cpp requires for a llama model (it refuses the file without them). Without this a damaged or
+ * misspelt key would silently fall back to a default (context length 2048, epsilon 1e-5): another model.
+ */
+const REQUIRED_LLAMA_KEYS = [
+  "llama.context_length", "llama.embedding_length", "llama.block_count", "llama.feed_forward_length",
+  "llama.attention.head_count", "llama.attention.layer_norm_rms_epsilon",
+];
+
 function readGguf(file: string): ModelFiles {
   const h = readGgufHeader(file);
+  // Unsupported tensor types first (the most useful message), then required keys, before any data is read.
+  for (const t of h.tensors) checkSupportedType(file, t);
+  if (h.metadata["general.architecture"] === "llama") {
+    const missing = REQUIRED_LLAMA_KEYS.filter((k) => h.metadata[k] === undefined);
+    if (missing.length) throw new FormatError(`${file}: required metadata missing: ${missing.join(", ")} (llama.cpp refuses such a file too)`);
+  }
   const raw = readGgufTensors(h);
   const emb = raw.get("token_embd.weight");
   const heads = Number(h.metadata["llama.attention.head_count"]);
@@ -91,6 +111,7 @@ function readGguf(file: string): ModelFiles {
   const { tensors, tied } = tensorsFromGguf(file, raw, heads, kvHeads);
   const config = configFromGguf(h, tied, emb ? emb.shape[0] : 0);
   validateTensors(config, tensors, file);
+  checkGgufVocab(file, h.metadata, config.vocab_size);
   const sp = sentencePieceFromGguf(h);
   const tokenizer = sp ? HfTokenizer.fromSentencePiece(sp, `${file} (tokenizer.ggml.*)`) : null;
   const metadata: Record<string, unknown> = { ggufVersion: h.version };
@@ -124,7 +145,8 @@ function asHfTokenizer(t: TextTokenizer): HfTokenizer {
 
 /**
  * Write a model into `dir` (HF directory, or `dir/model.gguf`). The directory is built beside the target and renamed
- * into place; an existing non-empty `dir` is refused unless `force`. Returns the paths written.
+ * into place; an existing non-empty `dir` is refused unless `force`, and even then unless it holds only an earlier
+ * sdmprune output (see writeDirAtomic). Returns the paths written (the manifest not included).
  */
 export async function writeModelFiles(
   dir: string,

@@ -1,5 +1,6 @@
 import * as fs from "node:fs";
 import { FormatError } from "../errors";
+import { fsyncFd, openForWrite, writeAll } from "./atomic";
 import { decodeBF16, decodeF16, decodeF32, encodeF16, encodeF32 } from "./dtypes";
 import { HostTensor, numel } from "./tensors";
 
@@ -134,6 +135,100 @@ function readValue(c: Cursor, type: number, key: string, file: string): unknown 
   }
 }
 
+/** Smallest encoding of one value of each type (strings: their 8-byte length), to bound array lengths by the file. */
+const VALUE_MIN_BYTES: Record<number, number> = {
+  [GgufType.UINT8]: 1, [GgufType.INT8]: 1, [GgufType.UINT16]: 2, [GgufType.INT16]: 2, [GgufType.UINT32]: 4,
+  [GgufType.INT32]: 4, [GgufType.FLOAT32]: 4, [GgufType.BOOL]: 1, [GgufType.STRING]: 8, [GgufType.UINT64]: 8,
+  [GgufType.INT64]: 8, [GgufType.FLOAT64]: 8,
+};
+
+const INT_TYPES = new Set([GgufType.UINT8, GgufType.INT8, GgufType.UINT16, GgufType.INT16, GgufType.UINT32, GgufType.INT32, GgufType.UINT64, GgufType.INT64]);
+const FLOAT_TYPES = new Set([GgufType.FLOAT32, GgufType.FLOAT64]);
+type Kind = "count" | "counts" | "float" | "string" | "bool" | "strings" | "floats" | "ints" | "json";
+
+/**
+ * Value types of the keys sdmprune reads: a value of the wrong type (a string where a count belongs, tokens that are
+ * not strings) is refused here with the key, the expected and the actual type, instead of being coerced into a
+ * different model. Integer widths are not constrained (the value is used exactly), only the kind.
+ */
+const KEY_KINDS: Record<string, Kind> = {
+  "general.alignment": "count",
+  "general.architecture": "string",
+  "general.name": "string",
+  "llama.context_length": "count",
+  "llama.embedding_length": "count",
+  "llama.block_count": "count",
+  "llama.vocab_size": "count",
+  "llama.feed_forward_length": "counts",
+  "llama.attention.head_count": "counts",
+  "llama.attention.head_count_kv": "counts",
+  "llama.attention.key_length": "count",
+  "llama.attention.value_length": "count",
+  "llama.rope.dimension_count": "count",
+  "llama.attention.layer_norm_rms_epsilon": "float",
+  "llama.rope.freq_base": "float",
+  "llama.rope.scaling.type": "string",
+  "llama.rope.scaling.factor": "float",
+  "tokenizer.ggml.model": "string",
+  "tokenizer.ggml.tokens": "strings",
+  "tokenizer.ggml.scores": "floats",
+  "tokenizer.ggml.token_type": "ints",
+  "tokenizer.ggml.bos_token_id": "count",
+  "tokenizer.ggml.eos_token_id": "count",
+  "tokenizer.ggml.unknown_token_id": "count",
+  "tokenizer.ggml.padding_token_id": "count",
+  "tokenizer.ggml.add_bos_token": "bool",
+  "tokenizer.ggml.add_eos_token": "bool",
+  "sdmprune.rope_scaling": "json",
+};
+
+function typeLabel(t: GgufType | undefined, et: GgufType | undefined): string {
+  const n = (x: GgufType | undefined) => (x === undefined ? "?" : (GgufType[x] ?? `type ${x}`));
+  return t === GgufType.ARRAY ? `ARRAY of ${n(et)}` : n(t);
+}
+
+function checkMetadataTypes(file: string, m: Record<string, unknown>, types: Record<string, GgufType>, arrayTypes: Record<string, GgufType>): void {
+  for (const key of Object.keys(types)) {
+    const kind = Object.prototype.hasOwnProperty.call(KEY_KINDS, key) ? KEY_KINDS[key] : undefined;
+    if (!kind) continue;
+    const t = types[key];
+    const et = arrayTypes[key];
+    const v = m[key];
+    const count = (x: unknown) => typeof x === "number" && Number.isSafeInteger(x) && x >= 0;
+    let ok: boolean;
+    let want: string;
+    switch (kind) {
+      case "count": ok = INT_TYPES.has(t) && count(v); want = "a non-negative integer"; break;
+      case "counts":
+        ok = (INT_TYPES.has(t) && count(v)) || (t === GgufType.ARRAY && INT_TYPES.has(et) && (v as unknown[]).every(count));
+        want = "a non-negative integer or an array of them"; break;
+      case "float": ok = FLOAT_TYPES.has(t); want = "FLOAT32 or FLOAT64"; break;
+      case "string": ok = t === GgufType.STRING; want = "STRING"; break;
+      case "bool": ok = t === GgufType.BOOL; want = "BOOL"; break;
+      case "strings": ok = t === GgufType.ARRAY && et === GgufType.STRING; want = "ARRAY of STRING"; break;
+      case "floats": ok = t === GgufType.ARRAY && FLOAT_TYPES.has(et); want = "ARRAY of FLOAT32"; break;
+      case "ints": ok = t === GgufType.ARRAY && INT_TYPES.has(et); want = "ARRAY of INT32"; break;
+      case "json": {
+        ok = t === GgufType.STRING;
+        want = "STRING holding a JSON object";
+        if (ok) {
+          try {
+            const j = JSON.parse(v as string);
+            ok = typeof j === "object" && j !== null && !Array.isArray(j);
+          } catch {
+            ok = false;
+          }
+        }
+        break;
+      }
+    }
+    if (!ok) {
+      const shown = t === GgufType.ARRAY ? `${(v as unknown[]).length} elements` : JSON.stringify(typeof v === "bigint" ? v.toString() : v)?.slice(0, 40);
+      throw new FormatError(`${file}: metadata "${key}" must be ${want}, got ${typeLabel(t, et)} (${shown})`);
+    }
+  }
+}
+
 /** Parse the header (metadata and tensor infos) and validate that every tensor's data lies inside the file. */
 export function readGgufHeader(file: string): GgufHeader {
   const fd = fs.openSync(file, "r");
@@ -157,28 +252,42 @@ function parseHeader(fd: number, size: number, file: string): GgufHeader {
   }
   const nTensors = c.size64("tensor count");
   const nKv = c.size64("metadata count");
+  // Every entry takes at least a few bytes, so counts larger than the file are corrupt: refused before any loop.
+  if (nKv > (size - c.pos) / 13) throw new FormatError(`${file}: metadata count ${nKv} cannot fit in a ${size}-byte file (corrupt header)`);
+  if (nTensors > (size - c.pos) / 24) throw new FormatError(`${file}: tensor count ${nTensors} cannot fit in a ${size}-byte file (corrupt header)`);
   const metadata: Record<string, unknown> = {};
   const metadataTypes: Record<string, GgufType> = {};
   const metadataArrayTypes: Record<string, GgufType> = {};
+  // defineProperty: a key such as "__proto__" is data, never the object's prototype.
+  const put = (o: Record<string, unknown>, k: string, v: unknown) => Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
   for (let i = 0; i < nKv; i++) {
     const key = c.str(`metadata key #${i}`);
+    if (Object.prototype.hasOwnProperty.call(metadataTypes, key)) throw new FormatError(`${file}: duplicate metadata key "${key}" (entries #${Object.keys(metadataTypes).indexOf(key)} and #${i}); llama.cpp refuses such a file too`);
     const type = c.u32(`type of "${key}"`);
-    metadataTypes[key] = type;
+    put(metadataTypes, key, type);
     if (type === GgufType.ARRAY) {
       const et = c.u32(`array type of "${key}"`);
       const n = c.size64(`array length of "${key}"`);
-      metadataArrayTypes[key] = et;
+      put(metadataArrayTypes, key, et);
       if (et === GgufType.ARRAY) throw new FormatError(`${file}: metadata "${key}" is a nested array (not supported)`);
+      const min = VALUE_MIN_BYTES[et];
+      if (min === undefined) throw new FormatError(`${file}: metadata "${key}" is an array of unknown value type ${et}`);
+      if (n * min > size - c.pos) {
+        throw new FormatError(`${file}: truncated GGUF file: metadata "${key}" claims ${n} elements (at least ${n * min} bytes) but only ${size - c.pos} of the file's ${size} bytes are left`);
+      }
       const arr = new Array<unknown>(n);
       for (let j = 0; j < n; j++) arr[j] = readValue(c, et, key, file);
-      metadata[key] = arr;
+      put(metadata, key, arr);
     } else {
-      metadata[key] = readValue(c, type, key, file);
+      put(metadata, key, readValue(c, type, key, file));
     }
   }
   const tensors: GgufTensorInfo[] = [];
+  const seen = new Set<string>();
   for (let i = 0; i < nTensors; i++) {
     const name = c.str(`tensor name #${i}`);
+    if (seen.has(name)) throw new FormatError(`${file}: duplicate tensor name ${name} (tensor #${i}); llama.cpp refuses such a file too`);
+    seen.add(name);
     const nd = c.u32(`dims of tensor ${name}`);
     if (nd > 8) throw new FormatError(`${file}: tensor ${name} has ${nd} dims (corrupt header?)`);
     const dims: number[] = [];
@@ -187,17 +296,27 @@ function parseHeader(fd: number, size: number, file: string): GgufHeader {
     const offset = c.size64(`offset of tensor ${name}`);
     tensors.push({ name, dims, type, offset });
   }
+  checkMetadataTypes(file, metadata, metadataTypes, metadataArrayTypes);
   const alignment = metadata["general.alignment"] === undefined ? GGUF_DEFAULT_ALIGNMENT : Number(metadata["general.alignment"]);
   if (!Number.isInteger(alignment) || alignment <= 0 || (alignment & (alignment - 1)) !== 0) {
     throw new FormatError(`${file}: general.alignment must be a power of two, got ${String(metadata["general.alignment"])}`);
   }
   const dataOffset = alignUp(c.pos, alignment);
+  // As llama.cpp: tensor data is laid out in header order, each tensor at the running sum of the previous
+  // tensors' sizes padded to the alignment. That rules out overlapping (aliased) and out-of-order ranges.
+  let expected = 0;
+  let layoutKnown = true;
   for (const t of tensors) {
     if (t.offset % alignment !== 0) {
       throw new FormatError(`${file}: tensor ${t.name} offset ${t.offset} is not a multiple of the alignment ${alignment}`);
     }
     const eb = ELEMENT_BYTES[t.type];
-    if (eb === undefined) continue; // unsupported types are reported by name when the tensor is read
+    if (eb === undefined) { layoutKnown = false; continue; } // unsupported types are reported by name when read
+    if (layoutKnown && t.offset !== expected) {
+      throw new FormatError(
+        `${file}: tensor ${t.name} has data offset ${t.offset}, expected ${expected} (tensor data must follow header order without overlap or gap, as llama.cpp requires)`,
+      );
+    }
     const start = dataOffset + t.offset;
     const end = start + numel(t.dims) * eb;
     if (end > size) {
@@ -205,6 +324,7 @@ function parseHeader(fd: number, size: number, file: string): GgufHeader {
         `${file}: truncated GGUF file: tensor ${t.name} (${typeName(t.type)}, dims [${t.dims.join(", ")}]) needs bytes [${start}, ${end}) but the file has ${size} bytes`,
       );
     }
+    expected = alignUp(t.offset + numel(t.dims) * eb, alignment);
   }
   return { path: file, version, metadata, metadataTypes, metadataArrayTypes, tensors, alignment, dataOffset, fileSize: size };
 }
@@ -342,20 +462,21 @@ export function writeGguf(file: string, kvs: [string, GgufValue][], tensors: Ggu
     s.u32(half ? GGML_F16 : GGML_F32);
     s.u64(offsets[offsets.length - 1]);
   }
-  const fd = fs.openSync(file, "w");
+  const fd = openForWrite(file);
   try {
     let pos = 0;
-    for (const b of s.take()) { fs.writeSync(fd, b); pos += b.length; }
+    for (const b of s.take()) { writeAll(fd, b, file); pos += b.length; }
     const pad = (to: number) => {
-      if (to > pos) { fs.writeSync(fd, Buffer.alloc(to - pos)); pos = to; }
+      if (to > pos) { writeAll(fd, Buffer.alloc(to - pos), file); pos = to; }
     };
     const dataStart = alignUp(pos, alignment);
     pad(dataStart);
     for (let i = 0; i < tensors.length; i++) {
       pad(dataStart + offsets[i]);
-      fs.writeSync(fd, encoded[i]);
+      writeAll(fd, encoded[i], file);
       pos += encoded[i].byteLength;
     }
+    fsyncFd(fd, file);
   } finally {
     fs.closeSync(fd);
   }

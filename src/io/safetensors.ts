@@ -1,18 +1,28 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { FormatError } from "../errors";
+import { fsyncFd, openForWrite, writeAll } from "./atomic";
 import { decodeBF16, decodeF16, decodeF32, encodeF16, encodeF32 } from "./dtypes";
 import { HostTensor, TensorMap, numel } from "./tensors";
 
 /**
  * safetensors: u64 little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets: [begin, end]},
  * "__metadata__": {...}}, then the data buffer (offsets relative to its start). F32, F16 and BF16 are read into
- * Float32Array. The header is validated as the reference implementation does (offsets inside the buffer, byte size
- * = dtype size × numel, no overlap) before any tensor is read; errors name the file and the tensor.
+ * Float32Array. The header is validated as strictly as the reference loader (huggingface/safetensors
+ * `SafeTensors::read_metadata` + `Metadata::validate`) before any tensor is read: header at most 100 MB, UTF-8,
+ * starting with '{', a JSON object; known dtypes; data_offsets contiguous from 0 in offset order (no gap, no
+ * overlap), each range exactly dtype size × numel, and the last one ending at the end of the file (no trailing
+ * bytes); `__metadata__` a map of strings. Errors name the file and the tensor, never echo file bytes.
  */
 
 const DTYPE_BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2 };
+/** Every dtype the reference format defines, with its element size (readable or not, it sizes the layout). */
+const FORMAT_DTYPE_BYTES: Record<string, number> = {
+  BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1, F8_E8M0: 1, I16: 2, U16: 2, F16: 2, BF16: 2, I32: 4, U32: 4, F32: 4,
+  F64: 8, I64: 8, U64: 8, C64: 8,
+};
 const MAX_HEADER = 100_000_000;
+const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 export interface SafetensorsEntry {
   name: string;
@@ -32,67 +42,101 @@ export interface SafetensorsHeader {
 export function readSafetensorsHeader(file: string): SafetensorsHeader {
   const fd = fs.openSync(file, "r");
   try {
-    const size = fs.fstatSync(fd).size;
-    if (size < 8) throw new FormatError(`${file}: not a safetensors file (${size} bytes, shorter than the 8-byte header length)`);
-    const lenBuf = Buffer.alloc(8);
-    fs.readSync(fd, lenBuf, 0, 8, 0);
-    const n = lenBuf.readBigUInt64LE(0);
-    if (n > BigInt(Math.min(MAX_HEADER, size - 8))) {
-      throw new FormatError(`${file}: safetensors header length ${n} exceeds the file (${size} bytes) or the ${MAX_HEADER}-byte limit`);
-    }
-    const hlen = Number(n);
-    const hbuf = Buffer.alloc(hlen);
-    fs.readSync(fd, hbuf, 0, hlen, 8);
-    let json: unknown;
-    try {
-      json = JSON.parse(hbuf.toString("utf8"));
-    } catch (err) {
-      throw new FormatError(`${file}: safetensors header is not valid JSON: ${(err as Error).message}`);
-    }
-    if (typeof json !== "object" || json === null || Array.isArray(json)) throw new FormatError(`${file}: safetensors header must be a JSON object`);
-    const dataOffset = 8 + hlen;
-    const dataLen = size - dataOffset;
-    const entries: SafetensorsEntry[] = [];
-    let metadata: Record<string, string> = {};
-    for (const [name, v] of Object.entries(json as Record<string, unknown>)) {
-      if (name === "__metadata__") {
-        metadata = (v ?? {}) as Record<string, string>;
-        continue;
-      }
-      const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-      if (typeof e !== "object" || e === null) throw new FormatError(`${file}: tensor ${name}: header entry must be an object`);
-      if (typeof e.dtype !== "string") throw new FormatError(`${file}: tensor ${name}: missing dtype`);
-      if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) {
-        throw new FormatError(`${file}: tensor ${name}: shape must be a list of non-negative integers, got ${JSON.stringify(e.shape)}`);
-      }
-      const off = e.data_offsets;
-      if (!Array.isArray(off) || off.length !== 2 || !off.every((x) => Number.isInteger(x) && x >= 0) || off[1] < off[0]) {
-        throw new FormatError(`${file}: tensor ${name}: data_offsets must be [begin, end] with 0 <= begin <= end, got ${JSON.stringify(off)}`);
-      }
-      const [begin, end] = off as number[];
-      if (end > dataLen) {
-        throw new FormatError(
-          `${file}: tensor ${name}: data_offsets [${begin}, ${end}] extend beyond the end of the file (data section is ${dataLen} bytes; truncated or corrupt file)`,
-        );
-      }
-      const eb = DTYPE_BYTES[e.dtype];
-      if (eb !== undefined && end - begin !== eb * numel(e.shape as number[])) {
-        throw new FormatError(
-          `${file}: tensor ${name}: ${end - begin} bytes of data but dtype ${e.dtype} × shape [${(e.shape as number[]).join(", ")}] needs ${eb * numel(e.shape as number[])}`,
-        );
-      }
-      entries.push({ name, dtype: e.dtype, shape: e.shape as number[], begin, end });
-    }
-    const sorted = entries.slice().sort((a, b) => a.begin - b.begin || a.end - b.end);
-    for (let i = 1; i < sorted.length; i++) {
-      if (sorted[i].begin < sorted[i - 1].end) {
-        throw new FormatError(`${file}: tensors ${sorted[i - 1].name} and ${sorted[i].name} overlap (data_offsets [${sorted[i - 1].begin}, ${sorted[i - 1].end}] and [${sorted[i].begin}, ${sorted[i].end}])`);
-      }
-    }
-    return { path: file, entries, metadata, dataOffset };
+    return parseSafetensorsHeader(fd, fs.fstatSync(fd).size, file);
   } finally {
     fs.closeSync(fd);
   }
+}
+
+function parseSafetensorsHeader(fd: number, size: number, file: string): SafetensorsHeader {
+  if (size < 8) throw new FormatError(`${file}: not a safetensors file (${size} bytes, shorter than the 8-byte header length)`);
+  const lenBuf = Buffer.alloc(8);
+  fs.readSync(fd, lenBuf, 0, 8, 0);
+  const n = lenBuf.readBigUInt64LE(0);
+  if (n > BigInt(Math.min(MAX_HEADER, size - 8))) {
+    // The value is shown only when plausible: for a file that is not safetensors at all it is just its first bytes.
+    throw new FormatError(
+      `${file}: not a valid safetensors file: the header length${n <= BigInt(MAX_HEADER) ? ` (${n} bytes)` : ""} exceeds the file (${size} bytes) or the ${MAX_HEADER}-byte limit`,
+    );
+  }
+  const hlen = Number(n);
+  const hbuf = Buffer.alloc(hlen);
+  if (fs.readSync(fd, hbuf, 0, hlen, 8) !== hlen) throw new FormatError(`${file}: safetensors header is truncated`);
+  let text: string;
+  try {
+    text = utf8.decode(hbuf);
+  } catch {
+    throw new FormatError(`${file}: safetensors header is not valid UTF-8`);
+  }
+  if (!text.startsWith("{")) throw new FormatError(`${file}: safetensors header must start with '{' (not a safetensors file?)`);
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new FormatError(`${file}: safetensors header is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new FormatError(`${file}: safetensors header must be a JSON object`);
+  const dataOffset = 8 + hlen;
+  const dataLen = size - dataOffset;
+  const entries: SafetensorsEntry[] = [];
+  let metadata: Record<string, string> = {};
+  for (const [name, v] of Object.entries(json as Record<string, unknown>)) {
+    if (name === "__metadata__") {
+      if (v === null) continue;
+      if (typeof v !== "object" || Array.isArray(v) || !Object.values(v as object).every((x) => typeof x === "string")) {
+        throw new FormatError(`${file}: __metadata__ must be a map of strings, got ${describe(v)}`);
+      }
+      metadata = v as Record<string, string>;
+      continue;
+    }
+    const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (typeof e !== "object" || e === null || Array.isArray(e)) throw new FormatError(`${file}: tensor ${name}: header entry must be an object, got ${describe(v)}`);
+    if (typeof e.dtype !== "string") throw new FormatError(`${file}: tensor ${name}: missing dtype`);
+    const fb = FORMAT_DTYPE_BYTES[e.dtype];
+    if (fb === undefined) throw new FormatError(`${file}: tensor ${name}: unknown dtype ${JSON.stringify(e.dtype)}`);
+    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw new FormatError(`${file}: tensor ${name}: shape must be a list of non-negative integers, got ${describe(e.shape)}`);
+    }
+    const off = e.data_offsets;
+    if (!Array.isArray(off) || off.length !== 2 || !off.every((x) => Number.isSafeInteger(x) && x >= 0) || off[1] < off[0]) {
+      throw new FormatError(`${file}: tensor ${name}: data_offsets must be [begin, end] with 0 <= begin <= end, got ${describe(off)}`);
+    }
+    const [begin, end] = off as number[];
+    if (end > dataLen) {
+      throw new FormatError(
+        `${file}: tensor ${name}: data_offsets [${begin}, ${end}] extend beyond the end of the file (data section is ${dataLen} bytes; truncated or corrupt file)`,
+      );
+    }
+    const need = fb * numel(e.shape as number[]);
+    if (end - begin !== need) {
+      throw new FormatError(
+        `${file}: tensor ${name}: ${end - begin} bytes of data but dtype ${e.dtype} × shape [${(e.shape as number[]).join(", ")}] needs ${need}`,
+      );
+    }
+    entries.push({ name, dtype: e.dtype, shape: e.shape as number[], begin, end });
+  }
+  const sorted = entries.slice().sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let at = 0;
+  for (let i = 0; i < sorted.length; i++) {
+    const t = sorted[i];
+    if (t.begin < at) {
+      throw new FormatError(`${file}: tensors ${sorted[i - 1].name} and ${t.name} overlap (data_offsets [${sorted[i - 1].begin}, ${sorted[i - 1].end}] and [${t.begin}, ${t.end}])`);
+    }
+    if (t.begin > at) {
+      throw new FormatError(`${file}: tensor ${t.name}: data_offsets [${t.begin}, ${t.end}] leave bytes [${at}, ${t.begin}) of the data section unused (the format requires contiguous tensors)`);
+    }
+    at = t.end;
+  }
+  if (at !== dataLen) {
+    throw new FormatError(`${file}: ${dataLen - at} bytes after the last tensor (data section is ${dataLen} bytes, tensors cover ${at}): truncated header or appended data`);
+  }
+  return { path: file, entries, metadata, dataOffset };
+}
+
+/** A short description of a JSON value for error messages (never more than a few dozen characters). */
+function describe(v: unknown): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
 
 /** Read all (or the selected) tensors of one file. Unsupported dtypes fail only when such a tensor is read. */
@@ -125,38 +169,79 @@ function readEntry(fd: number, h: SafetensorsHeader, e: SafetensorsEntry): HostT
 }
 
 /**
+ * Resolve `name` (from an index file or a directory listing) inside the model folder `dir`, refusing anything
+ * that would read elsewhere: absolute paths, `..`, and symbolic links whose target lies outside the folder. One
+ * exception keeps Hugging Face hub caches usable: a `snapshots/<revision>` folder may link into the cache's own
+ * `blobs/` folder, which is where the hub stores every file. Nothing is opened before the check passes.
+ */
+export function resolveInside(dir: string, name: unknown, source: string): string {
+  if (typeof name !== "string" || name.length === 0 || name.includes("\0")) {
+    throw new FormatError(`${source}: shard file name must be a non-empty string, got ${describe(name)}`);
+  }
+  const root = path.resolve(dir);
+  const file = path.resolve(root, name);
+  const rel = path.relative(root, file);
+  if (path.isAbsolute(name) || rel === "" || rel.startsWith("..") || path.isAbsolute(rel)) {
+    throw new FormatError(`${source}: shard ${JSON.stringify(name)} is outside the model folder ${root}; refused (shards must be files inside it)`);
+  }
+  if (!fs.existsSync(file)) return file;
+  const real = fs.realpathSync(file);
+  const realRoot = fs.realpathSync(root);
+  const allowed = [realRoot];
+  if (path.basename(path.dirname(realRoot)) === "snapshots") allowed.push(path.join(path.dirname(path.dirname(realRoot)), "blobs"));
+  if (!allowed.some((a) => real.startsWith(a + path.sep))) {
+    throw new FormatError(`${source}: shard ${JSON.stringify(name)} is a link to ${real}, outside the model folder ${realRoot}; refused`);
+  }
+  if (!fs.statSync(real).isFile()) throw new FormatError(`${source}: shard ${JSON.stringify(name)} is not a regular file`);
+  return file;
+}
+
+/**
  * Read a checkpoint directory: `model.safetensors`, or the shards listed in `model.safetensors.index.json`
- * (`weight_map`: tensor name → shard file). Every tensor the index names must be found in its shard.
+ * (`weight_map`: tensor name → shard file inside the directory). Every tensor the index names must be found in its
+ * shard, and every shard file is resolved inside the directory before it is opened.
  */
 export function readSafetensorsDir(dir: string): { tensors: TensorMap; files: string[] } {
   const index = path.join(dir, "model.safetensors.index.json");
   if (fs.existsSync(index)) {
-    let json: { weight_map?: Record<string, string> };
+    let json: unknown;
     try {
       json = JSON.parse(fs.readFileSync(index, "utf8"));
     } catch (err) {
       throw new FormatError(`${index}: not valid JSON: ${(err as Error).message}`);
     }
-    const wm = json.weight_map;
-    if (!wm || typeof wm !== "object") throw new FormatError(`${index}: missing "weight_map"`);
-    const shards = [...new Set(Object.values(wm))].sort();
-    const tensors: TensorMap = new Map();
-    for (const s of shards) {
-      const file = path.join(dir, s);
-      if (!fs.existsSync(file)) throw new FormatError(`${index}: shard ${s} is listed but ${file} does not exist`);
-      for (const [k, v] of readSafetensors(file, (n) => wm[n] === s)) tensors.set(k, v);
+    const wm = (json as { weight_map?: unknown } | null)?.weight_map;
+    if (typeof json !== "object" || json === null || Array.isArray(json)) throw new FormatError(`${index}: must be a JSON object with a "weight_map"`);
+    if (!wm || typeof wm !== "object" || Array.isArray(wm)) throw new FormatError(`${index}: missing "weight_map" (an object of tensor name → shard file), got ${describe(wm)}`);
+    const map = new Map<string, string>();
+    for (const [name, shard] of Object.entries(wm as Record<string, unknown>)) {
+      if (typeof shard !== "string") throw new FormatError(`${index}: weight_map["${name}"] must be a shard file name, got ${describe(shard)}`);
+      map.set(name, shard);
     }
-    for (const [name, s] of Object.entries(wm)) {
+    const shards = [...new Set(map.values())].sort();
+    const files = shards.map((s) => resolveInside(dir, s, index));
+    const tensors: TensorMap = new Map();
+    for (let i = 0; i < shards.length; i++) {
+      const s = shards[i];
+      if (!fs.existsSync(files[i])) throw new FormatError(`${index}: shard ${s} is listed but ${files[i]} does not exist`);
+      for (const [k, v] of readSafetensors(files[i], (n) => map.get(n) === s)) tensors.set(k, v);
+    }
+    for (const [name, s] of map) {
       if (!tensors.has(name)) throw new FormatError(`${index}: tensor ${name} is mapped to ${s} but that shard does not contain it`);
     }
-    return { tensors, files: shards.map((s) => path.join(dir, s)) };
+    return { tensors, files };
   }
   const single = path.join(dir, "model.safetensors");
-  if (fs.existsSync(single)) return { tensors: readSafetensors(single), files: [single] };
+  if (fs.existsSync(single)) return { tensors: readSafetensors(resolveInside(dir, "model.safetensors", dir)), files: [single] };
   const any = fs.readdirSync(dir).filter((f) => f.endsWith(".safetensors")).sort();
   if (any.length === 0) throw new FormatError(`${dir}: no model.safetensors, model.safetensors.index.json or *.safetensors file`);
   const tensors: TensorMap = new Map();
-  for (const f of any) for (const [k, v] of readSafetensors(path.join(dir, f))) tensors.set(k, v);
+  for (const f of any) {
+    for (const [k, v] of readSafetensors(resolveInside(dir, f, dir))) {
+      if (tensors.has(k)) throw new FormatError(`${dir}: tensor ${k} appears in more than one .safetensors file (last: ${f})`);
+      tensors.set(k, v);
+    }
+  }
   return { tensors, files: any.map((f) => path.join(dir, f)) };
 }
 
@@ -180,14 +265,15 @@ export function writeSafetensors(file: string, tensors: TensorMap, dtype: "f32" 
   const hbuf = Buffer.from(hjson, "utf8");
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(hbuf.length));
-  const fd = fs.openSync(file, "w");
+  const fd = openForWrite(file);
   try {
-    fs.writeSync(fd, len);
-    fs.writeSync(fd, hbuf);
+    writeAll(fd, len, file);
+    writeAll(fd, hbuf, file);
     for (const n of names) {
       const d = tensors.get(n)!.data;
-      fs.writeSync(fd, dtype === "f16" ? encodeF16(d) : encodeF32(d));
+      writeAll(fd, dtype === "f16" ? encodeF16(d) : encodeF32(d), file);
     }
+    fsyncFd(fd, file);
   } finally {
     fs.closeSync(fd);
   }

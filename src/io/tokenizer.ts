@@ -27,6 +27,31 @@ export interface SentencePieceVocab {
   unkTokenId: number | null;
 }
 
+/**
+ * A GGUF vocabulary must fit the model it ships with, as llama.cpp requires: one token per embedding row
+ * (`vocabSize` = rows of token_embd.weight / config vocab_size), scores and types of the same length, and special
+ * token ids inside the vocabulary. Otherwise the ids the tokenizer produces would index other rows (or none) of
+ * the embedding: a silently different model. Element types are checked with the rest of the metadata.
+ */
+export function checkGgufVocab(file: string, metadata: Record<string, unknown>, vocabSize: number): void {
+  const tokens = metadata["tokenizer.ggml.tokens"];
+  if (metadata["tokenizer.ggml.model"] === undefined || !Array.isArray(tokens)) return;
+  if (tokens.length !== vocabSize) {
+    throw new FormatError(`${file}: tokenizer.ggml.tokens has ${tokens.length} tokens but the model has ${vocabSize} embedding rows (vocab_size); expected equal`);
+  }
+  for (const k of ["tokenizer.ggml.scores", "tokenizer.ggml.token_type"]) {
+    const a = metadata[k];
+    if (Array.isArray(a) && a.length !== tokens.length) throw new FormatError(`${file}: ${k} has ${a.length} entries, expected ${tokens.length} (one per token)`);
+  }
+  // 0xFFFFFFFF is llama.cpp's "no such token" (LLAMA_TOKEN_NULL as u32); padding is never used here.
+  for (const k of ["tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id"]) {
+    const id = metadata[k];
+    if (id !== undefined && id !== 0xffffffff && !(typeof id === "number" && id < tokens.length)) {
+      throw new FormatError(`${file}: ${k} is ${String(id)}, outside the vocabulary of ${tokens.length} tokens`);
+    }
+  }
+}
+
 /** The part of @huggingface/tokenizers' Tokenizer used here. */
 interface TokenizerType {
   encode(text: string, options?: { add_special_tokens?: boolean }): { ids: number[] };

@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { readModelFiles, writeModelFiles } from "../../io/files";
+import { checkOutputDir } from "../../io/atomic";
 import type { Command } from "../command";
 import { enumFlag, requireFlags } from "../flags";
 
@@ -12,7 +13,8 @@ Convert between GGUF and Hugging Face formats (either direction, or re-save in t
   --dtype D       f32 (default) or f16
   --pad-mlp       gguf: pad per-layer MLP widths to the widest with zero channels (same outputs) so llama.cpp,
                   which needs one width for all layers, can load a non-uniformly pruned model
-  --force         replace DIR if it exists and is not empty (otherwise refused)
+  --force         replace DIR if it holds only an earlier sdmprune output (listed in its .sdmprune-manifest.json);
+                  a folder with any other file is refused
 The output is written to a temporary directory beside DIR and renamed into place, so a failure leaves no partial output.`;
 
 export const convertCommand: Command = {
@@ -35,6 +37,7 @@ export const convertCommand: Command = {
     requireFlags(values, ["model", "out", "format"], USAGE);
     const format = enumFlag("format", values.format, ["hf", "gguf"] as const)!;
     const dtype = enumFlag("dtype", values.dtype, ["f32", "f16"] as const)!;
+    checkOutputDir(values.out!, values.force ?? false);
     const f = await readModelFiles(values.model);
     const written = await writeModelFiles(values.out, f, {
       format,

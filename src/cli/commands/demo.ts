@@ -7,6 +7,7 @@ import { DataError } from "../../errors";
 import { paramCounts } from "../../model/config";
 import { Session } from "../../session";
 import { Table } from "../../table";
+import { checkOutputDir } from "../../io/atomic";
 import type { Command } from "../command";
 import { backendFlag, intFlag, numFlag } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
@@ -58,6 +59,7 @@ export const demoCommand: Command = {
     const textFile = v.text ?? path.join(dir, DEMO_HELDOUT);
     if (!fs.existsSync(dir)) throw new DataError(`demo model directory ${dir} does not exist${v.model ? "" : " (the package ships it in models/demo; reinstall or pass --model)"}`);
     if (!fs.existsSync(textFile)) throw new DataError(`no held-out text at ${textFile}; pass --text FILE`);
+    if (v.out) checkOutputDir(v.out, false);
     const target = numFlag("target", v.target) ?? 0.2;
     const samples = intFlag("samples", v.samples) ?? 16;
     const seqLen = intFlag("seq-len", v["seq-len"]) ?? 128;

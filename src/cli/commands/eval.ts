@@ -21,6 +21,7 @@ model's max_position_embeddings, acc and acc_norm by character length; see docs/
   --ppl FILE          text for perplexity (e.g. ../shared/data/wikitext-2-raw/wiki.test.raw)
   --stories A-B       with a TinyStories --ppl file: 1-based inclusive story range
   --seq-len N         perplexity window length (default 128; always reported)
+  --allow-longer      accept --seq-len above the model's context (max_position_embeddings); refused otherwise
   --tasks LIST        comma-separated lm-eval names: arc_challenge, arc_easy, boolq, hellaswag,
                       lambada_openai (alias lambada), openbookqa, piqa, winogrande
   --data-dir DIR      task data folder (default SDMPRUNE_DATA or ../shared/data)
@@ -48,6 +49,7 @@ export const evalCommand: Command = {
         ppl: { type: "string" },
         stories: { type: "string" },
         "seq-len": { type: "string" },
+        "allow-longer": { type: "boolean", default: false },
         tasks: { type: "string" },
         "data-dir": { type: "string" },
         limit: { type: "string" },
@@ -78,7 +80,7 @@ export const evalCommand: Command = {
     const intr = interruptSignal();
     try {
       const t = await session.evaluate({
-        ppl: values.ppl ? { file: values.ppl, seqLen: seqLen ?? 128, stories: values.stories } : undefined,
+        ppl: values.ppl ? { file: values.ppl, seqLen: seqLen ?? 128, stories: values.stories, allowLonger: values["allow-longer"] } : undefined,
         tasks,
         limit,
         dataDir: values["data-dir"],

@@ -5,6 +5,7 @@ import { loadModel } from "../../model/load";
 import { readText, wikitextText } from "../../data/text";
 import { loadWindows } from "../../data/windows";
 import { perplexity, pplFromText, type PerplexityResult } from "../../eval/perplexity";
+import { checkContext } from "../../resources";
 import type { Command } from "../command";
 import { backendFlag, intFlag, requireFlags } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
@@ -21,6 +22,7 @@ Perplexity = exp(mean next-token NLL over all predicted tokens of all windows) (
   --windows FILE      JSON {"windows": [[ids]...]} of equal-length windows (seq len = their length)
   --seq-len N         window length in tokens (required with --text; checked against --windows)
   --batch-size N      windows per forward batch (default 4)
+  --allow-longer      accept windows longer than the model's context (max_position_embeddings); refused otherwise
   --backend NAME      tensorflow | wasm | cpu (default: best that loads, or SDMPRUNE_BACKEND)
   --json              print one JSON object instead of text
 
@@ -41,6 +43,7 @@ export const pplCommand: Command = {
         "batch-size": { type: "string" },
         backend: { type: "string" },
         wikitext: { type: "boolean", default: false },
+        "allow-longer": { type: "boolean", default: false },
         json: { type: "boolean", default: false },
       },
       strict: true,
@@ -64,12 +67,14 @@ export const pplCommand: Command = {
       let r: PerplexityResult & { textTokens?: number; droppedTokens?: number };
       if (text !== null) {
         if (!tokenizer) throw new DataError(`${files.path} has no tokenizer, so --text cannot be tokenized; use --windows with token ids`);
+        checkContext(seqLen as number, model.config.max_position_embeddings, "perplexity", { allowLonger: values["allow-longer"] });
         r = await pplFromText(scorer, tokenizer, text, seqLen as number, opts);
       } else {
         const { windows } = loadWindows(values.windows as string, { vocabSize: model.config.vocab_size });
         if (seqLen !== undefined && windows[0].length !== seqLen) {
           throw new UsageError(`--seq-len ${seqLen} does not match the windows in ${values.windows} (${windows[0].length} tokens each)`);
         }
+        checkContext(windows[0].length, model.config.max_position_embeddings, "perplexity", { allowLonger: values["allow-longer"] });
         r = await perplexity(scorer, windows, opts);
       }
       progress.end();

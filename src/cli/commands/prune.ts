@@ -6,6 +6,7 @@ import { paramCounts } from "../../model/config";
 import { keepForTarget } from "../../recipe";
 import { criterionNeeds, Session } from "../../session";
 import { Table, type Cell } from "../../table";
+import { checkOutputDir } from "../../io/atomic";
 import type { Command } from "../command";
 import { backendFlag, criterionFlag, enumFlag, intFlag, numFlag, requireFlags } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
@@ -33,7 +34,8 @@ Method:
   --layers S:E      prune only layers S..E-1 (default all)
   --allocation uniform|global  per-layer top-K (default) or one ranking across layers
 Output:
-  --out DIR         output directory (refused if it exists and is not empty, unless --force)
+  --out DIR         output directory (refused if it exists and is not empty, unless --force and it holds only an
+                    earlier sdmprune output, listed in its .sdmprune-manifest.json; checked before any compute)
   --format F        hf (default) or gguf
   --dtype D         f32 (default) or f16
   --eval-text FILE  report perplexity before and after (WikiText .raw files use the row protocol)
@@ -110,9 +112,7 @@ export const pruneCommand: Command = {
     if (!twoStage && !values.scores && !cal && needs.windows) throw new UsageError(`criterion ${criterion} needs calibration data (--text or --windows) or --scores FILE`);
     // Refuse an occupied output before any work, so nothing is computed for nothing.
     const out = path.resolve(values.out);
-    if (!values.force && fs.existsSync(out) && (!fs.statSync(out).isDirectory() || fs.readdirSync(out).length > 0)) {
-      throw new UsageError(`output directory ${out} already exists and is not empty (use --force to replace it)`);
-    }
+    checkOutputDir(out, values.force ?? false);
     if (values["eval-text"] && !fs.existsSync(values["eval-text"])) throw new UsageError(`--eval-text: file ${values["eval-text"]} does not exist`);
 
     const session = await Session.load(values.model, { backend: backendFlag(values.backend) });
@@ -123,7 +123,7 @@ export const pruneCommand: Command = {
       const before = paramCounts(session.config);
       const widthsBefore = session.info().raw.widths;
       const evalText = values["eval-text"];
-      const ppl = async () => (evalText ? (await session.evaluate({ ppl: { file: evalText, seqLen: evalSeqLen, stories: values["eval-stories"] }, ...run })).raw.ppl : null);
+      const ppl = async () => (evalText ? (await session.evaluate({ ppl: { file: evalText, seqLen: evalSeqLen, stories: values["eval-stories"], allowLonger: values["allow-longer"] === true }, ...run })).raw.ppl : null);
       const pplBefore = await ppl();
       let summary: Table;
       if (twoStage) {

@@ -7,6 +7,8 @@ import { TeacherCache } from "../../teacher";
 import { saveAdapters } from "../../train/adapters";
 import { trainingWindows } from "../../train/data";
 import { recover, type RecoverLoss } from "../../train/recover";
+import { checkOutputDir } from "../../io/atomic";
+import { checkContext } from "../../resources";
 import type { Command } from "../command";
 import { backendFlag, numFlag, requireFlags } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
@@ -25,6 +27,7 @@ as SDMPrune's post-training) trained with AdamW + cosine schedule, merged into t
   --batch N             windows per micro-batch (default 4)
   --accumulate N        micro-batches per step (default 1)
   --seq-len N           tokens per training window (default 128)
+  --allow-longer        accept --seq-len above the model's context (max_position_embeddings); refused otherwise
   --warmup N            warm-up steps (default 0)
   --weight-decay X      AdamW decoupled weight decay (default 0.05)
   --clip X              max global gradient norm (default 1; 0 = off)
@@ -41,7 +44,8 @@ as SDMPrune's post-training) trained with AdamW + cosine schedule, merged into t
   --checkpoint-dir DIR  write checkpoints there (every --checkpoint-every steps and at the end)
   --checkpoint-every N  checkpoint interval in steps
   --resume              continue from --checkpoint-dir/last when present (same settings required)
-  --force               replace a non-empty --out / --adapters directory
+  --force               replace an --out / --adapters directory holding an earlier sdmprune output (only its own
+                        files, listed in .sdmprune-manifest.json; anything else is refused)
   --backend NAME        tensorflow | wasm | cpu
   --json                print one JSON object instead of text`;
 
@@ -62,6 +66,7 @@ export const recoverCommand: Command = {
         batch: { type: "string" },
         accumulate: { type: "string" },
         "seq-len": { type: "string" },
+        "allow-longer": { type: "boolean", default: false },
         warmup: { type: "string" },
         "weight-decay": { type: "string" },
         clip: { type: "string" },
@@ -88,6 +93,8 @@ export const recoverCommand: Command = {
     if (!v["kd-from"] && (v.alpha !== undefined || v.temperature !== undefined)) throw new UsageError("--alpha / --temperature need --kd-from TEACHER_PATH");
     if (v.resume && !v["checkpoint-dir"]) throw new UsageError("--resume needs --checkpoint-dir DIR");
     if (v.full && v.adapters) throw new UsageError("--adapters needs LoRA (not --full)");
+    checkOutputDir(v.out!, v.force ?? false);
+    if (v.adapters) checkOutputDir(v.adapters, v.force ?? false);
 
     const backend = await initEngine(backendFlag(v.backend));
     const { model, tokenizer, files } = await loadModel(v.model);
@@ -96,6 +103,7 @@ export const recoverCommand: Command = {
     const progress = stderrProgress(!v.json || !!process.stderr.isTTY);
     try {
       const { windows, source } = trainingWindows({ file: v.data, stories: v.stories, seqLen: numFlag("seq-len", v["seq-len"]) }, tokenizer, model.config.vocab_size);
+      checkContext(windows[0].length, model.config.max_position_embeddings, "recover", { allowLonger: v["allow-longer"] });
       let teacher: TeacherCache | null = null;
       let loss: RecoverLoss = "ce";
       const alpha = numFlag("alpha", v.alpha) ?? 0.5;

@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { UsageError } from "../../errors";
 import { CRITERIA } from "../../importance";
 import { criterionNeeds, Session, type CalibrateOptions } from "../../session";
+import { checkOutputFile } from "../../io/atomic";
 import type { Command } from "../command";
 import { backendFlag, criterionFlag, intFlag, numFlag, requireFlags, topkFlag } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
@@ -16,6 +17,8 @@ export const CALIBRATION_FLAGS = {
   "seq-len": { type: "string" },
   seed: { type: "string" },
   topk: { type: "string" },
+  "allow-longer": { type: "boolean" },
+  "skip-memory-check": { type: "boolean" },
 } as const;
 
 export const CALIBRATION_USAGE = `Calibration (give --windows or --text):
@@ -25,7 +28,11 @@ export const CALIBRATION_USAGE = `Calibration (give --windows or --text):
   --samples N          windows to draw (default 32)
   --seq-len L          tokens per window (default 128)
   --seed S             seed of the window draw (default 0)
-  --topk K|full        teacher cache entries per position (default: full for vocab <= 4096, else 64)`;
+  --topk K|full        teacher cache entries per position (default: full for vocab <= 4096, else 64; clamped
+                       to the vocabulary)
+  --allow-longer       accept --seq-len above the model's context (max_position_embeddings); refused otherwise
+  --skip-memory-check  run even when the estimated memory (windows × seq len × teacher top-k) exceeds the
+                       memory available; refused otherwise, with both figures`;
 
 /** Calibration options from flags; null when neither --windows nor --text is given. */
 export function calibrationFromFlags(values: Record<string, string | boolean | undefined>): CalibrateOptions | null {
@@ -36,7 +43,11 @@ export function calibrationFromFlags(values: Record<string, string | boolean | u
     for (const f of ["stories", "samples", "seq-len", "seed"]) if (values[f] !== undefined) throw new UsageError(`--${f} needs --text FILE`);
     return null;
   }
-  const common = { topk: topkFlag(values.topk as string | undefined) };
+  const common = {
+    topk: topkFlag(values.topk as string | undefined),
+    allowLonger: values["allow-longer"] === true,
+    skipMemoryCheck: values["skip-memory-check"] === true,
+  };
   if (windows !== undefined) {
     for (const f of ["stories", "seq-len", "seed"]) if (values[f] !== undefined) throw new UsageError(`--${f} applies to --text, not --windows`);
     return { windows, samples: intFlag("samples", values.samples as string | undefined, 1), ...common };
@@ -94,6 +105,7 @@ export const scoresCommand: Command = {
     const cal = calibrationFromFlags(values);
     const needs = criterionNeeds(criterion, alpha);
     if (!cal && needs.windows) throw new UsageError(`criterion ${criterion} needs calibration data: give --windows FILE.json or --text FILE\n\n${USAGE}`);
+    checkOutputFile(values.out);
 
     const session = await Session.load(values.model, { backend: backendFlag(values.backend) });
     const progress = stderrProgress();
