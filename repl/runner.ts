@@ -180,7 +180,8 @@ export class SessionRunner implements Runner {
         barChart(
           info.widths.map((w, l) => ({ label: `L${l}`, value: w / Math.max(1, info.originalWidths[l]), note: `${w}/${info.originalWidths[l]}` })),
           chartWidth,
-          { title: "MLP channels kept per layer", ascii: ctx.ascii },
+          // full scale = the original width, so a pruned layer's bar is visibly shorter
+          { title: "MLP channels kept per layer (of the original width)", ascii: ctx.ascii, max: 1 },
         ).join("\n"),
       ),
     );

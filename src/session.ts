@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { joinDocs, readText, selectStories, splitTinyStories, storyRange, TINYSTORIES_SEPARATOR, wikitextText } from "./data/text";
+import { joinDocs, readText, selectStories, splitTinyStories, storyRange, TINYSTORIES_SEPARATOR, wikitextRows } from "./data/text";
 import { calibrationWindows, loadWindows, saveWindows, validateWindows, type WindowProvenance } from "./data/windows";
 import { initEngine, type BackendName } from "./engine";
 import { CancelledError, DataError, FormatError, UsageError } from "./errors";
@@ -157,10 +157,23 @@ export interface PplSpec {
   windows?: number[][] | string;
   /** Default 128. */
   seqLen?: number;
-  /** TinyStories story range for `file`, 1-based inclusive ("500-999"). */
+  /** TinyStories story range for `file` or `text`, 1-based inclusive ("500-999"). */
   stories?: string;
   batchSize?: number;
+  /**
+   * How a text becomes the one token stream that is cut into windows (docs/method.md, "Perplexity"):
+   * "documents" (default): WikiText `.raw` files by the row protocol, TinyStories dumps split into stories
+   * and joined with "\n\n" (the `<|endoftext|>` separators are not scored), any other text as it is;
+   * "wikitext": the row protocol for any file; "file": the text exactly as read, separators included.
+   */
+  protocol?: PplProtocol;
 }
+
+export type PplProtocol = "documents" | "wikitext" | "file";
+export const PPL_PROTOCOLS: readonly PplProtocol[] = ["documents", "wikitext", "file"];
+
+/** A perplexity with where it came from and how the text was turned into windows. */
+export type PplRecord = PerplexityResult & { source: string; protocol: string; textTokens?: number; droppedTokens?: number };
 
 export interface EvaluateOptions extends RunOptions {
   ppl?: PplSpec;
@@ -173,12 +186,12 @@ export interface EvaluationRecord {
   time: string;
   step: number;
   params: number;
-  ppl: (PerplexityResult & { source: string }) | null;
+  ppl: PplRecord | null;
   tasks: { task: string; n: number; metrics: Record<string, number | null> }[];
   average: number | null;
 }
 
-export type EvaluationTable = Table & { raw: { ppl: (PerplexityResult & { source: string }) | null; tasks: EvaluationResult | null } };
+export type EvaluationTable = Table & { raw: { ppl: PplRecord | null; tasks: EvaluationResult | null } };
 export type SensitivityTable = Table & { raw: SensitivityResult };
 export type InfoTable = Table & { raw: SessionInfo };
 
@@ -837,44 +850,58 @@ export class Session {
     return (seqs: number[][]) => model.tokenLogProbs(seqs);
   }
 
-  private async pplOf(spec: PplSpec, run: RunOptions): Promise<PerplexityResult & { source: string }> {
+  private async pplOf(spec: PplSpec, run: RunOptions): Promise<PplRecord> {
     const given = (["text", "file", "windows"] as const).filter((k) => spec[k] !== undefined);
     if (given.length !== 1) throw new UsageError(`ppl: give exactly one of text, file, windows (got ${given.length ? given.join(", ") : "none"})`);
-    const seqLen = spec.seqLen ?? 128;
+    const protocol = spec.protocol ?? "documents";
+    if (!PPL_PROTOCOLS.includes(protocol)) throw new UsageError(`ppl: protocol must be ${PPL_PROTOCOLS.join(", ")}, got ${JSON.stringify(protocol)}`);
     const popts = { ...run, batchSize: spec.batchSize };
     if (spec.windows !== undefined) {
+      if (spec.protocol !== undefined || spec.stories !== undefined) throw new UsageError("ppl: protocol and stories apply to text, not to token windows");
       const V = this.current.config.vocab_size;
       const windows = typeof spec.windows === "string" ? loadWindows(spec.windows, { vocabSize: V }).windows : validateWindows(spec.windows, { vocabSize: V, source: "ppl windows" });
+      if (spec.seqLen !== undefined && windows[0].length !== spec.seqLen) {
+        throw new UsageError(`ppl: seq len ${spec.seqLen} does not match the given windows (${windows[0].length} tokens each)`);
+      }
       const r = await perplexity(this.scorer(), windows, popts);
-      return { ...r, source: typeof spec.windows === "string" ? spec.windows : `${windows.length} given windows` };
+      return { ...r, source: typeof spec.windows === "string" ? spec.windows : `${windows.length} given windows`, protocol: "windows: as given" };
     }
     if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; evaluate perplexity on token windows instead`);
+    const seqLen = spec.seqLen ?? 128;
+    const raw = spec.file !== undefined ? readText(spec.file) : (spec.text as string);
+    const name = spec.file !== undefined ? path.basename(spec.file) : "text";
+    const isStories = raw.includes(TINYSTORIES_SEPARATOR);
+    const wikitext = protocol === "wikitext" || (protocol === "documents" && spec.file !== undefined && /\.raw$/.test(spec.file));
+    if (spec.stories !== undefined && (protocol !== "documents" || wikitext || !isStories)) {
+      throw new UsageError(`ppl: a story range applies to a TinyStories text under the "documents" protocol (${name} ${isStories ? `with protocol "${protocol}"` : "has no <|endoftext|> separators"})`);
+    }
     let text: string;
-    let source: string;
-    if (spec.file !== undefined) {
-      const f = spec.file;
-      const raw = readText(f);
-      if (/\.raw$/.test(f)) {
-        text = wikitextText(f);
-        source = `${path.basename(f)} (WikiText rows)`;
-      } else if (raw.includes(TINYSTORIES_SEPARATOR)) {
-        let stories = splitTinyStories(raw);
-        if (spec.stories) {
-          const r = storyRange(spec.stories);
-          stories = selectStories(stories, r.from, r.to);
-        }
-        text = joinDocs(stories);
-        source = `${path.basename(f)} (stories ${spec.stories ?? "all"})`;
-      } else {
-        text = raw;
-        source = path.basename(f);
+    let how: string;
+    if (wikitext) {
+      text = joinDocs(wikitextRows(raw));
+      how = 'wikitext: rows joined with "\\n\\n"';
+    } else if (protocol === "documents" && isStories) {
+      let stories = splitTinyStories(raw);
+      const all = stories.length;
+      if (spec.stories) {
+        const r = storyRange(spec.stories);
+        stories = selectStories(stories, r.from, r.to);
       }
+      text = joinDocs(stories);
+      how = `documents: ${spec.stories ? `stories ${spec.stories} of ${all}` : `${all} stories`} joined with "\\n\\n"`;
     } else {
-      text = spec.text as string;
-      source = "text";
+      text = raw;
+      how = protocol === "file" ? "file: the text as read, one document" : "documents: one document";
     }
     const r = await pplFromText(this.scorer(), this.tokenizer, text, seqLen, popts);
-    return { ...r, source };
+    const source = wikitext ? `${name} (WikiText rows)` : isStories && protocol === "documents" ? `${name} (stories ${spec.stories ?? "all"})` : name;
+    return { ...r, source, protocol: `${how}; one BOS, non-overlapping windows of ${seqLen}` };
+  }
+
+  /** Perplexity of the current model alone (same protocol as evaluate, not recorded in pruning.json). */
+  async perplexity(spec: PplSpec, run: RunOptions = {}): Promise<PplRecord> {
+    this.alive();
+    return this.pplOf(spec, run);
   }
 
   /**
@@ -896,6 +923,7 @@ export class Session {
     if (ppl) {
       rows.push([`ppl: ${ppl.source}`, `ppl@${ppl.seqLen}`, ppl.ppl, ppl.tokens, null]);
       notes.push(`perplexity: ${ppl.windows} non-overlapping windows of ${ppl.seqLen} tokens, ${ppl.tokens} predicted tokens (seq len ${ppl.seqLen})`);
+      notes.push(`protocol ${ppl.protocol}`);
     }
     if (tasks) {
       rows.push(...tasks.table.rows);

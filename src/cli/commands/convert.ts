@@ -1,7 +1,8 @@
 import { parseArgs } from "node:util";
+import { initEngine } from "../../engine";
 import { readModelFiles, writeModelFiles } from "../../io/files";
 import type { Command } from "../command";
-import { enumFlag, requireFlags } from "../flags";
+import { backendFlag, enumFlag, requireFlags } from "../flags";
 
 const USAGE = `Usage: sdmprune convert --model PATH --out DIR --format hf|gguf [--dtype f32|f16] [--pad-mlp] [--force]
 
@@ -13,6 +14,8 @@ Convert between GGUF and Hugging Face formats (either direction, or re-save in t
   --pad-mlp       gguf: pad per-layer MLP widths to the widest with zero channels (same outputs) so llama.cpp,
                   which needs one width for all layers, can load a non-uniformly pruned model
   --force         replace DIR if it exists and is not empty (otherwise refused)
+  --backend NAME  tensorflow | wasm | cpu: accepted like everywhere; converting copies tensors without
+                  computing, so the backend only has to load
 The output is written to a temporary directory beside DIR and renamed into place, so a failure leaves no partial output.`;
 
 export const convertCommand: Command = {
@@ -29,12 +32,14 @@ export const convertCommand: Command = {
         dtype: { type: "string", default: "f32" },
         force: { type: "boolean", default: false },
         "pad-mlp": { type: "boolean", default: false },
+        backend: { type: "string" },
       },
       strict: true,
     });
     requireFlags(values, ["model", "out", "format"], USAGE);
     const format = enumFlag("format", values.format, ["hf", "gguf"] as const)!;
     const dtype = enumFlag("dtype", values.dtype, ["f32", "f16"] as const)!;
+    if (values.backend !== undefined) await initEngine(backendFlag(values.backend));
     const f = await readModelFiles(values.model);
     const written = await writeModelFiles(values.out, f, {
       format,

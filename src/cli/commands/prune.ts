@@ -133,7 +133,14 @@ export const pruneCommand: Command = {
         if (cal) {
           await session.calibrate({ ...cal, ...run, teacher: needs.teacher && !values.scores });
         }
-        if (values.scores) await session.loadScores(values.scores);
+        if (values.scores) {
+          const loaded = await session.loadScores(values.scores);
+          // A scores file fixes the criterion and its settings; a different request must not be dropped silently.
+          if (values.criterion !== undefined && loaded.criterion !== criterion) throw new UsageError(`--criterion ${criterion} contradicts --scores ${values.scores}, which holds ${loaded.criterion} scores; drop --criterion or score again`);
+          for (const [flag, v] of [["alpha", alpha], ["temperature", temperature]] as const) {
+            if (v !== undefined && loaded.settings[flag] !== v) throw new UsageError(`--${flag} ${v} contradicts --scores ${values.scores}, computed with ${flag} ${loaded.settings[flag] ?? "unset"}`);
+          }
+        }
         else await session.score({ criterion, alpha, temperature, seed: cal?.seed, ...run });
         const keepK = target !== undefined ? keepForTarget(session.originalConfig, target) : keep;
         summary = session.prune({ ratio, keep: keepK, mlpRatio, layers, allocation }).table();

@@ -1,0 +1,75 @@
+import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { cli } from "./support/cli";
+import { requireShared, sharedPath, STORIES260K } from "./support/shared";
+
+// One vocabulary across the CLI: the same perplexity protocol in `ppl` and `eval`, --backend everywhere,
+// contradictions refused, provenance carried through every output directory.
+describe("CLI: one workbench, one vocabulary", function () {
+  this.timeout(120000);
+  let dir: string;
+  let model: string;
+  let text: string;
+
+  before(function () {
+    requireShared(this);
+    model = STORIES260K();
+    text = sharedPath("data", "tinystories", "tinystories_valid_first1000.txt");
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "sdm-wb-"));
+  });
+  after(() => dir && fs.rmSync(dir, { recursive: true, force: true }));
+
+  it("ppl and eval --ppl give the same perplexity under one named default protocol; --protocol file is the other", async () => {
+    const p = await cli(["ppl", "--model", model, "--text", text, "--stories", "1-20", "--seq-len", "64", "--json"]);
+    assert.equal(p.code, 0, p.err);
+    const pj = JSON.parse(p.out);
+    const e = await cli(["eval", "--model", model, "--ppl", text, "--stories", "1-20", "--seq-len", "64", "--json"]);
+    assert.equal(e.code, 0, e.err);
+    const ej = JSON.parse(e.out);
+    assert.equal(pj.ppl, ej.ppl.ppl);
+    assert.equal(pj.windows, ej.ppl.windows);
+    assert.match(pj.protocol, /^documents: stories 1-20 of 1000 joined/);
+    const t = await cli(["ppl", "--model", model, "--text", text, "--stories", "1-20", "--seq-len", "64"]);
+    assert.match(t.out, /protocol: documents: stories 1-20 of 1000 joined with "\\n\\n"; one BOS/);
+    const e2 = await cli(["eval", "--model", model, "--ppl", text, "--stories", "1-20", "--seq-len", "64"]);
+    assert.match(e2.out, /protocol documents: stories 1-20 of 1000/);
+
+    // The file as one document (separators scored too) is a different, explicitly named number.
+    const small = path.join(dir, "five.txt");
+    fs.writeFileSync(small, fs.readFileSync(text, "utf8").split("\n<|endoftext|>\n").slice(0, 5).join("\n<|endoftext|>\n") + "\n<|endoftext|>\n");
+    const docs = JSON.parse((await cli(["ppl", "--model", model, "--text", small, "--seq-len", "64", "--json"])).out);
+    const file = JSON.parse((await cli(["ppl", "--model", model, "--text", small, "--seq-len", "64", "--protocol", "file", "--json"])).out);
+    assert.match(file.protocol, /^file: the text as read/);
+    assert.ok(file.textTokens > docs.textTokens, "the separators are tokens under the file protocol");
+    assert.notEqual(file.ppl, docs.ppl);
+    const bad = await cli(["ppl", "--model", model, "--text", small, "--stories", "1-2", "--protocol", "file"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /story range applies to a TinyStories text under the "documents" protocol/);
+  });
+
+  it("info, generate and convert accept --backend", async () => {
+    const info = await cli(["info", "--model", model, "--backend", "cpu"]);
+    assert.equal(info.code, 0, info.err);
+    assert.match(info.out, /backend:\s+cpu/);
+    const gen = await cli(["generate", "--model", model, "--prompt", "Once upon a time", "--max-new-tokens", "8", "--backend", "cpu"]);
+    assert.equal(gen.code, 0, gen.err);
+    assert.match(gen.err, /backend: cpu/);
+    assert.ok(gen.out.startsWith("Once upon a time"), gen.out);
+    const conv = await cli(["convert", "--model", model, "--out", path.join(dir, "conv"), "--format", "hf", "--backend", "cpu"]);
+    assert.equal(conv.code, 0, conv.err);
+  });
+
+  it("prune --scores FILE refuses a --criterion that contradicts the file", async () => {
+    const scores = path.join(dir, "scores.json");
+    const s = await cli(["scores", "--model", model, "--text", text, "--stories", "1-50", "--samples", "2", "--seq-len", "32", "--criterion", "ce-taylor", "--out", scores]);
+    assert.equal(s.code, 0, s.err);
+    const r = await cli(["prune", "--model", model, "--keep", "100", "--scores", scores, "--criterion", "magnitude", "--out", path.join(dir, "never")]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /--criterion magnitude contradicts --scores .*ce-taylor/);
+    assert.ok(!fs.existsSync(path.join(dir, "never")));
+    const ok = await cli(["prune", "--model", model, "--keep", "100", "--scores", scores, "--criterion", "ce-taylor", "--out", path.join(dir, "ok")]);
+    assert.equal(ok.code, 0, ok.err);
+  });
+});
