@@ -9,6 +9,7 @@ import { evaluateTasks, type EvaluationResult } from "./eval/harness";
 import { modelScorer } from "./eval/model-scorer";
 import { perplexity, pplFromText, type PerplexityResult } from "./eval/perplexity";
 import { PruneHistory, type PruneStep } from "./history";
+import { priorPruningSteps, provenanceFile, PROVENANCE_FILE, readLineage, type ProvenanceLink } from "./provenance";
 import { accumulate, CRITERIA, DATA_FREE, ImportanceScores, isAdditive, settingsFor, type AccumulateOptions, type Criterion } from "./importance";
 import { writeFileAtomic } from "./io/atomic";
 import type { ModelFiles } from "./io/files";
@@ -16,7 +17,7 @@ import { intermediateSizes, paramCounts, withIntermediateSizes, type LlamaConfig
 import type { LayerWeights, LlamaModel } from "./model/llama";
 import { loadModel, saveModel } from "./model/load";
 import { accounting, resolvePrune, selectChannels, sliceMlp, type PruneAccounting, type PruneSpec } from "./prune";
-import { planSdmprune, STAGE1_KEEP_FRACTION, type RecipePlan } from "./recipe";
+import { keepForTarget, planSdmprune, STAGE1_KEEP_FRACTION, type RecipePlan } from "./recipe";
 import { layerSensitivity, type SensitivityResult } from "./sensitivity";
 import { distribution, keptSetAgreement } from "./stats";
 import { Table, type Cell } from "./table";
@@ -113,6 +114,8 @@ export interface ScoreReport {
 }
 
 export interface PruneOptions extends PruneSpec {
+  /** Share of ALL parameters to remove (tied embedding counted once), instead of ratio/keep/mlpRatio: the same K for every layer (src/recipe.ts keepForTarget). */
+  target?: number;
   /** Label recorded in the history (e.g. "sdmprune stage 1"). */
   label?: string;
 }
@@ -222,6 +225,8 @@ interface CalibrationState {
   /** Documents the windows were drawn from, for sdmprune's fresh windows (null for given windows). */
   docs: string[] | null;
   files: string[];
+  /** TinyStories story range the documents were taken from (1-based inclusive, as given), null for all. */
+  stories: string | null;
   /** Original-model predictions on `windows` (null when calibrate was asked for none). */
   teacher: TeacherCache | null;
   teacherSeconds: number;
@@ -253,6 +258,8 @@ export class Session {
   private disposed = false;
   /** Non-MLP tensors of a recovered model (recover()); MLP tensors are released like pruned ones. */
   private recoveredOwned: tf.Tensor[] = [];
+  /** Recovery runs on this session (written into pruning.json). */
+  private readonly recoveries: Record<string, unknown>[] = [];
 
   private constructor(
     readonly path: string,
@@ -261,6 +268,8 @@ export class Session {
     private readonly original: LlamaModel,
     readonly tokenizer: TextTokenizer | null,
     readonly files: Omit<ModelFiles, "tensors">,
+    /** Where the loaded model came from, newest first, back to the original (its provenance.json or pruning.json). */
+    readonly lineage: ProvenanceLink[] = [{ kind: "original", path }],
   ) {
     this.current = original;
     this.history_ = new PruneHistory(intermediateSizes(original.config));
@@ -270,7 +279,7 @@ export class Session {
   static async load(modelPath: string, opts: LoadOptions = {}): Promise<Session> {
     const backend = await initEngine(opts.backend);
     const { model, tokenizer, files } = await loadModel(modelPath);
-    return new Session(files.path, backend, model, tokenizer, files);
+    return new Session(files.path, backend, model, tokenizer, files, readLineage(modelPath));
   }
 
   /** Wrap an in-memory model (tests, notebooks). The session takes ownership of the model's tensors. */
@@ -466,7 +475,7 @@ export class Session {
     const t0 = Date.now();
     const teacher = opts.teacher === false ? null : await TeacherCache.build(this.original, windows, { topk }, opts);
     this.original.disposeCaches();
-    this.calib = { windows, provenance, source, docs, files, teacher, teacherSeconds: (Date.now() - t0) / 1000, cursor: 0 };
+    this.calib = { windows, provenance, source, docs, files, stories: opts.windows === undefined ? opts.stories ?? null : null, teacher, teacherSeconds: (Date.now() - t0) / 1000, cursor: 0 };
     // New windows start a new accumulator: continuing would silently count windows twice if the same set came back.
     const scoresReset = this.acc !== null;
     this.acc = null;
@@ -722,7 +731,12 @@ export class Session {
     this.acc.checkModel(this.current);
     const before = this.current.config;
     const widths = intermediateSizes(before);
-    const plan = resolvePrune(opts, before.hidden_size, intermediateSizes(this.original.config), widths);
+    let spec: PruneSpec = opts;
+    if (opts.target !== undefined) {
+      if (opts.ratio !== undefined || opts.keep !== undefined || opts.mlpRatio !== undefined) throw new UsageError("prune: give target or one of ratio, keep, mlpRatio, not both");
+      spec = { ...opts, keep: keepForTarget(this.original.config, opts.target) };
+    }
+    const plan = resolvePrune(spec, before.hidden_size, intermediateSizes(this.original.config), widths);
     const kept = selectChannels(this.acc.scores(), plan, widths);
     const sliced = kept.map((idx, l) => (idx ? sliceMlp(this.current.weights.layers[l], idx) : null));
     const keptFull = kept.map((idx, l) => idx ?? range(widths[l]));
@@ -735,7 +749,7 @@ export class Session {
     const step = this.history_.push({
       rule: plan.rule,
       criterion: this.accStack[this.accStack.length - 1]!.criterion,
-      settings: { ...this.accStack[this.accStack.length - 1]!.settings, calibration: this.calib?.provenance ?? null },
+      settings: { ...this.accStack[this.accStack.length - 1]!.settings, calibration: this.calib?.provenance ? { ...this.calib.provenance, stories: this.calib.stories } : null },
       samples: this.accStack[this.accStack.length - 1]!.samples,
       layers: plan.layers,
       allocation: plan.allocation,
@@ -782,6 +796,7 @@ export class Session {
     if (opts.text !== undefined || opts.files !== undefined) src = this.readSource(opts);
     else if (this.calib?.docs) src = { docs: this.calib.docs, files: this.calib.files };
     else throw new UsageError("sdmprune draws fresh windows for each stage: give text or files (or calibrate() from text first)");
+    const stories = opts.text !== undefined || opts.files !== undefined ? opts.stories ?? null : this.calib?.stories ?? null;
     const samples = opts.samples ?? this.calib?.windows.length ?? 32;
     const seqLen = opts.seqLen ?? (this.calib ? this.calib.windows[0].length : 128);
     const seed = opts.seed ?? this.calib?.provenance?.seed ?? 0;
@@ -800,12 +815,12 @@ export class Session {
     const savedAcc = this.acc;
     try {
       // Stage 1: ce-taylor, no teacher.
-      this.calib = { windows: w1.windows, provenance: w1.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, teacher: null, teacherSeconds: 0, cursor: 0 };
+      this.calib = { windows: w1.windows, provenance: w1.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, stories, teacher: null, teacherSeconds: 0, cursor: 0 };
       this.acc = null;
       await this.score({ criterion: "ce-taylor", ...phase("stage1") });
       const stage1 = this.prune({ keep: plan.stage1Keep, label: `sdmprune stage 1 (ce-taylor, keep ${STAGE1_KEEP_FRACTION} of width)` });
       // Stage 2: sd-taylor on the stage-1 model against the original teacher, fresh windows.
-      this.calib = { windows: w2.windows, provenance: w2.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, teacher: teacher2, teacherSeconds, cursor: 0 };
+      this.calib = { windows: w2.windows, provenance: w2.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, stories, teacher: teacher2, teacherSeconds, cursor: 0 };
       this.acc = null;
       await this.score({ criterion: "sd-taylor", alpha: plan.alpha, temperature: plan.temperature, ...phase("stage2") });
       const stage2 = this.prune({ keep: plan.finalKeep, label: `sdmprune stage 2 (sd-taylor α ${plan.alpha}, τ ${plan.temperature}; ${plan.settingsSource})` });
@@ -930,7 +945,9 @@ export class Session {
       notes.push(...tasks.table.notes);
     }
     const params = paramCounts(this.current.config).total;
-    notes.push(`model: ${params.toLocaleString("en-US")} params after ${this.history_.length} pruning step(s)`);
+    const prior = priorPruningSteps(this.lineage);
+    notes.push(`model: ${params.toLocaleString("en-US")} params after ${this.history_.length} pruning step(s) in this session`);
+    if (prior.length > 0) notes.push(`loaded model was pruned before (provenance): ${prior.map((p, i) => `${i + 1}. ${p.label ? `${p.label}: ` : ""}${p.rule}`).join("; ")}`);
     this.evaluations.push({
       time: new Date().toISOString(),
       step: this.history_.length,
@@ -971,6 +988,7 @@ export class Session {
     const w = res.model.weights;
     this.recoveredOwned = [w.embed_tokens, w.norm, ...(w.lm_head ? [w.lm_head] : []), ...w.layers.flatMap((lw) => [lw.input_layernorm, lw.q_proj, lw.k_proj, lw.v_proj, lw.o_proj, lw.post_attention_layernorm])];
     this.current = res.model;
+    this.recoveries.push({ time: new Date().toISOString(), data: res.source, steps: res.steps, loss: opts.loss ?? "ce", lora: res.adapters ? res.adapters.config : null, finalLoss: res.losses.length ? res.losses[res.losses.length - 1] : null });
     // scores were computed for the pre-recovery weights
     this.acc = null;
     return res;
@@ -998,6 +1016,7 @@ export class Session {
             source: c.source,
             seed: c.provenance ? c.provenance.seed : null,
             files: c.provenance ? c.provenance.files : [],
+            stories: c.stories,
             provenance: c.provenance,
             teacherTopk: c.teacher ? c.teacher.topk : null,
           }
@@ -1006,6 +1025,7 @@ export class Session {
       keptChannelsNumbering: "original model (0-based), ascending",
       evaluations: this.evaluations,
       history: this.history_.toJSON(),
+      recoveries: this.recoveries,
     };
   }
 
@@ -1014,7 +1034,10 @@ export class Session {
     this.alive();
     const format = opts.format ?? "hf";
     if (format !== "hf" && format !== "gguf") throw new UsageError(`save: format must be "hf" or "gguf", got ${JSON.stringify(format)}`);
-    return saveModel(dir, this.current, this.tokenizer, { format, force: opts.force, dtype: opts.dtype, extraFiles: { "pruning.json": this.pruningRecord() } });
+    const record = this.pruningRecord();
+    const kind = this.history_.length > 0 ? "prune" : this.recoveredOwned.length > 0 ? "recover" : "save";
+    const provenance = provenanceFile(dir, { kind, record }, this.lineage);
+    return saveModel(dir, this.current, this.tokenizer, { format, force: opts.force, dtype: opts.dtype, extraFiles: { "pruning.json": record, [PROVENANCE_FILE]: provenance } });
   }
 
   /** Release every tensor the session holds. */

@@ -72,4 +72,35 @@ describe("CLI: one workbench, one vocabulary", function () {
     const ok = await cli(["prune", "--model", model, "--keep", "100", "--scores", scores, "--criterion", "ce-taylor", "--out", path.join(dir, "ok")]);
     assert.equal(ok.code, 0, ok.err);
   });
+
+  it("every output carries the chain back to the original: pruning.json has the story range; convert and recover keep it; eval reports earlier steps", async () => {
+    const pruned = path.join(dir, "chain-pruned");
+    const r = await cli(["prune", "--model", model, "--ratio", "0.25", "--criterion", "ce-taylor", "--text", text, "--stories", "1-50", "--samples", "2", "--seq-len", "32", "--out", pruned]);
+    assert.equal(r.code, 0, r.err);
+    const rec = JSON.parse(fs.readFileSync(path.join(pruned, "pruning.json"), "utf8"));
+    assert.equal(rec.calibration.stories, "1-50");
+    assert.equal(rec.history[0].settings.calibration.stories, "1-50");
+    const p0 = JSON.parse(fs.readFileSync(path.join(pruned, "provenance.json"), "utf8"));
+    assert.deepEqual(p0.chain.map((l: { kind: string }) => l.kind), ["prune", "original"]);
+    assert.equal(p0.chain[1].path, path.resolve(model));
+
+    const conv = path.join(dir, "chain-gguf");
+    assert.equal((await cli(["convert", "--model", pruned, "--out", conv, "--format", "gguf"])).code, 0);
+    const p1 = JSON.parse(fs.readFileSync(path.join(conv, "provenance.json"), "utf8"));
+    assert.deepEqual(p1.chain.map((l: { kind: string }) => l.kind), ["convert", "prune", "original"]);
+    assert.equal(p1.chain[1].record.calibration.stories, "1-50");
+
+    const recovered = path.join(dir, "chain-recovered");
+    const rr = await cli(["recover", "--model", pruned, "--data", text, "--stories", "200-220", "--steps", "2", "--seq-len", "32", "--out", recovered]);
+    assert.equal(rr.code, 0, rr.err);
+    const p2 = JSON.parse(fs.readFileSync(path.join(recovered, "provenance.json"), "utf8"));
+    assert.deepEqual(p2.chain.map((l: { kind: string }) => l.kind), ["recover", "prune", "original"]);
+    assert.equal(p2.chain[0].record.steps, 2);
+    assert.equal(p2.chain[1].record.calibration.stories, "1-50");
+
+    const e = await cli(["eval", "--model", conv, "--ppl", text, "--stories", "500-510", "--seq-len", "32"]);
+    assert.equal(e.code, 0, e.err);
+    assert.match(e.out, /after 0 pruning step\(s\) in this session/);
+    assert.match(e.out, /loaded model was pruned before \(provenance\): 1\. ratio 0\.25/);
+  });
 });

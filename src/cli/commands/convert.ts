@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { initEngine } from "../../engine";
 import { readModelFiles, writeModelFiles } from "../../io/files";
+import { PROVENANCE_FILE, provenanceFile, readLineage } from "../../provenance";
 import type { Command } from "../command";
 import { backendFlag, enumFlag, requireFlags } from "../flags";
 
@@ -46,6 +47,8 @@ export const convertCommand: Command = {
       dtype,
       force: values.force,
       padMlp: values["pad-mlp"],
+      // the chain back to the original model travels with every copy
+      extraFiles: { [PROVENANCE_FILE]: provenanceFile(values.out, { kind: "convert", record: { from: f.path, fromFormat: f.format, format, dtype, padMlp: values["pad-mlp"] } }, readLineage(values.model)) },
     });
     process.stdout.write(`converted ${f.path} (${f.format}) → ${format} ${dtype}\n${written.map((w) => `  ${w}`).join("\n")}\n`);
     return 0;

@@ -3,7 +3,6 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { UsageError } from "../../errors";
 import { paramCounts } from "../../model/config";
-import { keepForTarget } from "../../recipe";
 import { criterionNeeds, Session } from "../../session";
 import { Table, type Cell } from "../../table";
 import type { Command } from "../command";
@@ -142,8 +141,7 @@ export const pruneCommand: Command = {
           }
         }
         else await session.score({ criterion, alpha, temperature, seed: cal?.seed, ...run });
-        const keepK = target !== undefined ? keepForTarget(session.originalConfig, target) : keep;
-        summary = session.prune({ ratio, keep: keepK, mlpRatio, layers, allocation }).table();
+        summary = session.prune({ target, ratio, keep, mlpRatio, layers, allocation }).table();
       }
       const pplAfter = await ppl();
       progress.end();
