@@ -103,4 +103,14 @@ describe("CLI: one workbench, one vocabulary", function () {
     assert.match(e.out, /after 0 pruning step\(s\) in this session/);
     assert.match(e.out, /loaded model was pruned before \(provenance\): 1\. ratio 0\.25/);
   });
+
+  it("an unknown option gets a did-you-mean and the command's usage", async () => {
+    const r = await cli(["ppl", "--model", model, "--stoires", "1-2"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /^error: unknown option --stoires \(did you mean --stories\?\)\n\nUsage: sdmprune ppl /);
+    const i = await cli(["info", "--modle", model]);
+    assert.match(i.err, /unknown option --modle \(did you mean --model\?\)/);
+    const far = await cli(["info", "--zzzzzz"]);
+    assert.match(far.err, /^error: unknown option --zzzzzz\n\nUsage: sdmprune info/);
+  });
 });
