@@ -4,7 +4,7 @@ import { paramCounts, type LlamaConfig } from "./model/config";
 import type { LayerWeights } from "./model/llama";
 
 /**
- * Channel selection, slicing and parameter accounting for MLP intermediate channels (METHOD.md §6).
+ * Channel selection, slicing and parameter accounting for MLP intermediate channels (docs/method.md, "Channel selection and slicing").
  * Stateless: the Session decides what to prune and records it; these functions only compute.
  *
  * Counting conventions (documented once, used everywhere):
@@ -129,7 +129,7 @@ export function resolvePrune(spec: PruneSpec, hidden: number, original: number[]
 
 /**
  * Indices of the K largest scores, ties broken by lower index, returned in ascending index order
- * (METHOD.md §6: top-K, then sort so kept channels keep their original order).
+ * (docs/method.md, "Channel selection and slicing": top-K, then sort so kept channels keep their original order).
  */
 export function topKIndices(scores: ArrayLike<number>, k: number): number[] {
   const n = scores.length;

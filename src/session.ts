@@ -781,7 +781,7 @@ export class Session {
   }
 
   /**
-   * The two-stage SDMPrune recipe (METHOD.md §1): stage 1 removes 2.5 % of each layer's channels by
+   * The two-stage SDMPrune recipe (docs/method.md, "Pipeline"): stage 1 removes 2.5 % of each layer's channels by
    * ce-taylor (keep floor(0.975·width), see src/recipe.ts); stage 2 scores the stage-1 model with sd-taylor
    * against the ORIGINAL model as teacher (cache built before stage 1) on freshly drawn windows, then prunes
    * to the target. Both stages draw windows from one seed with different Rng streams. Afterwards the
@@ -920,7 +920,7 @@ export class Session {
   }
 
   /**
-   * Perplexity (METHOD.md §10 protocol; seq len reported) and zero-shot tasks on the current model. The
+   * Perplexity (docs/method.md, "Perplexity"; protocol and seq len reported) and zero-shot tasks on the current model. The
    * result is recorded and written into pruning.json by save().
    */
   async evaluate(opts: EvaluateOptions): Promise<EvaluationTable> {
