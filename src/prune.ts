@@ -122,6 +122,11 @@ export function resolvePrune(spec: PruneSpec, hidden: number, original: number[]
       throw new UsageError(`prune: layer ${l} would keep ${k} channels but its current width is ${current[l]} (${rule}); K must not exceed the width`);
     }
   }
+  if (allocation === "global") {
+    // One ranking across the layers decides each layer's width; only the total follows from the rule.
+    const total = keep.reduce((a: number, k) => a + (k ?? 0), 0);
+    rule = `global: ${total} channels kept across layers [${range[0]}, ${range[1]}) by one ranking (the total of ${rule}; per-layer widths differ)`;
+  }
   const removes = keep.some((k, l) => k !== null && k < current[l]);
   if (!removes) throw new UsageError(`prune: ${rule} removes no channels from layers [${range[0]}, ${range[1]}) (current widths ${current.slice(range[0], range[1]).join(", ")})`);
   return { layers: range, allocation, keep, rule };

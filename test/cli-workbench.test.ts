@@ -113,4 +113,17 @@ describe("CLI: one workbench, one vocabulary", function () {
     const far = await cli(["info", "--zzzzzz"]);
     assert.match(far.err, /^error: unknown option --zzzzzz\n\nUsage: sdmprune info/);
   });
+
+  it("prune --allocation global names its rule truthfully and warns that other tools need one width", async () => {
+    const scores = path.join(dir, "scores-global.json");
+    assert.equal((await cli(["scores", "--model", model, "--text", text, "--stories", "1-50", "--samples", "2", "--seq-len", "32", "--criterion", "ce-taylor", "--out", scores])).code, 0);
+    const r = await cli(["prune", "--model", model, "--ratio", "0.3", "--allocation", "global", "--scores", scores, "--out", path.join(dir, "global")]);
+    assert.equal(r.code, 0, r.err);
+    const rec = JSON.parse(fs.readFileSync(path.join(dir, "global", "pruning.json"), "utf8"));
+    const widths: number[] = rec.current.intermediate_sizes;
+    assert.equal(widths.reduce((a, b) => a + b, 0), 5 * Math.floor(172 * 0.7 + 1e-9));
+    assert.match(rec.history[0].rule, new RegExp(`^global: ${5 * 120} channels kept across layers \\[0, 5\\) by one ranking`));
+    assert.doesNotMatch(r.out, /Pruning step 1[^\n]*: ratio/);
+    if (widths.some((w) => w !== widths[0])) assert.match(r.err, /warning: the MLP widths now differ per layer .*stock transformers and llama\.cpp do not/);
+  });
 });

@@ -146,6 +146,10 @@ export const pruneCommand: Command = {
       const pplAfter = await ppl();
       progress.end();
       const written = await session.save(out, { format: format!, dtype: dtype!, force: values.force });
+      const widthsAfter = session.info().raw.widths;
+      if (widthsAfter.some((w) => w !== widthsAfter[0])) {
+        process.stderr.write(`warning: the MLP widths now differ per layer (${widthsAfter.join(", ")}): sdmprune loads this model, stock transformers and llama.cpp do not (they need one intermediate_size); sdmprune convert --format gguf --pad-mlp pads it for llama.cpp\n`);
+      }
       const after = paramCounts(session.config);
       const rows: Cell[][] = [
         ["params (total)", before.total, after.total, (100 * (before.total - after.total)) / before.total],
