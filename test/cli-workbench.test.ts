@@ -44,6 +44,9 @@ describe("CLI: one workbench, one vocabulary", function () {
     assert.match(file.protocol, /^file: the text as read/);
     assert.ok(file.textTokens > docs.textTokens, "the separators are tokens under the file protocol");
     assert.notEqual(file.ppl, docs.ppl);
+    const evalFile = JSON.parse((await cli(["eval", "--model", model, "--ppl", small, "--seq-len", "64", "--protocol", "file", "--json"])).out);
+    assert.equal(evalFile.ppl.ppl, file.ppl);
+    assert.equal(evalFile.ppl.protocol, file.protocol);
     const bad = await cli(["ppl", "--model", model, "--text", small, "--stories", "1-2", "--protocol", "file"]);
     assert.equal(bad.code, 2);
     assert.match(bad.err, /story range applies to a TinyStories text under the "documents" protocol/);

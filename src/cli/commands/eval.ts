@@ -1,10 +1,10 @@
 import { parseArgs } from "node:util";
 import { UsageError } from "../../errors";
 import { paramCounts } from "../../model/config";
-import { Session } from "../../session";
+import { PPL_PROTOCOLS, Session } from "../../session";
 import type { Command } from "../command";
 import { interruptSignal, stderrProgress } from "../progress";
-import { backendFlag, intFlag, requireFlags } from "../flags";
+import { backendFlag, enumFlag, intFlag, requireFlags } from "../flags";
 
 const USAGE = `Usage: sdmprune eval --model PATH [--ppl FILE --seq-len N] [--tasks a,b,c --data-dir DIR --limit N] [--json]
 
@@ -15,6 +15,8 @@ tasks scored like lm-evaluation-harness (acc, acc_norm by character length).
   --model PATH     .gguf file or Hugging Face model directory
   --ppl FILE       text for perplexity (e.g. ../shared/data/wikitext-2-raw/wiki.test.raw)
   --stories A-B    with a TinyStories --ppl file: 1-based inclusive story range
+  --protocol P     documents (default), wikitext or file: how --ppl text becomes one token stream, as in
+                   \`sdmprune ppl --help\` (docs/method.md, "Perplexity")
   --seq-len N      perplexity window length (default 128; always reported)
   --tasks LIST     comma-separated: arc_challenge, arc_easy, boolq, hellaswag, lambada, openbookqa, piqa, winogrande
   --data-dir DIR   task data folder (default SDMPRUNE_DATA or ../shared/data)
@@ -33,6 +35,7 @@ export const evalCommand: Command = {
         model: { type: "string" },
         ppl: { type: "string" },
         stories: { type: "string" },
+        protocol: { type: "string" },
         "seq-len": { type: "string" },
         tasks: { type: "string" },
         "data-dir": { type: "string" },
@@ -45,6 +48,8 @@ export const evalCommand: Command = {
     requireFlags(values, ["model"], USAGE);
     if (!values.ppl && !values.tasks) throw new UsageError(`give --ppl FILE and/or --tasks LIST\n\n${USAGE}`);
     if (values.stories && !values.ppl) throw new UsageError("--stories applies to --ppl");
+    const protocol = enumFlag("protocol", values.protocol, PPL_PROTOCOLS);
+    if (protocol && !values.ppl) throw new UsageError("--protocol applies to --ppl");
     const seqLen = intFlag("seq-len", values["seq-len"], 2);
     if (seqLen !== undefined && !values.ppl) throw new UsageError("--seq-len applies to --ppl");
     const limit = intFlag("limit", values.limit, 1);
@@ -56,7 +61,7 @@ export const evalCommand: Command = {
     const intr = interruptSignal();
     try {
       const t = await session.evaluate({
-        ppl: values.ppl ? { file: values.ppl, seqLen: seqLen ?? 128, stories: values.stories } : undefined,
+        ppl: values.ppl ? { file: values.ppl, seqLen: seqLen ?? 128, stories: values.stories, protocol } : undefined,
         tasks,
         limit,
         dataDir: values["data-dir"],
@@ -70,7 +75,7 @@ export const evalCommand: Command = {
           model: session.path,
           backend: session.backend,
           params: paramCounts(session.config).total,
-          ppl: ppl ? { ppl: ppl.ppl, nll: ppl.nll, seqLen: ppl.seqLen, tokens: ppl.tokens, windows: ppl.windows, source: ppl.source } : null,
+          ppl: ppl ? { ppl: ppl.ppl, nll: ppl.nll, seqLen: ppl.seqLen, tokens: ppl.tokens, windows: ppl.windows, source: ppl.source, protocol: ppl.protocol } : null,
           tasks: t.raw.tasks ? t.raw.tasks.tasks.map((r) => ({ task: r.task, n: r.n, headline: r.headline, metrics: r.metrics, stderr: r.stderr })) : null,
           average: t.raw.tasks ? t.raw.tasks.average : null,
         };
