@@ -1,6 +1,6 @@
 import * as fs from "node:fs";
 import { parseArgs } from "node:util";
-import { UsageError } from "../../errors";
+import { DataError, UsageError } from "../../errors";
 import { PPL_PROTOCOLS, Session } from "../../session";
 import type { Command } from "../command";
 import { backendFlag, enumFlag, intFlag, requireFlags } from "../flags";
@@ -60,8 +60,8 @@ export const pplCommand: Command = {
     const batchSize = intFlag("batch-size", values["batch-size"], 1) ?? 4;
 
     // A bad path fails before the model loads.
-    if (values.text !== undefined && !fs.existsSync(values.text)) throw new UsageError(`--text: file ${values.text} does not exist`);
-    if (values.windows !== undefined && !fs.existsSync(values.windows)) throw new UsageError(`--windows: file ${values.windows} does not exist`);
+    if (values.text !== undefined && !fs.existsSync(values.text)) throw new DataError(`text file ${values.text} does not exist`);
+    if (values.windows !== undefined && !fs.existsSync(values.windows)) throw new DataError(`windows file ${values.windows} does not exist`);
     const session = await Session.load(values.model, { backend: backendFlag(values.backend) });
     const intr = interruptSignal();
     const progress = stderrProgress(!values.json || !!process.stderr.isTTY);
