@@ -12,7 +12,8 @@ import { PruneHistory, type PruneStep } from "./history";
 import { priorPruningSteps, provenanceFile, PROVENANCE_FILE, readLineage, type ProvenanceLink } from "./provenance";
 import { accumulate, CRITERIA, DATA_FREE, ImportanceScores, isAdditive, settingsFor, type AccumulateOptions, type Criterion } from "./importance";
 import { writeFileAtomic } from "./io/atomic";
-import type { ModelFiles } from "./io/files";
+import { writeModelFiles, type ModelFiles } from "./io/files";
+import { padMlpWidths } from "./io/gguf-llama";
 import { intermediateSizes, paramCounts, withIntermediateSizes, type LlamaConfig, type ParamCounts } from "./model/config";
 import type { LayerWeights, LlamaModel } from "./model/llama";
 import { loadModel, saveModel } from "./model/load";
@@ -216,6 +217,11 @@ export interface SaveOptions {
   format?: "hf" | "gguf";
   force?: boolean;
   dtype?: "f32" | "f16";
+  /**
+   * Pad every layer's MLP to the widest with zero channels when widths differ (same outputs), so the file has one
+   * `intermediate_size`, which stock transformers and llama.cpp need. pruning.json keeps the real widths.
+   */
+  padMlp?: boolean;
 }
 
 interface CalibrationState {
@@ -1035,9 +1041,15 @@ export class Session {
     const format = opts.format ?? "hf";
     if (format !== "hf" && format !== "gguf") throw new UsageError(`save: format must be "hf" or "gguf", got ${JSON.stringify(format)}`);
     const record = this.pruningRecord();
+    const widths = intermediateSizes(this.current.config);
+    const padded = opts.padMlp === true && widths.some((w) => w !== widths[0]);
+    if (padded) record.saved = { padMlp: true, intermediate_size: Math.max(...widths), note: "every layer padded with zero channels after its kept ones (same outputs)" };
     const kind = this.history_.length > 0 ? "prune" : this.recoveredOwned.length > 0 ? "recover" : "save";
     const provenance = provenanceFile(dir, { kind, record }, this.lineage);
-    return saveModel(dir, this.current, this.tokenizer, { format, force: opts.force, dtype: opts.dtype, extraFiles: { "pruning.json": record, [PROVENANCE_FILE]: provenance } });
+    const extraFiles = { "pruning.json": record, [PROVENANCE_FILE]: provenance };
+    if (!padded) return saveModel(dir, this.current, this.tokenizer, { format, force: opts.force, dtype: opts.dtype, extraFiles });
+    const { config, tensors } = padMlpWidths(this.current.config, this.current.toTensors());
+    return writeModelFiles(dir, { config, tensors, tokenizer: this.tokenizer }, { format, force: opts.force, dtype: opts.dtype, extraFiles });
   }
 
   /** Release every tensor the session holds. */

@@ -127,6 +127,28 @@ describe("CLI: one workbench, one vocabulary", function () {
     assert.equal(widths.reduce((a, b) => a + b, 0), 5 * Math.floor(172 * 0.7 + 1e-9));
     assert.match(rec.history[0].rule, new RegExp(`^global: ${5 * 120} channels kept across layers \\[0, 5\\) by one ranking`));
     assert.doesNotMatch(r.out, /Pruning step 1[^\n]*: ratio/);
-    if (widths.some((w) => w !== widths[0])) assert.match(r.err, /warning: the MLP widths now differ per layer .*stock transformers and llama\.cpp do not/);
+    assert.ok(widths.some((w) => w !== widths[0]), `global allocation gave uniform widths ${widths}`);
+    assert.match(r.err, /warning: the MLP widths now differ per layer .*stock transformers and llama\.cpp do not/);
+    const hfConfig = (d: string) => JSON.parse(fs.readFileSync(path.join(d, "config.json"), "utf8"));
+    assert.ok(Array.isArray(hfConfig(path.join(dir, "global")).intermediate_size));
+
+    // --pad-mlp on prune (hf) and on convert (hf and gguf): one width, the same outputs
+    const padded = path.join(dir, "global-padded");
+    const p = await cli(["prune", "--model", model, "--ratio", "0.3", "--allocation", "global", "--scores", scores, "--out", padded, "--pad-mlp"]);
+    assert.equal(p.code, 0, p.err);
+    assert.doesNotMatch(p.err, /warning/);
+    assert.equal(hfConfig(padded).intermediate_size, Math.max(...widths));
+    assert.deepEqual(JSON.parse(fs.readFileSync(path.join(padded, "pruning.json"), "utf8")).current.intermediate_sizes, widths);
+    const convHf = path.join(dir, "global-conv-hf");
+    assert.equal((await cli(["convert", "--model", path.join(dir, "global"), "--out", convHf, "--format", "hf", "--pad-mlp"])).code, 0);
+    assert.equal(hfConfig(convHf).intermediate_size, Math.max(...widths));
+    const convGguf = path.join(dir, "global-conv-gguf");
+    assert.equal((await cli(["convert", "--model", path.join(dir, "global"), "--out", convGguf, "--format", "gguf", "--pad-mlp"])).code, 0);
+    const ppl = async (m: string) => JSON.parse((await cli(["ppl", "--model", m, "--text", text, "--stories", "600-610", "--seq-len", "32", "--json"])).out).ppl as number;
+    const ref = await ppl(path.join(dir, "global"));
+    for (const m of [padded, convHf, convGguf]) {
+      const v = await ppl(m);
+      assert.ok(Math.abs(v - ref) <= 1e-5 * ref, `${m}: ppl ${v} vs unpadded ${ref}`);
+    }
   });
 });

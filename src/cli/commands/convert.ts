@@ -1,5 +1,7 @@
 import { parseArgs } from "node:util";
 import { initEngine } from "../../engine";
+import { padMlpWidths } from "../../io/gguf-llama";
+import { intermediateSizes } from "../../model/config";
 import { readModelFiles, writeModelFiles } from "../../io/files";
 import { PROVENANCE_FILE, provenanceFile, readLineage } from "../../provenance";
 import type { Command } from "../command";
@@ -12,8 +14,9 @@ Convert between GGUF and Hugging Face formats (either direction, or re-save in t
   --out DIR       output directory (hf: config.json, model.safetensors, tokenizer files; gguf: DIR/model.gguf)
   --format F      hf or gguf
   --dtype D       f32 (default) or f16
-  --pad-mlp       gguf: pad per-layer MLP widths to the widest with zero channels (same outputs) so llama.cpp,
-                  which needs one width for all layers, can load a non-uniformly pruned model
+  --pad-mlp       pad per-layer MLP widths to the widest with zero channels (same outputs), for both formats, so
+                  llama.cpp and stock transformers, which need one width for all layers, load a non-uniformly
+                  pruned model
   --force         replace DIR if it exists and is not empty (otherwise refused)
   --backend NAME  tensorflow | wasm | cpu: accepted like everywhere; converting copies tensors without
                   computing, so the backend only has to load
@@ -42,13 +45,14 @@ export const convertCommand: Command = {
     const dtype = enumFlag("dtype", values.dtype, ["f32", "f16"] as const)!;
     if (values.backend !== undefined) await initEngine(backendFlag(values.backend));
     const f = await readModelFiles(values.model);
-    const written = await writeModelFiles(values.out, f, {
+    // Padded here for both formats (the GGUF writer alone used to honour --pad-mlp).
+    const source = values["pad-mlp"] ? { ...f, ...padMlpWidths(f.config, f.tensors) } : f;
+    const written = await writeModelFiles(values.out, source, {
       format,
       dtype,
       force: values.force,
-      padMlp: values["pad-mlp"],
       // the chain back to the original model travels with every copy
-      extraFiles: { [PROVENANCE_FILE]: provenanceFile(values.out, { kind: "convert", record: { from: f.path, fromFormat: f.format, format, dtype, padMlp: values["pad-mlp"] } }, readLineage(values.model)) },
+      extraFiles: { [PROVENANCE_FILE]: provenanceFile(values.out, { kind: "convert", record: { from: f.path, fromFormat: f.format, format, dtype, padMlp: values["pad-mlp"], intermediate_sizes: intermediateSizes(source.config) } }, readLineage(values.model)) },
     });
     process.stdout.write(`converted ${f.path} (${f.format}) → ${format} ${dtype}\n${written.map((w) => `  ${w}`).join("\n")}\n`);
     return 0;

@@ -35,6 +35,8 @@ Output:
   --out DIR         output directory (refused if it exists and is not empty, unless --force)
   --format F        hf (default) or gguf
   --dtype D         f32 (default) or f16
+  --pad-mlp         when widths differ per layer (--allocation global, --layers): pad every layer to the widest
+                    with zero channels (same outputs) so stock transformers and llama.cpp load the model
   --eval-text FILE  report perplexity before and after (WikiText .raw files use the row protocol)
   --eval-seq-len N  window length for --eval-text (default 128)
   --eval-stories A-B  with a TinyStories --eval-text: 1-based inclusive story range (e.g. 500-999)
@@ -75,6 +77,7 @@ export const pruneCommand: Command = {
         "eval-seq-len": { type: "string" },
         "eval-stories": { type: "string" },
         force: { type: "boolean", default: false },
+        "pad-mlp": { type: "boolean", default: false },
         backend: { type: "string" },
         ...CALIBRATION_FLAGS,
       },
@@ -145,10 +148,10 @@ export const pruneCommand: Command = {
       }
       const pplAfter = await ppl();
       progress.end();
-      const written = await session.save(out, { format: format!, dtype: dtype!, force: values.force });
+      const written = await session.save(out, { format: format!, dtype: dtype!, force: values.force, padMlp: values["pad-mlp"] });
       const widthsAfter = session.info().raw.widths;
-      if (widthsAfter.some((w) => w !== widthsAfter[0])) {
-        process.stderr.write(`warning: the MLP widths now differ per layer (${widthsAfter.join(", ")}): sdmprune loads this model, stock transformers and llama.cpp do not (they need one intermediate_size); sdmprune convert --format gguf --pad-mlp pads it for llama.cpp\n`);
+      if (widthsAfter.some((w) => w !== widthsAfter[0]) && !values["pad-mlp"]) {
+        process.stderr.write(`warning: the MLP widths now differ per layer (${widthsAfter.join(", ")}): sdmprune loads this model, stock transformers and llama.cpp do not (they need one intermediate_size); prune --pad-mlp (or convert --pad-mlp) pads it with zero channels\n`);
       }
       const after = paramCounts(session.config);
       const rows: Cell[][] = [
