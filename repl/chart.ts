@@ -11,12 +11,13 @@ export interface Bar {
 
 const BLOCKS = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
 
+/** Numbers as the library's Tables print them (src/table.ts), so a chart's value reads like the table above it. */
 export function formatNumber(v: number): string {
   if (!Number.isFinite(v)) return String(v);
+  if (Number.isInteger(v)) return Math.abs(v) >= 1e5 ? v.toLocaleString("en-US") : String(v);
   const a = Math.abs(v);
-  if (a !== 0 && (a < 1e-3 || a >= 1e6)) return v.toExponential(2);
-  if (Number.isInteger(v)) return String(v);
-  return v.toPrecision(4);
+  if (a < 1e-3 || a >= 1e7) return v.toExponential(3);
+  return v.toFixed(4);
 }
 
 /** A bar of `cells` character cells (fractional cells drawn with eighth blocks); ASCII "#" when `ascii`. */

@@ -1,6 +1,7 @@
 import { strict as assert } from "node:assert";
 import { ArgError } from "../repl/args";
 import type { Block, RunContext } from "../repl/blocks";
+import { formatNumber } from "../repl/chart";
 import { parseCommand } from "../repl/commands";
 import { replWords, SessionRunner } from "../repl/runner";
 import { tableText } from "../repl/table-text";
@@ -44,6 +45,11 @@ describe("repl: one vocabulary with the CLI", () => {
       'all 4 calibration windows are already scored (4 samples); run "calibrate --samples N" with more windows, or "scores merge FILE" from another run',
     );
     assert.doesNotMatch(replWords('criterion "wanda" needs calibration windows: call calibrate() first'), /\(\)/);
+  });
+
+  it("charts print numbers as the library's tables do", () => {
+    const t = new Table(["v"], []);
+    for (const v of [0, 3, 172, 260032, 0.5, 1.23456, 4.2e-5, 123.456789, 2.5e8, -0.0123]) assert.equal(formatNumber(v), t.format(v), String(v));
   });
 
   it("wraps a table's last text column instead of cutting it", () => {
