@@ -40,7 +40,7 @@ export type Command =
   | { kind: "history" }
   | { kind: "eval"; ppl?: string; seqLen?: number; stories?: string; protocol?: string; tasks?: string[]; limit?: number }
   | { kind: "generate"; prompt: string; maxNewTokens?: number; temperature?: number; seed?: number }
-  | { kind: "save"; dir: string; gguf: boolean; force: boolean }
+  | { kind: "save"; dir: string; gguf: boolean; force: boolean; padMlp: boolean }
   | { kind: "scores"; action: "save" | "load" | "merge"; file: string }
   | { kind: "clear" }
   | { kind: "exit" };
@@ -218,11 +218,15 @@ export const SPECS: CommandSpec[] = [
   },
   {
     name: "save",
-    usage: "save DIR [--gguf] [--force]",
+    usage: "save DIR [--gguf] [--pad-mlp] [--force]",
     summary: "write the model (HF safetensors, or GGUF with --gguf)",
-    details: ["Refuses an existing non-empty DIR unless --force."],
+    details: [
+      "Refuses an existing non-empty DIR unless --force. --pad-mlp pads layers of",
+      "different widths with zero channels so stock transformers and llama.cpp load it.",
+    ],
     flags: {
       gguf: { type: "bool", help: "write DIR/model.gguf" },
+      "pad-mlp": { type: "bool", help: "one MLP width (zero channels, same outputs)" },
       force: { type: "bool", help: "overwrite a non-empty DIR" },
     },
     positional: "path",
@@ -380,7 +384,7 @@ export function parseCommand(line: string): Command | null {
       return { kind: "generate", prompt: pos.map((w) => w.text).join(" "), maxNewTokens: f["max-new-tokens"], temperature: f.temperature, seed: f.seed };
     }
     case "save":
-      return { kind: "save", dir: one(spec, pos, "an output DIR"), gguf: f.gguf === true, force: f.force === true };
+      return { kind: "save", dir: one(spec, pos, "an output DIR"), gguf: f.gguf === true, force: f.force === true, padMlp: f["pad-mlp"] === true };
     case "scores": {
       const action = pos[0]?.text;
       if (action !== "save" && action !== "load" && action !== "merge")

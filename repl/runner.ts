@@ -205,7 +205,7 @@ export class SessionRunner implements Runner {
         return [text(`${cmd.prompt}${out}`)];
       }
       case "save": {
-        const files = await this.need().save(this.resolve(cmd.dir), { format: cmd.gguf ? "gguf" : "hf", force: cmd.force });
+        const files = await this.need().save(this.resolve(cmd.dir), { format: cmd.gguf ? "gguf" : "hf", force: cmd.force, padMlp: cmd.padMlp });
         return [text(`saved ${files.length} file(s):`), ...files.map((f) => note(`  ${f}`))];
       }
       case "scores": {

@@ -75,7 +75,7 @@ export interface ReplSession {
     opts: RunOptionsLike & { ppl?: { file?: string; seqLen?: number; stories?: string; protocol?: "documents" | "wikitext" | "file" }; tasks?: string[]; limit?: number },
   ): Promise<TableLike>;
   generate(prompt: string, opts?: { maxNewTokens?: number; temperature?: number; seed?: number }): string;
-  save(dir: string, opts?: { format?: "hf" | "gguf"; force?: boolean }): Promise<string[]>;
+  save(dir: string, opts?: { format?: "hf" | "gguf"; force?: boolean; padMlp?: boolean }): Promise<string[]>;
   saveScores(file: string): Promise<void>;
   loadScores(file: string): Promise<{ readonly criterion: string; readonly samples: number }>;
   mergeScores(file: string): Promise<{ readonly criterion: string; readonly samples: number }>;

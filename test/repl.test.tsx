@@ -81,7 +81,7 @@ describe("repl: command grammar", () => {
     assert.deepEqual(parseCommand("prune --keep 100"), { ...prune, keep: 100 });
     assert.deepEqual(parseCommand("eval ppl a.txt tasks arc_easy,piqa --limit 5"), { kind: "eval", ppl: "a.txt", tasks: ["arc_easy", "piqa"], limit: 5, seqLen: undefined, stories: undefined, protocol: undefined });
     assert.deepEqual(parseCommand('generate "Once upon" a time --max-new-tokens 5'), { kind: "generate", prompt: "Once upon a time", maxNewTokens: 5, temperature: undefined, seed: undefined });
-    assert.deepEqual(parseCommand("save out --gguf"), { kind: "save", dir: "out", gguf: true, force: false });
+    assert.deepEqual(parseCommand("save out --gguf"), { kind: "save", dir: "out", gguf: true, force: false, padMlp: false });
     assert.deepEqual(parseCommand("scores merge s.json"), { kind: "scores", action: "merge", file: "s.json" });
     assert.deepEqual(parseCommand("quit"), { kind: "exit" });
     assert.equal(parseCommand("   "), null);
