@@ -7,7 +7,7 @@
  *
  * Calibration: stories 1–200 of the shared TinyStories-valid dump, 32 windows × 128 tokens, seed 0.
  * Perplexity: stories 500–999 (--quick: 500–599) joined with "\n\n", tokenized once with one BOS, cut into
- * non-overlapping 128-token windows (METHOD.md §10). Everything printed is computed by this run.
+ * non-overlapping 128-token windows (docs/method.md, "Perplexity"). Everything printed is computed by this run.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";

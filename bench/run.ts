@@ -62,7 +62,7 @@ const workloads = parseWorkloads(option("workload", quick ? "stories15M" : "all"
 const SEQ = Number(option("seq", "128"));
 const rounds = Math.max(1, Number(option("rounds", quick ? "1" : "2")));
 const ALPHA = 0.4;
-const TAU = 0.2; // METHOD.md §7, 20 % setting
+const TAU = 0.2; // docs/method.md "Recipe numbers", 20 % setting
 const TOPK = 64; // Session's default for vocabularies > 4096
 
 function log(msg: string): void {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark-only set-up of the TensorFlow backend (tfjs-node 4.22 on libtensorflow 1.15) without internet
-# beyond the npm registry (notes ENGINES.md §6). Everything goes into bench/.tfjs-node/ (gitignored): the
+# beyond the npm registry (docs/engines.md, "Offline native backend for benchmarks"). Everything goes into bench/.tfjs-node/ (gitignored): the
 # product's node_modules and `npm install` are never touched, and this route must never be shipped.
 #
 # The bench loads it by path: children run with NODE_PATH=bench/.tfjs-node/node_modules, so

@@ -49,7 +49,38 @@ export function splitWords(line: string): Word[] {
   return words;
 }
 
-export type FlagType = "int" | "posint" | "number" | "string" | "bool" | "range" | "list";
+/**
+ * "range" is a layer range START:END, 0-based with END exclusive (the library's [start, end) and the CLI's
+ * --layers); "stories" is a TinyStories range A-B, 1-based inclusive (as people count stories, and as
+ * the CLI's --stories). One spelling per concept, the same in the REPL, the CLI and the library.
+ */
+export type FlagType = "int" | "posint" | "number" | "string" | "bool" | "range" | "stories" | "list";
+
+/** Options the REPL once spelled differently: the old spelling is refused with the new one named. */
+const RENAMED: Record<string, string> = { t: "temperature", tokens: "max-new-tokens" };
+
+/** Levenshtein distance, for "did you mean". */
+export function distance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++) d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+  return d[a.length][b.length];
+}
+
+/** The known name closest to `name` (a prefix, or at most 2 edits away), for "did you mean". */
+export function closest(name: string, known: string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const k of known) {
+    const d = k.startsWith(name) ? 0 : distance(name, k);
+    if (d < bestD) {
+      bestD = d;
+      best = k;
+    }
+  }
+  return bestD <= 2 ? best : undefined;
+}
 
 export interface FlagSpec {
   type: FlagType;
@@ -82,8 +113,10 @@ export function parseFlags(cmd: string, words: Word[], specs: Record<string, Fla
     const spec = specs[name];
     if (!spec) {
       const known = Object.keys(specs);
+      if (RENAMED[name] && specs[RENAMED[name]]) throw new ArgError(`${cmd}: --${name} is spelled --${RENAMED[name]} (as in the CLI)`);
+      const near = closest(name, known);
       throw new ArgError(
-        `${cmd}: unknown option --${name}; expected ${known.length ? known.map((k) => `--${k}`).join(", ") : "no options"}`,
+        `${cmd}: unknown option --${name}${near ? ` (did you mean --${near}?)` : ""}; expected ${known.length ? known.map((k) => `--${k}`).join(", ") : "no options"}`,
       );
     }
     if (spec.type === "bool") {
@@ -113,7 +146,9 @@ export function describe(spec: FlagSpec): string {
     case "number":
       return "a number";
     case "range":
-      return "a layer range like 2-5 or 3";
+      return "a layer range START:END (0-based, end exclusive) like 1:4";
+    case "stories":
+      return "a story range A-B (1-based, inclusive) like 1-200";
     case "list":
       return "a comma-separated list";
     case "bool":
@@ -139,12 +174,19 @@ export function readValue(cmd: string, what: string, raw: string, spec: FlagSpec
       return n;
     }
     case "range": {
-      const m = /^(\d+)(?:-(\d+))?$/.exec(raw);
+      const dash = /^(\d+)-(\d+)$/.exec(raw);
+      if (dash) throw new ArgError(`${cmd}: ${what} expects START:END (0-based, end exclusive, as in the CLI), got "${raw}"; layers ${dash[1]} to ${dash[2]} are ${dash[1]}:${Number(dash[2]) + 1}`);
+      const m = /^(\d+):(\d+)$/.exec(raw);
       if (!m) throw bad();
       const a = Number(m[1]);
-      const b = m[2] === undefined ? a : Number(m[2]);
-      if (b < a) throw new ArgError(`${cmd}: ${what} expects a range a-b with a <= b, got "${raw}"`);
+      const b = Number(m[2]);
+      if (b <= a) throw new ArgError(`${cmd}: ${what} expects START:END with START < END, got "${raw}"`);
       return [a, b];
+    }
+    case "stories": {
+      // Checked here for the shape only; the library checks it against the text's story count.
+      if (!/^\d+-\d+$/.test(raw)) throw bad();
+      return raw;
     }
     case "list": {
       const items = raw.split(",").map((s) => s.trim()).filter((s) => s.length > 0);

@@ -11,12 +11,13 @@ export interface Bar {
 
 const BLOCKS = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
 
+/** Numbers as the library's Tables print them (src/table.ts), so a chart's value reads like the table above it. */
 export function formatNumber(v: number): string {
   if (!Number.isFinite(v)) return String(v);
+  if (Number.isInteger(v)) return Math.abs(v) >= 1e5 ? v.toLocaleString("en-US") : String(v);
   const a = Math.abs(v);
-  if (a !== 0 && (a < 1e-3 || a >= 1e6)) return v.toExponential(2);
-  if (Number.isInteger(v)) return String(v);
-  return v.toPrecision(4);
+  if (a < 1e-3 || a >= 1e7) return v.toExponential(3);
+  return v.toFixed(4);
 }
 
 /** A bar of `cells` character cells (fractional cells drawn with eighth blocks); ASCII "#" when `ascii`. */
@@ -28,17 +29,18 @@ export function bar(fraction: number, cells: number, ascii = false): string {
 }
 
 /**
- * One line per bar: label, bar, value. Bars are scaled to the largest |value| (negative values are drawn
- * by magnitude and marked with "-" in the note) so the whole line fits in `width` columns.
+ * One line per bar: label, bar, value. Bars are scaled to `opts.max` when given (a fixed full scale, e.g. 1
+ * for fractions of the original width), else to the largest |value| (negative values are drawn by
+ * magnitude and marked with "-" in the note), so the whole line fits in `width` columns.
  */
-export function barChart(bars: Bar[], width: number, opts: { title?: string; ascii?: boolean } = {}): string[] {
+export function barChart(bars: Bar[], width: number, opts: { title?: string; ascii?: boolean; max?: number } = {}): string[] {
   const lines: string[] = [];
   if (opts.title) lines.push(opts.title);
   if (bars.length === 0) return lines;
   const labelW = Math.max(...bars.map((b) => b.label.length));
   const notes = bars.map((b) => b.note ?? formatNumber(b.value));
   const noteW = Math.max(...notes.map((n) => n.length));
-  const max = Math.max(...bars.map((b) => (Number.isFinite(b.value) ? Math.abs(b.value) : 0)));
+  const max = opts.max ?? Math.max(...bars.map((b) => (Number.isFinite(b.value) ? Math.abs(b.value) : 0)));
   const cells = Math.max(4, width - labelW - noteW - 4);
   bars.forEach((b, i) => {
     const fr = max > 0 ? Math.abs(b.value) / max : 0;

@@ -2,21 +2,45 @@
  * The REPL's command grammar: one spec per command (usage, help, flags) and a parser that turns a line
  * into a typed command or an ArgError saying what was expected. No work is done here.
  */
-import { ArgError, parseFlags, readValue, splitWords, type FlagSpec, type Word } from "./args";
+import { ArgError, distance, parseFlags, readValue, splitWords, type FlagSpec, type Word } from "./args";
 
 export type Command =
   | { kind: "help"; topic?: string }
   | { kind: "load"; path: string }
   | { kind: "info" }
-  | { kind: "calibrate"; samples?: number; seqLen?: number; seed?: number; text?: string }
+  | { kind: "calibrate"; samples?: number; seqLen?: number; seed?: number; text?: string; stories?: string }
   | { kind: "score"; criterion: string; alpha?: number; temperature?: number; samples?: number }
   | { kind: "layers"; sensitivity: boolean; samples?: number }
-  | { kind: "prune"; ratio?: number; keep?: number; layers?: [number, number] }
+  | {
+      kind: "prune";
+      ratio?: number;
+      keep?: number;
+      target?: number;
+      twoStage: boolean;
+      layers?: [number, number];
+      allocation?: "uniform" | "global";
+      alpha?: number;
+      temperature?: number;
+    }
+  | {
+      kind: "recover";
+      steps: number;
+      data?: string;
+      stories?: string;
+      seqLen?: number;
+      lr?: number;
+      loss?: "ce" | "kd" | "mix";
+      alpha?: number;
+      temperature?: number;
+      loraR?: number;
+      full: boolean;
+      seed?: number;
+    }
   | { kind: "undo" }
   | { kind: "history" }
-  | { kind: "eval"; ppl?: string; seqLen?: number; tasks?: string[]; limit?: number }
-  | { kind: "generate"; prompt: string; maxTokens?: number; temperature?: number; seed?: number }
-  | { kind: "save"; dir: string; gguf: boolean; force: boolean }
+  | { kind: "eval"; ppl?: string; seqLen?: number; stories?: string; protocol?: string; tasks?: string[]; limit?: number }
+  | { kind: "generate"; prompt: string; maxNewTokens?: number; temperature?: number; seed?: number }
+  | { kind: "save"; dir: string; gguf: boolean; force: boolean; padMlp: boolean }
   | { kind: "scores"; action: "save" | "load" | "merge"; file: string }
   | { kind: "clear" }
   | { kind: "exit" };
@@ -62,34 +86,37 @@ export const SPECS: CommandSpec[] = [
   },
   {
     name: "calibrate",
-    usage: "calibrate [--samples N] [--seq-len L] [--seed S] [--text FILE]",
+    usage: "calibrate [--text FILE] [--stories A-B] [--samples N] [options]",
     summary: "draw calibration windows from a text (default TinyStories)",
     details: [
       "Without --text uses TinyStories from the shared data folder if present.",
-      "Example: calibrate --samples 8 --seq-len 64 --seed 0",
+      "--stories A-B takes stories A..B (1-based, inclusive, as in the CLI);",
+      "keep them apart from the stories you evaluate on.",
+      "Example: calibrate --stories 1-200 --samples 8 --seq-len 64 --seed 0",
     ],
     flags: {
+      text: { type: "string", value: "FILE", help: "plain-text calibration file", path: true },
+      stories: { type: "stories", value: "A-B", help: "TinyStories range, 1-based inclusive" },
       samples: { type: "posint", value: "N", help: "number of calibration windows" },
       "seq-len": { type: "posint", value: "L", help: "tokens per window" },
       seed: { type: "int", value: "S", help: "seed of the window draw" },
-      text: { type: "string", value: "FILE", help: "plain-text calibration file", path: true },
     },
   },
   {
     name: "score",
-    usage: "score CRITERION [--alpha A] [--t T] [--samples N]",
+    usage: "score CRITERION [--alpha A] [--temperature T] [--samples N]",
     summary: "accumulate channel importance scores",
     details: [
       `CRITERION: ${CRITERIA_HINT.slice(0, 4).join(", ")},`,
       `  ${CRITERIA_HINT.slice(4).join(", ")}.`,
-      "--alpha is the distillation weight and --t the teacher temperature (sd-taylor).",
+      "--alpha is the distillation weight and --temperature the teacher temperature (sd-taylor).",
       "--samples scores only the next N calibration windows (more can be added by a later score).",
       "Ctrl-C stops after the current sample and keeps the finished ones.",
-      "Example: score sd-taylor --alpha 0.5 --t 1",
+      "Example: score sd-taylor --alpha 0.5 --temperature 1",
     ],
     flags: {
       alpha: { type: "number", value: "A", help: "KD weight in [0, 1]" },
-      t: { type: "number", value: "T", help: "teacher temperature > 0" },
+      temperature: { type: "number", value: "T", help: "teacher temperature > 0" },
       samples: { type: "posint", value: "N", help: "calibration windows to use" },
     },
     positional: [...CRITERIA_HINT],
@@ -101,7 +128,7 @@ export const SPECS: CommandSpec[] = [
     details: [
       "Charts the MLP channels kept and the mean importance score per layer.",
       "--sensitivity also measures the loss increase with each layer's MLP / attention switched off",
-      "on the first N calibration windows (a forward pass per layer; Ctrl-C cancels).",
+      "on the first N calibration windows (a forward pass per layer; Ctrl-C stops).",
     ],
     flags: {
       sensitivity: { type: "bool", help: "measure per-layer sensitivity" },
@@ -110,54 +137,97 @@ export const SPECS: CommandSpec[] = [
   },
   {
     name: "prune",
-    usage: "prune RATIO | prune --keep K  [--layers a-b]",
+    usage: "prune RATIO | --keep K | --target R  [--layers S:E] [options]",
     summary: "remove the least important MLP channels",
     details: [
-      "RATIO (0 < r < 1) is the fraction of each selected layer's original MLP channels removed;",
-      "--keep K keeps K channels per selected layer instead. --layers a-b prunes only layers a..b",
-      "(0-based, inclusive). The step can be reverted with undo.",
-      "Example: prune 0.2 --layers 1-4",
+      "RATIO (0 < r < 1): fraction of each selected layer's original channels",
+      "removed; --keep K: channels kept per layer; --target R: share of ALL",
+      "parameters removed. --layers S:E: layers S..E-1 (0-based, end exclusive,",
+      "as in the CLI). --allocation global: one ranking across layers (uneven",
+      "widths). --two-stage: the SDMPrune recipe from the original model",
+      "(ce-taylor, then sd-taylor against the original on fresh windows from the",
+      "calibration text) to --target R or --keep K. undo reverts a step.",
+      "Examples: prune 0.2 --layers 1:4    prune --two-stage --target 0.2",
     ],
     flags: {
       keep: { type: "posint", value: "K", help: "channels kept per layer" },
-      layers: { type: "range", value: "a-b", help: "layers to prune (inclusive)" },
+      target: { type: "number", value: "R", help: "share of all parameters removed" },
+      layers: { type: "range", value: "S:E", help: "layers S..E-1 (end exclusive)" },
+      allocation: { type: "string", value: "A", help: "uniform (default) or global" },
+      "two-stage": { type: "bool", help: "the SDMPrune two-stage recipe" },
+      alpha: { type: "number", value: "A", help: "two-stage KD weight (default: paper)" },
+      temperature: { type: "number", value: "T", help: "two-stage teacher temperature" },
+    },
+  },
+  {
+    name: "recover",
+    usage: "recover --steps N [--data FILE] [--stories A-B] [options]",
+    summary: "recovery fine-tuning (LoRA by default) of the current model",
+    details: [
+      "Trains LoRA adapters (r 8, alpha 16) with AdamW and merges them; the",
+      "pruning steps can then no longer be undone. --loss ce (default) trains",
+      "on --data (default TinyStories, with --stories); kd and mix distil from",
+      "the original model on the calibration windows.",
+      "Example: recover --steps 50 --stories 200-499 --seq-len 64",
+    ],
+    flags: {
+      steps: { type: "posint", value: "N", help: "optimizer steps" },
+      data: { type: "string", value: "FILE", help: "training text (default TinyStories)", path: true },
+      stories: { type: "stories", value: "A-B", help: "TinyStories range, 1-based inclusive" },
+      "seq-len": { type: "posint", value: "L", help: "tokens per training window" },
+      lr: { type: "number", value: "X", help: "peak learning rate (default 1e-4)" },
+      loss: { type: "string", value: "L", help: "ce, kd or mix" },
+      alpha: { type: "number", value: "A", help: "KD weight for mix" },
+      temperature: { type: "number", value: "T", help: "teacher temperature for kd/mix" },
+      "lora-r": { type: "posint", value: "N", help: "LoRA rank (default 8)" },
+      full: { type: "bool", help: "full fine-tuning instead of LoRA" },
+      seed: { type: "int", value: "S", help: "data order and LoRA init seed" },
     },
   },
   { name: "undo", usage: "undo", summary: "revert the last pruning step", details: [], flags: {} },
   { name: "history", usage: "history", summary: "show the pruning history", details: [], flags: {} },
   {
     name: "eval",
-    usage: "eval [ppl FILE [--seq-len L]] [tasks a,b [--limit N]]",
+    usage: "eval [ppl FILE [--stories A-B] [--seq-len L]] [tasks a,b [--limit N]]",
     summary: "perplexity on a text file and/or zero-shot tasks",
     details: [
-      "A .raw file is read with the WikiText row protocol; a TinyStories dump is split into stories.",
-      "Examples: eval ppl ../shared/data/wikitext-2-raw/wiki.test.raw   eval tasks arc_easy,piqa --limit 50",
+      "Perplexity as `sdmprune ppl` and `eval --ppl` compute it: the documents protocol by default",
+      "(a .raw file by the WikiText row protocol, a TinyStories dump split into stories joined with",
+      "blank lines); --protocol file scores the file exactly as read.",
+      "Examples: eval ppl tinystories.txt --stories 500-999   eval tasks arc_easy,piqa --limit 50",
     ],
     flags: {
-      limit: { type: "posint", value: "N", help: "examples per task" },
+      stories: { type: "stories", value: "A-B", help: "TinyStories range, 1-based inclusive" },
       "seq-len": { type: "posint", value: "L", help: "perplexity window length (default 128)" },
+      protocol: { type: "string", value: "P", help: "documents (default), wikitext or file" },
+      limit: { type: "posint", value: "N", help: "examples per task" },
     },
     positional: ["ppl", "tasks"],
   },
   {
     name: "generate",
     aliases: ["gen"],
-    usage: "generate PROMPT [--tokens N] [--temperature T] [--seed S]",
+    usage: "generate PROMPT [--max-new-tokens N] [--temperature T] [--seed S]",
     summary: "continue a prompt with the current model",
-    details: ['Example: generate "Once upon a time" --tokens 40'],
+    details: ['Example: generate "Once upon a time" --max-new-tokens 40'],
     flags: {
-      tokens: { type: "posint", value: "N", help: "new tokens (default 40)" },
+      "max-new-tokens": { type: "posint", value: "N", help: "new tokens (default 40)" },
       temperature: { type: "number", value: "T", help: "0 = greedy" },
       seed: { type: "int", value: "S", help: "sampling seed" },
     },
   },
   {
     name: "save",
-    usage: "save DIR [--gguf] [--force]",
+    usage: "save DIR [--gguf] [--pad-mlp] [--force]",
     summary: "write the model (HF safetensors, or GGUF with --gguf)",
-    details: ["Refuses an existing non-empty DIR unless --force, which replaces only an earlier sdmprune output (the files listed in its .sdmprune-manifest.json)."],
+    details: [
+      "Refuses an existing non-empty DIR unless --force, which replaces only an earlier",
+      "sdmprune output (the files listed in its .sdmprune-manifest.json). --pad-mlp pads layers of",
+      "different widths with zero channels so stock transformers and llama.cpp load it.",
+    ],
     flags: {
       gguf: { type: "bool", help: "write DIR/model.gguf" },
+      "pad-mlp": { type: "bool", help: "one MLP width (zero channels, same outputs)" },
       force: { type: "bool", help: "replace an earlier sdmprune output in DIR" },
     },
     positional: "path",
@@ -176,15 +246,6 @@ export const SPECS: CommandSpec[] = [
 
 export function findSpec(name: string): CommandSpec | undefined {
   return SPECS.find((s) => s.name === name || (s.aliases ?? []).includes(name));
-}
-
-/** Levenshtein distance, for "did you mean". */
-function distance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0][j] = j;
-  for (let i = 1; i <= a.length; i++)
-    for (let j = 1; j <= b.length; j++) d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-  return d[a.length][b.length];
 }
 
 export function suggest(name: string): string | undefined {
@@ -234,27 +295,71 @@ export function parseCommand(line: string): Command | null {
       return { kind: "load", path: one(spec, pos, "a model PATH (.gguf file or HF directory)") };
     case "calibrate":
       noMore(spec, pos, "only options");
-      return { kind: "calibrate", samples: f.samples, seqLen: f["seq-len"], seed: f.seed, text: f.text };
+      return { kind: "calibrate", samples: f.samples, seqLen: f["seq-len"], seed: f.seed, text: f.text, stories: f.stories };
     case "score": {
       const criterion = one(spec, pos, `a CRITERION (${CRITERIA_HINT.join(", ")})`);
       if (f.alpha !== undefined && ((f.alpha as number) < 0 || (f.alpha as number) > 1))
         throw new ArgError(`score: --alpha expects a number in [0, 1], got ${f.alpha}`);
-      if (f.t !== undefined && !((f.t as number) > 0)) throw new ArgError(`score: --t expects a number > 0, got ${f.t}`);
-      return { kind: "score", criterion, alpha: f.alpha, temperature: f.t, samples: f.samples };
+      if (f.temperature !== undefined && !((f.temperature as number) > 0)) throw new ArgError(`score: --temperature expects a number > 0, got ${f.temperature}`);
+      return { kind: "score", criterion, alpha: f.alpha, temperature: f.temperature, samples: f.samples };
     }
     case "prune": {
       const keep = f.keep as number | undefined;
-      if (keep !== undefined) {
-        noMore(spec, pos, "either RATIO or --keep K, not both");
-        return { kind: "prune", keep, layers: f.layers };
+      const target = f.target as number | undefined;
+      const twoStage = f["two-stage"] === true;
+      const allocation = f.allocation as string | undefined;
+      if (allocation !== undefined && allocation !== "uniform" && allocation !== "global") throw new ArgError(`prune: --allocation expects uniform or global, got "${allocation}"`);
+      if (target !== undefined && !(target > 0 && target < 1)) throw new ArgError(`prune: --target expects a share with 0 < R < 1, got ${target}`);
+      let ratio: number | undefined;
+      if (pos.length > 0) {
+        noMore(spec, pos.slice(1), "nothing after RATIO");
+        const raw = pos[0].text;
+        ratio = readValue("prune", "RATIO", raw, { type: "number", help: "" }) as number;
+        if (!(ratio > 0 && ratio < 1)) throw new ArgError(`prune: RATIO expects a number with 0 < r < 1, got "${raw}"`);
       }
-      const raw = one(spec, pos, "RATIO (a number with 0 < r < 1) or --keep K");
-      const ratio = readValue("prune", "RATIO", raw, { type: "number", help: "" }) as number;
-      if (!(ratio > 0 && ratio < 1)) throw new ArgError(`prune: RATIO expects a number with 0 < r < 1, got "${raw}"`);
-      return { kind: "prune", ratio, layers: f.layers };
+      const amounts = [ratio !== undefined && "RATIO", keep !== undefined && "--keep K", target !== undefined && "--target R"].filter((x): x is string => !!x);
+      if (amounts.length === 0) throw new ArgError(`prune: expected RATIO (a number with 0 < r < 1), --keep K or --target R, got nothing (usage: ${spec.usage})`);
+      if (amounts.length > 1) throw new ArgError(`prune: give either RATIO, --keep K or --target R, not both (got ${amounts.join(" and ")})`);
+      if (twoStage && (ratio !== undefined || f.layers !== undefined || allocation !== undefined))
+        throw new ArgError("prune: --two-stage prunes all layers uniformly to --target R or --keep K; drop RATIO, --layers and --allocation");
+      if (!twoStage && (f.alpha !== undefined || f.temperature !== undefined)) throw new ArgError('prune: --alpha and --temperature belong to --two-stage (one-shot pruning uses the scores of "score")');
+      return {
+        kind: "prune",
+        ratio,
+        keep,
+        target,
+        twoStage,
+        layers: f.layers,
+        allocation: allocation as "uniform" | "global" | undefined,
+        alpha: f.alpha,
+        temperature: f.temperature,
+      };
+    }
+    case "recover": {
+      noMore(spec, pos, "only options");
+      if (f.steps === undefined) throw new ArgError(`recover: --steps N is required (usage: ${spec.usage})`);
+      const loss = f.loss as string | undefined;
+      if (loss !== undefined && loss !== "ce" && loss !== "kd" && loss !== "mix") throw new ArgError(`recover: --loss expects ce, kd or mix, got "${loss}"`);
+      if (f.full && f["lora-r"] !== undefined) throw new ArgError("recover: --full and --lora-r exclude each other");
+      if ((loss ?? "ce") !== "ce" && (f.data !== undefined || f.stories !== undefined))
+        throw new ArgError(`recover: --loss ${loss} trains on the calibration windows (the teacher's); drop --data/--stories, or use --loss ce`);
+      return {
+        kind: "recover",
+        steps: f.steps,
+        data: f.data,
+        stories: f.stories,
+        seqLen: f["seq-len"],
+        lr: f.lr,
+        loss: loss as "ce" | "kd" | "mix" | undefined,
+        alpha: f.alpha,
+        temperature: f.temperature,
+        loraR: f["lora-r"],
+        full: f.full === true,
+        seed: f.seed,
+      };
     }
     case "eval": {
-      const out: Extract<Command, { kind: "eval" }> = { kind: "eval", limit: f.limit, seqLen: f["seq-len"] };
+      const out: Extract<Command, { kind: "eval" }> = { kind: "eval", limit: f.limit, seqLen: f["seq-len"], stories: f.stories, protocol: f.protocol };
       for (let i = 0; i < pos.length; i++) {
         const w = pos[i].text;
         const next = pos[i + 1];
@@ -266,7 +371,8 @@ export function parseCommand(line: string): Command | null {
         } else throw new ArgError(`eval: unexpected "${w}"; expected "ppl FILE" or "tasks a,b" (usage: ${spec.usage})`);
       }
       if (out.limit !== undefined && !out.tasks) throw new ArgError(`eval: --limit applies to tasks; expected "tasks a,b --limit N"`);
-      if (out.seqLen !== undefined && !out.ppl) throw new ArgError(`eval: --seq-len applies to ppl; expected "ppl FILE --seq-len L"`);
+      for (const k of ["seq-len", "stories", "protocol"] as const)
+        if (f[k] !== undefined && !out.ppl) throw new ArgError(`eval: --${k} applies to ppl; expected "ppl FILE --${k} ${spec.flags[k].value}"`);
       if (!out.ppl && !out.tasks) throw new ArgError(`eval: expected "ppl FILE" and/or "tasks a,b", got nothing (usage: ${spec.usage})`);
       return out;
     }
@@ -276,10 +382,10 @@ export function parseCommand(line: string): Command | null {
       return { kind: "layers", sensitivity: f.sensitivity === true, samples: f.samples };
     case "generate": {
       if (pos.length === 0) throw new ArgError(`generate: expected a PROMPT, got nothing (usage: ${spec.usage})`);
-      return { kind: "generate", prompt: pos.map((w) => w.text).join(" "), maxTokens: f.tokens, temperature: f.temperature, seed: f.seed };
+      return { kind: "generate", prompt: pos.map((w) => w.text).join(" "), maxNewTokens: f["max-new-tokens"], temperature: f.temperature, seed: f.seed };
     }
     case "save":
-      return { kind: "save", dir: one(spec, pos, "an output DIR"), gguf: f.gguf === true, force: f.force === true };
+      return { kind: "save", dir: one(spec, pos, "an output DIR"), gguf: f.gguf === true, force: f.force === true, padMlp: f["pad-mlp"] === true };
     case "scores": {
       const action = pos[0]?.text;
       if (action !== "save" && action !== "load" && action !== "merge")

@@ -37,6 +37,29 @@ function widthsText(ws: number[]): string {
   return list.length <= 24 ? list : `${min}–${max}`;
 }
 
+/**
+ * The library's messages name its own calls ("call calibrate() first"); the REPL says which REPL command
+ * to type instead. Order matters: specific phrases first, then any remaining `name()`.
+ */
+const REPL_WORDS: [RegExp, string][] = [
+  [/call score\(\) \(or loadScores\) before prune\(\)/g, 'run "score CRITERION" (or "scores load FILE") before "prune"'],
+  [/\(or calibrate\(\) from text first\)/g, '(run "calibrate" first)'],
+  [/calibrate\(\) without teacher: false/g, 'run "calibrate" first'],
+  [/calibrate\(\) with more samples/g, 'run "calibrate --samples N" with more windows'],
+  [/\(call (calibrate|score) first\)/g, '(run "$1" first)'],
+  [/call (calibrate|score)\(\) first/g, 'run "$1" first'],
+  [/mergeScores\(\)/g, '"scores merge FILE"'],
+  [/loadScores\(\)/g, '"scores load FILE"'],
+  [/\bsdmprune starts from/g, "prune --two-stage starts from"],
+  [/\bsdmprune draws/g, "prune --two-stage draws"],
+  [/\bseqLen\b/g, "--seq-len"],
+  [/\b(undo|recover|calibrate|score|prune|evaluate)\(\)/g, '"$1"'],
+];
+
+export function replWords(message: string): string {
+  return REPL_WORDS.reduce((m, [re, by]) => m.replace(re, by), message).replace(/"evaluate"/g, '"eval"');
+}
+
 export function statusFrom(info: SessionInfoLike): StatusInfo {
   const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
   const keptPct = (100 * sum(info.widths)) / Math.max(1, sum(info.originalWidths));
@@ -88,6 +111,9 @@ export class SessionRunner implements Runner {
   async execute(cmd: Command, ctx: RunContext): Promise<Block[]> {
     try {
       return await this.dispatch(cmd, ctx);
+    } catch (e) {
+      if (e instanceof Error && !(e instanceof ReplError) && e.name !== "CancelledError" && e.name !== "AbortError") e.message = replWords(e.message);
+      throw e;
     } finally {
       // Even a failed or cancelled command may have changed the session (e.g. whole samples kept).
       if (this.session) this.refresh();
@@ -116,8 +142,8 @@ export class SessionRunner implements Runner {
             throw new ReplError(`calibrate: no --text FILE given and no TinyStories text found (looked for ${found.tried.join(", ")}); give --text FILE or set SDMPRUNE_SHARED`);
           file = found.file;
         }
-        const r = await s.calibrate({ files: file, samples: cmd.samples, seqLen: cmd.seqLen, seed: cmd.seed, ...run });
-        const out = [table(r.table()), note(`text: ${file}`)];
+        const r = await s.calibrate({ files: file, stories: cmd.stories, samples: cmd.samples, seqLen: cmd.seqLen, seed: cmd.seed, ...run });
+        const out = [table(r.table()), note(`text: ${file}${cmd.stories ? `, stories ${cmd.stories}` : ""}`)];
         if (r.scoresReset) out.push(note("previous scores were dropped (new windows start a new accumulator)"));
         return out;
       }
@@ -128,9 +154,39 @@ export class SessionRunner implements Runner {
       case "layers":
         return this.layers(cmd.sensitivity, cmd.samples, ctx);
       case "prune": {
-        const layers: [number, number] | undefined = cmd.layers ? [cmd.layers[0], cmd.layers[1] + 1] : undefined;
-        const r = this.need().prune({ ratio: cmd.ratio, keep: cmd.keep, layers });
+        const s = this.need();
+        if (cmd.twoStage) {
+          const r = await s.sdmprune({ target: cmd.target, keep: cmd.keep, alpha: cmd.alpha, temperature: cmd.temperature, ...run });
+          return [table(r.table())];
+        }
+        const r = s.prune({ ratio: cmd.ratio, keep: cmd.keep, target: cmd.target, layers: cmd.layers, allocation: cmd.allocation });
         return [table(r.table())];
+      }
+      case "recover": {
+        const s = this.need();
+        let data: { file: string; stories?: string; seqLen?: number } | undefined;
+        if ((cmd.loss ?? "ce") === "ce") {
+          let file = cmd.data ? this.resolve(cmd.data) : null;
+          if (!file) {
+            const found = findSharedFile(TINYSTORIES_FILE, process.env, this.cwd);
+            if (!found.file) throw new ReplError(`recover: no --data FILE given and no TinyStories text found (looked for ${found.tried.join(", ")}); give --data FILE`);
+            file = found.file;
+          }
+          data = { file, stories: cmd.stories, seqLen: cmd.seqLen };
+        }
+        const r = await s.recover({
+          steps: cmd.steps,
+          lr: cmd.lr ?? 1e-4,
+          data,
+          loss: cmd.loss,
+          alpha: cmd.alpha,
+          temperature: cmd.temperature,
+          lora: cmd.full ? null : { r: cmd.loraR ?? 8 },
+          seed: cmd.seed,
+          ...run,
+        });
+        r.adapters?.dispose();
+        return [table(r.table()), note(`data: ${r.source}; merged into the weights (undo is no longer available)`)];
       }
       case "undo": {
         const step = this.need().undo();
@@ -139,16 +195,17 @@ export class SessionRunner implements Runner {
       case "history":
         return [table(this.need().history)];
       case "eval": {
-        const r = await this.need().evaluate({ ppl: cmd.ppl ? { file: this.resolve(cmd.ppl), seqLen: cmd.seqLen } : undefined, tasks: cmd.tasks, limit: cmd.limit, ...run });
+        const protocol = cmd.protocol as "documents" | "wikitext" | "file" | undefined; // checked by the library
+        const r = await this.need().evaluate({ ppl: cmd.ppl ? { file: this.resolve(cmd.ppl), seqLen: cmd.seqLen, stories: cmd.stories, protocol } : undefined, tasks: cmd.tasks, limit: cmd.limit, ...run });
         return [table(r)];
       }
       case "generate": {
         const s = this.need();
-        const out = s.generate(cmd.prompt, { maxNewTokens: cmd.maxTokens ?? 40, temperature: cmd.temperature, seed: cmd.seed });
+        const out = s.generate(cmd.prompt, { maxNewTokens: cmd.maxNewTokens ?? 40, temperature: cmd.temperature, seed: cmd.seed });
         return [text(`${cmd.prompt}${out}`)];
       }
       case "save": {
-        const files = await this.need().save(this.resolve(cmd.dir), { format: cmd.gguf ? "gguf" : "hf", force: cmd.force });
+        const files = await this.need().save(this.resolve(cmd.dir), { format: cmd.gguf ? "gguf" : "hf", force: cmd.force, padMlp: cmd.padMlp });
         return [text(`saved ${files.length} file(s):`), ...files.map((f) => note(`  ${f}`))];
       }
       case "scores": {
@@ -180,7 +237,8 @@ export class SessionRunner implements Runner {
         barChart(
           info.widths.map((w, l) => ({ label: `L${l}`, value: w / Math.max(1, info.originalWidths[l]), note: `${w}/${info.originalWidths[l]}` })),
           chartWidth,
-          { title: "MLP channels kept per layer", ascii: ctx.ascii },
+          // full scale = the original width, so a pruned layer's bar is visibly shorter
+          { title: "MLP channels kept per layer (of the original width)", ascii: ctx.ascii, max: 1 },
         ).join("\n"),
       ),
     );

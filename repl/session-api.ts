@@ -48,19 +48,34 @@ export interface ReplSession {
   readonly backend: string;
   info(): TableLike & { raw: SessionInfoLike };
   calibrate(
-    opts: RunOptionsLike & { files?: string | string[]; samples?: number; seqLen?: number; seed?: number },
+    opts: RunOptionsLike & { files?: string | string[]; stories?: string; samples?: number; seqLen?: number; seed?: number },
   ): Promise<{ scoresReset: boolean; table(): TableLike }>;
   score(
     opts: RunOptionsLike & { criterion?: CriterionName; alpha?: number; temperature?: number; samples?: number },
   ): Promise<{ message: string; table(): TableLike }>;
   scoreSummary(): TableLike;
   sensitivity(opts: RunOptionsLike & { samples?: number }): Promise<TableLike & { raw: { mlpIncrease: number[]; attentionIncrease: number[] } }>;
-  prune(opts: { ratio?: number; keep?: number; layers?: [number, number] }): { step: PruneStepLike; table(): TableLike };
+  prune(opts: { ratio?: number; keep?: number; target?: number; layers?: [number, number]; allocation?: "uniform" | "global" }): { step: PruneStepLike; table(): TableLike };
+  sdmprune(opts: RunOptionsLike & { target?: number; keep?: number; alpha?: number; temperature?: number }): Promise<{ table(): TableLike }>;
+  recover(
+    opts: RunOptionsLike & {
+      steps: number;
+      lr: number;
+      data?: { file: string; stories?: string; seqLen?: number };
+      loss?: "ce" | "kd" | "mix";
+      alpha?: number;
+      temperature?: number;
+      lora?: { r?: number } | null;
+      seed?: number;
+    },
+  ): Promise<{ source: string; table(): TableLike; adapters: { dispose(): void } | null }>;
   undo(): PruneStepLike;
   readonly history: TableLike;
-  evaluate(opts: RunOptionsLike & { ppl?: { file?: string; seqLen?: number }; tasks?: string[]; limit?: number }): Promise<TableLike>;
+  evaluate(
+    opts: RunOptionsLike & { ppl?: { file?: string; seqLen?: number; stories?: string; protocol?: "documents" | "wikitext" | "file" }; tasks?: string[]; limit?: number },
+  ): Promise<TableLike>;
   generate(prompt: string, opts?: { maxNewTokens?: number; temperature?: number; seed?: number }): string;
-  save(dir: string, opts?: { format?: "hf" | "gguf"; force?: boolean }): Promise<string[]>;
+  save(dir: string, opts?: { format?: "hf" | "gguf"; force?: boolean; padMlp?: boolean }): Promise<string[]>;
   saveScores(file: string): Promise<void>;
   loadScores(file: string): Promise<{ readonly criterion: string; readonly samples: number }>;
   mergeScores(file: string): Promise<{ readonly criterion: string; readonly samples: number }>;

@@ -1,6 +1,8 @@
 /**
- * Library Tables as terminal text that fits the width: long text cells are shortened first, then columns
- * that still do not fit are left out (and named in a note), because a wrapped table cannot be read.
+ * Library Tables as terminal text that fits the width. The last column, when it holds text (the value of a
+ * field/value table, a message), wraps onto continuation lines and is never cut, so a sentence such as
+ * "started a new accumulator (criterion changed ...)" is read whole. Other long text cells are shortened,
+ * then columns that still do not fit are left out (and named in a note).
  */
 import type { CellLike, TableLike } from "./session-api";
 
@@ -28,11 +30,15 @@ function wrap(line: string, width: number): string[] {
 
 export function tableText(t: TableLike, width: number): string {
   const numeric = t.columns.map((_, i) => t.rows.every((r) => typeof r[i] === "number" || r[i] === null || r[i] === undefined));
-  const cells: string[][] = [t.columns.map((c) => shorten(c, MAX_CELL)), ...t.rows.map((r) => t.columns.map((_, i) => shorten(t.format((r[i] ?? null) as CellLike), MAX_CELL)))];
+  const last = t.columns.length - 1;
+  const wrapLast = last > 0 && !numeric[last];
+  const cut = (s: string, i: number) => (wrapLast && i === last ? s : shorten(s, MAX_CELL));
+  const cells: string[][] = [t.columns.map((c) => shorten(c, MAX_CELL)), ...t.rows.map((r) => t.columns.map((_, i) => cut(t.format((r[i] ?? null) as CellLike), i)))];
   const widths = t.columns.map((_, i) => Math.max(...cells.map((r) => r[i].length)));
   const total = () => widths.reduce((a, w) => a + w, 0) + 2 * (widths.length - 1);
+  if (wrapLast && total() > width) widths[last] = Math.max(MIN_CELL, Math.min(widths[last], width - (total() - widths[last])));
   for (let guard = 0; total() > width && guard < widths.length; guard++) {
-    const textCols = widths.map((w, i) => (numeric[i] ? -1 : w));
+    const textCols = widths.map((w, i) => (numeric[i] || (wrapLast && i === last) ? -1 : w));
     const i = textCols.indexOf(Math.max(...textCols));
     if (i < 0 || widths[i] <= MIN_CELL) break;
     widths[i] = Math.max(MIN_CELL, widths[i] - (total() - width));
@@ -49,10 +55,16 @@ export function tableText(t: TableLike, width: number): string {
   const hidden = t.columns.filter((_, i) => !shown.includes(i));
   // A short table that does not fit is clearer as "column: value" records than with columns left out.
   if (hidden.length && t.rows.length <= 4) return records(t, width);
-  const line = (r: string[]) => shown.map((i) => (numeric[i] ? r[i].padStart(widths[i]) : r[i].padEnd(widths[i]))).join("  ").trimEnd();
+  const one = (r: string[]) => shown.map((i) => (numeric[i] ? r[i].padStart(widths[i]) : r[i].padEnd(widths[i]))).join("  ").trimEnd();
+  // A wrapped last cell continues on lines whose other columns are blank.
+  const line = (r: string[]): string => {
+    if (!(wrapLast && shown.includes(last)) || r[last].length <= widths[last]) return one(r);
+    const parts = wrap(r[last], widths[last]).map((p, k) => (k === 0 ? p : p.trimStart()));
+    return parts.map((p, k) => one(r.map((c, i) => (i === last ? p : k === 0 ? c : "")))).join("\n");
+  };
   const out: string[] = [];
   if (t.title) out.push(t.title);
-  out.push(line(cells[0]));
+  out.push(one(cells[0]));
   out.push(shown.map((i) => "-".repeat(widths[i])).join("  "));
   for (const r of cells.slice(1)) out.push(line(r));
   for (const n of t.notes) out.push(...wrap(n, width));

@@ -112,6 +112,7 @@ export function checkExecuted(nb: Notebook): CheckResult {
     if (c.cell_type !== "code") return;
     const outs = c.outputs ?? [];
     const first = joinText(c.source).split("\n")[0].slice(0, 60);
+    if (c.execution_count === null || c.execution_count === undefined) problems.push(`cell ${i} (${first}): no execution count`);
     for (const o of outs) {
       if (o.output_type === "error") problems.push(`cell ${i} (${first}): ${o.ename}: ${o.evalue}`);
       const data = o.data ?? {};
@@ -236,12 +237,28 @@ export function executeNotebook(input: string, outDir = ARTIFACT_DIR, timeoutS =
     result.problems.push(`nbconvert exited with ${r.status ?? r.signal}${r.error ? ` (${r.error.message})` : ""}: ${tail(at >= 0 ? err.slice(at) : err)}`);
     return result;
   }
+  numberCells(output);
   const check = checkExecuted(readNotebook(output));
   result.problems.push(...check.problems);
   result.figures = check.figures;
   result.figureCells = check.figureCells;
   result.ok = result.problems.length === 0;
   return result;
+}
+
+/**
+ * tslab leaves every `execution_count` null (it sends no execute_input), so exports show `In [ ]:` for every
+ * cell. nbconvert runs the code cells once, top to bottom, so their counts are 1, 2, 3, … in order.
+ */
+export function numberCells(file: string): void {
+  const nb = readNotebook(file);
+  let n = 0;
+  for (const c of nb.cells) {
+    if (c.cell_type !== "code") continue;
+    c.execution_count = ++n;
+    for (const o of c.outputs ?? []) if (o.output_type === "execute_result") (o as { execution_count?: number }).execution_count = n;
+  }
+  fs.writeFileSync(file, JSON.stringify(nb, null, 1) + "\n");
 }
 
 /** Export an executed notebook to HTML next to it; returns the HTML path. */

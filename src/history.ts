@@ -4,7 +4,7 @@ import type { Allocation, PruneAccounting } from "./prune";
 
 /**
  * The pruning steps of a session and the map from current channel indices to the original model's.
- * Channel indices in the library always refer to the current model (DESIGN.md); this is where they are
+ * Channel indices in the library always refer to the current model (docs/method.md, "Channel selection and slicing"); this is where they are
  * translated back, e.g. for `pruning.json`. Pure bookkeeping: the Session restores weights itself.
  */
 

@@ -3,7 +3,7 @@
 export {
   Session,
   type LoadOptions, type CalibrateOptions, type CalibrationInfo, type ScoreOptions, type ScoreReport, type PruneOptions, type PruneReport,
-  type SdmpruneOptions, type SdmpruneReport, type PplSpec, type EvaluateOptions as SessionEvaluateOptions, type EvaluationRecord,
+  type SdmpruneOptions, type SdmpruneReport, type PplSpec, type PplProtocol, type PplRecord, PPL_PROTOCOLS, type EvaluateOptions as SessionEvaluateOptions, type EvaluationRecord,
   type EvaluationTable, type SensitivityTable, type InfoTable, type SessionInfo, type SaveOptions,
 } from "./session";
 export { resolvePrune, resolveLayerRange, selectChannels, sliceMlp, topKIndices, floorCount, accounting, type PruneSpec, type ResolvedPrune, type Allocation, type PruneAccounting } from "./prune";

@@ -2,8 +2,8 @@ import * as tf from "@tensorflow/tfjs";
 import { UsageError } from "./errors";
 
 /**
- * The SDMPrune loss L = (1 − α)·CE + α·KD (METHOD.md §3) for B windows of equal length T: its pieces,
- * weights and running totals. The analytic gradient (METHOD.md §4), fused with the head's backward, is
+ * The SDMPrune loss L = (1 − α)·CE + α·KD (docs/method.md, "Loss") for B windows of equal length T: its pieces,
+ * weights and running totals. The analytic gradient (docs/method.md, "Gradient"), fused with the head's backward, is
  * src/importance/head-loss.ts; `mixedLoss` is the taped form it is tested against.
  *
  * - CE: next-token cross-entropy, mean over the B·(T−1) predicted positions (the last position of a

@@ -4,7 +4,7 @@ import { paramCounts, type LlamaConfig } from "./model/config";
 import type { LayerWeights } from "./model/llama";
 
 /**
- * Channel selection, slicing and parameter accounting for MLP intermediate channels (METHOD.md §6).
+ * Channel selection, slicing and parameter accounting for MLP intermediate channels (docs/method.md, "Channel selection and slicing").
  * Stateless: the Session decides what to prune and records it; these functions only compute.
  *
  * Counting conventions (documented once, used everywhere):
@@ -122,6 +122,11 @@ export function resolvePrune(spec: PruneSpec, hidden: number, original: number[]
       throw new UsageError(`prune: layer ${l} would keep ${k} channels but its current width is ${current[l]} (${rule}); K must not exceed the width`);
     }
   }
+  if (allocation === "global") {
+    // One ranking across the layers decides each layer's width; only the total follows from the rule.
+    const total = keep.reduce((a: number, k) => a + (k ?? 0), 0);
+    rule = `global: ${total} channels kept across layers [${range[0]}, ${range[1]}) by one ranking (the total of ${rule}; per-layer widths differ)`;
+  }
   const removes = keep.some((k, l) => k !== null && k < current[l]);
   if (!removes) throw new UsageError(`prune: ${rule} removes no channels from layers [${range[0]}, ${range[1]}) (current widths ${current.slice(range[0], range[1]).join(", ")})`);
   return { layers: range, allocation, keep, rule };
@@ -129,7 +134,7 @@ export function resolvePrune(spec: PruneSpec, hidden: number, original: number[]
 
 /**
  * Indices of the K largest scores, ties broken by lower index, returned in ascending index order
- * (METHOD.md §6: top-K, then sort so kept channels keep their original order).
+ * (docs/method.md, "Channel selection and slicing": top-K, then sort so kept channels keep their original order).
  */
 export function topKIndices(scores: ArrayLike<number>, k: number): number[] {
   const n = scores.length;

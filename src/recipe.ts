@@ -3,7 +3,7 @@ import { intermediateSizes, paramCounts, type LlamaConfig } from "./model/config
 import { floorCount } from "./prune";
 
 /**
- * The two-stage SDMPrune recipe (METHOD.md §1, §7) as numbers: stage-1 width, the final K for a target
+ * The two-stage SDMPrune recipe (docs/method.md, "Pipeline" and "Recipe numbers") as numbers: stage-1 width, the final K for a target
  * parameter ratio, and the paper's (α, τ) per target.
  *
  * Stage 1 (pitfall 6): the reference keeps floor(3.9 · hidden) = 7987 of 8192 channels on LLaMA-3.2-1B,

@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { joinDocs, readText, selectStories, splitTinyStories, storyRange, TINYSTORIES_SEPARATOR, wikitextText } from "./data/text";
+import { joinDocs, readText, selectStories, splitTinyStories, storyRange, TINYSTORIES_SEPARATOR, wikitextRows } from "./data/text";
 import { calibrationWindows, loadWindows, saveWindows, validateWindows, type WindowProvenance } from "./data/windows";
 import { initEngine, type BackendName } from "./engine";
 import { CancelledError, DataError, FormatError, UsageError } from "./errors";
@@ -9,15 +9,17 @@ import { evaluateTasks, type EvaluationResult } from "./eval/harness";
 import { modelScorer } from "./eval/model-scorer";
 import { perplexity, pplFromText, type PerplexityResult } from "./eval/perplexity";
 import { PruneHistory, type PruneStep } from "./history";
+import { priorPruningSteps, provenanceFile, PROVENANCE_FILE, readLineage, type ProvenanceLink } from "./provenance";
 import { accumulate, CRITERIA, DATA_FREE, ImportanceScores, isAdditive, settingsFor, type AccumulateOptions, type Criterion } from "./importance";
 import { writeFileAtomic } from "./io/atomic";
 import { checkCalibration, checkContext, type ResourceOptions } from "./resources";
-import type { ModelFiles } from "./io/files";
+import { writeModelFiles, type ModelFiles } from "./io/files";
+import { padMlpWidths } from "./io/gguf-llama";
 import { intermediateSizes, paramCounts, withIntermediateSizes, type LlamaConfig, type ParamCounts } from "./model/config";
 import type { LayerWeights, LlamaModel } from "./model/llama";
 import { loadModel, saveModel } from "./model/load";
 import { accounting, resolvePrune, selectChannels, sliceMlp, type PruneAccounting, type PruneSpec } from "./prune";
-import { planSdmprune, STAGE1_KEEP_FRACTION, type RecipePlan } from "./recipe";
+import { keepForTarget, planSdmprune, STAGE1_KEEP_FRACTION, type RecipePlan } from "./recipe";
 import { layerSensitivity, type SensitivityResult } from "./sensitivity";
 import { distribution, keptSetAgreement } from "./stats";
 import { Table, type Cell } from "./table";
@@ -114,6 +116,8 @@ export interface ScoreReport {
 }
 
 export interface PruneOptions extends PruneSpec {
+  /** Share of ALL parameters to remove (tied embedding counted once), instead of ratio/keep/mlpRatio: the same K for every layer (src/recipe.ts keepForTarget). */
+  target?: number;
   /** Label recorded in the history (e.g. "sdmprune stage 1"). */
   label?: string;
 }
@@ -158,10 +162,23 @@ export interface PplSpec extends ResourceOptions {
   windows?: number[][] | string;
   /** Default 128. */
   seqLen?: number;
-  /** TinyStories story range for `file`, 1-based inclusive ("500-999"). */
+  /** TinyStories story range for `file` or `text`, 1-based inclusive ("500-999"). */
   stories?: string;
   batchSize?: number;
+  /**
+   * How a text becomes the one token stream that is cut into windows (docs/method.md, "Perplexity"):
+   * "documents" (default): WikiText `.raw` files by the row protocol, TinyStories dumps split into stories
+   * and joined with "\n\n" (the `<|endoftext|>` separators are not scored), any other text as it is;
+   * "wikitext": the row protocol for any file; "file": the text exactly as read, separators included.
+   */
+  protocol?: PplProtocol;
 }
+
+export type PplProtocol = "documents" | "wikitext" | "file";
+export const PPL_PROTOCOLS: readonly PplProtocol[] = ["documents", "wikitext", "file"];
+
+/** A perplexity with where it came from and how the text was turned into windows. */
+export type PplRecord = PerplexityResult & { source: string; protocol: string; textTokens?: number; droppedTokens?: number };
 
 export interface EvaluateOptions extends RunOptions {
   ppl?: PplSpec;
@@ -180,14 +197,14 @@ export interface EvaluationRecord {
   time: string;
   step: number;
   params: number;
-  ppl: (PerplexityResult & { source: string }) | null;
+  ppl: PplRecord | null;
   tasks: { task: string; n: number; metrics: Record<string, number | null> }[];
   average: number | null;
   /** Zero-shot settings that change the numbers (BOS, max_length, limit); null without tasks. */
   zeroShot?: { bos: boolean; maxLength: number | null; limit: number | null; averagedTasks: string[] } | null;
 }
 
-export type EvaluationTable = Table & { raw: { ppl: (PerplexityResult & { source: string }) | null; tasks: EvaluationResult | null } };
+export type EvaluationTable = Table & { raw: { ppl: PplRecord | null; tasks: EvaluationResult | null } };
 export type SensitivityTable = Table & { raw: SensitivityResult };
 export type InfoTable = Table & { raw: SessionInfo };
 
@@ -209,6 +226,11 @@ export interface SaveOptions {
   format?: "hf" | "gguf";
   force?: boolean;
   dtype?: "f32" | "f16";
+  /**
+   * Pad every layer's MLP to the widest with zero channels when widths differ (same outputs), so the file has one
+   * `intermediate_size`, which stock transformers and llama.cpp need. pruning.json keeps the real widths.
+   */
+  padMlp?: boolean;
 }
 
 interface CalibrationState {
@@ -218,6 +240,8 @@ interface CalibrationState {
   /** Documents the windows were drawn from, for sdmprune's fresh windows (null for given windows). */
   docs: string[] | null;
   files: string[];
+  /** TinyStories story range the documents were taken from (1-based inclusive, as given), null for all. */
+  stories: string | null;
   /** Original-model predictions on `windows` (null when calibrate was asked for none). */
   teacher: TeacherCache | null;
   teacherSeconds: number;
@@ -249,6 +273,8 @@ export class Session {
   private disposed = false;
   /** Non-MLP tensors of a recovered model (recover()); MLP tensors are released like pruned ones. */
   private recoveredOwned: tf.Tensor[] = [];
+  /** Recovery runs on this session (written into pruning.json). */
+  private readonly recoveries: Record<string, unknown>[] = [];
 
   private constructor(
     readonly path: string,
@@ -257,6 +283,8 @@ export class Session {
     private readonly original: LlamaModel,
     readonly tokenizer: TextTokenizer | null,
     readonly files: Omit<ModelFiles, "tensors">,
+    /** Where the loaded model came from, newest first, back to the original (its provenance.json or pruning.json). */
+    readonly lineage: ProvenanceLink[] = [{ kind: "original", path }],
   ) {
     this.current = original;
     this.history_ = new PruneHistory(intermediateSizes(original.config));
@@ -266,7 +294,7 @@ export class Session {
   static async load(modelPath: string, opts: LoadOptions = {}): Promise<Session> {
     const backend = await initEngine(opts.backend);
     const { model, tokenizer, files } = await loadModel(modelPath);
-    return new Session(files.path, backend, model, tokenizer, files);
+    return new Session(files.path, backend, model, tokenizer, files, readLineage(modelPath));
   }
 
   /** Wrap an in-memory model (tests, notebooks). The session takes ownership of the model's tensors. */
@@ -464,7 +492,7 @@ export class Session {
     const t0 = Date.now();
     const teacher = opts.teacher === false ? null : await TeacherCache.build(this.original, windows, { topk }, opts);
     this.original.disposeCaches();
-    this.calib = { windows, provenance, source, docs, files, teacher, teacherSeconds: (Date.now() - t0) / 1000, cursor: 0 };
+    this.calib = { windows, provenance, source, docs, files, stories: opts.windows === undefined ? opts.stories ?? null : null, teacher, teacherSeconds: (Date.now() - t0) / 1000, cursor: 0 };
     // New windows start a new accumulator: continuing would silently count windows twice if the same set came back.
     const scoresReset = this.acc !== null;
     this.acc = null;
@@ -720,7 +748,12 @@ export class Session {
     this.acc.checkModel(this.current);
     const before = this.current.config;
     const widths = intermediateSizes(before);
-    const plan = resolvePrune(opts, before.hidden_size, intermediateSizes(this.original.config), widths);
+    let spec: PruneSpec = opts;
+    if (opts.target !== undefined) {
+      if (opts.ratio !== undefined || opts.keep !== undefined || opts.mlpRatio !== undefined) throw new UsageError("prune: give target or one of ratio, keep, mlpRatio, not both");
+      spec = { ...opts, keep: keepForTarget(this.original.config, opts.target) };
+    }
+    const plan = resolvePrune(spec, before.hidden_size, intermediateSizes(this.original.config), widths);
     const kept = selectChannels(this.acc.scores(), plan, widths);
     const sliced = kept.map((idx, l) => (idx ? sliceMlp(this.current.weights.layers[l], idx) : null));
     const keptFull = kept.map((idx, l) => idx ?? range(widths[l]));
@@ -733,7 +766,7 @@ export class Session {
     const step = this.history_.push({
       rule: plan.rule,
       criterion: this.accStack[this.accStack.length - 1]!.criterion,
-      settings: { ...this.accStack[this.accStack.length - 1]!.settings, calibration: this.calib?.provenance ?? null },
+      settings: { ...this.accStack[this.accStack.length - 1]!.settings, calibration: this.calib?.provenance ? { ...this.calib.provenance, stories: this.calib.stories } : null },
       samples: this.accStack[this.accStack.length - 1]!.samples,
       layers: plan.layers,
       allocation: plan.allocation,
@@ -765,7 +798,7 @@ export class Session {
   }
 
   /**
-   * The two-stage SDMPrune recipe (METHOD.md §1): stage 1 removes 2.5 % of each layer's channels by
+   * The two-stage SDMPrune recipe (docs/method.md, "Pipeline"): stage 1 removes 2.5 % of each layer's channels by
    * ce-taylor (keep floor(0.975·width), see src/recipe.ts); stage 2 scores the stage-1 model with sd-taylor
    * against the ORIGINAL model as teacher (cache built before stage 1) on freshly drawn windows, then prunes
    * to the target. Both stages draw windows from one seed with different Rng streams. Afterwards the
@@ -780,6 +813,7 @@ export class Session {
     if (opts.text !== undefined || opts.files !== undefined) src = this.readSource(opts);
     else if (this.calib?.docs) src = { docs: this.calib.docs, files: this.calib.files };
     else throw new UsageError("sdmprune draws fresh windows for each stage: give text or files (or calibrate() from text first)");
+    const stories = opts.text !== undefined || opts.files !== undefined ? opts.stories ?? null : this.calib?.stories ?? null;
     const samples = opts.samples ?? this.calib?.windows.length ?? 32;
     const seqLen = opts.seqLen ?? (this.calib ? this.calib.windows[0].length : 128);
     const seed = opts.seed ?? this.calib?.provenance?.seed ?? 0;
@@ -799,12 +833,12 @@ export class Session {
     const savedAcc = this.acc;
     try {
       // Stage 1: ce-taylor, no teacher.
-      this.calib = { windows: w1.windows, provenance: w1.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, teacher: null, teacherSeconds: 0, cursor: 0 };
+      this.calib = { windows: w1.windows, provenance: w1.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, stories, teacher: null, teacherSeconds: 0, cursor: 0 };
       this.acc = null;
       await this.score({ criterion: "ce-taylor", ...phase("stage1") });
       const stage1 = this.prune({ keep: plan.stage1Keep, label: `sdmprune stage 1 (ce-taylor, keep ${STAGE1_KEEP_FRACTION} of width)` });
       // Stage 2: sd-taylor on the stage-1 model against the original teacher, fresh windows.
-      this.calib = { windows: w2.windows, provenance: w2.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, teacher: teacher2, teacherSeconds, cursor: 0 };
+      this.calib = { windows: w2.windows, provenance: w2.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, stories, teacher: teacher2, teacherSeconds, cursor: 0 };
       this.acc = null;
       await this.score({ criterion: "sd-taylor", alpha: plan.alpha, temperature: plan.temperature, ...phase("stage2") });
       const stage2 = this.prune({ keep: plan.finalKeep, label: `sdmprune stage 2 (sd-taylor α ${plan.alpha}, τ ${plan.temperature}; ${plan.settingsSource})` });
@@ -849,50 +883,64 @@ export class Session {
     return (seqs: number[][]) => model.tokenLogProbs(seqs);
   }
 
-  private async pplOf(spec: PplSpec, run: RunOptions): Promise<PerplexityResult & { source: string }> {
+  private async pplOf(spec: PplSpec, run: RunOptions): Promise<PplRecord> {
     const given = (["text", "file", "windows"] as const).filter((k) => spec[k] !== undefined);
     if (given.length !== 1) throw new UsageError(`ppl: give exactly one of text, file, windows (got ${given.length ? given.join(", ") : "none"})`);
-    const seqLen = spec.seqLen ?? 128;
+    const protocol = spec.protocol ?? "documents";
+    if (!PPL_PROTOCOLS.includes(protocol)) throw new UsageError(`ppl: protocol must be ${PPL_PROTOCOLS.join(", ")}, got ${JSON.stringify(protocol)}`);
     const popts = { ...run, batchSize: spec.batchSize };
     if (spec.windows !== undefined) {
+      if (spec.protocol !== undefined || spec.stories !== undefined) throw new UsageError("ppl: protocol and stories apply to text, not to token windows");
       const V = this.current.config.vocab_size;
       const windows = typeof spec.windows === "string" ? loadWindows(spec.windows, { vocabSize: V }).windows : validateWindows(spec.windows, { vocabSize: V, source: "ppl windows" });
+      if (spec.seqLen !== undefined && windows[0].length !== spec.seqLen) {
+        throw new UsageError(`ppl: seq len ${spec.seqLen} does not match the given windows (${windows[0].length} tokens each)`);
+      }
       checkContext(windows[0].length, this.current.config.max_position_embeddings, "perplexity", spec);
       const r = await perplexity(this.scorer(), windows, popts);
-      return { ...r, source: typeof spec.windows === "string" ? spec.windows : `${windows.length} given windows` };
+      return { ...r, source: typeof spec.windows === "string" ? spec.windows : `${windows.length} given windows`, protocol: "windows: as given" };
     }
     if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; evaluate perplexity on token windows instead`);
+    const seqLen = spec.seqLen ?? 128;
+    const raw = spec.file !== undefined ? readText(spec.file) : (spec.text as string);
+    const name = spec.file !== undefined ? path.basename(spec.file) : "text";
+    const isStories = raw.includes(TINYSTORIES_SEPARATOR);
+    const wikitext = protocol === "wikitext" || (protocol === "documents" && spec.file !== undefined && /\.raw$/.test(spec.file));
+    if (spec.stories !== undefined && (protocol !== "documents" || wikitext || !isStories)) {
+      throw new UsageError(`ppl: a story range applies to a TinyStories text under the "documents" protocol (${name} ${isStories ? `with protocol "${protocol}"` : "has no <|endoftext|> separators"})`);
+    }
     let text: string;
-    let source: string;
-    if (spec.file !== undefined) {
-      const f = spec.file;
-      const raw = readText(f);
-      if (/\.raw$/.test(f)) {
-        text = wikitextText(f);
-        source = `${path.basename(f)} (WikiText rows)`;
-      } else if (raw.includes(TINYSTORIES_SEPARATOR)) {
-        let stories = splitTinyStories(raw);
-        if (spec.stories) {
-          const r = storyRange(spec.stories);
-          stories = selectStories(stories, r.from, r.to);
-        }
-        text = joinDocs(stories);
-        source = `${path.basename(f)} (stories ${spec.stories ?? "all"})`;
-      } else {
-        text = raw;
-        source = path.basename(f);
+    let how: string;
+    if (wikitext) {
+      text = joinDocs(wikitextRows(raw));
+      how = 'wikitext: rows joined with "\\n\\n"';
+    } else if (protocol === "documents" && isStories) {
+      let stories = splitTinyStories(raw);
+      const all = stories.length;
+      if (spec.stories) {
+        const r = storyRange(spec.stories);
+        stories = selectStories(stories, r.from, r.to);
       }
+      text = joinDocs(stories);
+      how = `documents: ${spec.stories ? `stories ${spec.stories} of ${all}` : `${all} stories`} joined with "\\n\\n"`;
     } else {
-      text = spec.text as string;
-      source = "text";
+      text = raw;
+      how = protocol === "file" ? "file: the text as read, one document" : "documents: one document";
     }
     checkContext(seqLen, this.current.config.max_position_embeddings, "perplexity", spec);
     const r = await pplFromText(this.scorer(), this.tokenizer, text, seqLen, popts);
-    return { ...r, source };
+    const source = wikitext ? `${name} (WikiText rows)` : isStories && protocol === "documents" ? `${name} (stories ${spec.stories ?? "all"})` : name;
+    return { ...r, source, protocol: `${how}; one BOS, non-overlapping windows of ${seqLen}` };
+  }
+
+  /** Perplexity of the current model alone (same protocol as evaluate, not recorded in pruning.json). */
+  async perplexity(spec: PplSpec, run: RunOptions = {}): Promise<PplRecord> {
+    this.alive();
+    return this.pplOf(spec, run);
   }
 
   /**
-   * Perplexity (METHOD.md §10 protocol; seq len reported) and zero-shot tasks on the current model. The
+   * Perplexity (docs/method.md, "Perplexity"; protocol and seq len reported) and zero-shot tasks on the current model. The
    * result is recorded and written into pruning.json by save().
    */
   async evaluate(opts: EvaluateOptions): Promise<EvaluationTable> {
@@ -918,13 +966,16 @@ export class Session {
     if (ppl) {
       rows.push([`ppl: ${ppl.source}`, `ppl@${ppl.seqLen}`, ppl.ppl, ppl.tokens, null]);
       notes.push(`perplexity: ${ppl.windows} non-overlapping windows of ${ppl.seqLen} tokens, ${ppl.tokens} predicted tokens (seq len ${ppl.seqLen})`);
+      notes.push(`protocol ${ppl.protocol}`);
     }
     if (tasks) {
       rows.push(...tasks.table.rows);
       notes.push(...tasks.table.notes);
     }
     const params = paramCounts(this.current.config).total;
-    notes.push(`model: ${params.toLocaleString("en-US")} params after ${this.history_.length} pruning step(s)`);
+    const prior = priorPruningSteps(this.lineage);
+    notes.push(`model: ${params.toLocaleString("en-US")} params after ${this.history_.length} pruning step(s) in this session`);
+    if (prior.length > 0) notes.push(`loaded model was pruned before (provenance): ${prior.map((p, i) => `${i + 1}. ${p.label ? `${p.label}: ` : ""}${p.rule}`).join("; ")}`);
     this.evaluations.push({
       time: new Date().toISOString(),
       step: this.history_.length,
@@ -966,6 +1017,7 @@ export class Session {
     const w = res.model.weights;
     this.recoveredOwned = [w.embed_tokens, w.norm, ...(w.lm_head ? [w.lm_head] : []), ...w.layers.flatMap((lw) => [lw.input_layernorm, lw.q_proj, lw.k_proj, lw.v_proj, lw.o_proj, lw.post_attention_layernorm])];
     this.current = res.model;
+    this.recoveries.push({ time: new Date().toISOString(), data: res.source, steps: res.steps, loss: opts.loss ?? "ce", lora: res.adapters ? res.adapters.config : null, finalLoss: res.losses.length ? res.losses[res.losses.length - 1] : null });
     // scores were computed for the pre-recovery weights
     this.acc = null;
     return res;
@@ -993,6 +1045,7 @@ export class Session {
             source: c.source,
             seed: c.provenance ? c.provenance.seed : null,
             files: c.provenance ? c.provenance.files : [],
+            stories: c.stories,
             provenance: c.provenance,
             teacherTopk: c.teacher ? c.teacher.topk : null,
           }
@@ -1001,6 +1054,7 @@ export class Session {
       keptChannelsNumbering: "original model (0-based), ascending",
       evaluations: this.evaluations,
       history: this.history_.toJSON(),
+      recoveries: this.recoveries,
     };
   }
 
@@ -1009,7 +1063,16 @@ export class Session {
     this.alive();
     const format = opts.format ?? "hf";
     if (format !== "hf" && format !== "gguf") throw new UsageError(`save: format must be "hf" or "gguf", got ${JSON.stringify(format)}`);
-    return saveModel(dir, this.current, this.tokenizer, { format, force: opts.force, dtype: opts.dtype, extraFiles: { "pruning.json": this.pruningRecord() } });
+    const record = this.pruningRecord();
+    const widths = intermediateSizes(this.current.config);
+    const padded = opts.padMlp === true && widths.some((w) => w !== widths[0]);
+    if (padded) record.saved = { padMlp: true, intermediate_size: Math.max(...widths), note: "every layer padded with zero channels after its kept ones (same outputs)" };
+    const kind = this.history_.length > 0 ? "prune" : this.recoveredOwned.length > 0 ? "recover" : "save";
+    const provenance = provenanceFile(dir, { kind, record }, this.lineage);
+    const extraFiles = { "pruning.json": record, [PROVENANCE_FILE]: provenance };
+    if (!padded) return saveModel(dir, this.current, this.tokenizer, { format, force: opts.force, dtype: opts.dtype, extraFiles });
+    const { config, tensors } = padMlpWidths(this.current.config, this.current.toTensors());
+    return writeModelFiles(dir, { config, tensors, tokenizer: this.tokenizer }, { format, force: opts.force, dtype: opts.dtype, extraFiles });
   }
 
   /** Release every tensor the session holds. */

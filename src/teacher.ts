@@ -9,7 +9,7 @@ import type { RunOptions } from "./types";
 
 /**
  * Teacher logits for self-distillation, computed ONCE from the unpruned model over the calibration
- * windows, so scoring the pruned student never needs a second model in memory (METHOD.md §3 computes
+ * windows, so scoring the pruned student never needs a second model in memory (the reference code computes
  * the teacher on the fly; the result is the same because the teacher is frozen).
  *
  * Per position we store the top-k teacher logits (z, float32) with their token ids and the log-sum-exp

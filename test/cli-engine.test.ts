@@ -42,13 +42,13 @@ describe("CLI: info, convert, generate", () => {
     const hf = path.join(tmp, "hf");
     let r = cli("convert", "--model", STORIES260K(), "--out", hf, "--format", "hf");
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(fs.readdirSync(hf).sort(), [".sdmprune-manifest.json", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]);
+    assert.deepEqual(fs.readdirSync(hf).sort(), [".sdmprune-manifest.json", "config.json", "model.safetensors", "provenance.json", "tokenizer.json", "tokenizer_config.json"]);
     r = cli("convert", "--model", STORIES260K(), "--out", hf, "--format", "hf");
     assert.equal(r.code, 2);
     assert.match(r.stderr, /already exists.*--force/);
     r = cli("convert", "--model", hf, "--out", hf, "--format", "gguf", "--dtype", "f16", "--force");
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(fs.readdirSync(hf).sort(), [".sdmprune-manifest.json", "model.gguf"]);
+    assert.deepEqual(fs.readdirSync(hf).sort(), [".sdmprune-manifest.json", "model.gguf", "provenance.json"]);
     r = cli("generate", "--model", hf, "--prompt", "Once upon a time", "--max-new-tokens", "32");
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /backend: (tensorflow|wasm|cpu)/);

@@ -224,7 +224,7 @@ describe("LlamaModel.fromTensors validation", () => {
 
 describe("stories260K (shared GGUF)", function () {
   const EXPECTED = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball.";
-  // MODELS-DATA.md §1: "Once upon a time" with BOS; the continuation is llama2.c's documented greedy output.
+  // docs/formats.md, "stories260K": "Once upon a time" with BOS; the continuation is llama2.c's documented greedy output.
   const PROMPT_IDS = [1, 403, 407, 261, 378];
   let files: ModelFiles;
 

@@ -142,7 +142,8 @@ describe("cli: sdmprune ppl", function () {
   });
 
   it("usage errors name the problem", async () => {
-    await assert.rejects(runCli(["--model", "m.gguf", "--text", "t.txt"]), (e: Error) => e instanceof UsageError && /--seq-len/.test(e.message));
+    // --seq-len defaults to 128 with --text, as in eval --ppl; a bad protocol is named
+    await assert.rejects(runCli(["--model", "m.gguf", "--text", "t.txt", "--protocol", "lines"]), (e: Error) => e instanceof UsageError && /--protocol must be documents, wikitext or file/.test(e.message));
     await assert.rejects(runCli(["--model", "m.gguf", "--text", "t.txt", "--windows", "w.json", "--seq-len", "8"]), (e: Error) => e instanceof UsageError && /exactly one of --text/.test(e.message));
     await assert.rejects(runCli(["--model", "m.gguf", "--text", "t.txt", "--seq-len", "1"]), UsageError);
     await assert.rejects(runCli(["--model", "m.gguf", "--text", "/nonexistent/t.txt", "--seq-len", "8"]), (e: Error) => e instanceof DataError && /does not exist/.test(e.message));

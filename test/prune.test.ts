@@ -90,7 +90,7 @@ describe("prune: slicing and accounting", () => {
     tf.dispose(Object.values(lw));
   });
 
-  it("counts parameters the paper's way (LLaMA-3.2-1B numbers of METHOD.md §7)", () => {
+  it("counts parameters the paper's way (LLaMA-3.2-1B numbers of docs/method.md, Recipe numbers)", () => {
     assert.equal(paramCounts(LLAMA_1B).total, 1_235_814_400);
     const after = { ...LLAMA_1B, intermediate_size: 5613 };
     const acc = accounting(LLAMA_1B, LLAMA_1B, after);

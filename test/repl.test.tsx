@@ -73,13 +73,15 @@ describe("repl: command grammar", () => {
       seqLen: 64,
       seed: -3,
       text: "t.txt",
+      stories: undefined,
     });
-    assert.deepEqual(parseCommand("score sd-taylor --alpha 0.5 --t 2 --samples 4"), { kind: "score", criterion: "sd-taylor", alpha: 0.5, temperature: 2, samples: 4 });
-    assert.deepEqual(parseCommand("prune 0.25 --layers 1-3"), { kind: "prune", ratio: 0.25, layers: [1, 3] });
-    assert.deepEqual(parseCommand("prune --keep 100"), { kind: "prune", keep: 100, layers: undefined });
-    assert.deepEqual(parseCommand("eval ppl a.txt tasks arc_easy,piqa --limit 5"), { kind: "eval", ppl: "a.txt", tasks: ["arc_easy", "piqa"], limit: 5, seqLen: undefined });
-    assert.deepEqual(parseCommand('generate "Once upon" a time --tokens 5'), { kind: "generate", prompt: "Once upon a time", maxTokens: 5, temperature: undefined, seed: undefined });
-    assert.deepEqual(parseCommand("save out --gguf"), { kind: "save", dir: "out", gguf: true, force: false });
+    assert.deepEqual(parseCommand("score sd-taylor --alpha 0.5 --temperature 2 --samples 4"), { kind: "score", criterion: "sd-taylor", alpha: 0.5, temperature: 2, samples: 4 });
+    const prune = { kind: "prune", ratio: undefined, keep: undefined, target: undefined, twoStage: false, layers: undefined, allocation: undefined, alpha: undefined, temperature: undefined };
+    assert.deepEqual(parseCommand("prune 0.25 --layers 1:4"), { ...prune, ratio: 0.25, layers: [1, 4] });
+    assert.deepEqual(parseCommand("prune --keep 100"), { ...prune, keep: 100 });
+    assert.deepEqual(parseCommand("eval ppl a.txt tasks arc_easy,piqa --limit 5"), { kind: "eval", ppl: "a.txt", tasks: ["arc_easy", "piqa"], limit: 5, seqLen: undefined, stories: undefined, protocol: undefined });
+    assert.deepEqual(parseCommand('generate "Once upon" a time --max-new-tokens 5'), { kind: "generate", prompt: "Once upon a time", maxNewTokens: 5, temperature: undefined, seed: undefined });
+    assert.deepEqual(parseCommand("save out --gguf"), { kind: "save", dir: "out", gguf: true, force: false, padMlp: false });
     assert.deepEqual(parseCommand("scores merge s.json"), { kind: "scores", action: "merge", file: "s.json" });
     assert.deepEqual(parseCommand("quit"), { kind: "exit" });
     assert.equal(parseCommand("   "), null);
@@ -88,14 +90,14 @@ describe("repl: command grammar", () => {
   it("says what was expected on bad arguments", () => {
     const cases: [string, RegExp][] = [
       ["prune 2", /prune: RATIO expects a number with 0 < r < 1, got "2"/],
-      ["prune", /prune: expected RATIO .* or --keep K, got nothing/],
-      ["prune 0.2 --keep 3", /either RATIO or --keep K, not both/],
+      ["prune", /prune: expected RATIO .*, --keep K or --target R, got nothing/],
+      ["prune 0.2 --keep 3", /either RATIO, --keep K or --target R, not both/],
       ["calibrate --samples abc", /calibrate: --samples expects a positive integer, got "abc"/],
       ["calibrate --samples", /--samples expects a positive integer, got nothing/],
-      ["calibrate --bogus 1", /calibrate: unknown option --bogus; expected --samples, --seq-len, --seed, --text/],
+      ["calibrate --bogus 1", /calibrate: unknown option --bogus; expected --text, --stories, --samples, --seq-len, --seed/],
       ["score", /score: expected a CRITERION \(sd-taylor, /],
       ["score sd-taylor --alpha 2", /--alpha expects a number in \[0, 1\], got 2/],
-      ["prune 0.2 --layers 3-1", /a-b with a <= b, got "3-1"/],
+      ["prune 0.2 --layers 3:1", /START:END with START < END, got "3:1"/],
       ["scores frob x", /scores: expected save, load or merge, got "frob"/],
       ["eval", /eval: expected "ppl FILE" and\/or "tasks a,b", got nothing/],
       ["undo now", /undo: unexpected argument "now"/],
@@ -300,7 +302,7 @@ describe("repl: Ink app", function () {
       assert.match(f, /seq len\s+32\n/);
 
       const before = r.frames.length;
-      await typeLine(r, "score sd-taylor --alpha 0.5 --t 1");
+      await typeLine(r, "score sd-taylor --alpha 0.5 --temperature 1");
       f = await waitFor(r, (x) => x.includes("Importance scores") && idle(x), "score table");
       if (process.env.DEBUG_REPL) console.log(r.frames.slice(before).filter((x) => /ETA|running/.test(x)).map((x) => x.split("\n").slice(-4).join("\n")));
       const progress = r.frames.slice(before).find((x) => /score \[#*\.*\] +\d+% [1-6]\/6/.test(x));
@@ -340,8 +342,8 @@ describe("repl: Ink app", function () {
       assert.equal(session.info().raw.steps, 0);
       assert.ok(f.includes("(no pruning steps yet)"));
 
-      // --layers a-b is inclusive in the REPL: only layers 1 and 2 are pruned.
-      await typeLine(r, "prune --keep 100 --layers 1-2");
+      // --layers S:E is end-exclusive, as in the CLI and the library: only layers 1 and 2 are pruned.
+      await typeLine(r, "prune --keep 100 --layers 1:3");
       f = await waitFor(r, (x) => x.includes("Pruning step 1") && idle(x), "prune --layers");
       const partial = I.map((w, l) => (l >= 1 && l <= 2 ? 100 : w));
       assert.deepEqual(session.info().raw.widths, partial);

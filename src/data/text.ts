@@ -3,7 +3,7 @@ import { DataError } from "../errors";
 
 /**
  * Plain-text corpora used for calibration and perplexity: reading files, TinyStories story ranges and the
- * WikiText-2 row protocol (METHOD.md §10).
+ * WikiText-2 row protocol (docs/method.md, "Perplexity").
  */
 
 /** Read a UTF-8 text file; a missing, unreadable or empty file is a DataError naming the path. */
@@ -78,7 +78,7 @@ export function tinyStories(file: string, from = 0, to?: number): string[] {
 
 /**
  * WikiText raw file → the Hugging Face dataset rows: the file's lines one-to-one; a whitespace-only line
- * becomes "", every other line keeps its trailing "\n" (METHOD.md §10). The file's final newline does not
+ * becomes "", every other line keeps its trailing "\n" (docs/method.md, "Perplexity"). The file's final newline does not
  * start another row. CRLF files are read as LF so a converted copy gives the same rows.
  */
 export function wikitextRows(raw: string): string[] {

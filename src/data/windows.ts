@@ -9,7 +9,7 @@ import { joinDocs } from "./text";
 /**
  * Token windows for calibration (random, seeded) and evaluation (consecutive, non-overlapping).
  *
- * Calibration follows METHOD.md §8 with the reference's seeding bug fixed: one explicit seed plus a stream
+ * Calibration follows docs/method.md ("Calibration") with the reference's seeding bug fixed: one explicit seed plus a stream
  * name (e.g. "stage1", "stage2") determine the document order and every window offset, so the two stages draw
  * different windows from one seed and a recorded seed reproduces them exactly.
  */
@@ -131,7 +131,7 @@ function streamWindows(ids: number[], samples: number, seqLen: number, rng: Rng)
 
 /**
  * Consecutive non-overlapping windows of seqLen tokens; the remainder (< seqLen tokens) is dropped, as in the
- * perplexity protocol (METHOD.md §10).
+ * perplexity protocol (docs/method.md, "Perplexity").
  */
 export function evalWindows(ids: number[], seqLen: number): number[][] {
   checkPositiveInt("seqLen", seqLen);

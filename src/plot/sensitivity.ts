@@ -49,7 +49,8 @@ export function sensitivityFigure(input: readonly LayerSensitivity[] | Sensitivi
       barmode: "group",
       xaxis: axis("layer", { tickmode: "array", tickvals: layers }),
       yaxis: axis(opts.metric ?? "loss increase"),
-      legend: { x: 0.01, y: 0.99, bgcolor: "rgba(255,255,255,0.8)" },
+      // outside the plotting area, right of it: inside, the legend covered the first layers' bars
+      legend: { x: 1.02, xanchor: "left", y: 1, yanchor: "top" },
     },
   );
 }

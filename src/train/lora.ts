@@ -31,7 +31,7 @@ export interface LoraConfig {
   targets: Projection[];
 }
 
-/** METHOD.md §9: r = 8, α = 16, dropout 0.05 on all seven projections. */
+/** The reference recipe (docs/method.md, "Recovery"): r = 8, α = 16, dropout 0.05 on all seven projections. */
 export const DEFAULT_LORA: LoraConfig = { r: 8, alpha: 16, dropout: 0.05, targets: LORA_TARGETS.slice() };
 
 export function resolveLoraConfig(partial: Partial<LoraConfig> = {}): LoraConfig {

@@ -38,11 +38,11 @@ export interface RecoverOptions extends RunOptions {
   batch?: number;
   /** Micro-batches per optimizer step (default 1); gradients are averaged. */
   accumulate?: number;
-  /** Linear warm-up steps (default 0, as METHOD.md §9). */
+  /** Linear warm-up steps (default 0, as the reference recipe, docs/method.md "Recovery"). */
   warmup?: number;
   /** Final learning rate as a fraction of lr (default 0). */
   minLrRatio?: number;
-  /** Decoupled weight decay (default 0.05, METHOD.md §9); applied to matrices, not norms. */
+  /** Decoupled weight decay (default 0.05, docs/method.md "Recovery"); applied to matrices, not norms. */
   weightDecay?: number;
   beta1?: number;
   beta2?: number;

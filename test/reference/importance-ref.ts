@@ -1,5 +1,5 @@
 /**
- * Float64 reference of the SDMPrune per-sample importance (METHOD.md §3–5), written from the formulas
+ * Float64 reference of the SDMPrune per-sample importance (docs/method.md, "Loss" to "Importance"), written from the formulas
  * with plain loops: loss (1−α)·CE + α·KL(softmax(z_t/τ) ‖ softmax(z_s)), its gradient w.r.t. the student
  * logits, the hand-written backward of test/reference/llama-backward.ts, and the channel score
  * mean_k |W_g⊙G_g + W_u⊙G_u + W_d⊙G_d| in Hugging Face layout (gate/up [I, H], down [H, I]).

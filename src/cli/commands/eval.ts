@@ -3,7 +3,7 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { UsageError } from "../../errors";
 import { paramCounts } from "../../model/config";
-import { Session } from "../../session";
+import { PPL_PROTOCOLS, Session } from "../../session";
 import type { Command } from "../command";
 import { interruptSignal, stderrProgress } from "../progress";
 import { backendFlag, enumFlag, intFlag, requireFlags } from "../flags";
@@ -20,6 +20,8 @@ model's max_position_embeddings, acc and acc_norm by character length; see docs/
   --model PATH        .gguf file or Hugging Face model directory
   --ppl FILE          text for perplexity (e.g. ../shared/data/wikitext-2-raw/wiki.test.raw)
   --stories A-B       with a TinyStories --ppl file: 1-based inclusive story range
+  --protocol P        documents (default), wikitext or file: how --ppl text becomes one token stream, as in
+                      \`sdmprune ppl --help\` (docs/method.md, "Perplexity")
   --seq-len N         perplexity window length (default 128; always reported)
   --allow-longer      accept --seq-len above the model's context (max_position_embeddings); refused otherwise
   --tasks LIST        comma-separated lm-eval names: arc_challenge, arc_easy, boolq, hellaswag,
@@ -48,6 +50,7 @@ export const evalCommand: Command = {
         model: { type: "string" },
         ppl: { type: "string" },
         stories: { type: "string" },
+        protocol: { type: "string" },
         "seq-len": { type: "string" },
         "allow-longer": { type: "boolean", default: false },
         tasks: { type: "string" },
@@ -63,6 +66,8 @@ export const evalCommand: Command = {
     requireFlags(values, ["model"], USAGE);
     if (!values.ppl && !values.tasks) throw new UsageError(`give --ppl FILE and/or --tasks LIST\n\n${USAGE}`);
     if (values.stories && !values.ppl) throw new UsageError("--stories applies to --ppl");
+    const protocol = enumFlag("protocol", values.protocol, PPL_PROTOCOLS);
+    if (protocol && !values.ppl) throw new UsageError("--protocol applies to --ppl");
     const seqLen = intFlag("seq-len", values["seq-len"], 2);
     if (seqLen !== undefined && !values.ppl) throw new UsageError("--seq-len applies to --ppl");
     const limit = intFlag("limit", values.limit, 1);
@@ -80,7 +85,7 @@ export const evalCommand: Command = {
     const intr = interruptSignal();
     try {
       const t = await session.evaluate({
-        ppl: values.ppl ? { file: values.ppl, seqLen: seqLen ?? 128, stories: values.stories, allowLonger: values["allow-longer"] } : undefined,
+        ppl: values.ppl ? { file: values.ppl, seqLen: seqLen ?? 128, stories: values.stories, protocol, allowLonger: values["allow-longer"] } : undefined,
         tasks,
         limit,
         dataDir: values["data-dir"],
@@ -109,7 +114,7 @@ export const evalCommand: Command = {
           model: session.path,
           backend: session.backend,
           params: paramCounts(session.config).total,
-          ppl: ppl ? { ppl: ppl.ppl, nll: ppl.nll, seqLen: ppl.seqLen, tokens: ppl.tokens, windows: ppl.windows, source: ppl.source } : null,
+          ppl: ppl ? { ppl: ppl.ppl, nll: ppl.nll, seqLen: ppl.seqLen, tokens: ppl.tokens, windows: ppl.windows, source: ppl.source, protocol: ppl.protocol } : null,
           tasks: zs ? zs.tasks.map((r) => ({ task: r.task, n: r.n, headline: r.headline, metrics: r.metrics, stderr: r.stderr, truncated_requests: r.truncatedRequests })) : null,
           average: zs ? zs.average : null,
           averages: zs ? zs.averages : null,

@@ -3,16 +3,18 @@ import { UsageError } from "../../errors";
 import { initEngine } from "../../engine";
 import { loadModel } from "../../model/load";
 import type { Command } from "../command";
-import { intFlag, numFlag, requireFlags } from "../flags";
+import { backendFlag, intFlag, numFlag, requireFlags } from "../flags";
 
 const USAGE = `Usage: sdmprune generate --model PATH --prompt TEXT [--max-new-tokens N] [--temperature T] [--seed S]
+                         [--backend NAME]
 
 Continue a prompt and print prompt + continuation.
   --model PATH          .gguf file or Hugging Face model directory (with a tokenizer)
   --prompt TEXT         the prompt (BOS is prepended)
   --max-new-tokens N    tokens to generate (default 64)
   --temperature T       0 (default) = greedy; > 0 samples
-  --seed S              sampling seed (default 0)`;
+  --seed S              sampling seed (default 0)
+  --backend NAME        tensorflow | wasm | cpu (default: best that loads, or SDMPRUNE_BACKEND)`;
 
 export const generateCommand: Command = {
   name: "generate",
@@ -27,6 +29,7 @@ export const generateCommand: Command = {
         "max-new-tokens": { type: "string", default: "64" },
         temperature: { type: "string", default: "0" },
         seed: { type: "string", default: "0" },
+        backend: { type: "string" },
       },
       strict: true,
     });
@@ -35,7 +38,7 @@ export const generateCommand: Command = {
     const maxNewTokens = intFlag("max-new-tokens", values["max-new-tokens"], 0)!;
     const temperature = numFlag("temperature", values.temperature, 0)!;
     const seed = intFlag("seed", values.seed, 0)!;
-    const backend = await initEngine();
+    const backend = await initEngine(backendFlag(values.backend));
     const { model, tokenizer } = await loadModel(values.model);
     try {
       if (!tokenizer) throw new UsageError(`${values.model}: the model has no tokenizer (tokenizer.json or GGUF vocabulary); cannot encode the prompt`);

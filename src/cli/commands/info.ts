@@ -3,12 +3,13 @@ import { initEngine } from "../../engine";
 import { readModelFiles } from "../../io/files";
 import { intermediateSizes, paramCounts } from "../../model/config";
 import type { Command } from "../command";
-import { requireFlags } from "../flags";
+import { backendFlag, requireFlags } from "../flags";
 
-const USAGE = `Usage: sdmprune info --model PATH
+const USAGE = `Usage: sdmprune info --model PATH [--backend NAME]
 
 Show a model's configuration, parameter counts (total, embeddings, attention, MLP) and the tensor backend.
-PATH is a .gguf file or a Hugging Face model directory (config.json + safetensors + tokenizer.json).`;
+PATH is a .gguf file or a Hugging Face model directory (config.json + safetensors + tokenizer.json).
+  --backend NAME   tensorflow | wasm | cpu (default: best that loads, or SDMPRUNE_BACKEND)`;
 
 function fmt(n: number): string {
   return n.toLocaleString("en-US");
@@ -19,9 +20,9 @@ export const infoCommand: Command = {
   summary: "show a model's config, parameter counts and the tensor backend",
   usage: USAGE,
   async run(argv) {
-    const { values } = parseArgs({ args: argv, options: { model: { type: "string" } }, strict: true });
+    const { values } = parseArgs({ args: argv, options: { model: { type: "string" }, backend: { type: "string" } }, strict: true });
     requireFlags(values, ["model"], USAGE);
-    const backend = await initEngine();
+    const backend = await initEngine(backendFlag(values.backend));
     const f = await readModelFiles(values.model);
     const c = f.config;
     const p = paramCounts(c);

@@ -1,32 +1,34 @@
+import * as fs from "node:fs";
 import { parseArgs } from "node:util";
 import { DataError, UsageError } from "../../errors";
-import { initEngine } from "../../engine";
-import { loadModel } from "../../model/load";
-import { readText, wikitextText } from "../../data/text";
-import { loadWindows } from "../../data/windows";
-import { perplexity, pplFromText, type PerplexityResult } from "../../eval/perplexity";
-import { checkContext } from "../../resources";
+import { PPL_PROTOCOLS, Session } from "../../session";
 import type { Command } from "../command";
-import { backendFlag, intFlag, requireFlags } from "../flags";
+import { backendFlag, enumFlag, intFlag, requireFlags } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
 
-const USAGE = `Usage: sdmprune ppl --model PATH (--text FILE | --windows FILE.json) --seq-len N [options]
+const USAGE = `Usage: sdmprune ppl --model PATH (--text FILE | --windows FILE.json) [--seq-len N] [options]
 
-Perplexity = exp(mean next-token NLL over all predicted tokens of all windows) (LLM-Pruner protocol).
+Perplexity = exp(mean next-token NLL over all predicted tokens of all windows) (LLM-Pruner protocol), the
+same computation as \`sdmprune eval --ppl\` and the REPL's \`eval ppl\` (docs/method.md, "Perplexity").
 
   --model PATH        .gguf file or Hugging Face model directory
-  --text FILE         text file: tokenized once with one BOS at the start, cut into non-overlapping
-                      windows of --seq-len tokens (remainder dropped); the file is one document
-  --wikitext          with --text: apply the WikiText row protocol to a .raw file (lines are rows,
-                      blank lines become "", rows joined with "\\n\\n"), e.g. ../shared/data/wikitext-2-raw/wiki.test.raw
+  --text FILE         text file: made into one token stream (one BOS at the start) by --protocol, cut
+                      into non-overlapping windows of --seq-len tokens (remainder dropped)
+  --stories A-B       with a TinyStories --text file: 1-based inclusive story range (e.g. 500-999)
+  --protocol P        documents (default): WikiText .raw files by the row protocol (lines are rows,
+                      blank lines become "", rows joined with "\\n\\n"), TinyStories dumps split into
+                      stories joined with "\\n\\n", other files as they are;
+                      wikitext: the row protocol for any file;
+                      file: the file exactly as read, as one document (separators included)
+  --wikitext          same as --protocol wikitext
   --windows FILE      JSON {"windows": [[ids]...]} of equal-length windows (seq len = their length)
-  --seq-len N         window length in tokens (required with --text; checked against --windows)
+  --seq-len N         window length in tokens (default 128 with --text; checked against --windows)
   --batch-size N      windows per forward batch (default 4)
   --allow-longer      accept windows longer than the model's context (max_position_embeddings); refused otherwise
   --backend NAME      tensorflow | wasm | cpu (default: best that loads, or SDMPRUNE_BACKEND)
   --json              print one JSON object instead of text
 
-Always quote seq len with a perplexity: the value depends strongly on it.`;
+The protocol and seq len are printed with every perplexity: the value depends strongly on both.`;
 
 export const pplCommand: Command = {
   name: "ppl",
@@ -38,6 +40,8 @@ export const pplCommand: Command = {
       options: {
         model: { type: "string" },
         text: { type: "string" },
+        stories: { type: "string" },
+        protocol: { type: "string" },
         windows: { type: "string" },
         "seq-len": { type: "string" },
         "batch-size": { type: "string" },
@@ -50,37 +54,30 @@ export const pplCommand: Command = {
     });
     requireFlags(values, ["model"], USAGE);
     if ((values.text === undefined) === (values.windows === undefined)) throw new UsageError(`give exactly one of --text FILE or --windows FILE.json\n\n${USAGE}`);
-    if (values.wikitext && !values.text) throw new UsageError("--wikitext applies to --text only");
+    if (values.wikitext && values.protocol !== undefined && values.protocol !== "wikitext") throw new UsageError(`--wikitext contradicts --protocol ${values.protocol}`);
+    let protocol = enumFlag("protocol", values.protocol, PPL_PROTOCOLS);
+    if (values.wikitext) protocol = "wikitext";
+    if (!values.text && (protocol !== undefined || values.stories !== undefined)) throw new UsageError("--protocol, --wikitext and --stories apply to --text only");
     const seqLen = intFlag("seq-len", values["seq-len"], 2);
     const batchSize = intFlag("batch-size", values["batch-size"], 1) ?? 4;
-    if (values.text && seqLen === undefined) throw new UsageError(`--seq-len N is required with --text\n\n${USAGE}`);
 
-    // Read the input before loading the model so a bad path fails fast.
-    const text = values.text ? (values.wikitext ? wikitextText(values.text) : readText(values.text)) : null;
-    const backend = await initEngine(backendFlag(values.backend));
-    const { model, tokenizer, files } = await loadModel(values.model);
+    // A bad path fails before the model loads.
+    if (values.text !== undefined && !fs.existsSync(values.text)) throw new DataError(`text file ${values.text} does not exist`);
+    if (values.windows !== undefined && !fs.existsSync(values.windows)) throw new DataError(`windows file ${values.windows} does not exist`);
+    const session = await Session.load(values.model, { backend: backendFlag(values.backend) });
     const intr = interruptSignal();
     const progress = stderrProgress(!values.json || !!process.stderr.isTTY);
     try {
-      const scorer = (seqs: number[][]) => model.tokenLogProbs(seqs);
-      const opts = { batchSize, onProgress: progress.onProgress, signal: intr.signal };
-      let r: PerplexityResult & { textTokens?: number; droppedTokens?: number };
-      if (text !== null) {
-        if (!tokenizer) throw new DataError(`${files.path} has no tokenizer, so --text cannot be tokenized; use --windows with token ids`);
-        checkContext(seqLen as number, model.config.max_position_embeddings, "perplexity", { allowLonger: values["allow-longer"] });
-        r = await pplFromText(scorer, tokenizer, text, seqLen as number, opts);
-      } else {
-        const { windows } = loadWindows(values.windows as string, { vocabSize: model.config.vocab_size });
-        if (seqLen !== undefined && windows[0].length !== seqLen) {
-          throw new UsageError(`--seq-len ${seqLen} does not match the windows in ${values.windows} (${windows[0].length} tokens each)`);
-        }
-        checkContext(windows[0].length, model.config.max_position_embeddings, "perplexity", { allowLonger: values["allow-longer"] });
-        r = await perplexity(scorer, windows, opts);
-      }
+      const r = await session.perplexity(
+        values.text !== undefined
+          ? { file: values.text, seqLen: seqLen ?? 128, stories: values.stories, protocol, batchSize, allowLonger: values["allow-longer"] }
+          : { windows: values.windows as string, seqLen, batchSize, allowLonger: values["allow-longer"] },
+        { onProgress: progress.onProgress, signal: intr.signal },
+      );
       progress.end();
-      const source = values.text ? `${values.text}${values.wikitext ? " (WikiText rows)" : ""}` : (values.windows as string);
+      const source = values.text ?? (values.windows as string);
       if (values.json) {
-        process.stdout.write(JSON.stringify({ model: files.path, source, backend, ...r }) + "\n");
+        process.stdout.write(JSON.stringify({ model: session.path, backend: session.backend, ...r, source }) + "\n");
       } else {
         const lines = [
           `ppl:      ${r.ppl.toFixed(4)}`,
@@ -88,8 +85,9 @@ export const pplCommand: Command = {
           `seq len:  ${r.seqLen}`,
           `tokens:   ${r.tokens} predicted${r.textTokens !== undefined ? ` (text ${r.textTokens} tokens, ${r.droppedTokens} dropped)` : ""}`,
           `windows:  ${r.windows}`,
-          `backend:  ${backend}`,
-          `model:    ${files.path}`,
+          `protocol: ${r.protocol}`,
+          `backend:  ${session.backend}`,
+          `model:    ${session.path}`,
           `source:   ${source}`,
         ];
         process.stdout.write(lines.join("\n") + "\n");
@@ -98,7 +96,7 @@ export const pplCommand: Command = {
     } finally {
       progress.end();
       intr.release();
-      model.dispose();
+      session.dispose();
     }
   },
 };

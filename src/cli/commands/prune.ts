@@ -3,7 +3,6 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { UsageError } from "../../errors";
 import { paramCounts } from "../../model/config";
-import { keepForTarget } from "../../recipe";
 import { criterionNeeds, Session } from "../../session";
 import { Table, type Cell } from "../../table";
 import { checkOutputDir } from "../../io/atomic";
@@ -38,6 +37,8 @@ Output:
                     earlier sdmprune output, listed in its .sdmprune-manifest.json; checked before any compute)
   --format F        hf (default) or gguf
   --dtype D         f32 (default) or f16
+  --pad-mlp         when widths differ per layer (--allocation global, --layers): pad every layer to the widest
+                    with zero channels (same outputs) so stock transformers and llama.cpp load the model
   --eval-text FILE  report perplexity before and after (WikiText .raw files use the row protocol)
   --eval-seq-len N  window length for --eval-text (default 128)
   --eval-stories A-B  with a TinyStories --eval-text: 1-based inclusive story range (e.g. 500-999)
@@ -78,6 +79,7 @@ export const pruneCommand: Command = {
         "eval-seq-len": { type: "string" },
         "eval-stories": { type: "string" },
         force: { type: "boolean", default: false },
+        "pad-mlp": { type: "boolean", default: false },
         backend: { type: "string" },
         ...CALIBRATION_FLAGS,
       },
@@ -133,14 +135,24 @@ export const pruneCommand: Command = {
         if (cal) {
           await session.calibrate({ ...cal, ...run, teacher: needs.teacher && !values.scores });
         }
-        if (values.scores) await session.loadScores(values.scores);
+        if (values.scores) {
+          const loaded = await session.loadScores(values.scores);
+          // A scores file fixes the criterion and its settings; a different request must not be dropped silently.
+          if (values.criterion !== undefined && loaded.criterion !== criterion) throw new UsageError(`--criterion ${criterion} contradicts --scores ${values.scores}, which holds ${loaded.criterion} scores; drop --criterion or score again`);
+          for (const [flag, v] of [["alpha", alpha], ["temperature", temperature]] as const) {
+            if (v !== undefined && loaded.settings[flag] !== v) throw new UsageError(`--${flag} ${v} contradicts --scores ${values.scores}, computed with ${flag} ${loaded.settings[flag] ?? "unset"}`);
+          }
+        }
         else await session.score({ criterion, alpha, temperature, seed: cal?.seed, ...run });
-        const keepK = target !== undefined ? keepForTarget(session.originalConfig, target) : keep;
-        summary = session.prune({ ratio, keep: keepK, mlpRatio, layers, allocation }).table();
+        summary = session.prune({ target, ratio, keep, mlpRatio, layers, allocation }).table();
       }
       const pplAfter = await ppl();
       progress.end();
-      const written = await session.save(out, { format: format!, dtype: dtype!, force: values.force });
+      const written = await session.save(out, { format: format!, dtype: dtype!, force: values.force, padMlp: values["pad-mlp"] });
+      const widthsAfter = session.info().raw.widths;
+      if (widthsAfter.some((w) => w !== widthsAfter[0]) && !values["pad-mlp"]) {
+        process.stderr.write(`warning: the MLP widths now differ per layer (${widthsAfter.join(", ")}): sdmprune loads this model, stock transformers and llama.cpp do not (they need one intermediate_size); prune --pad-mlp (or convert --pad-mlp) pads it with zero channels\n`);
+      }
       const after = paramCounts(session.config);
       const rows: Cell[][] = [
         ["params (total)", before.total, after.total, (100 * (before.total - after.total)) / before.total],

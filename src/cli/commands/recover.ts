@@ -9,6 +9,7 @@ import { trainingWindows } from "../../train/data";
 import { recover, type RecoverLoss } from "../../train/recover";
 import { checkOutputDir } from "../../io/atomic";
 import { checkContext } from "../../resources";
+import { PROVENANCE_FILE, provenanceFile, readLineage } from "../../provenance";
 import type { Command } from "../command";
 import { backendFlag, numFlag, requireFlags } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
@@ -141,11 +142,7 @@ export const recoverCommand: Command = {
       });
       progress.end();
       try {
-        const written = await saveModel(v.out, res.model, tokenizer, {
-          format: "hf",
-          force: v.force,
-          extraFiles: {
-            "recovery.json": {
+        const recovery = {
               format: "sdmprune-recovery",
               version: 1,
               base: files.path,
@@ -157,8 +154,12 @@ export const recoverCommand: Command = {
               loss,
               teacher: v["kd-from"] ?? null,
               losses: res.losses,
-            },
-          },
+            };
+        const written = await saveModel(v.out, res.model, tokenizer, {
+          format: "hf",
+          force: v.force,
+          // recovery.json for this run; provenance.json for the whole chain back to the original model
+          extraFiles: { "recovery.json": recovery, [PROVENANCE_FILE]: provenanceFile(v.out, { kind: "recover", record: recovery }, readLineage(v.model)) },
         });
         const adapterFiles = res.adapters && v.adapters ? await saveAdapters(v.adapters, res.adapters, { baseModel: path.resolve(v.model), force: v.force }) : [];
         if (v.json) {
