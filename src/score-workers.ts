@@ -65,7 +65,10 @@ export async function scoreWithWorkers(opts: WorkerScoreOptions): Promise<Import
           score: { ...opts.score },
           checkpoint: opts.checkpoint ? { ...opts.checkpoint, file: workerCheckpoint(opts.checkpoint.file, k, n) } : undefined,
         };
-        const w = new Worker(file, { workerData: job, execArgv: ts ? ["--import", "tsx"] : [] });
+        // from sources (tests, tsx): register tsx's CommonJS loader in the worker before loading this file
+        const w = ts
+          ? new Worker(`require("tsx/cjs/api").register(); require(${JSON.stringify(file)});`, { eval: true, workerData: job })
+          : new Worker(file, { workerData: job });
         workers.push(w);
         return new Promise<ImportanceScores>((resolve, reject) => {
           let settled = false;

@@ -21,7 +21,7 @@ import { layerSensitivity, type SensitivityResult } from "./sensitivity";
 import { distribution, keptSetAgreement } from "./stats";
 import { Table, type Cell } from "./table";
 import { TeacherCache, type TopK } from "./teacher";
-import type { RunOptions, TextTokenizer } from "./types";
+import type { ProgressEvent, RunOptions, TextTokenizer } from "./types";
 import { recoverWithData, type RecoverResult, type SessionRecoverOptions } from "./train/recover";
 
 /**
@@ -623,9 +623,20 @@ export class Session {
       if (dataFree || !additive) {
         result = await accumulate(this.current, c ? c.windows : [], teacher, null, { ...accOpts, identity: c?.identity });
       } else {
-        // runs of consecutive windows, cut every `every` windows for the checkpoint
+        // runs of consecutive windows, cut every `every` windows for the checkpoint; progress over all of them
+        let base = 0;
+        const T = c!.windows[0].length;
+        const onProgress = opts.onProgress;
         for (const [from, count] of windowRuns(todo, every)) {
-          await accumulate(this.current, c!.windows, teacher, work, { ...accOpts, from, count, identity: c!.identity });
+          const wrap = onProgress
+            ? (e: ProgressEvent) => {
+                const done = base + e.done;
+                const left = (todo.length - done) * T;
+                onProgress({ ...e, done, total: todo.length, etaSeconds: e.tokensPerSecond ? left / e.tokensPerSecond : undefined });
+              }
+            : undefined;
+          await accumulate(this.current, c!.windows, teacher, work, { ...accOpts, onProgress: wrap, from, count, identity: c!.identity });
+          base += count;
           if (ck) await writeScoresFile(ck.file, work);
         }
         result = work;

@@ -133,7 +133,7 @@ export const scoresCommand: Command = {
       throw new UsageError((e as Error).message);
     }
     const workers = values.workers === undefined ? undefined : intFlag("workers", values.workers, 1);
-    const every = values["checkpoint-every"] === undefined ? undefined : intFlag("checkpoint-every", values["checkpoint-every"], 8);
+    const every = values["checkpoint-every"] === undefined ? undefined : intFlag("checkpoint-every", values["checkpoint-every"], 1);
     const ckFile = values.checkpoint;
     if (ckFile !== undefined && !values.resume) {
       const existing = workers ? [0, 1].map((k) => workerCheckpoint(ckFile, k, workers)).filter((f) => fs.existsSync(f)) : fs.existsSync(ckFile) ? [ckFile] : [];
