@@ -180,7 +180,7 @@ export class ImportanceScores {
   checkMergeable(other: ImportanceScores, labels: MergeLabels = {}): void {
     const A = labels.a ?? "the running scores";
     const B = labels.b ?? "the other scores";
-    if (other.criterion !== this.criterion) throw new UsageError(`cannot merge ${B} (criterion "${other.criterion}") into ${A} (criterion "${this.criterion}")`);
+    if (other.criterion !== this.criterion) throw new UsageError(`cannot merge scores of criterion "${this.criterion}" with "${other.criterion}" (${A} with ${B})`);
     if (!this.additive) throw new UsageError(`criterion "${this.criterion}" is not additive over samples and cannot be merged`);
     const a = JSON.stringify(this.settings);
     const b = JSON.stringify(other.settings);
