@@ -102,7 +102,10 @@ export async function scoreWithWorkers(opts: WorkerScoreOptions): Promise<Import
     if (failed) {
       // a cancellation is reported as such (each worker has written its checkpoint)
       const cancelled = parts.every((p) => p.status === "fulfilled" || p.reason instanceof CancelledError);
-      if (cancelled && opts.checkpoint) throw new CancelledError(`score cancelled; each worker's windows so far are in ${workerCheckpoint(opts.checkpoint.file, 0, n)} ... -${n - 1}-of-${n}`);
+      if (cancelled && opts.checkpoint) {
+        const files = Array.from({ length: n }, (_, k) => workerCheckpoint(opts.checkpoint!.file, k, n));
+        throw new CancelledError(`score cancelled; the windows each worker finished are in ${files.join(", ")} (continue with --resume)`);
+      }
       throw failed.reason;
     }
     const scores = parts.map((p) => (p as PromiseFulfilledResult<ImportanceScores>).value);

@@ -136,7 +136,7 @@ export const scoresCommand: Command = {
     const every = values["checkpoint-every"] === undefined ? undefined : intFlag("checkpoint-every", values["checkpoint-every"], 1);
     const ckFile = values.checkpoint;
     if (ckFile !== undefined && !values.resume) {
-      const existing = workers ? [0, 1].map((k) => workerCheckpoint(ckFile, k, workers)).filter((f) => fs.existsSync(f)) : fs.existsSync(ckFile) ? [ckFile] : [];
+      const existing = workers ? Array.from({ length: workers }, (_, k) => workerCheckpoint(ckFile, k, workers)).filter((f) => fs.existsSync(f)) : fs.existsSync(ckFile) ? [ckFile] : [];
       if (existing.length) throw new UsageError(`checkpoint ${existing[0]} exists: give --resume to continue it, or remove it`);
     }
     if (shard) process.stderr.write(`scores: shard ${shard.index}/${shard.count} (${shard.source})\n`);
