@@ -40,9 +40,12 @@ export interface MergeLabels {
 /**
  * Per-layer, per-channel importance accumulators for one model, one criterion and one set of settings.
  *
- * `sums[l][i]` holds (float64):
+ * `sums[l][i]` holds (kept exactly, see exact-sum.ts, and read as the exact value rounded once to float64):
  * - sd-taylor / ce-taylor: Σ_s mean_k |W_g⊙G_g + W_u⊙G_u + (W_d⊙G_d)ᵀ| over the accumulated samples;
  * - llm-pruner(-vector), wanda, magnitude, random: the final score (computed in one call).
+ * Exact sums make the result independent of how the windows were split and in which order they were added,
+ * so shards, workers and resumed runs merge into the bits of one run. The summed windows are recorded
+ * (draw, index, digest) so a merge can refuse windows counted twice.
  *
  * `scores()` normalisation (ranking-equivalent to the references): Taylor criteria return sums / samples
  * (the mean per-sample score; the SDMPrune reference reports 100 · samples times this, accumulated in
