@@ -734,6 +734,8 @@ export class Session {
     const list = typeof files === "string" ? [files] : files;
     checkDistinctFiles(list);
     const others = list.map((f) => this.readScores(f));
+    // the files among themselves first, so an error names the two files involved
+    for (let j = 1; j < others.length; j++) for (let i = 0; i < j; i++) others[i].checkMergeable(others[j], { a: list[i], b: list[j] });
     let acc = this.acc;
     let label = "the running scores";
     others.forEach((o, k) => {
