@@ -307,7 +307,16 @@ describe("CLI on stories260K: shards, merge, prune --scores, workers, SIGTERM an
   it("--workers 2 equals one process", async () => {
     const one = path.join(dir, "one.json");
     const w = path.join(dir, "w.json");
-    const r = await cli(["scores", ...cal(), "--workers", "2", "--out", w]);
+    const ck = path.join(dir, "wck.json");
+    let r = await cli(["scores", ...cal(), "--workers", "2", "--checkpoint", ck, "--out", w]);
+    assert.equal(r.code, 0, r.err);
+    cmp(w, one);
+    assert.ok(fs.existsSync(`${ck}.worker-0-of-2`) && fs.existsSync(`${ck}.worker-1-of-2`));
+    // checkpoints of 2 workers are not silently ignored by a run of another layout
+    r = await cli(["scores", ...cal(), "--checkpoint", ck, "--resume", "--out", w]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /resume with --workers 2/);
+    r = await cli(["scores", ...cal(), "--workers", "2", "--checkpoint", ck, "--resume", "--out", w]);
     assert.equal(r.code, 0, r.err);
     cmp(w, one);
   });

@@ -95,8 +95,12 @@ export class ImportanceScores {
   }
   /** Whether window `index` of draw `draw` is already summed. */
   hasWindow(draw: string, index: number): boolean {
-    return !!this.records && this.records.some((r) => r.draw === draw && r.index === index);
+    if (!this.records) return false;
+    if (!this.keys || this.keys.size !== this.records.length) this.keys = new Set(this.records.map((r) => `${r.draw}/${r.index}`));
+    return this.keys.has(`${draw}/${index}`);
   }
+  /** Lookup set of "draw/index" (rebuilt when records were added since). */
+  private keys: Set<string> | null = null;
   get additive(): boolean {
     return isAdditive(this.criterion);
   }

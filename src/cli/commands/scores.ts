@@ -1,4 +1,5 @@
 import * as fs from "node:fs";
+import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { UsageError } from "../../errors";
 import { parseShard, type ShardSpec } from "../../data/windows";
@@ -139,6 +140,7 @@ export const scoresCommand: Command = {
       const existing = workers ? Array.from({ length: workers }, (_, k) => workerCheckpoint(ckFile, k, workers)).filter((f) => fs.existsSync(f)) : fs.existsSync(ckFile) ? [ckFile] : [];
       if (existing.length) throw new UsageError(`checkpoint ${existing[0]} exists: give --resume to continue it, or remove it`);
     }
+    if (ckFile !== undefined && values.resume) checkResumeLayout(ckFile, workers);
     if (shard) process.stderr.write(`scores: shard ${shard.index}/${shard.count} (${shard.source})\n`);
 
     const progress = stderrProgress();
@@ -213,4 +215,31 @@ async function mergeCommand(argv: string[]): Promise<number> {
   const desc = draws.map((g) => `${g.indices.length} of ${g.total} windows of draw ${g.draw}${g.seed !== null ? ` (seed ${g.seed})` : ""}`).join("; ");
   process.stdout.write(`merged ${positionals.length} files: ${m.criterion}, ${m.samples} samples (${desc})\nwrote ${values.out} (${fs.statSync(values.out as string).size} bytes)\n`);
   return 0;
+}
+
+/**
+ * --resume continues the checkpoints of the same layout: one FILE, or FILE.worker-k-of-N for --workers N.
+ * Checkpoints of another layout would be ignored and the work redone silently, so they are refused.
+ */
+function checkResumeLayout(file: string, workers: number | undefined): void {
+  const dir = path.dirname(file);
+  const base = path.basename(file);
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  const prefix = `${base}.worker-`;
+  const counts = new Set(
+    names
+      .filter((n) => n.startsWith(prefix))
+      .map((n) => /^(\d+)-of-(\d+)$/.exec(n.slice(prefix.length)))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => Number(m[2])),
+  );
+  const other = [...counts].filter((n) => n !== workers);
+  if (workers === undefined && other.length) throw new UsageError(`--resume: ${file} was checkpointed by --workers ${other[0]} (${base}.worker-*-of-${other[0]}); resume with --workers ${other[0]}`);
+  if (workers !== undefined && fs.existsSync(file)) throw new UsageError(`--resume: ${file} is a one-process checkpoint; resume it without --workers`);
+  if (workers !== undefined && other.length && !counts.has(workers)) throw new UsageError(`--resume: the checkpoints are of --workers ${other[0]}, not ${workers}; resume with --workers ${other[0]}`);
 }
