@@ -41,7 +41,7 @@ export type Command =
   | { kind: "eval"; ppl?: string; seqLen?: number; stories?: string; protocol?: string; tasks?: string[]; limit?: number }
   | { kind: "generate"; prompt: string; maxNewTokens?: number; temperature?: number; seed?: number }
   | { kind: "save"; dir: string; gguf: boolean; force: boolean; padMlp: boolean }
-  | { kind: "scores"; action: "save" | "load" | "merge"; file: string }
+  | { kind: "scores"; action: "save" | "load" | "merge"; file: string; files: string[] }
   | { kind: "clear" }
   | { kind: "exit" };
 
@@ -234,9 +234,13 @@ export const SPECS: CommandSpec[] = [
   },
   {
     name: "scores",
-    usage: "scores save|load|merge FILE",
-    summary: "save, load or merge importance scores (JSON)",
-    details: ["merge adds another run's accumulators (same criterion and settings) to the current scores."],
+    usage: "scores save|load FILE | scores merge FILE...",
+    summary: "save, load or merge importance scores (JSON, the CLI's format)",
+    details: [
+      "save writes the running scores (a checkpoint of the CLI's --checkpoint is the same file).",
+      "load replaces them; a following score adds only the calibration windows the file does not hold, so a checkpoint continues where it stopped.",
+      "merge adds other runs' sums exactly (same criterion and settings, disjoint windows: e.g. shards); a file given twice or a window counted twice is refused.",
+    ],
     flags: {},
     positional: ["save", "load", "merge"],
   },
@@ -390,7 +394,13 @@ export function parseCommand(line: string): Command | null {
       const action = pos[0]?.text;
       if (action !== "save" && action !== "load" && action !== "merge")
         throw new ArgError(`scores: expected save, load or merge, got ${action === undefined ? "nothing" : `"${action}"`} (usage: ${spec.usage})`);
-      return { kind: "scores", action, file: one(spec, pos.slice(1), "a scores FILE") };
+      if (action === "merge") {
+        if (pos.length < 2) throw new ArgError(`scores merge: expected one or more scores FILEs, got nothing (usage: ${spec.usage})`);
+        const files = pos.slice(1).map((w) => w.text);
+        return { kind: "scores", action, file: files[0], files };
+      }
+      const file = one(spec, pos.slice(1), "a scores FILE");
+      return { kind: "scores", action, file, files: [file] };
     }
     default:
       noMore(spec, pos, "no arguments");

@@ -215,8 +215,13 @@ export class SessionRunner implements Runner {
           await s.saveScores(file);
           return [text(`scores saved to ${file}`)];
         }
-        const acc = cmd.action === "load" ? await s.loadScores(file) : await s.mergeScores(file);
-        return [text(`${cmd.action === "load" ? "loaded" : "merged"} ${file}: ${acc.criterion}, ${acc.samples} samples in total`)];
+        if (cmd.action === "load") {
+          const acc = await s.loadScores(file);
+          return [text(`loaded ${file}: ${acc.criterion}, ${acc.samples} samples in total`)];
+        }
+        const files = cmd.files.map((f) => this.resolve(f));
+        const acc = await s.mergeScores(files);
+        return [text(`merged ${files.join(", ")}: ${acc.criterion}, ${acc.samples} samples in total`)];
       }
       default:
         throw new ReplError(`internal: "${cmd.kind}" is handled by the app`);

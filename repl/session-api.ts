@@ -78,7 +78,7 @@ export interface ReplSession {
   save(dir: string, opts?: { format?: "hf" | "gguf"; force?: boolean; padMlp?: boolean }): Promise<string[]>;
   saveScores(file: string): Promise<void>;
   loadScores(file: string): Promise<{ readonly criterion: string; readonly samples: number }>;
-  mergeScores(file: string): Promise<{ readonly criterion: string; readonly samples: number }>;
+  mergeScores(files: string | string[]): Promise<{ readonly criterion: string; readonly samples: number }>;
   dispose(): void;
 }
 

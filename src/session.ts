@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { joinDocs, readText, selectStories, splitTinyStories, storyRange, TINYSTORIES_SEPARATOR, wikitextRows } from "./data/text";
-import { calibrationWindows, loadWindows, saveWindows, validateWindows, type WindowProvenance } from "./data/windows";
+import { calibrationWindows, identifyWindows, loadWindows, saveWindows, shardRange, validateWindows, type ShardSpec, type WindowIdentity, type WindowProvenance } from "./data/windows";
 import { initEngine, type BackendName } from "./engine";
 import { CancelledError, DataError, FormatError, UsageError } from "./errors";
 import { evaluateTasks, type EvaluationResult } from "./eval/harness";
@@ -10,7 +10,7 @@ import { modelScorer } from "./eval/model-scorer";
 import { perplexity, pplFromText, type PerplexityResult } from "./eval/perplexity";
 import { PruneHistory, type PruneStep } from "./history";
 import { priorPruningSteps, provenanceFile, PROVENANCE_FILE, readLineage, type ProvenanceLink } from "./provenance";
-import { accumulate, CRITERIA, DATA_FREE, ImportanceScores, isAdditive, settingsFor, type AccumulateOptions, type Criterion } from "./importance";
+import { accumulate, checkDistinctFiles, CRITERIA, DATA_FREE, ImportanceScores, isAdditive, readScoresFile, settingsFor, writeScoresFile, type AccumulateOptions, type Criterion } from "./importance";
 import { writeFileAtomic } from "./io/atomic";
 import { checkCalibration, checkContext, type ResourceOptions } from "./resources";
 import { writeModelFiles, type ModelFiles } from "./io/files";
@@ -24,7 +24,7 @@ import { layerSensitivity, type SensitivityResult } from "./sensitivity";
 import { distribution, keptSetAgreement } from "./stats";
 import { Table, type Cell } from "./table";
 import { TeacherCache, type TopK } from "./teacher";
-import type { RunOptions, TextTokenizer } from "./types";
+import type { ProgressEvent, RunOptions, TextTokenizer } from "./types";
 import { recoverWithData, type RecoverResult, type SessionRecoverOptions } from "./train/recover";
 
 /**
@@ -72,6 +72,13 @@ export interface CalibrateOptions extends RunOptions, ResourceOptions {
   teacher?: boolean;
   /** Rng stream name (default "calibration"). */
   stream?: string;
+  /**
+   * Keep only shard `index` of `count` of the drawn (or given) windows: the contiguous slice
+   * [⌊i·n/N⌋, ⌊(i+1)·n/N⌋) of the same global draw (data/windows.ts shardRange). The teacher cache covers the
+   * shard only; scores record the windows' indices in the whole draw, so shards merge into one run. A list
+   * slices in turn (shard k of the shard before it: how `--workers` splits a `--shard`).
+   */
+  shard?: ShardSpec | ShardSpec[];
 }
 
 export interface CalibrationInfo {
@@ -82,8 +89,11 @@ export interface CalibrationInfo {
   topk: TopK | null;
   teacherBytes: number;
   teacherSeconds: number;
-  /** Windows scored so far by the running accumulator (the next score() call starts here). */
+  /** Calibration windows (of those held) already in the running accumulator. */
   cursor: number;
+  /** The draw the windows belong to (id, total windows, seed) and the shard held, if any. */
+  draw: WindowIdentity["draw"];
+  shard: ShardSpec | null;
 }
 
 export interface ScoreOptions extends RunOptions {
@@ -98,6 +108,16 @@ export interface ScoreOptions extends RunOptions {
   seed?: number;
   /** sd-taylor/ce-taylor: windows per forward/backward batch (AccumulateOptions.batchWindows; default automatic). */
   batchWindows?: number;
+  /**
+   * sd-taylor/ce-taylor: write the running scores to `file` (atomically, same format as saveScores) every
+   * `everyWindows` windows (default 8) and when the run is cancelled; loadScores(file) and score() continue it.
+   */
+  checkpoint?: { file: string; everyWindows?: number };
+  /**
+   * Continue the running scores or fail (UsageError) instead of starting a new accumulator: they must have
+   * this criterion and settings and hold only windows of this calibration (e.g. a checkpoint just loaded).
+   */
+  resume?: boolean;
 }
 
 export interface ScoreReport {
@@ -245,7 +265,9 @@ interface CalibrationState {
   /** Original-model predictions on `windows` (null when calibrate was asked for none). */
   teacher: TeacherCache | null;
   teacherSeconds: number;
-  cursor: number;
+  /** Draw, indices in the draw and digests of `windows`. */
+  identity: WindowIdentity;
+  shard: ShardSpec | null;
 }
 
 function withRaw<R>(t: Table, raw: R): Table & { raw: R } {
@@ -254,6 +276,17 @@ function withRaw<R>(t: Table, raw: R): Table & { raw: R } {
 
 function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
+}
+
+/** Ascending window indices as [from, count] runs of consecutive indices, each at most `max` long. */
+function windowRuns(idx: readonly number[], max: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (const i of idx) {
+    const last = out[out.length - 1];
+    if (last && last[0] + last[1] === i && last[1] < max) last[1]++;
+    else out.push([i, 1]);
+  }
+  return out;
 }
 
 function defaultTopk(vocab: number): TopK {
@@ -363,7 +396,9 @@ export class Session {
       topk: c.teacher ? c.teacher.topk : null,
       teacherBytes: c.teacher ? c.teacher.bytes() : 0,
       teacherSeconds: c.teacherSeconds,
-      cursor: c.cursor,
+      cursor: this.scoredCalibrationWindows(),
+      draw: c.identity.draw,
+      shard: c.shard,
     };
   }
 
@@ -488,11 +523,19 @@ export class Session {
       provenance = set.provenance;
       validateWindows(windows, { vocabSize: V, source: "calibration windows" });
     }
+    let identity = identifyWindows(windows, provenance ? provenance.seed : null, provenance ? provenance.stream : null);
+    const shards = opts.shard === undefined ? [] : Array.isArray(opts.shard) ? opts.shard : [opts.shard];
+    for (const sh of shards) {
+      const [a, b] = shardRange(windows.length, sh);
+      windows = windows.slice(a, b);
+      identity = { draw: identity.draw, indices: identity.indices.slice(a, b), digests: identity.digests.slice(a, b) };
+    }
+    const shard = shards.length === 1 ? shards[0] : null;
     const topk = opts.topk ?? defaultTopk(V);
     const t0 = Date.now();
     const teacher = opts.teacher === false ? null : await TeacherCache.build(this.original, windows, { topk }, opts);
     this.original.disposeCaches();
-    this.calib = { windows, provenance, source, docs, files, stories: opts.windows === undefined ? opts.stories ?? null : null, teacher, teacherSeconds: (Date.now() - t0) / 1000, cursor: 0 };
+    this.calib = { windows, provenance, source, docs, files, stories: opts.windows === undefined ? opts.stories ?? null : null, teacher, teacherSeconds: (Date.now() - t0) / 1000, identity, shard };
     // New windows start a new accumulator: continuing would silently count windows twice if the same set came back.
     const scoresReset = this.acc !== null;
     this.acc = null;
@@ -504,7 +547,8 @@ export class Session {
         new Table(
           ["field", "value"],
           [
-            ["windows", info.windows],
+            ["windows", shard ? `${info.windows} (shard ${shard.index}/${shard.count} of ${identity.draw.total}: ${identity.indices[0]}..${identity.indices[identity.indices.length - 1]})` : info.windows],
+            ["draw", identity.draw.id],
             ["seq len", info.seqLen],
             ["source", info.source],
             ["seed", provenance ? provenance.seed : null],
@@ -562,6 +606,18 @@ export class Session {
       else if (!additive) why = `criterion ${criterion} is computed in one call`;
       else if (JSON.stringify(prev.settings) !== JSON.stringify(settings)) why = `settings changed from ${JSON.stringify(prev.settings)} to ${JSON.stringify(settings)}`;
     }
+    if (opts.resume) {
+      if (!prev) throw new UsageError("resume: there are no running scores to continue (load the checkpoint first)");
+      if (why) throw new UsageError(`resume: the running scores cannot be continued: ${why}`);
+      const foreign = (prev.windows ?? []).find((r) => !c || r.draw !== c.identity.draw.id || !c.identity.indices.includes(r.index));
+      if (!prev.windows) throw new UsageError("resume: the running scores do not record their windows (scores format version 1)");
+      if (foreign) {
+        throw new UsageError(
+          `resume: the running scores hold window ${foreign.index} of draw ${foreign.draw}, which is not one of this calibration's windows ` +
+            `(draw ${c ? c.identity.draw.id : "none"}${c && c.shard ? `, shard ${c.shard.index}/${c.shard.count}` : ""}): a different seed, data or shard?`,
+        );
+      }
+    }
     const started = !prev || why !== null;
     const message = !prev
       ? `started a new ${criterion} accumulator`
@@ -569,20 +625,28 @@ export class Session {
         ? `started a new accumulator (${why}); the previous ${prev.criterion} scores (${prev.samples} samples) were replaced`
         : `continued the ${criterion} accumulator`;
     if (started) prev = null;
-    const from = started || !additive ? 0 : c ? c.cursor : 0;
-    let count: number | undefined;
+    // The calibration windows still to score: additive criteria skip those the accumulator already holds
+    // (also after loadScores/mergeScores of a checkpoint or another shard), in any order: sums are exact.
+    let todo: number[] = [];
     if (!dataFree) {
-      const max = c!.windows.length - from;
+      const held = c!.windows.length;
+      const pending = !additive || !prev ? range(held) : range(held).filter((k) => !prev!.hasWindow(c!.identity.draw.id, c!.identity.indices[k]));
+      const max = pending.length;
       if (max <= 0) {
-        throw new UsageError(`all ${c!.windows.length} calibration windows are already scored (${prev?.samples ?? 0} samples); calibrate() with more samples, or mergeScores() from another run`);
+        throw new UsageError(`all ${held} calibration windows are already scored (${prev?.samples ?? 0} samples); calibrate() with more samples, or mergeScores() from another run`);
       }
-      count = opts.samples ?? max;
+      const count = additive ? opts.samples ?? max : max;
       if (!Number.isInteger(count) || count < 1 || count > max) {
         throw new UsageError(`samples must be an integer in [1, ${max}] (${max} calibration windows not yet scored), got ${count}`);
       }
+      todo = pending.slice(0, count);
     }
+    const ck = opts.checkpoint;
+    const every = ck ? ck.everyWindows ?? 8 : Infinity;
+    if (ck && !additive) throw new UsageError(`checkpoint: criterion ${criterion} is computed in one call; only sd-taylor and ce-taylor can be checkpointed`);
+    if (ck && !(Number.isInteger(every) && every >= 1)) throw new UsageError(`checkpoint.everyWindows must be a positive integer, got ${ck.everyWindows}`);
     // Work on a copy so a failure leaves the running accumulator untouched.
-    const work = prev ? prev.reindex(prev.sums.map((s) => range(s.length))) : ImportanceScores.create(this.current, criterion, settings);
+    const work = prev ? prev.clone() : ImportanceScores.create(this.current, criterion, settings);
     const prevSamples = prev ? prev.samples : 0;
     let beforeRanking: number[][] | null = null;
     if (prev) {
@@ -595,17 +659,43 @@ export class Session {
     const t0 = Date.now();
     let result: ImportanceScores;
     try {
-      result = await accumulate(this.current, c ? c.windows : [], teacher, work, { ...accOpts, from, count });
+      if (dataFree || !additive) {
+        result = await accumulate(this.current, c ? c.windows : [], teacher, null, { ...accOpts, identity: c?.identity });
+      } else {
+        // runs of consecutive windows, cut every `every` windows for the checkpoint; progress over all of them
+        let base = 0;
+        const T = c!.windows[0].length;
+        const onProgress = opts.onProgress;
+        for (const [from, count] of windowRuns(todo, every)) {
+          const wrap = onProgress
+            ? (e: ProgressEvent) => {
+                const done = base + e.done;
+                const left = (todo.length - done) * T;
+                onProgress({ ...e, done, total: todo.length, etaSeconds: e.tokensPerSecond ? left / e.tokensPerSecond : undefined });
+              }
+            : undefined;
+          await accumulate(this.current, c!.windows, teacher, work, { ...accOpts, onProgress: wrap, from, count, identity: c!.identity });
+          base += count;
+          if (ck) await writeScoresFile(ck.file, work);
+        }
+        result = work;
+      }
     } catch (e) {
       if (e instanceof CancelledError && additive && work.samples > prevSamples) {
-        // the whole samples finished before the cancel are kept
+        // the whole samples finished before the cancel are kept (and checkpointed)
         this.acc = work;
-        if (c) c.cursor = from + (work.samples - prevSamples);
+        if (ck) await writeScoresFile(ck.file, work);
+        throw new CancelledError(
+          `score cancelled: ${work.samples - prevSamples} windows were added; the running scores hold ${work.samples}${ck ? ` and are written to ${ck.file}` : ""}`,
+        );
+      }
+      if (e instanceof CancelledError && ck && work.samples > 0) {
+        await writeScoresFile(ck.file, work);
+        throw new CancelledError(`score cancelled before any new window finished; ${ck.file} holds the ${work.samples} windows scored before`);
       }
       throw e;
     }
     this.acc = result;
-    if (c && !dataFree) c.cursor = additive ? from + (count as number) : c.windows.length;
     const added = result.samples - prevSamples;
     const seconds = (Date.now() - t0) / 1000;
     const stability = beforeRanking ? result.scores().map((s, l) => keptSetAgreement([beforeRanking![l]], [s], 0.8)) : null;
@@ -637,44 +727,62 @@ export class Session {
     };
   }
 
-  /** Write the running scores as JSON ({"criterion", "samples", "settings", "scores", ...}), atomically. */
+  /**
+   * Write the running scores as JSON (format sdmprune-scores version 2, docs/scores-format.md: scores, exact
+   * sums, the digest of every summed window, settings, model fingerprint), atomically.
+   */
   async saveScores(file: string): Promise<void> {
     this.alive();
     if (!this.acc) throw new UsageError("no scores to save (call score first)");
-    const body = JSON.stringify(this.acc.toJSON());
-    await writeFileAtomic(file, (tmp) => fs.writeFileSync(tmp, body));
+    await writeScoresFile(file, this.acc);
   }
 
   private readScores(file: string): ImportanceScores {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(fs.readFileSync(file, "utf8"));
-    } catch (e) {
-      if ((e as { code?: string }).code) throw new DataError(`cannot read scores file ${file}: ${(e as Error).message}`);
-      throw new FormatError(`scores file ${file} is not valid JSON: ${(e as Error).message}`);
-    }
-    const s = ImportanceScores.fromJSON(raw, file);
+    const s = readScoresFile(file);
     s.checkModel(this.current);
     return s;
   }
 
-  /** Replace the running scores by a scores file (must belong to the current model). */
+  /** Calibration windows (of those held) that the running accumulator holds. */
+  private scoredCalibrationWindows(): number {
+    const c = this.calib;
+    const a = this.acc;
+    if (!c || !a || !a.windows) return 0;
+    return c.identity.indices.filter((i) => a.hasWindow(c.identity.draw.id, i)).length;
+  }
+
+  /**
+   * Replace the running scores by a scores file (must belong to the current model). A later score() with
+   * the same criterion and settings adds only the calibration windows the file does not hold (a checkpoint
+   * continues where it stopped).
+   */
   async loadScores(file: string): Promise<ImportanceScores> {
     this.alive();
     this.acc = this.readScores(file);
-    if (this.calib) this.calib.cursor = 0;
     return this.acc;
   }
 
   /**
-   * Add a scores file to the running scores (sum of accumulators and sample counts). Refuses another model,
-   * criterion or settings. Without running scores this is loadScores.
+   * Add score files to the running scores, exactly (sums, sample counts, window lists). Refuses another
+   * model, criterion or settings, a file given twice, and any window already counted (same window of the same
+   * draw, or the same content from another draw), naming the first one. Without running scores the first
+   * file is loaded.
    */
-  async mergeScores(file: string): Promise<ImportanceScores> {
+  async mergeScores(files: string | string[]): Promise<ImportanceScores> {
     this.alive();
-    const other = this.readScores(file);
-    this.acc = this.acc ? this.acc.merge(other) : other;
-    return this.acc;
+    const list = typeof files === "string" ? [files] : files;
+    checkDistinctFiles(list);
+    const others = list.map((f) => this.readScores(f));
+    // the files among themselves first, so an error names the two files involved
+    for (let j = 1; j < others.length; j++) for (let i = 0; i < j; i++) others[i].checkMergeable(others[j], { a: list[i], b: list[j] });
+    let acc = this.acc;
+    let label = "the running scores";
+    others.forEach((o, k) => {
+      acc = acc ? acc.merge(o, { a: label, b: list[k] }) : o;
+      label = acc === o ? list[k] : `the running scores (with ${list.slice(0, k + 1).join(", ")})`;
+    });
+    this.acc = acc;
+    return this.acc as ImportanceScores;
   }
 
   // ------------------------------------------------------------------ analysis
@@ -833,12 +941,12 @@ export class Session {
     const savedAcc = this.acc;
     try {
       // Stage 1: ce-taylor, no teacher.
-      this.calib = { windows: w1.windows, provenance: w1.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, stories, teacher: null, teacherSeconds: 0, cursor: 0 };
+      this.calib = { windows: w1.windows, provenance: w1.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, stories, teacher: null, teacherSeconds: 0, identity: identifyWindows(w1.windows, seed, w1.provenance.stream), shard: null };
       this.acc = null;
       await this.score({ criterion: "ce-taylor", ...phase("stage1") });
       const stage1 = this.prune({ keep: plan.stage1Keep, label: `sdmprune stage 1 (ce-taylor, keep ${STAGE1_KEEP_FRACTION} of width)` });
       // Stage 2: sd-taylor on the stage-1 model against the original teacher, fresh windows.
-      this.calib = { windows: w2.windows, provenance: w2.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, stories, teacher: teacher2, teacherSeconds, cursor: 0 };
+      this.calib = { windows: w2.windows, provenance: w2.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, stories, teacher: teacher2, teacherSeconds, identity: identifyWindows(w2.windows, seed, w2.provenance.stream), shard: null };
       this.acc = null;
       await this.score({ criterion: "sd-taylor", alpha: plan.alpha, temperature: plan.temperature, ...phase("stage2") });
       const stage2 = this.prune({ keep: plan.finalKeep, label: `sdmprune stage 2 (sd-taylor α ${plan.alpha}, τ ${plan.temperature}; ${plan.settingsSource})` });

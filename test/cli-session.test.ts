@@ -28,7 +28,8 @@ describe("CLI: scores, prune, eval on stories260K", function () {
     const j = JSON.parse(fs.readFileSync(out, "utf8"));
     assert.equal(j.criterion, "sd-taylor");
     assert.equal(j.samples, 8);
-    assert.deepEqual([j.settings.alpha, j.settings.temperature, j.settings.seqLen, j.settings.seed, j.settings.topk], [0.4, 0.2, 64, 0, "full"]);
+    assert.deepEqual([j.settings.alpha, j.settings.temperature, j.settings.seqLen, j.settings.seed, j.settings.topk], [0.4, 0.2, 64, null, "full"]);
+    assert.equal(j.windows[0].seed, 0); // the seed belongs to the draw (scores format version 2)
     assert.equal(j.scores.length, 5);
     assert.ok(j.scores.every((row: number[]) => row.length === 172 && row.every((v) => v > 0 && Number.isFinite(v))));
     const w = JSON.parse(fs.readFileSync(win, "utf8"));

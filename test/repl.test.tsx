@@ -82,7 +82,9 @@ describe("repl: command grammar", () => {
     assert.deepEqual(parseCommand("eval ppl a.txt tasks arc_easy,piqa --limit 5"), { kind: "eval", ppl: "a.txt", tasks: ["arc_easy", "piqa"], limit: 5, seqLen: undefined, stories: undefined, protocol: undefined });
     assert.deepEqual(parseCommand('generate "Once upon" a time --max-new-tokens 5'), { kind: "generate", prompt: "Once upon a time", maxNewTokens: 5, temperature: undefined, seed: undefined });
     assert.deepEqual(parseCommand("save out --gguf"), { kind: "save", dir: "out", gguf: true, force: false, padMlp: false });
-    assert.deepEqual(parseCommand("scores merge s.json"), { kind: "scores", action: "merge", file: "s.json" });
+    assert.deepEqual(parseCommand("scores merge s.json"), { kind: "scores", action: "merge", file: "s.json", files: ["s.json"] });
+    assert.deepEqual(parseCommand("scores merge a.json b.json"), { kind: "scores", action: "merge", file: "a.json", files: ["a.json", "b.json"] });
+    assert.deepEqual(parseCommand("scores save s.json"), { kind: "scores", action: "save", file: "s.json", files: ["s.json"] });
     assert.deepEqual(parseCommand("quit"), { kind: "exit" });
     assert.equal(parseCommand("   "), null);
   });

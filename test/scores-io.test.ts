@@ -24,7 +24,9 @@ describe("importance scores: JSON, fingerprint, reindex", function () {
     const j = JSON.parse(JSON.stringify(scores.toJSON()));
     assert.equal(j.criterion, "ce-taylor");
     assert.equal(j.samples, 3);
-    assert.deepEqual(j.settings, { alpha: 0, temperature: null, topk: null, seqLen: 10, seed: 11 });
+    assert.deepEqual(j.settings, { alpha: 0, temperature: null, topk: null, seqLen: 10, seed: null });
+    assert.equal(j.version, 2);
+    assert.equal(j.windows[0].seed, 11);
     assert.deepEqual(j.scores.map((r: number[]) => r.length), [40, 24, 56]);
     assert.deepEqual(j.scores, scores.scores());
     assert.ok(j.sums[0][0] > 0 && Math.abs(j.sums[0][0] / 3 - j.scores[0][0]) < 1e-15);
@@ -32,10 +34,10 @@ describe("importance scores: JSON, fingerprint, reindex", function () {
     assert.deepEqual(back.scores(), scores.scores());
     assert.equal(back.samples, 3);
     back.checkModel(model);
-    // merged with the original: same settings and model
-    const m = back.merge(scores);
-    assert.equal(m.samples, 6);
-    assert.deepEqual(m.scores(), scores.scores());
+    assert.deepEqual(back.sums, scores.sums);
+    assert.deepEqual(back.windows, scores.windows);
+    // merged with itself: the same windows twice, refused
+    assert.throws(() => back.merge(scores), (e: Error) => e instanceof UsageError && /share a window/.test(e.message));
     // a file with scores only rebuilds the accumulator from scores × samples
     const { sums: _s, ...noSums } = j;
     void _s;

@@ -42,10 +42,20 @@ export function stderrProgress(enabled = true): { onProgress?: (e: ProgressEvent
   };
 }
 
-/** SIGINT → abort signal for the duration of a command. */
+/**
+ * SIGINT (Ctrl-C) and SIGTERM (what schedulers such as Slurm send before killing a job) → abort signal for
+ * the duration of a command, so it stops between windows and can write what it has (e.g. a checkpoint).
+ */
 export function interruptSignal(): { signal: AbortSignal; release: () => void } {
   const ac = new AbortController();
   const on = () => ac.abort();
   process.once("SIGINT", on);
-  return { signal: ac.signal, release: () => process.removeListener("SIGINT", on) };
+  process.once("SIGTERM", on);
+  return {
+    signal: ac.signal,
+    release: () => {
+      process.removeListener("SIGINT", on);
+      process.removeListener("SIGTERM", on);
+    },
+  };
 }

@@ -213,3 +213,113 @@ export function loadWindows(file: string, opts: Omit<ValidateOptions, "source"> 
   const windows = validateWindows(o.windows, { ...opts, source: file });
   return { windows, provenance: o.provenance ?? null };
 }
+
+// ------------------------------------------------------------------ window identity and shards
+
+/**
+ * Content digest of one window: SHA-256 of its token ids as little-endian int32, first 16 hex digits
+ * (64 bits: a chance collision needs ~4·10^9 windows). Score files list the digest of every window they
+ * summed, so merges can refuse windows counted twice whatever seed or file they came from.
+ */
+export function windowDigest(ids: readonly number[]): string {
+  const a = new Int32Array(ids.length);
+  for (let i = 0; i < ids.length; i++) a[i] = ids[i];
+  const bytes = Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+  if (!LITTLE_ENDIAN) for (let i = 0; i < bytes.length; i += 4) bytes.subarray(i, i + 4).reverse();
+  return crypto.createHash("sha256").update(bytes).digest("hex").slice(0, 16);
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** A draw: one ordered set of calibration windows (all shards of one run share it). */
+export interface WindowDraw {
+  /** First 16 hex digits of SHA-256 over the draw's window digests in order. */
+  id: string;
+  /** Windows in the whole draw (all shards). */
+  total: number;
+  /** Seed and stream it was drawn with (null for given windows). */
+  seed: number | null;
+  stream: string | null;
+}
+
+/** The draw id of an ordered list of window digests. */
+export function drawId(digests: readonly string[]): string {
+  return crypto.createHash("sha256").update(digests.join("\n")).digest("hex").slice(0, 16);
+}
+
+/** Identity of windows[k] for scoring: its draw, its index in the draw and its digest. */
+export interface WindowIdentity {
+  draw: WindowDraw;
+  /** indices[k]: index in the draw of the k-th window held. */
+  indices: number[];
+  digests: string[];
+}
+
+/** Identity of a whole draw held in full (indices 0..n-1). */
+export function identifyWindows(windows: readonly number[][], seed: number | null = null, stream: string | null = null): WindowIdentity {
+  const digests = windows.map(windowDigest);
+  return { draw: { id: drawId(digests), total: windows.length, seed, stream }, indices: windows.map((_, i) => i), digests };
+}
+
+/** Shard `index` of `count` (0-based). */
+export interface ShardSpec {
+  index: number;
+  count: number;
+}
+
+/**
+ * The windows of shard i of N in a draw of `total`: the contiguous range [⌊i·total/N⌋, ⌊(i+1)·total/N⌋).
+ * Contiguous (not strided) so a shard's windows file is one slice of the draw's and its teacher cache is
+ * built for its own windows only; the sums are exact (importance/exact-sum.ts), so the split never changes
+ * the merged result.
+ */
+export function shardRange(total: number, shard: ShardSpec): [number, number] {
+  checkShard(shard);
+  if (shard.count > total) throw new DataError(`shard count ${shard.count} is larger than the ${total} windows of the draw (every shard needs one window)`);
+  return [Math.floor((shard.index * total) / shard.count), Math.floor(((shard.index + 1) * total) / shard.count)];
+}
+
+function checkShard(s: ShardSpec): void {
+  if (!Number.isInteger(s.count) || s.count < 1) throw new DataError(`shard count must be a positive integer, got ${s.count}`);
+  if (!Number.isInteger(s.index) || s.index < 0 || s.index >= s.count) throw new DataError(`shard index must be an integer in [0, ${s.count}), got ${s.index}`);
+}
+
+/**
+ * Environment variables read by `--shard auto`, in order: Slurm job arrays (the array must start at 0:
+ * `--array=0-(N-1)`), then Kubernetes Indexed Jobs, whose pods get JOB_COMPLETION_INDEX; Kubernetes gives
+ * no count variable, so the job spec sets SDMPRUNE_SHARD_COUNT to its `completions`.
+ */
+export const SHARD_ENV = {
+  slurm: { index: "SLURM_ARRAY_TASK_ID", count: "SLURM_ARRAY_TASK_COUNT", min: "SLURM_ARRAY_TASK_MIN" },
+  kubernetes: { index: "JOB_COMPLETION_INDEX", count: "SDMPRUNE_SHARD_COUNT" },
+} as const;
+
+/** Parses "i/N" (0-based i) or "auto" (from the environment, see SHARD_ENV). */
+export function parseShard(spec: string, env: NodeJS.ProcessEnv = process.env): ShardSpec & { source: string } {
+  const int = (name: string, v: string | undefined): number => {
+    if (v === undefined || !/^\d+$/.test(v.trim())) throw new DataError(`--shard auto: ${name} must be a non-negative integer, got ${JSON.stringify(v)}`);
+    return Number(v.trim());
+  };
+  let s: ShardSpec & { source: string };
+  if (spec === "auto") {
+    const sl = SHARD_ENV.slurm;
+    const k8 = SHARD_ENV.kubernetes;
+    if (env[sl.index] !== undefined) {
+      if (env[sl.count] === undefined) throw new DataError(`--shard auto: ${sl.index} is set but ${sl.count} is not (submit with sbatch --array=0-N)`);
+      const min = env[sl.min] === undefined ? 0 : int(sl.min, env[sl.min]);
+      if (min !== 0) throw new DataError(`--shard auto: the Slurm array must start at 0 (--array=0-N), got ${sl.min}=${min}`);
+      s = { index: int(sl.index, env[sl.index]), count: int(sl.count, env[sl.count]), source: `Slurm ${sl.index}/${sl.count}` };
+    } else if (env[k8.index] !== undefined) {
+      if (env[k8.count] === undefined) throw new DataError(`--shard auto: ${k8.index} is set (Kubernetes Indexed Job) but ${k8.count} is not: set it to the Job's completions`);
+      s = { index: int(k8.index, env[k8.index]), count: int(k8.count, env[k8.count]), source: `Kubernetes ${k8.index}/${k8.count}` };
+    } else {
+      throw new DataError(`--shard auto: none of ${sl.index} (Slurm job array) or ${k8.index} (Kubernetes Indexed Job) is set; give --shard i/N`);
+    }
+  } else {
+    const m = /^(\d+)\/(\d+)$/.exec(spec.trim());
+    if (!m) throw new DataError(`--shard must be i/N (0-based shard i of N) or auto, got ${JSON.stringify(spec)}`);
+    s = { index: Number(m[1]), count: Number(m[2]), source: "--shard" };
+  }
+  checkShard(s);
+  return s;
+}

@@ -1,13 +1,16 @@
+import { identifyWindows } from "../data/windows";
 import { DataError, UsageError } from "../errors";
 import type { LlamaModel } from "../model/llama";
 import type { TeacherCache } from "../teacher";
 import { llmPruner } from "./llm-pruner";
 import { ImportanceScores } from "./scores";
 import { taylor } from "./taylor";
-import { CRITERIA, type AccumulateOptions, type Criterion, type CriterionImpl, type ScoreSettings } from "./types";
+import { CRITERIA, isAdditive, type AccumulateOptions, type Criterion, type CriterionImpl, type ScoreSettings } from "./types";
 import { magnitude, random, wanda } from "./weights";
 
-export { ImportanceScores, SCORES_FORMAT } from "./scores";
+export { ImportanceScores, SCORES_FORMAT, SCORES_VERSION, type WindowGroupJSON, type WindowRecord } from "./scores";
+export { ExactSums } from "./exact-sum";
+export { checkDistinctFiles, mergeScoreFiles, readScoresFile, writeScoresFile } from "./score-files";
 export { modelFingerprint, fingerprintMismatch, type ModelFingerprint } from "./fingerprint";
 export { CRITERIA, isAdditive, type AccumulateOptions, type Criterion, type ScoreSettings } from "./types";
 export { taylorWindowLayerwise, taylorWindowStraightforward, type WindowScore } from "./taylor";
@@ -34,9 +37,9 @@ export function settingsFor(opts: AccumulateOptions, seqLen: number | null, teac
     const temperature = opts.temperature;
     if (alpha === undefined || !Number.isFinite(alpha) || alpha < 0 || alpha > 1) throw new UsageError(`sd-taylor needs alpha in [0, 1], got ${alpha}`);
     if (alpha > 0 && (temperature === undefined || !(temperature > 0))) throw new UsageError(`sd-taylor needs a temperature > 0, got ${temperature}`);
-    return { alpha, temperature: alpha > 0 ? (temperature as number) : null, topk: alpha > 0 && teacher ? teacher.topk : null, seqLen, seed: opts.seed ?? null };
+    return { alpha, temperature: alpha > 0 ? (temperature as number) : null, topk: alpha > 0 && teacher ? teacher.topk : null, seqLen, seed: null };
   }
-  if (c === "ce-taylor") return { alpha: 0, temperature: null, topk: null, seqLen, seed: opts.seed ?? null };
+  if (c === "ce-taylor") return { alpha: 0, temperature: null, topk: null, seqLen, seed: null };
   if (c === "random") return { alpha: null, temperature: null, topk: null, seqLen: null, seed: opts.seed ?? 0 };
   return { alpha: null, temperature: null, topk: null, seqLen: dataFree ? null : seqLen, seed: dataFree ? null : opts.seed ?? null };
 }
@@ -88,10 +91,18 @@ export async function accumulate(
     scores.checkModel(model);
     scores.checkCompatible(c, settings);
   }
+  const id = dataFree ? null : opts.identity ?? identifyWindows(windows, opts.seed ?? null);
+  if (id && (id.indices.length !== windows.length || id.digests.length !== windows.length)) {
+    throw new UsageError(`identity: expected ${windows.length} window indices and digests, got ${id.indices.length} and ${id.digests.length}`);
+  }
+  const rec = (w: number) => ({ draw: (id as NonNullable<typeof id>).draw, index: id!.indices[w], digest: id!.digests[w] });
   let added = false;
+  let next = from;
   try {
     await IMPL[c].run({ model, windows, from, count, teacher, opts, settings }, (perLayer, n) => {
-      acc.add(perLayer, n);
+      // additive criteria: one call per window, in order; the others: one call for all windows
+      const ws = !id ? [] : isAdditive(c) ? [rec(next++)] : Array.from({ length: count }, (_, k) => rec(from + k));
+      acc.add(perLayer, n, ws);
       added = true;
     });
   } finally {

@@ -1,3 +1,4 @@
+import type { WindowIdentity } from "../data/windows";
 import type { LlamaModel } from "../model/llama";
 import type { TeacherCache, TopK } from "../teacher";
 import type { RunOptions } from "../types";
@@ -36,7 +37,10 @@ export interface ScoreSettings {
   topk: TopK | null;
   /** Calibration window length (data-free criteria: null). */
   seqLen: number | null;
-  /** Calibration seed as given by the caller (also the seed of "random"); null when unknown. */
+  /**
+   * Seed of "random"; for llm-pruner(-vector) and wanda the calibration seed as given (null when unknown).
+   * Null for sd-taylor/ce-taylor: their seed belongs to the windows' draw, so runs on different draws merge.
+   */
   seed: number | null;
 }
 
@@ -49,8 +53,13 @@ export interface AccumulateOptions extends RunOptions {
   /** First window and number of windows to use (default: all windows from `from`). */
   from?: number;
   count?: number;
-  /** Calibration seed (recorded in the settings) and seed of the random criterion. */
+  /** Calibration seed (recorded with the draw, or in the settings of non-additive criteria) and seed of the random criterion. */
   seed?: number;
+  /**
+   * Identity of `windows` (parallel to it): their draw, index in the draw and digest, recorded with the
+   * scores so merges can refuse windows counted twice. Default: `windows` is a whole draw of its own.
+   */
+  identity?: WindowIdentity;
   /** Taylor only: "layerwise" (default; one layer's gradients alive at a time) or "straightforward" (model.gradients over all MLP weights). */
   path?: "layerwise" | "straightforward";
   /**
@@ -79,7 +88,8 @@ export interface CriterionContext {
 
 /**
  * Adds per-layer, per-channel contributions covering `samples` windows into the accumulator. Additive
- * criteria call it once per window (so a cancellation leaves only whole samples added); the others once.
+ * criteria call it once per window, in window order from `from` (so a cancellation leaves only whole samples
+ * added, and the k-th call is window from + k); the others once.
  */
 export type ScoreSink = (perLayer: Float64Array[], samples: number) => void;
 

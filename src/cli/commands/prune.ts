@@ -28,7 +28,7 @@ Method:
                     with the original model as teacher on fresh windows (α/τ from the paper's table
                     unless --alpha/--temperature); needs --text
   --criterion NAME  one-shot pruning with this criterion (default sd-taylor)
-  --scores FILE     use precomputed scores (from sdmprune scores) instead of computing them
+  --scores FILE     use precomputed scores (from sdmprune scores, or scores merge of shards) instead of computing them
   --alpha A, --temperature T   sd-taylor settings
   --layers S:E      prune only layers S..E-1 (default all)
   --allocation uniform|global  per-layer top-K (default) or one ranking across layers
