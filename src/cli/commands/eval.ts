@@ -20,7 +20,7 @@ tasks scored like lm-evaluation-harness (acc, acc_norm by character length).
   --data-dir DIR   task data folder (default SDMPRUNE_DATA or ../shared/data)
   --limit N        first N items per task
   --json           print one JSON object
-  --backend NAME   tensorflow | wasm | cpu`;
+  --backend NAME   tensorflow | webgpu | wasm | cpu`;
 
 export const evalCommand: Command = {
   name: "eval",

@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { initEngine } from "../../engine";
+import { backendInfo, initEngine } from "../../engine";
 import { readModelFiles } from "../../io/files";
 import { intermediateSizes, paramCounts } from "../../model/config";
 import type { Command } from "../command";
@@ -21,7 +21,8 @@ export const infoCommand: Command = {
   async run(argv) {
     const { values } = parseArgs({ args: argv, options: { model: { type: "string" } }, strict: true });
     requireFlags(values, ["model"], USAGE);
-    const backend = await initEngine();
+    await initEngine();
+    const backend = backendInfo().summary;
     const f = await readModelFiles(values.model);
     const c = f.config;
     const p = paramCounts(c);

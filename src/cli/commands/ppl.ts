@@ -21,7 +21,7 @@ Perplexity = exp(mean next-token NLL over all predicted tokens of all windows) (
   --windows FILE      JSON {"windows": [[ids]...]} of equal-length windows (seq len = their length)
   --seq-len N         window length in tokens (required with --text; checked against --windows)
   --batch-size N      windows per forward batch (default 4)
-  --backend NAME      tensorflow | wasm | cpu (default: best that loads, or SDMPRUNE_BACKEND)
+  --backend NAME      tensorflow | webgpu | wasm | cpu (default: best that loads, or SDMPRUNE_BACKEND)
   --json              print one JSON object instead of text
 
 Always quote seq len with a perplexity: the value depends strongly on it.`;

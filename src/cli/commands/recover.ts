@@ -42,7 +42,7 @@ as SDMPrune's post-training) trained with AdamW + cosine schedule, merged into t
   --checkpoint-every N  checkpoint interval in steps
   --resume              continue from --checkpoint-dir/last when present (same settings required)
   --force               replace a non-empty --out / --adapters directory
-  --backend NAME        tensorflow | wasm | cpu
+  --backend NAME        tensorflow | webgpu | wasm | cpu
   --json                print one JSON object instead of text`;
 
 export const recoverCommand: Command = {

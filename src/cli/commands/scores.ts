@@ -64,7 +64,7 @@ Files from runs on different windows (same model, criterion and settings) can be
   --temperature T      sd-taylor teacher temperature (default 0.2)
   --out FILE.json      output file (written atomically)
   --save-windows FILE  also write the calibration windows
-  --backend NAME       tensorflow | wasm | cpu
+  --backend NAME       tensorflow | webgpu | wasm | cpu
 ${CALIBRATION_USAGE}`;
 
 export const scoresCommand: Command = {
