@@ -1,3 +1,5 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
 
 /**
@@ -7,9 +9,11 @@ import * as tf from "@tensorflow/tfjs";
  * exists only in browsers, and Dawn's Node binding offers no blocking wait: a buffer map completes only when
  * Node's event loop turns. The library reads small results synchronously in a few places (scores, sampled
  * tokens, losses), so `readSync` is replaced by the same staging-buffer copy as the async `read`, waiting for
- * the map on a nested turn of the event loop (`deasync`, an optional dependency with prebuilt binaries).
- * Timers and I/O callbacks that fall due meanwhile run inside that wait; the library's own reads happen
- * between tensor ops, where that is harmless. Async reads (`await t.data()`) never take this path.
+ * the map on nested turns of the event loop (`uv_run` once per turn, from the prebuilt addon of the optional
+ * dependency `deasync`). Dawn completes maps from a `setImmediate` callback, so a turn is enough; timers and I/O
+ * callbacks that fall due meanwhile run inside that wait. Only the loop turn is used, not deasync's
+ * `loopWhile`: that also drains the microtask queue, which reports promise rejections as unhandled before the
+ * code awaiting them has attached its handler. Async reads (`await t.data()`) never take this path.
  */
 
 interface GpuBufferLike {
@@ -35,18 +39,28 @@ interface WebGPUBackendLike {
   readSync(dataId: unknown): tf.backend_util.BackendValues;
 }
 
-type LoopWhile = (pred: () => boolean) => void;
-let loopWhile: LoopWhile | null | undefined;
+let runLoopOnce: (() => void) | null | undefined;
 
-function loadLoopWhile(): LoopWhile | null {
-  if (loopWhile !== undefined) return loopWhile;
+/** deasync's addon (`run`: one uv_run(UV_RUN_ONCE)), found where deasync's own index.js looks for it. */
+function loadRunLoopOnce(): (() => void) | null {
+  if (runLoopOnce !== undefined) return runLoopOnce;
+  runLoopOnce = null;
+  let dir: string;
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    loopWhile = (require("deasync") as { loopWhile: LoopWhile }).loopWhile;
+    dir = path.dirname(require.resolve("deasync"));
   } catch {
-    loopWhile = null;
+    return null;
   }
-  return loopWhile;
+  const [major, minor] = process.versions.node.split(".");
+  const candidates = [`${major}.${minor}`, major].map((v) => path.join(dir, "bin", `${process.platform}-${process.arch}-node-${v}`, "deasync.node"));
+  candidates.push(path.join(dir, "build", "Release", "deasync.node"));
+  for (const c of candidates) {
+    if (!fs.existsSync(c)) continue;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    runLoopOnce = (require(c) as { run: () => void }).run;
+    break;
+  }
+  return runLoopOnce;
 }
 
 function readSyncNode(this: WebGPUBackendLike, dataId: unknown): tf.backend_util.BackendValues {
@@ -54,8 +68,8 @@ function readSyncNode(this: WebGPUBackendLike, dataId: unknown): tf.backend_util
   if (!data) throw new Error(`webgpu readSync: tensor ${String(dataId)} is not registered`);
   if (data.values != null || data.dtype === "string") return data.values as tf.backend_util.BackendValues;
   if (data.dtype === "complex64" || !data.resource) throw new Error(`webgpu readSync: cannot read a ${data.dtype} tensor synchronously; use await tensor.data()`);
-  const wait = loadLoopWhile();
-  if (!wait) throw new Error("webgpu: synchronous reads (dataSync/arraySync) need the optional package deasync; reinstall with optional dependencies");
+  const turn = loadRunLoopOnce();
+  if (!turn) throw new Error("webgpu: synchronous reads (dataSync/arraySync) need the optional package deasync with a prebuilt addon for this Node version; use await tensor.data(), or install deasync");
   const size = data.resource.size;
   const GPU = globalThis as unknown as { GPUBufferUsage: Record<string, number>; GPUMapMode: Record<string, number> };
   const staging = this.bufferManager.acquireBuffer(size, GPU.GPUBufferUsage.COPY_DST | GPU.GPUBufferUsage.MAP_READ);
@@ -67,7 +81,7 @@ function readSyncNode(this: WebGPUBackendLike, dataId: unknown): tf.backend_util
   staging.mapAsync(GPU.GPUMapMode.READ).catch((e: Error) => {
     failure = e;
   });
-  wait(() => failure === null && staging.mapState === "pending");
+  while (failure === null && staging.mapState === "pending") turn();
   if (failure !== null || staging.mapState !== "mapped") {
     this.bufferManager.releaseBuffer(staging);
     throw new Error(`webgpu readSync: mapping the staging buffer failed${failure ? `: ${(failure as Error).message}` : ""}`);
