@@ -129,10 +129,13 @@ function vulkanLoaderPresent(): boolean {
 type Found = { adapter: AdapterLike; info: GpuAdapterInfo; gpu: GpuLike };
 
 async function requestAdapter(allowSoftware: boolean): Promise<Found | string> {
+  const vulkan = vulkanLoaderPresent();
+  // the default chain on a CPU-only Linux machine: nothing to find, so Dawn is not even loaded
+  if (!vulkan && !allowSoftware) return "no hardware GPU adapter (no Vulkan loader libvulkan.so.1; Debian: apt-get install libvulkan1)";
   const m = loadDawn();
   const tried: string[] = [];
   // Dawn's own choice first (Vulkan/Metal/D3D12): a hardware adapter is what the default chain wants.
-  const gpu = vulkanLoaderPresent() ? newInstance(m, []) : null;
+  const gpu = vulkan ? newInstance(m, []) : null;
   const a = gpu ? await gpu.requestAdapter({ powerPreference: "high-performance" }) : undefined;
   if (a === undefined) {
     tried.push("no Vulkan loader (Debian: apt-get install libvulkan1)");
