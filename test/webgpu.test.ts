@@ -9,6 +9,18 @@ import { randomTensors } from "../src/model/random";
 import { perplexity } from "../src/eval/perplexity";
 import { TeacherCache } from "../src/teacher";
 import { TINY_CONFIGS, randomIds, relError } from "./reference/configs";
+import { readModelFiles } from "../src/io/files";
+import { requireShared, STORIES260K } from "./support/shared";
+
+/** Mean next-token cross-entropy (targets are constants), as test/gradients.test.ts uses. */
+function nextTokenCE(ids: number[][], V: number): (logits: tf.Tensor3D) => tf.Scalar {
+  return (logits) => {
+    const [B, T] = logits.shape;
+    const lp = tf.logSoftmax(tf.slice(logits, [0, 0, 0], [B, T - 1, V]));
+    const targets = tf.oneHot(tf.tensor2d(ids.map((s) => s.slice(1)), [B, T - 1], "int32"), V);
+    return tf.neg(tf.div(tf.sum(tf.mul(lp, targets)), B * (T - 1))) as tf.Scalar;
+  };
+}
 
 /**
  * The webgpu backend against the cpu backend on the same weights and windows. On a machine without a GPU the
@@ -69,6 +81,53 @@ describe("webgpu backend (Dawn) agrees with cpu", function () {
     assert.ok(ep.rel <= 1e-5, "token log-probs");
     assert.ok(e.rel <= 1e-4, `sd-taylor scores rel ${e.rel}`);
     assert.ok(Math.abs(gpu.ppl - cpu.ppl) / cpu.ppl <= 1e-5, `ppl ${gpu.ppl} vs ${cpu.ppl}`);
+  });
+
+  it("autograd gradients of every weight (embedding gather included) equal cpu's", async function () {
+    await webgpuOrSkip(this);
+    const ids = [randomIds(10, cfg.vocab_size, 8)];
+    const grads = async (): Promise<{ loss: number; g: Map<string, Float32Array> }> => {
+      const m = LlamaModel.fromTensors(cfg, randomTensors(cfg, 21, 0.3));
+      try {
+        const { loss, grads } = m.gradients(ids, nextTokenCE(ids, cfg.vocab_size), () => true);
+        const g = new Map<string, Float32Array>();
+        for (const [k, v] of grads) g.set(k, (await v.data()) as Float32Array);
+        tf.dispose([...grads.values()]);
+        return { loss, g };
+      } finally {
+        m.dispose();
+      }
+    };
+    const gpu = await grads();
+    await initEngine("cpu");
+    const cpu = await grads();
+    assert.ok(Math.abs(gpu.loss - cpu.loss) <= 1e-5 * cpu.loss, `loss ${gpu.loss} vs ${cpu.loss}`);
+    assert.deepEqual([...gpu.g.keys()].sort(), [...cpu.g.keys()].sort());
+    let worst = 0;
+    for (const [k, v] of cpu.g) {
+      const e = relError(Array.from(gpu.g.get(k)!), Array.from(v)).rel;
+      worst = Math.max(worst, e);
+      assert.ok(e <= 1e-4, `${k}: rel ${e}`);
+    }
+    console.log(`      ${cpu.g.size} gradients, worst rel diff vs cpu ${worst.toExponential(2)}`);
+  });
+
+  it("greedy generation on stories260K is the cpu backend's token for token", async function () {
+    requireShared(this);
+    await webgpuOrSkip(this);
+    const files = await readModelFiles(STORIES260K());
+    const prompt = files.tokenizer!.encode("Once upon a time");
+    const gen = () => {
+      const m = LlamaModel.fromTensors(files.config, files.tensors, "stories260K.gguf");
+      try {
+        return m.generate(prompt, { maxNewTokens: 24, stopAtEos: false });
+      } finally {
+        m.dispose();
+      }
+    };
+    const gpu = gen();
+    await initEngine("cpu");
+    assert.deepEqual(gpu, gen());
   });
 
   it("the default chain never takes a software adapter (it falls through to wasm)", function () {
