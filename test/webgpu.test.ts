@@ -10,6 +10,7 @@ import { perplexity } from "../src/eval/perplexity";
 import { TeacherCache } from "../src/teacher";
 import { TINY_CONFIGS, randomIds, relError } from "./reference/configs";
 import { readModelFiles } from "../src/io/files";
+import { recover } from "../src/train/recover";
 import { requireShared, STORIES260K } from "./support/shared";
 
 /** Mean next-token cross-entropy (targets are constants), as test/gradients.test.ts uses. */
@@ -128,6 +129,45 @@ describe("webgpu backend (Dawn) agrees with cpu", function () {
     const gpu = gen();
     await initEngine("cpu");
     assert.deepEqual(gpu, gen());
+  });
+
+  it("LoRA recovery: the loss trajectory of 6 AdamW steps equals cpu's", async function () {
+    await webgpuOrSkip(this);
+    const data = [3, 4, 5, 6].map((s) => randomIds(12, cfg.vocab_size, 40 + s));
+    const run = async (): Promise<number[]> => {
+      const m = LlamaModel.fromTensors(cfg, randomTensors(cfg, 5, 0.1));
+      try {
+        const r = await recover(m, { data, steps: 6, lr: 1e-2, batch: 2, lora: { r: 4, alpha: 8 }, seed: 3 });
+        r.model.dispose();
+        r.adapters?.dispose();
+        return r.losses;
+      } finally {
+        m.dispose();
+      }
+    };
+    const gpu = await run();
+    await initEngine("cpu");
+    const cpu = await run();
+    const e = relError(gpu, cpu).rel;
+    console.log(`      cpu ${cpu.map((x) => x.toFixed(6)).join(" ")}\n      gpu ${gpu.map((x) => x.toFixed(6)).join(" ")}; rel ${e.toExponential(2)}`);
+    assert.ok(e <= 1e-5, `rel ${e}`);
+  });
+
+  it("addN of more inputs than the device binds per shader (recovery's gradient norm) equals cpu's", async function () {
+    await webgpuOrSkip(this);
+    const sum = async (): Promise<Float32Array> => {
+      const xs = Array.from({ length: 29 }, (_, i) => tf.fill([3, 5], i + 0.25));
+      const s = tf.addN(xs);
+      const v = (await s.data()) as Float32Array;
+      tf.dispose([s, ...xs]);
+      return v;
+    };
+    const before = tf.memory().numTensors;
+    const gpu = await sum();
+    assert.equal(tf.memory().numTensors, before);
+    await initEngine("cpu");
+    assert.deepEqual(Array.from(gpu), Array.from(await sum()));
+    assert.equal(gpu[0], (28 * 29) / 2 + 29 * 0.25);
   });
 
   it("the default chain never takes a software adapter (it falls through to wasm)", function () {

@@ -94,11 +94,88 @@ function readSyncNode(this: WebGPUBackendLike, dataId: unknown): tf.backend_util
   return vals;
 }
 
-let readSyncPatched = false;
+interface DeviceBackendLike {
+  device: { limits: { maxStorageBuffersPerShaderStage: number } };
+  disposeData(dataId: unknown): void;
+}
+
+/**
+ * tfjs-backend-webgpu's AddN binds every input as its own storage buffer, so more inputs than the device's
+ * `maxStorageBuffersPerShaderStage` − 1 (8 by default in WebGPU, and on Dawn's OpenGL backend) make an invalid
+ * pipeline: Dawn reports a validation error on stderr and the sum comes back wrong, silently (the
+ * global-norm gradient clip of recovery sums one term per parameter: 20–30 inputs). Larger sums are done as
+ * sums of at most that many inputs, level by level, with the original kernel (its own Concat does the same).
+ */
+function registerAddN(): void {
+  const original = tf.getKernel("AddN", "webgpu");
+  if (!original) return;
+  const originalFunc = original.kernelFunc;
+  tf.unregisterKernel("AddN", "webgpu");
+  tf.registerKernel({
+    ...original,
+    kernelFunc: (args) => {
+      const be = args.backend as unknown as DeviceBackendLike;
+      const max = Math.max(2, be.device.limits.maxStorageBuffersPerShaderStage - 1);
+      let level = args.inputs as unknown as tf.TensorInfo[];
+      if (level.length <= max) return originalFunc(args);
+      const made: tf.TensorInfo[] = [];
+      while (level.length > max) {
+        const next: tf.TensorInfo[] = [];
+        for (let i = 0; i < level.length; i += max) {
+          const group = level.slice(i, i + max);
+          if (group.length === 1) {
+            next.push(group[0]);
+            continue;
+          }
+          const sum = originalFunc({ ...args, inputs: group as unknown as tf.NamedTensorInfoMap }) as tf.TensorInfo;
+          made.push(sum);
+          next.push(sum);
+        }
+        level = next;
+      }
+      const out = originalFunc({ ...args, inputs: level as unknown as tf.NamedTensorInfoMap }) as tf.TensorInfo;
+      for (const t of made) be.disposeData(t.dataId);
+      return out;
+    },
+  });
+}
+
+/**
+ * Dawn reports invalid GPU work (a validation or out-of-memory error) as an event, not an exception, and the
+ * op's output is then garbage. The first such error is kept, printed once, and makes every later read throw,
+ * so a wrong result cannot pass for a right one.
+ */
+let gpuError: string | null = null;
+
+export function recordGpuError(message: string): void {
+  if (gpuError !== null) return;
+  gpuError = message;
+  process.stderr.write(`webgpu: the GPU rejected a command; results from here on are invalid:\n${message}\n`);
+}
+
+function checkGpuError(): void {
+  if (gpuError !== null) throw new Error(`webgpu: an earlier GPU command failed, so tensor values are invalid: ${gpuError.split("\n")[0]}`);
+}
+
+let patched = false;
 
 /** Called once the webgpu backend module is loaded (src/engine/webgpu.ts). */
 export function registerWebGPUFixes(backendClass: { prototype: unknown }): void {
-  if (readSyncPatched) return;
-  readSyncPatched = true;
-  (backendClass.prototype as WebGPUBackendLike).readSync = readSyncNode;
+  if (patched) return;
+  patched = true;
+  const proto = backendClass.prototype as WebGPUBackendLike & { read(dataId: unknown): Promise<tf.backend_util.BackendValues> };
+  proto.readSync = function (this: WebGPUBackendLike, dataId: unknown) {
+    checkGpuError();
+    const v = readSyncNode.call(this, dataId);
+    checkGpuError();
+    return v;
+  };
+  const read = proto.read;
+  proto.read = async function (this: unknown, dataId: unknown) {
+    checkGpuError();
+    const v = await read.call(this, dataId);
+    checkGpuError();
+    return v;
+  };
+  registerAddN();
 }

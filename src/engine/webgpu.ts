@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import { registerWebGPUFixes } from "./webgpu-fixes";
+import { recordGpuError, registerWebGPUFixes } from "./webgpu-fixes";
 
 /**
  * The `webgpu` backend: `@tensorflow/tfjs-backend-webgpu` on Dawn, which the optional npm package `webgpu`
@@ -41,8 +41,9 @@ interface AdapterLike {
   requestDevice(desc: unknown): Promise<DeviceLike>;
 }
 interface DeviceLike {
-  lost: Promise<{ message: string }>;
+  lost: Promise<{ message: string; reason?: string }>;
   destroy(): void;
+  addEventListener(type: "uncapturederror", listener: (e: { error: { message: string } }) => void): void;
 }
 interface GpuLike {
   requestAdapter(opts?: Record<string, unknown>): Promise<AdapterLike | null>;
@@ -192,8 +193,12 @@ export async function loadWebGPU(allowSoftware: boolean): Promise<string | null>
       maxBufferSize: limits.maxBufferSize,
       maxComputeWorkgroupSizeX: limits.maxComputeWorkgroupSizeX,
       maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
+      // beyond tfjs's own request: kernels with many inputs (AddN, Concat) bind one buffer per input
+      maxStorageBuffersPerShaderStage: limits.maxStorageBuffersPerShaderStage,
     },
   });
+  device.addEventListener("uncapturederror", (e) => recordGpuError(e.error.message));
+  void device.lost.then((l) => l.reason !== "destroyed" && recordGpuError(`device lost: ${l.message}`));
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { WebGPUBackend } = require("@tensorflow/tfjs-backend-webgpu") as { WebGPUBackend: new (device: unknown, info?: unknown) => tf.KernelBackend };
   exposeNavigatorGpu(gpu);
