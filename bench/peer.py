@@ -10,7 +10,8 @@ Workloads (random weights, untrained; weights N(0, 0.02^2), norms 1 + 0.02 N(0, 
               gradients for the MLP weights only, then per layer mean_k |Wg*Gg + Wu*Gu + (Wd*Gd)^T|
   ppl         no-grad forward of batches of 4 windows, log-softmax gathered at the next token
   memory      one importance window; peak RSS (VmHWM, reset after set-up) / weight bytes
-Prints one JSON object on stdout.
+Prints one JSON object on stdout. --device cuda runs the same maths on a GPU (bench/gpu.sh's peer): weights
+are drawn on the CPU with the same generator, then moved; every timed unit ends with a device synchronise.
 """
 import argparse
 import gc
@@ -28,6 +29,14 @@ try:
 except ImportError as e:  # the driver prints a clear "peer skipped" line
     print(json.dumps({"error": f"torch not importable: {e}"}))
     sys.exit(3)
+
+
+DEVICE = torch.device("cpu")
+
+
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def vm_hwm() -> int:
@@ -75,10 +84,10 @@ class Llama:
         nH, nKV, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
 
         def w(*shape):
-            return torch.randn(*shape, generator=g) * scale
+            return (torch.randn(*shape, generator=g) * scale).to(DEVICE)
 
         def norm():
-            return 1 + scale * torch.randn(H, generator=g)
+            return (1 + scale * torch.randn(H, generator=g)).to(DEVICE)
 
         self.embed = w(V, H)
         self.layers = []
@@ -89,7 +98,7 @@ class Llama:
             })
         self.norm = norm()
         self.lm_head = None if cfg["tie_word_embeddings"] else w(V, H)
-        self.inv_freq = rope_inv_freq(cfg)
+        self.inv_freq = rope_inv_freq(cfg).to(DEVICE)
         self.masks = {}
 
     def weight_bytes(self) -> int:
@@ -112,10 +121,10 @@ class Llama:
         return self.masks[key]
 
     def _rope(self, T):
-        t = torch.arange(T, dtype=torch.float64)
+        t = torch.arange(T, dtype=torch.float64, device=DEVICE)
         emb = torch.outer(t, self.inv_freq)
         emb = torch.cat([emb, emb], -1)
-        mask = torch.full((T, T), float("-inf")).triu(1)
+        mask = torch.full((T, T), float("-inf"), device=DEVICE).triu(1)
         return (emb.cos().float(), emb.sin().float(), mask)
 
     @staticmethod
@@ -153,7 +162,7 @@ class Llama:
 
 def teacher_entry(model, window, topk):
     with torch.inference_mode():
-        ids = torch.tensor([window])
+        ids = torch.tensor([window], device=DEVICE)
         logits = model.head(model.trunk(ids))[0]  # [T, V]
         lse = torch.logsumexp(logits, -1)
         if topk == "full":
@@ -167,7 +176,7 @@ def teacher_probs(entry, V, tau):
     p = torch.softmax(vals / tau, -1)
     if idx is None:
         return p
-    dense = torch.zeros(vals.shape[0], V)
+    dense = torch.zeros(vals.shape[0], V, device=DEVICE)
     dense.scatter_(1, idx, p)
     return dense
 
@@ -179,7 +188,7 @@ def importance_window(model, window, entry, alpha, tau, acc):
     for p in params:
         p.requires_grad_(True)
         p.grad = None
-    ids = torch.tensor([window])
+    ids = torch.tensor([window], device=DEVICE)
     logits = model.head(model.trunk(ids))[0]
     logq = torch.log_softmax(logits, -1)
     ce = F.nll_loss(logq[:-1], ids[0, 1:])
@@ -204,12 +213,12 @@ def ppl_batch(model, windows, chunk_floats=1 << 22):
     32 MiB mmap threshold, so unchunked every logits-sized temporary is a fresh mmap whose page faults made
     the peer 3-4x slower per token at batch 4 than at batch 2."""
     with torch.inference_mode():
-        ids = torch.tensor(windows)
+        ids = torch.tensor(windows, device=DEVICE)
         B, T = ids.shape
         V = model.cfg["vocab_size"]
         h = model.trunk(ids).reshape(B * T, -1)
         tgt = torch.cat([ids[:, 1:], ids[:, :1]], 1).reshape(-1)  # last position of a row: dropped below
-        keep = (torch.arange(B * T) % T) != T - 1
+        keep = (torch.arange(B * T, device=DEVICE) % T) != T - 1
         rows = max(1, chunk_floats // V)
         nll = 0.0
         for r0 in range(0, B * T, rows):
@@ -220,13 +229,15 @@ def ppl_batch(model, windows, chunk_floats=1 << 22):
 
 
 def matmul_gflops(M, K, N, reps=5):
-    a, b = torch.randn(M, K), torch.randn(K, N)
+    a, b = torch.randn(M, K, device=DEVICE), torch.randn(K, N, device=DEVICE)
     for _ in range(2):
         torch.mm(a, b)
+    sync()
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
         torch.mm(a, b)
+        sync()
         ts.append(time.perf_counter() - t0)
     ts.sort()
     return 2 * M * N * K / ts[len(ts) // 2] / 1e9
@@ -254,13 +265,18 @@ def main():
     ap.add_argument("--temperature", type=float, default=0.2)
     ap.add_argument("--topk", default="64")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     a = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(a.device)
     torch.set_num_threads(a.threads)
     cfg = json.loads(a.config)
     topk = "full" if a.topk == "full" else int(a.topk)
     tasks = a.tasks.split(",")
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "seq": a.seq}
+           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "seq": a.seq, "device": a.device}
+    if DEVICE.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(DEVICE)
     # Debian's torch is built against the generic libblas.so.3; which BLAS answers is the alternative installed
     with open("/proc/self/maps") as f:
         libs = sorted({l.split()[-1].rsplit("/", 1)[-1] for l in f if "blas" in l.lower() and "/" in l})
@@ -278,7 +294,7 @@ def main():
     wins = windows_for(cfg, n + 1, T, 1)
     if "memory" in tasks:
         entry = teacher_entry(model, wins[0], topk)
-        acc = [torch.zeros(cfg["intermediate_size"], dtype=torch.float64) for _ in model.layers]
+        acc = [torch.zeros(cfg["intermediate_size"], dtype=torch.float64, device=DEVICE) for _ in model.layers]
         gc.collect()
         base = vm_rss()
         reset_peak()
@@ -292,19 +308,23 @@ def main():
     if "teacher" in tasks or "importance" in tasks:
         teacher_entry(model, wins[0], topk)  # warm-up
         entries, secs = [], []
+        sync()
         for w in wins[1:]:
             t0 = time.perf_counter()
             entries.append(teacher_entry(model, w, topk))
+            sync()
             secs.append(time.perf_counter() - t0)
         out["teacher"] = rate(secs, T)
     if "importance" in tasks:
-        acc = [torch.zeros(cfg["intermediate_size"], dtype=torch.float64) for _ in model.layers]
+        acc = [torch.zeros(cfg["intermediate_size"], dtype=torch.float64, device=DEVICE) for _ in model.layers]
         importance_window(model, wins[1], entries[0], a.alpha, a.temperature, acc)  # warm-up
         acc = [torch.zeros_like(x) for x in acc]
         secs = []
+        sync()
         for w, e in zip(wins[1:], entries):
             t0 = time.perf_counter()
             loss = importance_window(model, w, e, a.alpha, a.temperature, acc)
+            sync()
             secs.append(time.perf_counter() - t0)
         out["importance"] = dict(rate(secs, T), loss=loss)
     if "ppl" in tasks:
@@ -312,9 +332,11 @@ def main():
         pw = windows_for(cfg, B * (n + 1), T, 2)
         ppl_batch(model, pw[:B])  # warm-up
         secs, nll = [], 0.0
+        sync()
         for b in range(B, len(pw), B):
             t0 = time.perf_counter()
             nll += ppl_batch(model, pw[b:b + B])
+            sync()
             secs.append(time.perf_counter() - t0)
         out["ppl"] = dict(rate(secs, B * T), nll=nll / (n * B * (T - 1)))
     print(json.dumps(out))

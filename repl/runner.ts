@@ -67,7 +67,7 @@ export function statusFrom(info: SessionInfoLike): StatusInfo {
   const c = info.calibration;
   return {
     model: path.basename(info.path),
-    backend: info.backend,
+    backend: info.adapter ? `${info.backend} ${info.adapter.device || info.adapter.description}${info.adapter.software ? " (software)" : ""}` : info.backend,
     params: `${compact(info.params.total)}${removed > 0 ? ` (−${(100 * removed).toFixed(1)}%)` : ""} params`,
     channels: `MLP ${widthsText(info.widths)}${keptPct < 100 ? ` (${keptPct.toFixed(0)}% kept)` : ""}`,
     samples: c ? `calib ${c.windows}×${c.seqLen}` : "no calib",

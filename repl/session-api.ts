@@ -27,6 +27,7 @@ export interface SessionInfoLike {
   path: string;
   format: string;
   backend: string;
+  adapter?: { description: string; device: string; software: boolean } | null;
   params: { total: number };
   originalParams: { total: number };
   widths: number[];

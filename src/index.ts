@@ -31,7 +31,7 @@ export { headLossVjp, type HeadLoss } from "./importance/head-loss";
 export { TeacherCache, type TopK, type TeacherCacheOptions, type TeacherTargets, type TailStats } from "./teacher";
 export { accumulate, settingsFor, ImportanceScores, SCORES_FORMAT, CRITERIA, isAdditive, modelFingerprint, fingerprintMismatch, type AccumulateOptions, type Criterion, type ScoreSettings, type ModelFingerprint } from "./importance";
 // engine + model (engine/model helper)
-export { initEngine, backendName, type BackendName } from "./engine";
+export { initEngine, backendName, backendInfo, type BackendName, type BackendInfo, type GpuAdapterInfo } from "./engine";
 export { LlamaModel, type LayerWeights, type ModelWeights, type LayerOptions, type ForwardOptions, type GenerateOptions, type TokenLogProbsOptions } from "./model/llama";
 export { randomTensors } from "./model/random";
 export { inverseFrequencies, ropeTables } from "./model/rope";

@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { joinDocs, readText, selectStories, splitTinyStories, storyRange, TINYSTORIES_SEPARATOR, wikitextRows } from "./data/text";
 import { calibrationWindows, identifyWindows, loadWindows, saveWindows, shardRange, validateWindows, type ShardSpec, type WindowIdentity, type WindowProvenance } from "./data/windows";
-import { initEngine, type BackendName } from "./engine";
+import { backendInfo, initEngine, type BackendName, type GpuAdapterInfo } from "./engine";
 import { CancelledError, DataError, FormatError, UsageError } from "./errors";
 import { evaluateTasks, type EvaluationResult } from "./eval/harness";
 import { modelScorer } from "./eval/model-scorer";
@@ -232,6 +232,8 @@ export interface SessionInfo {
   path: string;
   format: "gguf" | "hf";
   backend: BackendName;
+  /** The GPU adapter when the backend is webgpu (vendor, device, limits, software or not), else null. */
+  adapter: GpuAdapterInfo | null;
   params: ParamCounts;
   originalParams: ParamCounts;
   widths: number[];
@@ -410,6 +412,7 @@ export class Session {
       path: this.path,
       format: this.files.format,
       backend: this.backend,
+      adapter: this.backend === "webgpu" ? backendInfo().adapter : null,
       params: paramCounts(this.current.config),
       originalParams: paramCounts(this.original.config),
       widths,
@@ -424,7 +427,7 @@ export class Session {
     const c = raw.calibration;
     const rows: Cell[][] = [
       ["model", `${raw.path} (${raw.format})`],
-      ["backend", raw.backend],
+      ["backend", this.backend === backendInfo().name ? backendInfo().summary : raw.backend],
       ["params", `${p.total.toLocaleString("en-US")} of ${o.total.toLocaleString("en-US")} (${((100 * (o.total - p.total)) / o.total).toFixed(2)} % removed)`],
       ["  embeddings / lm_head", `${p.embeddings.toLocaleString("en-US")} / ${p.lm_head.toLocaleString("en-US")}${this.current.config.tie_word_embeddings ? " (tied)" : ""}`],
       ["  attention / MLP / norms", `${p.attention.toLocaleString("en-US")} / ${p.mlp.toLocaleString("en-US")} / ${p.norms.toLocaleString("en-US")}`],

@@ -30,7 +30,7 @@ describe("CLI: info, convert, generate", () => {
     const r = cli("info", "--model", STORIES260K());
     assert.equal(r.code, 0, r.stderr);
     const counts = paramCounts((await readModelFiles(STORIES260K())).config);
-    assert.match(r.stdout, /backend:\s+(tensorflow|wasm|cpu)/);
+    assert.match(r.stdout, /backend:\s+(tensorflow|webgpu|wasm|cpu)/);
     assert.match(r.stdout, /hidden_size:\s+64/);
     assert.match(r.stdout, /heads:\s+8 \(kv 4, head_dim 8\)/);
     assert.ok(r.stdout.includes(`${counts.total.toLocaleString("en-US")} total`), r.stdout);
@@ -51,7 +51,7 @@ describe("CLI: info, convert, generate", () => {
     assert.deepEqual(fs.readdirSync(hf).sort(), [".sdmprune-manifest.json", "model.gguf", "provenance.json"]);
     r = cli("generate", "--model", hf, "--prompt", "Once upon a time", "--max-new-tokens", "32");
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /backend: (tensorflow|wasm|cpu)/);
+    assert.match(r.stderr, /backend: (tensorflow|webgpu|wasm|cpu)/);
     // Greedy stories260K continues exactly as llama2.c does (f16 weights do not change the argmax here).
     assert.ok(r.stdout.startsWith("Once upon a time, there was a little girl named Lily. She loved to play outside in the park."), r.stdout);
   });

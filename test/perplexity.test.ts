@@ -121,7 +121,7 @@ describe("cli: sdmprune ppl", function () {
         assert.equal(j.windows, ws.length);
         assert.equal(j.tokens, ws.length * 127);
         assert.ok(Math.abs(j.ppl - lib.ppl) / lib.ppl < 1e-6, `${j.ppl} vs ${lib.ppl}`);
-        assert.ok(["tensorflow", "wasm", "cpu"].includes(j.backend));
+        assert.ok(["tensorflow", "webgpu", "wasm", "cpu"].includes(j.backend));
 
         const wf = path.join(dir, "w.json");
         await saveWindows(wf, ws.slice(0, 3));

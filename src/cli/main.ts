@@ -7,7 +7,7 @@ function overview(): string {
   const cmds = commands();
   const width = Math.max(0, ...cmds.map((c) => c.name.length));
   const lines = cmds.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
-  return `${HEADER}\n\nUsage: sdmprune COMMAND [options]   (sdmprune COMMAND --help for details)\n\nCommands:\n${lines.join("\n")}\n\nEnvironment:\n  SDMPRUNE_BACKEND=tensorflow|wasm|cpu   force a TensorFlow.js backend (default: best that loads)\n`;
+  return `${HEADER}\n\nUsage: sdmprune COMMAND [options]   (sdmprune COMMAND --help for details)\n\nCommands:\n${lines.join("\n")}\n\nEnvironment:\n  SDMPRUNE_BACKEND=tensorflow|webgpu|wasm|cpu   force a TensorFlow.js backend (default: best that loads)\n`;
 }
 
 /** Levenshtein distance, for "did you mean". */

@@ -2,10 +2,12 @@ import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { UsageError } from "../errors";
 import { registerWasmFixes } from "./wasm-fixes";
+import { adapterSummary, loadWebGPU, webgpuAdapter, type GpuAdapterInfo } from "./webgpu";
 
-export type BackendName = "tensorflow" | "wasm" | "cpu";
+export type BackendName = "tensorflow" | "webgpu" | "wasm" | "cpu";
+export { adapterSummary, type GpuAdapterInfo };
 
-const NAMES: BackendName[] = ["tensorflow", "wasm", "cpu"];
+const NAMES: BackendName[] = ["tensorflow", "webgpu", "wasm", "cpu"];
 let current: BackendName | null = null;
 let nodeLoaded: boolean | null = null;
 let nodeError = "";
@@ -44,10 +46,14 @@ function loadWasm(): void {
   wasmLoaded = true;
 }
 
-async function tryBackend(name: BackendName): Promise<string | null> {
+/** `forced`: the caller named this backend, so a software GPU adapter (CI's llvmpipe) is acceptable. */
+async function tryBackend(name: BackendName, forced: boolean): Promise<string | null> {
   try {
     if (name === "tensorflow") {
       if (!loadNative()) return `native TensorFlow binding not installed (${nodeError})`;
+    } else if (name === "webgpu") {
+      const err = await loadWebGPU(forced);
+      if (err) return err;
     } else if (name === "wasm") {
       loadWasm();
     } else {
@@ -77,7 +83,8 @@ function parseName(v: string, where: string): BackendName {
 
 /**
  * Choose the tensor backend. An explicit `prefer` wins, then env SDMPRUNE_BACKEND; either must load or
- * this throws. Without either, the chain is tfjs-node-gpu → tfjs-node → wasm → cpu. Calling again with
+ * this throws. Without either, the chain is tfjs-node-gpu → tfjs-node → webgpu (a hardware adapter only) →
+ * wasm → cpu. Calling again with
  * the active backend (or no argument once initialised) is a no-op; switching is allowed, but tensors
  * must be created after the switch.
  */
@@ -86,14 +93,14 @@ export async function initEngine(prefer?: BackendName): Promise<BackendName> {
   const forced = prefer ? parseName(prefer, "initEngine") : env ? parseName(env, "SDMPRUNE_BACKEND") : null;
   if (current && (forced === null || forced === current) && tf.getBackend() === current) return current;
   if (forced) {
-    const err = await tryBackend(forced);
+    const err = await tryBackend(forced, true);
     if (err) throw new UsageError(`backend "${forced}" could not be loaded: ${err}`);
     current = forced;
     return forced;
   }
   const failures: string[] = [];
   for (const name of NAMES) {
-    const err = await tryBackend(name);
+    const err = await tryBackend(name, false);
     if (!err) {
       current = name;
       return name;
@@ -113,14 +120,38 @@ export function backendName(): BackendName {
   return current;
 }
 
+/** What the active backend runs on, for `info`, the REPL status line and Session.info(). */
+export interface BackendInfo {
+  name: BackendName;
+  /** The GPU adapter behind `webgpu`, else null. */
+  adapter: GpuAdapterInfo | null;
+  /** One line: the backend, its adapter, and a hint when a faster backend could be installed. */
+  summary: string;
+}
+
+export function backendInfo(): BackendInfo {
+  const name = backendName();
+  const adapter = name === "webgpu" ? webgpuAdapter() : null;
+  let summary: string = name;
+  if (adapter) summary += ` (${adapterSummary(adapter)})`;
+  else if (name === "tensorflow") summary += " (native libtensorflow)";
+  else if (name === "wasm" || name === "cpu") summary += ` (${FASTER})`;
+  return { name, adapter, summary };
+}
+
+// package.json allows tfjs-node's install script, so a plain `npm install` with internet fetches libtensorflow
+const FASTER = "faster: run npm install with internet access for the native tensorflow backend; GPUs: environment.md";
+
 /**
  * Whether the active backend is bound by per-kernel dispatch rather than arithmetic on small models: the
  * native TensorFlow backend runs each eager op through libtensorflow (~50–100 µs each), so batching
- * several windows per pass pays there (bench/NOTES.md); on wasm and cpu the products dominate and
+ * several windows per pass pays there (bench/NOTES.md), as it does on a GPU (webgpu: one dispatch and one
+ * submit per op, whatever the rows); on wasm and cpu the products dominate and
  * batching only delays cancellation.
  */
 export function batchingPays(): boolean {
-  return tf.getBackend() === "tensorflow";
+  const b = tf.getBackend();
+  return b === "tensorflow" || b === "webgpu";
 }
 
 /** Most windows one pass takes where batching pays. */

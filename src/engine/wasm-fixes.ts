@@ -51,7 +51,7 @@ export function registerUnsortedSegmentSum(): void {
 
 /**
  * Replace the BatchMatMul gradient (global, all backends) so that plain rank-2 products use explicit
- * transposes off the tensorflow backend; every other case (rank > 2, transpose flags, tensorflow backend)
+ * transposes on wasm and cpu; every other case (rank > 2, transpose flags, the tensorflow and webgpu backends)
  * keeps tfjs's own gradient. The maths is identical, only the kernel choice differs.
  */
 export function registerMatMulGradient(): void {
@@ -69,7 +69,8 @@ export function registerMatMulGradient(): void {
       const [a, b] = saved;
       const { transposeA, transposeB } = attrs as { transposeA?: boolean; transposeB?: boolean };
       const g = dy as tf.Tensor;
-      if (a.rank !== 2 || b.rank !== 2 || transposeA || transposeB || tf.getBackend() === "tensorflow") {
+      const native = tf.getBackend() === "tensorflow" || tf.getBackend() === "webgpu"; // transposed products are as fast there
+      if (a.rank !== 2 || b.rank !== 2 || transposeA || transposeB || native) {
         return originalFunc(dy, saved, attrs);
       }
       return {

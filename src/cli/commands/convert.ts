@@ -20,7 +20,7 @@ Convert between GGUF and Hugging Face formats (either direction, or re-save in t
                   pruned model
   --force         replace DIR if it holds only an earlier sdmprune output (listed in its .sdmprune-manifest.json);
                   a folder with any other file is refused
-  --backend NAME  tensorflow | wasm | cpu: accepted like everywhere; converting copies tensors without
+  --backend NAME  tensorflow | webgpu | wasm | cpu: accepted like everywhere; converting copies tensors without
                   computing, so the backend only has to load
 The output is written to a temporary directory beside DIR and renamed into place, so a failure leaves no partial output.`;
 

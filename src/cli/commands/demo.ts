@@ -31,7 +31,7 @@ greedy sample before and after.
   --eval-windows N windows of the text used for perplexity (default 64; 0 = all)
   --seed N         seed of the window draws (default 0)
   --out DIR        also save the pruned model there
-  --backend NAME   tensorflow | wasm | cpu
+  --backend NAME   tensorflow | webgpu | wasm | cpu
   --json           print one JSON object instead of text`;
 
 export const demoCommand: Command = {

@@ -33,7 +33,7 @@ model's max_position_embeddings, acc and acc_norm by character length; see docs/
                       and is_greedy, prediction, gold); scripts/lm-eval/reference.py writes lm-eval's
                       --log_samples in the same form
   --json              print one JSON object (metrics, averages with their tasks, settings, notes)
-  --backend NAME      tensorflow | wasm | cpu
+  --backend NAME      tensorflow | webgpu | wasm | cpu
 
 The table shows each task's metrics (headline first: acc_norm where lm-eval reports it, else acc),
 "average (paper)": SDMPrune's Avg column (acc_norm where present, else acc; hellaswag and lambada_openai

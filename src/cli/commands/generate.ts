@@ -14,7 +14,7 @@ Continue a prompt and print prompt + continuation.
   --max-new-tokens N    tokens to generate (default 64)
   --temperature T       0 (default) = greedy; > 0 samples
   --seed S              sampling seed (default 0)
-  --backend NAME        tensorflow | wasm | cpu (default: best that loads, or SDMPRUNE_BACKEND)`;
+  --backend NAME        tensorflow | webgpu | wasm | cpu (default: best that loads, or SDMPRUNE_BACKEND)`;
 
 export const generateCommand: Command = {
   name: "generate",

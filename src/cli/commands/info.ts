@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { initEngine } from "../../engine";
+import { backendInfo, initEngine } from "../../engine";
 import { readModelFiles } from "../../io/files";
 import { intermediateSizes, paramCounts } from "../../model/config";
 import type { Command } from "../command";
@@ -9,7 +9,7 @@ const USAGE = `Usage: sdmprune info --model PATH [--backend NAME]
 
 Show a model's configuration, parameter counts (total, embeddings, attention, MLP) and the tensor backend.
 PATH is a .gguf file or a Hugging Face model directory (config.json + safetensors + tokenizer.json).
-  --backend NAME   tensorflow | wasm | cpu (default: best that loads, or SDMPRUNE_BACKEND)`;
+  --backend NAME   tensorflow | webgpu | wasm | cpu (default: best that loads, or SDMPRUNE_BACKEND)`;
 
 function fmt(n: number): string {
   return n.toLocaleString("en-US");
@@ -22,7 +22,8 @@ export const infoCommand: Command = {
   async run(argv) {
     const { values } = parseArgs({ args: argv, options: { model: { type: "string" }, backend: { type: "string" } }, strict: true });
     requireFlags(values, ["model"], USAGE);
-    const backend = await initEngine(backendFlag(values.backend));
+    await initEngine(backendFlag(values.backend));
+    const backend = backendInfo().summary;
     const f = await readModelFiles(values.model);
     const c = f.config;
     const p = paramCounts(c);

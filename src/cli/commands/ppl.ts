@@ -25,7 +25,7 @@ same computation as \`sdmprune eval --ppl\` and the REPL's \`eval ppl\` (docs/me
   --seq-len N         window length in tokens (default 128 with --text; checked against --windows)
   --batch-size N      windows per forward batch (default 4)
   --allow-longer      accept windows longer than the model's context (max_position_embeddings); refused otherwise
-  --backend NAME      tensorflow | wasm | cpu (default: best that loads, or SDMPRUNE_BACKEND)
+  --backend NAME      tensorflow | webgpu | wasm | cpu (default: best that loads, or SDMPRUNE_BACKEND)
   --json              print one JSON object instead of text
 
 The protocol and seq len are printed with every perplexity: the value depends strongly on both.`;

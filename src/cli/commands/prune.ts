@@ -42,7 +42,7 @@ Output:
   --eval-text FILE  report perplexity before and after (WikiText .raw files use the row protocol)
   --eval-seq-len N  window length for --eval-text (default 128)
   --eval-stories A-B  with a TinyStories --eval-text: 1-based inclusive story range (e.g. 500-999)
-  --backend NAME    tensorflow | wasm | cpu
+  --backend NAME    tensorflow | webgpu | wasm | cpu
 ${CALIBRATION_USAGE}`;
 
 function layersFlag(v: string | undefined): [number, number] | undefined {

@@ -47,7 +47,7 @@ as SDMPrune's post-training) trained with AdamW + cosine schedule, merged into t
   --resume              continue from --checkpoint-dir/last when present (same settings required)
   --force               replace an --out / --adapters directory holding an earlier sdmprune output (only its own
                         files, listed in .sdmprune-manifest.json; anything else is refused)
-  --backend NAME        tensorflow | wasm | cpu
+  --backend NAME        tensorflow | webgpu | wasm | cpu
   --json                print one JSON object instead of text`;
 
 export const recoverCommand: Command = {

@@ -82,7 +82,7 @@ the result.
   --temperature T      sd-taylor teacher temperature (default 0.2)
   --out FILE.json      output file (written atomically)
   --save-windows FILE  also write the calibration windows (of this shard)
-  --backend NAME       tensorflow | wasm | cpu
+  --backend NAME       tensorflow | webgpu | wasm | cpu
 ${CALIBRATION_USAGE}
 
 Splitting the work (sd-taylor, ce-taylor; the merged sums are exact, so every split gives one run's bits):
