@@ -122,10 +122,10 @@ describe("outputs: complete or absent, user files never deleted", function () {
     fs.rmSync(out, { recursive: true });
     r = await cli(["convert", "--model", hf, "--out", out, "--format", "gguf"]);
     assert.equal(r.code, 0, r.err);
-    assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, MANIFEST), "utf8")).files, ["model.gguf"]);
+    assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, MANIFEST), "utf8")).files, ["model.gguf", "provenance.json"]);
     r = await cli(["convert", "--model", hf, "--out", out, "--format", "hf", "--force"]);
     assert.equal(r.code, 0, r.err);
-    assert.deepEqual(fs.readdirSync(out).sort(), [MANIFEST, "config.json", "model.safetensors"]);
+    assert.deepEqual(fs.readdirSync(out).sort(), [MANIFEST, "config.json", "model.safetensors", "provenance.json"]);
     fs.writeFileSync(path.join(out, "results.csv"), "1,2");
     r = await cli(["convert", "--model", hf, "--out", out, "--format", "gguf", "--force"]);
     assert.equal(r.code, 2);
