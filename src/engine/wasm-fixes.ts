@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 
 /**
- * Fixes that make the wasm backend usable for LLaMA training-style work (see notes ENGINES.md §3–4):
+ * Fixes that make the wasm backend usable for LLaMA training-style work (docs/engines.md, "Missing kernels and gradients" and "Performance traps and workarounds"):
  * - the wasm backend has no `UnsortedSegmentSum` kernel, and the gradient of `gather` (the embedding
  *   lookup) needs it, so we register a host-side implementation;
  * - tfjs's `BatchMatMul` gradient uses transposed products, which are 15–20× slower on wasm than an

@@ -26,7 +26,7 @@ export interface PerplexityOptions extends RunOptions {
 
 /**
  * Perplexity over equal-length windows: each window contributes its seqLen − 1 next-token predictions, and
- * PPL = exp(mean NLL over all of them) (METHOD.md §10 steps 4–5). Cancellation is checked between batches.
+ * PPL = exp(mean NLL over all of them) (docs/method.md, "Perplexity", steps 4–5). Cancellation is checked between batches.
  */
 export async function perplexity(scorer: TokenScorer, windows: number[][], opts: PerplexityOptions = {}): Promise<PerplexityResult> {
   validateWindows(windows);
@@ -63,7 +63,7 @@ export interface TextPerplexityResult extends PerplexityResult {
 }
 
 /**
- * METHOD.md §10: tokenize the whole text once with a single BOS at the start, cut it into non-overlapping
+ * docs/method.md, "Perplexity": tokenize the whole text once with a single BOS at the start, cut it into non-overlapping
  * seqLen windows (remainder dropped; only the first window starts with BOS), then `perplexity`.
  * For WikiText pass `wikitextText(file)` (rows joined with "\n\n").
  */

@@ -8,7 +8,7 @@ import type { CriterionContext, CriterionImpl, ScoreSink } from "./types";
 const MLP_NAME = /\.mlp\.(gate|up|down)_proj\.weight$/;
 
 /**
- * LLM-Pruner (METHOD.md §14): the gradient g of the batch-mean CE over all windows (|Σ_s| semantics),
+ * LLM-Pruner (docs/method.md, "LLM-Pruner baseline"): the gradient g of the batch-mean CE over all windows (|Σ_s| semantics),
  * then param_first salience W⊙g reduced per channel: element-wise Σ_k|·| ("llm-pruner") or
  * vectorised |Σ_k ·| ("llm-pruner-vector"), per module, modules summed (grouping "sum").
  * With equal window lengths the batch mean equals the mean of per-window means, so the gradient is

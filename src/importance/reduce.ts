@@ -18,7 +18,7 @@ export function mlpGroup(lw: LayerWeights): MlpGroup {
 }
 
 /**
- * SDMPrune per-sample Taylor score (METHOD.md §5): mean_k |W_g⊙G_g + W_u⊙G_u + (W_d⊙G_d)ᵀ|, the signed
+ * SDMPrune per-sample Taylor score (docs/method.md, "Importance"): mean_k |W_g⊙G_g + W_u⊙G_u + (W_d⊙G_d)ᵀ|, the signed
  * sum of the three modules taken before the absolute value. (The reference's ×100 is omitted: it only
  * guarded bf16 and does not change rankings.)
  */

@@ -12,7 +12,7 @@ import type { CriterionContext, CriterionImpl, ScoreSink } from "./types";
 
 /**
  * First-order Taylor importance of (1−α)·CE + α·KD, per sample (B = 1), reduced per layer as soon as a
- * layer's gradients exist (METHOD.md §4–5). "sd-taylor" uses the teacher cache; "ce-taylor" is α = 0.
+ * layer's gradients exist (docs/method.md, "Gradient with respect to the student logits" and "Importance"). "sd-taylor" uses the teacher cache; "ce-taylor" is α = 0.
  */
 export interface WindowScore {
   /** Per layer, per channel: mean_k |W_g⊙G_g + W_u⊙G_u + (W_d⊙G_d)ᵀ| for this window. */

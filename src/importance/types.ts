@@ -5,7 +5,7 @@ import type { RunOptions } from "../types";
 
 /**
  * Channel-importance criteria for MLP intermediate channels (channel i = gate/up output i = down input i).
- * - "sd-taylor": SDMPrune, |Taylor| of (1−α)·CE + α·KD per sample, Σ_s mean_k |·| (METHOD.md §5).
+ * - "sd-taylor": SDMPrune, |Taylor| of (1−α)·CE + α·KD per sample, Σ_s mean_k |·| (docs/method.md, "Importance").
  * - "ce-taylor": the same with α = 0 (stage-1 warm start; no teacher).
  * - "llm-pruner": LLM-Pruner param_first, one batch-mean CE gradient, Σ_k |W⊙G| per module, modules summed.
  * - "llm-pruner-vector": LLM-Pruner vectorize, |Σ_k W⊙G| per module, modules summed.
