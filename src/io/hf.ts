@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, FormatError } from "../errors";
-import { LlamaConfig, parseConfig } from "../model/config";
+import { type ModelConfig, type ModelType, parseConfig } from "../model/config";
 import { readSafetensorsDir, writeSafetensors } from "./safetensors";
 import { TensorMap } from "./tensors";
 import { HfTokenizer, readTokenizerDir } from "./tokenizer";
@@ -17,7 +17,7 @@ import type { TextTokenizer } from "../types";
  */
 
 export interface HfRead {
-  config: LlamaConfig;
+  config: ModelConfig;
   rawConfig: Record<string, unknown>;
   tensors: TensorMap;
   tokenizer: HfTokenizer | null;
@@ -33,7 +33,7 @@ export function readHfDir(dir: string): HfRead {
   } catch (err) {
     throw new FormatError(`${cfgFile}: not valid JSON: ${(err as Error).message}`);
   }
-  const config = parseConfig(raw, cfgFile);
+  const config = parseConfig(raw, cfgFile, { requireModelType: true, keepOriginal: true });
   const { tensors, files } = readSafetensorsDir(dir);
   // transformers ignores a saved lm_head when the head is tied; so do we.
   if (config.tie_word_embeddings) tensors.delete("lm_head.weight");
@@ -42,13 +42,33 @@ export function readHfDir(dir: string): HfRead {
   return { config, rawConfig: raw, tensors, tokenizer, files: [cfgFile, ...files] };
 }
 
-export function hfConfigJson(c: LlamaConfig, dtype: "f32" | "f16"): Record<string, unknown> {
-  return {
-    architectures: ["LlamaForCausalLM"],
-    model_type: "llama",
+const ARCHITECTURES: Record<ModelType, string> = {
+  llama: "LlamaForCausalLM",
+  mistral: "MistralForCausalLM",
+  qwen2: "Qwen2ForCausalLM",
+  qwen3: "Qwen3ForCausalLM",
+};
+
+/**
+ * config.json for `c`. A config read from a config.json is written back as it was read (same layout, same
+ * fields, transformers 4 or 5) with only `intermediate_size` and the stored dtype changed; one built in
+ * code or from GGUF metadata is written in the transformers 4 layout, which transformers 5 also reads.
+ */
+export function hfConfigJson(c: ModelConfig, dtype: "f32" | "f16"): Record<string, unknown> {
+  const widths = Array.isArray(c.intermediate_size) ? c.intermediate_size.slice() : c.intermediate_size;
+  const torchDtype = dtype === "f16" ? "float16" : "float32";
+  if (c.original) {
+    const out: Record<string, unknown> = { ...structuredClone(c.original), intermediate_size: widths };
+    if ("dtype" in out) out.dtype = torchDtype;
+    else out.torch_dtype = torchDtype;
+    return out;
+  }
+  const out: Record<string, unknown> = {
+    architectures: [ARCHITECTURES[c.model_type]],
+    model_type: c.model_type,
     vocab_size: c.vocab_size,
     hidden_size: c.hidden_size,
-    intermediate_size: Array.isArray(c.intermediate_size) ? c.intermediate_size.slice() : c.intermediate_size,
+    intermediate_size: widths,
     num_hidden_layers: c.num_hidden_layers,
     num_attention_heads: c.num_attention_heads,
     num_key_value_heads: c.num_key_value_heads,
@@ -61,14 +81,21 @@ export function hfConfigJson(c: LlamaConfig, dtype: "f32" | "f16"): Record<strin
     max_position_embeddings: c.max_position_embeddings,
     bos_token_id: c.bos_token_id,
     eos_token_id: c.eos_token_id,
-    attention_bias: false,
-    mlp_bias: false,
-    torch_dtype: dtype === "f16" ? "float16" : "float32",
+    torch_dtype: torchDtype,
   };
+  if (c.model_type === "llama") Object.assign(out, { attention_bias: c.o_bias, mlp_bias: false });
+  if (c.model_type === "qwen3") out.attention_bias = c.o_bias;
+  if (c.model_type === "mistral") out.sliding_window = c.sliding_window;
+  if (c.model_type === "qwen2") {
+    delete out.head_dim; // Qwen2Config has none: transformers derives it from hidden_size / heads
+    out.use_sliding_window = false;
+  }
+  if (c.model_type === "qwen2" || c.model_type === "qwen3") out.use_sliding_window = false;
+  return out;
 }
 
 /** Fill `dir` (an empty temporary directory; the caller renames it into place). Returns the files written. */
-export function writeHfDir(dir: string, config: LlamaConfig, tensors: TensorMap, tokenizer: TextTokenizer | null, dtype: "f32" | "f16"): string[] {
+export function writeHfDir(dir: string, config: ModelConfig, tensors: TensorMap, tokenizer: TextTokenizer | null, dtype: "f32" | "f16"): string[] {
   if (config.tie_word_embeddings && tensors.has("lm_head.weight")) {
     throw new ConfigError(`HF writer: config says tie_word_embeddings but tensors include lm_head.weight`);
   }

@@ -1,6 +1,29 @@
 import { ConfigError } from "../errors";
 
-/** `rope_scaling` as Hugging Face writes it. Only `llama3` changes frequencies; `default`/null leaves them. */
+/**
+ * Model configuration with Hugging Face `config.json` field names, parsed strictly: every field that changes
+ * the computed function is either honoured or refused with a ConfigError naming the field, its value and what
+ * is supported (docs/model-families.md). Both layouts transformers writes are read: transformers 4 keeps
+ * `rope_theta` and `rope_scaling` at the top level, transformers 5 nests them in `rope_parameters`.
+ */
+
+/** The families sdmprune computes. Each is a LLaMA-style decoder; the fields below say how it differs. */
+export const MODEL_TYPES = ["llama", "mistral", "qwen2", "qwen3"] as const;
+export type ModelType = (typeof MODEL_TYPES)[number];
+
+/** Families transformers knows that sdmprune refuses (a clear error instead of a wrong model). */
+const NOT_YET: Record<string, string> = {
+  gemma3_text: "Gemma 3 ((1+w) RMSNorm, GeGLU, sliding/global layers, softcapping) is not implemented yet",
+  gemma3: "Gemma 3 ((1+w) RMSNorm, GeGLU, sliding/global layers, softcapping) is not implemented yet",
+  gemma2: "Gemma 2 is not implemented",
+  gemma: "Gemma is not implemented",
+  phi3: "Phi-3 (fused qkv_proj and gate_up_proj) is not implemented yet",
+  mixtral: "mixture-of-experts MLPs cannot be pruned channel-wise by sdmprune",
+  qwen2_moe: "mixture-of-experts MLPs cannot be pruned channel-wise by sdmprune",
+  qwen3_moe: "mixture-of-experts MLPs cannot be pruned channel-wise by sdmprune",
+};
+
+/** RoPE frequency scaling. `llama3` rescales by wavelength band, `linear` divides every frequency by `factor`. */
 export interface RopeScaling {
   rope_type: "llama3" | "default" | "linear";
   factor?: number;
@@ -10,11 +33,11 @@ export interface RopeScaling {
 }
 
 /**
- * A LLaMA-family configuration with Hugging Face `config.json` field names. `intermediate_size` is a
- * number for uniform models and a per-layer array for pruned models with non-uniform widths.
+ * A decoder configuration. `intermediate_size` is a number for uniform models and a per-layer array for
+ * pruned models with non-uniform widths.
  */
-export interface LlamaConfig {
-  model_type: "llama";
+export interface ModelConfig {
+  model_type: ModelType;
   vocab_size: number;
   hidden_size: number;
   intermediate_size: number | number[];
@@ -25,10 +48,155 @@ export interface LlamaConfig {
   rms_norm_eps: number;
   rope_theta: number;
   rope_scaling: RopeScaling | null;
+  /** Biases on q_proj, k_proj and v_proj (Qwen2 always; Llama and Qwen3 with `attention_bias`). */
+  qkv_bias: boolean;
+  /** Bias on o_proj (Llama and Qwen3 with `attention_bias`; never Qwen2). */
+  o_bias: boolean;
+  /** RMSNorm over each head of q and k before RoPE (`q_norm`, `k_norm`: Qwen3). */
+  qk_norm: boolean;
+  /**
+   * Keys a query sees at most (Mistral's `sliding_window`). sdmprune computes full causal attention and
+   * refuses sequences longer than this, where the two differ. null: no window.
+   */
+  sliding_window: number | null;
   tie_word_embeddings: boolean;
   max_position_embeddings: number;
   bos_token_id: number;
   eos_token_id: number | number[];
+  /**
+   * The config.json object as it was read (null when the config was built in code or from GGUF metadata).
+   * Saving as HF writes it back with only the MLP widths changed, so the file keeps the layout and the
+   * fields of the transformers version that wrote it.
+   */
+  original: Record<string, unknown> | null;
+}
+
+/** The name the rest of the code base grew up with; every family shares this shape. */
+export type LlamaConfig = ModelConfig;
+
+/** What a config field does to the computed model, per family (the contract test/config-fields.test.ts walks). */
+export type FieldRole =
+  | { role: "used" }
+  | { role: "ignored"; why: string }
+  /** Accepted only with the listed harmless values; anything else is refused. */
+  | { role: "refused-unless"; allowed: readonly unknown[]; why: string };
+
+const used: FieldRole = { role: "used" };
+const ign = (why: string): FieldRole => ({ role: "ignored", why });
+const only = (allowed: readonly unknown[], why: string): FieldRole => ({ role: "refused-unless", allowed, why });
+
+/** Fields every PretrainedConfig may carry. */
+const COMMON: Record<string, FieldRole> = {
+  model_type: used,
+  architectures: used,
+  vocab_size: used,
+  hidden_size: used,
+  intermediate_size: used,
+  num_hidden_layers: used,
+  num_attention_heads: used,
+  num_key_value_heads: used,
+  rms_norm_eps: used,
+  max_position_embeddings: used,
+  tie_word_embeddings: used,
+  bos_token_id: used,
+  eos_token_id: used,
+  rope_theta: used,
+  rope_scaling: used,
+  rope_parameters: used,
+  hidden_act: only(["silu"], "the gated MLP is computed with silu"),
+  attention_dropout: only([0, 0.0], "sdmprune computes attention without dropout (also in recovery training)"),
+  quantization_config: only([null], "quantized checkpoints are not read; load the float weights"),
+  pruned_heads: only([null, {}], "pruned attention heads are not supported"),
+  is_encoder_decoder: only([false, null], "decoder-only models only"),
+  add_cross_attention: only([false, null], "decoder-only models only"),
+  torch_dtype: ign("weights are computed in float32 whatever they were stored in (as transformers does with dtype=float32)"),
+  dtype: ign("weights are computed in float32 whatever they were stored in (as transformers does with dtype=float32)"),
+  pad_token_id: ign("padding never enters sdmprune's computations (windows have equal length)"),
+  initializer_range: ign("initialisation of new weights only"),
+  use_cache: ign("decoding speed only; outputs are the same"),
+  transformers_version: ign("provenance"),
+  _name_or_path: ign("provenance"),
+  _commit_hash: ign("provenance"),
+  _attn_implementation_autoset: ign("kernel choice; eager, sdpa and flash compute the same function"),
+  attn_implementation: ign("kernel choice; eager, sdpa and flash compute the same function"),
+  pretraining_tp: ign("transformers 4 split products into tp slices that sum to the same product"),
+  output_attentions: ign("what transformers returns, not what it computes"),
+  output_hidden_states: ign("what transformers returns, not what it computes"),
+  return_dict: ign("what transformers returns, not what it computes"),
+  torchscript: ign("export setting"),
+  id2label: ign("classification heads only"),
+  label2id: ign("classification heads only"),
+  problem_type: ign("classification heads only"),
+  tokenizer_class: ign("the tokenizer is read from tokenizer.json"),
+  chunk_size_feed_forward: ign("memory setting; same outputs"),
+  // transformers 4 wrote generation defaults into config.json; they decode, they do not change logits
+  max_length: ign("generation default"),
+  min_length: ign("generation default"),
+  do_sample: ign("generation default"),
+  temperature: ign("generation default"),
+  top_k: ign("generation default"),
+  top_p: ign("generation default"),
+  num_beams: ign("generation default"),
+  repetition_penalty: ign("generation default"),
+  length_penalty: ign("generation default"),
+  no_repeat_ngram_size: ign("generation default"),
+  early_stopping: ign("generation default"),
+};
+
+/** Known fields per family: used, ignored (with the reason) or refused unless harmless. */
+export const CONFIG_FIELDS: Record<ModelType, Record<string, FieldRole>> = {
+  llama: {
+    ...COMMON,
+    head_dim: used,
+    attention_bias: used,
+    mlp_bias: only([false, null], "biases on gate/up/down are not implemented"),
+  },
+  mistral: {
+    ...COMMON,
+    head_dim: used,
+    sliding_window: used,
+  },
+  qwen2: {
+    ...COMMON,
+    use_sliding_window: only([false, null], "sliding-window layers are not implemented"),
+    sliding_window: ign("read only when use_sliding_window is true, which is refused"),
+    max_window_layers: ign("read only when use_sliding_window is true, which is refused"),
+    layer_types: used,
+    use_mrope: only([false, null], "multimodal RoPE is not implemented"),
+  },
+  qwen3: {
+    ...COMMON,
+    head_dim: used,
+    attention_bias: used,
+    use_sliding_window: only([false, null], "sliding-window layers are not implemented"),
+    sliding_window: ign("read only when use_sliding_window is true, which is refused"),
+    max_window_layers: ign("read only when use_sliding_window is true, which is refused"),
+    layer_types: used,
+  },
+};
+
+/**
+ * Fields that change the math in families sdmprune does not compute; named here so that a config which
+ * carries one (e.g. a Llama config with MoE fields added by a fine-tuning tool) is refused, not ignored.
+ */
+const REFUSED_ANYWHERE: Record<string, string> = {
+  num_experts: "mixture-of-experts layers are not supported",
+  num_local_experts: "mixture-of-experts layers are not supported",
+  num_experts_per_tok: "mixture-of-experts layers are not supported",
+  moe_intermediate_size: "mixture-of-experts layers are not supported",
+  partial_rotary_factor: "RoPE over part of each head is not supported",
+  rotary_pct: "RoPE over part of each head is not supported",
+  attn_logit_softcapping: "attention logit softcapping is not implemented",
+  final_logit_softcapping: "final logit softcapping is not implemented",
+  query_pre_attn_scalar: "a query scale other than 1/sqrt(head_dim) is not implemented",
+  logits_scaling: "scaled logits are not implemented",
+  embedding_multiplier: "scaled embeddings are not implemented",
+  residual_multiplier: "scaled residuals are not implemented",
+  attention_multiplier: "a query scale other than 1/sqrt(head_dim) is not implemented",
+};
+
+function fail(source: string, field: string, value: unknown, expected: string): never {
+  throw new ConfigError(`${source}: field "${field}" = ${JSON.stringify(value)} is not supported; ${expected}`);
 }
 
 function need(raw: Record<string, unknown>, field: string, source: string): number {
@@ -46,19 +214,134 @@ function positiveInt(v: number, field: string, source: string): number {
   return v;
 }
 
+function isHarmless(v: unknown, allowed: readonly unknown[]): boolean {
+  if (v === undefined) return true;
+  return allowed.some((a) => (a !== null && typeof a === "object" ? v !== null && typeof v === "object" && Object.keys(v as object).length === 0 : a === v));
+}
+
+/** Keys of a RoPE block (top-level rope_scaling, or transformers 5 rope_parameters) per rope type. */
+const ROPE_KEYS: Record<RopeScaling["rope_type"], readonly string[]> = {
+  default: [],
+  linear: ["factor"],
+  llama3: ["factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"],
+};
+const ROPE_SUPPORTED = "supported rope types: default, linear, llama3";
+
 /**
- * Validate a raw `config.json` object (or the equivalent built from GGUF metadata) and fill the defaults
- * transformers uses: `num_key_value_heads = num_attention_heads`, `head_dim = hidden/heads`,
+ * RoPE base and scaling from either layout. transformers 5: `rope_parameters` holds rope_type, rope_theta and
+ * the scaling keys (or, for models with per-layer-type RoPE, one such block per layer type). transformers 4:
+ * top-level rope_theta and rope_scaling (rope_type, or the older key `type`).
+ */
+function parseRope(r: Record<string, unknown>, source: string): { theta: number; scaling: RopeScaling | null } {
+  let theta = r.rope_theta === undefined || r.rope_theta === null ? undefined : need(r, "rope_theta", source);
+  let block: Record<string, unknown> | null = null;
+  let blockName = "";
+  const rp = r.rope_parameters;
+  const rs = r.rope_scaling;
+  if (rp !== undefined && rp !== null) {
+    if (typeof rp !== "object" || Array.isArray(rp)) fail(source, "rope_parameters", rp, "expected an object");
+    const p = rp as Record<string, unknown>;
+    if ("full_attention" in p || "sliding_attention" in p) {
+      fail(source, "rope_parameters", Object.keys(p), "per-layer-type RoPE (full_attention/sliding_attention) is not implemented");
+    }
+    block = p;
+    blockName = "rope_parameters";
+    if (p.rope_theta !== undefined) {
+      const t = need(p, "rope_theta", `${source} rope_parameters`);
+      if (theta !== undefined && theta !== t) {
+        throw new ConfigError(`${source}: rope_theta ${theta} and rope_parameters.rope_theta ${t} disagree`);
+      }
+      theta = t;
+    }
+    if (rs !== undefined && rs !== null && JSON.stringify(rs) !== JSON.stringify(rp)) {
+      // transformers 5 may keep a legacy alias of the same block; two different ones would be ambiguous
+      const a = rs as Record<string, unknown>;
+      const sameType = (a.rope_type ?? a.type) === (p.rope_type ?? p.type);
+      if (!sameType || ROPE_KEYS.llama3.some((k) => a[k] !== undefined && a[k] !== p[k])) {
+        throw new ConfigError(`${source}: rope_scaling ${JSON.stringify(rs)} and rope_parameters ${JSON.stringify(rp)} disagree`);
+      }
+    }
+  } else if (rs !== undefined && rs !== null) {
+    if (typeof rs !== "object" || Array.isArray(rs)) fail(source, "rope_scaling", rs, "expected an object or null");
+    block = rs as Record<string, unknown>;
+    blockName = "rope_scaling";
+  }
+  if (theta === undefined) theta = 10000;
+  if (!(theta > 0)) fail(source, "rope_theta", theta, "must be positive");
+  if (!block) return { theta, scaling: null };
+
+  const typeRaw = block.rope_type ?? block.type ?? "default";
+  if (typeRaw !== "default" && typeRaw !== "linear" && typeRaw !== "llama3") fail(source, `${blockName}.rope_type`, typeRaw, ROPE_SUPPORTED);
+  const type = typeRaw as RopeScaling["rope_type"];
+  const known = new Set(["rope_type", "type", "rope_theta", ...ROPE_KEYS[type]]);
+  for (const [k, v] of Object.entries(block)) {
+    if (known.has(k)) continue;
+    if (k === "partial_rotary_factor" && v === 1) continue;
+    // A key another rope type reads (attention_factor, beta_fast, short_factor, mrope_section, ...) would be
+    // honoured by transformers' own code for some type: refuse rather than guess.
+    fail(source, `${blockName}.${k}`, v, `rope_type ${type} reads only ${[...known].join(", ")}`);
+  }
+  if (type === "default") return { theta, scaling: null };
+  const scaling: RopeScaling = { rope_type: type };
+  for (const k of ROPE_KEYS[type] as (keyof RopeScaling)[]) {
+    if (block[k] === undefined) throw new ConfigError(`${source}: ${blockName} (${type}) needs "${k}"`);
+    (scaling as unknown as Record<string, number>)[k] = need(block, k, `${source} ${blockName}`);
+  }
+  if (!(scaling.factor! > 0)) fail(source, `${blockName}.factor`, scaling.factor, "must be positive");
+  if (type === "llama3" && !(scaling.high_freq_factor! > scaling.low_freq_factor!)) {
+    fail(source, `${blockName}.high_freq_factor`, scaling.high_freq_factor, "must exceed low_freq_factor");
+  }
+  return { theta, scaling };
+}
+
+export interface ParseOptions {
+  /** A config.json from disk must name its model_type (transformers needs it too); configs built in code default to llama. */
+  requireModelType?: boolean;
+  /** Keep the raw object as `original` (for writing it back). */
+  keepOriginal?: boolean;
+}
+
+/**
+ * Validate a raw `config.json` object (or the equivalent built from GGUF metadata or in code) and fill the
+ * defaults transformers uses: `num_key_value_heads = num_attention_heads`, `head_dim = hidden/heads`,
  * `rope_theta = 10000`, `rms_norm_eps = 1e-6`, untied head unless `tie_word_embeddings` is true.
  */
-export function parseConfig(raw: unknown, source = "config.json"): LlamaConfig {
+export function parseConfig(raw: unknown, source = "config.json", opts: ParseOptions = {}): ModelConfig {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     throw new ConfigError(`${source}: expected a JSON object`);
   }
   const r = raw as Record<string, unknown>;
-  if (r.model_type !== undefined && r.model_type !== "llama") {
-    throw new ConfigError(`${source}: field "model_type" must be "llama", got ${JSON.stringify(r.model_type)}`);
+  let model_type: ModelType;
+  if (r.model_type === undefined || r.model_type === null) {
+    if (opts.requireModelType) throw new ConfigError(`${source}: field "model_type" is missing; supported: ${MODEL_TYPES.join(", ")}`);
+    model_type = "llama";
+  } else if ((MODEL_TYPES as readonly unknown[]).includes(r.model_type)) {
+    model_type = r.model_type as ModelType;
+  } else {
+    const why = NOT_YET[String(r.model_type)];
+    fail(source, "model_type", r.model_type, `${why ? why + "; " : ""}supported: ${MODEL_TYPES.join(", ")}`);
   }
+  const fields = CONFIG_FIELDS[model_type];
+
+  if (Array.isArray(r.architectures)) {
+    for (const a of r.architectures) {
+      if (typeof a !== "string" || !a.endsWith("ForCausalLM")) {
+        fail(source, "architectures", r.architectures, "a causal LM (…ForCausalLM); other heads are not supported");
+      }
+    }
+  }
+  for (const [k, v] of Object.entries(r)) {
+    const role = fields[k];
+    if (role?.role === "refused-unless" && !isHarmless(v, role.allowed)) {
+      fail(source, k, v, `${role.why} (accepted: ${role.allowed.map((a) => JSON.stringify(a)).join(", ")})`);
+    }
+    if (!role && REFUSED_ANYWHERE[k] !== undefined && v !== null && v !== undefined && !(k === "partial_rotary_factor" && v === 1)) {
+      fail(source, k, v, REFUSED_ANYWHERE[k]);
+    }
+    // Fields neither listed nor refused are not read by transformers' modeling code for these families
+    // either (a config object stores unknown keys as plain attributes), so they cannot change its output.
+  }
+
   const hidden_size = positiveInt(need(r, "hidden_size", source), "hidden_size", source);
   const num_hidden_layers = positiveInt(need(r, "num_hidden_layers", source), "num_hidden_layers", source);
   const num_attention_heads = positiveInt(need(r, "num_attention_heads", source), "num_attention_heads", source);
@@ -75,7 +358,9 @@ export function parseConfig(raw: unknown, source = "config.json"): LlamaConfig {
     );
   }
   let head_dim: number;
-  if (r.head_dim === undefined || r.head_dim === null) {
+  // Qwen2's config has no head_dim (transformers derives it); the others may set it explicitly.
+  const hdRaw = fields.head_dim ? r.head_dim : undefined;
+  if (hdRaw === undefined || hdRaw === null) {
     if (hidden_size % num_attention_heads !== 0) {
       throw new ConfigError(`${source}: hidden_size ${hidden_size} is not divisible by num_attention_heads ${num_attention_heads}; set head_dim`);
     }
@@ -105,28 +390,33 @@ export function parseConfig(raw: unknown, source = "config.json"): LlamaConfig {
     intermediate_size = positiveInt(need(r, "intermediate_size", source), "intermediate_size", source);
   }
 
-  let rope_scaling: RopeScaling | null = null;
-  if (r.rope_scaling !== undefined && r.rope_scaling !== null) {
-    const rs = r.rope_scaling as Record<string, unknown>;
-    const type = (rs.rope_type ?? rs.type) as string;
-    if (type !== "llama3" && type !== "default" && type !== "linear") {
-      throw new ConfigError(`${source}: rope_scaling.rope_type "${type}" is not supported (llama3, linear, default)`);
+  const { theta: rope_theta, scaling: rope_scaling } = parseRope(r, source);
+
+  if (r.layer_types !== undefined && r.layer_types !== null) {
+    const lt = r.layer_types;
+    if (Array.isArray(lt) && lt.length !== num_hidden_layers) {
+      throw new ConfigError(`${source}: "layer_types" has ${lt.length} entries, num_hidden_layers is ${num_hidden_layers}`);
     }
-    rope_scaling = { rope_type: type };
-    for (const k of ["factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"] as const) {
-      if (rs[k] !== undefined) rope_scaling[k] = need(rs, k, `${source} rope_scaling`);
+    if (!Array.isArray(lt) || lt.some((t) => t !== "full_attention")) {
+      fail(source, "layer_types", lt, `every one of the ${num_hidden_layers} layers must be "full_attention" (sliding-window layers are not implemented)`);
     }
-    if (type === "llama3") {
-      for (const k of ["factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"] as const) {
-        if (rope_scaling[k] === undefined) throw new ConfigError(`${source}: rope_scaling (llama3) needs "${k}"`);
-      }
-    }
-    if (type === "linear" && rope_scaling.factor === undefined) throw new ConfigError(`${source}: rope_scaling (linear) needs "factor"`);
   }
+  let sliding_window: number | null = null;
+  if (model_type === "mistral" && r.sliding_window !== undefined && r.sliding_window !== null) {
+    sliding_window = positiveInt(need(r, "sliding_window", source), "sliding_window", source);
+  }
+  const flag = (k: string): boolean => {
+    const v = r[k];
+    if (v === undefined || v === null) return false;
+    if (typeof v !== "boolean") fail(source, k, v, "expected true or false");
+    return v;
+  };
+  const attentionBias = fields.attention_bias ? flag("attention_bias") : false;
+  const tied = r.tie_word_embeddings === undefined || r.tie_word_embeddings === null ? false : flag("tie_word_embeddings");
 
   const eos = r.eos_token_id;
   return {
-    model_type: "llama",
+    model_type,
     vocab_size: positiveInt(need(r, "vocab_size", source), "vocab_size", source),
     hidden_size,
     intermediate_size,
@@ -135,13 +425,27 @@ export function parseConfig(raw: unknown, source = "config.json"): LlamaConfig {
     num_key_value_heads,
     head_dim,
     rms_norm_eps: r.rms_norm_eps === undefined ? 1e-6 : need(r, "rms_norm_eps", source),
-    rope_theta: r.rope_theta === undefined ? 10000 : need(r, "rope_theta", source),
+    rope_theta,
     rope_scaling,
-    tie_word_embeddings: r.tie_word_embeddings === true,
+    qkv_bias: model_type === "qwen2" || attentionBias,
+    o_bias: attentionBias,
+    qk_norm: model_type === "qwen3",
+    sliding_window,
+    tie_word_embeddings: tied,
     max_position_embeddings: r.max_position_embeddings === undefined ? 2048 : need(r, "max_position_embeddings", source),
     bos_token_id: r.bos_token_id === undefined || r.bos_token_id === null ? 1 : need(r, "bos_token_id", source),
     eos_token_id: Array.isArray(eos) ? (eos as number[]) : eos === undefined || eos === null ? 2 : need(r, "eos_token_id", source),
+    original: opts.keepOriginal ? structuredClone(r) : null,
   };
+}
+
+/** Whether a sequence of T tokens is computed exactly (full causal attention equals the model's window). */
+export function checkSequenceLength(c: ModelConfig, T: number, what = "sequence"): void {
+  if (c.sliding_window !== null && T > c.sliding_window) {
+    throw new ConfigError(
+      `${what} of ${T} tokens is longer than the model's sliding_window ${c.sliding_window}; sliding-window attention is not implemented, use windows of at most ${c.sliding_window} tokens`,
+    );
+  }
 }
 
 /** Per-layer MLP widths, whatever form `intermediate_size` has. */
@@ -172,6 +476,16 @@ export function expectedShapes(c: LlamaConfig): Map<string, number[]> {
     m.set(p + "self_attn.k_proj.weight", [kv, H]);
     m.set(p + "self_attn.v_proj.weight", [kv, H]);
     m.set(p + "self_attn.o_proj.weight", [H, q]);
+    if (c.qkv_bias) {
+      m.set(p + "self_attn.q_proj.bias", [q]);
+      m.set(p + "self_attn.k_proj.bias", [kv]);
+      m.set(p + "self_attn.v_proj.bias", [kv]);
+    }
+    if (c.o_bias) m.set(p + "self_attn.o_proj.bias", [H]);
+    if (c.qk_norm) {
+      m.set(p + "self_attn.q_norm.weight", [c.head_dim]);
+      m.set(p + "self_attn.k_norm.weight", [c.head_dim]);
+    }
     m.set(p + "post_attention_layernorm.weight", [H]);
     m.set(p + "mlp.gate_proj.weight", [I, H]);
     m.set(p + "mlp.up_proj.weight", [I, H]);
@@ -198,7 +512,8 @@ export function paramCounts(c: LlamaConfig): ParamCounts {
   const H = c.hidden_size;
   const q = c.num_attention_heads * c.head_dim;
   const kv = c.num_key_value_heads * c.head_dim;
-  const attnPerLayer = H * q + 2 * H * kv + q * H;
+  const attnPerLayer =
+    H * q + 2 * H * kv + q * H + (c.qkv_bias ? q + 2 * kv : 0) + (c.o_bias ? H : 0) + (c.qk_norm ? 2 * c.head_dim : 0);
   const mlpPerLayer = intermediateSizes(c).map((I) => 3 * H * I);
   const embeddings = c.vocab_size * H;
   const lm_head = c.tie_word_embeddings ? 0 : c.vocab_size * H;

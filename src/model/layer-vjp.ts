@@ -7,6 +7,8 @@ import type { LayerActivations, LlamaModel } from "./llama";
  * every forward op as several small kernels: for a small model the per-kernel dispatch, not the
  * arithmetic, dominated the importance pass (bench/NOTES.md). Only what Taylor importance needs is
  * produced: gradients of the MLP weights and of the hidden states; no attention weight gradients.
+ * Attention biases need no term of their own (they are inside the saved q, k, v); Qwen3's per-head q/k
+ * norms are undone after RoPE.
  * test/importance.test.ts checks the result against a float64 plain-loop backward, and
  * test/memory-path.test.ts against autograd.
  */
@@ -129,8 +131,15 @@ export function layerVjp(
       const rot = tf.matMul(tf.mul(rows, sn).reshape([B * T * heads, hd]) as tf.Tensor2D, swap).reshape([B, T, heads, hd]);
       return tf.add(tf.mul(rows, cs), rot).reshape([B * T, heads * hd]) as tf.Tensor2D;
     };
-    const dQ = unrope(tf.mul(dQQ, 1 / Math.sqrt(hd)) as tf.Tensor3D, nH);
-    const dK = unrope(dKK, nKV);
+    let dQ = unrope(tf.mul(dQQ, 1 / Math.sqrt(hd)) as tf.Tensor3D, nH);
+    let dK = unrope(dKK, nKV);
+    if (c.qk_norm) {
+      // q = RMSNorm_hd(xn·W_q + b)·w_qn per head (Qwen3): the same VJP as the layer norms, over rows of one head
+      const perHead = (d: tf.Tensor2D, xhat: tf.Tensor2D, r: tf.Tensor2D, w: tf.Tensor1D, heads: number): tf.Tensor2D =>
+        rmsNormVjp(xhat, r, w, d.reshape([B * T * heads, hd]) as tf.Tensor2D).reshape([B * T, heads * hd]) as tf.Tensor2D;
+      dQ = perHead(dQ, a.qhat!, a.rq!, lw.q_norm!, nH);
+      dK = perHead(dK, a.khat!, a.rk!, lw.k_norm!, nKV);
+    }
     const dV = tf.transpose(dVV.reshape([B, nKV, T, hd]), [0, 2, 1, 3]).reshape([B * T, nKV * hd]) as tf.Tensor2D;
     const dXn1 = tf.addN([matMulBT(dQ, lw.q_proj), matMulBT(dK, lw.k_proj), matMulBT(dV, lw.v_proj)]) as tf.Tensor2D;
     return tf.add(dX, rmsNormVjp(a.xhat1, a.r1, lw.input_layernorm, dXn1)) as tf.Tensor2D;
@@ -140,4 +149,5 @@ export function layerVjp(
 /** Dispose every tensor of a LayerActivations. */
 export function disposeActivations(a: LayerActivations): void {
   tf.dispose([a.xhat1, a.r1, a.qq, a.kk, a.vv, a.probs, a.xhat2, a.r2, a.xn2, a.sig, a.silu, a.up, a.act]);
+  if (a.qhat) tf.dispose([a.qhat, a.rq!, a.khat!, a.rk!]);
 }

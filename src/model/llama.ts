@@ -2,8 +2,9 @@ import * as tf from "@tensorflow/tfjs";
 import { ConfigError, DataError, NumericError, UsageError } from "../errors";
 import { numel, type TensorMap } from "../io/tensors";
 import { Rng } from "../rng";
-import { expectedShapes, withIntermediateSizes, type LlamaConfig } from "./config";
+import { checkSequenceLength, expectedShapes, withIntermediateSizes, type LlamaConfig } from "./config";
 import { pickToken } from "./generate";
+import { cachingHooks, checkHooks, combineHooks, hookPoints, runHook, type Hooks } from "./hooks";
 import { ropeTables } from "./rope";
 
 export interface LayerWeights {
@@ -16,6 +17,14 @@ export interface LayerWeights {
   gate_proj: tf.Tensor2D; // [H, I_l]
   up_proj: tf.Tensor2D; // [H, I_l]
   down_proj: tf.Tensor2D; // [I_l, H]
+  /** Present as the config says (qkv_bias, o_bias: Qwen2, Qwen3/Llama with attention_bias). */
+  q_bias?: tf.Tensor1D; // [nH*hd]
+  k_bias?: tf.Tensor1D; // [nKV*hd]
+  v_bias?: tf.Tensor1D; // [nKV*hd]
+  o_bias?: tf.Tensor1D; // [H]
+  /** RMSNorm weights over each head of q and k, before RoPE (qk_norm: Qwen3). */
+  q_norm?: tf.Tensor1D; // [hd]
+  k_norm?: tf.Tensor1D; // [hd]
 }
 
 export interface ModelWeights {
@@ -26,18 +35,33 @@ export interface ModelWeights {
 }
 
 export interface LayerOptions {
-  /** [I_l], multiplies the intermediate activation silu(gate)·up. */
-  mlpMask?: tf.Tensor1D | null;
-  /** Residual only: the MLP is switched off. */
-  skipMlp?: boolean;
-  /** Residual only: attention is switched off. */
-  skipAttention?: boolean;
-  /** Called synchronously inside forward with the MLP input [N,H] and the input to down_proj [N,I]; do not keep them. */
-  onMlp?: (xNorm: tf.Tensor2D, act: tf.Tensor2D) => void;
+  /** Named hook points (src/model/hooks.ts): read or replace layers.N.attn.out, mlp.in, mlp.act, mlp.out, resid.N. */
+  hooks?: Hooks;
+  /**
+   * LoRA branches on the projections: y = x·W (+ b) + scale·(drop(x)·A)·B, where drop multiplies x by the
+   * given inverted-dropout mask. Every projection goes through this one seam, so recovery trains the same
+   * layer code that scoring and evaluation run.
+   */
+  lora?: LoraOptions;
+}
+
+export type Projection = "q_proj" | "k_proj" | "v_proj" | "o_proj" | "gate_proj" | "up_proj" | "down_proj";
+
+export interface LoraBranch {
+  A: tf.Tensor2D; // [in, r]
+  B: tf.Tensor2D; // [r, out]
+}
+
+export interface LoraOptions {
+  branches: Partial<Record<Projection, LoraBranch>>;
+  scale: number;
+  /** Inverted-dropout masks per projection ([N, in], values 0 or 1/(1−p)); absent = no dropout. */
+  masks?: Partial<Record<Projection, tf.Tensor2D>>;
 }
 
 export interface ForwardOptions {
-  layers?: (LayerOptions | undefined)[];
+  /** Named hook points over the whole forward (src/model/hooks.ts). */
+  hooks?: Hooks;
 }
 
 export interface TokenLogProbsOptions extends ForwardOptions {
@@ -57,9 +81,7 @@ export interface GenerateOptions {
   onToken?: (id: number) => void;
 }
 
-type LinearName = "q_proj" | "k_proj" | "v_proj" | "o_proj" | "gate_proj" | "up_proj" | "down_proj";
-const ATTN: LinearName[] = ["q_proj", "k_proj", "v_proj", "o_proj"];
-const MLP: LinearName[] = ["gate_proj", "up_proj", "down_proj"];
+const ATTN: Projection[] = ["q_proj", "k_proj", "v_proj", "o_proj"];
 
 /** Logit rows per head chunk: keeps a [rows, V] block near 16 MB whatever the vocabulary. */
 const LOGIT_CHUNK_FLOATS = 1 << 22;
@@ -86,6 +108,11 @@ export interface LayerActivations {
   /** Roped keys and the values, [B·nKV, T, hd]. */
   kk: tf.Tensor3D;
   vv: tf.Tensor3D;
+  /** qk_norm only: per-head x·r and r of q and k before their norm weights, [B·T·heads, hd] and [B·T·heads, 1]. */
+  qhat?: tf.Tensor2D;
+  rq?: tf.Tensor2D;
+  khat?: tf.Tensor2D;
+  rk?: tf.Tensor2D;
   /** Attention probabilities, [B·nKV, g·T, T] (exact zeros above the diagonal). */
   probs: tf.Tensor3D;
   /** Post-attention RMSNorm: x·r, r and the normed MLP input, [B·T, H], [B·T, 1], [B·T, H]. */
@@ -137,7 +164,8 @@ export function layerActivationFloats(config: LlamaConfig, l: number, T: number)
   const I = Array.isArray(config.intermediate_size) ? config.intermediate_size[l] : config.intermediate_size;
   const nH = config.num_attention_heads;
   const hd = config.head_dim;
-  return T * (4 * H + 2) + T * hd * (nH + 2 * config.num_key_value_heads) + nH * T * T + 4 * T * I;
+  const qkNorm = config.qk_norm ? T * (nH + config.num_key_value_heads) * (hd + 1) : 0;
+  return T * (4 * H + 2) + T * hd * (nH + 2 * config.num_key_value_heads) + nH * T * T + 4 * T * I + qkNorm;
 }
 
 interface KV {
@@ -145,9 +173,14 @@ interface KV {
   v: tf.Tensor3D;
 }
 
-function hfName(l: number, key: keyof LayerWeights): string {
+const BIAS_OF: Partial<Record<keyof LayerWeights, string>> = { q_bias: "q_proj", k_bias: "k_proj", v_bias: "v_proj", o_bias: "o_proj" };
+
+/** The Hugging Face name of a layer tensor, e.g. `model.layers.3.self_attn.q_proj.bias` for ("q_bias", 3). */
+export function layerParamName(l: number, key: keyof LayerWeights): string {
   if (key === "input_layernorm" || key === "post_attention_layernorm") return `model.layers.${l}.${key}.weight`;
-  if ((ATTN as string[]).includes(key)) return `model.layers.${l}.self_attn.${key}.weight`;
+  const bias = BIAS_OF[key];
+  if (bias) return `model.layers.${l}.self_attn.${bias}.bias`;
+  if ((ATTN as string[]).includes(key) || key === "q_norm" || key === "k_norm") return `model.layers.${l}.self_attn.${key}.weight`;
   return `model.layers.${l}.mlp.${key}.weight`;
 }
 
@@ -168,7 +201,7 @@ function transposeHost(data: Float32Array, rows: number, cols: number): Float32A
   return out;
 }
 
-const LAYER_KEYS: (keyof LayerWeights)[] = [
+const BASE_KEYS: (keyof LayerWeights)[] = [
   "input_layernorm",
   "q_proj",
   "k_proj",
@@ -179,6 +212,15 @@ const LAYER_KEYS: (keyof LayerWeights)[] = [
   "up_proj",
   "down_proj",
 ];
+
+/** The per-layer tensors a config implies, in HF order. */
+export function layerKeys(c: LlamaConfig): (keyof LayerWeights)[] {
+  const keys = BASE_KEYS.slice();
+  if (c.qkv_bias) keys.push("q_bias", "k_bias", "v_bias");
+  if (c.o_bias) keys.push("o_bias");
+  if (c.qk_norm) keys.push("q_norm", "k_norm");
+  return keys;
+}
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
@@ -207,7 +249,10 @@ function checkWeights(config: LlamaConfig, w: ModelWeights, source: string): voi
     check("lm_head.weight", w.lm_head);
   }
   w.layers.forEach((lw, l) => {
-    for (const k of LAYER_KEYS) check(hfName(l, k), lw[k]);
+    for (const k of layerKeys(config)) check(layerParamName(l, k), lw[k]);
+    for (const k of Object.keys(lw) as (keyof LayerWeights)[]) {
+      if (lw[k] && !layerKeys(config).includes(k)) throw new ConfigError(`${source}: layer ${l} holds ${k}, which the config does not use`);
+    }
   });
 }
 
@@ -248,7 +293,7 @@ export class LlamaModel {
     );
     if (unexpected.length > 0) {
       throw new ConfigError(
-        `${source}: unexpected tensors for this config (biases or other architectures are not supported): ${unexpected.slice(0, 5).join(", ")}${unexpected.length > 5 ? ` and ${unexpected.length - 5} more` : ""}`,
+        `${source}: unexpected tensors for this config (not part of this model_type with these settings): ${unexpected.slice(0, 5).join(", ")}${unexpected.length > 5 ? ` and ${unexpected.length - 5} more` : ""}`,
       );
     }
     const created: tf.Tensor[] = [];
@@ -270,17 +315,12 @@ export class LlamaModel {
       created.push(embed_tokens);
       const layers: LayerWeights[] = [];
       for (let l = 0; l < config.num_hidden_layers; l++) {
-        layers.push({
-          input_layernorm: vec(hfName(l, "input_layernorm")),
-          q_proj: lin(hfName(l, "q_proj")),
-          k_proj: lin(hfName(l, "k_proj")),
-          v_proj: lin(hfName(l, "v_proj")),
-          o_proj: lin(hfName(l, "o_proj")),
-          post_attention_layernorm: vec(hfName(l, "post_attention_layernorm")),
-          gate_proj: lin(hfName(l, "gate_proj")),
-          up_proj: lin(hfName(l, "up_proj")),
-          down_proj: lin(hfName(l, "down_proj")),
-        });
+        const lw = {} as Record<keyof LayerWeights, tf.Tensor>;
+        for (const k of layerKeys(config)) {
+          const name = layerParamName(l, k);
+          lw[k] = tensors.get(name)!.shape.length === 1 ? vec(name) : lin(name);
+        }
+        layers.push(lw as unknown as LayerWeights);
       }
       const norm = vec("model.norm.weight");
       const lm_head = config.tie_word_embeddings ? null : lin("lm_head.weight");
@@ -302,10 +342,10 @@ export class LlamaModel {
     };
     map.set("model.embed_tokens.weight", { shape: w.embed_tokens.shape.slice(), data: host(w.embed_tokens) });
     w.layers.forEach((lw, l) => {
-      for (const k of LAYER_KEYS) {
-        const t = lw[k];
-        if (t.rank === 1) map.set(hfName(l, k), { shape: t.shape.slice(), data: host(t) });
-        else lin(hfName(l, k), t as tf.Tensor2D);
+      for (const k of layerKeys(this.config)) {
+        const t = lw[k]!;
+        if (t.rank === 1) map.set(layerParamName(l, k), { shape: t.shape.slice(), data: host(t) });
+        else lin(layerParamName(l, k), t as tf.Tensor2D);
       }
     });
     map.set("model.norm.weight", { shape: w.norm.shape.slice(), data: host(w.norm) });
@@ -334,7 +374,7 @@ export class LlamaModel {
         embed_tokens: tf.clone(w.embed_tokens),
         layers: w.layers.map((lw) => {
           const c = {} as Record<keyof LayerWeights, tf.Tensor>;
-          for (const k of LAYER_KEYS) c[k] = tf.clone(lw[k]);
+          for (const k of layerKeys(this.config)) c[k] = tf.clone(lw[k]!);
           return c as unknown as LayerWeights;
         }),
         norm: tf.clone(w.norm),
@@ -346,7 +386,7 @@ export class LlamaModel {
   dispose(): void {
     const w = this.weights;
     w.embed_tokens.dispose();
-    for (const lw of w.layers) for (const k of LAYER_KEYS) lw[k].dispose();
+    for (const lw of w.layers) for (const k of layerKeys(this.config)) lw[k]!.dispose();
     w.norm.dispose();
     w.lm_head?.dispose();
     this.disposeCaches();
@@ -373,7 +413,7 @@ export class LlamaModel {
   /** All parameter names in Hugging Face naming, in model order. */
   parameterNames(): string[] {
     const names = ["model.embed_tokens.weight"];
-    for (let l = 0; l < this.config.num_hidden_layers; l++) for (const k of LAYER_KEYS) names.push(hfName(l, k));
+    for (let l = 0; l < this.config.num_hidden_layers; l++) for (const k of layerKeys(this.config)) names.push(layerParamName(l, k));
     names.push("model.norm.weight");
     if (this.weights.lm_head) names.push("lm_head.weight");
     return names;
@@ -384,11 +424,11 @@ export class LlamaModel {
     if (name === "model.embed_tokens.weight") return w.embed_tokens;
     if (name === "model.norm.weight") return w.norm;
     if (name === "lm_head.weight" && w.lm_head) return w.lm_head;
-    const m = /^model\.layers\.(\d+)\.(?:self_attn\.|mlp\.)?(\w+)\.weight$/.exec(name);
+    const m = /^model\.layers\.(\d+)\./.exec(name);
     if (m) {
       const l = Number(m[1]);
-      const k = m[2] as keyof LayerWeights;
-      if (l < w.layers.length && LAYER_KEYS.includes(k) && hfName(l, k) === name) return w.layers[l][k];
+      const k = l < w.layers.length ? layerKeys(this.config).find((key) => layerParamName(l, key) === name) : undefined;
+      if (k) return w.layers[l][k]!;
     }
     throw new UsageError(`unknown parameter "${name}"`);
   }
@@ -400,6 +440,7 @@ export class LlamaModel {
   }
 
   layer(l: number, h: tf.Tensor2D, B: number, T: number, lw?: LayerWeights, opts?: LayerOptions): tf.Tensor2D {
+    checkHooks(opts?.hooks, this.config.num_hidden_layers);
     return tf.tidy(() => this.layerImpl(l, h, B, T, lw ?? this.weights.layers[l], opts, null, 0).h);
   }
 
@@ -448,6 +489,25 @@ export class LlamaModel {
       const hd = this.config.head_dim;
       return { cos: cos.reshape([T, hd]) as tf.Tensor2D, sin: sin.reshape([T, hd]) as tf.Tensor2D, swap: tf.clone(this.swapMatrix()) };
     });
+  }
+
+  /**
+   * Logits and a copy of the tensors at the named hook points (default: all of them), as TransformerLens's
+   * run_with_cache. The caller disposes the logits and the cached tensors.
+   */
+  runWithCache(ids: number[][] | tf.Tensor2D, names?: string[], opts?: ForwardOptions): { logits: tf.Tensor3D; cache: Map<string, tf.Tensor2D> } {
+    const cache = new Map<string, tf.Tensor2D>();
+    const wanted = names ?? hookPoints(this.config.num_hidden_layers);
+    checkHooks(Object.fromEntries(wanted.map((n) => [n, () => undefined])), this.config.num_hidden_layers);
+    try {
+      const logits = this.forward(ids, { hooks: combineHooks(opts?.hooks, cachingHooks(wanted, cache)) });
+      // in the order asked for (hooks fire in forward order)
+      const ordered = new Map(wanted.filter((n) => cache.has(n)).map((n) => [n, cache.get(n)!] as const));
+      return { logits, cache: ordered };
+    } catch (e) {
+      for (const t of cache.values()) t.dispose();
+      throw e;
+    }
   }
 
   forward(ids: number[][] | tf.Tensor2D, opts?: ForwardOptions): tf.Tensor3D {
@@ -610,8 +670,9 @@ export class LlamaModel {
       else if (n === "model.norm.weight") sub.norm = a as tf.Tensor1D;
       else if (n === "lm_head.weight") sub.lm_head = a as tf.Tensor2D;
       else {
-        const m = /^model\.layers\.(\d+)\.(?:self_attn\.|mlp\.)?(\w+)\.weight$/.exec(n)!;
-        (sub.layers[Number(m[1])] as unknown as Record<string, tf.Tensor>)[m[2]] = a;
+        const l = Number(/^model\.layers\.(\d+)\./.exec(n)![1]);
+        const k = layerKeys(this.config).find((key) => layerParamName(l, key) === n)!;
+        (sub.layers[l] as unknown as Record<string, tf.Tensor>)[k] = a;
       }
     });
     return sub;
@@ -640,12 +701,13 @@ export class LlamaModel {
   }
 
   private trunk(w: ModelWeights, ids: tf.Tensor2D, B: number, T: number, opts?: ForwardOptions): tf.Tensor2D {
+    checkHooks(opts?.hooks, this.config.num_hidden_layers);
     let h = this.embedWith(w, ids);
     for (let l = 0; l < this.config.num_hidden_layers; l++) {
       // One tidy per layer frees its temporaries before the next layer allocates its own (reusing the
       // memory instead of growing the heap for the whole pass); a gradient tape keeps its own copies.
       const prev = h;
-      h = tf.tidy(() => this.layerImpl(l, prev, B, T, w.layers[l], opts?.layers?.[l], null, 0).h);
+      h = tf.tidy(() => this.layerImpl(l, prev, B, T, w.layers[l], opts?.hooks ? { hooks: opts.hooks } : undefined, null, 0).h);
       if (l > 0) prev.dispose();
     }
     return h;
@@ -755,16 +817,50 @@ export class LlamaModel {
     }) as tf.Tensor2D;
   }
 
-  private attention(lw: LayerWeights, xn: tf.Tensor2D, B: number, T: number, past: KV | null, offset: number, rec: LayerActivations | null): { out: tf.Tensor2D; kv: KV } {
+  /**
+   * The one linear seam: x·W (+ b), plus a LoRA branch when one is given for this projection. x [N, in] →
+   * [N, out]. W is held [in, out] (see the class comment).
+   */
+  private linear(x: tf.Tensor2D, lw: LayerWeights, p: Projection, lora?: LoraOptions): tf.Tensor2D {
+    let y = tf.matMul(x, lw[p]) as tf.Tensor2D;
+    const bias = p === "q_proj" ? lw.q_bias : p === "k_proj" ? lw.k_bias : p === "v_proj" ? lw.v_bias : p === "o_proj" ? lw.o_bias : undefined;
+    if (bias) y = tf.add(y, bias);
+    const br = lora?.branches[p];
+    if (br) {
+      const mask = lora!.masks?.[p];
+      const xin = mask ? (tf.mul(x, mask) as tf.Tensor2D) : x;
+      y = tf.add(y, tf.mul(tf.matMul(tf.matMul(xin, br.A), br.B), lora!.scale));
+    }
+    return y;
+  }
+
+  /** RMSNorm over the last axis of [B, T, heads, hd] with a [hd] weight (Qwen3's q_norm / k_norm). */
+  private headNorm(x: tf.Tensor4D, weight: tf.Tensor1D, rec?: { xhat: tf.Tensor2D; r: tf.Tensor2D }): tf.Tensor4D {
+    const hd = this.config.head_dim;
+    return this.rmsNorm(tf.reshape(x, [-1, hd]) as tf.Tensor2D, weight, rec).reshape(x.shape) as tf.Tensor4D;
+  }
+
+  private attention(lw: LayerWeights, xn: tf.Tensor2D, B: number, T: number, past: KV | null, offset: number, rec: LayerActivations | null, lora?: LoraOptions): { out: tf.Tensor2D; kv: KV } {
     const c = this.config;
     const nH = c.num_attention_heads;
     const nKV = c.num_key_value_heads;
     const hd = c.head_dim;
     const g = nH / nKV;
     const { cos, sin } = this.rope(T, offset);
-    const q = this.applyRope(tf.matMul(xn, lw.q_proj).reshape([B, T, nH, hd]), cos, sin);
-    const k = this.applyRope(tf.matMul(xn, lw.k_proj).reshape([B, T, nKV, hd]), cos, sin);
-    const v = tf.matMul(xn, lw.v_proj).reshape([B, T, nKV, hd]);
+    checkSequenceLength(c, offset + T);
+    // q, k [B, T, heads, hd]; Qwen3 normalises each head before RoPE
+    let q = this.linear(xn, lw, "q_proj", lora).reshape([B, T, nH, hd]) as tf.Tensor4D;
+    let k = this.linear(xn, lw, "k_proj", lora).reshape([B, T, nKV, hd]) as tf.Tensor4D;
+    if (lw.q_norm && lw.k_norm) {
+      const nq = rec ? { xhat: q as unknown as tf.Tensor2D, r: q as unknown as tf.Tensor2D } : undefined;
+      const nk = rec ? { xhat: k as unknown as tf.Tensor2D, r: k as unknown as tf.Tensor2D } : undefined;
+      q = this.headNorm(q, lw.q_norm, nq);
+      k = this.headNorm(k, lw.k_norm, nk);
+      if (rec && nq && nk) Object.assign(rec, { qhat: nq.xhat, rq: nq.r, khat: nk.xhat, rk: nk.r });
+    }
+    q = this.applyRope(q, cos, sin);
+    k = this.applyRope(k, cos, sin);
+    const v = this.linear(xn, lw, "v_proj", lora).reshape([B, T, nKV, hd]);
     // Query head h reads key/value head floor(h / g) (HF repeat_kv). Grouping the g query heads of one
     // kv head into the row dimension avoids materialising repeated K/V: [B·nKV, g·T, hd].
     const qq = tf.mul(tf.transpose(q, [0, 2, 1, 3]).reshape([B * nKV, g * T, hd]), 1 / Math.sqrt(hd));
@@ -810,7 +906,7 @@ export class LlamaModel {
       ctx = tf.matMul(probs, vv).reshape([B, nH, T, hd]);
     }
     const merged = tf.transpose(ctx, [0, 2, 1, 3]).reshape([B * T, nH * hd]) as tf.Tensor2D;
-    return { out: tf.matMul(merged, lw.o_proj), kv: { k: kk, v: vv } };
+    return { out: this.linear(merged, lw, "o_proj", lora), kv: { k: kk, v: vv } };
   }
 
   private layerImpl(
@@ -824,39 +920,28 @@ export class LlamaModel {
     offset: number,
     rec: LayerActivations | null = null,
   ): { h: tf.Tensor2D; kv: KV | null } {
-    let x = h;
-    let kv: KV | null = null;
     if (rec && (opts || past)) throw new UsageError("layerSaved: no layer options and no key/value cache");
-    if (!opts?.skipAttention) {
-      const n1 = rec ? { xhat: h, r: h } : undefined;
-      const a = this.attention(lw, this.rmsNorm(h, lw.input_layernorm, n1), B, T, past, offset, rec);
-      if (rec && n1) {
-        rec.xhat1 = n1.xhat;
-        rec.r1 = n1.r;
-      }
-      x = tf.add(h, a.out);
-      kv = a.kv;
+    const hook = (name: string, t: tf.Tensor2D): tf.Tensor2D => runHook(opts?.hooks, `${name}`, t);
+    // attention block: x = h + o_proj(attn(rope(q), rope(k), v)), q/k/v from input_layernorm(h)   [B·T, H]
+    const n1 = rec ? { xhat: h, r: h } : undefined;
+    const a = this.attention(lw, this.rmsNorm(h, lw.input_layernorm, n1), B, T, past, offset, rec, opts?.lora);
+    if (rec && n1) {
+      rec.xhat1 = n1.xhat;
+      rec.r1 = n1.r;
     }
-    if (!opts?.skipMlp) {
-      const n2 = rec ? { xhat: x, r: x } : undefined;
-      const xn = this.rmsNorm(x, lw.post_attention_layernorm, n2);
-      const gate = tf.matMul(xn, lw.gate_proj);
-      const sig = tf.sigmoid(gate) as tf.Tensor2D;
-      const silu = tf.mul(gate, sig) as tf.Tensor2D;
-      const up = tf.matMul(xn, lw.up_proj);
-      let act: tf.Tensor2D = tf.mul(silu, up);
-      if (rec && n2) Object.assign(rec, { xhat2: n2.xhat, r2: n2.r, xn2: xn, sig, silu, up, act });
-      if (opts?.mlpMask) {
-        const I = lw.gate_proj.shape[1];
-        if (!sameShape(opts.mlpMask.shape, [I])) {
-          throw new UsageError(`layer ${l}: mlpMask has shape [${opts.mlpMask.shape}], expected [${I}]`);
-        }
-        act = tf.mul(act, opts.mlpMask);
-      }
-      opts?.onMlp?.(xn, act);
-      x = tf.add(x, tf.matMul(act, lw.down_proj));
-    }
-    return { h: x, kv };
+    let x = tf.add(h, hook(`layers.${l}.attn.out`, a.out)) as tf.Tensor2D;
+    const kv = a.kv;
+    // MLP block: x + down_proj(silu(gate_proj(xn)) · up_proj(xn)), xn = post_attention_layernorm(x)   [B·T, I_l] inside
+    const n2 = rec ? { xhat: x, r: x } : undefined;
+    const xn = hook(`layers.${l}.mlp.in`, this.rmsNorm(x, lw.post_attention_layernorm, n2));
+    const gate = this.linear(xn, lw, "gate_proj", opts?.lora);
+    const sig = tf.sigmoid(gate) as tf.Tensor2D;
+    const silu = tf.mul(gate, sig) as tf.Tensor2D;
+    const up = this.linear(xn, lw, "up_proj", opts?.lora);
+    const act = hook(`layers.${l}.mlp.act`, tf.mul(silu, up));
+    if (rec && n2) Object.assign(rec, { xhat2: n2.xhat, r2: n2.r, xn2: xn, sig, silu, up, act });
+    x = tf.add(x, hook(`layers.${l}.mlp.out`, this.linear(act, lw, "down_proj", opts?.lora)));
+    return { h: hook(`resid.${l}`, x), kv };
   }
 
   /** One decoding step over `ids` at positions offset.. with caches; returns last-row logits and new caches. */

@@ -2,7 +2,9 @@
  * Independent float64 LLaMA forward in plain loops (no tfjs), used as ground truth in tests. It reads
  * tensors in Hugging Face layout ([out, in]) straight from the TensorMap and follows transformers'
  * modeling_llama: RMSNorm, rotate-half RoPE with the llama3/linear frequency rules, repeat_kv GQA,
- * causal softmax attention, SwiGLU MLP, tied or untied head. Deliberately shares no code with src/model.
+ * causal softmax attention, SwiGLU MLP, tied or untied head; Qwen2/Qwen3/Llama attention biases when the
+ * tensors hold them, and Qwen3's per-head q/k RMSNorm before RoPE (modeling_qwen3). Deliberately shares no
+ * code with src/model.
  */
 import type { LlamaConfig } from "../../src/model/config";
 import type { TensorMap } from "../../src/io/tensors";
@@ -106,18 +108,27 @@ export function referenceLogits(config: LlamaConfig, tensors: TensorMap, ids: nu
     const Wg = weight(tensors, p + "mlp.gate_proj.weight", opts);
     const Wu = weight(tensors, p + "mlp.up_proj.weight", opts);
     const Wd = weight(tensors, p + "mlp.down_proj.weight", opts);
+    const opt = (n: string) => (tensors.has(p + n) ? weight(tensors, p + n, opts).data : null);
+    const bq = opt("self_attn.q_proj.bias"), bk = opt("self_attn.k_proj.bias"), bv = opt("self_attn.v_proj.bias"), bo = opt("self_attn.o_proj.bias");
+    const qn = opt("self_attn.q_norm.weight"), kn = opt("self_attn.k_norm.weight");
+    const addBias = (y: Vec, b: ArrayLike<number> | null): Vec => (b ? y.map((v, i) => v + b[i]) : y);
+    const headNorm = (y: Vec, heads: number, w: ArrayLike<number> | null): Vec => {
+      if (!w) return y;
+      for (let h = 0; h < heads; h++) y.set(rmsnorm(y.subarray(h * d, (h + 1) * d), w, c.rms_norm_eps), h * d);
+      return y;
+    };
     const qs: Vec[] = [];
     const ks: Vec[] = [];
     const vs: Vec[] = [];
     for (let t = 0; t < T; t++) {
       const xn = rmsnorm(hs[t], ln1, c.rms_norm_eps);
-      const q = linear(Wq, xn);
-      const k = linear(Wk, xn);
+      const q = headNorm(addBias(linear(Wq, xn), bq), nH, qn);
+      const k = headNorm(addBias(linear(Wk, xn), bk), nKV, kn);
       for (let h = 0; h < nH; h++) rope(q, h * d, d, t, inv);
       for (let h = 0; h < nKV; h++) rope(k, h * d, d, t, inv);
       qs.push(q);
       ks.push(k);
-      vs.push(linear(Wv, xn));
+      vs.push(addBias(linear(Wv, xn), bv));
     }
     const next: Vec[] = [];
     for (let t = 0; t < T; t++) {
@@ -139,7 +150,7 @@ export function referenceLogits(config: LlamaConfig, tensors: TensorMap, ids: nu
           for (let i = 0; i < d; i++) attnOut[h * d + i] += w * vs[s][kvh * d + i];
         }
       }
-      const o = linear(Wo, attnOut);
+      const o = addBias(linear(Wo, attnOut), bo);
       const x = Float64Array.from(hs[t], (v, i) => v + o[i]);
       const xn2 = rmsnorm(x, ln2, c.rms_norm_eps);
       const g = linear(Wg, xn2);
