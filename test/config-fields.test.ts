@@ -43,7 +43,15 @@ const QWEN3_0_6B = {
   rope_theta: 1000000, sliding_window: null, tie_word_embeddings: true, torch_dtype: "bfloat16", transformers_version: "4.51.0", use_cache: true,
   use_sliding_window: false, vocab_size: 151936,
 };
-const T4: Record<ModelType, Record<string, unknown>> = { llama: LLAMA_3_2_1B, mistral: MISTRAL_7B_V03, qwen2: QWEN2_5_0_5B, qwen3: QWEN3_0_6B };
+const PHI_3_MINI_4K = {
+  architectures: ["Phi3ForCausalLM"], attention_bias: false, attention_dropout: 0.0,
+  auto_map: { AutoConfig: "configuration_phi3.Phi3Config", AutoModelForCausalLM: "modeling_phi3.Phi3ForCausalLM" }, bos_token_id: 1,
+  embd_pdrop: 0.0, eos_token_id: 32000, hidden_act: "silu", hidden_size: 3072, initializer_range: 0.02, intermediate_size: 8192,
+  max_position_embeddings: 4096, model_type: "phi3", num_attention_heads: 32, num_hidden_layers: 32, num_key_value_heads: 32,
+  original_max_position_embeddings: 4096, pad_token_id: 32000, resid_pdrop: 0.0, rms_norm_eps: 1e-5, rope_scaling: null, rope_theta: 10000.0,
+  sliding_window: 2047, tie_word_embeddings: false, torch_dtype: "bfloat16", transformers_version: "4.40.2", use_cache: true, vocab_size: 32064,
+};
+const T4: Record<ModelType, Record<string, unknown>> = { llama: LLAMA_3_2_1B, mistral: MISTRAL_7B_V03, qwen2: QWEN2_5_0_5B, qwen3: QWEN3_0_6B, phi3: PHI_3_MINI_4K };
 
 /** The transformers 5 layout of a transformers 4 config: RoPE nested in rope_parameters, dtype for torch_dtype. */
 function asTransformers5(c: Record<string, unknown>): Record<string, unknown> {
@@ -154,12 +162,14 @@ describe("config.json fields: every field used, ignored or refused", () => {
   });
 
   it("refuses unknown and not-yet-implemented model types, MoE fields and other activations", () => {
-    for (const t of ["gemma3_text", "phi3", "gpt2", "mixtral"]) {
-      assert.throws(() => parseConfig({ ...LLAMA_3_2_1B, model_type: t }), (e: Error) => e instanceof ConfigError && e.message.includes(`"model_type" = "${t}"`) && e.message.includes("supported: llama, mistral, qwen2, qwen3"));
+    for (const t of ["gemma3_text", "gpt2", "mixtral"]) {
+      assert.throws(() => parseConfig({ ...LLAMA_3_2_1B, model_type: t }), (e: Error) => e instanceof ConfigError && e.message.includes(`"model_type" = "${t}"`) && e.message.includes("supported: llama, mistral, qwen2, qwen3, phi3"));
     }
     assert.throws(() => parseConfig({ ...QWEN3_0_6B, num_experts: 8 }), /"num_experts" = 8/);
     assert.throws(() => parseConfig({ ...QWEN2_5_0_5B, hidden_act: "gelu" }), /"hidden_act" = "gelu".*silu/);
     assert.throws(() => parseConfig({ ...QWEN2_5_0_5B, use_sliding_window: true }), /use_sliding_window/);
+    assert.throws(() => parseConfig({ ...PHI_3_MINI_4K, rope_scaling: { type: "longrope", short_factor: [1], long_factor: [2] } }), /rope_scaling\.rope_type.*longrope/);
+    assert.throws(() => parseConfig({ ...PHI_3_MINI_4K, partial_rotary_factor: 0.5 }), /partial_rotary_factor/);
     const noType: Record<string, unknown> = { ...LLAMA_3_2_1B };
     delete noType.model_type;
     assert.throws(() => parseConfig(noType, "x/config.json", { requireModelType: true }), /model_type" is missing/);
@@ -230,7 +240,7 @@ describe("config.json written back in the layout it was read in", () => {
   });
 
   it("GGUF export refuses what llama.cpp's llama architecture would compute differently", async () => {
-    for (const raw of [QWEN2_5_0_5B, QWEN3_0_6B, { ...MISTRAL_7B_V03, sliding_window: 4096 }]) {
+    for (const raw of [QWEN2_5_0_5B, QWEN3_0_6B, { ...MISTRAL_7B_V03, sliding_window: 4096 }, PHI_3_MINI_4K]) {
       const cfg = parseConfig({ ...raw, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 64, ...("head_dim" in raw ? { head_dim: 8 } : {}) });
       await assert.rejects(writeModelFiles(path.join(tmp, `x-${raw.model_type}`), { config: cfg, tensors: randomTensors(cfg, 3), tokenizer: null }, { format: "gguf" }), /GGUF export/);
     }

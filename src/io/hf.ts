@@ -2,6 +2,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, FormatError } from "../errors";
 import { type ModelConfig, type ModelType, parseConfig } from "../model/config";
+import { fusePhi3, splitPhi3 } from "../model/families/phi3";
 import { readSafetensorsDir, writeSafetensors } from "./safetensors";
 import { TensorMap } from "./tensors";
 import { HfTokenizer, readTokenizerDir } from "./tokenizer";
@@ -34,7 +35,10 @@ export function readHfDir(dir: string): HfRead {
     throw new FormatError(`${cfgFile}: not valid JSON: ${(err as Error).message}`);
   }
   const config = parseConfig(raw, cfgFile, { requireModelType: true, keepOriginal: true });
-  const { tensors, files } = readSafetensorsDir(dir);
+  const read = readSafetensorsDir(dir);
+  const files = read.files;
+  // a family's on-disk names → the shared layout (Phi-3 fuses q/k/v and gate/up)
+  const tensors = config.model_type === "phi3" ? splitPhi3(config, read.tensors, dir) : read.tensors;
   // transformers ignores a saved lm_head when the head is tied; so do we.
   if (config.tie_word_embeddings) tensors.delete("lm_head.weight");
   const eos = Array.isArray(config.eos_token_id) ? config.eos_token_id[0] : config.eos_token_id;
@@ -47,6 +51,7 @@ const ARCHITECTURES: Record<ModelType, string> = {
   mistral: "MistralForCausalLM",
   qwen2: "Qwen2ForCausalLM",
   qwen3: "Qwen3ForCausalLM",
+  phi3: "Phi3ForCausalLM",
 };
 
 /**
@@ -85,7 +90,7 @@ export function hfConfigJson(c: ModelConfig, dtype: "f32" | "f16"): Record<strin
   };
   if (c.model_type === "llama") Object.assign(out, { attention_bias: c.o_bias, mlp_bias: false });
   if (c.model_type === "qwen3") out.attention_bias = c.o_bias;
-  if (c.model_type === "mistral") out.sliding_window = c.sliding_window;
+  if (c.model_type === "mistral" || c.model_type === "phi3") out.sliding_window = c.sliding_window;
   if (c.model_type === "qwen2") {
     delete out.head_dim; // Qwen2Config has none: transformers derives it from hidden_size / heads
     out.use_sliding_window = false;
@@ -105,7 +110,7 @@ export function writeHfDir(dir: string, config: ModelConfig, tensors: TensorMap,
     written.push(name);
   };
   put("config.json", JSON.stringify(hfConfigJson(config, dtype), null, 2) + "\n");
-  writeSafetensors(path.join(dir, "model.safetensors"), tensors, dtype, { format: "pt" });
+  writeSafetensors(path.join(dir, "model.safetensors"), config.model_type === "phi3" ? fusePhi3(config, tensors) : tensors, dtype, { format: "pt" });
   written.push("model.safetensors");
   if (tokenizer) {
     const json = tokenizer.toJSON();

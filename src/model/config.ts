@@ -8,7 +8,7 @@ import { ConfigError } from "../errors";
  */
 
 /** The families sdmprune computes. Each is a LLaMA-style decoder; the fields below say how it differs. */
-export const MODEL_TYPES = ["llama", "mistral", "qwen2", "qwen3"] as const;
+export const MODEL_TYPES = ["llama", "mistral", "qwen2", "qwen3", "phi3"] as const;
 export type ModelType = (typeof MODEL_TYPES)[number];
 
 /** Families transformers knows that sdmprune refuses (a clear error instead of a wrong model). */
@@ -17,7 +17,6 @@ const NOT_YET: Record<string, string> = {
   gemma3: "Gemma 3 ((1+w) RMSNorm, GeGLU, sliding/global layers, softcapping) is not implemented yet",
   gemma2: "Gemma 2 is not implemented",
   gemma: "Gemma is not implemented",
-  phi3: "Phi-3 (fused qkv_proj and gate_up_proj) is not implemented yet",
   mixtral: "mixture-of-experts MLPs cannot be pruned channel-wise by sdmprune",
   qwen2_moe: "mixture-of-experts MLPs cannot be pruned channel-wise by sdmprune",
   qwen3_moe: "mixture-of-experts MLPs cannot be pruned channel-wise by sdmprune",
@@ -129,6 +128,7 @@ const COMMON: Record<string, FieldRole> = {
   problem_type: ign("classification heads only"),
   tokenizer_class: ign("the tokenizer is read from tokenizer.json"),
   chunk_size_feed_forward: ign("memory setting; same outputs"),
+  auto_map: ign("remote-code classes; transformers runs its built-in class for this model_type unless trust_remote_code"),
   // transformers 4 wrote generation defaults into config.json; they decode, they do not change logits
   max_length: ign("generation default"),
   min_length: ign("generation default"),
@@ -172,6 +172,17 @@ export const CONFIG_FIELDS: Record<ModelType, Record<string, FieldRole>> = {
     sliding_window: ign("read only when use_sliding_window is true, which is refused"),
     max_window_layers: ign("read only when use_sliding_window is true, which is refused"),
     layer_types: used,
+  },
+  // Phi-3: Llama's layer with fused projections on disk (families/phi3.ts) and dropout fields of its own
+  phi3: {
+    ...COMMON,
+    head_dim: used,
+    sliding_window: used,
+    partial_rotary_factor: only([1, 1.0, null], "RoPE over part of each head is not supported"),
+    resid_pdrop: only([0, 0.0, null], "sdmprune computes without dropout (also in recovery training)"),
+    embd_pdrop: only([0, 0.0, null], "sdmprune computes without dropout (also in recovery training)"),
+    original_max_position_embeddings: ign("read only by longrope scaling, which is refused"),
+    attention_bias: only([false, null], "Phi-3's projections have no biases"),
   },
 };
 
@@ -402,7 +413,7 @@ export function parseConfig(raw: unknown, source = "config.json", opts: ParseOpt
     }
   }
   let sliding_window: number | null = null;
-  if (model_type === "mistral" && r.sliding_window !== undefined && r.sliding_window !== null) {
+  if ((model_type === "mistral" || model_type === "phi3") && r.sliding_window !== undefined && r.sliding_window !== null) {
     sliding_window = positiveInt(need(r, "sliding_window", source), "sliding_window", source);
   }
   const flag = (k: string): boolean => {

@@ -66,6 +66,11 @@ export const FAMILY_CONFIGS: Record<string, LlamaConfig> = {
     model_type: "mistral", vocab_size: 51, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4,
     num_key_value_heads: 2, head_dim: 8, rms_norm_eps: 1e-5, rope_theta: 1000000, sliding_window: 24, tie_word_embeddings: false,
   }),
+  // fused qkv_proj / gate_up_proj on disk: exercised by the HF save and reload
+  phi3: parseConfig({
+    model_type: "phi3", vocab_size: 45, hidden_size: 32, intermediate_size: 40, num_hidden_layers: 2, num_attention_heads: 4,
+    num_key_value_heads: 2, rms_norm_eps: 1e-5, rope_theta: 10000, sliding_window: null, tie_word_embeddings: false, pad_token_id: 44,
+  }),
 };
 
 /** max|a−b| / max|b| over all entries, plus the largest elementwise |a−b|/|b| over entries with |b| ≥ 1% of max|b|. */
