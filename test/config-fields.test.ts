@@ -51,10 +51,32 @@ const PHI_3_MINI_4K = {
   original_max_position_embeddings: 4096, pad_token_id: 32000, resid_pdrop: 0.0, rms_norm_eps: 1e-5, rope_scaling: null, rope_theta: 10000.0,
   sliding_window: 2047, tie_word_embeddings: false, torch_dtype: "bfloat16", transformers_version: "4.40.2", use_cache: true, vocab_size: 32064,
 };
-const T4: Record<ModelType, Record<string, unknown>> = { llama: LLAMA_3_2_1B, mistral: MISTRAL_7B_V03, qwen2: QWEN2_5_0_5B, qwen3: QWEN3_0_6B, phi3: PHI_3_MINI_4K };
+const GEMMA_3_1B = {
+  architectures: ["Gemma3ForCausalLM"], attention_bias: false, attention_dropout: 0.0, attn_logit_softcapping: null, bos_token_id: 2,
+  cache_implementation: "hybrid", eos_token_id: [1, 106], final_logit_softcapping: null, head_dim: 256, hidden_activation: "gelu_pytorch_tanh",
+  hidden_size: 1152, initializer_range: 0.02, intermediate_size: 6912, max_position_embeddings: 32768, model_type: "gemma3_text",
+  num_attention_heads: 4, num_hidden_layers: 26, num_key_value_heads: 1, pad_token_id: 0, query_pre_attn_scalar: 256, rms_norm_eps: 1e-6,
+  rope_local_base_freq: 10000, rope_scaling: null, rope_theta: 1000000, sliding_window: 512, sliding_window_pattern: 6, torch_dtype: "bfloat16",
+  transformers_version: "4.50.0.dev0", use_cache: true, vocab_size: 262144,
+};
+const T4: Record<ModelType, Record<string, unknown>> = {
+  llama: LLAMA_3_2_1B, mistral: MISTRAL_7B_V03, qwen2: QWEN2_5_0_5B, qwen3: QWEN3_0_6B, phi3: PHI_3_MINI_4K, gemma3_text: GEMMA_3_1B,
+};
 
 /** The transformers 5 layout of a transformers 4 config: RoPE nested in rope_parameters, dtype for torch_dtype. */
 function asTransformers5(c: Record<string, unknown>): Record<string, unknown> {
+  if (c.model_type === "gemma3_text") {
+    // one RoPE block per layer type, layer_types spelled out, the pattern kept under a private name
+    const { rope_theta, rope_scaling, rope_local_base_freq, sliding_window_pattern, torch_dtype, ...rest } = c;
+    void rope_scaling;
+    const n = c.num_hidden_layers as number;
+    const p = sliding_window_pattern as number;
+    return {
+      ...rest, dtype: torch_dtype, transformers_version: "5.18.0", _sliding_window_pattern: p, use_bidirectional_attention: false,
+      layer_types: Array.from({ length: n }, (_, i) => ((i + 1) % p === 0 ? "full_attention" : "sliding_attention")),
+      rope_parameters: { full_attention: { rope_type: "default", rope_theta }, sliding_attention: { rope_type: "default", rope_theta: rope_local_base_freq } },
+    };
+  }
   const { rope_theta, rope_scaling, torch_dtype, ...rest } = c;
   const rs = (rope_scaling ?? { rope_type: "default" }) as Record<string, unknown>;
   const out: Record<string, unknown> = { ...rest, dtype: torch_dtype, rope_parameters: { ...rs, rope_theta }, transformers_version: "5.18.0" };
@@ -73,16 +95,16 @@ const strip = (c: ModelConfig): Omit<ModelConfig, "original"> => {
 /** A value that differs from v in the way a real config could differ. */
 function perturb(field: string, v: unknown, c: Record<string, unknown>): unknown {
   switch (field) {
-    case "model_type": return v === "llama" ? "mistral" : "llama";
+    case "model_type": return v === "llama" ? "mistral" : v === "gemma3_text" ? "gemma3" : "llama";
     case "architectures": return ["LlamaForSequenceClassification"];
     case "tie_word_embeddings": return !v;
     case "attention_bias": return !v;
     case "eos_token_id": return [Number(Array.isArray(v) ? v[0] : v), 7];
     case "rope_scaling": return { rope_type: "linear", factor: 2 };
     case "rope_parameters": return { rope_type: "linear", factor: 2, rope_theta: (v as Record<string, unknown> | undefined)?.rope_theta ?? 10000 };
-    case "layer_types": return new Array(c.num_hidden_layers as number).fill("sliding_attention");
+    case "layer_types": return c.model_type === "gemma3_text" ? new Array(c.num_hidden_layers as number).fill("full_attention") : new Array(c.num_hidden_layers as number).fill("sliding_attention");
     case "sliding_window": return v === null ? 16 : Number(v) + 1;
-    case "num_key_value_heads": return 1;
+    case "num_key_value_heads": return v === 1 ? 2 : 1;
     case "architectures_ok": return v;
     default:
       if (typeof v === "number") return v === 0 ? 0.1 : v * 2;
@@ -162,8 +184,8 @@ describe("config.json fields: every field used, ignored or refused", () => {
   });
 
   it("refuses unknown and not-yet-implemented model types, MoE fields and other activations", () => {
-    for (const t of ["gemma3_text", "gpt2", "mixtral"]) {
-      assert.throws(() => parseConfig({ ...LLAMA_3_2_1B, model_type: t }), (e: Error) => e instanceof ConfigError && e.message.includes(`"model_type" = "${t}"`) && e.message.includes("supported: llama, mistral, qwen2, qwen3, phi3"));
+    for (const t of ["gemma3", "gpt2", "mixtral"]) {
+      assert.throws(() => parseConfig({ ...LLAMA_3_2_1B, model_type: t }), (e: Error) => e instanceof ConfigError && e.message.includes(`"model_type" = "${t}"`) && e.message.includes("supported: llama, mistral, qwen2, qwen3, phi3, gemma3_text"));
     }
     assert.throws(() => parseConfig({ ...QWEN3_0_6B, num_experts: 8 }), /"num_experts" = 8/);
     assert.throws(() => parseConfig({ ...QWEN2_5_0_5B, hidden_act: "gelu" }), /"hidden_act" = "gelu".*silu/);
@@ -183,6 +205,10 @@ describe("config.json fields: every field used, ignored or refused", () => {
     const q3b = parseConfig({ ...QWEN3_0_6B, attention_bias: true });
     assert.deepEqual([q3b.qkv_bias, q3b.o_bias], [true, true]);
     assert.equal(parseConfig({ ...MISTRAL_7B_V03, sliding_window: 4096 }).sliding_window, 4096);
+    const g = parseConfig(GEMMA_3_1B);
+    assert.deepEqual([g.gemma_norms, g.hidden_act, g.qk_norm, g.rope_local_theta, g.rope_theta, g.query_pre_attn_scalar, g.tie_word_embeddings], [true, "gelu_pytorch_tanh", true, 10000, 1e6, 256, true]);
+    assert.deepEqual(g.layer_types.slice(0, 7), ["sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "full_attention", "sliding_attention"]);
+    assert.equal(parseConfig({ ...GEMMA_3_1B, final_logit_softcapping: 30 }).final_logit_softcapping, 30);
     const l = parseConfig({ ...LLAMA_3_2_1B, attention_bias: true });
     assert.deepEqual([l.qkv_bias, l.o_bias, l.qk_norm], [true, true, false]);
   });
@@ -240,7 +266,7 @@ describe("config.json written back in the layout it was read in", () => {
   });
 
   it("GGUF export refuses what llama.cpp's llama architecture would compute differently", async () => {
-    for (const raw of [QWEN2_5_0_5B, QWEN3_0_6B, { ...MISTRAL_7B_V03, sliding_window: 4096 }, PHI_3_MINI_4K]) {
+    for (const raw of [QWEN2_5_0_5B, QWEN3_0_6B, { ...MISTRAL_7B_V03, sliding_window: 4096 }, PHI_3_MINI_4K, { ...GEMMA_3_1B, head_dim: 8 }]) {
       const cfg = parseConfig({ ...raw, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 64, ...("head_dim" in raw ? { head_dim: 8 } : {}) });
       await assert.rejects(writeModelFiles(path.join(tmp, `x-${raw.model_type}`), { config: cfg, tensors: randomTensors(cfg, 3), tokenizer: null }, { format: "gguf" }), /GGUF export/);
     }

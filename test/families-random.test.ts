@@ -4,19 +4,18 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { initEngine, type BackendName } from "../src/engine";
-import { ConfigError } from "../src/errors";
 import { accumulate } from "../src/importance";
 import { LlamaModel } from "../src/model/llama";
 import { loadModel, saveModel } from "../src/model/load";
 import { randomTensors } from "../src/model/random";
 import { TeacherCache } from "../src/teacher";
 import { FAMILY_CONFIGS, randomIds, relError } from "./reference/configs";
-import { referenceLogits } from "./reference/llama-ref";
+import { referenceGreedy, referenceLogits } from "./reference/llama-ref";
 import { sliceMlpChannels } from "./support/slice";
 
 /**
  * The families beyond plain Llama (Qwen2 biases, Qwen3 q/k norms + attention_bias, Llama attention_bias,
- * Mistral) on random weights, until the transformers fixtures exist: logits against the float64 reference,
+ * Mistral, Phi-3, Gemma 3) on random weights: logits against the float64 reference,
  * the hand-written backward's Taylor scores against autograd, and prune → save HF → reload.
  */
 const backends: BackendName[] = ["cpu", "wasm"];
@@ -73,15 +72,23 @@ for (const backend of backends) {
       });
     }
 
-    it("mistral: a sequence longer than sliding_window is refused (full attention would differ)", () => {
-      const config = FAMILY_CONFIGS.mistral;
-      const model = LlamaModel.fromTensors(config, randomTensors(config, 1));
-      try {
-        assert.doesNotThrow(() => model.forward([randomIds(config.sliding_window!, config.vocab_size, 3)]).dispose());
-        assert.throws(() => model.forward([randomIds(config.sliding_window! + 1, config.vocab_size, 3)]), (e: Error) => e instanceof ConfigError && /sliding_window 24/.test(e.message));
-      } finally {
-        model.dispose();
-      }
-    });
+    for (const name of ["mistral", "gemma3"]) {
+      it(`${name}: sliding windows hold past the window in the forward and in cached generation`, () => {
+        const config = FAMILY_CONFIGS[name];
+        const tensors = randomTensors(config, 2, 0.3);
+        const model = LlamaModel.fromTensors(config, tensors);
+        try {
+          const ids = randomIds(config.sliding_window! + 9, config.vocab_size, 4);
+          const got = model.forward([ids]);
+          const e = relError(got.dataSync(), referenceLogits(config, tensors, ids).flatMap((r) => Array.from(r)));
+          got.dispose();
+          assert.ok(e.rel <= 1e-4, `rel ${e.rel}`);
+          const prompt = ids.slice(0, 3);
+          assert.deepEqual(model.generate(prompt, { maxNewTokens: config.sliding_window! + 4, stopAtEos: false }), referenceGreedy(config, tensors, prompt, config.sliding_window! + 4));
+        } finally {
+          model.dispose();
+        }
+      });
+    }
   });
 }

@@ -37,7 +37,10 @@ export function headLossVjp(model: LlamaModel, h: tf.Tensor2D, labels: Int32Arra
   const useKd = spec.alpha > 0;
   if (useKd && (!tg || tg.probs.length !== n * tg.k)) throw new UsageError(`headLossVjp: teacher targets for ${n} rows needed, got ${tg ? tg.probs.length / tg.k : "none"}`);
   const k = useKd ? (tg as SparseTargets).k : 0;
-  const sparse = 8 * (k + 1) <= V;
+  // Gemma's softcapped logits z = c·tanh(u/c) put dz/du = 1 − (z/c)² between ∂L/∂z and the head, so ∂L/∂z
+  // is built densely there (the sparse trick folds it away)
+  const cap = model.config.final_logit_softcapping;
+  const sparse = cap === null && 8 * (k + 1) <= V;
   const rho = new Float32Array(n);
   const labelled: number[] = [];
   for (let r = 0; r < n; r++) {
@@ -123,10 +126,11 @@ export function headLossVjp(model: LlamaModel, h: tf.Tensor2D, labels: Int32Arra
         for (let i = 0; i < n * k; i++) t[at(Math.floor(i / k), p.ids[i])] += w.kd * p.probs[i];
       }
       const tT = tf.tensor2d(t, vMajor ? [V, n] : [n, V]);
-      dxn = timesE(tf.sub(tf.mul(e, rhoS), tT) as tf.Tensor2D);
+      const dz = tf.sub(tf.mul(e, rhoS), tT) as tf.Tensor2D;
+      dxn = timesE(cap === null ? dz : (tf.mul(dz, tf.sub(1, tf.square(tf.div(logits, cap)))) as tf.Tensor2D));
       if (useKd) tz = tf.sum(tf.mul(tT, logits), ax); // per row Σ_v t·z
     }
-    const dh = rmsNormVjp(xhat, r, model.weights.norm, dxn);
+    const dh = rmsNormVjp(xhat, r, model.normWeight(model.weights.norm), dxn);
     return { dh, stats: tf.concat([m.reshape([n]), sumE.reshape([n]), z, tz]) };
   });
   const s = out.stats.dataSync() as Float32Array;

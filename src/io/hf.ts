@@ -52,6 +52,7 @@ const ARCHITECTURES: Record<ModelType, string> = {
   qwen2: "Qwen2ForCausalLM",
   qwen3: "Qwen3ForCausalLM",
   phi3: "Phi3ForCausalLM",
+  gemma3_text: "Gemma3ForCausalLM",
 };
 
 /**
@@ -96,6 +97,19 @@ export function hfConfigJson(c: ModelConfig, dtype: "f32" | "f16"): Record<strin
     out.use_sliding_window = false;
   }
   if (c.model_type === "qwen2" || c.model_type === "qwen3") out.use_sliding_window = false;
+  if (c.model_type === "gemma3_text") {
+    delete out.hidden_act;
+    Object.assign(out, {
+      hidden_activation: c.hidden_act,
+      attention_bias: c.o_bias,
+      query_pre_attn_scalar: c.query_pre_attn_scalar,
+      sliding_window: c.sliding_window,
+      layer_types: c.layer_types.slice(),
+      rope_local_base_freq: c.rope_local_theta,
+      final_logit_softcapping: c.final_logit_softcapping,
+      attn_logit_softcapping: null,
+    });
+  }
   return out;
 }
 

@@ -8,13 +8,12 @@ import { ConfigError } from "../errors";
  */
 
 /** The families sdmprune computes. Each is a LLaMA-style decoder; the fields below say how it differs. */
-export const MODEL_TYPES = ["llama", "mistral", "qwen2", "qwen3", "phi3"] as const;
+export const MODEL_TYPES = ["llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text"] as const;
 export type ModelType = (typeof MODEL_TYPES)[number];
 
 /** Families transformers knows that sdmprune refuses (a clear error instead of a wrong model). */
 const NOT_YET: Record<string, string> = {
-  gemma3_text: "Gemma 3 ((1+w) RMSNorm, GeGLU, sliding/global layers, softcapping) is not implemented yet",
-  gemma3: "Gemma 3 ((1+w) RMSNorm, GeGLU, sliding/global layers, softcapping) is not implemented yet",
+  gemma3: "the multimodal Gemma 3 checkpoint (Gemma3ForConditionalGeneration) is not read; use a text-only one (gemma3_text)",
   gemma2: "Gemma 2 is not implemented",
   gemma: "Gemma is not implemented",
   mixtral: "mixture-of-experts MLPs cannot be pruned channel-wise by sdmprune",
@@ -53,11 +52,20 @@ export interface ModelConfig {
   o_bias: boolean;
   /** RMSNorm over each head of q and k before RoPE (`q_norm`, `k_norm`: Qwen3). */
   qk_norm: boolean;
-  /**
-   * Keys a query sees at most (Mistral's `sliding_window`). sdmprune computes full causal attention and
-   * refuses sequences longer than this, where the two differ. null: no window.
-   */
+  /** Keys a query in a sliding-attention layer sees, itself included (`sliding_window`); null: no window. */
   sliding_window: number | null;
+  /** Per layer: full causal attention or a sliding window (Mistral/Phi-3 with a window: all; Gemma 3: its pattern). */
+  layer_types: ("full_attention" | "sliding_attention")[];
+  /** RoPE base of the sliding-attention layers when it differs from rope_theta (Gemma 3's local base); no scaling there. */
+  rope_local_theta: number | null;
+  /** The gated MLP's activation: silu (SwiGLU) or gelu_pytorch_tanh (Gemma's GeGLU). */
+  hidden_act: "silu" | "gelu_pytorch_tanh";
+  /** Gemma: RMSNorm multiplies by (1 + w), embeddings are scaled by sqrt(hidden_size), and norms sandwich each block. */
+  gemma_norms: boolean;
+  /** Attention scale 1/sqrt(query_pre_attn_scalar) instead of 1/sqrt(head_dim) (Gemma); null: head_dim. */
+  query_pre_attn_scalar: number | null;
+  /** logits = c·tanh(logits / c) (Gemma's final_logit_softcapping); null: none. */
+  final_logit_softcapping: number | null;
   tie_word_embeddings: boolean;
   max_position_embeddings: number;
   bos_token_id: number;
@@ -128,6 +136,7 @@ const COMMON: Record<string, FieldRole> = {
   problem_type: ign("classification heads only"),
   tokenizer_class: ign("the tokenizer is read from tokenizer.json"),
   chunk_size_feed_forward: ign("memory setting; same outputs"),
+  cache_implementation: ign("decoding cache choice; outputs are the same"),
   auto_map: ign("remote-code classes; transformers runs its built-in class for this model_type unless trust_remote_code"),
   // transformers 4 wrote generation defaults into config.json; they decode, they do not change logits
   max_length: ign("generation default"),
@@ -172,6 +181,23 @@ export const CONFIG_FIELDS: Record<ModelType, Record<string, FieldRole>> = {
     sliding_window: ign("read only when use_sliding_window is true, which is refused"),
     max_window_layers: ign("read only when use_sliding_window is true, which is refused"),
     layer_types: used,
+  },
+  // Gemma 3 text: (1+w) norms around both blocks, GeGLU, scaled embeddings, local/global layers
+  gemma3_text: {
+    ...COMMON,
+    head_dim: used,
+    hidden_act: ign("transformers' Gemma 3 reads hidden_activation"),
+    hidden_activation: only(["gelu_pytorch_tanh"], "Gemma 3's MLP is computed with gelu_pytorch_tanh"),
+    attention_bias: used,
+    query_pre_attn_scalar: used,
+    sliding_window: used,
+    layer_types: used,
+    sliding_window_pattern: used,
+    _sliding_window_pattern: ign("transformers 5 keeps it beside layer_types, which it derives layer_types from"),
+    rope_local_base_freq: used,
+    final_logit_softcapping: used,
+    attn_logit_softcapping: only([null], "attention logit softcapping is not implemented"),
+    use_bidirectional_attention: only([false, null], "bidirectional attention is not implemented"),
   },
   // Phi-3: Llama's layer with fused projections on disk (families/phi3.ts) and dropout fields of its own
   phi3: {
@@ -243,7 +269,7 @@ const ROPE_SUPPORTED = "supported rope types: default, linear, llama3";
  * the scaling keys (or, for models with per-layer-type RoPE, one such block per layer type). transformers 4:
  * top-level rope_theta and rope_scaling (rope_type, or the older key `type`).
  */
-function parseRope(r: Record<string, unknown>, source: string): { theta: number; scaling: RopeScaling | null } {
+function parseRope(r: Record<string, unknown>, source: string, defaultTheta = 10000): { theta: number; scaling: RopeScaling | null } {
   let theta = r.rope_theta === undefined || r.rope_theta === null ? undefined : need(r, "rope_theta", source);
   let block: Record<string, unknown> | null = null;
   let blockName = "";
@@ -277,7 +303,7 @@ function parseRope(r: Record<string, unknown>, source: string): { theta: number;
     block = rs as Record<string, unknown>;
     blockName = "rope_scaling";
   }
-  if (theta === undefined) theta = 10000;
+  if (theta === undefined) theta = defaultTheta;
   if (!(theta > 0)) fail(source, "rope_theta", theta, "must be positive");
   if (!block) return { theta, scaling: null };
 
@@ -371,7 +397,9 @@ export function parseConfig(raw: unknown, source = "config.json", opts: ParseOpt
   let head_dim: number;
   // Qwen2's config has no head_dim (transformers derives it); the others may set it explicitly.
   const hdRaw = fields.head_dim ? r.head_dim : undefined;
-  if (hdRaw === undefined || hdRaw === null) {
+  if ((hdRaw === undefined || hdRaw === null) && model_type === "gemma3_text") {
+    head_dim = 256; // Gemma3TextConfig's default, not hidden/heads
+  } else if (hdRaw === undefined || hdRaw === null) {
     if (hidden_size % num_attention_heads !== 0) {
       throw new ConfigError(`${source}: hidden_size ${hidden_size} is not divisible by num_attention_heads ${num_attention_heads}; set head_dim`);
     }
@@ -401,21 +429,56 @@ export function parseConfig(raw: unknown, source = "config.json", opts: ParseOpt
     intermediate_size = positiveInt(need(r, "intermediate_size", source), "intermediate_size", source);
   }
 
-  const { theta: rope_theta, scaling: rope_scaling } = parseRope(r, source);
+  const gemma = model_type === "gemma3_text";
+  let rope_theta: number;
+  let rope_scaling: RopeScaling | null;
+  let rope_local_theta: number | null = null;
+  const rp = r.rope_parameters as Record<string, unknown> | null | undefined;
+  if (gemma && rp && typeof rp === "object" && ("full_attention" in rp || "sliding_attention" in rp)) {
+    // transformers 5: one RoPE block per layer type
+    for (const k of Object.keys(rp)) if (k !== "full_attention" && k !== "sliding_attention") fail(source, `rope_parameters.${k}`, rp[k], "Gemma 3 has full_attention and sliding_attention blocks");
+    ({ theta: rope_theta, scaling: rope_scaling } = parseRope({ rope_parameters: rp.full_attention }, `${source} rope_parameters.full_attention`, 1e6));
+    const local = parseRope({ rope_parameters: rp.sliding_attention }, `${source} rope_parameters.sliding_attention`, 10000);
+    if (local.scaling) fail(source, "rope_parameters.sliding_attention.rope_type", local.scaling.rope_type, "the sliding layers' RoPE must be default");
+    rope_local_theta = local.theta;
+  } else {
+    ({ theta: rope_theta, scaling: rope_scaling } = parseRope(r, source, gemma ? 1e6 : 10000));
+    if (gemma) rope_local_theta = r.rope_local_base_freq === undefined || r.rope_local_base_freq === null ? 10000 : need(r, "rope_local_base_freq", source);
+  }
 
+  let sliding_window: number | null = null;
+  const windowed = model_type === "mistral" || model_type === "phi3" || gemma;
+  if (windowed && r.sliding_window !== undefined && r.sliding_window !== null) {
+    sliding_window = positiveInt(need(r, "sliding_window", source), "sliding_window", source);
+  } else if (gemma && r.sliding_window === undefined) {
+    sliding_window = 4096; // Gemma3TextConfig's default
+  }
+  let layer_types: ModelConfig["layer_types"];
   if (r.layer_types !== undefined && r.layer_types !== null) {
     const lt = r.layer_types;
-    if (Array.isArray(lt) && lt.length !== num_hidden_layers) {
+    if (!Array.isArray(lt)) fail(source, "layer_types", lt, "expected a list");
+    if (lt.length !== num_hidden_layers) {
       throw new ConfigError(`${source}: "layer_types" has ${lt.length} entries, num_hidden_layers is ${num_hidden_layers}`);
     }
-    if (!Array.isArray(lt) || lt.some((t) => t !== "full_attention")) {
-      fail(source, "layer_types", lt, `every one of the ${num_hidden_layers} layers must be "full_attention" (sliding-window layers are not implemented)`);
-    }
+    const allowed = gemma ? ["full_attention", "sliding_attention"] : ["full_attention"];
+    const bad = lt.find((t) => !allowed.includes(t as string));
+    if (bad !== undefined) fail(source, "layer_types", lt, `entries must be ${allowed.map((a) => `"${a}"`).join(" or ")} (got ${JSON.stringify(bad)})`);
+    layer_types = lt as ModelConfig["layer_types"];
+    if (gemma && sliding_window === null && layer_types.includes("sliding_attention")) fail(source, "sliding_window", null, "sliding_attention layers need a window");
+  } else if (gemma) {
+    // transformers 4 layout: every sliding_window_pattern-th layer is global
+    const pattern = r.sliding_window_pattern === undefined || r.sliding_window_pattern === null ? 6 : positiveInt(need(r, "sliding_window_pattern", source), "sliding_window_pattern", source);
+    layer_types = Array.from({ length: num_hidden_layers }, (_, i) => ((i + 1) % pattern === 0 ? "full_attention" : "sliding_attention"));
+  } else {
+    layer_types = new Array(num_hidden_layers).fill(sliding_window === null ? "full_attention" : "sliding_attention");
   }
-  let sliding_window: number | null = null;
-  if ((model_type === "mistral" || model_type === "phi3") && r.sliding_window !== undefined && r.sliding_window !== null) {
-    sliding_window = positiveInt(need(r, "sliding_window", source), "sliding_window", source);
-  }
+  const positive = (k: string): number | null => {
+    const v = r[k];
+    if (v === undefined || v === null) return null;
+    const n = need(r, k, source);
+    if (!(n > 0)) fail(source, k, v, "must be positive");
+    return n;
+  };
   const flag = (k: string): boolean => {
     const v = r[k];
     if (v === undefined || v === null) return false;
@@ -423,7 +486,8 @@ export function parseConfig(raw: unknown, source = "config.json", opts: ParseOpt
     return v;
   };
   const attentionBias = fields.attention_bias ? flag("attention_bias") : false;
-  const tied = r.tie_word_embeddings === undefined || r.tie_word_embeddings === null ? false : flag("tie_word_embeddings");
+  // Gemma3TextConfig ties by default, the others do not
+  const tied = r.tie_word_embeddings === undefined || r.tie_word_embeddings === null ? model_type === "gemma3_text" : flag("tie_word_embeddings");
 
   const eos = r.eos_token_id;
   return {
@@ -440,23 +504,20 @@ export function parseConfig(raw: unknown, source = "config.json", opts: ParseOpt
     rope_scaling,
     qkv_bias: model_type === "qwen2" || attentionBias,
     o_bias: attentionBias,
-    qk_norm: model_type === "qwen3",
+    qk_norm: model_type === "qwen3" || gemma,
     sliding_window,
+    layer_types,
+    rope_local_theta,
+    hidden_act: gemma ? "gelu_pytorch_tanh" : "silu",
+    gemma_norms: gemma,
+    query_pre_attn_scalar: gemma ? (positive("query_pre_attn_scalar") ?? 256) : null,
+    final_logit_softcapping: gemma ? positive("final_logit_softcapping") : null,
     tie_word_embeddings: tied,
     max_position_embeddings: r.max_position_embeddings === undefined ? 2048 : need(r, "max_position_embeddings", source),
     bos_token_id: r.bos_token_id === undefined || r.bos_token_id === null ? 1 : need(r, "bos_token_id", source),
     eos_token_id: Array.isArray(eos) ? (eos as number[]) : eos === undefined || eos === null ? 2 : need(r, "eos_token_id", source),
     original: opts.keepOriginal ? structuredClone(r) : null,
   };
-}
-
-/** Whether a sequence of T tokens is computed exactly (full causal attention equals the model's window). */
-export function checkSequenceLength(c: ModelConfig, T: number, what = "sequence"): void {
-  if (c.sliding_window !== null && T > c.sliding_window) {
-    throw new ConfigError(
-      `${what} of ${T} tokens is longer than the model's sliding_window ${c.sliding_window}; sliding-window attention is not implemented, use windows of at most ${c.sliding_window} tokens`,
-    );
-  }
 }
 
 /** Per-layer MLP widths, whatever form `intermediate_size` has. */
@@ -497,6 +558,10 @@ export function expectedShapes(c: LlamaConfig): Map<string, number[]> {
       m.set(p + "self_attn.q_norm.weight", [c.head_dim]);
       m.set(p + "self_attn.k_norm.weight", [c.head_dim]);
     }
+    if (c.gemma_norms) {
+      m.set(p + "pre_feedforward_layernorm.weight", [H]);
+      m.set(p + "post_feedforward_layernorm.weight", [H]);
+    }
     m.set(p + "post_attention_layernorm.weight", [H]);
     m.set(p + "mlp.gate_proj.weight", [I, H]);
     m.set(p + "mlp.up_proj.weight", [I, H]);
@@ -530,6 +595,6 @@ export function paramCounts(c: LlamaConfig): ParamCounts {
   const lm_head = c.tie_word_embeddings ? 0 : c.vocab_size * H;
   const attention = attnPerLayer * c.num_hidden_layers;
   const mlp = mlpPerLayer.reduce((a, b) => a + b, 0);
-  const norms = (2 * c.num_hidden_layers + 1) * H;
+  const norms = ((c.gemma_norms ? 4 : 2) * c.num_hidden_layers + 1) * H;
   return { total: embeddings + lm_head + attention + mlp + norms, embeddings, lm_head, attention, mlp, norms, mlpPerLayer };
 }

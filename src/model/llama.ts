@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { ConfigError, DataError, NumericError, UsageError } from "../errors";
 import { numel, type TensorMap } from "../io/tensors";
 import { Rng } from "../rng";
-import { checkSequenceLength, expectedShapes, withIntermediateSizes, type LlamaConfig } from "./config";
+import { expectedShapes, withIntermediateSizes, type LlamaConfig } from "./config";
 import { pickToken } from "./generate";
 import { cachingHooks, checkHooks, combineHooks, hookPoints, runHook, type Hooks } from "./hooks";
 import { ropeTables } from "./rope";
@@ -25,6 +25,13 @@ export interface LayerWeights {
   /** RMSNorm weights over each head of q and k, before RoPE (qk_norm: Qwen3). */
   q_norm?: tf.Tensor1D; // [hd]
   k_norm?: tf.Tensor1D; // [hd]
+  /**
+   * Gemma's sandwich norms: the MLP input norm is pre_feedforward_layernorm, post_feedforward_layernorm
+   * norms the MLP output, and post_attention_layernorm norms the attention output (in Llama it is the MLP
+   * input norm).
+   */
+  pre_feedforward_layernorm?: tf.Tensor1D; // [H]
+  post_feedforward_layernorm?: tf.Tensor1D; // [H]
 }
 
 export interface ModelWeights {
@@ -119,9 +126,14 @@ export interface LayerActivations {
   xhat2: tf.Tensor2D;
   r2: tf.Tensor2D;
   xn2: tf.Tensor2D;
-  /** sigmoid(gate), silu(gate) = gate·sigmoid(gate), up, and act = silu·up: [B·T, I] each. */
-  sig: tf.Tensor2D;
-  silu: tf.Tensor2D;
+  /** Gemma only: x·r and r of the attention output's and the MLP output's norms, [B·T, H] and [B·T, 1]. */
+  xhatPa?: tf.Tensor2D;
+  rPa?: tf.Tensor2D;
+  xhatPf?: tf.Tensor2D;
+  rPf?: tf.Tensor2D;
+  /** f(gate), f'(gate) for the activation f (silu or gelu_pytorch_tanh), up, and act = f(gate)·up: [B·T, I] each. */
+  g: tf.Tensor2D;
+  dg: tf.Tensor2D;
   up: tf.Tensor2D;
   act: tf.Tensor2D;
 }
@@ -177,7 +189,9 @@ const BIAS_OF: Partial<Record<keyof LayerWeights, string>> = { q_bias: "q_proj",
 
 /** The Hugging Face name of a layer tensor, e.g. `model.layers.3.self_attn.q_proj.bias` for ("q_bias", 3). */
 export function layerParamName(l: number, key: keyof LayerWeights): string {
-  if (key === "input_layernorm" || key === "post_attention_layernorm") return `model.layers.${l}.${key}.weight`;
+  if (key === "input_layernorm" || key === "post_attention_layernorm" || key === "pre_feedforward_layernorm" || key === "post_feedforward_layernorm") {
+    return `model.layers.${l}.${key}.weight`;
+  }
   const bias = BIAS_OF[key];
   if (bias) return `model.layers.${l}.self_attn.${bias}.bias`;
   if ((ATTN as string[]).includes(key) || key === "q_norm" || key === "k_norm") return `model.layers.${l}.self_attn.${key}.weight`;
@@ -219,6 +233,7 @@ export function layerKeys(c: LlamaConfig): (keyof LayerWeights)[] {
   if (c.qkv_bias) keys.push("q_bias", "k_bias", "v_bias");
   if (c.o_bias) keys.push("o_bias");
   if (c.qk_norm) keys.push("q_norm", "k_norm");
+  if (c.gemma_norms) keys.push("pre_feedforward_layernorm", "post_feedforward_layernorm");
   return keys;
 }
 
@@ -476,16 +491,37 @@ export class LlamaModel {
   /** The same logits vocabulary-major, [V, n] = headNormed(xn)ᵀ (see vocabMajorHead). */
   headNormedT(xn: tf.Tensor2D): tf.Tensor2D {
     const w = this.weights;
-    return tf.tidy(() => (w.lm_head ? tf.matMul(w.lm_head, xn, true, true) : tf.matMul(w.embed_tokens, xn, false, true)) as tf.Tensor2D);
+    return tf.tidy(() => this.softcap((w.lm_head ? tf.matMul(w.lm_head, xn, true, true) : tf.matMul(w.embed_tokens, xn, false, true)) as tf.Tensor2D));
+  }
+
+  /** z, or c·tanh(z/c) with Gemma's final_logit_softcapping c. */
+  softcap(z: tf.Tensor2D): tf.Tensor2D {
+    const c = this.config.final_logit_softcapping;
+    return c === null ? z : (tf.mul(tf.tanh(tf.div(z, c)), c) as tf.Tensor2D);
+  }
+
+  /** The weight an RMSNorm multiplies by: w, or (1 + w) for Gemma. */
+  normWeight(w: tf.Tensor1D): tf.Tensor1D {
+    return this.config.gemma_norms ? (tf.add(w, 1) as tf.Tensor1D) : w;
+  }
+
+  /** Attention scores are q·k times this: 1/sqrt(head_dim), or 1/sqrt(query_pre_attn_scalar) (Gemma). */
+  attentionScale(): number {
+    return 1 / Math.sqrt(this.config.query_pre_attn_scalar ?? this.config.head_dim);
+  }
+
+  /** Keys a query of layer l sees (itself included), or null for full causal attention. */
+  slidingWindow(l: number): number | null {
+    return this.config.layer_types[l] === "sliding_attention" ? this.config.sliding_window : null;
   }
 
   /**
    * RoPE pieces for positions 0..T−1 as the forward uses them: cos and sign-folded sin [T, hd], and the
    * [hd, hd] half-swap permutation (symmetric, so it is also its own transpose).
    */
-  ropeParts(T: number): { cos: tf.Tensor2D; sin: tf.Tensor2D; swap: tf.Tensor2D } {
+  ropeParts(T: number, l = 0): { cos: tf.Tensor2D; sin: tf.Tensor2D; swap: tf.Tensor2D } {
     return tf.tidy(() => {
-      const { cos, sin } = this.rope(T, 0);
+      const { cos, sin } = this.rope(T, 0, l);
       const hd = this.config.head_dim;
       return { cos: cos.reshape([T, hd]) as tf.Tensor2D, sin: sin.reshape([T, hd]) as tf.Tensor2D, swap: tf.clone(this.swapMatrix()) };
     });
@@ -714,7 +750,11 @@ export class LlamaModel {
   }
 
   private embedWith(w: ModelWeights, ids: tf.Tensor2D): tf.Tensor2D {
-    return tf.tidy(() => tf.gather(w.embed_tokens, tf.reshape(ids, [-1])) as tf.Tensor2D);
+    return tf.tidy(() => {
+      const e = tf.gather(w.embed_tokens, tf.reshape(ids, [-1])) as tf.Tensor2D;
+      // Gemma scales embeddings by sqrt(hidden_size), rounded to float32 as transformers does
+      return this.config.gemma_norms ? (tf.mul(e, Math.fround(Math.sqrt(this.config.hidden_size))) as tf.Tensor2D) : e;
+    });
   }
 
   private rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, rec?: { xhat: tf.Tensor2D; r: tf.Tensor2D }): tf.Tensor2D {
@@ -725,7 +765,7 @@ export class LlamaModel {
       rec.xhat = xhat;
       rec.r = r;
     }
-    return tf.mul(xhat, weight);
+    return tf.mul(xhat, this.normWeight(weight));
   }
 
   /**
@@ -734,6 +774,10 @@ export class LlamaModel {
    * except when the embedding itself is being differentiated (then an explicit transpose on the tape).
    */
   private headWith(w: ModelWeights, xn: tf.Tensor2D, differentiable: boolean): tf.Tensor2D {
+    return this.softcap(this.headProduct(w, xn, differentiable));
+  }
+
+  private headProduct(w: ModelWeights, xn: tf.Tensor2D, differentiable: boolean): tf.Tensor2D {
     if (w.lm_head) return tf.matMul(xn, w.lm_head);
     if (vocabMajorHead()) {
       // (E·xnᵀ)ᵀ computes the same logits at ~70 instead of ~6 GFLOP/s there
@@ -764,15 +808,19 @@ export class LlamaModel {
   }
 
   /** cos and sign-folded sin tables for positions [offset, offset+T), shaped [1, T, 1, hd]. */
-  private rope(T: number, offset: number): { cos: tf.Tensor4D; sin: tf.Tensor4D } {
+  private rope(T: number, offset: number, l: number): { cos: tf.Tensor4D; sin: tf.Tensor4D } {
     const hd = this.config.head_dim;
     const need = offset + T;
     let cap = 64;
     while (cap < need) cap *= 2;
-    const cos = this.constant(`rope.cos.${cap}`, () => tf.tensor2d(ropeTables(this.config, cap).cos, [cap, hd]));
-    const sin = this.constant(`rope.sin.${cap}`, () => {
+    // Gemma's sliding layers rotate with their own base and no scaling
+    const local = this.config.rope_local_theta !== null && this.slidingWindow(l) !== null;
+    const rc = local ? { ...this.config, rope_theta: this.config.rope_local_theta!, rope_scaling: null } : this.config;
+    const tag = local ? "local." : "";
+    const cos = this.constant(`rope.${tag}cos.${cap}`, () => tf.tensor2d(ropeTables(rc, cap).cos, [cap, hd]));
+    const sin = this.constant(`rope.${tag}sin.${cap}`, () => {
       // rotate_half(x) = [−x2, x1]; folding the minus into the first half of sin lets us use [x2, x1]
-      const s = ropeTables(this.config, cap).sin;
+      const s = ropeTables(rc, cap).sin;
       const half = hd / 2;
       for (let t = 0; t < cap; t++) for (let j = 0; j < half; j++) s[t * hd + j] = -s[t * hd + j];
       return tf.tensor2d(s, [cap, hd]);
@@ -807,12 +855,18 @@ export class LlamaModel {
     }) as tf.Tensor2D;
   }
 
-  /** Additive causal mask [Tq, Tk] for queries at positions past..past+Tq−1. */
-  private causalMask(Tq: number, past: number): tf.Tensor2D {
+  /**
+   * Additive causal mask [Tq, Tk] for queries at positions past..past+Tq−1; with a window W a query at
+   * position i sees keys i−W < j ≤ i (transformers' sliding_window_overlay: kv_idx > q_idx − W).
+   */
+  private causalMask(Tq: number, past: number, window: number | null): tf.Tensor2D {
     const Tk = past + Tq;
-    return this.constant(`mask.${Tq}.${past}`, () => {
+    return this.constant(`mask.${Tq}.${past}.${window ?? "full"}`, () => {
       const m = new Float32Array(Tq * Tk);
-      for (let i = 0; i < Tq; i++) for (let j = past + i + 1; j < Tk; j++) m[i * Tk + j] = MASKED;
+      for (let i = 0; i < Tq; i++) {
+        const pos = past + i;
+        for (let j = 0; j < Tk; j++) if (j > pos || (window !== null && j <= pos - window)) m[i * Tk + j] = MASKED;
+      }
       return tf.tensor2d(m, [Tq, Tk]);
     }) as tf.Tensor2D;
   }
@@ -840,14 +894,14 @@ export class LlamaModel {
     return this.rmsNorm(tf.reshape(x, [-1, hd]) as tf.Tensor2D, weight, rec).reshape(x.shape) as tf.Tensor4D;
   }
 
-  private attention(lw: LayerWeights, xn: tf.Tensor2D, B: number, T: number, past: KV | null, offset: number, rec: LayerActivations | null, lora?: LoraOptions): { out: tf.Tensor2D; kv: KV } {
+  private attention(l: number, lw: LayerWeights, xn: tf.Tensor2D, B: number, T: number, past: KV | null, offset: number, rec: LayerActivations | null, lora?: LoraOptions): { out: tf.Tensor2D; kv: KV } {
     const c = this.config;
     const nH = c.num_attention_heads;
     const nKV = c.num_key_value_heads;
     const hd = c.head_dim;
     const g = nH / nKV;
-    const { cos, sin } = this.rope(T, offset);
-    checkSequenceLength(c, offset + T);
+    const { cos, sin } = this.rope(T, offset, l);
+    const window = this.slidingWindow(l);
     // q, k [B, T, heads, hd]; Qwen3 normalises each head before RoPE
     let q = this.linear(xn, lw, "q_proj", lora).reshape([B, T, nH, hd]) as tf.Tensor4D;
     let k = this.linear(xn, lw, "k_proj", lora).reshape([B, T, nKV, hd]) as tf.Tensor4D;
@@ -863,7 +917,7 @@ export class LlamaModel {
     const v = this.linear(xn, lw, "v_proj", lora).reshape([B, T, nKV, hd]);
     // Query head h reads key/value head floor(h / g) (HF repeat_kv). Grouping the g query heads of one
     // kv head into the row dimension avoids materialising repeated K/V: [B·nKV, g·T, hd].
-    const qq = tf.mul(tf.transpose(q, [0, 2, 1, 3]).reshape([B * nKV, g * T, hd]), 1 / Math.sqrt(hd));
+    const qq = tf.mul(tf.transpose(q, [0, 2, 1, 3]).reshape([B * nKV, g * T, hd]), this.attentionScale());
     let kk = tf.transpose(k, [0, 2, 1, 3]).reshape([B * nKV, T, hd]) as tf.Tensor3D;
     let vv = tf.transpose(v, [0, 2, 1, 3]).reshape([B * nKV, T, hd]) as tf.Tensor3D;
     const pastLen = past ? past.k.shape[1] : 0;
@@ -872,6 +926,8 @@ export class LlamaModel {
       vv = tf.concat([past.v, vv], 1);
     }
     const Tk = pastLen + T;
+    // one query (decoding) sees every key unless a window hides the oldest
+    const masked = T > 1 || (window !== null && Tk > window);
     if (rec) {
       rec.qq = qq as tf.Tensor3D;
       rec.kk = kk;
@@ -889,7 +945,7 @@ export class LlamaModel {
         const ki = tf.reshape(tf.slice(kk, [i, 0, 0], [1, Tk, hd]), [Tk, hd]) as tf.Tensor2D;
         const vi = tf.reshape(tf.slice(vv, [i, 0, 0], [1, Tk, hd]), [Tk, hd]) as tf.Tensor2D;
         let s: tf.Tensor = tf.matMul(qi, tf.transpose(ki));
-        if (T > 1) s = tf.add(s.reshape([g, T, Tk]), this.causalMask(T, pastLen)).reshape([g * T, Tk]);
+        if (masked) s = tf.add(s.reshape([g, T, Tk]), this.causalMask(T, pastLen, window)).reshape([g * T, Tk]);
         const p = tf.softmax(s) as tf.Tensor2D;
         if (rec) probs.push(p);
         heads.push(tf.matMul(p, vi));
@@ -898,8 +954,8 @@ export class LlamaModel {
       ctx = tf.stack(heads).reshape([B, nH, T, hd]);
     } else {
       let scores: tf.Tensor = tf.matMul(qq, tf.transpose(kk, [0, 2, 1]));
-      if (T > 1) {
-        scores = tf.add(scores.reshape([B * nKV, g, T, Tk]), this.causalMask(T, pastLen)).reshape([B * nKV, g * T, Tk]);
+      if (masked) {
+        scores = tf.add(scores.reshape([B * nKV, g, T, Tk]), this.causalMask(T, pastLen, window)).reshape([B * nKV, g * T, Tk]);
       }
       const probs = tf.softmax(scores) as tf.Tensor3D;
       if (rec) rec.probs = probs;
@@ -924,24 +980,55 @@ export class LlamaModel {
     const hook = (name: string, t: tf.Tensor2D): tf.Tensor2D => runHook(opts?.hooks, `${name}`, t);
     // attention block: x = h + o_proj(attn(rope(q), rope(k), v)), q/k/v from input_layernorm(h)   [B·T, H]
     const n1 = rec ? { xhat: h, r: h } : undefined;
-    const a = this.attention(lw, this.rmsNorm(h, lw.input_layernorm, n1), B, T, past, offset, rec, opts?.lora);
+    const a = this.attention(l, lw, this.rmsNorm(h, lw.input_layernorm, n1), B, T, past, offset, rec, opts?.lora);
     if (rec && n1) {
       rec.xhat1 = n1.xhat;
       rec.r1 = n1.r;
     }
-    let x = tf.add(h, hook(`layers.${l}.attn.out`, a.out)) as tf.Tensor2D;
+    // Gemma norms the attention output (post_attention_layernorm) before the residual add
+    const gemma = this.config.gemma_norms;
+    const npa = rec && gemma ? { xhat: h, r: h } : undefined;
+    const attnOut = gemma ? this.rmsNorm(a.out, lw.post_attention_layernorm, npa) : a.out;
+    let x = tf.add(h, hook(`layers.${l}.attn.out`, attnOut)) as tf.Tensor2D;
     const kv = a.kv;
-    // MLP block: x + down_proj(silu(gate_proj(xn)) · up_proj(xn)), xn = post_attention_layernorm(x)   [B·T, I_l] inside
+    // MLP block: x + down_proj(f(gate_proj(xn)) · up_proj(xn)), xn = the MLP input norm of x   [B·T, I_l] inside
+    // (Llama: post_attention_layernorm, f = silu; Gemma: pre_feedforward_layernorm, f = gelu_pytorch_tanh,
+    // and post_feedforward_layernorm on the output)
     const n2 = rec ? { xhat: x, r: x } : undefined;
-    const xn = hook(`layers.${l}.mlp.in`, this.rmsNorm(x, lw.post_attention_layernorm, n2));
+    const xn = hook(`layers.${l}.mlp.in`, this.rmsNorm(x, gemma ? lw.pre_feedforward_layernorm! : lw.post_attention_layernorm, n2));
     const gate = this.linear(xn, lw, "gate_proj", opts?.lora);
-    const sig = tf.sigmoid(gate) as tf.Tensor2D;
-    const silu = tf.mul(gate, sig) as tf.Tensor2D;
+    const { g, dg } = this.activation(gate, !!rec);
     const up = this.linear(xn, lw, "up_proj", opts?.lora);
-    const act = hook(`layers.${l}.mlp.act`, tf.mul(silu, up));
-    if (rec && n2) Object.assign(rec, { xhat2: n2.xhat, r2: n2.r, xn2: xn, sig, silu, up, act });
-    x = tf.add(x, hook(`layers.${l}.mlp.out`, this.linear(act, lw, "down_proj", opts?.lora)));
+    const act = hook(`layers.${l}.mlp.act`, tf.mul(g, up));
+    if (rec && n2) Object.assign(rec, { xhat2: n2.xhat, r2: n2.r, xn2: xn, g, dg, up, act });
+    const npf = rec && gemma ? { xhat: h, r: h } : undefined;
+    const down = this.linear(act, lw, "down_proj", opts?.lora);
+    const mlpOut = gemma ? this.rmsNorm(down, lw.post_feedforward_layernorm!, npf) : down;
+    if (rec && npa && npf) Object.assign(rec, { xhatPa: npa.xhat, rPa: npa.r, xhatPf: npf.xhat, rPf: npf.r });
+    x = tf.add(x, hook(`layers.${l}.mlp.out`, mlpOut));
     return { h: hook(`resid.${l}`, x), kv };
+  }
+
+  /**
+   * The MLP activation f(gate) and, for the backward (`withDerivative`), f'(gate):
+   *   silu(x) = x·σ(x),                       silu' = σ + silu·(1 − σ)
+   *   gelu_tanh(x) = x/2·(1 + tanh(u)),       u = √(2/π)·(x + 0.044715·x³)
+   *   gelu_tanh' = (1 + tanh u)/2 + x/2·(1 − tanh² u)·√(2/π)·(1 + 3·0.044715·x²)
+   */
+  private activation(x: tf.Tensor2D, withDerivative: boolean): { g: tf.Tensor2D; dg: tf.Tensor2D | undefined } {
+    if (this.config.hidden_act === "silu") {
+      const sig = tf.sigmoid(x) as tf.Tensor2D;
+      const g = tf.mul(x, sig) as tf.Tensor2D;
+      return { g, dg: withDerivative ? (tf.add(sig, tf.sub(g, tf.mul(g, sig))) as tf.Tensor2D) : undefined };
+    }
+    const k = Math.sqrt(2 / Math.PI);
+    const x2 = tf.square(x);
+    const th = tf.tanh(tf.mul(tf.mul(x, tf.add(tf.mul(x2, 0.044715), 1)), k));
+    const half = tf.mul(tf.add(th, 1), 0.5);
+    const g = tf.mul(x, half) as tf.Tensor2D;
+    if (!withDerivative) return { g, dg: undefined };
+    const dg = tf.add(half, tf.mul(tf.mul(tf.mul(x, 0.5 * k), tf.sub(1, tf.square(th))), tf.add(tf.mul(x2, 3 * 0.044715), 1))) as tf.Tensor2D;
+    return { g, dg };
   }
 
   /** One decoding step over `ids` at positions offset.. with caches; returns last-row logits and new caches. */

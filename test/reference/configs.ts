@@ -45,7 +45,8 @@ export const TINY_CONFIGS: Record<string, LlamaConfig> = {
 /**
  * One tiny random-weight configuration per family beyond plain Llama, as the families' config.json files
  * name their fields (so the family rules of parseConfig apply): Qwen2's q/k/v biases, Qwen3's q/k norms with
- * an explicit head_dim and attention_bias, Llama with attention_bias (o_proj bias too), Mistral with a window.
+ * an explicit head_dim and attention_bias, Llama with attention_bias (o_proj bias too), Mistral with a window
+ * shorter than the test sequences, Phi-3, Gemma 3.
  */
 export const FAMILY_CONFIGS: Record<string, LlamaConfig> = {
   qwen2: parseConfig({
@@ -70,6 +71,13 @@ export const FAMILY_CONFIGS: Record<string, LlamaConfig> = {
   phi3: parseConfig({
     model_type: "phi3", vocab_size: 45, hidden_size: 32, intermediate_size: 40, num_hidden_layers: 2, num_attention_heads: 4,
     num_key_value_heads: 2, rms_norm_eps: 1e-5, rope_theta: 10000, sliding_window: null, tie_word_embeddings: false, pad_token_id: 44,
+  }),
+  // sliding (window 5) and global layers with their own RoPE bases, q/k norms, query_pre_attn_scalar ≠ head_dim, softcapping
+  gemma3: parseConfig({
+    model_type: "gemma3_text", vocab_size: 49, hidden_size: 32, intermediate_size: [40, 48, 40], num_hidden_layers: 3, num_attention_heads: 4,
+    num_key_value_heads: 2, head_dim: 8, rms_norm_eps: 1e-6, query_pre_attn_scalar: 12, sliding_window: 5,
+    layer_types: ["sliding_attention", "full_attention", "sliding_attention"], final_logit_softcapping: 3,
+    rope_parameters: { full_attention: { rope_type: "default", rope_theta: 1000000 }, sliding_attention: { rope_type: "default", rope_theta: 10000 } },
   }),
 };
 
