@@ -9,7 +9,10 @@ import type { TextTokenizer } from "../types";
  *    `tokenizer.json` (BPE with byte fallback, merges from every split of a normal token ordered by the token's
  *    score, the same construction as transformers' SentencePieceExtractor) so both paths share one engine and a
  *    GGUF model can be saved as a standard HF directory.
- * BOS is prepended by this class (not the post-processor), so `addBos` means the same for every source.
+ * BOS is prepended by this class (not the post-processor), so `addBos` means the same for every source. Whether it
+ * is added by default follows the tokenizer as transformers runs it: `add_bos_token` in tokenizer_config.json when
+ * present, else whether tokenizer.json's post-processor template starts with a special token (Llama 3.x, Gemma,
+ * SentencePiece llama add one; Qwen does not).
  */
 
 /** GGUF `tokenizer.ggml.token_type` values (llama.cpp `llama_token_type`). */
@@ -132,10 +135,22 @@ function tokenContent(v: unknown): string | null {
   return null;
 }
 
+/** Whether a tokenizer.json post-processor prepends a special token (TemplateProcessing, possibly in a Sequence). */
+function templateAddsBos(post: unknown): boolean {
+  if (!post || typeof post !== "object") return false;
+  const p = post as { type?: string; single?: unknown[]; processors?: unknown[] };
+  if (p.type === "Sequence" && Array.isArray(p.processors)) return p.processors.some(templateAddsBos);
+  if (p.type !== "TemplateProcessing" || !Array.isArray(p.single) || p.single.length === 0) return false;
+  const first = p.single[0];
+  return typeof first === "object" && first !== null && "SpecialToken" in first;
+}
+
 export class HfTokenizer implements TextTokenizer {
   readonly vocabSize: number;
   readonly bosTokenId: number | null;
   readonly eosTokenId: number | null;
+  /** Whether `encode` prepends BOS when `addBos` is not given (see the file comment for the rule). */
+  readonly addsBos: boolean;
   private readonly tok: TokenizerType;
   private readonly json: Record<string, unknown>;
   private readonly sp: SentencePieceVocab | undefined;
@@ -157,6 +172,9 @@ export class HfTokenizer implements TextTokenizer {
     if (typeof j.model !== "object" || j.model === null) throw new FormatError(`${source}: missing "model"`);
     if (!Array.isArray(j.added_tokens)) j.added_tokens = [];
     const config = { clean_up_tokenization_spaces: false, ...(opts.config ?? {}) };
+    // transformers 5 ignores clean_up_tokenization_spaces for BPE (it would turn "x != 0" into "x!= 0"); Llama 3's
+    // tokenizer_config.json still says true.
+    if ((j.model as { type?: unknown }).type === "BPE") config.clean_up_tokenization_spaces = false;
     try {
       this.tok = new Tokenizer(j, config);
     } catch (err) {
@@ -183,18 +201,21 @@ export class HfTokenizer implements TextTokenizer {
     let maxId = -1;
     for (const id of vocab.values()) if (id > maxId) maxId = id;
     this.vocabSize = maxId + 1;
-    const byName = (names: (string | null)[]): number | null => {
-      for (const n of names) {
-        if (n === null) continue;
-        const id = this.tok.token_to_id(n);
-        if (id !== undefined) return id;
+    // The conventional names are looked up among the added (special) tokens only: Qwen's vocabulary has an ordinary
+    // BPE token "<s>" that is no BOS. A tokenizer_config that names the token (or says null) is taken at its word.
+    const special = new Set((j.added_tokens as { content?: unknown }[]).map((a) => a.content).filter((c): c is string => typeof c === "string"));
+    const byName = (field: "bos_token" | "eos_token", fallbacks: string[]): number | null => {
+      if (opts.config && field in opts.config) {
+        const name = tokenContent(opts.config[field]);
+        return name === null ? null : this.tok.token_to_id(name) ?? null;
       }
+      for (const n of fallbacks) if (special.has(n)) return this.tok.token_to_id(n) ?? null;
       return null;
     };
-    this.bosTokenId =
-      opts.bosTokenId !== undefined ? opts.bosTokenId : byName([tokenContent(opts.config?.bos_token), "<s>", "<|begin_of_text|>"]);
-    this.eosTokenId =
-      opts.eosTokenId !== undefined ? opts.eosTokenId : byName([tokenContent(opts.config?.eos_token), "</s>", "<|end_of_text|>"]);
+    this.bosTokenId = opts.bosTokenId !== undefined ? opts.bosTokenId : byName("bos_token", ["<s>", "<|begin_of_text|>", "<bos>"]);
+    this.eosTokenId = opts.eosTokenId !== undefined ? opts.eosTokenId : byName("eos_token", ["</s>", "<|end_of_text|>", "<eos>"]);
+    const addBosToken = opts.config?.add_bos_token;
+    this.addsBos = typeof addBosToken === "boolean" ? addBosToken : templateAddsBos(j.post_processor);
   }
 
   /** From a `tokenizer.json` file (and optional `tokenizer_config.json`). */
@@ -218,8 +239,10 @@ export class HfTokenizer implements TextTokenizer {
     });
   }
 
+  /** `addBos` forces BOS on or off (callers that need a start token, e.g. perplexity windows); by default it is
+   * added as the tokenizer's config says (`addsBos`). */
   encode(text: string, options: { addBos?: boolean } = {}): number[] {
-    const addBos = options.addBos ?? true;
+    const addBos = options.addBos ?? this.addsBos;
     // SentencePiece encodes "" to nothing; the Prepend normalizer would otherwise produce a lone "▁".
     let ids: number[];
     if (text.length === 0) ids = [];
@@ -235,6 +258,7 @@ export class HfTokenizer implements TextTokenizer {
   }
 
   decode(ids: number[], options: { skipSpecialTokens?: boolean } = {}): string {
+    if (ids.length === 0) return ""; // the engine throws on an empty list
     return this.tok.decode(ids, { skip_special_tokens: options.skipSpecialTokens ?? false });
   }
 
