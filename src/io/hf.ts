@@ -1,8 +1,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, FormatError } from "../errors";
-import { type ModelConfig, type ModelType, parseConfig } from "../model/config";
-import { fusePhi3, splitPhi3 } from "../model/families/phi3";
+import { type ModelConfig, parseConfig } from "../model/config";
+import { FAMILIES } from "../model/registry";
 import { readSafetensorsDir, writeSafetensors } from "./safetensors";
 import { TensorMap } from "./tensors";
 import { HfTokenizer, readTokenizerDir } from "./tokenizer";
@@ -38,22 +38,14 @@ export function readHfDir(dir: string): HfRead {
   const read = readSafetensorsDir(dir);
   const files = read.files;
   // a family's on-disk names → the shared layout (Phi-3 fuses q/k/v and gate/up)
-  const tensors = config.model_type === "phi3" ? splitPhi3(config, read.tensors, dir) : read.tensors;
+  const fromDisk = FAMILIES[config.model_type].fromDisk;
+  const tensors = fromDisk ? fromDisk(config, read.tensors, dir) : read.tensors;
   // transformers ignores a saved lm_head when the head is tied; so do we.
   if (config.tie_word_embeddings) tensors.delete("lm_head.weight");
   const eos = Array.isArray(config.eos_token_id) ? config.eos_token_id[0] : config.eos_token_id;
   const tokenizer = readTokenizerDir(dir, { bosTokenId: config.bos_token_id, eosTokenId: eos });
   return { config, rawConfig: raw, tensors, tokenizer, files: [cfgFile, ...files] };
 }
-
-const ARCHITECTURES: Record<ModelType, string> = {
-  llama: "LlamaForCausalLM",
-  mistral: "MistralForCausalLM",
-  qwen2: "Qwen2ForCausalLM",
-  qwen3: "Qwen3ForCausalLM",
-  phi3: "Phi3ForCausalLM",
-  gemma3_text: "Gemma3ForCausalLM",
-};
 
 /**
  * config.json for `c`. A config read from a config.json is written back as it was read (same layout, same
@@ -70,7 +62,7 @@ export function hfConfigJson(c: ModelConfig, dtype: "f32" | "f16"): Record<strin
     return out;
   }
   const out: Record<string, unknown> = {
-    architectures: [ARCHITECTURES[c.model_type]],
+    architectures: [FAMILIES[c.model_type].architecture],
     model_type: c.model_type,
     vocab_size: c.vocab_size,
     hidden_size: c.hidden_size,
@@ -89,26 +81,10 @@ export function hfConfigJson(c: ModelConfig, dtype: "f32" | "f16"): Record<strin
     eos_token_id: c.eos_token_id,
     torch_dtype: torchDtype,
   };
-  if (c.model_type === "llama") Object.assign(out, { attention_bias: c.o_bias, mlp_bias: false });
-  if (c.model_type === "qwen3") out.attention_bias = c.o_bias;
-  if (c.model_type === "mistral" || c.model_type === "phi3") out.sliding_window = c.sliding_window;
-  if (c.model_type === "qwen2") {
-    delete out.head_dim; // Qwen2Config has none: transformers derives it from hidden_size / heads
-    out.use_sliding_window = false;
-  }
-  if (c.model_type === "qwen2" || c.model_type === "qwen3") out.use_sliding_window = false;
-  if (c.model_type === "gemma3_text") {
-    delete out.hidden_act;
-    Object.assign(out, {
-      hidden_activation: c.hidden_act,
-      attention_bias: c.o_bias,
-      query_pre_attn_scalar: c.query_pre_attn_scalar,
-      sliding_window: c.sliding_window,
-      layer_types: c.layer_types.slice(),
-      rope_local_base_freq: c.rope_local_theta,
-      final_logit_softcapping: c.final_logit_softcapping,
-      attn_logit_softcapping: null,
-    });
+  // the family's own fields (an undefined value removes a field its transformers config does not have)
+  for (const [k, v] of Object.entries(FAMILIES[c.model_type].configJson(c))) {
+    if (v === undefined) delete out[k];
+    else out[k] = v;
   }
   return out;
 }
@@ -124,7 +100,8 @@ export function writeHfDir(dir: string, config: ModelConfig, tensors: TensorMap,
     written.push(name);
   };
   put("config.json", JSON.stringify(hfConfigJson(config, dtype), null, 2) + "\n");
-  writeSafetensors(path.join(dir, "model.safetensors"), config.model_type === "phi3" ? fusePhi3(config, tensors) : tensors, dtype, { format: "pt" });
+  const toDisk = FAMILIES[config.model_type].toDisk;
+  writeSafetensors(path.join(dir, "model.safetensors"), toDisk ? toDisk(config, tensors) : tensors, dtype, { format: "pt" });
   written.push("model.safetensors");
   if (tokenizer) {
     const json = tokenizer.toJSON();

@@ -1,4 +1,6 @@
 import { ConfigError } from "../errors";
+import type { FieldRole } from "./family";
+import { FAMILIES, MODEL_TYPES, type ModelType } from "./registry";
 
 /**
  * Model configuration with Hugging Face `config.json` field names, parsed strictly: every field that changes
@@ -7,9 +9,9 @@ import { ConfigError } from "../errors";
  * `rope_theta` and `rope_scaling` at the top level, transformers 5 nests them in `rope_parameters`.
  */
 
-/** The families sdmprune computes. Each is a LLaMA-style decoder; the fields below say how it differs. */
-export const MODEL_TYPES = ["llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text"] as const;
-export type ModelType = (typeof MODEL_TYPES)[number];
+/** The families sdmprune computes (src/model/registry.ts); each is a LLaMA-style decoder, the fields below say how it differs. */
+export { MODEL_TYPES, type ModelType } from "./registry";
+export type { FieldRole } from "./family";
 
 /** Families transformers knows that sdmprune refuses (a clear error instead of a wrong model). */
 const NOT_YET: Record<string, string> = {
@@ -81,136 +83,8 @@ export interface ModelConfig {
 /** The name the rest of the code base grew up with; every family shares this shape. */
 export type LlamaConfig = ModelConfig;
 
-/** What a config field does to the computed model, per family (the contract test/config-fields.test.ts walks). */
-export type FieldRole =
-  | { role: "used" }
-  | { role: "ignored"; why: string }
-  /** Accepted only with the listed harmless values; anything else is refused. */
-  | { role: "refused-unless"; allowed: readonly unknown[]; why: string };
-
-const used: FieldRole = { role: "used" };
-const ign = (why: string): FieldRole => ({ role: "ignored", why });
-const only = (allowed: readonly unknown[], why: string): FieldRole => ({ role: "refused-unless", allowed, why });
-
-/** Fields every PretrainedConfig may carry. */
-const COMMON: Record<string, FieldRole> = {
-  model_type: used,
-  architectures: used,
-  vocab_size: used,
-  hidden_size: used,
-  intermediate_size: used,
-  num_hidden_layers: used,
-  num_attention_heads: used,
-  num_key_value_heads: used,
-  rms_norm_eps: used,
-  max_position_embeddings: used,
-  tie_word_embeddings: used,
-  bos_token_id: used,
-  eos_token_id: used,
-  rope_theta: used,
-  rope_scaling: used,
-  rope_parameters: used,
-  hidden_act: only(["silu"], "the gated MLP is computed with silu"),
-  attention_dropout: only([0, 0.0], "sdmprune computes attention without dropout (also in recovery training)"),
-  quantization_config: only([null], "quantized checkpoints are not read; load the float weights"),
-  pruned_heads: only([null, {}], "pruned attention heads are not supported"),
-  is_encoder_decoder: only([false, null], "decoder-only models only"),
-  add_cross_attention: only([false, null], "decoder-only models only"),
-  torch_dtype: ign("weights are computed in float32 whatever they were stored in (as transformers does with dtype=float32)"),
-  dtype: ign("weights are computed in float32 whatever they were stored in (as transformers does with dtype=float32)"),
-  pad_token_id: ign("padding never enters sdmprune's computations (windows have equal length)"),
-  initializer_range: ign("initialisation of new weights only"),
-  use_cache: ign("decoding speed only; outputs are the same"),
-  transformers_version: ign("provenance"),
-  _name_or_path: ign("provenance"),
-  _commit_hash: ign("provenance"),
-  _attn_implementation_autoset: ign("kernel choice; eager, sdpa and flash compute the same function"),
-  attn_implementation: ign("kernel choice; eager, sdpa and flash compute the same function"),
-  pretraining_tp: ign("transformers 4 split products into tp slices that sum to the same product"),
-  output_attentions: ign("what transformers returns, not what it computes"),
-  output_hidden_states: ign("what transformers returns, not what it computes"),
-  return_dict: ign("what transformers returns, not what it computes"),
-  torchscript: ign("export setting"),
-  id2label: ign("classification heads only"),
-  label2id: ign("classification heads only"),
-  problem_type: ign("classification heads only"),
-  tokenizer_class: ign("the tokenizer is read from tokenizer.json"),
-  chunk_size_feed_forward: ign("memory setting; same outputs"),
-  cache_implementation: ign("decoding cache choice; outputs are the same"),
-  auto_map: ign("remote-code classes; transformers runs its built-in class for this model_type unless trust_remote_code"),
-  // transformers 4 wrote generation defaults into config.json; they decode, they do not change logits
-  max_length: ign("generation default"),
-  min_length: ign("generation default"),
-  do_sample: ign("generation default"),
-  temperature: ign("generation default"),
-  top_k: ign("generation default"),
-  top_p: ign("generation default"),
-  num_beams: ign("generation default"),
-  repetition_penalty: ign("generation default"),
-  length_penalty: ign("generation default"),
-  no_repeat_ngram_size: ign("generation default"),
-  early_stopping: ign("generation default"),
-};
-
-/** Known fields per family: used, ignored (with the reason) or refused unless harmless. */
-export const CONFIG_FIELDS: Record<ModelType, Record<string, FieldRole>> = {
-  llama: {
-    ...COMMON,
-    head_dim: used,
-    attention_bias: used,
-    mlp_bias: only([false, null], "biases on gate/up/down are not implemented"),
-  },
-  mistral: {
-    ...COMMON,
-    head_dim: used,
-    sliding_window: used,
-  },
-  qwen2: {
-    ...COMMON,
-    use_sliding_window: only([false, null], "sliding-window layers are not implemented"),
-    sliding_window: ign("read only when use_sliding_window is true, which is refused"),
-    max_window_layers: ign("read only when use_sliding_window is true, which is refused"),
-    layer_types: used,
-    use_mrope: only([false, null], "multimodal RoPE is not implemented"),
-  },
-  qwen3: {
-    ...COMMON,
-    head_dim: used,
-    attention_bias: used,
-    use_sliding_window: only([false, null], "sliding-window layers are not implemented"),
-    sliding_window: ign("read only when use_sliding_window is true, which is refused"),
-    max_window_layers: ign("read only when use_sliding_window is true, which is refused"),
-    layer_types: used,
-  },
-  // Gemma 3 text: (1+w) norms around both blocks, GeGLU, scaled embeddings, local/global layers
-  gemma3_text: {
-    ...COMMON,
-    head_dim: used,
-    hidden_act: ign("transformers' Gemma 3 reads hidden_activation"),
-    hidden_activation: only(["gelu_pytorch_tanh"], "Gemma 3's MLP is computed with gelu_pytorch_tanh"),
-    attention_bias: used,
-    query_pre_attn_scalar: used,
-    sliding_window: used,
-    layer_types: used,
-    sliding_window_pattern: used,
-    _sliding_window_pattern: ign("transformers 5 keeps it beside layer_types, which it derives layer_types from"),
-    rope_local_base_freq: used,
-    final_logit_softcapping: used,
-    attn_logit_softcapping: only([null], "attention logit softcapping is not implemented"),
-    use_bidirectional_attention: only([false, null], "bidirectional attention is not implemented"),
-  },
-  // Phi-3: Llama's layer with fused projections on disk (families/phi3.ts) and dropout fields of its own
-  phi3: {
-    ...COMMON,
-    head_dim: used,
-    sliding_window: used,
-    partial_rotary_factor: only([1, 1.0, null], "RoPE over part of each head is not supported"),
-    resid_pdrop: only([0, 0.0, null], "sdmprune computes without dropout (also in recovery training)"),
-    embd_pdrop: only([0, 0.0, null], "sdmprune computes without dropout (also in recovery training)"),
-    original_max_position_embeddings: ign("read only by longrope scaling, which is refused"),
-    attention_bias: only([false, null], "Phi-3's projections have no biases"),
-  },
-};
+/** Known fields per family: used, ignored (with the reason) or refused unless harmless (from each family file). */
+export const CONFIG_FIELDS = Object.fromEntries(MODEL_TYPES.map((t) => [t, FAMILIES[t].fields])) as Record<ModelType, Record<string, FieldRole>>;
 
 /**
  * Fields that change the math in families sdmprune does not compute; named here so that a config which

@@ -1,6 +1,7 @@
 import { ConfigError } from "../../errors";
 import type { TensorMap } from "../../io/tensors";
-import { intermediateSizes, type ModelConfig } from "../config";
+import type { ModelConfig } from "../config";
+import { COMMON, ign, only, used, type Family } from "../family";
 
 /**
  * Phi-3 on disk. The layer is Llama's (RMSNorm, rotate-half RoPE, GQA, SwiGLU); only the checkpoint fuses
@@ -23,7 +24,7 @@ export function splitPhi3(c: ModelConfig, tensors: TensorMap, source: string): T
   const H = c.hidden_size;
   const q = c.num_attention_heads * c.head_dim;
   const kv = c.num_key_value_heads * c.head_dim;
-  const widths = intermediateSizes(c);
+  const widths = Array.isArray(c.intermediate_size) ? c.intermediate_size : new Array(c.num_hidden_layers).fill(c.intermediate_size);
   const out: TensorMap = new Map(tensors);
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const p = `model.layers.${l}.`;
@@ -70,3 +71,20 @@ export function fusePhi3(c: ModelConfig, tensors: TensorMap): TensorMap {
   }
   return out;
 }
+
+export const phi3: Family = {
+  architecture: "Phi3ForCausalLM",
+  fields: {
+    ...COMMON,
+    head_dim: used,
+    sliding_window: used,
+    partial_rotary_factor: only([1, 1.0, null], "RoPE over part of each head is not supported"),
+    resid_pdrop: only([0, 0.0, null], "sdmprune computes without dropout (also in recovery training)"),
+    embd_pdrop: only([0, 0.0, null], "sdmprune computes without dropout (also in recovery training)"),
+    original_max_position_embeddings: ign("read only by longrope scaling, which is refused"),
+    attention_bias: only([false, null], "Phi-3's projections have no biases"),
+  },
+  fromDisk: splitPhi3,
+  toDisk: fusePhi3,
+  configJson: (c) => ({ sliding_window: c.sliding_window }),
+};
