@@ -1,7 +1,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { UsageError } from "../errors";
 import { lossWeights, type LossSpec } from "../loss";
-import { matMulBT, rmsNormVjp } from "../model/layer-vjp";
+import { rmsNormVjp } from "../model/backward";
+import { matMulBT } from "../model/kernels";
 import { vocabMajorHead, type LlamaModel } from "../model/llama";
 import type { SparseTargets } from "../teacher";
 
@@ -85,7 +86,7 @@ export function headLossVjp(model: LlamaModel, h: tf.Tensor2D, labels: Int32Arra
     zFlat.dispose();
     // q = e/Σe along the vocabulary, log Σ exp z = m + log Σe. wasm's fused Softmax kernel beats its scalar
     // Exp plus Sub; libtensorflow 1.15's Softmax is ~9× slower than max, sub, exp and sum on [128, 32000].
-    // [n, V] blocks are freed as soon as they are used (see targetLogProbs in model/llama.ts); the dense
+    // [n, V] blocks are freed as soon as they are used (see targetLogProbs in model/kernels.ts); the dense
     // path still needs the logits at the end.
     const m = tf.max(logits, ax, true);
     const rhoT = tf.tensor2d(rho, vMajor ? [1, n] : [n, 1]);

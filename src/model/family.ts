@@ -4,7 +4,7 @@ import type { ModelConfig } from "./config";
 /**
  * What a family file declares: its config.json contract, the transformers class, how its weights are named
  * on disk, and the family-specific fields of a config.json written from scratch. The forward and backward
- * are shared (src/model/llama.ts, layer-vjp.ts) and switch on the parsed config's fields (qkv_bias,
+ * are shared (src/model/llama.ts, backward.ts) and switch on the parsed config's fields (qkv_bias,
  * qk_norm, gemma_norms, hidden_act, layer_types, …), which are set in src/model/config.ts.
  */
 export interface Family {

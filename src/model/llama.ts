@@ -4,8 +4,12 @@ import { numel, type TensorMap } from "../io/tensors";
 import { Rng } from "../rng";
 import { expectedShapes, withIntermediateSizes, type LlamaConfig } from "./config";
 import { pickToken } from "./generate";
+import { targetLogProbs, transposeHost, vocabMajorHead } from "./kernels";
 import { cachingHooks, checkHooks, combineHooks, hookPoints, runHook, type Hooks } from "./hooks";
 import { ropeTables } from "./rope";
+
+/** Kept importable from here for existing callers; they live with the other backend-specific products. */
+export { targetLogProbs, vocabMajorHead };
 
 export interface LayerWeights {
   input_layernorm: tf.Tensor1D; // [H]
@@ -99,7 +103,7 @@ const MASKED = -1e9;
 const MAX_CACHED_MASKS = 32;
 
 /**
- * What the hand-written backward of one decoder layer (src/model/layer-vjp.ts) needs from its forward
+ * What the hand-written backward of one decoder layer (src/model/backward.ts) needs from its forward
  * pass, recorded by `layerSaved` (B sequences of length T, no key/value cache). Holding these instead
  * of recomputing the layer in the backward sweep saves a forward pass and most of the small kernels.
  * Rows are b·T + t; "heads" batches are b·nKV + kv.
@@ -138,38 +142,6 @@ export interface LayerActivations {
   act: tf.Tensor2D;
 }
 
-/**
- * z[flat] − log Σ exp z along `axis` for a logits block z (which it disposes). Each [rows, V] temporary
- * is freed as soon as the next one exists, so at most two blocks are alive and the allocator hands a
- * freed block to the next one: inside a tidy all of them would be freed together at the end, the heap
- * top would be trimmed and every block would page-fault afresh (bench/NOTES.md).
- */
-export function targetLogProbs(z: tf.Tensor2D, flat: Int32Array, axis: 0 | 1): tf.Tensor1D {
-  return tf.tidy(() => {
-    const zFlat = tf.reshape(z, [-1]);
-    const picked = tf.gather(zFlat, tf.tensor1d(flat, "int32"));
-    zFlat.dispose();
-    const m = tf.max(z, axis, true);
-    const d = tf.sub(z, m);
-    z.dispose();
-    const e = tf.exp(d);
-    d.dispose();
-    const s = tf.sum(e, axis);
-    e.dispose();
-    return tf.sub(picked, tf.add(tf.log(s), tf.reshape(m, [-1]))) as tf.Tensor1D;
-  });
-}
-
-/**
- * Whether the head's logits are best computed vocabulary-major ([V, n] = E·xnᵀ) on the active backend:
- * libtensorflow 1.15's product is 8–10× slower for a short, very wide output ([n,H]·[H,V], n ≪ V) than for
- * the tall one (bench/NOTES.md, change 1), so on the native backend the head runs that way, and callers
- * that reduce over the vocabulary do it along axis 0 instead of transposing back.
- */
-export function vocabMajorHead(): boolean {
-  return tf.getBackend() === "tensorflow";
-}
-
 /** Float32 values held by one layer's LayerActivations for one sequence of length T (for memory budgets). */
 export function layerActivationFloats(config: LlamaConfig, l: number, T: number): number {
   const H = config.hidden_size;
@@ -198,22 +170,6 @@ export function layerParamName(l: number, key: keyof LayerWeights): string {
   return `model.layers.${l}.mlp.${key}.weight`;
 }
 
-/** [rows, cols] row-major → [cols, rows] row-major, blocked for cache locality on large matrices. */
-function transposeHost(data: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(rows * cols);
-  const B = 64;
-  for (let r0 = 0; r0 < rows; r0 += B) {
-    const r1 = Math.min(rows, r0 + B);
-    for (let c0 = 0; c0 < cols; c0 += B) {
-      const c1 = Math.min(cols, c0 + B);
-      for (let r = r0; r < r1; r++) {
-        const base = r * cols;
-        for (let c = c0; c < c1; c++) out[c * rows + r] = data[base + c];
-      }
-    }
-  }
-  return out;
-}
 
 const BASE_KEYS: (keyof LayerWeights)[] = [
   "input_layernorm",

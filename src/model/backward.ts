@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
+import { flagsAreFast, matMulAT, matMulBT } from "./kernels";
 import type { LayerActivations, LlamaModel } from "./llama";
 
 /**
@@ -17,25 +18,6 @@ export interface MlpGrads {
   gate: tf.Tensor2D; // [H, I]
   up: tf.Tensor2D; // [H, I]
   down: tf.Tensor2D; // [I, H]
-}
-
-/** Transposed products without transpose flags on wasm, where flagged products are 15–20× slower (ENGINES.md §4). */
-function flagsAreFast(): boolean {
-  return tf.getBackend() !== "wasm";
-}
-
-/** a·bᵀ. On wasm through whichever explicit transpose moves fewer values: bᵀ, or aᵀ plus the result's. */
-export function matMulBT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
-  if (flagsAreFast()) return tf.matMul(a, b, false, true);
-  const [n, k] = a.shape;
-  const m = b.shape[0];
-  if (m * k <= n * k + n * m) return tf.matMul(a, tf.transpose(b));
-  return tf.transpose(tf.matMul(b, tf.transpose(a))) as tf.Tensor2D;
-}
-
-/** aᵀ·b (a holds activations: its transpose is small). */
-export function matMulAT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
-  return flagsAreFast() ? tf.matMul(a, b, true, false) : tf.matMul(tf.transpose(a), b);
 }
 
 /**
