@@ -3,6 +3,7 @@ import { ConfigError, DataError, NumericError, UsageError } from "../errors";
 import { numel, type TensorMap } from "../io/tensors";
 import { Rng } from "../rng";
 import { expectedShapes, withIntermediateSizes, type LlamaConfig } from "./config";
+import { activation, applyRope, causalMask, halfSwap, linear, normScale, rmsNorm, softcap, type NormRecord } from "./blocks";
 import { pickToken } from "./generate";
 import { targetLogProbs, transposeHost, vocabMajorHead } from "./kernels";
 import { cachingHooks, checkHooks, combineHooks, hookPoints, runHook, type Hooks } from "./hooks";
@@ -452,13 +453,12 @@ export class LlamaModel {
 
   /** z, or c·tanh(z/c) with Gemma's final_logit_softcapping c. */
   softcap(z: tf.Tensor2D): tf.Tensor2D {
-    const c = this.config.final_logit_softcapping;
-    return c === null ? z : (tf.mul(tf.tanh(tf.div(z, c)), c) as tf.Tensor2D);
+    return softcap(z, this.config.final_logit_softcapping);
   }
 
   /** The weight an RMSNorm multiplies by: w, or (1 + w) for Gemma. */
   normWeight(w: tf.Tensor1D): tf.Tensor1D {
-    return this.config.gemma_norms ? (tf.add(w, 1) as tf.Tensor1D) : w;
+    return normScale(w, this.config.gemma_norms);
   }
 
   /** Attention scores are q·k times this: 1/sqrt(head_dim), or 1/sqrt(query_pre_attn_scalar) (Gemma). */
@@ -713,15 +713,8 @@ export class LlamaModel {
     });
   }
 
-  private rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, rec?: { xhat: tf.Tensor2D; r: tf.Tensor2D }): tf.Tensor2D {
-    const ms = tf.mean(tf.square(x), -1, true);
-    const r = tf.rsqrt(tf.add(ms, this.config.rms_norm_eps)) as tf.Tensor2D;
-    const xhat = tf.mul(x, r) as tf.Tensor2D;
-    if (rec) {
-      rec.xhat = xhat;
-      rec.r = r;
-    }
-    return tf.mul(xhat, this.normWeight(weight));
+  private rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, rec?: NormRecord): tf.Tensor2D {
+    return rmsNorm(x, weight, this.config.rms_norm_eps, this.config.gemma_norms, rec);
   }
 
   /**
@@ -787,65 +780,28 @@ export class LlamaModel {
     };
   }
 
-  /**
-   * x·cos + rotate_half(x)·sin. The half swap is a product with a constant 0/1 permutation matrix
-   * (exact in float32): split/concat along the last axis are strided copies that cost ~10× more on wasm.
-   */
   private applyRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
-    const hd = this.config.head_dim;
-    const swap = this.swapMatrix();
-    const swapped = tf.matMul(tf.reshape(x, [-1, hd]) as tf.Tensor2D, swap).reshape(x.shape) as tf.Tensor4D;
-    return tf.add(tf.mul(x, cos), tf.mul(swapped, sin));
+    return applyRope(x, cos, sin, this.swapMatrix());
   }
 
   private swapMatrix(): tf.Tensor2D {
     const hd = this.config.head_dim;
-    const half = hd / 2;
-    return this.constant("rope.swap", () => {
-      const p = new Float32Array(hd * hd);
-      for (let j = 0; j < half; j++) {
-        p[(j + half) * hd + j] = 1; // output j ← input j + d/2
-        p[j * hd + j + half] = 1; // output j + d/2 ← input j
-      }
-      return tf.tensor2d(p, [hd, hd]);
-    }) as tf.Tensor2D;
+    return this.constant("rope.swap", () => tf.tensor2d(halfSwap(hd), [hd, hd])) as tf.Tensor2D;
   }
 
-  /**
-   * Additive causal mask [Tq, Tk] for queries at positions past..past+Tq−1; with a window W a query at
-   * position i sees keys i−W < j ≤ i (transformers' sliding_window_overlay: kv_idx > q_idx − W).
-   */
   private causalMask(Tq: number, past: number, window: number | null): tf.Tensor2D {
-    const Tk = past + Tq;
-    return this.constant(`mask.${Tq}.${past}.${window ?? "full"}`, () => {
-      const m = new Float32Array(Tq * Tk);
-      for (let i = 0; i < Tq; i++) {
-        const pos = past + i;
-        for (let j = 0; j < Tk; j++) if (j > pos || (window !== null && j <= pos - window)) m[i * Tk + j] = MASKED;
-      }
-      return tf.tensor2d(m, [Tq, Tk]);
-    }) as tf.Tensor2D;
+    return this.constant(`mask.${Tq}.${past}.${window ?? "full"}`, () => tf.tensor2d(causalMask(Tq, past, window, MASKED), [Tq, past + Tq])) as tf.Tensor2D;
   }
 
-  /**
-   * The one linear seam: x·W (+ b), plus a LoRA branch when one is given for this projection. x [N, in] →
-   * [N, out]. W is held [in, out] (see the class comment).
-   */
+  /** A projection of layer lw through the linear seam (blocks.linear), with its bias and LoRA branch if any. */
   private linear(x: tf.Tensor2D, lw: LayerWeights, p: Projection, lora?: LoraOptions): tf.Tensor2D {
-    let y = tf.matMul(x, lw[p]) as tf.Tensor2D;
     const bias = p === "q_proj" ? lw.q_bias : p === "k_proj" ? lw.k_bias : p === "v_proj" ? lw.v_bias : p === "o_proj" ? lw.o_bias : undefined;
-    if (bias) y = tf.add(y, bias);
     const br = lora?.branches[p];
-    if (br) {
-      const mask = lora!.masks?.[p];
-      const xin = mask ? (tf.mul(x, mask) as tf.Tensor2D) : x;
-      y = tf.add(y, tf.mul(tf.matMul(tf.matMul(xin, br.A), br.B), lora!.scale));
-    }
-    return y;
+    return linear(x, lw[p], bias, br ? { A: br.A, B: br.B, scale: lora!.scale, mask: lora!.masks?.[p] } : undefined);
   }
 
   /** RMSNorm over the last axis of [B, T, heads, hd] with a [hd] weight (Qwen3's q_norm / k_norm). */
-  private headNorm(x: tf.Tensor4D, weight: tf.Tensor1D, rec?: { xhat: tf.Tensor2D; r: tf.Tensor2D }): tf.Tensor4D {
+  private headNorm(x: tf.Tensor4D, weight: tf.Tensor1D, rec?: NormRecord): tf.Tensor4D {
     const hd = this.config.head_dim;
     return this.rmsNorm(tf.reshape(x, [-1, hd]) as tf.Tensor2D, weight, rec).reshape(x.shape) as tf.Tensor4D;
   }
@@ -953,7 +909,7 @@ export class LlamaModel {
     const n2 = rec ? { xhat: x, r: x } : undefined;
     const xn = hook(`layers.${l}.mlp.in`, this.rmsNorm(x, gemma ? lw.pre_feedforward_layernorm! : lw.post_attention_layernorm, n2));
     const gate = this.linear(xn, lw, "gate_proj", opts?.lora);
-    const { g, dg } = this.activation(gate, !!rec);
+    const { g, dg } = activation(gate, this.config.hidden_act, !!rec);
     const up = this.linear(xn, lw, "up_proj", opts?.lora);
     const act = hook(`layers.${l}.mlp.act`, tf.mul(g, up));
     if (rec && n2) Object.assign(rec, { xhat2: n2.xhat, r2: n2.r, xn2: xn, g, dg, up, act });
@@ -963,28 +919,6 @@ export class LlamaModel {
     if (rec && npa && npf) Object.assign(rec, { xhatPa: npa.xhat, rPa: npa.r, xhatPf: npf.xhat, rPf: npf.r });
     x = tf.add(x, hook(`layers.${l}.mlp.out`, mlpOut));
     return { h: hook(`resid.${l}`, x), kv };
-  }
-
-  /**
-   * The MLP activation f(gate) and, for the backward (`withDerivative`), f'(gate):
-   *   silu(x) = x·σ(x),                       silu' = σ + silu·(1 − σ)
-   *   gelu_tanh(x) = x/2·(1 + tanh(u)),       u = √(2/π)·(x + 0.044715·x³)
-   *   gelu_tanh' = (1 + tanh u)/2 + x/2·(1 − tanh² u)·√(2/π)·(1 + 3·0.044715·x²)
-   */
-  private activation(x: tf.Tensor2D, withDerivative: boolean): { g: tf.Tensor2D; dg: tf.Tensor2D | undefined } {
-    if (this.config.hidden_act === "silu") {
-      const sig = tf.sigmoid(x) as tf.Tensor2D;
-      const g = tf.mul(x, sig) as tf.Tensor2D;
-      return { g, dg: withDerivative ? (tf.add(sig, tf.sub(g, tf.mul(g, sig))) as tf.Tensor2D) : undefined };
-    }
-    const k = Math.sqrt(2 / Math.PI);
-    const x2 = tf.square(x);
-    const th = tf.tanh(tf.mul(tf.mul(x, tf.add(tf.mul(x2, 0.044715), 1)), k));
-    const half = tf.mul(tf.add(th, 1), 0.5);
-    const g = tf.mul(x, half) as tf.Tensor2D;
-    if (!withDerivative) return { g, dg: undefined };
-    const dg = tf.add(half, tf.mul(tf.mul(tf.mul(x, 0.5 * k), tf.sub(1, tf.square(th))), tf.add(tf.mul(x2, 3 * 0.044715), 1))) as tf.Tensor2D;
-    return { g, dg };
   }
 
   /** One decoding step over `ids` at positions offset.. with caches; returns last-row logits and new caches. */
