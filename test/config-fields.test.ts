@@ -5,6 +5,7 @@ import * as path from "node:path";
 import { initEngine } from "../src/engine";
 import { ConfigError } from "../src/errors";
 import { readGgufHeader } from "../src/io/gguf";
+import { patchJsonText } from "../src/io/config-text";
 import { readModelFiles, writeModelFiles } from "../src/io/files";
 import { CONFIG_FIELDS, MODEL_TYPES, parseConfig, type ModelConfig, type ModelType } from "../src/model/config";
 import { randomTensors } from "../src/model/random";
@@ -251,6 +252,13 @@ describe("config.json written back in the layout it was read in", () => {
       assert.deepEqual(strip(again.config), strip(pruned));
     });
   }
+
+  it("patches the config text in place: numbers keep their spelling (10.0 stays 10.0), absent keys are added", () => {
+    const text = '{\n  "a": 10.0,\n  "intermediate_size": 64,\n  "nested": {"intermediate_size": 3, "s": "}\\"{"},\n  "dtype": "float32"\n}\n';
+    const out = patchJsonText(text, { intermediate_size: [40, 24], dtype: "float16" }, "t");
+    assert.equal(out, '{\n  "a": 10.0,\n  "intermediate_size": [40,24],\n  "nested": {"intermediate_size": 3, "s": "}\\"{"},\n  "dtype": "float16"\n}\n');
+    assert.deepEqual(JSON.parse(patchJsonText('{"a": 1}', { torch_dtype: "float32" }, "t")), { a: 1, torch_dtype: "float32" });
+  });
 
   it("GGUF export of a transformers 5 Llama 3 config writes llama.cpp's keys: freq_base = rope_theta, rope_freqs for llama3", async () => {
     const raw = asTransformers5({ ...LLAMA_3_2_1B, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8, vocab_size: 64 });

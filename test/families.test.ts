@@ -103,6 +103,9 @@ describe("model families against transformers (test/fixtures/families)", functio
       const written = JSON.parse(fs.readFileSync(path.join(out, "config.json"), "utf8"));
       const original = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8"));
       assert.deepEqual(written, { ...original, intermediate_size: kept[0].length }, "config.json written back as read, only the width changed");
+      // byte for byte: transformers 5 refuses an int where its config class declares a float (10 for 10.0)
+      const originalText = fs.readFileSync(path.join(dir, "config.json"), "utf8");
+      assert.equal(fs.readFileSync(path.join(out, "config.json"), "utf8"), originalText.replace(/"intermediate_size": \d+/, `"intermediate_size": ${kept[0].length}`));
       const back = await loadModel(out);
       try {
         assert.deepEqual(strip(back.model.config), strip(pruned.config));

@@ -3,6 +3,7 @@ import * as path from "node:path";
 import { ConfigError, FormatError } from "../errors";
 import { type ModelConfig, parseConfig } from "../model/config";
 import { FAMILIES } from "../model/registry";
+import { patchJsonText } from "./config-text";
 import { readSafetensorsDir, writeSafetensors } from "./safetensors";
 import { TensorMap } from "./tensors";
 import { HfTokenizer, readTokenizerDir } from "./tokenizer";
@@ -29,12 +30,13 @@ export function readHfDir(dir: string): HfRead {
   const cfgFile = path.join(dir, "config.json");
   if (!fs.existsSync(cfgFile)) throw new FormatError(`${dir}: no config.json (expected a Hugging Face model directory or a .gguf file)`);
   let raw: Record<string, unknown>;
+  const text = fs.readFileSync(cfgFile, "utf8");
   try {
-    raw = JSON.parse(fs.readFileSync(cfgFile, "utf8"));
+    raw = JSON.parse(text);
   } catch (err) {
     throw new FormatError(`${cfgFile}: not valid JSON: ${(err as Error).message}`);
   }
-  const config = parseConfig(raw, cfgFile, { requireModelType: true, keepOriginal: true });
+  const config = parseConfig(raw, cfgFile, { requireModelType: true, originalText: text });
   const read = readSafetensorsDir(dir);
   const files = read.files;
   // a family's on-disk names → the shared layout (Phi-3 fuses q/k/v and gate/up)
@@ -55,12 +57,7 @@ export function readHfDir(dir: string): HfRead {
 export function hfConfigJson(c: ModelConfig, dtype: "f32" | "f16"): Record<string, unknown> {
   const widths = Array.isArray(c.intermediate_size) ? c.intermediate_size.slice() : c.intermediate_size;
   const torchDtype = dtype === "f16" ? "float16" : "float32";
-  if (c.original) {
-    const out: Record<string, unknown> = { ...structuredClone(c.original), intermediate_size: widths };
-    if ("dtype" in out) out.dtype = torchDtype;
-    else out.torch_dtype = torchDtype;
-    return out;
-  }
+  if (c.original) return JSON.parse(hfConfigText(c, dtype)) as Record<string, unknown>;
   const out: Record<string, unknown> = {
     architectures: [FAMILIES[c.model_type].architecture],
     model_type: c.model_type,
@@ -89,6 +86,15 @@ export function hfConfigJson(c: ModelConfig, dtype: "f32" | "f16"): Record<strin
   return out;
 }
 
+/** config.json text for `c`: the text it was read from with the widths and dtype patched in, or hfConfigJson. */
+export function hfConfigText(c: ModelConfig, dtype: "f32" | "f16"): string {
+  if (!c.original) return JSON.stringify(hfConfigJson(c, dtype), null, 2) + "\n";
+  const widths = Array.isArray(c.intermediate_size) ? c.intermediate_size.slice() : c.intermediate_size;
+  const raw = JSON.parse(c.original) as Record<string, unknown>;
+  const dtypeKey = "dtype" in raw ? "dtype" : "torch_dtype";
+  return patchJsonText(c.original, { intermediate_size: widths, [dtypeKey]: dtype === "f16" ? "float16" : "float32" }, "config.json");
+}
+
 /** Fill `dir` (an empty temporary directory; the caller renames it into place). Returns the files written. */
 export function writeHfDir(dir: string, config: ModelConfig, tensors: TensorMap, tokenizer: TextTokenizer | null, dtype: "f32" | "f16"): string[] {
   if (config.tie_word_embeddings && tensors.has("lm_head.weight")) {
@@ -99,7 +105,7 @@ export function writeHfDir(dir: string, config: ModelConfig, tensors: TensorMap,
     fs.writeFileSync(path.join(dir, name), content);
     written.push(name);
   };
-  put("config.json", JSON.stringify(hfConfigJson(config, dtype), null, 2) + "\n");
+  put("config.json", hfConfigText(config, dtype));
   const toDisk = FAMILIES[config.model_type].toDisk;
   writeSafetensors(path.join(dir, "model.safetensors"), toDisk ? toDisk(config, tensors) : tensors, dtype, { format: "pt" });
   written.push("model.safetensors");

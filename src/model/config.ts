@@ -73,11 +73,11 @@ export interface ModelConfig {
   bos_token_id: number;
   eos_token_id: number | number[];
   /**
-   * The config.json object as it was read (null when the config was built in code or from GGUF metadata).
-   * Saving as HF writes it back with only the MLP widths changed, so the file keeps the layout and the
-   * fields of the transformers version that wrote it.
+   * The config.json text as it was read (null when the config was built in code or from GGUF metadata).
+   * Saving as HF writes it back with only the MLP widths and the dtype changed, so the file keeps the
+   * layout, the fields and the number spelling (10.0 stays 10.0) of the transformers version that wrote it.
    */
-  original: Record<string, unknown> | null;
+  original: string | null;
 }
 
 /** The name the rest of the code base grew up with; every family shares this shape. */
@@ -208,8 +208,8 @@ function parseRope(r: Record<string, unknown>, source: string, defaultTheta = 10
 export interface ParseOptions {
   /** A config.json from disk must name its model_type (transformers needs it too); configs built in code default to llama. */
   requireModelType?: boolean;
-  /** Keep the raw object as `original` (for writing it back). */
-  keepOriginal?: boolean;
+  /** The config.json text the object was parsed from, kept as `original` (for writing it back). */
+  originalText?: string;
 }
 
 /**
@@ -390,7 +390,7 @@ export function parseConfig(raw: unknown, source = "config.json", opts: ParseOpt
     max_position_embeddings: r.max_position_embeddings === undefined ? 2048 : need(r, "max_position_embeddings", source),
     bos_token_id: r.bos_token_id === undefined || r.bos_token_id === null ? 1 : need(r, "bos_token_id", source),
     eos_token_id: Array.isArray(eos) ? (eos as number[]) : eos === undefined || eos === null ? 2 : need(r, "eos_token_id", source),
-    original: opts.keepOriginal ? structuredClone(r) : null,
+    original: opts.originalText ?? null,
   };
 }
 
