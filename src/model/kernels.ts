@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 
 /**
  * The backend-specific products: the few places where the fastest way to compute a product depends on the
- * backend (bench/NOTES.md, ENGINES notes in environment.md). Nothing else in src/model knows backends exist.
+ * backend (bench/NOTES.md, environment.md). Nothing else in src/model knows backends exist.
  */
 
 /**
@@ -37,7 +37,7 @@ export function targetLogProbs(z: tf.Tensor2D, flat: Int32Array, axis: 0 | 1): t
   });
 }
 
-/** Transposed products without transpose flags on wasm, where flagged products are 15–20× slower (ENGINES.md §4). */
+/** Transposed products without transpose flags on wasm, where flagged products are 15–20× slower (environment.md). */
 export function flagsAreFast(): boolean {
   return tf.getBackend() !== "wasm";
 }

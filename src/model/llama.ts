@@ -231,7 +231,7 @@ function checkWeights(config: LlamaConfig, w: ModelWeights, source: string): voi
 /**
  * A LLaMA-family decoder in TensorFlow.js. Linear weights are held as [in, out] so every product is a
  * plain x·W on flattened [B·T, ·] rows: the wasm backend is 15–20× slower on transposed or broadcast
- * batched products (ENGINES.md §4).
+ * batched products (environment.md).
  */
 export class LlamaModel {
   readonly config: LlamaConfig;
