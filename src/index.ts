@@ -15,7 +15,10 @@ export { Table, type Cell, type TableOptions } from "./table";
 export { SdmpruneError, FormatError, ConfigError, DataError, UsageError, CancelledError, NumericError } from "./errors";
 export type { ProgressEvent, RunOptions, TextTokenizer } from "./types";
 export { Rng } from "./rng";
-export { parseConfig, intermediateSizes, withIntermediateSizes, paramCounts, type LlamaConfig, type RopeScaling, type ParamCounts } from "./model/config";
+export { parseConfig, intermediateSizes, withIntermediateSizes, paramCounts, MODEL_TYPES, CONFIG_FIELDS, type LlamaConfig, type ModelConfig, type ModelType, type RopeScaling, type ParamCounts } from "./model/config";
+export { hookPoints, zeroAblate, maskChannels, combineHooks, type Hook, type Hooks } from "./model/hooks";
+export { FAMILIES } from "./model/registry";
+export type { Family, FieldRole } from "./model/family";
 // data + evaluation (data/eval helper)
 export { readText, splitTinyStories, storyRange, selectStories, tinyStories, wikitextRows, wikitextText, joinDocs, TINYSTORIES_SEPARATOR, type StoryRange } from "./data/text";
 export { calibrationWindows, evalWindows, saveWindows, loadWindows, validateWindows, sha256File, type CalibrationOptions, type WindowSet, type WindowProvenance, type WindowMode, type LoadedWindows } from "./data/windows";

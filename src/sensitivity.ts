@@ -1,6 +1,7 @@
 import { DataError, NumericError } from "./errors";
 import { distribution, type Distribution } from "./stats";
-import type { LayerOptions, LlamaModel } from "./model/llama";
+import { zeroAblate, type Hooks } from "./model/hooks";
+import type { LlamaModel } from "./model/llama";
 import { Progress } from "./progress";
 import { Table } from "./table";
 import type { RunOptions } from "./types";
@@ -34,11 +35,11 @@ export interface SensitivityOptions extends RunOptions {
 }
 
 /** Mean CE over all predicted tokens of `windows` with the given per-layer options. */
-function meanLoss(model: LlamaModel, windows: number[][], layers: (LayerOptions | undefined)[] | undefined, batch: number): { loss: number; tokens: number } {
+function meanLoss(model: LlamaModel, windows: number[][], hooks: Hooks | undefined, batch: number): { loss: number; tokens: number } {
   let sum = 0;
   let n = 0;
   for (let b = 0; b < windows.length; b += batch) {
-    const lps = model.tokenLogProbs(windows.slice(b, b + batch), layers ? { layers } : undefined);
+    const lps = model.tokenLogProbs(windows.slice(b, b + batch), hooks ? { hooks } : undefined);
     for (const lp of lps) {
       for (let t = 0; t < lp.length; t++) sum -= lp[t];
       n += lp.length;
@@ -53,9 +54,9 @@ export async function layerSensitivity(model: LlamaModel, windows: number[][], o
   const batch = opts.batchSize ?? 8;
   const total = 2 * L + 1;
   const progress = new Progress(opts, "sensitivity", total);
-  const step = async (layers: (LayerOptions | undefined)[] | undefined, what: string): Promise<number> => {
+  const step = async (hooks: Hooks | undefined, what: string): Promise<number> => {
     await progress.checkpoint(`sensitivity cancelled (${progress.done} of ${total} passes done)`);
-    const r = meanLoss(model, windows, layers, batch);
+    const r = meanLoss(model, windows, hooks, batch);
     if (!Number.isFinite(r.loss)) throw new NumericError(`sensitivity: loss is ${r.loss} with ${what}`);
     progress.advance(1, r.tokens, what);
     return r.loss;
@@ -64,9 +65,9 @@ export async function layerSensitivity(model: LlamaModel, windows: number[][], o
   const mlpOffLoss: number[] = [];
   const attentionOffLoss: number[] = [];
   for (let l = 0; l < L; l++) {
-    const off = (o: LayerOptions) => Array.from({ length: L }, (_, i) => (i === l ? o : undefined));
-    mlpOffLoss.push(await step(off({ skipMlp: true }), `layer ${l} MLP off`));
-    attentionOffLoss.push(await step(off({ skipAttention: true }), `layer ${l} attention off`));
+    // a block switched off leaves the residual stream: its output replaced by zeros
+    mlpOffLoss.push(await step({ [`layers.${l}.mlp.out`]: zeroAblate }, `layer ${l} MLP off`));
+    attentionOffLoss.push(await step({ [`layers.${l}.attn.out`]: zeroAblate }, `layer ${l} attention off`));
   }
   const scores = opts.scores ? opts.scores.map((s) => distribution(s)) : null;
   const tokens = windows.reduce((a, w) => a + w.length - 1, 0);

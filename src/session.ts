@@ -1126,7 +1126,7 @@ export class Session {
     }
     for (const t of this.recoveredOwned) t.dispose();
     const w = res.model.weights;
-    this.recoveredOwned = [w.embed_tokens, w.norm, ...(w.lm_head ? [w.lm_head] : []), ...w.layers.flatMap((lw) => [lw.input_layernorm, lw.q_proj, lw.k_proj, lw.v_proj, lw.o_proj, lw.post_attention_layernorm])];
+    this.recoveredOwned = [w.embed_tokens, w.norm, ...(w.lm_head ? [w.lm_head] : []), ...w.layers.flatMap((lw) => (Object.entries(lw) as [string, tf.Tensor][]).filter(([k]) => !(MLP_KEYS as readonly string[]).includes(k)).map(([, t]) => t))]; // every non-MLP layer tensor (biases and extra norms included)
     this.current = res.model;
     this.recoveries.push({ time: new Date().toISOString(), data: res.source, steps: res.steps, loss: opts.loss ?? "ce", lora: res.adapters ? res.adapters.config : null, finalLoss: res.losses.length ? res.losses[res.losses.length - 1] : null });
     // scores were computed for the pre-recovery weights

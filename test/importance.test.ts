@@ -214,20 +214,18 @@ describe("importance: tiny random models", function () {
       }
     }
     for (const t of g.grads.values()) t.dispose();
-    // wanda: activation norms collected independently with forward(onMlp)
+    // wanda: activation norms collected independently with forward hooks
     const sx = sizes.map(() => new Float64Array(H));
     const sa = sizes.map((I) => new Float64Array(I));
     for (const w of windows) {
       tf.tidy(() => {
         model.forward([w], {
-          layers: sizes.map((_, l) => ({
-            onMlp: (xn: tf.Tensor2D, act: tf.Tensor2D) => {
-              const a = xn.arraySync();
-              const b = act.arraySync();
-              for (const row of a) row.forEach((v, k) => (sx[l][k] += v * v));
-              for (const row of b) row.forEach((v, i) => (sa[l][i] += v * v));
-            },
-          })),
+          hooks: Object.fromEntries(
+            sizes.flatMap((_, l) => [
+              [`layers.${l}.mlp.in`, (xn: tf.Tensor2D) => void xn.arraySync().forEach((row) => row.forEach((v, k) => (sx[l][k] += v * v)))],
+              [`layers.${l}.mlp.act`, (act: tf.Tensor2D) => void act.arraySync().forEach((row) => row.forEach((v, i) => (sa[l][i] += v * v)))],
+            ]),
+          ),
         });
       });
     }

@@ -12,7 +12,6 @@ import { randomTensors } from "../src/model/random";
 import { Rng } from "../src/rng";
 import { loadAdapters, saveAdapters } from "../src/train/adapters";
 import { LoraAdapters, modulePath } from "../src/train/lora";
-import { LoraLayerForward } from "../src/train/lora-forward";
 
 function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
   return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
@@ -70,24 +69,22 @@ describe("LoRA adapters", () => {
     ad.dispose();
   });
 
-  it("the explicit path x·W + s·(x·A)·B (used with dropout) equals the model's layer on merged weights", () => {
+  it("the linear seam x·W + s·(x·A)·B (used with dropout) equals the model's layer on merged weights", () => {
     const ad = LoraAdapters.create(model, { r: 4, alpha: 16, dropout: 0 }, 5);
     randomizeB(ad, 6);
-    const fwd = new LoraLayerForward(model.config);
     const B = ids.length;
     const T = ids[0].length;
     const h0 = model.embed(tf.tensor2d(ids, [B, T], "int32"));
     for (let l = 0; l < cfg.num_hidden_layers; l++) {
       const [viaModel, explicit] = tf.tidy(() => {
         const branches = Object.fromEntries(ad.config.targets.map((p) => [p, { A: ad.A.get(modulePath(l, p))!, B: ad.B.get(modulePath(l, p))! }]));
-        return [model.layer(l, h0, B, T, ad.effectiveLayer(model, l)), fwd.layer(h0, B, T, model.weights.layers[l], branches as never, ad.scale)];
+        return [model.layer(l, h0, B, T, ad.effectiveLayer(model, l)), model.layer(l, h0, B, T, undefined, { lora: { branches: branches as never, scale: ad.scale } })];
       });
       const d = maxAbsDiff(viaModel, explicit);
       assert.ok(d <= 1e-5, `layer ${l}: max diff ${d}`);
       tf.dispose([viaModel, explicit]);
     }
     h0.dispose();
-    fwd.dispose();
     ad.dispose();
   });
 

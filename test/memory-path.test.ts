@@ -66,7 +66,7 @@ for (const backend of backends) {
     });
 
     it("agrees with a top-k teacher, an untied head and recomputed layers (sparse loss targets, keepActivationsMiB 0 and partial)", async () => {
-      const ucfg = parseConfig({ ...cfg, num_hidden_layers: 3, tie_word_embeddings: false, num_key_value_heads: 1 });
+      const ucfg = parseConfig({ ...cfg, num_hidden_layers: 3, layer_types: null, tie_word_embeddings: false, num_key_value_heads: 1 });
       const before = tf.memory().numTensors;
       const um = LlamaModel.fromTensors(ucfg, randomTensors(ucfg, 11, 0.3));
       try {

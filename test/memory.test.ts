@@ -1,6 +1,7 @@
 import { strict as assert } from "node:assert";
 import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../src/engine";
+import { zeroAblate } from "../src/model/hooks";
 import { LlamaModel } from "../src/model/llama";
 import { randomTensors } from "../src/model/random";
 import { TINY_CONFIGS, randomIds } from "./reference/configs";
@@ -20,7 +21,7 @@ for (const backend of ["cpu", "wasm"] as const) {
         const ce = (logits: tf.Tensor3D): tf.Scalar => tf.mean(tf.logSoftmax(logits).max(-1)) as tf.Scalar;
         const work = (): void => {
           tf.dispose(model.forward(ids));
-          tf.dispose(model.forward(ids, { layers: [{ skipAttention: true }, { mlpMask: null, onMlp: () => undefined }] }));
+          tf.dispose(model.forward(ids, { hooks: { "layers.0.attn.out": zeroAblate, "layers.0.mlp.act": () => undefined } }));
           const g = model.gradients(ids, ce, (n) => /mlp|embed_tokens/.test(n));
           tf.dispose([...g.grads.values()]);
           model.generate([1, 2, 3], { maxNewTokens: 5, stopAtEos: false });

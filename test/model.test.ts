@@ -3,6 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../src/engine";
 import { ConfigError, DataError } from "../src/errors";
 import { readModelFiles, type ModelFiles } from "../src/io/files";
+import { combineHooks, hookPoints, maskChannels, zeroAblate } from "../src/model/hooks";
 import { LlamaModel } from "../src/model/llama";
 import { randomTensors } from "../src/model/random";
 import { referenceGreedy, referenceLogits } from "./reference/llama-ref";
@@ -99,7 +100,7 @@ for (const backend of ["cpu", "wasm"] as const) {
       }
     });
 
-    it("layer options: skipMlp/skipAttention/mlpMask/onMlp match the reference with masks", () => {
+    it("hooks: a channel mask, a read-only hook and switched-off blocks match the reference with masks", () => {
       const config = TINY_CONFIGS["mqa+untied+head_dim16+per-layer-I"];
       const tensors = randomTensors(config, 11, 0.2);
       const model = LlamaModel.fromTensors(config, tensors);
@@ -110,22 +111,43 @@ for (const backend of ["cpu", "wasm"] as const) {
         const mask = tf.tensor1d(Float32Array.from(maskHost));
         const seen: number[][] = [];
         const logits = model.forward(ids, {
-          layers: [undefined, { mlpMask: mask, onMlp: (x, a) => seen.push([...x.shape, ...a.shape]) }],
+          hooks: combineHooks(
+            { "layers.1.mlp.act": maskChannels(mask) },
+            { "layers.1.mlp.in": (x) => void seen.push([...x.shape]), "layers.1.mlp.act": (a) => void seen.push([...a.shape]) },
+          ),
         });
         const ref = referenceLogits(config, tensors, ids[0], { mlpMask: [null, maskHost, null] });
         const e = relError((logits.arraySync() as number[][][])[0].flat(), ref.flatMap((r) => Array.from(r)));
         assert.ok(e.rel <= TOL, `masked rel err ${e.rel}`);
-        assert.deepEqual(seen, [[7, 48, 7, 24]]);
-        // skipMlp on a layer equals an all-zero mask there
+        assert.deepEqual(seen, [[7, 48], [7, 24]]);
+        // the MLP switched off on a layer equals an all-zero mask there
         const zero = tf.zeros([40]) as tf.Tensor1D;
-        const l1 = model.forward(ids, { layers: [{ skipMlp: true }] });
-        const l2 = model.forward(ids, { layers: [{ mlpMask: zero }] });
+        const l1 = model.forward(ids, { hooks: { "layers.0.mlp.out": zeroAblate } });
+        const l2 = model.forward(ids, { hooks: { "layers.0.mlp.act": maskChannels(zero) } });
         assert.ok(relError(l1.dataSync(), l2.dataSync()).rel < 1e-6);
-        // skipAttention changes the output (attention is live) and keeps shapes
-        const l3 = model.forward(ids, { layers: [{ skipAttention: true }] });
+        // attention switched off changes the output (attention is live) and keeps shapes
+        const l3 = model.forward(ids, { hooks: { "layers.0.attn.out": zeroAblate } });
         assert.deepEqual(l3.shape, [1, 7, config.vocab_size]);
         assert.ok(relError(l3.dataSync(), logits.dataSync()).rel > 1e-3);
         tf.dispose([mask, zero, logits, l1, l2, l3]);
+      } finally {
+        model.dispose();
+      }
+    });
+
+    it("runWithCache captures every hook point; the last residual through the head gives the logits", () => {
+      const config = TINY_CONFIGS["mqa+untied+head_dim16+per-layer-I"];
+      const model = LlamaModel.fromTensors(config, randomTensors(config, 5, 0.2));
+      const before = tf.memory().numTensors;
+      try {
+        const ids = [randomIds(6, config.vocab_size, 1), randomIds(6, config.vocab_size, 2)];
+        const { logits, cache } = model.runWithCache(ids);
+        assert.deepEqual([...cache.keys()], hookPoints(3));
+        assert.deepEqual(cache.get("layers.2.mlp.act")!.shape, [12, 56]);
+        const viaHead = model.head(cache.get("resid.2")!);
+        assert.ok(relError(viaHead.dataSync(), logits.dataSync()).rel < 1e-6);
+        assert.throws(() => model.forward(ids, { hooks: { "layers.3.mlp.act": () => undefined } }), /unknown hook point/);
+        tf.dispose([logits, viaHead, ...cache.values()]);
       } finally {
         model.dispose();
       }
@@ -139,7 +161,7 @@ for (const backend of ["cpu", "wasm"] as const) {
         const maskHost = Float32Array.from({ length: 24 }, (_, i) => (keep.includes(i) ? 1 : 0));
         const ids = [randomIds(7, config.vocab_size, 2)];
         const mask = tf.tensor1d(maskHost);
-        const masked = model.forward(ids, { layers: [undefined, { mlpMask: mask }] });
+        const masked = model.forward(ids, { hooks: { "layers.1.mlp.act": maskChannels(mask) } });
         const lw = model.weights.layers[1];
         const idx = tf.tensor1d(keep, "int32");
         const sliced = {

@@ -13,7 +13,7 @@ import type { GreedyScorer, Scorer } from "./scorer";
 export interface ModelScorerOptions {
   /** Upper bound on B × T rows per trunk batch (default 2048). */
   maxBatchRows?: number;
-  /** Per-layer options (masks, skipped blocks) applied to every forward. */
+  /** Hooks (masks, switched-off blocks; src/model/hooks.ts) applied to every forward. */
   forward?: ForwardOptions;
 }
 
@@ -38,7 +38,7 @@ function scoreBatch(model: LlamaModel, rows: number[][], opts: ModelScorerOption
     const ids = tf.tensor2d(padded, [B, T], "int32");
     let h = model.embed(ids);
     for (let l = 0; l < model.config.num_hidden_layers; l++) {
-      const next = model.layer(l, h, B, T, undefined, opts.forward?.layers?.[l]);
+      const next = model.layer(l, h, B, T, undefined, opts.forward);
       h.dispose();
       h = next;
     }

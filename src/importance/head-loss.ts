@@ -1,7 +1,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { UsageError } from "../errors";
 import { lossWeights, type LossSpec } from "../loss";
-import { matMulBT, rmsNormVjp } from "../model/layer-vjp";
+import { rmsNormVjp } from "../model/backward";
+import { matMulBT } from "../model/kernels";
 import { vocabMajorHead, type LlamaModel } from "../model/llama";
 import type { SparseTargets } from "../teacher";
 
@@ -37,7 +38,10 @@ export function headLossVjp(model: LlamaModel, h: tf.Tensor2D, labels: Int32Arra
   const useKd = spec.alpha > 0;
   if (useKd && (!tg || tg.probs.length !== n * tg.k)) throw new UsageError(`headLossVjp: teacher targets for ${n} rows needed, got ${tg ? tg.probs.length / tg.k : "none"}`);
   const k = useKd ? (tg as SparseTargets).k : 0;
-  const sparse = 8 * (k + 1) <= V;
+  // Gemma's softcapped logits z = c·tanh(u/c) put dz/du = 1 − (z/c)² between ∂L/∂z and the head, so ∂L/∂z
+  // is built densely there (the sparse trick folds it away)
+  const cap = model.config.final_logit_softcapping;
+  const sparse = cap === null && 8 * (k + 1) <= V;
   const rho = new Float32Array(n);
   const labelled: number[] = [];
   for (let r = 0; r < n; r++) {
@@ -82,7 +86,7 @@ export function headLossVjp(model: LlamaModel, h: tf.Tensor2D, labels: Int32Arra
     zFlat.dispose();
     // q = e/Σe along the vocabulary, log Σ exp z = m + log Σe. wasm's fused Softmax kernel beats its scalar
     // Exp plus Sub; libtensorflow 1.15's Softmax is ~9× slower than max, sub, exp and sum on [128, 32000].
-    // [n, V] blocks are freed as soon as they are used (see targetLogProbs in model/llama.ts); the dense
+    // [n, V] blocks are freed as soon as they are used (see targetLogProbs in model/kernels.ts); the dense
     // path still needs the logits at the end.
     const m = tf.max(logits, ax, true);
     const rhoT = tf.tensor2d(rho, vMajor ? [1, n] : [n, 1]);
@@ -123,10 +127,11 @@ export function headLossVjp(model: LlamaModel, h: tf.Tensor2D, labels: Int32Arra
         for (let i = 0; i < n * k; i++) t[at(Math.floor(i / k), p.ids[i])] += w.kd * p.probs[i];
       }
       const tT = tf.tensor2d(t, vMajor ? [V, n] : [n, V]);
-      dxn = timesE(tf.sub(tf.mul(e, rhoS), tT) as tf.Tensor2D);
+      const dz = tf.sub(tf.mul(e, rhoS), tT) as tf.Tensor2D;
+      dxn = timesE(cap === null ? dz : (tf.mul(dz, tf.sub(1, tf.square(tf.div(logits, cap)))) as tf.Tensor2D));
       if (useKd) tz = tf.sum(tf.mul(tT, logits), ax); // per row Σ_v t·z
     }
-    const dh = rmsNormVjp(xhat, r, model.weights.norm, dxn);
+    const dh = rmsNormVjp(xhat, r, model.normWeight(model.weights.norm), dxn);
     return { dh, stats: tf.concat([m.reshape([n]), sumE.reshape([n]), z, tz]) };
   });
   const s = out.stats.dataSync() as Float32Array;

@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { windowsPerPass } from "../engine";
 import { NumericError, UsageError } from "../errors";
 import { chunkLabels, LossMeter, mixedLoss, positionChunk, type LossSpec } from "../loss";
-import { disposeActivations, layerVjp } from "../model/layer-vjp";
+import { disposeActivations, layerVjp } from "../model/backward";
 import { layerActivationFloats, type LayerActivations, type LlamaModel } from "../model/llama";
 import { headLossVjp } from "./head-loss";
 import type { SparseTargets, TeacherCache } from "../teacher";

@@ -29,7 +29,7 @@ export const random: CriterionImpl = {
 /**
  * Wanda (structured, grouped): |W| times the L2 norm of each weight's input over all calibration tokens
  * (gate/up: the post-norm hidden state, per hidden k; down: the intermediate activation, per channel i),
- * summed over the group. Squared norms are collected with LayerOptions.onMlp during plain forwards.
+ * summed over the group. Squared norms are read at the hook points layers.N.mlp.in and layers.N.mlp.act.
  */
 export const wanda: CriterionImpl = {
   async run(ctx: CriterionContext, sink: ScoreSink): Promise<void> {
@@ -48,9 +48,9 @@ export const wanda: CriterionImpl = {
         let h = model.embed(tf.tensor2d([windows[w]], [1, T], "int32"));
         for (let l = 0; l < L; l++) {
           h = model.layer(l, h, 1, T, undefined, {
-            onMlp: (xn, act) => {
-              addInto(sx[l], xn);
-              addInto(sa[l], act);
+            hooks: {
+              [`layers.${l}.mlp.in`]: (xn) => addInto(sx[l], xn),
+              [`layers.${l}.mlp.act`]: (act) => addInto(sa[l], act),
             },
           });
         }

@@ -207,6 +207,23 @@ function llama3RopeFactors(c: LlamaConfig): Float32Array {
   return out;
 }
 
+/**
+ * GGUF export writes llama.cpp's `llama` architecture (Mistral converts to it too, as llama.cpp's own
+ * converter does); other families, and features that architecture does not compute, are refused.
+ */
+function refuseUnlessLlamaArch(c: LlamaConfig): void {
+  const no = (what: string): never => {
+    throw new ConfigError(`GGUF export: ${what} is not supported by the GGUF writer (it writes llama.cpp's "llama" architecture); save as HF instead`);
+  };
+  if (c.model_type !== "llama" && c.model_type !== "mistral") no(`model_type ${JSON.stringify(c.model_type)}`);
+  if (c.qkv_bias || c.o_bias) no("attention biases (attention_bias: true)");
+  if (c.qk_norm) no("q_norm/k_norm");
+  // llama.cpp's llama architecture attends over the whole context; Mistral's window would silently be dropped.
+  if (c.sliding_window !== null && c.sliding_window < c.max_position_embeddings) {
+    no(`sliding_window ${c.sliding_window} (shorter than max_position_embeddings ${c.max_position_embeddings})`);
+  }
+}
+
 /** Metadata and tensors for a llama GGUF that llama.cpp loads. */
 export function ggufFromModel(
   config: LlamaConfig,
@@ -216,6 +233,7 @@ export function ggufFromModel(
   name = "sdmprune",
   padMlp = false,
 ): { kvs: [string, GgufValue][]; tensors: GgufWriteTensor[] } {
+  refuseUnlessLlamaArch(config);
   let c = config;
   if (padMlp) ({ config: c, tensors } = padMlpWidths(config, tensors));
   const sizes = intermediateSizes(c);

@@ -1,7 +1,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, FormatError } from "../errors";
-import { LlamaConfig, parseConfig } from "../model/config";
+import { type ModelConfig, parseConfig } from "../model/config";
+import { FAMILIES } from "../model/registry";
+import { patchJsonText } from "./config-text";
 import { readSafetensorsDir, writeSafetensors } from "./safetensors";
 import { TensorMap } from "./tensors";
 import { HfTokenizer, readTokenizerDir } from "./tokenizer";
@@ -17,7 +19,7 @@ import type { TextTokenizer } from "../types";
  */
 
 export interface HfRead {
-  config: LlamaConfig;
+  config: ModelConfig;
   rawConfig: Record<string, unknown>;
   tensors: TensorMap;
   tokenizer: HfTokenizer | null;
@@ -28,13 +30,18 @@ export function readHfDir(dir: string): HfRead {
   const cfgFile = path.join(dir, "config.json");
   if (!fs.existsSync(cfgFile)) throw new FormatError(`${dir}: no config.json (expected a Hugging Face model directory or a .gguf file)`);
   let raw: Record<string, unknown>;
+  const text = fs.readFileSync(cfgFile, "utf8");
   try {
-    raw = JSON.parse(fs.readFileSync(cfgFile, "utf8"));
+    raw = JSON.parse(text);
   } catch (err) {
     throw new FormatError(`${cfgFile}: not valid JSON: ${(err as Error).message}`);
   }
-  const config = parseConfig(raw, cfgFile);
-  const { tensors, files } = readSafetensorsDir(dir);
+  const config = parseConfig(raw, cfgFile, { requireModelType: true, originalText: text });
+  const read = readSafetensorsDir(dir);
+  const files = read.files;
+  // a family's on-disk names → the shared layout (Phi-3 fuses q/k/v and gate/up)
+  const fromDisk = FAMILIES[config.model_type].fromDisk;
+  const tensors = fromDisk ? fromDisk(config, read.tensors, dir) : read.tensors;
   // transformers ignores a saved lm_head when the head is tied; so do we.
   if (config.tie_word_embeddings) tensors.delete("lm_head.weight");
   const eos = Array.isArray(config.eos_token_id) ? config.eos_token_id[0] : config.eos_token_id;
@@ -42,13 +49,21 @@ export function readHfDir(dir: string): HfRead {
   return { config, rawConfig: raw, tensors, tokenizer, files: [cfgFile, ...files] };
 }
 
-export function hfConfigJson(c: LlamaConfig, dtype: "f32" | "f16"): Record<string, unknown> {
-  return {
-    architectures: ["LlamaForCausalLM"],
-    model_type: "llama",
+/**
+ * config.json for `c`. A config read from a config.json is written back as it was read (same layout, same
+ * fields, transformers 4 or 5) with only `intermediate_size` and the stored dtype changed; one built in
+ * code or from GGUF metadata is written in the transformers 4 layout, which transformers 5 also reads.
+ */
+export function hfConfigJson(c: ModelConfig, dtype: "f32" | "f16"): Record<string, unknown> {
+  const widths = Array.isArray(c.intermediate_size) ? c.intermediate_size.slice() : c.intermediate_size;
+  const torchDtype = dtype === "f16" ? "float16" : "float32";
+  if (c.original) return JSON.parse(hfConfigText(c, dtype)) as Record<string, unknown>;
+  const out: Record<string, unknown> = {
+    architectures: [FAMILIES[c.model_type].architecture],
+    model_type: c.model_type,
     vocab_size: c.vocab_size,
     hidden_size: c.hidden_size,
-    intermediate_size: Array.isArray(c.intermediate_size) ? c.intermediate_size.slice() : c.intermediate_size,
+    intermediate_size: widths,
     num_hidden_layers: c.num_hidden_layers,
     num_attention_heads: c.num_attention_heads,
     num_key_value_heads: c.num_key_value_heads,
@@ -61,14 +76,27 @@ export function hfConfigJson(c: LlamaConfig, dtype: "f32" | "f16"): Record<strin
     max_position_embeddings: c.max_position_embeddings,
     bos_token_id: c.bos_token_id,
     eos_token_id: c.eos_token_id,
-    attention_bias: false,
-    mlp_bias: false,
-    torch_dtype: dtype === "f16" ? "float16" : "float32",
+    torch_dtype: torchDtype,
   };
+  // the family's own fields (an undefined value removes a field its transformers config does not have)
+  for (const [k, v] of Object.entries(FAMILIES[c.model_type].configJson(c))) {
+    if (v === undefined) delete out[k];
+    else out[k] = v;
+  }
+  return out;
+}
+
+/** config.json text for `c`: the text it was read from with the widths and dtype patched in, or hfConfigJson. */
+export function hfConfigText(c: ModelConfig, dtype: "f32" | "f16"): string {
+  if (!c.original) return JSON.stringify(hfConfigJson(c, dtype), null, 2) + "\n";
+  const widths = Array.isArray(c.intermediate_size) ? c.intermediate_size.slice() : c.intermediate_size;
+  const raw = JSON.parse(c.original) as Record<string, unknown>;
+  const dtypeKey = "dtype" in raw ? "dtype" : "torch_dtype";
+  return patchJsonText(c.original, { intermediate_size: widths, [dtypeKey]: dtype === "f16" ? "float16" : "float32" }, "config.json");
 }
 
 /** Fill `dir` (an empty temporary directory; the caller renames it into place). Returns the files written. */
-export function writeHfDir(dir: string, config: LlamaConfig, tensors: TensorMap, tokenizer: TextTokenizer | null, dtype: "f32" | "f16"): string[] {
+export function writeHfDir(dir: string, config: ModelConfig, tensors: TensorMap, tokenizer: TextTokenizer | null, dtype: "f32" | "f16"): string[] {
   if (config.tie_word_embeddings && tensors.has("lm_head.weight")) {
     throw new ConfigError(`HF writer: config says tie_word_embeddings but tensors include lm_head.weight`);
   }
@@ -77,8 +105,9 @@ export function writeHfDir(dir: string, config: LlamaConfig, tensors: TensorMap,
     fs.writeFileSync(path.join(dir, name), content);
     written.push(name);
   };
-  put("config.json", JSON.stringify(hfConfigJson(config, dtype), null, 2) + "\n");
-  writeSafetensors(path.join(dir, "model.safetensors"), tensors, dtype, { format: "pt" });
+  put("config.json", hfConfigText(config, dtype));
+  const toDisk = FAMILIES[config.model_type].toDisk;
+  writeSafetensors(path.join(dir, "model.safetensors"), toDisk ? toDisk(config, tensors) : tensors, dtype, { format: "pt" });
   written.push("model.safetensors");
   if (tokenizer) {
     const json = tokenizer.toJSON();

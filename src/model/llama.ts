@@ -3,8 +3,14 @@ import { ConfigError, DataError, NumericError, UsageError } from "../errors";
 import { numel, type TensorMap } from "../io/tensors";
 import { Rng } from "../rng";
 import { expectedShapes, withIntermediateSizes, type LlamaConfig } from "./config";
+import { activation, applyRope, causalMask, halfSwap, linear, normScale, rmsNorm, softcap, type NormRecord } from "./blocks";
 import { pickToken } from "./generate";
+import { targetLogProbs, transposeHost, vocabMajorHead } from "./kernels";
+import { cachingHooks, checkHooks, combineHooks, hookPoints, runHook, type Hooks } from "./hooks";
 import { ropeTables } from "./rope";
+
+/** Kept importable from here for existing callers; they live with the other backend-specific products. */
+export { targetLogProbs, vocabMajorHead };
 
 export interface LayerWeights {
   input_layernorm: tf.Tensor1D; // [H]
@@ -16,6 +22,21 @@ export interface LayerWeights {
   gate_proj: tf.Tensor2D; // [H, I_l]
   up_proj: tf.Tensor2D; // [H, I_l]
   down_proj: tf.Tensor2D; // [I_l, H]
+  /** Present as the config says (qkv_bias, o_bias: Qwen2, Qwen3/Llama with attention_bias). */
+  q_bias?: tf.Tensor1D; // [nH*hd]
+  k_bias?: tf.Tensor1D; // [nKV*hd]
+  v_bias?: tf.Tensor1D; // [nKV*hd]
+  o_bias?: tf.Tensor1D; // [H]
+  /** RMSNorm weights over each head of q and k, before RoPE (qk_norm: Qwen3). */
+  q_norm?: tf.Tensor1D; // [hd]
+  k_norm?: tf.Tensor1D; // [hd]
+  /**
+   * Gemma's sandwich norms: the MLP input norm is pre_feedforward_layernorm, post_feedforward_layernorm
+   * norms the MLP output, and post_attention_layernorm norms the attention output (in Llama it is the MLP
+   * input norm).
+   */
+  pre_feedforward_layernorm?: tf.Tensor1D; // [H]
+  post_feedforward_layernorm?: tf.Tensor1D; // [H]
 }
 
 export interface ModelWeights {
@@ -26,18 +47,33 @@ export interface ModelWeights {
 }
 
 export interface LayerOptions {
-  /** [I_l], multiplies the intermediate activation silu(gate)·up. */
-  mlpMask?: tf.Tensor1D | null;
-  /** Residual only: the MLP is switched off. */
-  skipMlp?: boolean;
-  /** Residual only: attention is switched off. */
-  skipAttention?: boolean;
-  /** Called synchronously inside forward with the MLP input [N,H] and the input to down_proj [N,I]; do not keep them. */
-  onMlp?: (xNorm: tf.Tensor2D, act: tf.Tensor2D) => void;
+  /** Named hook points (src/model/hooks.ts): read or replace layers.N.attn.out, mlp.in, mlp.act, mlp.out, resid.N. */
+  hooks?: Hooks;
+  /**
+   * LoRA branches on the projections: y = x·W (+ b) + scale·(drop(x)·A)·B, where drop multiplies x by the
+   * given inverted-dropout mask. Every projection goes through this one seam, so recovery trains the same
+   * layer code that scoring and evaluation run.
+   */
+  lora?: LoraOptions;
+}
+
+export type Projection = "q_proj" | "k_proj" | "v_proj" | "o_proj" | "gate_proj" | "up_proj" | "down_proj";
+
+export interface LoraBranch {
+  A: tf.Tensor2D; // [in, r]
+  B: tf.Tensor2D; // [r, out]
+}
+
+export interface LoraOptions {
+  branches: Partial<Record<Projection, LoraBranch>>;
+  scale: number;
+  /** Inverted-dropout masks per projection ([N, in], values 0 or 1/(1−p)); absent = no dropout. */
+  masks?: Partial<Record<Projection, tf.Tensor2D>>;
 }
 
 export interface ForwardOptions {
-  layers?: (LayerOptions | undefined)[];
+  /** Named hook points over the whole forward (src/model/hooks.ts). */
+  hooks?: Hooks;
 }
 
 export interface TokenLogProbsOptions extends ForwardOptions {
@@ -57,9 +93,7 @@ export interface GenerateOptions {
   onToken?: (id: number) => void;
 }
 
-type LinearName = "q_proj" | "k_proj" | "v_proj" | "o_proj" | "gate_proj" | "up_proj" | "down_proj";
-const ATTN: LinearName[] = ["q_proj", "k_proj", "v_proj", "o_proj"];
-const MLP: LinearName[] = ["gate_proj", "up_proj", "down_proj"];
+const ATTN: Projection[] = ["q_proj", "k_proj", "v_proj", "o_proj"];
 
 /** Logit rows per head chunk: keeps a [rows, V] block near 16 MB whatever the vocabulary. */
 const LOGIT_CHUNK_FLOATS = 1 << 22;
@@ -70,7 +104,7 @@ const MASKED = -1e9;
 const MAX_CACHED_MASKS = 32;
 
 /**
- * What the hand-written backward of one decoder layer (src/model/layer-vjp.ts) needs from its forward
+ * What the hand-written backward of one decoder layer (src/model/backward.ts) needs from its forward
  * pass, recorded by `layerSaved` (B sequences of length T, no key/value cache). Holding these instead
  * of recomputing the layer in the backward sweep saves a forward pass and most of the small kernels.
  * Rows are b·T + t; "heads" batches are b·nKV + kv.
@@ -86,49 +120,27 @@ export interface LayerActivations {
   /** Roped keys and the values, [B·nKV, T, hd]. */
   kk: tf.Tensor3D;
   vv: tf.Tensor3D;
+  /** qk_norm only: per-head x·r and r of q and k before their norm weights, [B·T·heads, hd] and [B·T·heads, 1]. */
+  qhat?: tf.Tensor2D;
+  rq?: tf.Tensor2D;
+  khat?: tf.Tensor2D;
+  rk?: tf.Tensor2D;
   /** Attention probabilities, [B·nKV, g·T, T] (exact zeros above the diagonal). */
   probs: tf.Tensor3D;
   /** Post-attention RMSNorm: x·r, r and the normed MLP input, [B·T, H], [B·T, 1], [B·T, H]. */
   xhat2: tf.Tensor2D;
   r2: tf.Tensor2D;
   xn2: tf.Tensor2D;
-  /** sigmoid(gate), silu(gate) = gate·sigmoid(gate), up, and act = silu·up: [B·T, I] each. */
-  sig: tf.Tensor2D;
-  silu: tf.Tensor2D;
+  /** Gemma only: x·r and r of the attention output's and the MLP output's norms, [B·T, H] and [B·T, 1]. */
+  xhatPa?: tf.Tensor2D;
+  rPa?: tf.Tensor2D;
+  xhatPf?: tf.Tensor2D;
+  rPf?: tf.Tensor2D;
+  /** f(gate), f'(gate) for the activation f (silu or gelu_pytorch_tanh), up, and act = f(gate)·up: [B·T, I] each. */
+  g: tf.Tensor2D;
+  dg: tf.Tensor2D;
   up: tf.Tensor2D;
   act: tf.Tensor2D;
-}
-
-/**
- * z[flat] − log Σ exp z along `axis` for a logits block z (which it disposes). Each [rows, V] temporary
- * is freed as soon as the next one exists, so at most two blocks are alive and the allocator hands a
- * freed block to the next one: inside a tidy all of them would be freed together at the end, the heap
- * top would be trimmed and every block would page-fault afresh (bench/NOTES.md).
- */
-export function targetLogProbs(z: tf.Tensor2D, flat: Int32Array, axis: 0 | 1): tf.Tensor1D {
-  return tf.tidy(() => {
-    const zFlat = tf.reshape(z, [-1]);
-    const picked = tf.gather(zFlat, tf.tensor1d(flat, "int32"));
-    zFlat.dispose();
-    const m = tf.max(z, axis, true);
-    const d = tf.sub(z, m);
-    z.dispose();
-    const e = tf.exp(d);
-    d.dispose();
-    const s = tf.sum(e, axis);
-    e.dispose();
-    return tf.sub(picked, tf.add(tf.log(s), tf.reshape(m, [-1]))) as tf.Tensor1D;
-  });
-}
-
-/**
- * Whether the head's logits are best computed vocabulary-major ([V, n] = E·xnᵀ) on the active backend:
- * libtensorflow 1.15's product is 8–10× slower for a short, very wide output ([n,H]·[H,V], n ≪ V) than for
- * the tall one (bench/NOTES.md, change 1), so on the native backend the head runs that way, and callers
- * that reduce over the vocabulary do it along axis 0 instead of transposing back.
- */
-export function vocabMajorHead(): boolean {
-  return tf.getBackend() === "tensorflow";
 }
 
 /** Float32 values held by one layer's LayerActivations for one sequence of length T (for memory budgets). */
@@ -137,7 +149,8 @@ export function layerActivationFloats(config: LlamaConfig, l: number, T: number)
   const I = Array.isArray(config.intermediate_size) ? config.intermediate_size[l] : config.intermediate_size;
   const nH = config.num_attention_heads;
   const hd = config.head_dim;
-  return T * (4 * H + 2) + T * hd * (nH + 2 * config.num_key_value_heads) + nH * T * T + 4 * T * I;
+  const qkNorm = config.qk_norm ? T * (nH + config.num_key_value_heads) * (hd + 1) : 0;
+  return T * (4 * H + 2) + T * hd * (nH + 2 * config.num_key_value_heads) + nH * T * T + 4 * T * I + qkNorm;
 }
 
 interface KV {
@@ -145,30 +158,21 @@ interface KV {
   v: tf.Tensor3D;
 }
 
-function hfName(l: number, key: keyof LayerWeights): string {
-  if (key === "input_layernorm" || key === "post_attention_layernorm") return `model.layers.${l}.${key}.weight`;
-  if ((ATTN as string[]).includes(key)) return `model.layers.${l}.self_attn.${key}.weight`;
+const BIAS_OF: Partial<Record<keyof LayerWeights, string>> = { q_bias: "q_proj", k_bias: "k_proj", v_bias: "v_proj", o_bias: "o_proj" };
+
+/** The Hugging Face name of a layer tensor, e.g. `model.layers.3.self_attn.q_proj.bias` for ("q_bias", 3). */
+export function layerParamName(l: number, key: keyof LayerWeights): string {
+  if (key === "input_layernorm" || key === "post_attention_layernorm" || key === "pre_feedforward_layernorm" || key === "post_feedforward_layernorm") {
+    return `model.layers.${l}.${key}.weight`;
+  }
+  const bias = BIAS_OF[key];
+  if (bias) return `model.layers.${l}.self_attn.${bias}.bias`;
+  if ((ATTN as string[]).includes(key) || key === "q_norm" || key === "k_norm") return `model.layers.${l}.self_attn.${key}.weight`;
   return `model.layers.${l}.mlp.${key}.weight`;
 }
 
-/** [rows, cols] row-major → [cols, rows] row-major, blocked for cache locality on large matrices. */
-function transposeHost(data: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(rows * cols);
-  const B = 64;
-  for (let r0 = 0; r0 < rows; r0 += B) {
-    const r1 = Math.min(rows, r0 + B);
-    for (let c0 = 0; c0 < cols; c0 += B) {
-      const c1 = Math.min(cols, c0 + B);
-      for (let r = r0; r < r1; r++) {
-        const base = r * cols;
-        for (let c = c0; c < c1; c++) out[c * rows + r] = data[base + c];
-      }
-    }
-  }
-  return out;
-}
 
-const LAYER_KEYS: (keyof LayerWeights)[] = [
+const BASE_KEYS: (keyof LayerWeights)[] = [
   "input_layernorm",
   "q_proj",
   "k_proj",
@@ -179,6 +183,16 @@ const LAYER_KEYS: (keyof LayerWeights)[] = [
   "up_proj",
   "down_proj",
 ];
+
+/** The per-layer tensors a config implies, in HF order. */
+export function layerKeys(c: LlamaConfig): (keyof LayerWeights)[] {
+  const keys = BASE_KEYS.slice();
+  if (c.qkv_bias) keys.push("q_bias", "k_bias", "v_bias");
+  if (c.o_bias) keys.push("o_bias");
+  if (c.qk_norm) keys.push("q_norm", "k_norm");
+  if (c.gemma_norms) keys.push("pre_feedforward_layernorm", "post_feedforward_layernorm");
+  return keys;
+}
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
@@ -207,14 +221,17 @@ function checkWeights(config: LlamaConfig, w: ModelWeights, source: string): voi
     check("lm_head.weight", w.lm_head);
   }
   w.layers.forEach((lw, l) => {
-    for (const k of LAYER_KEYS) check(hfName(l, k), lw[k]);
+    for (const k of layerKeys(config)) check(layerParamName(l, k), lw[k]);
+    for (const k of Object.keys(lw) as (keyof LayerWeights)[]) {
+      if (lw[k] && !layerKeys(config).includes(k)) throw new ConfigError(`${source}: layer ${l} holds ${k}, which the config does not use`);
+    }
   });
 }
 
 /**
  * A LLaMA-family decoder in TensorFlow.js. Linear weights are held as [in, out] so every product is a
  * plain x·W on flattened [B·T, ·] rows: the wasm backend is 15–20× slower on transposed or broadcast
- * batched products (ENGINES.md §4).
+ * batched products (environment.md).
  */
 export class LlamaModel {
   readonly config: LlamaConfig;
@@ -248,7 +265,7 @@ export class LlamaModel {
     );
     if (unexpected.length > 0) {
       throw new ConfigError(
-        `${source}: unexpected tensors for this config (biases or other architectures are not supported): ${unexpected.slice(0, 5).join(", ")}${unexpected.length > 5 ? ` and ${unexpected.length - 5} more` : ""}`,
+        `${source}: unexpected tensors for this config (not part of this model_type with these settings): ${unexpected.slice(0, 5).join(", ")}${unexpected.length > 5 ? ` and ${unexpected.length - 5} more` : ""}`,
       );
     }
     const created: tf.Tensor[] = [];
@@ -270,17 +287,12 @@ export class LlamaModel {
       created.push(embed_tokens);
       const layers: LayerWeights[] = [];
       for (let l = 0; l < config.num_hidden_layers; l++) {
-        layers.push({
-          input_layernorm: vec(hfName(l, "input_layernorm")),
-          q_proj: lin(hfName(l, "q_proj")),
-          k_proj: lin(hfName(l, "k_proj")),
-          v_proj: lin(hfName(l, "v_proj")),
-          o_proj: lin(hfName(l, "o_proj")),
-          post_attention_layernorm: vec(hfName(l, "post_attention_layernorm")),
-          gate_proj: lin(hfName(l, "gate_proj")),
-          up_proj: lin(hfName(l, "up_proj")),
-          down_proj: lin(hfName(l, "down_proj")),
-        });
+        const lw = {} as Record<keyof LayerWeights, tf.Tensor>;
+        for (const k of layerKeys(config)) {
+          const name = layerParamName(l, k);
+          lw[k] = tensors.get(name)!.shape.length === 1 ? vec(name) : lin(name);
+        }
+        layers.push(lw as unknown as LayerWeights);
       }
       const norm = vec("model.norm.weight");
       const lm_head = config.tie_word_embeddings ? null : lin("lm_head.weight");
@@ -302,10 +314,10 @@ export class LlamaModel {
     };
     map.set("model.embed_tokens.weight", { shape: w.embed_tokens.shape.slice(), data: host(w.embed_tokens) });
     w.layers.forEach((lw, l) => {
-      for (const k of LAYER_KEYS) {
-        const t = lw[k];
-        if (t.rank === 1) map.set(hfName(l, k), { shape: t.shape.slice(), data: host(t) });
-        else lin(hfName(l, k), t as tf.Tensor2D);
+      for (const k of layerKeys(this.config)) {
+        const t = lw[k]!;
+        if (t.rank === 1) map.set(layerParamName(l, k), { shape: t.shape.slice(), data: host(t) });
+        else lin(layerParamName(l, k), t as tf.Tensor2D);
       }
     });
     map.set("model.norm.weight", { shape: w.norm.shape.slice(), data: host(w.norm) });
@@ -334,7 +346,7 @@ export class LlamaModel {
         embed_tokens: tf.clone(w.embed_tokens),
         layers: w.layers.map((lw) => {
           const c = {} as Record<keyof LayerWeights, tf.Tensor>;
-          for (const k of LAYER_KEYS) c[k] = tf.clone(lw[k]);
+          for (const k of layerKeys(this.config)) c[k] = tf.clone(lw[k]!);
           return c as unknown as LayerWeights;
         }),
         norm: tf.clone(w.norm),
@@ -346,7 +358,7 @@ export class LlamaModel {
   dispose(): void {
     const w = this.weights;
     w.embed_tokens.dispose();
-    for (const lw of w.layers) for (const k of LAYER_KEYS) lw[k].dispose();
+    for (const lw of w.layers) for (const k of layerKeys(this.config)) lw[k]!.dispose();
     w.norm.dispose();
     w.lm_head?.dispose();
     this.disposeCaches();
@@ -373,7 +385,7 @@ export class LlamaModel {
   /** All parameter names in Hugging Face naming, in model order. */
   parameterNames(): string[] {
     const names = ["model.embed_tokens.weight"];
-    for (let l = 0; l < this.config.num_hidden_layers; l++) for (const k of LAYER_KEYS) names.push(hfName(l, k));
+    for (let l = 0; l < this.config.num_hidden_layers; l++) for (const k of layerKeys(this.config)) names.push(layerParamName(l, k));
     names.push("model.norm.weight");
     if (this.weights.lm_head) names.push("lm_head.weight");
     return names;
@@ -384,11 +396,11 @@ export class LlamaModel {
     if (name === "model.embed_tokens.weight") return w.embed_tokens;
     if (name === "model.norm.weight") return w.norm;
     if (name === "lm_head.weight" && w.lm_head) return w.lm_head;
-    const m = /^model\.layers\.(\d+)\.(?:self_attn\.|mlp\.)?(\w+)\.weight$/.exec(name);
+    const m = /^model\.layers\.(\d+)\./.exec(name);
     if (m) {
       const l = Number(m[1]);
-      const k = m[2] as keyof LayerWeights;
-      if (l < w.layers.length && LAYER_KEYS.includes(k) && hfName(l, k) === name) return w.layers[l][k];
+      const k = l < w.layers.length ? layerKeys(this.config).find((key) => layerParamName(l, key) === name) : undefined;
+      if (k) return w.layers[l][k]!;
     }
     throw new UsageError(`unknown parameter "${name}"`);
   }
@@ -400,6 +412,7 @@ export class LlamaModel {
   }
 
   layer(l: number, h: tf.Tensor2D, B: number, T: number, lw?: LayerWeights, opts?: LayerOptions): tf.Tensor2D {
+    checkHooks(opts?.hooks, this.config.num_hidden_layers);
     return tf.tidy(() => this.layerImpl(l, h, B, T, lw ?? this.weights.layers[l], opts, null, 0).h);
   }
 
@@ -435,19 +448,58 @@ export class LlamaModel {
   /** The same logits vocabulary-major, [V, n] = headNormed(xn)ᵀ (see vocabMajorHead). */
   headNormedT(xn: tf.Tensor2D): tf.Tensor2D {
     const w = this.weights;
-    return tf.tidy(() => (w.lm_head ? tf.matMul(w.lm_head, xn, true, true) : tf.matMul(w.embed_tokens, xn, false, true)) as tf.Tensor2D);
+    return tf.tidy(() => this.softcap((w.lm_head ? tf.matMul(w.lm_head, xn, true, true) : tf.matMul(w.embed_tokens, xn, false, true)) as tf.Tensor2D));
+  }
+
+  /** z, or c·tanh(z/c) with Gemma's final_logit_softcapping c. */
+  softcap(z: tf.Tensor2D): tf.Tensor2D {
+    return softcap(z, this.config.final_logit_softcapping);
+  }
+
+  /** The weight an RMSNorm multiplies by: w, or (1 + w) for Gemma. */
+  normWeight(w: tf.Tensor1D): tf.Tensor1D {
+    return normScale(w, this.config.gemma_norms);
+  }
+
+  /** Attention scores are q·k times this: 1/sqrt(head_dim), or 1/sqrt(query_pre_attn_scalar) (Gemma). */
+  attentionScale(): number {
+    return 1 / Math.sqrt(this.config.query_pre_attn_scalar ?? this.config.head_dim);
+  }
+
+  /** Keys a query of layer l sees (itself included), or null for full causal attention. */
+  slidingWindow(l: number): number | null {
+    return this.config.layer_types[l] === "sliding_attention" ? this.config.sliding_window : null;
   }
 
   /**
    * RoPE pieces for positions 0..T−1 as the forward uses them: cos and sign-folded sin [T, hd], and the
    * [hd, hd] half-swap permutation (symmetric, so it is also its own transpose).
    */
-  ropeParts(T: number): { cos: tf.Tensor2D; sin: tf.Tensor2D; swap: tf.Tensor2D } {
+  ropeParts(T: number, l = 0): { cos: tf.Tensor2D; sin: tf.Tensor2D; swap: tf.Tensor2D } {
     return tf.tidy(() => {
-      const { cos, sin } = this.rope(T, 0);
+      const { cos, sin } = this.rope(T, 0, l);
       const hd = this.config.head_dim;
       return { cos: cos.reshape([T, hd]) as tf.Tensor2D, sin: sin.reshape([T, hd]) as tf.Tensor2D, swap: tf.clone(this.swapMatrix()) };
     });
+  }
+
+  /**
+   * Logits and a copy of the tensors at the named hook points (default: all of them), as TransformerLens's
+   * run_with_cache. The caller disposes the logits and the cached tensors.
+   */
+  runWithCache(ids: number[][] | tf.Tensor2D, names?: string[], opts?: ForwardOptions): { logits: tf.Tensor3D; cache: Map<string, tf.Tensor2D> } {
+    const cache = new Map<string, tf.Tensor2D>();
+    const wanted = names ?? hookPoints(this.config.num_hidden_layers);
+    checkHooks(Object.fromEntries(wanted.map((n) => [n, () => undefined])), this.config.num_hidden_layers);
+    try {
+      const logits = this.forward(ids, { hooks: combineHooks(opts?.hooks, cachingHooks(wanted, cache)) });
+      // in the order asked for (hooks fire in forward order)
+      const ordered = new Map(wanted.filter((n) => cache.has(n)).map((n) => [n, cache.get(n)!] as const));
+      return { logits, cache: ordered };
+    } catch (e) {
+      for (const t of cache.values()) t.dispose();
+      throw e;
+    }
   }
 
   forward(ids: number[][] | tf.Tensor2D, opts?: ForwardOptions): tf.Tensor3D {
@@ -610,8 +662,9 @@ export class LlamaModel {
       else if (n === "model.norm.weight") sub.norm = a as tf.Tensor1D;
       else if (n === "lm_head.weight") sub.lm_head = a as tf.Tensor2D;
       else {
-        const m = /^model\.layers\.(\d+)\.(?:self_attn\.|mlp\.)?(\w+)\.weight$/.exec(n)!;
-        (sub.layers[Number(m[1])] as unknown as Record<string, tf.Tensor>)[m[2]] = a;
+        const l = Number(/^model\.layers\.(\d+)\./.exec(n)![1]);
+        const k = layerKeys(this.config).find((key) => layerParamName(l, key) === n)!;
+        (sub.layers[l] as unknown as Record<string, tf.Tensor>)[k] = a;
       }
     });
     return sub;
@@ -640,30 +693,28 @@ export class LlamaModel {
   }
 
   private trunk(w: ModelWeights, ids: tf.Tensor2D, B: number, T: number, opts?: ForwardOptions): tf.Tensor2D {
+    checkHooks(opts?.hooks, this.config.num_hidden_layers);
     let h = this.embedWith(w, ids);
     for (let l = 0; l < this.config.num_hidden_layers; l++) {
       // One tidy per layer frees its temporaries before the next layer allocates its own (reusing the
       // memory instead of growing the heap for the whole pass); a gradient tape keeps its own copies.
       const prev = h;
-      h = tf.tidy(() => this.layerImpl(l, prev, B, T, w.layers[l], opts?.layers?.[l], null, 0).h);
+      h = tf.tidy(() => this.layerImpl(l, prev, B, T, w.layers[l], opts?.hooks ? { hooks: opts.hooks } : undefined, null, 0).h);
       if (l > 0) prev.dispose();
     }
     return h;
   }
 
   private embedWith(w: ModelWeights, ids: tf.Tensor2D): tf.Tensor2D {
-    return tf.tidy(() => tf.gather(w.embed_tokens, tf.reshape(ids, [-1])) as tf.Tensor2D);
+    return tf.tidy(() => {
+      const e = tf.gather(w.embed_tokens, tf.reshape(ids, [-1])) as tf.Tensor2D;
+      // Gemma scales embeddings by sqrt(hidden_size), rounded to float32 as transformers does
+      return this.config.gemma_norms ? (tf.mul(e, Math.fround(Math.sqrt(this.config.hidden_size))) as tf.Tensor2D) : e;
+    });
   }
 
-  private rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, rec?: { xhat: tf.Tensor2D; r: tf.Tensor2D }): tf.Tensor2D {
-    const ms = tf.mean(tf.square(x), -1, true);
-    const r = tf.rsqrt(tf.add(ms, this.config.rms_norm_eps)) as tf.Tensor2D;
-    const xhat = tf.mul(x, r) as tf.Tensor2D;
-    if (rec) {
-      rec.xhat = xhat;
-      rec.r = r;
-    }
-    return tf.mul(xhat, weight);
+  private rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, rec?: NormRecord): tf.Tensor2D {
+    return rmsNorm(x, weight, this.config.rms_norm_eps, this.config.gemma_norms, rec);
   }
 
   /**
@@ -672,6 +723,10 @@ export class LlamaModel {
    * except when the embedding itself is being differentiated (then an explicit transpose on the tape).
    */
   private headWith(w: ModelWeights, xn: tf.Tensor2D, differentiable: boolean): tf.Tensor2D {
+    return this.softcap(this.headProduct(w, xn, differentiable));
+  }
+
+  private headProduct(w: ModelWeights, xn: tf.Tensor2D, differentiable: boolean): tf.Tensor2D {
     if (w.lm_head) return tf.matMul(xn, w.lm_head);
     if (vocabMajorHead()) {
       // (E·xnᵀ)ᵀ computes the same logits at ~70 instead of ~6 GFLOP/s there
@@ -702,15 +757,19 @@ export class LlamaModel {
   }
 
   /** cos and sign-folded sin tables for positions [offset, offset+T), shaped [1, T, 1, hd]. */
-  private rope(T: number, offset: number): { cos: tf.Tensor4D; sin: tf.Tensor4D } {
+  private rope(T: number, offset: number, l: number): { cos: tf.Tensor4D; sin: tf.Tensor4D } {
     const hd = this.config.head_dim;
     const need = offset + T;
     let cap = 64;
     while (cap < need) cap *= 2;
-    const cos = this.constant(`rope.cos.${cap}`, () => tf.tensor2d(ropeTables(this.config, cap).cos, [cap, hd]));
-    const sin = this.constant(`rope.sin.${cap}`, () => {
+    // Gemma's sliding layers rotate with their own base and no scaling
+    const local = this.config.rope_local_theta !== null && this.slidingWindow(l) !== null;
+    const rc = local ? { ...this.config, rope_theta: this.config.rope_local_theta!, rope_scaling: null } : this.config;
+    const tag = local ? "local." : "";
+    const cos = this.constant(`rope.${tag}cos.${cap}`, () => tf.tensor2d(ropeTables(rc, cap).cos, [cap, hd]));
+    const sin = this.constant(`rope.${tag}sin.${cap}`, () => {
       // rotate_half(x) = [−x2, x1]; folding the minus into the first half of sin lets us use [x2, x1]
-      const s = ropeTables(this.config, cap).sin;
+      const s = ropeTables(rc, cap).sin;
       const half = hd / 2;
       for (let t = 0; t < cap; t++) for (let j = 0; j < half; j++) s[t * hd + j] = -s[t * hd + j];
       return tf.tensor2d(s, [cap, hd]);
@@ -721,53 +780,56 @@ export class LlamaModel {
     };
   }
 
-  /**
-   * x·cos + rotate_half(x)·sin. The half swap is a product with a constant 0/1 permutation matrix
-   * (exact in float32): split/concat along the last axis are strided copies that cost ~10× more on wasm.
-   */
   private applyRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
-    const hd = this.config.head_dim;
-    const swap = this.swapMatrix();
-    const swapped = tf.matMul(tf.reshape(x, [-1, hd]) as tf.Tensor2D, swap).reshape(x.shape) as tf.Tensor4D;
-    return tf.add(tf.mul(x, cos), tf.mul(swapped, sin));
+    return applyRope(x, cos, sin, this.swapMatrix());
   }
 
   private swapMatrix(): tf.Tensor2D {
     const hd = this.config.head_dim;
-    const half = hd / 2;
-    return this.constant("rope.swap", () => {
-      const p = new Float32Array(hd * hd);
-      for (let j = 0; j < half; j++) {
-        p[(j + half) * hd + j] = 1; // output j ← input j + d/2
-        p[j * hd + j + half] = 1; // output j + d/2 ← input j
-      }
-      return tf.tensor2d(p, [hd, hd]);
-    }) as tf.Tensor2D;
+    return this.constant("rope.swap", () => tf.tensor2d(halfSwap(hd), [hd, hd])) as tf.Tensor2D;
   }
 
-  /** Additive causal mask [Tq, Tk] for queries at positions past..past+Tq−1. */
-  private causalMask(Tq: number, past: number): tf.Tensor2D {
-    const Tk = past + Tq;
-    return this.constant(`mask.${Tq}.${past}`, () => {
-      const m = new Float32Array(Tq * Tk);
-      for (let i = 0; i < Tq; i++) for (let j = past + i + 1; j < Tk; j++) m[i * Tk + j] = MASKED;
-      return tf.tensor2d(m, [Tq, Tk]);
-    }) as tf.Tensor2D;
+  private causalMask(Tq: number, past: number, window: number | null): tf.Tensor2D {
+    return this.constant(`mask.${Tq}.${past}.${window ?? "full"}`, () => tf.tensor2d(causalMask(Tq, past, window, MASKED), [Tq, past + Tq])) as tf.Tensor2D;
   }
 
-  private attention(lw: LayerWeights, xn: tf.Tensor2D, B: number, T: number, past: KV | null, offset: number, rec: LayerActivations | null): { out: tf.Tensor2D; kv: KV } {
+  /** A projection of layer lw through the linear seam (blocks.linear), with its bias and LoRA branch if any. */
+  private linear(x: tf.Tensor2D, lw: LayerWeights, p: Projection, lora?: LoraOptions): tf.Tensor2D {
+    const bias = p === "q_proj" ? lw.q_bias : p === "k_proj" ? lw.k_bias : p === "v_proj" ? lw.v_bias : p === "o_proj" ? lw.o_bias : undefined;
+    const br = lora?.branches[p];
+    return linear(x, lw[p], bias, br ? { A: br.A, B: br.B, scale: lora!.scale, mask: lora!.masks?.[p] } : undefined);
+  }
+
+  /** RMSNorm over the last axis of [B, T, heads, hd] with a [hd] weight (Qwen3's q_norm / k_norm). */
+  private headNorm(x: tf.Tensor4D, weight: tf.Tensor1D, rec?: NormRecord): tf.Tensor4D {
+    const hd = this.config.head_dim;
+    return this.rmsNorm(tf.reshape(x, [-1, hd]) as tf.Tensor2D, weight, rec).reshape(x.shape) as tf.Tensor4D;
+  }
+
+  private attention(l: number, lw: LayerWeights, xn: tf.Tensor2D, B: number, T: number, past: KV | null, offset: number, rec: LayerActivations | null, lora?: LoraOptions): { out: tf.Tensor2D; kv: KV } {
     const c = this.config;
     const nH = c.num_attention_heads;
     const nKV = c.num_key_value_heads;
     const hd = c.head_dim;
     const g = nH / nKV;
-    const { cos, sin } = this.rope(T, offset);
-    const q = this.applyRope(tf.matMul(xn, lw.q_proj).reshape([B, T, nH, hd]), cos, sin);
-    const k = this.applyRope(tf.matMul(xn, lw.k_proj).reshape([B, T, nKV, hd]), cos, sin);
-    const v = tf.matMul(xn, lw.v_proj).reshape([B, T, nKV, hd]);
+    const { cos, sin } = this.rope(T, offset, l);
+    const window = this.slidingWindow(l);
+    // q, k [B, T, heads, hd]; Qwen3 normalises each head before RoPE
+    let q = this.linear(xn, lw, "q_proj", lora).reshape([B, T, nH, hd]) as tf.Tensor4D;
+    let k = this.linear(xn, lw, "k_proj", lora).reshape([B, T, nKV, hd]) as tf.Tensor4D;
+    if (lw.q_norm && lw.k_norm) {
+      const nq = rec ? { xhat: q as unknown as tf.Tensor2D, r: q as unknown as tf.Tensor2D } : undefined;
+      const nk = rec ? { xhat: k as unknown as tf.Tensor2D, r: k as unknown as tf.Tensor2D } : undefined;
+      q = this.headNorm(q, lw.q_norm, nq);
+      k = this.headNorm(k, lw.k_norm, nk);
+      if (rec && nq && nk) Object.assign(rec, { qhat: nq.xhat, rq: nq.r, khat: nk.xhat, rk: nk.r });
+    }
+    q = this.applyRope(q, cos, sin);
+    k = this.applyRope(k, cos, sin);
+    const v = this.linear(xn, lw, "v_proj", lora).reshape([B, T, nKV, hd]);
     // Query head h reads key/value head floor(h / g) (HF repeat_kv). Grouping the g query heads of one
     // kv head into the row dimension avoids materialising repeated K/V: [B·nKV, g·T, hd].
-    const qq = tf.mul(tf.transpose(q, [0, 2, 1, 3]).reshape([B * nKV, g * T, hd]), 1 / Math.sqrt(hd));
+    const qq = tf.mul(tf.transpose(q, [0, 2, 1, 3]).reshape([B * nKV, g * T, hd]), this.attentionScale());
     let kk = tf.transpose(k, [0, 2, 1, 3]).reshape([B * nKV, T, hd]) as tf.Tensor3D;
     let vv = tf.transpose(v, [0, 2, 1, 3]).reshape([B * nKV, T, hd]) as tf.Tensor3D;
     const pastLen = past ? past.k.shape[1] : 0;
@@ -776,6 +838,8 @@ export class LlamaModel {
       vv = tf.concat([past.v, vv], 1);
     }
     const Tk = pastLen + T;
+    // one query (decoding) sees every key unless a window hides the oldest
+    const masked = T > 1 || (window !== null && Tk > window);
     if (rec) {
       rec.qq = qq as tf.Tensor3D;
       rec.kk = kk;
@@ -793,7 +857,7 @@ export class LlamaModel {
         const ki = tf.reshape(tf.slice(kk, [i, 0, 0], [1, Tk, hd]), [Tk, hd]) as tf.Tensor2D;
         const vi = tf.reshape(tf.slice(vv, [i, 0, 0], [1, Tk, hd]), [Tk, hd]) as tf.Tensor2D;
         let s: tf.Tensor = tf.matMul(qi, tf.transpose(ki));
-        if (T > 1) s = tf.add(s.reshape([g, T, Tk]), this.causalMask(T, pastLen)).reshape([g * T, Tk]);
+        if (masked) s = tf.add(s.reshape([g, T, Tk]), this.causalMask(T, pastLen, window)).reshape([g * T, Tk]);
         const p = tf.softmax(s) as tf.Tensor2D;
         if (rec) probs.push(p);
         heads.push(tf.matMul(p, vi));
@@ -802,15 +866,15 @@ export class LlamaModel {
       ctx = tf.stack(heads).reshape([B, nH, T, hd]);
     } else {
       let scores: tf.Tensor = tf.matMul(qq, tf.transpose(kk, [0, 2, 1]));
-      if (T > 1) {
-        scores = tf.add(scores.reshape([B * nKV, g, T, Tk]), this.causalMask(T, pastLen)).reshape([B * nKV, g * T, Tk]);
+      if (masked) {
+        scores = tf.add(scores.reshape([B * nKV, g, T, Tk]), this.causalMask(T, pastLen, window)).reshape([B * nKV, g * T, Tk]);
       }
       const probs = tf.softmax(scores) as tf.Tensor3D;
       if (rec) rec.probs = probs;
       ctx = tf.matMul(probs, vv).reshape([B, nH, T, hd]);
     }
     const merged = tf.transpose(ctx, [0, 2, 1, 3]).reshape([B * T, nH * hd]) as tf.Tensor2D;
-    return { out: tf.matMul(merged, lw.o_proj), kv: { k: kk, v: vv } };
+    return { out: this.linear(merged, lw, "o_proj", lora), kv: { k: kk, v: vv } };
   }
 
   private layerImpl(
@@ -824,39 +888,37 @@ export class LlamaModel {
     offset: number,
     rec: LayerActivations | null = null,
   ): { h: tf.Tensor2D; kv: KV | null } {
-    let x = h;
-    let kv: KV | null = null;
     if (rec && (opts || past)) throw new UsageError("layerSaved: no layer options and no key/value cache");
-    if (!opts?.skipAttention) {
-      const n1 = rec ? { xhat: h, r: h } : undefined;
-      const a = this.attention(lw, this.rmsNorm(h, lw.input_layernorm, n1), B, T, past, offset, rec);
-      if (rec && n1) {
-        rec.xhat1 = n1.xhat;
-        rec.r1 = n1.r;
-      }
-      x = tf.add(h, a.out);
-      kv = a.kv;
+    const hook = (name: string, t: tf.Tensor2D): tf.Tensor2D => runHook(opts?.hooks, `${name}`, t);
+    // attention block: x = h + o_proj(attn(rope(q), rope(k), v)), q/k/v from input_layernorm(h)   [B·T, H]
+    const n1 = rec ? { xhat: h, r: h } : undefined;
+    const a = this.attention(l, lw, this.rmsNorm(h, lw.input_layernorm, n1), B, T, past, offset, rec, opts?.lora);
+    if (rec && n1) {
+      rec.xhat1 = n1.xhat;
+      rec.r1 = n1.r;
     }
-    if (!opts?.skipMlp) {
-      const n2 = rec ? { xhat: x, r: x } : undefined;
-      const xn = this.rmsNorm(x, lw.post_attention_layernorm, n2);
-      const gate = tf.matMul(xn, lw.gate_proj);
-      const sig = tf.sigmoid(gate) as tf.Tensor2D;
-      const silu = tf.mul(gate, sig) as tf.Tensor2D;
-      const up = tf.matMul(xn, lw.up_proj);
-      let act: tf.Tensor2D = tf.mul(silu, up);
-      if (rec && n2) Object.assign(rec, { xhat2: n2.xhat, r2: n2.r, xn2: xn, sig, silu, up, act });
-      if (opts?.mlpMask) {
-        const I = lw.gate_proj.shape[1];
-        if (!sameShape(opts.mlpMask.shape, [I])) {
-          throw new UsageError(`layer ${l}: mlpMask has shape [${opts.mlpMask.shape}], expected [${I}]`);
-        }
-        act = tf.mul(act, opts.mlpMask);
-      }
-      opts?.onMlp?.(xn, act);
-      x = tf.add(x, tf.matMul(act, lw.down_proj));
-    }
-    return { h: x, kv };
+    // Gemma norms the attention output (post_attention_layernorm) before the residual add
+    const gemma = this.config.gemma_norms;
+    const npa = rec && gemma ? { xhat: h, r: h } : undefined;
+    const attnOut = gemma ? this.rmsNorm(a.out, lw.post_attention_layernorm, npa) : a.out;
+    let x = tf.add(h, hook(`layers.${l}.attn.out`, attnOut)) as tf.Tensor2D;
+    const kv = a.kv;
+    // MLP block: x + down_proj(f(gate_proj(xn)) · up_proj(xn)), xn = the MLP input norm of x   [B·T, I_l] inside
+    // (Llama: post_attention_layernorm, f = silu; Gemma: pre_feedforward_layernorm, f = gelu_pytorch_tanh,
+    // and post_feedforward_layernorm on the output)
+    const n2 = rec ? { xhat: x, r: x } : undefined;
+    const xn = hook(`layers.${l}.mlp.in`, this.rmsNorm(x, gemma ? lw.pre_feedforward_layernorm! : lw.post_attention_layernorm, n2));
+    const gate = this.linear(xn, lw, "gate_proj", opts?.lora);
+    const { g, dg } = activation(gate, this.config.hidden_act, !!rec);
+    const up = this.linear(xn, lw, "up_proj", opts?.lora);
+    const act = hook(`layers.${l}.mlp.act`, tf.mul(g, up));
+    if (rec && n2) Object.assign(rec, { xhat2: n2.xhat, r2: n2.r, xn2: xn, g, dg, up, act });
+    const npf = rec && gemma ? { xhat: h, r: h } : undefined;
+    const down = this.linear(act, lw, "down_proj", opts?.lora);
+    const mlpOut = gemma ? this.rmsNorm(down, lw.post_feedforward_layernorm!, npf) : down;
+    if (rec && npa && npf) Object.assign(rec, { xhatPa: npa.xhat, rPa: npa.r, xhatPf: npf.xhat, rPf: npf.r });
+    x = tf.add(x, hook(`layers.${l}.mlp.out`, mlpOut));
+    return { h: hook(`resid.${l}`, x), kv };
   }
 
   /** One decoding step over `ids` at positions offset.. with caches; returns last-row logits and new caches. */

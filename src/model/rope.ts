@@ -2,7 +2,7 @@ import type { LlamaConfig } from "./config";
 
 /**
  * Rotary-embedding inverse frequencies θ^(−2j/d), j < d/2, with the rope_scaling rules transformers
- * applies: `llama3` rescales by wavelength band (METHOD.md §12), `linear` divides by the factor.
+ * applies: `llama3` rescales by wavelength band (docs/method.md, "LLaMA-3 RoPE scaling"), `linear` divides by the factor.
  */
 export function inverseFrequencies(config: LlamaConfig): Float64Array {
   const d = config.head_dim;

@@ -5,7 +5,7 @@ import { writeDirAtomic } from "../io/atomic";
 import { readSafetensors, writeSafetensors } from "../io/safetensors";
 import type { LlamaModel } from "../model/llama";
 import { LoraAdapters, resolveLoraConfig, type LoraConfig } from "./lora";
-import type { Projection } from "./lora-forward";
+import type { Projection } from "../model/llama";
 
 /**
  * LoRA adapters on disk in PEFT's layout, so PEFT users recognise them: a directory with

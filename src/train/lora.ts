@@ -1,9 +1,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, FormatError, UsageError } from "../errors";
 import type { TensorMap } from "../io/tensors";
-import type { LayerWeights, LlamaModel, ModelWeights } from "../model/llama";
+import type { LayerWeights, LlamaModel, LoraBranch, ModelWeights, Projection } from "../model/llama";
 import { Rng } from "../rng";
-import { LoraLayerForward, type DropoutMasks, type LoraBranch, type Projection } from "./lora-forward";
 
 /**
  * LoRA adapters (Hu et al.; PEFT conventions): for a target projection with weight W (internal [in, out]),
@@ -13,13 +12,13 @@ import { LoraLayerForward, type DropoutMasks, type LoraBranch, type Projection }
  * so training starts exactly at the base model. PEFT stores lora_A.weight = Aᵀ [r, in] and
  * lora_B.weight = Bᵀ [out, r] (torch layout); we convert at save/load.
  *
- * Two forward paths (the model's `layer()` takes weights as arguments but has no hook inside a projection):
+ * Both forward paths run the model's own layer code:
  * - dropout = 0 (and always at evaluation): the effective weight W + (α/r)·A·B is formed inside the taped
- *   function and passed to `model.layer`, so the model's own code runs; gradients reach A and B through
- *   the sum. This is exact, and it is the same computation as the merged model.
+ *   function and passed to `model.layer`; gradients reach A and B through the sum. This is exact, and it is
+ *   the same computation as the merged model.
  * - dropout > 0 while training: PEFT's dropout is element-wise on the LoRA input x, which no weight can
- *   express, so `LoraLayerForward` computes x·W + s·(drop(x)·A)·B explicitly (a mirror of the model's
- *   layer, checked against it in the tests).
+ *   express, so the branches go to the model's linear seam (`LayerOptions.lora`), which computes
+ *   x·W + s·(drop(x)·A)·B in every projection.
  */
 export const LORA_TARGETS: Projection[] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 const ATTN = new Set<Projection>(["q_proj", "k_proj", "v_proj", "o_proj"]);
@@ -58,7 +57,6 @@ export class LoraAdapters {
   /** Keyed by modulePath(l, p). */
   readonly A = new Map<string, tf.Variable>();
   readonly B = new Map<string, tf.Variable>();
-  private explicit: LoraLayerForward | null = null;
 
   private constructor(config: LoraConfig, numLayers: number) {
     this.config = config;
@@ -132,9 +130,8 @@ export class LoraAdapters {
     const useDropout = !!dropoutRng && this.config.dropout > 0;
     for (let l = 0; l < this.numLayers; l++) {
       if (useDropout || opts.explicit) {
-        this.explicit ??= new LoraLayerForward(model.config);
         const masks = useDropout ? this.dropoutMasks(model, l, Bn * T, dropoutRng!) : {};
-        h = this.explicit.layer(h, Bn, T, model.weights.layers[l], this.branches(l), this.scale, masks);
+        h = model.layer(l, h, Bn, T, undefined, { lora: { branches: this.branches(l), scale: this.scale, masks } });
       } else {
         h = model.layer(l, h, Bn, T, this.effectiveLayer(model, l));
       }
@@ -143,10 +140,10 @@ export class LoraAdapters {
   }
 
   /** Per-target inverted-dropout masks [N, in] drawn from `rng` (host-side, so a seed fixes them). */
-  private dropoutMasks(model: LlamaModel, l: number, N: number, rng: Rng): DropoutMasks {
+  private dropoutMasks(model: LlamaModel, l: number, N: number, rng: Rng): Partial<Record<Projection, tf.Tensor2D>> {
     const p = this.config.dropout;
     const keep = 1 / (1 - p);
-    const out: DropoutMasks = {};
+    const out: Partial<Record<Projection, tf.Tensor2D>> = {};
     for (const proj of this.config.targets) {
       const inp = model.weights.layers[l][proj].shape[0];
       const m = new Float32Array(N * inp);
@@ -165,7 +162,7 @@ export class LoraAdapters {
       const layers = w.layers.map((_, l) => {
         const eff = this.effectiveLayer(model, l);
         const out = {} as Record<keyof LayerWeights, tf.Tensor>;
-        for (const k of Object.keys(eff) as (keyof LayerWeights)[]) out[k] = eff[k] === w.layers[l][k] ? tf.clone(eff[k]) : eff[k];
+        for (const k of Object.keys(eff) as (keyof LayerWeights)[]) out[k] = eff[k] === w.layers[l][k] ? tf.clone(eff[k]!) : eff[k]!;
         return out as unknown as LayerWeights;
       });
       const mw: ModelWeights = { embed_tokens: tf.clone(w.embed_tokens), layers, norm: tf.clone(w.norm), lm_head: w.lm_head ? tf.clone(w.lm_head) : null };
@@ -245,8 +242,6 @@ export class LoraAdapters {
     for (const v of this.B.values()) v.dispose();
     this.A.clear();
     this.B.clear();
-    this.explicit?.dispose();
-    this.explicit = null;
   }
 }
 

@@ -6,7 +6,7 @@ import { writeDirAtomic } from "../io/atomic";
 import { readSafetensors, writeSafetensors } from "../io/safetensors";
 import type { TensorMap } from "../io/tensors";
 import { mixedLoss, type LossSpec } from "../loss";
-import type { LlamaModel, ModelWeights } from "../model/llama";
+import { layerParamName, type LlamaModel, type ModelWeights } from "../model/llama";
 import { Progress } from "../progress";
 import { Rng } from "../rng";
 import { Table } from "../table";
@@ -261,7 +261,7 @@ function fullTrainer(model: LlamaModel, trainable: (name: string) => boolean): T
     lm_head: w.lm_head ? pick("lm_head.weight", w.lm_head) : null,
     layers: w.layers.map((lw, l) => {
       const out = { ...lw };
-      for (const k of layerKeys) (out as Record<string, tf.Tensor>)[k] = pick(layerParamName(l, k), lw[k]);
+      for (const k of layerKeys) (out as Record<string, tf.Tensor>)[k] = pick(layerParamName(l, k as keyof ModelWeights["layers"][number]), lw[k]!);
       return out;
     }),
   };
@@ -281,7 +281,7 @@ function fullTrainer(model: LlamaModel, trainable: (name: string) => boolean): T
           lm_head: weights.lm_head ? tf.clone(weights.lm_head) : null,
           layers: weights.layers.map((lw) => {
             const o = {} as Record<string, tf.Tensor>;
-            for (const k of layerKeys) o[k] = tf.clone(lw[k]);
+            for (const k of layerKeys) o[k] = tf.clone(lw[k]!);
             return o as unknown as ModelWeights["layers"][number];
           }),
         };
@@ -294,12 +294,6 @@ function fullTrainer(model: LlamaModel, trainable: (name: string) => boolean): T
       for (const v of params.values()) v.dispose();
     },
   };
-}
-
-const ATTN_KEYS = new Set(["q_proj", "k_proj", "v_proj", "o_proj"]);
-function layerParamName(l: number, k: string): string {
-  if (k.endsWith("layernorm")) return `model.layers.${l}.${k}.weight`;
-  return `model.layers.${l}.${ATTN_KEYS.has(k) ? "self_attn" : "mlp"}.${k}.weight`;
 }
 
 function hostParams(params: Map<string, tf.Variable>): TensorMap {

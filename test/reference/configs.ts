@@ -42,6 +42,45 @@ export const TINY_CONFIGS: Record<string, LlamaConfig> = {
   }),
 };
 
+/**
+ * One tiny random-weight configuration per family beyond plain Llama, as the families' config.json files
+ * name their fields (so the family rules of parseConfig apply): Qwen2's q/k/v biases, Qwen3's q/k norms with
+ * an explicit head_dim and attention_bias, Llama with attention_bias (o_proj bias too), Mistral with a window
+ * shorter than the test sequences, Phi-3, Gemma 3.
+ */
+export const FAMILY_CONFIGS: Record<string, LlamaConfig> = {
+  qwen2: parseConfig({
+    model_type: "qwen2", vocab_size: 57, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4,
+    num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 1000000, tie_word_embeddings: true, use_sliding_window: false, sliding_window: 32768,
+  }),
+  qwen3: parseConfig({
+    model_type: "qwen3", vocab_size: 59, hidden_size: 32, intermediate_size: [40, 56], num_hidden_layers: 2, num_attention_heads: 4,
+    num_key_value_heads: 1, head_dim: 16, attention_bias: true, rms_norm_eps: 1e-6, rope_parameters: { rope_type: "default", rope_theta: 1000000 },
+    tie_word_embeddings: false,
+  }),
+  "llama+attention_bias": parseConfig({
+    model_type: "llama", vocab_size: 47, hidden_size: 24, intermediate_size: 40, num_hidden_layers: 2, num_attention_heads: 3,
+    attention_bias: true, rope_parameters: { rope_type: "llama3", rope_theta: 500000, factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 },
+    tie_word_embeddings: true,
+  }),
+  mistral: parseConfig({
+    model_type: "mistral", vocab_size: 51, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4,
+    num_key_value_heads: 2, head_dim: 8, rms_norm_eps: 1e-5, rope_theta: 1000000, sliding_window: 24, tie_word_embeddings: false,
+  }),
+  // fused qkv_proj / gate_up_proj on disk: exercised by the HF save and reload
+  phi3: parseConfig({
+    model_type: "phi3", vocab_size: 45, hidden_size: 32, intermediate_size: 40, num_hidden_layers: 2, num_attention_heads: 4,
+    num_key_value_heads: 2, rms_norm_eps: 1e-5, rope_theta: 10000, sliding_window: null, tie_word_embeddings: false, pad_token_id: 44,
+  }),
+  // sliding (window 5) and global layers with their own RoPE bases, q/k norms, query_pre_attn_scalar ≠ head_dim, softcapping
+  gemma3: parseConfig({
+    model_type: "gemma3_text", vocab_size: 49, hidden_size: 32, intermediate_size: [40, 48, 40], num_hidden_layers: 3, num_attention_heads: 4,
+    num_key_value_heads: 2, head_dim: 8, rms_norm_eps: 1e-6, query_pre_attn_scalar: 12, sliding_window: 5,
+    layer_types: ["sliding_attention", "full_attention", "sliding_attention"], final_logit_softcapping: 3,
+    rope_parameters: { full_attention: { rope_type: "default", rope_theta: 1000000 }, sliding_attention: { rope_type: "default", rope_theta: 10000 } },
+  }),
+};
+
 /** max|a−b| / max|b| over all entries, plus the largest elementwise |a−b|/|b| over entries with |b| ≥ 1% of max|b|. */
 export function relError(a: ArrayLike<number>, b: ArrayLike<number>): { rel: number; elementwise: number } {
   if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);

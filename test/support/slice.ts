@@ -13,17 +13,12 @@ export function sliceMlpChannels(model: LlamaModel, kept: number[][]): LlamaMode
     lm_head: w.lm_head ? tf.clone(w.lm_head) : null,
     layers: w.layers.map((lw, l) => {
       const idx = tf.tensor1d(kept[l], "int32");
-      const out = {
-        input_layernorm: tf.clone(lw.input_layernorm),
-        post_attention_layernorm: tf.clone(lw.post_attention_layernorm),
-        q_proj: tf.clone(lw.q_proj),
-        k_proj: tf.clone(lw.k_proj),
-        v_proj: tf.clone(lw.v_proj),
-        o_proj: tf.clone(lw.o_proj),
-        gate_proj: tf.gather(lw.gate_proj, idx, 1) as tf.Tensor2D,
-        up_proj: tf.gather(lw.up_proj, idx, 1) as tf.Tensor2D,
-        down_proj: tf.gather(lw.down_proj, idx, 0) as tf.Tensor2D,
-      };
+      // every tensor of the layer (biases and q/k norms included) is kept; only the MLP is cut
+      const out = Object.fromEntries(Object.entries(lw).map(([k, t]) => [k, tf.clone(t as tf.Tensor)])) as unknown as typeof lw;
+      tf.dispose([out.gate_proj, out.up_proj, out.down_proj]);
+      out.gate_proj = tf.gather(lw.gate_proj, idx, 1) as tf.Tensor2D;
+      out.up_proj = tf.gather(lw.up_proj, idx, 1) as tf.Tensor2D;
+      out.down_proj = tf.gather(lw.down_proj, idx, 0) as tf.Tensor2D;
       idx.dispose();
       return out;
     }),

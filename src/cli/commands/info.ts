@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { backendInfo, initEngine } from "../../engine";
 import { readModelFiles } from "../../io/files";
-import { intermediateSizes, paramCounts } from "../../model/config";
+import { intermediateSizes, paramCounts, type ModelConfig } from "../../model/config";
 import type { Command } from "../command";
 import { backendFlag, requireFlags } from "../flags";
 
@@ -33,13 +33,14 @@ export const infoCommand: Command = {
     const lines = [
       `model:        ${f.path} (${f.format})`,
       `backend:      ${backend}`,
+      `model_type:   ${c.model_type}${familyNotes(c) ? ` (${familyNotes(c)})` : ""}`,
       `hidden_size:  ${c.hidden_size}`,
       `layers:       ${c.num_hidden_layers}`,
       `heads:        ${c.num_attention_heads} (kv ${c.num_key_value_heads}, head_dim ${c.head_dim})`,
       `intermediate: ${uniform ? sizes[0] : `per layer [${sizes.join(", ")}]`}`,
       `vocab_size:   ${c.vocab_size}`,
       `tied head:    ${c.tie_word_embeddings ? "yes" : "no"}`,
-      `rope_theta:   ${c.rope_theta}${c.rope_scaling ? ` (scaling ${c.rope_scaling.rope_type})` : ""}`,
+      `rope_theta:   ${c.rope_theta}${c.rope_scaling ? ` (scaling ${c.rope_scaling.rope_type})` : ""}${c.rope_local_theta !== null ? `; sliding layers ${c.rope_local_theta}` : ""}`,
       `rms_norm_eps: ${c.rms_norm_eps}`,
       `context:      ${c.max_position_embeddings}`,
       `bos/eos:      ${c.bos_token_id} / ${JSON.stringify(c.eos_token_id)}`,
@@ -56,3 +57,16 @@ export const infoCommand: Command = {
     return 0;
   },
 };
+
+/** The family features that change the computation, for the info line. */
+function familyNotes(c: ModelConfig): string {
+  const n: string[] = [];
+  if (c.qkv_bias) n.push(c.o_bias ? "q/k/v/o biases" : "q/k/v biases");
+  if (c.qk_norm) n.push("q/k norms");
+  if (c.gemma_norms) n.push("(1+w) sandwich norms, scaled embeddings");
+  if (c.hidden_act !== "silu") n.push(c.hidden_act);
+  if (c.sliding_window !== null) n.push(`sliding window ${c.sliding_window} on ${c.layer_types.filter((t) => t === "sliding_attention").length} of ${c.num_hidden_layers} layers`);
+  if (c.query_pre_attn_scalar !== null) n.push(`query_pre_attn_scalar ${c.query_pre_attn_scalar}`);
+  if (c.final_logit_softcapping !== null) n.push(`logit softcap ${c.final_logit_softcapping}`);
+  return n.join("; ");
+}

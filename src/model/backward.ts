@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
+import { flagsAreFast, matMulAT, matMulBT } from "./kernels";
 import type { LayerActivations, LlamaModel } from "./llama";
 
 /**
@@ -7,6 +8,8 @@ import type { LayerActivations, LlamaModel } from "./llama";
  * every forward op as several small kernels: for a small model the per-kernel dispatch, not the
  * arithmetic, dominated the importance pass (bench/NOTES.md). Only what Taylor importance needs is
  * produced: gradients of the MLP weights and of the hidden states; no attention weight gradients.
+ * Attention biases need no term of their own (they are inside the saved q, k, v); Qwen3's per-head q/k
+ * norms are undone after RoPE.
  * test/importance.test.ts checks the result against a float64 plain-loop backward, and
  * test/memory-path.test.ts against autograd.
  */
@@ -15,25 +18,6 @@ export interface MlpGrads {
   gate: tf.Tensor2D; // [H, I]
   up: tf.Tensor2D; // [H, I]
   down: tf.Tensor2D; // [I, H]
-}
-
-/** Transposed products without transpose flags on wasm, where flagged products are 15–20× slower (ENGINES.md §4). */
-function flagsAreFast(): boolean {
-  return tf.getBackend() !== "wasm";
-}
-
-/** a·bᵀ. On wasm through whichever explicit transpose moves fewer values: bᵀ, or aᵀ plus the result's. */
-export function matMulBT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
-  if (flagsAreFast()) return tf.matMul(a, b, false, true);
-  const [n, k] = a.shape;
-  const m = b.shape[0];
-  if (m * k <= n * k + n * m) return tf.matMul(a, tf.transpose(b));
-  return tf.transpose(tf.matMul(b, tf.transpose(a))) as tf.Tensor2D;
-}
-
-/** aᵀ·b (a holds activations: its transpose is small). */
-export function matMulAT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
-  return flagsAreFast() ? tf.matMul(a, b, true, false) : tf.matMul(tf.transpose(a), b);
 }
 
 /**
@@ -66,11 +50,14 @@ export function layerVjp(
   const lw = model.weights.layers[l];
   const { B, T } = a;
   return tf.tidy(() => {
-    // MLP: out = x + act·W_d, act = silu(gate)·up, gate = xn·W_g, up = xn·W_u
-    const dAct = matMulBT(dOut, lw.down_proj);
-    const dUp = tf.mul(dAct, a.silu) as tf.Tensor2D;
-    // silu'(g) = σ + g·σ·(1 − σ) = σ + silu − silu·σ
-    const dGate = tf.mul(tf.mul(dAct, a.up), tf.add(a.sig, tf.sub(a.silu, tf.mul(a.silu, a.sig)))) as tf.Tensor2D;
+    const nw = (w: tf.Tensor1D): tf.Tensor1D => model.normWeight(w);
+    const gemma = c.gemma_norms;
+    // MLP: out = x + m, m = act·W_d (Gemma: m = post_feedforward_layernorm(act·W_d)), act = f(gate)·up,
+    // gate = xn·W_g, up = xn·W_u; the forward saved f(gate) and f'(gate)
+    const dDown = gemma ? rmsNormVjp(a.xhatPf!, a.rPf!, nw(lw.post_feedforward_layernorm!), dOut) : dOut;
+    const dAct = matMulBT(dDown, lw.down_proj);
+    const dUp = tf.mul(dAct, a.g) as tf.Tensor2D;
+    const dGate = tf.mul(tf.mul(dAct, a.up), a.dg) as tf.Tensor2D;
     for (let b = 0; b < B; b++) {
       tf.tidy(() => {
         const rows = (x: tf.Tensor2D): tf.Tensor2D => (B === 1 ? x : tf.slice(x, [b * T, 0], [T, -1]));
@@ -78,19 +65,21 @@ export function layerVjp(
         const xnT = flagsAreFast() ? null : tf.transpose(xn);
         const gate = xnT ? (tf.matMul(xnT, rows(dGate)) as tf.Tensor2D) : matMulAT(xn, rows(dGate));
         const up = xnT ? (tf.matMul(xnT, rows(dUp)) as tf.Tensor2D) : matMulAT(xn, rows(dUp));
-        onGrads(b, { gate, up, down: matMulAT(rows(a.act), rows(dOut)) });
+        onGrads(b, { gate, up, down: matMulAT(rows(a.act), rows(dDown)) });
       });
     }
     if (!inputGrad) return null as unknown as tf.Tensor2D;
     const dXn2 = tf.add(matMulBT(dGate, lw.gate_proj), matMulBT(dUp, lw.up_proj)) as tf.Tensor2D;
-    const dX = tf.add(dOut, rmsNormVjp(a.xhat2, a.r2, lw.post_attention_layernorm, dXn2)) as tf.Tensor2D;
+    const dX = tf.add(dOut, rmsNormVjp(a.xhat2, a.r2, nw(gemma ? lw.pre_feedforward_layernorm! : lw.post_attention_layernorm), dXn2)) as tf.Tensor2D;
 
     // Attention: x = h + ctx·W_o; per kv head i, S = Q_i·K_iᵀ (+ causal mask), P = softmax(S), C = P·V_i
     const nH = c.num_attention_heads;
     const nKV = c.num_key_value_heads;
     const hd = c.head_dim;
     const g = nH / nKV;
-    const dMerged = matMulBT(dX, lw.o_proj); // [B·T, nH·hd]
+    // x = h + o (Gemma: o = post_attention_layernorm(ctx·W_o))
+    const dO = gemma ? rmsNormVjp(a.xhatPa!, a.rPa!, nw(lw.post_attention_layernorm), dX) : dX;
+    const dMerged = matMulBT(dO, lw.o_proj); // [B·T, nH·hd]
     const dCtx = tf.transpose(dMerged.reshape([B, T, nH, hd]), [0, 2, 1, 3]).reshape([B * nKV, g * T, hd]) as tf.Tensor3D;
     let dQQ: tf.Tensor3D;
     let dKK: tf.Tensor3D;
@@ -121,7 +110,7 @@ export function layerVjp(
       dVV = tf.stack(v) as tf.Tensor3D;
     }
     // Undo the grouping [B·nKV, g·T, hd] → [B, T, heads, hd], then RoPE: y = x⊙cos + (x·P)⊙sin ⇒ dx = dy⊙cos + (dy⊙sin)·P
-    const { cos, sin, swap } = model.ropeParts(T);
+    const { cos, sin, swap } = model.ropeParts(T, l);
     const cs = cos.reshape([1, T, 1, hd]);
     const sn = sin.reshape([1, T, 1, hd]);
     const unrope = (d: tf.Tensor3D, heads: number): tf.Tensor2D => {
@@ -129,15 +118,24 @@ export function layerVjp(
       const rot = tf.matMul(tf.mul(rows, sn).reshape([B * T * heads, hd]) as tf.Tensor2D, swap).reshape([B, T, heads, hd]);
       return tf.add(tf.mul(rows, cs), rot).reshape([B * T, heads * hd]) as tf.Tensor2D;
     };
-    const dQ = unrope(tf.mul(dQQ, 1 / Math.sqrt(hd)) as tf.Tensor3D, nH);
-    const dK = unrope(dKK, nKV);
+    let dQ = unrope(tf.mul(dQQ, model.attentionScale()) as tf.Tensor3D, nH);
+    let dK = unrope(dKK, nKV);
+    if (c.qk_norm) {
+      // q = RMSNorm_hd(xn·W_q + b)·w_qn per head (Qwen3): the same VJP as the layer norms, over rows of one head
+      const perHead = (d: tf.Tensor2D, xhat: tf.Tensor2D, r: tf.Tensor2D, w: tf.Tensor1D, heads: number): tf.Tensor2D =>
+        rmsNormVjp(xhat, r, w, d.reshape([B * T * heads, hd]) as tf.Tensor2D).reshape([B * T, heads * hd]) as tf.Tensor2D;
+      dQ = perHead(dQ, a.qhat!, a.rq!, nw(lw.q_norm!), nH);
+      dK = perHead(dK, a.khat!, a.rk!, nw(lw.k_norm!), nKV);
+    }
     const dV = tf.transpose(dVV.reshape([B, nKV, T, hd]), [0, 2, 1, 3]).reshape([B * T, nKV * hd]) as tf.Tensor2D;
     const dXn1 = tf.addN([matMulBT(dQ, lw.q_proj), matMulBT(dK, lw.k_proj), matMulBT(dV, lw.v_proj)]) as tf.Tensor2D;
-    return tf.add(dX, rmsNormVjp(a.xhat1, a.r1, lw.input_layernorm, dXn1)) as tf.Tensor2D;
+    return tf.add(dX, rmsNormVjp(a.xhat1, a.r1, nw(lw.input_layernorm), dXn1)) as tf.Tensor2D;
   });
 }
 
 /** Dispose every tensor of a LayerActivations. */
 export function disposeActivations(a: LayerActivations): void {
-  tf.dispose([a.xhat1, a.r1, a.qq, a.kk, a.vv, a.probs, a.xhat2, a.r2, a.xn2, a.sig, a.silu, a.up, a.act]);
+  tf.dispose([a.xhat1, a.r1, a.qq, a.kk, a.vv, a.probs, a.xhat2, a.r2, a.xn2, a.g, a.dg, a.up, a.act]);
+  if (a.xhatPa) tf.dispose([a.xhatPa, a.rPa!, a.xhatPf!, a.rPf!]);
+  if (a.qhat) tf.dispose([a.qhat, a.rq!, a.khat!, a.rk!]);
 }
