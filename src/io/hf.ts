@@ -123,7 +123,7 @@ export function writeHfDir(dir: string, config: ModelConfig, tensors: TensorMap,
           bos_token: name(tokenizer.bosTokenId),
           eos_token: name(tokenizer.eosTokenId),
           unk_token: model?.unk_token ?? null,
-          add_bos_token: tokenizer.bosTokenId !== null,
+          add_bos_token: t ? t.addsBos : tokenizer.bosTokenId !== null, // as the source tokenizer adds it (Qwen adds none)
           add_eos_token: false,
           clean_up_tokenization_spaces: false,
           model_max_length: config.max_position_embeddings,
