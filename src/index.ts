@@ -6,7 +6,7 @@ export {
   type SdmpruneOptions, type SdmpruneReport, type PplSpec, type EvaluateOptions as SessionEvaluateOptions, type EvaluationRecord,
   type EvaluationTable, type SensitivityTable, type InfoTable, type SessionInfo, type SaveOptions,
 } from "./session";
-export { resolvePrune, resolveLayerRange, selectChannels, sliceMlp, topKIndices, floorCount, accounting, type PruneSpec, type ResolvedPrune, type Allocation, type PruneAccounting } from "./prune";
+export { resolvePrune, roundKeep, resolveLayerRange, selectChannels, sliceMlp, topKIndices, floorCount, accounting, type PruneSpec, type ResolvedPrune, type Allocation, type PruneAccounting } from "./prune";
 export { PruneHistory, type PruneStep } from "./history";
 export { PAPER_TABLE, STAGE1_KEEP_FRACTION, paperSettings, stage1Keep, keepForTarget, planSdmprune, type PaperSetting, type RecipePlan } from "./recipe";
 export { layerSensitivity, type SensitivityResult, type SensitivityOptions } from "./sensitivity";

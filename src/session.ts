@@ -130,6 +130,8 @@ export interface SdmpruneOptions extends RunOptions {
   target?: number;
   keep?: number;
   mlpRatio?: number;
+  /** Final widths rounded to a multiple of N (see roundKeep in src/prune.ts). */
+  roundTo?: number;
   alpha?: number;
   temperature?: number;
   /** Windows per stage (default: the calibration's window count, else 32). */
@@ -731,6 +733,7 @@ export class Session {
       kept,
       accounting: acct,
       label: opts.label,
+      ...(plan.roundTo !== null ? { roundTo: plan.roundTo } : {}),
     });
     return pruneReport(step);
   }
@@ -795,7 +798,7 @@ export class Session {
       this.calib = { windows: w2.windows, provenance: w2.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, teacher: teacher2, teacherSeconds, cursor: 0 };
       this.acc = null;
       await this.score({ criterion: "sd-taylor", alpha: plan.alpha, temperature: plan.temperature, ...phase("stage2") });
-      const stage2 = this.prune({ keep: plan.finalKeep, label: `sdmprune stage 2 (sd-taylor α ${plan.alpha}, τ ${plan.temperature}; ${plan.settingsSource})` });
+      const stage2 = this.prune({ keep: plan.finalKeep, roundTo: plan.roundTo ?? undefined, label: `sdmprune stage 2 (sd-taylor α ${plan.alpha}, τ ${plan.temperature}; ${plan.settingsSource})` });
       return {
         plan,
         stage1,
