@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { joinDocs, readText, selectStories, splitTinyStories, storyRange, TINYSTORIES_SEPARATOR, wikitextText } from "./data/text";
+import { findLeakage, type LeakageReport } from "./data/leakage";
 import { calibrationWindows, loadWindows, saveWindows, validateWindows, type WindowProvenance } from "./data/windows";
 import { initEngine, type BackendName } from "./engine";
 import { CancelledError, DataError, FormatError, UsageError } from "./errors";
@@ -178,9 +179,13 @@ export interface EvaluationRecord {
   ppl: (PerplexityResult & { source: string }) | null;
   tasks: { task: string; n: number; metrics: Record<string, number | null> }[];
   average: number | null;
+  /** Leakage warnings of this evaluation (absent when none). */
+  warnings?: string[];
 }
 
-export type EvaluationTable = Table & { raw: { ppl: (PerplexityResult & { source: string }) | null; tasks: EvaluationResult | null } };
+export type EvaluationTable = Table & {
+  raw: { ppl: (PerplexityResult & { source: string }) | null; tasks: EvaluationResult | null; leakage: LeakageReport | null };
+};
 export type SensitivityTable = Table & { raw: SensitivityResult };
 export type InfoTable = Table & { raw: SessionInfo };
 
@@ -242,6 +247,9 @@ export class Session {
   private disposed = false;
   /** Non-MLP tensors of a recovered model (recover()); MLP tensors are released like pruned ones. */
   private recoveredOwned: tf.Tensor[] = [];
+  /** 0-based number of the first document of the last text read for calibration (a story range's start). */
+  private sourceFirstDoc = 0;
+  private readonly warnings_: string[] = [];
 
   private constructor(
     readonly path: string,
@@ -306,6 +314,14 @@ export class Session {
   /** Pruning steps so far, as a Table (raw steps in `.raw`). */
   get history(): Table & { raw: readonly PruneStep[] } {
     return withRaw(this.history_.table(), this.history_.steps);
+  }
+
+  /**
+   * Warnings raised so far (e.g. calibration text that overlaps evaluation text), oldest first. evaluate()
+   * also puts its warnings in the table notes and in the evaluation record of pruning.json.
+   */
+  get warnings(): readonly string[] {
+    return this.warnings_;
   }
 
   /** Per layer, the original index of each current MLP channel. */
@@ -390,9 +406,11 @@ export class Session {
       docs = files.flatMap((f) => split(readText(f)));
       source = "files";
     }
+    this.sourceFirstDoc = 0;
     if (opts.stories !== undefined) {
       const r = storyRange(opts.stories);
       docs = selectStories(docs, r.from, r.to);
+      this.sourceFirstDoc = r.from;
     }
     docs = docs.filter((d) => d.trim() !== "");
     if (docs.length === 0) throw new DataError("calibration text is empty (no non-blank documents)");
@@ -840,6 +858,63 @@ export class Session {
     return (seqs: number[][]) => model.tokenLogProbs(seqs);
   }
 
+  /** The evaluation text of a ppl spec (file or text), its documents (null: one undivided text) and a label. */
+  private evalText(spec: PplSpec): { text: string; source: string; docs: string[]; firstDoc: number } {
+    let text: string;
+    let source: string;
+    let docs: string[];
+    let firstDoc = 0;
+    if (spec.file !== undefined) {
+      const f = spec.file;
+      const raw = readText(f);
+      if (/\.raw$/.test(f)) {
+        text = wikitextText(f);
+        source = `${path.basename(f)} (WikiText rows)`;
+        docs = [text];
+      } else if (raw.includes(TINYSTORIES_SEPARATOR)) {
+        let stories = splitTinyStories(raw);
+        if (spec.stories) {
+          const r = storyRange(spec.stories);
+          stories = selectStories(stories, r.from, r.to);
+          firstDoc = r.from;
+        }
+        text = joinDocs(stories);
+        source = `${path.basename(f)} (stories ${spec.stories ?? "all"})`;
+        docs = stories;
+      } else {
+        text = raw;
+        source = path.basename(f);
+        docs = [raw];
+      }
+    } else {
+      text = spec.text as string;
+      source = "text";
+      docs = text.includes(TINYSTORIES_SEPARATOR) ? splitTinyStories(text) : [text];
+    }
+    return { text, source, docs, firstDoc };
+  }
+
+  /**
+   * Overlap between the current calibration windows/documents and the evaluation text of `spec`
+   * (src/data/leakage.ts); null without calibration.
+   */
+  leakage(spec: PplSpec): LeakageReport | null {
+    this.alive();
+    const c = this.calib;
+    if (!c) return null;
+    const calLabel = `${c.windows.length} calibration windows${c.files.length ? ` from ${c.files.map((f) => path.basename(f)).join(", ")}` : ""}`;
+    const calibration = { windows: c.windows, docs: c.docs, label: calLabel, firstDoc: this.sourceFirstDoc };
+    if (spec.windows !== undefined) {
+      const V = this.current.config.vocab_size;
+      const w = typeof spec.windows === "string" ? loadWindows(spec.windows, { vocabSize: V }).windows : spec.windows;
+      return findLeakage({ calibration, evaluation: { ids: w.flat(), docs: null, label: typeof spec.windows === "string" ? path.basename(spec.windows) : "given windows" } });
+    }
+    if (spec.text === undefined && spec.file === undefined) return null;
+    const e = this.evalText(spec);
+    const ids = this.tokenizer ? this.tokenizer.encode(e.text, { addBos: true }) : null;
+    return findLeakage({ calibration, evaluation: { ids, docs: e.docs, label: e.source, firstDoc: e.firstDoc } });
+  }
+
   private async pplOf(spec: PplSpec, run: RunOptions): Promise<PerplexityResult & { source: string }> {
     const given = (["text", "file", "windows"] as const).filter((k) => spec[k] !== undefined);
     if (given.length !== 1) throw new UsageError(`ppl: give exactly one of text, file, windows (got ${given.length ? given.join(", ") : "none"})`);
@@ -852,30 +927,7 @@ export class Session {
       return { ...r, source: typeof spec.windows === "string" ? spec.windows : `${windows.length} given windows` };
     }
     if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; evaluate perplexity on token windows instead`);
-    let text: string;
-    let source: string;
-    if (spec.file !== undefined) {
-      const f = spec.file;
-      const raw = readText(f);
-      if (/\.raw$/.test(f)) {
-        text = wikitextText(f);
-        source = `${path.basename(f)} (WikiText rows)`;
-      } else if (raw.includes(TINYSTORIES_SEPARATOR)) {
-        let stories = splitTinyStories(raw);
-        if (spec.stories) {
-          const r = storyRange(spec.stories);
-          stories = selectStories(stories, r.from, r.to);
-        }
-        text = joinDocs(stories);
-        source = `${path.basename(f)} (stories ${spec.stories ?? "all"})`;
-      } else {
-        text = raw;
-        source = path.basename(f);
-      }
-    } else {
-      text = spec.text as string;
-      source = "text";
-    }
+    const { text, source } = this.evalText(spec);
     const r = await pplFromText(this.scorer(), this.tokenizer, text, seqLen, popts);
     return { ...r, source };
   }
@@ -889,6 +941,9 @@ export class Session {
     if (!opts.ppl && !opts.tasks) throw new UsageError("evaluate: give ppl and/or tasks");
     const run: RunOptions = { onProgress: opts.onProgress, signal: opts.signal };
     const ppl = opts.ppl ? await this.pplOf(opts.ppl, run) : null;
+    const leakage = opts.ppl ? this.leakage(opts.ppl) : null;
+    const warnings = leakage?.message ? [leakage.message] : [];
+    this.warnings_.push(...warnings);
     let tasks: EvaluationResult | null = null;
     if (opts.tasks) {
       if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; zero-shot tasks need one`);
@@ -906,6 +961,7 @@ export class Session {
     }
     const params = paramCounts(this.current.config).total;
     notes.push(`model: ${params.toLocaleString("en-US")} params after ${this.history_.length} pruning step(s)`);
+    notes.push(...warnings.map((w) => `WARNING: ${w}`));
     this.evaluations.push({
       time: new Date().toISOString(),
       step: this.history_.length,
@@ -913,8 +969,9 @@ export class Session {
       ppl,
       tasks: tasks ? tasks.tasks.map((t) => ({ task: t.task, n: t.n, metrics: { ...t.metrics } as Record<string, number | null> })) : [],
       average: tasks ? tasks.average : null,
+      ...(warnings.length ? { warnings } : {}),
     });
-    return withRaw(new Table(["task", "metric", "value", "n", "stderr"], rows, { title: "Evaluation", notes }), { ppl, tasks });
+    return withRaw(new Table(["task", "metric", "value", "n", "stderr"], rows, { title: "Evaluation", notes }), { ppl, tasks, leakage });
   }
 
   /** Continue `prompt` with the current model; returns the new text only. */

@@ -146,6 +146,7 @@ export const pruneCommand: Command = {
       }
       const pplAfter = await ppl();
       progress.end();
+      for (const w of session.warnings) process.stderr.write(`warning: ${w}\n`);
       const written = await session.save(out, { format: format!, dtype: dtype!, force: values.force });
       const after = paramCounts(session.config);
       const rows: Cell[][] = [
