@@ -88,7 +88,7 @@ describe("leakage: calibration text in evaluation text", () => {
     fs.writeFileSync(small, fs.readFileSync(STORIES(), "utf8").split("<|endoftext|>").slice(0, 60).join("<|endoftext|>"));
     const runner = new SessionRunner({ openSession: (p) => Session.load(p) });
     try {
-      const ctx = { onProgress: () => {}, signal: new AbortController().signal, width: 200 };
+      const ctx = { onProgress: () => {}, signal: new AbortController().signal, width: 200, ascii: true };
       await runner.execute({ kind: "load", path: STORIES260K() }, ctx);
       await runner.execute({ kind: "calibrate", samples: 4, seqLen: 32, seed: 0, text: small }, ctx);
       const blocks = await runner.execute({ kind: "eval", ppl: small, seqLen: 32 }, ctx);
