@@ -54,3 +54,5 @@ export { saveAdapters, loadAdapters, adapterConfigJson, ADAPTER_WEIGHTS, ADAPTER
 export { trainingWindows, type RecoverDataSpec } from "./train/data";
 export { trainByteLevelBpe, bytesToUnicode, type BpeTrainOptions, type BpeResult } from "./train/tokenizer-trainer";
 export { unigramPerplexity } from "./train/unigram";
+export { meanStd, keptOverlap, seedAgreement, type CompareOptions, type CompareResult, type CompareRun, type CompareSummary, type CompareTable, type MeanStd } from "./compare";
+export { findLeakage, type LeakageReport } from "./data/leakage";

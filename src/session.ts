@@ -3,7 +3,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { joinDocs, readText, selectStories, splitTinyStories, storyRange, TINYSTORIES_SEPARATOR, wikitextText } from "./data/text";
 import { findLeakage, type LeakageReport } from "./data/leakage";
-import { calibrationWindows, loadWindows, saveWindows, validateWindows, type WindowProvenance } from "./data/windows";
+import { runCompare, validateCompare, type CompareOptions, type CompareTable } from "./compare";
+import { calibrationWindows, evalWindows, loadWindows, saveWindows, validateWindows, type WindowProvenance } from "./data/windows";
 import { initEngine, type BackendName } from "./engine";
 import { CancelledError, DataError, FormatError, UsageError } from "./errors";
 import { evaluateTasks, type EvaluationResult } from "./eval/harness";
@@ -848,6 +849,46 @@ export class Session {
       this.calib = savedCalib;
       this.acc = savedAcc;
       throw e;
+    }
+  }
+
+  // ------------------------------------------------------------------ comparisons
+
+  /**
+   * Criteria × ratios × calibration seeds on held-out text (src/compare.ts): perplexity (and task accuracy)
+   * as mean ± std over seeds, and kept-set agreement across seeds. Needs the unpruned model; each seed
+   * calibrates once, each criterion scores once per seed, each ratio is prune + evaluate + undo. The
+   * session's calibration and scores are restored afterwards; evaluations are not recorded in pruning.json.
+   */
+  async compare(opts: CompareOptions): Promise<CompareTable> {
+    this.alive();
+    if (this.history_.length > 0) throw new UsageError(`compare starts from the original model, but ${this.history_.length} pruning step(s) are applied; undo them first`);
+    validateCompare(opts);
+    const spec = opts.ppl;
+    // Tokenize the evaluation text once; pplFromText's protocol (BOS, consecutive windows) on fixed windows.
+    let windows: number[][] | null = null;
+    let source = "";
+    if (spec.file !== undefined || spec.text !== undefined) {
+      if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; evaluate perplexity on token windows instead`);
+      const e = this.evalText(spec);
+      windows = evalWindows(this.tokenizer.encode(e.text, { addBos: true }), spec.seqLen ?? 128);
+      source = e.source;
+    }
+    const saved = { calib: this.calib, acc: this.acc, first: this.sourceFirstDoc };
+    try {
+      return await runCompare(this, opts, {
+        ppl: async (run) => {
+          if (!windows) return this.pplOf(spec, run);
+          const r = await perplexity(this.scorer(), windows, { ...run, batchSize: spec.batchSize });
+          return { ...r, source };
+        },
+        leakage: () => this.leakage(spec)?.message ?? null,
+      });
+    } finally {
+      while (this.history_.length > 0) this.undo();
+      this.calib = saved.calib;
+      this.acc = saved.acc;
+      this.sourceFirstDoc = saved.first;
     }
   }
 

@@ -13,6 +13,7 @@ const LOADERS: Record<string, () => Command> = {
   repl: () => require("./commands/repl").replCommand,
   recover: () => require("./commands/recover").recoverCommand,
   demo: () => require("./commands/demo").demoCommand,
+  compare: () => require("./commands/compare").compareCommand,
 };
 
 export function loadCommand(name: string): Command | undefined {
