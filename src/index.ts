@@ -56,3 +56,4 @@ export { trainByteLevelBpe, bytesToUnicode, type BpeTrainOptions, type BpeResult
 export { unigramPerplexity } from "./train/unigram";
 export { meanStd, keptOverlap, seedAgreement, type CompareOptions, type CompareResult, type CompareRun, type CompareSummary, type CompareTable, type MeanStd } from "./compare";
 export { findLeakage, type LeakageReport } from "./data/leakage";
+export { measureSpeed, compareSpeed, speedTable, llamaCppAvailable, type SpeedOptions, type SpeedResult, type SpeedComparison, type SpeedTable } from "./speed";

@@ -1,8 +1,10 @@
 import * as tf from "@tensorflow/tfjs";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { joinDocs, readText, selectStories, splitTinyStories, storyRange, TINYSTORIES_SEPARATOR, wikitextText } from "./data/text";
 import { findLeakage, type LeakageReport } from "./data/leakage";
+import { compareSpeed, type SpeedOptions, type SpeedTable } from "./speed";
 import { runCompare, validateCompare, type CompareOptions, type CompareTable } from "./compare";
 import { calibrationWindows, evalWindows, loadWindows, saveWindows, validateWindows, type WindowProvenance } from "./data/windows";
 import { initEngine, type BackendName } from "./engine";
@@ -889,6 +891,33 @@ export class Session {
       this.calib = saved.calib;
       this.acc = saved.acc;
       this.sourceFirstDoc = saved.first;
+    }
+  }
+
+  // ------------------------------------------------------------------ deployment
+
+  /**
+   * Measured speed of the current model in llama.cpp (src/speed.ts; needs the optional node-llama-cpp):
+   * the model is written as GGUF to a temporary folder (llama.cpp needs one MLP width for all layers) and
+   * timed against the original weights written the same way (same writer, same dtype) unless
+   * `baseline: false`. The temporary files are removed afterwards.
+   */
+  async speed(opts: SpeedOptions & { baseline?: boolean; dtype?: "f32" | "f16" } = {}): Promise<SpeedTable> {
+    this.alive();
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "sdmprune-speed-"));
+    try {
+      const dtype = opts.dtype ?? "f32";
+      const write = async (name: string, model: LlamaModel) => {
+        const files = await saveModel(path.join(tmp, name), model, this.tokenizer, { format: "gguf", dtype });
+        return files.find((f) => f.endsWith(".gguf"))!;
+      };
+      const pruned = await write("current", this.current);
+      let baseline: string | undefined;
+      // The original is written by the same writer with the same dtype, so only the widths differ.
+      if (opts.baseline !== false) baseline = await write("original", this.original);
+      return await compareSpeed(pruned, baseline, opts);
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
     }
   }
 

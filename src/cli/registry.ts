@@ -14,6 +14,7 @@ const LOADERS: Record<string, () => Command> = {
   recover: () => require("./commands/recover").recoverCommand,
   demo: () => require("./commands/demo").demoCommand,
   compare: () => require("./commands/compare").compareCommand,
+  speed: () => require("./commands/speed").speedCommand,
 };
 
 export function loadCommand(name: string): Command | undefined {
