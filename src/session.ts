@@ -6,7 +6,7 @@ import { joinDocs, readText, selectStories, splitTinyStories, storyRange, TINYST
 import { findLeakage, type LeakageReport } from "./data/leakage";
 import { compareSpeed, type SpeedOptions, type SpeedTable } from "./speed";
 import { runCompare, validateCompare, type CompareOptions, type CompareTable } from "./compare";
-import { calibrationWindows, evalWindows, loadWindows, saveWindows, validateWindows, type WindowProvenance } from "./data/windows";
+import { calibrationWindows, evalWindows, loadWindows, sha256File, saveWindows, validateWindows, type WindowProvenance } from "./data/windows";
 import { initEngine, type BackendName } from "./engine";
 import { CancelledError, DataError, FormatError, UsageError } from "./errors";
 import { evaluateTasks, type EvaluationResult } from "./eval/harness";
@@ -252,6 +252,8 @@ export class Session {
   private recoveredOwned: tf.Tensor[] = [];
   /** 0-based number of the first document of the last text read for calibration (a story range's start). */
   private sourceFirstDoc = 0;
+  /** The story range of the last text read for calibration (recorded in pruning.json for the leakage check). */
+  private sourceStories: string | null = null;
   private readonly warnings_: string[] = [];
 
   private constructor(
@@ -410,6 +412,7 @@ export class Session {
       source = "files";
     }
     this.sourceFirstDoc = 0;
+    this.sourceStories = opts.stories ?? null;
     if (opts.stories !== undefined) {
       const r = storyRange(opts.stories);
       docs = selectStories(docs, r.from, r.to);
@@ -876,7 +879,7 @@ export class Session {
       windows = evalWindows(this.tokenizer.encode(e.text, { addBos: true }), spec.seqLen ?? 128);
       source = e.source;
     }
-    const saved = { calib: this.calib, acc: this.acc, first: this.sourceFirstDoc };
+    const saved = { calib: this.calib, acc: this.acc, first: this.sourceFirstDoc, stories: this.sourceStories };
     try {
       return await runCompare(this, opts, {
         ppl: async (run) => {
@@ -891,6 +894,7 @@ export class Session {
       this.calib = saved.calib;
       this.acc = saved.acc;
       this.sourceFirstDoc = saved.first;
+      this.sourceStories = saved.stories;
     }
   }
 
@@ -971,7 +975,7 @@ export class Session {
   leakage(spec: PplSpec): LeakageReport | null {
     this.alive();
     const c = this.calib;
-    if (!c) return null;
+    if (!c) return this.recordedLeakage(spec);
     const calLabel = `${c.windows.length} calibration windows${c.files.length ? ` from ${c.files.map((f) => path.basename(f)).join(", ")}` : ""}`;
     const calibration = { windows: c.windows, docs: c.docs, label: calLabel, firstDoc: this.sourceFirstDoc };
     if (spec.windows !== undefined) {
@@ -983,6 +987,49 @@ export class Session {
     const e = this.evalText(spec);
     const ids = this.tokenizer ? this.tokenizer.encode(e.text, { addBos: true }) : null;
     return findLeakage({ calibration, evaluation: { ids, docs: e.docs, label: e.source, firstDoc: e.firstDoc } });
+  }
+
+  /**
+   * Leakage check for a loaded pruned model without a calibration in this session: its pruning.json records
+   * the calibration (files with SHA-256, story range, seed, stream, window count and length). When the
+   * evaluation file is one of the calibration files, the windows are drawn again from the evaluation file
+   * itself (only the file the user named is read) and compared; with several calibration files only the
+   * shared file is reported.
+   */
+  private recordedLeakage(spec: PplSpec): LeakageReport | null {
+    if (spec.file === undefined || !this.tokenizer) return null;
+    const dir = fs.statSync(this.path).isDirectory() ? this.path : path.dirname(this.path);
+    const file = path.join(dir, "pruning.json");
+    if (!fs.existsSync(file)) return null;
+    let cal: { provenance?: WindowProvenance | null; stories?: string | null; source?: string } | null;
+    try {
+      cal = (JSON.parse(fs.readFileSync(file, "utf8")) as { calibration?: typeof cal }).calibration ?? null;
+    } catch {
+      return null; // a damaged record is not this check's business; loading reports the model's own files
+    }
+    const prov = cal?.provenance;
+    if (!prov || !Array.isArray(prov.files) || prov.files.length === 0) return null;
+    const sha = sha256File(spec.file);
+    const same = prov.files.find((f) => f.sha256 === sha);
+    if (!same) return null;
+    const e = this.evalText(spec);
+    const label = `the calibration recorded in ${path.basename(dir)}/pruning.json (${prov.samples} windows, seed ${prov.seed}${cal!.stories ? `, stories ${cal!.stories}` : ""})`;
+    if (prov.files.length > 1) {
+      const message = `calibration text overlaps the evaluation text (${label} vs ${e.source}): the evaluation file ${path.basename(spec.file)} is one of the calibration files (SHA-256 ${sha.slice(0, 12)}…). Perplexity on text the scores were computed from is optimistic; evaluate on held-out text.`;
+      return { windows: null, windowRun: 0, documents: [], lines: 0, message };
+    }
+    const split = (t: string): string[] => (t.includes(TINYSTORIES_SEPARATOR) ? splitTinyStories(t) : [t]);
+    let docs = split(readText(spec.file));
+    let firstDoc = 0;
+    if (cal!.stories) {
+      const r = storyRange(cal!.stories);
+      docs = selectStories(docs, r.from, r.to);
+      firstDoc = r.from;
+    }
+    docs = docs.filter((d) => d.trim() !== "");
+    const set = calibrationWindows({ docs, tokenizer: this.tokenizer, samples: prov.samples, seqLen: prov.seqLen, seed: prov.seed, stream: prov.stream, mode: prov.mode, files: [spec.file] });
+    const ids = this.tokenizer.encode(e.text, { addBos: true });
+    return findLeakage({ calibration: { windows: set.windows, docs, label, firstDoc }, evaluation: { ids, docs: e.docs, label: e.source, firstDoc: e.firstDoc } });
   }
 
   private async pplOf(spec: PplSpec, run: RunOptions): Promise<PerplexityResult & { source: string }> {
@@ -1101,6 +1148,7 @@ export class Session {
             seed: c.provenance ? c.provenance.seed : null,
             files: c.provenance ? c.provenance.files : [],
             provenance: c.provenance,
+            stories: c.docs ? this.sourceStories : null,
             teacherTopk: c.teacher ? c.teacher.topk : null,
           }
         : null,

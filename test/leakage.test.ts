@@ -55,13 +55,29 @@ describe("leakage: calibration text in evaluation text", () => {
       const lk = ev.raw.leakage!;
       assert.deepEqual(lk.documents.map((d) => d[0]), Array.from({ length: 50 }, (_, i) => 51 + i));
       assert.ok(lk.documents.every(([c, e]) => c === e), "same file, same numbering");
-      assert.ok(lk.windows !== null);
+      assert.ok(lk.windows !== null && lk.windows.length > 0, "some of the 6 windows come from stories 51-100");
       assert.match(lk.message!, /50 of 100 calibration documents are also evaluation documents \(calibration 51-100; evaluation 51-100\)/);
       assert.ok(ev.notes.some((n) => n.startsWith("WARNING: calibration text overlaps")));
       assert.equal(s.warnings.length, 1);
       const rec = s.pruningRecord() as { evaluations: { warnings?: string[] }[] };
       assert.equal(rec.evaluations[0].warnings, undefined);
       assert.equal(rec.evaluations[1].warnings![0], lk.message);
+      // the saved model's pruning.json lets a later session draw the same windows again and find the same overlap
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sdm-leak-saved-"));
+      try {
+        await s.save(dir, { force: true });
+        const t = await Session.load(dir);
+        try {
+          const again = t.leakage({ file: STORIES(), stories: "51-160", seqLen: 32 })!;
+          assert.deepEqual(again.windows, lk.windows);
+          assert.deepEqual(again.documents, lk.documents);
+          assert.equal(t.leakage({ file: STORIES(), stories: "201-260", seqLen: 32 })!.message, null);
+        } finally {
+          t.dispose();
+        }
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     } finally {
       s.dispose();
     }
@@ -79,6 +95,16 @@ describe("leakage: calibration text in evaluation text", () => {
       const good = await cli([...args, "--eval-text", STORIES(), "--eval-stories", "41-70"]);
       assert.equal(good.code, 0, good.err);
       assert.doesNotMatch(good.err, /warning: calibration text overlaps/);
+      // eval of the saved model: the calibration recorded in pruning.json is drawn again and compared
+      const rec = JSON.parse(fs.readFileSync(path.join(out, "pruning.json"), "utf8"));
+      assert.equal(rec.calibration.stories, "1-40");
+      const ev = await cli(["eval", "--model", out, "--ppl", STORIES(), "--stories", "21-45", "--seq-len", "32", "--json"]);
+      assert.equal(ev.code, 0, ev.err);
+      assert.match(ev.err, /warning: calibration text overlaps the evaluation text \(the calibration recorded in .*pruning\.json \(4 windows, seed 0, stories 1-40\).*20 of 40 calibration documents are also evaluation documents \(calibration 21-40; evaluation 21-40\)/);
+      assert.equal(JSON.parse(ev.out).warnings.length, 1);
+      const held = await cli(["eval", "--model", out, "--ppl", STORIES(), "--stories", "41-60", "--seq-len", "32"]);
+      assert.equal(held.code, 0, held.err);
+      assert.doesNotMatch(held.err, /warning/);
     } finally {
       fs.rmSync(out, { recursive: true, force: true });
     }

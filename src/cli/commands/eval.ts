@@ -20,7 +20,10 @@ tasks scored like lm-evaluation-harness (acc, acc_norm by character length).
   --data-dir DIR   task data folder (default SDMPRUNE_DATA or ../shared/data)
   --limit N        first N items per task
   --json           print one JSON object
-  --backend NAME   tensorflow | wasm | cpu`;
+  --backend NAME   tensorflow | wasm | cpu
+
+A warning is printed when the --ppl text overlaps the calibration recorded in the model's pruning.json
+(same file by SHA-256; the calibration windows are drawn again from it and compared).`;
 
 export const evalCommand: Command = {
   name: "eval",
@@ -64,6 +67,7 @@ export const evalCommand: Command = {
         signal: intr.signal,
       });
       progress.end();
+      for (const w of session.warnings) process.stderr.write(`warning: ${w}\n`);
       if (values.json) {
         const ppl = t.raw.ppl;
         const obj = {
@@ -73,6 +77,7 @@ export const evalCommand: Command = {
           ppl: ppl ? { ppl: ppl.ppl, nll: ppl.nll, seqLen: ppl.seqLen, tokens: ppl.tokens, windows: ppl.windows, source: ppl.source } : null,
           tasks: t.raw.tasks ? t.raw.tasks.tasks.map((r) => ({ task: r.task, n: r.n, headline: r.headline, metrics: r.metrics, stderr: r.stderr })) : null,
           average: t.raw.tasks ? t.raw.tasks.average : null,
+          warnings: session.warnings,
         };
         process.stdout.write(JSON.stringify(obj) + "\n");
       } else {
