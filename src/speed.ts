@@ -8,23 +8,30 @@ import { Table, type Cell } from "./table";
  * optional `node-llama-cpp` package (prebuilt llama.cpp binaries ship inside its npm packages). Parameter
  * counts promise a speed-up; this measures it: load time, prefill and decode tokens per second, memory.
  *
- * node-llama-cpp is ESM-only and src/ must load as CommonJS (tslab), so it is imported at run time through
- * a Function-built import() that no TypeScript CommonJS transform rewrites into require().
+ * node-llama-cpp is ESM-only (with top-level await, so not even Node's require(esm) loads it) and src/ must
+ * load as CommonJS (tslab). It is imported at run time through kernel/esm-import.cjs, a plain CommonJS file
+ * whose import() works also inside a tslab cell's vm context (where an import() compiled into src/ fails with
+ * ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING); a Function-built import() is the fallback when that file is absent.
  *
  * Protocol (per model): load once; `warmup` untimed passes; then `repeats` timed passes of
  * - prefill: one batch evaluation of `prefill` prompt tokens into an empty context;
- * - decode: `decode` greedy tokens generated one at a time after a 16-token prompt.
+ * - decode: `decode` tokens evaluated one forward pass each after a 16-token prompt (the fixed text's next
+ *   tokens, not sampled ones: the same work for both models, no sampler or end-of-text in the timing).
  * Tokens per second are the median over the repeats. The prompt is fixed English text (tokenized by the
  * model), so two models with one tokenizer see the same tokens.
  */
 
-// eslint-disable-next-line @typescript-eslint/no-implied-eval
-const importEsm = new Function("specifier", "return import(specifier)") as (specifier: string) => Promise<unknown>;
+function importEsm(specifier: string): Promise<unknown> {
+  // src/speed.ts and dist/speed.js both sit one level below the package root
+  const shim = path.resolve(__dirname, "..", "kernel", "esm-import.cjs");
+  if (fs.existsSync(shim)) return (require(shim) as (s: string) => Promise<unknown>)(specifier);
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval
+  return (new Function("specifier", "return import(specifier)") as (s: string) => Promise<unknown>)(specifier);
+}
 
 /* Minimal structural types of the node-llama-cpp API used here (the package is optional, so no type import). */
 interface NlcSequence {
   evaluateWithoutGeneratingNewTokens(tokens: number[]): Promise<void>;
-  evaluate(tokens: number[], options?: { temperature?: number }): AsyncGenerator<number, void, void | number | number[]>;
   clearHistory(): Promise<void>;
 }
 interface NlcContext {
@@ -108,6 +115,9 @@ export interface SpeedResult {
   device: string;
 }
 
+/** Prompt tokens before the timed decode steps. */
+const DECODE_PROMPT = 16;
+
 const PROMPT =
   "Once upon a time, there was a little girl named Lily. She loved to play outside in the sunshine with her dog, Max. " +
   "One day, they found a big red ball in the park. Lily threw the ball and Max ran after it as fast as he could. " +
@@ -149,23 +159,24 @@ export async function measureSpeed(modelPath: string, opts: SpeedOptions = {}): 
     }
     const loadSeconds = (performance.now() - t0) / 1000;
     try {
-      const need = prefill + decode + 16;
+      const need = Math.max(prefill, DECODE_PROMPT + decode) + 8;
       if (need > model.trainContextSize) {
-        throw new UsageError(`speed: prefill ${prefill} + decode ${decode} + 16 tokens exceed the model's context of ${model.trainContextSize} tokens`);
+        throw new UsageError(`speed: prefill ${prefill} or ${DECODE_PROMPT} + decode ${decode} tokens exceed the model's context of ${model.trainContextSize} tokens`);
       }
       const context = await model.createContext({ contextSize: need, batchSize: Math.max(prefill, 16), threads: opts.threads });
       const rssBytes = process.memoryUsage().rss - rss0;
       try {
         const seq = context.getSequence();
         const bos = model.tokens.bos;
+        const needTokens = Math.max(prefill, DECODE_PROMPT + decode);
         let text = PROMPT;
         let tokens = model.tokenize(text);
-        while (tokens.length + 1 < prefill) {
+        while (tokens.length + 1 < needTokens) {
           text += PROMPT;
           tokens = model.tokenize(text);
         }
-        const prompt = (bos === null ? tokens : [bos, ...tokens]).slice(0, prefill);
-        const short = prompt.slice(0, Math.min(16, prompt.length));
+        const all = bos === null ? tokens : [bos, ...tokens];
+        const prompt = all.slice(0, prefill);
         const prefillRuns: number[] = [];
         const decodeRuns: number[] = [];
         for (let pass = 0; pass < warmup + repeats; pass++) {
@@ -174,13 +185,12 @@ export async function measureSpeed(modelPath: string, opts: SpeedOptions = {}): 
           await seq.evaluateWithoutGeneratingNewTokens(prompt);
           const pf = prompt.length / ((performance.now() - t) / 1000);
           await seq.clearHistory();
-          if (short.length > 1) await seq.evaluateWithoutGeneratingNewTokens(short.slice(0, -1));
-          let n = 0;
+          await seq.evaluateWithoutGeneratingNewTokens(all.slice(0, DECODE_PROMPT));
           t = performance.now();
-          for await (const _tok of seq.evaluate(short.slice(-1), { temperature: 0 })) {
-            if (++n >= decode) break;
-          }
-          const dc = n / ((performance.now() - t) / 1000);
+          // One forward pass per token, as in generation; the tokens are the fixed text's (teacher forcing), so
+          // both models do identical work and no sampler or stop condition enters the timing.
+          for (let i = DECODE_PROMPT; i < DECODE_PROMPT + decode; i++) await seq.evaluateWithoutGeneratingNewTokens([all[i]]);
+          const dc = decode / ((performance.now() - t) / 1000);
           if (pass >= warmup) {
             prefillRuns.push(pf);
             decodeRuns.push(dc);

@@ -14,14 +14,16 @@ every layer: prune with --ratio, --keep or --target (uniform allocation), save w
 
 Protocol: load, one untimed warm-up pass, then --repeats timed passes (median reported) of
   prefill: --prefill prompt tokens evaluated in one batch into an empty context;
-  decode:  --decode greedy tokens generated one at a time after a 16-token prompt.
+  decode:  --decode tokens evaluated one forward pass each after a 16-token prompt (the fixed prompt
+           text's next tokens, so both models do identical work; no sampler in the timing).
 
   --model FILE      the (pruned) .gguf model
   --baseline FILE   the original .gguf model to compare with (measured first)
   --prefill N       prompt tokens (default 256)
   --decode N        generated tokens (default 64)
   --repeats N       timed passes (default 3)
-  --threads N       CPU threads (default: llama.cpp's math cores)
+  --threads N       CPU threads (default: llama.cpp's math cores; on a busy machine or a tiny model use 1:
+                    llama.cpp's threads spin while waiting for each other)
   --gpu cpu|auto    cpu (default) or let llama.cpp use a GPU it finds
   --json            print one JSON object`;
 
