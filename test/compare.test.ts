@@ -71,11 +71,15 @@ describe("compare: criteria × ratios over seeds", () => {
   it("CLI compare --json prints every run and the summary; refuses bad lists", async function () {
     requireShared(this);
     this.timeout(300_000);
-    const r = await cli(["compare", "--model", STORIES260K(), "--criteria", "random", "--ratios", "0.3", "--seeds", "0,1", "--text", STORIES(), "--stories", "1-50", "--samples", "2", "--seq-len", "32", "--eval-text", STORIES(), "--eval-stories", "1-8", "--eval-seq-len", "32", "--json"]);
+    const r = await cli(["compare", "--model", STORIES260K(), "--criteria", "random", "--ratios", "0.3", "--seeds", "0,1", "--text", STORIES(), "--stories", "1-50", "--samples", "2", "--seq-len", "32", "--eval-text", STORIES(), "--eval-stories", "1-8", "--eval-seq-len", "32", "--tasks", "arc_easy", "--limit", "4", "--json"]);
     assert.equal(r.code, 0, r.err);
     const j = JSON.parse(r.out);
     assert.equal(j.runs.length, 2);
     assert.deepEqual(j.summary[0].ppl, meanStd(j.runs.map((x: { ppl: number }) => x.ppl)));
+    // task accuracy: the average of each run, mean ± std over seeds
+    assert.ok(j.runs.every((x: { tasks: Record<string, number> }) => typeof x.tasks.arc_easy === "number"));
+    assert.deepEqual(j.summary[0].average, meanStd(j.runs.map((x: { average: number }) => x.average)));
+    assert.equal(typeof j.baseline.average, "number");
     // evaluation stories 1-8 are calibration stories: the overlap is named
     assert.match(r.err, /warning: seed 0: calibration text overlaps the evaluation text/);
     const bad = await cli(["compare", "--model", STORIES260K(), "--criteria", "random", "--ratios", "0.3,1.2", "--seeds", "0", "--text", STORIES(), "--eval-text", STORIES()]);
