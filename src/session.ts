@@ -225,6 +225,11 @@ interface CalibrationState {
   cursor: number;
 }
 
+interface StorySelection {
+  stories: string | null;
+  firstDoc: number;
+}
+
 function withRaw<R>(t: Table, raw: R): Table & { raw: R } {
   return Object.assign(t, { raw });
 }
@@ -250,10 +255,12 @@ export class Session {
   private disposed = false;
   /** Non-MLP tensors of a recovered model (recover()); MLP tensors are released like pruned ones. */
   private recoveredOwned: tf.Tensor[] = [];
-  /** 0-based number of the first document of the last text read for calibration (a story range's start). */
-  private sourceFirstDoc = 0;
-  /** The story range of the last text read for calibration (recorded in pruning.json for the leakage check). */
-  private sourceStories: string | null = null;
+  /**
+   * Story range of each calibration's text and the 0-based number of its first document, for naming shared
+   * documents in leakage warnings and recording the range in pruning.json. Beside the state (keyed by it) so
+   * the calibration state's many construction sites stay as they are.
+   */
+  private readonly calibStories = new WeakMap<CalibrationState, StorySelection>();
   private readonly warnings_: string[] = [];
 
   private constructor(
@@ -395,7 +402,7 @@ export class Session {
 
   // ------------------------------------------------------------------ calibration
 
-  private readSource(opts: { text?: string; files?: string | string[]; stories?: string }): { docs: string[]; files: string[]; source: "text" | "files" } {
+  private readSource(opts: { text?: string; files?: string | string[]; stories?: string }): { docs: string[]; files: string[]; source: "text" | "files"; selection: StorySelection } {
     if (opts.text !== undefined && opts.files !== undefined) throw new UsageError("give text or files, not both");
     let docs: string[];
     let files: string[] = [];
@@ -411,16 +418,15 @@ export class Session {
       docs = files.flatMap((f) => split(readText(f)));
       source = "files";
     }
-    this.sourceFirstDoc = 0;
-    this.sourceStories = opts.stories ?? null;
+    const selection: StorySelection = { stories: opts.stories ?? null, firstDoc: 0 };
     if (opts.stories !== undefined) {
       const r = storyRange(opts.stories);
       docs = selectStories(docs, r.from, r.to);
-      this.sourceFirstDoc = r.from;
+      selection.firstDoc = r.from;
     }
     docs = docs.filter((d) => d.trim() !== "");
     if (docs.length === 0) throw new DataError("calibration text is empty (no non-blank documents)");
-    return { docs, files, source };
+    return { docs, files, source, selection };
   }
 
   /**
@@ -438,6 +444,7 @@ export class Session {
     let docs: string[] | null = null;
     let files: string[] = [];
     let source: CalibrationState["source"];
+    let selection: StorySelection | null = null;
     if (opts.windows !== undefined) {
       if (typeof opts.windows === "string") {
         const l = loadWindows(opts.windows, { vocabSize: V });
@@ -457,6 +464,7 @@ export class Session {
     } else {
       if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; calibrate with token windows instead of text`);
       const src = this.readSource(opts);
+      selection = src.selection;
       docs = src.docs;
       files = src.files;
       source = src.source;
@@ -480,6 +488,7 @@ export class Session {
     const teacher = opts.teacher === false ? null : await TeacherCache.build(this.original, windows, { topk }, opts);
     this.original.disposeCaches();
     this.calib = { windows, provenance, source, docs, files, teacher, teacherSeconds: (Date.now() - t0) / 1000, cursor: 0 };
+    if (selection) this.calibStories.set(this.calib, selection);
     // New windows start a new accumulator: continuing would silently count windows twice if the same set came back.
     const scoresReset = this.acc !== null;
     this.acc = null;
@@ -793,9 +802,15 @@ export class Session {
     const plan = planSdmprune(this.original.config, opts);
     if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; sdmprune draws windows from text`);
     let src: { docs: string[]; files: string[] };
-    if (opts.text !== undefined || opts.files !== undefined) src = this.readSource(opts);
-    else if (this.calib?.docs) src = { docs: this.calib.docs, files: this.calib.files };
-    else throw new UsageError("sdmprune draws fresh windows for each stage: give text or files (or calibrate() from text first)");
+    let selection: StorySelection | null = null;
+    if (opts.text !== undefined || opts.files !== undefined) {
+      const read = this.readSource(opts);
+      src = read;
+      selection = read.selection;
+    } else if (this.calib?.docs) {
+      src = { docs: this.calib.docs, files: this.calib.files };
+      selection = this.calibStories.get(this.calib) ?? null;
+    } else throw new UsageError("sdmprune draws fresh windows for each stage: give text or files (or calibrate() from text first)");
     const samples = opts.samples ?? this.calib?.windows.length ?? 32;
     const seqLen = opts.seqLen ?? (this.calib ? this.calib.windows[0].length : 128);
     const seed = opts.seed ?? this.calib?.provenance?.seed ?? 0;
@@ -815,11 +830,13 @@ export class Session {
     try {
       // Stage 1: ce-taylor, no teacher.
       this.calib = { windows: w1.windows, provenance: w1.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, teacher: null, teacherSeconds: 0, cursor: 0 };
+      if (selection) this.calibStories.set(this.calib, selection);
       this.acc = null;
       await this.score({ criterion: "ce-taylor", ...phase("stage1") });
       const stage1 = this.prune({ keep: plan.stage1Keep, label: `sdmprune stage 1 (ce-taylor, keep ${STAGE1_KEEP_FRACTION} of width)` });
       // Stage 2: sd-taylor on the stage-1 model against the original teacher, fresh windows.
       this.calib = { windows: w2.windows, provenance: w2.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, teacher: teacher2, teacherSeconds, cursor: 0 };
+      if (selection) this.calibStories.set(this.calib, selection);
       this.acc = null;
       await this.score({ criterion: "sd-taylor", alpha: plan.alpha, temperature: plan.temperature, ...phase("stage2") });
       const stage2 = this.prune({ keep: plan.finalKeep, roundTo: plan.roundTo ?? undefined, label: `sdmprune stage 2 (sd-taylor α ${plan.alpha}, τ ${plan.temperature}; ${plan.settingsSource})` });
@@ -879,7 +896,7 @@ export class Session {
       windows = evalWindows(this.tokenizer.encode(e.text, { addBos: true }), spec.seqLen ?? 128);
       source = e.source;
     }
-    const saved = { calib: this.calib, acc: this.acc, first: this.sourceFirstDoc, stories: this.sourceStories };
+    const saved = { calib: this.calib, acc: this.acc };
     try {
       return await runCompare(this, opts, {
         ppl: async (run) => {
@@ -893,8 +910,6 @@ export class Session {
       while (this.history_.length > 0) this.undo();
       this.calib = saved.calib;
       this.acc = saved.acc;
-      this.sourceFirstDoc = saved.first;
-      this.sourceStories = saved.stories;
     }
   }
 
@@ -977,7 +992,7 @@ export class Session {
     const c = this.calib;
     if (!c) return this.recordedLeakage(spec);
     const calLabel = `${c.windows.length} calibration windows${c.files.length ? ` from ${c.files.map((f) => path.basename(f)).join(", ")}` : ""}`;
-    const calibration = { windows: c.windows, docs: c.docs, label: calLabel, firstDoc: this.sourceFirstDoc };
+    const calibration = { windows: c.windows, docs: c.docs, label: calLabel, firstDoc: this.calibStories.get(c)?.firstDoc ?? 0 };
     if (spec.windows !== undefined) {
       const V = this.current.config.vocab_size;
       const w = typeof spec.windows === "string" ? loadWindows(spec.windows, { vocabSize: V }).windows : spec.windows;
@@ -1148,7 +1163,7 @@ export class Session {
             seed: c.provenance ? c.provenance.seed : null,
             files: c.provenance ? c.provenance.files : [],
             provenance: c.provenance,
-            stories: c.docs ? this.sourceStories : null,
+            stories: this.calibStories.get(c)?.stories ?? null,
             teacherTopk: c.teacher ? c.teacher.topk : null,
           }
         : null,
