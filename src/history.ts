@@ -26,6 +26,8 @@ export interface PruneStep {
   accounting: PruneAccounting;
   /** Free text, e.g. "sdmprune stage 1". */
   label?: string;
+  /** Kept counts were rounded to a multiple of this (PruneSpec.roundTo); absent when not rounded. */
+  roundTo?: number;
   time: string;
 }
 

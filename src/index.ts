@@ -6,7 +6,7 @@ export {
   type SdmpruneOptions, type SdmpruneReport, type PplSpec, type PplProtocol, type PplRecord, PPL_PROTOCOLS, type EvaluateOptions as SessionEvaluateOptions, type EvaluationRecord,
   type EvaluationTable, type SensitivityTable, type InfoTable, type SessionInfo, type SaveOptions,
 } from "./session";
-export { resolvePrune, resolveLayerRange, selectChannels, sliceMlp, topKIndices, floorCount, accounting, type PruneSpec, type ResolvedPrune, type Allocation, type PruneAccounting } from "./prune";
+export { resolvePrune, roundKeep, resolveLayerRange, selectChannels, sliceMlp, topKIndices, floorCount, accounting, type PruneSpec, type ResolvedPrune, type Allocation, type PruneAccounting } from "./prune";
 export { PruneHistory, type PruneStep } from "./history";
 export { PAPER_TABLE, STAGE1_KEEP_FRACTION, paperSettings, stage1Keep, keepForTarget, planSdmprune, type PaperSetting, type RecipePlan } from "./recipe";
 export { layerSensitivity, type SensitivityResult, type SensitivityOptions } from "./sensitivity";
@@ -57,3 +57,6 @@ export { saveAdapters, loadAdapters, adapterConfigJson, ADAPTER_WEIGHTS, ADAPTER
 export { trainingWindows, type RecoverDataSpec } from "./train/data";
 export { trainByteLevelBpe, bytesToUnicode, type BpeTrainOptions, type BpeResult } from "./train/tokenizer-trainer";
 export { unigramPerplexity } from "./train/unigram";
+export { meanStd, keptOverlap, seedAgreement, type CompareOptions, type CompareResult, type CompareRun, type CompareSummary, type CompareTable, type MeanStd } from "./compare";
+export { findLeakage, type LeakageReport } from "./data/leakage";
+export { measureSpeed, compareSpeed, speedTable, llamaCppAvailable, type SpeedOptions, type SpeedResult, type SpeedComparison, type SpeedTable } from "./speed";

@@ -34,6 +34,22 @@ export interface PruneSpec {
    * (raw scores compared across layers; each layer keeps at least one channel).
    */
   allocation?: Allocation;
+  /**
+   * Keep a multiple of N channels in every pruned layer (8, 64, 128: tensor-core tiles, GGML blocks). See
+   * roundKeep for the rule. Not combined with "global" allocation, whose per-layer counts come from a ranking.
+   */
+  roundTo?: number;
+}
+
+/**
+ * K rounded to a multiple of `n`: the nearest multiple (halves round up), at least n, and at most the largest
+ * multiple of n that fits in `width` (the layer cannot grow). Throws when width < n (no multiple fits).
+ */
+export function roundKeep(k: number, n: number, width: number): number {
+  if (!isInt(n) || n < 1) throw new UsageError(`roundTo must be a positive integer, got ${n}`);
+  const max = Math.floor(width / n) * n;
+  if (max < n) throw new UsageError(`roundTo ${n}: a layer of width ${width} cannot keep a multiple of ${n} channels`);
+  return Math.min(max, Math.max(n, Math.round(k / n) * n));
 }
 
 export interface ResolvedPrune {
@@ -43,6 +59,8 @@ export interface ResolvedPrune {
   keep: (number | null)[];
   /** Human description, e.g. "ratio 0.2 (K = floor(172·0.8) = 137)". */
   rule: string;
+  /** The roundTo that was applied (null: none). */
+  roundTo: number | null;
 }
 
 /** floor with a 1e-9 guard against binary representation error (see the module comment). */
@@ -115,6 +133,18 @@ export function resolvePrune(spec: PruneSpec, hidden: number, original: number[]
     for (let l = range[0]; l < range[1]; l++) keep[l] = k;
     rule = `mlpRatio ${m} (K = floor(${hidden}·${m}) = ${k})`;
   }
+  if (spec.roundTo !== undefined) {
+    if (allocation === "global") throw new UsageError(`prune: roundTo applies to uniform allocation only (global allocation picks per-layer counts by one ranking)`);
+    const n = spec.roundTo;
+    if (!isInt(n) || n < 1) throw new UsageError(`prune: roundTo must be a positive integer, got ${n}`);
+    // Check the requested K first so a bad request is reported as asked, not as rounded.
+    for (let l = range[0]; l < range[1]; l++) {
+      if (keep[l]! < 1 || keep[l]! > current[l]) break;
+      keep[l] = roundKeep(keep[l]!, n, current[l]);
+    }
+    const sel = keep.slice(range[0], range[1]);
+    rule += `, rounded to a multiple of ${n} (K ${sel.every((v) => v === sel[0]) ? `= ${sel[0]}` : `per layer [${sel.join(", ")}]`})`;
+  }
   for (let l = range[0]; l < range[1]; l++) {
     const k = keep[l]!;
     if (k < 1) throw new UsageError(`prune: layer ${l} would keep ${k} channels (${rule}); at least 1 is required`);
@@ -129,7 +159,7 @@ export function resolvePrune(spec: PruneSpec, hidden: number, original: number[]
   }
   const removes = keep.some((k, l) => k !== null && k < current[l]);
   if (!removes) throw new UsageError(`prune: ${rule} removes no channels from layers [${range[0]}, ${range[1]}) (current widths ${current.slice(range[0], range[1]).join(", ")})`);
-  return { layers: range, allocation, keep, rule };
+  return { layers: range, allocation, keep, rule, roundTo: spec.roundTo ?? null };
 }
 
 /**

@@ -1,6 +1,6 @@
 import { UsageError } from "./errors";
 import { intermediateSizes, paramCounts, type LlamaConfig } from "./model/config";
-import { floorCount } from "./prune";
+import { floorCount, roundKeep } from "./prune";
 
 /**
  * The two-stage SDMPrune recipe (docs/method.md, "Pipeline" and "Recipe numbers") as numbers: stage-1 width, the final K for a target
@@ -78,6 +78,8 @@ export interface RecipePlan {
   /** Share of total parameters removed after stage 1 and after stage 2 (against the original). */
   stage1Share: number;
   finalShare: number;
+  /** Final widths were rounded to a multiple of this (null: not rounded). */
+  roundTo: number | null;
 }
 
 function removedShare(config: LlamaConfig, keep: number[]): number {
@@ -92,7 +94,7 @@ function removedShare(config: LlamaConfig, keep: number[]): number {
  */
 export function planSdmprune(
   original: LlamaConfig,
-  opts: { target?: number; keep?: number; mlpRatio?: number; alpha?: number; temperature?: number },
+  opts: { target?: number; keep?: number; mlpRatio?: number; roundTo?: number; alpha?: number; temperature?: number },
 ): RecipePlan {
   const given = (["target", "keep", "mlpRatio"] as const).filter((k) => opts[k] !== undefined);
   if (given.length !== 1) throw new UsageError(`sdmprune: give exactly one of target, keep, mlpRatio (got ${given.length ? given.join(", ") : "none"})`);
@@ -107,6 +109,7 @@ export function planSdmprune(
     if (!Number.isFinite(m) || m <= 0) throw new UsageError(`sdmprune: mlpRatio must be a positive number, got ${m}`);
     finalKeep = widths.map(() => floorCount(original.hidden_size * m));
   }
+  if (opts.roundTo !== undefined) finalKeep = finalKeep.map((k, l) => roundKeep(k, opts.roundTo!, widths[l]));
   const s1 = stage1Keep(widths);
   finalKeep.forEach((k, l) => {
     if (k < 1) throw new UsageError(`sdmprune: layer ${l} would keep ${k} channels; at least 1 is required`);
@@ -135,5 +138,6 @@ export function planSdmprune(
     finalKeep,
     stage1Share: removedShare(original, s1),
     finalShare,
+    roundTo: opts.roundTo ?? null,
   };
 }

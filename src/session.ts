@@ -1,9 +1,13 @@
 import * as tf from "@tensorflow/tfjs";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { joinDocs, readText, selectStories, splitTinyStories, storyRange, TINYSTORIES_SEPARATOR, wikitextRows } from "./data/text";
-import { calibrationWindows, identifyWindows, loadWindows, saveWindows, shardRange, validateWindows, type ShardSpec, type WindowIdentity, type WindowProvenance } from "./data/windows";
+import { calibrationWindows, evalWindows, identifyWindows, loadWindows, saveWindows, sha256File, shardRange, validateWindows, type ShardSpec, type WindowIdentity, type WindowProvenance } from "./data/windows";
 import { backendInfo, initEngine, type BackendName, type GpuAdapterInfo } from "./engine";
+import { findLeakage, type LeakageReport } from "./data/leakage";
+import { compareSpeed, type SpeedOptions, type SpeedTable } from "./speed";
+import { runCompare, validateCompare, type CompareOptions, type CompareTable } from "./compare";
 import { CancelledError, DataError, FormatError, UsageError } from "./errors";
 import { evaluateTasks, type EvaluationResult } from "./eval/harness";
 import { modelScorer } from "./eval/model-scorer";
@@ -155,6 +159,8 @@ export interface SdmpruneOptions extends RunOptions, ResourceOptions {
   target?: number;
   keep?: number;
   mlpRatio?: number;
+  /** Final widths rounded to a multiple of N (see roundKeep in src/prune.ts). */
+  roundTo?: number;
   alpha?: number;
   temperature?: number;
   /** Windows per stage (default: the calibration's window count, else 32). */
@@ -222,9 +228,13 @@ export interface EvaluationRecord {
   average: number | null;
   /** Zero-shot settings that change the numbers (BOS, max_length, limit); null without tasks. */
   zeroShot?: { bos: boolean; maxLength: number | null; limit: number | null; averagedTasks: string[] } | null;
+  /** Leakage warnings of this evaluation (absent when none). */
+  warnings?: string[];
 }
 
-export type EvaluationTable = Table & { raw: { ppl: PplRecord | null; tasks: EvaluationResult | null } };
+export type EvaluationTable = Table & {
+  raw: { ppl: PplRecord | null; tasks: EvaluationResult | null; leakage: LeakageReport | null };
+};
 export type SensitivityTable = Table & { raw: SensitivityResult };
 export type InfoTable = Table & { raw: SessionInfo };
 
@@ -272,6 +282,11 @@ interface CalibrationState {
   shard: ShardSpec | null;
 }
 
+interface StorySelection {
+  stories: string | null;
+  firstDoc: number;
+}
+
 function withRaw<R>(t: Table, raw: R): Table & { raw: R } {
   return Object.assign(t, { raw });
 }
@@ -310,6 +325,13 @@ export class Session {
   private recoveredOwned: tf.Tensor[] = [];
   /** Recovery runs on this session (written into pruning.json). */
   private readonly recoveries: Record<string, unknown>[] = [];
+  /**
+   * Story range of each calibration's text and the 0-based number of its first document, for naming shared
+   * documents in leakage warnings and recording the range in pruning.json. Beside the state (keyed by it) so
+   * the calibration state's many construction sites stay as they are.
+   */
+  private readonly calibStories = new WeakMap<CalibrationState, StorySelection>();
+  private readonly warnings_: string[] = [];
 
   private constructor(
     readonly path: string,
@@ -376,6 +398,14 @@ export class Session {
   /** Pruning steps so far, as a Table (raw steps in `.raw`). */
   get history(): Table & { raw: readonly PruneStep[] } {
     return withRaw(this.history_.table(), this.history_.steps);
+  }
+
+  /**
+   * Warnings raised so far (e.g. calibration text that overlaps evaluation text), oldest first. evaluate()
+   * also puts its warnings in the table notes and in the evaluation record of pruning.json.
+   */
+  get warnings(): readonly string[] {
+    return this.warnings_;
   }
 
   /** Per layer, the original index of each current MLP channel. */
@@ -447,7 +477,7 @@ export class Session {
 
   // ------------------------------------------------------------------ calibration
 
-  private readSource(opts: { text?: string; files?: string | string[]; stories?: string }): { docs: string[]; files: string[]; source: "text" | "files" } {
+  private readSource(opts: { text?: string; files?: string | string[]; stories?: string }): { docs: string[]; files: string[]; source: "text" | "files"; selection: StorySelection } {
     if (opts.text !== undefined && opts.files !== undefined) throw new UsageError("give text or files, not both");
     let docs: string[];
     let files: string[] = [];
@@ -463,13 +493,15 @@ export class Session {
       docs = files.flatMap((f) => split(readText(f)));
       source = "files";
     }
+    const selection: StorySelection = { stories: opts.stories ?? null, firstDoc: 0 };
     if (opts.stories !== undefined) {
       const r = storyRange(opts.stories);
       docs = selectStories(docs, r.from, r.to);
+      selection.firstDoc = r.from;
     }
     docs = docs.filter((d) => d.trim() !== "");
     if (docs.length === 0) throw new DataError("calibration text is empty (no non-blank documents)");
-    return { docs, files, source };
+    return { docs, files, source, selection };
   }
 
   /**
@@ -487,6 +519,7 @@ export class Session {
     let docs: string[] | null = null;
     let files: string[] = [];
     let source: CalibrationState["source"];
+    let selection: StorySelection | null = null;
     if (opts.windows !== undefined) {
       if (typeof opts.windows === "string") {
         const l = loadWindows(opts.windows, { vocabSize: V });
@@ -507,6 +540,7 @@ export class Session {
     } else {
       if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; calibrate with token windows instead of text`);
       const src = this.readSource(opts);
+      selection = src.selection;
       docs = src.docs;
       files = src.files;
       source = src.source;
@@ -539,6 +573,7 @@ export class Session {
     const teacher = opts.teacher === false ? null : await TeacherCache.build(this.original, windows, { topk }, opts);
     this.original.disposeCaches();
     this.calib = { windows, provenance, source, docs, files, stories: opts.windows === undefined ? opts.stories ?? null : null, teacher, teacherSeconds: (Date.now() - t0) / 1000, identity, shard };
+    if (selection) this.calibStories.set(this.calib, selection);
     // New windows start a new accumulator: continuing would silently count windows twice if the same set came back.
     const scoresReset = this.acc !== null;
     this.acc = null;
@@ -886,6 +921,7 @@ export class Session {
       kept,
       accounting: acct,
       label: opts.label,
+      ...(plan.roundTo !== null ? { roundTo: plan.roundTo } : {}),
     });
     return pruneReport(step);
   }
@@ -921,9 +957,15 @@ export class Session {
     const plan = planSdmprune(this.original.config, opts);
     if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; sdmprune draws windows from text`);
     let src: { docs: string[]; files: string[] };
-    if (opts.text !== undefined || opts.files !== undefined) src = this.readSource(opts);
-    else if (this.calib?.docs) src = { docs: this.calib.docs, files: this.calib.files };
-    else throw new UsageError("sdmprune draws fresh windows for each stage: give text or files (or calibrate() from text first)");
+    let selection: StorySelection | null = null;
+    if (opts.text !== undefined || opts.files !== undefined) {
+      const read = this.readSource(opts);
+      src = read;
+      selection = read.selection;
+    } else if (this.calib?.docs) {
+      src = { docs: this.calib.docs, files: this.calib.files };
+      selection = this.calibStories.get(this.calib) ?? null;
+    } else throw new UsageError("sdmprune draws fresh windows for each stage: give text or files (or calibrate() from text first)");
     const stories = opts.text !== undefined || opts.files !== undefined ? opts.stories ?? null : this.calib?.stories ?? null;
     const samples = opts.samples ?? this.calib?.windows.length ?? 32;
     const seqLen = opts.seqLen ?? (this.calib ? this.calib.windows[0].length : 128);
@@ -945,14 +987,16 @@ export class Session {
     try {
       // Stage 1: ce-taylor, no teacher.
       this.calib = { windows: w1.windows, provenance: w1.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, stories, teacher: null, teacherSeconds: 0, identity: identifyWindows(w1.windows, seed, w1.provenance.stream), shard: null };
+      if (selection) this.calibStories.set(this.calib, selection);
       this.acc = null;
       await this.score({ criterion: "ce-taylor", ...phase("stage1") });
       const stage1 = this.prune({ keep: plan.stage1Keep, label: `sdmprune stage 1 (ce-taylor, keep ${STAGE1_KEEP_FRACTION} of width)` });
       // Stage 2: sd-taylor on the stage-1 model against the original teacher, fresh windows.
       this.calib = { windows: w2.windows, provenance: w2.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, stories, teacher: teacher2, teacherSeconds, identity: identifyWindows(w2.windows, seed, w2.provenance.stream), shard: null };
+      if (selection) this.calibStories.set(this.calib, selection);
       this.acc = null;
       await this.score({ criterion: "sd-taylor", alpha: plan.alpha, temperature: plan.temperature, ...phase("stage2") });
-      const stage2 = this.prune({ keep: plan.finalKeep, label: `sdmprune stage 2 (sd-taylor α ${plan.alpha}, τ ${plan.temperature}; ${plan.settingsSource})` });
+      const stage2 = this.prune({ keep: plan.finalKeep, roundTo: plan.roundTo ?? undefined, label: `sdmprune stage 2 (sd-taylor α ${plan.alpha}, τ ${plan.temperature}; ${plan.settingsSource})` });
       return {
         plan,
         stage1,
@@ -987,11 +1031,181 @@ export class Session {
     }
   }
 
+  // ------------------------------------------------------------------ comparisons
+
+  /**
+   * Criteria × ratios × calibration seeds on held-out text (src/compare.ts): perplexity (and task accuracy)
+   * as mean ± std over seeds, and kept-set agreement across seeds. Needs the unpruned model; each seed
+   * calibrates once, each criterion scores once per seed, each ratio is prune + evaluate + undo. The
+   * session's calibration and scores are restored afterwards; evaluations are not recorded in pruning.json.
+   */
+  async compare(opts: CompareOptions): Promise<CompareTable> {
+    this.alive();
+    if (this.history_.length > 0) throw new UsageError(`compare starts from the original model, but ${this.history_.length} pruning step(s) are applied; undo them first`);
+    validateCompare(opts);
+    const spec = opts.ppl;
+    // Tokenize the evaluation text once; pplFromText's protocol (BOS, consecutive windows) on fixed windows.
+    let windows: number[][] | null = null;
+    let source = "";
+    if (spec.file !== undefined || spec.text !== undefined) {
+      if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; evaluate perplexity on token windows instead`);
+      const e = this.evalText(spec);
+      windows = evalWindows(this.tokenizer.encode(e.text, { addBos: true }), spec.seqLen ?? 128);
+      source = e.source;
+    }
+    const saved = { calib: this.calib, acc: this.acc };
+    try {
+      return await runCompare(this, opts, {
+        ppl: async (run) => {
+          if (!windows) return this.pplOf(spec, run);
+          const r = await perplexity(this.scorer(), windows, { ...run, batchSize: spec.batchSize });
+          return { ...r, source };
+        },
+        leakage: () => this.leakage(spec)?.message ?? null,
+      });
+    } finally {
+      while (this.history_.length > 0) this.undo();
+      this.calib = saved.calib;
+      this.acc = saved.acc;
+    }
+  }
+
+  // ------------------------------------------------------------------ deployment
+
+  /**
+   * Measured speed of the current model in llama.cpp (src/speed.ts; needs the optional node-llama-cpp):
+   * the model is written as GGUF to a temporary folder (llama.cpp needs one MLP width for all layers) and
+   * timed against the original weights written the same way (same writer, same dtype) unless
+   * `baseline: false`. The temporary files are removed afterwards.
+   */
+  async speed(opts: SpeedOptions & { baseline?: boolean; dtype?: "f32" | "f16" } = {}): Promise<SpeedTable> {
+    this.alive();
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "sdmprune-speed-"));
+    try {
+      const dtype = opts.dtype ?? "f32";
+      const write = async (name: string, model: LlamaModel) => {
+        const files = await saveModel(path.join(tmp, name), model, this.tokenizer, { format: "gguf", dtype });
+        return files.find((f) => f.endsWith(".gguf"))!;
+      };
+      const pruned = await write("current", this.current);
+      let baseline: string | undefined;
+      // The original is written by the same writer with the same dtype, so only the widths differ.
+      if (opts.baseline !== false) baseline = await write("original", this.original);
+      return await compareSpeed(pruned, baseline, opts);
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  }
+
   // ------------------------------------------------------------------ evaluation
 
   private scorer() {
     const model = this.current;
     return (seqs: number[][]) => model.tokenLogProbs(seqs);
+  }
+
+  /** The evaluation text of a ppl spec (file or text), its documents (null: one undivided text) and a label. */
+  private evalText(spec: PplSpec): { text: string; source: string; docs: string[]; firstDoc: number } {
+    const t = this.pplText(spec);
+    return { text: t.text, source: t.source, docs: t.docs, firstDoc: t.firstDoc };
+  }
+
+  /**
+   * How a ppl spec's text becomes the one token stream perplexity is computed on, under its protocol
+   * (docs/method.md, "Perplexity"): the text, how it was made, a label, and the documents it holds (for leakage).
+   */
+  private pplText(spec: PplSpec): { text: string; how: string; source: string; docs: string[]; firstDoc: number } {
+    const protocol = spec.protocol ?? "documents";
+    if (!PPL_PROTOCOLS.includes(protocol)) throw new UsageError(`ppl: protocol must be ${PPL_PROTOCOLS.join(", ")}, got ${JSON.stringify(protocol)}`);
+    const raw = spec.file !== undefined ? readText(spec.file) : (spec.text as string);
+    const name = spec.file !== undefined ? path.basename(spec.file) : "text";
+    const isStories = raw.includes(TINYSTORIES_SEPARATOR);
+    const wikitext = protocol === "wikitext" || (protocol === "documents" && spec.file !== undefined && /\.raw$/.test(spec.file));
+    if (spec.stories !== undefined && (protocol !== "documents" || wikitext || !isStories)) {
+      throw new UsageError(`ppl: a story range applies to a TinyStories text under the "documents" protocol (${name} ${isStories ? `with protocol "${protocol}"` : "has no <|endoftext|> separators"})`);
+    }
+    if (wikitext) {
+      const text = joinDocs(wikitextRows(raw));
+      return { text, how: 'wikitext: rows joined with "\\n\\n"', source: `${name} (WikiText rows)`, docs: [text], firstDoc: 0 };
+    }
+    if (protocol === "documents" && isStories) {
+      let stories = splitTinyStories(raw);
+      const all = stories.length;
+      let firstDoc = 0;
+      if (spec.stories) {
+        const r = storyRange(spec.stories);
+        stories = selectStories(stories, r.from, r.to);
+        firstDoc = r.from;
+      }
+      const how = `documents: ${spec.stories ? `stories ${spec.stories} of ${all}` : `${all} stories`} joined with "\\n\\n"`;
+      return { text: joinDocs(stories), how, source: `${name} (stories ${spec.stories ?? "all"})`, docs: stories, firstDoc };
+    }
+    const how = protocol === "file" ? "file: the text as read, one document" : "documents: one document";
+    return { text: raw, how, source: name, docs: isStories ? splitTinyStories(raw) : [raw], firstDoc: 0 };
+  }
+
+  /**
+   * Overlap between the current calibration windows/documents and the evaluation text of `spec`
+   * (src/data/leakage.ts); null without calibration.
+   */
+  leakage(spec: PplSpec): LeakageReport | null {
+    this.alive();
+    const c = this.calib;
+    if (!c) return this.recordedLeakage(spec);
+    const calLabel = `${c.windows.length} calibration windows${c.files.length ? ` from ${c.files.map((f) => path.basename(f)).join(", ")}` : ""}`;
+    const calibration = { windows: c.windows, docs: c.docs, label: calLabel, firstDoc: this.calibStories.get(c)?.firstDoc ?? 0 };
+    if (spec.windows !== undefined) {
+      const V = this.current.config.vocab_size;
+      const w = typeof spec.windows === "string" ? loadWindows(spec.windows, { vocabSize: V }).windows : spec.windows;
+      return findLeakage({ calibration, evaluation: { ids: w.flat(), docs: null, label: typeof spec.windows === "string" ? path.basename(spec.windows) : "given windows" } });
+    }
+    if (spec.text === undefined && spec.file === undefined) return null;
+    const e = this.evalText(spec);
+    const ids = this.tokenizer ? this.tokenizer.encode(e.text, { addBos: true }) : null;
+    return findLeakage({ calibration, evaluation: { ids, docs: e.docs, label: e.source, firstDoc: e.firstDoc } });
+  }
+
+  /**
+   * Leakage check for a loaded pruned model without a calibration in this session: its pruning.json records
+   * the calibration (files with SHA-256, story range, seed, stream, window count and length). When the
+   * evaluation file is one of the calibration files, the windows are drawn again from the evaluation file
+   * itself (only the file the user named is read) and compared; with several calibration files only the
+   * shared file is reported.
+   */
+  private recordedLeakage(spec: PplSpec): LeakageReport | null {
+    if (spec.file === undefined || !this.tokenizer) return null;
+    const dir = fs.statSync(this.path).isDirectory() ? this.path : path.dirname(this.path);
+    const file = path.join(dir, "pruning.json");
+    if (!fs.existsSync(file)) return null;
+    let cal: { provenance?: WindowProvenance | null; stories?: string | null; source?: string } | null;
+    try {
+      cal = (JSON.parse(fs.readFileSync(file, "utf8")) as { calibration?: typeof cal }).calibration ?? null;
+    } catch {
+      return null; // a damaged record is not this check's business; loading reports the model's own files
+    }
+    const prov = cal?.provenance;
+    if (!prov || !Array.isArray(prov.files) || prov.files.length === 0) return null;
+    const sha = sha256File(spec.file);
+    const same = prov.files.find((f) => f.sha256 === sha);
+    if (!same) return null;
+    const e = this.evalText(spec);
+    const label = `the calibration recorded in ${path.basename(dir)}/pruning.json (${prov.samples} windows, seed ${prov.seed}${cal!.stories ? `, stories ${cal!.stories}` : ""})`;
+    if (prov.files.length > 1) {
+      const message = `calibration text overlaps the evaluation text (${label} vs ${e.source}): the evaluation file ${path.basename(spec.file)} is one of the calibration files (SHA-256 ${sha.slice(0, 12)}…). Perplexity on text the scores were computed from is optimistic; evaluate on held-out text.`;
+      return { windows: null, windowRun: 0, documents: [], lines: 0, message };
+    }
+    const split = (t: string): string[] => (t.includes(TINYSTORIES_SEPARATOR) ? splitTinyStories(t) : [t]);
+    let docs = split(readText(spec.file));
+    let firstDoc = 0;
+    if (cal!.stories) {
+      const r = storyRange(cal!.stories);
+      docs = selectStories(docs, r.from, r.to);
+      firstDoc = r.from;
+    }
+    docs = docs.filter((d) => d.trim() !== "");
+    const set = calibrationWindows({ docs, tokenizer: this.tokenizer, samples: prov.samples, seqLen: prov.seqLen, seed: prov.seed, stream: prov.stream, mode: prov.mode, files: [spec.file] });
+    const ids = this.tokenizer.encode(e.text, { addBos: true });
+    return findLeakage({ calibration: { windows: set.windows, docs, label, firstDoc }, evaluation: { ids, docs: e.docs, label: e.source, firstDoc: e.firstDoc } });
   }
 
   private async pplOf(spec: PplSpec, run: RunOptions): Promise<PplRecord> {
@@ -1013,34 +1227,9 @@ export class Session {
     }
     if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; evaluate perplexity on token windows instead`);
     const seqLen = spec.seqLen ?? 128;
-    const raw = spec.file !== undefined ? readText(spec.file) : (spec.text as string);
-    const name = spec.file !== undefined ? path.basename(spec.file) : "text";
-    const isStories = raw.includes(TINYSTORIES_SEPARATOR);
-    const wikitext = protocol === "wikitext" || (protocol === "documents" && spec.file !== undefined && /\.raw$/.test(spec.file));
-    if (spec.stories !== undefined && (protocol !== "documents" || wikitext || !isStories)) {
-      throw new UsageError(`ppl: a story range applies to a TinyStories text under the "documents" protocol (${name} ${isStories ? `with protocol "${protocol}"` : "has no <|endoftext|> separators"})`);
-    }
-    let text: string;
-    let how: string;
-    if (wikitext) {
-      text = joinDocs(wikitextRows(raw));
-      how = 'wikitext: rows joined with "\\n\\n"';
-    } else if (protocol === "documents" && isStories) {
-      let stories = splitTinyStories(raw);
-      const all = stories.length;
-      if (spec.stories) {
-        const r = storyRange(spec.stories);
-        stories = selectStories(stories, r.from, r.to);
-      }
-      text = joinDocs(stories);
-      how = `documents: ${spec.stories ? `stories ${spec.stories} of ${all}` : `${all} stories`} joined with "\\n\\n"`;
-    } else {
-      text = raw;
-      how = protocol === "file" ? "file: the text as read, one document" : "documents: one document";
-    }
+    const { text, how, source } = this.pplText(spec);
     checkContext(seqLen, this.current.config.max_position_embeddings, "perplexity", spec);
     const r = await pplFromText(this.scorer(), this.tokenizer, text, seqLen, popts);
-    const source = wikitext ? `${name} (WikiText rows)` : isStories && protocol === "documents" ? `${name} (stories ${spec.stories ?? "all"})` : name;
     return { ...r, source, protocol: `${how}; one BOS, non-overlapping windows of ${seqLen}` };
   }
 
@@ -1059,6 +1248,9 @@ export class Session {
     if (!opts.ppl && !opts.tasks) throw new UsageError("evaluate: give ppl and/or tasks");
     const run: RunOptions = { onProgress: opts.onProgress, signal: opts.signal };
     const ppl = opts.ppl ? await this.pplOf(opts.ppl, run) : null;
+    const leakage = opts.ppl ? this.leakage(opts.ppl) : null;
+    const warnings = leakage?.message ? [leakage.message] : [];
+    this.warnings_.push(...warnings);
     let tasks: EvaluationResult | null = null;
     if (opts.tasks) {
       if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; zero-shot tasks need one`);
@@ -1087,6 +1279,8 @@ export class Session {
     const prior = priorPruningSteps(this.lineage);
     notes.push(`model: ${params.toLocaleString("en-US")} params after ${this.history_.length} pruning step(s) in this session`);
     if (prior.length > 0) notes.push(`loaded model was pruned before (provenance): ${prior.map((p, i) => `${i + 1}. ${p.label ? `${p.label}: ` : ""}${p.rule}`).join("; ")}`);
+    notes.push(`model: ${params.toLocaleString("en-US")} params after ${this.history_.length} pruning step(s)`);
+    notes.push(...warnings.map((w) => `WARNING: ${w}`));
     this.evaluations.push({
       time: new Date().toISOString(),
       step: this.history_.length,
@@ -1095,8 +1289,9 @@ export class Session {
       tasks: tasks ? tasks.tasks.map((t) => ({ task: t.task, n: t.n, metrics: { ...t.metrics } as Record<string, number | null> })) : [],
       average: tasks ? tasks.average : null,
       zeroShot: tasks ? { bos: tasks.settings.bos, maxLength: tasks.settings.maxLength, limit: tasks.settings.limit, averagedTasks: tasks.averagedTasks } : null,
+      ...(warnings.length ? { warnings } : {}),
     });
-    return withRaw(new Table(["task", "metric", "value", "n", "stderr"], rows, { title: "Evaluation", notes }), { ppl, tasks });
+    return withRaw(new Table(["task", "metric", "value", "n", "stderr"], rows, { title: "Evaluation", notes }), { ppl, tasks, leakage });
   }
 
   /** Continue `prompt` with the current model; returns the new text only. */

@@ -13,6 +13,8 @@ const LOADERS: Record<string, () => Command> = {
   repl: () => require("./commands/repl").replCommand,
   recover: () => require("./commands/recover").recoverCommand,
   demo: () => require("./commands/demo").demoCommand,
+  compare: () => require("./commands/compare").compareCommand,
+  speed: () => require("./commands/speed").speedCommand,
 };
 
 export function loadCommand(name: string): Command | undefined {

@@ -37,7 +37,9 @@ model's max_position_embeddings, acc and acc_norm by character length; see docs/
 
 The table shows each task's metrics (headline first: acc_norm where lm-eval reports it, else acc),
 "average (paper)": SDMPrune's Avg column (acc_norm where present, else acc; hellaswag and lambada_openai
-left out) and "average (acc)": mean acc of every task evaluated; the notes say which tasks each covers.`;
+left out) and "average (acc)": mean acc of every task evaluated; the notes say which tasks each covers.
+A warning is printed when the --ppl text overlaps the calibration recorded in the model's pruning.json
+(same file by SHA-256; the calibration windows are drawn again from it and compared).`;
 
 export const evalCommand: Command = {
   name: "eval",
@@ -108,6 +110,7 @@ export const evalCommand: Command = {
           }
         });
       }
+      for (const w of session.warnings) process.stderr.write(`warning: ${w}\n`);
       if (values.json) {
         const ppl = t.raw.ppl;
         const obj = {
@@ -120,6 +123,7 @@ export const evalCommand: Command = {
           averages: zs ? zs.averages : null,
           settings: zs ? { ...zs.settings, log_samples: samplesFile ?? null } : null,
           notes: t.notes,
+          warnings: session.warnings,
         };
         process.stdout.write(JSON.stringify(obj) + "\n");
       } else {

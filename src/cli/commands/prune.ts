@@ -13,7 +13,7 @@ import { CALIBRATION_FLAGS, CALIBRATION_USAGE, calibrationFromFlags } from "./sc
 
 const USAGE = `Usage: sdmprune prune --model PATH (--target R | --keep K | --ratio R | --mlp-ratio M)
                       [--criterion NAME | --two-stage] [calibration options] --out DIR
-                      [--format hf|gguf] [--eval-text FILE] [--force]
+                      [--round-to N] [--format hf|gguf] [--eval-text FILE] [--force]
 
 Prune MLP intermediate channels and save the model with a pruning.json beside the weights.
 
@@ -23,6 +23,9 @@ Amount (one of):
   --keep K          channels to keep per layer
   --ratio R         fraction of each layer's MLP channels to remove (K = floor(width·(1−R)))
   --mlp-ratio M     K = floor(hidden·M), the SDMPrune scripts' mlp_ratio
+  --round-to N      keep a multiple of N channels per layer (e.g. 8, 64, 128 for tensor cores and GGML
+                    blocks): K is rounded to the nearest multiple of N (halves up), at least N and at most
+                    the layer's width; the achieved share of parameters is printed and recorded
 Method:
   --two-stage       the SDMPrune recipe: stage 1 ce-taylor keeping floor(0.975·width), stage 2 sd-taylor
                     with the original model as teacher on fresh windows (α/τ from the paper's table
@@ -65,6 +68,7 @@ export const pruneCommand: Command = {
         keep: { type: "string" },
         ratio: { type: "string" },
         "mlp-ratio": { type: "string" },
+        "round-to": { type: "string" },
         criterion: { type: "string" },
         "two-stage": { type: "boolean", default: false },
         scores: { type: "string" },
@@ -102,6 +106,8 @@ export const pruneCommand: Command = {
     const ratio = numFlag("ratio", values.ratio);
     const mlpRatio = numFlag("mlp-ratio", values["mlp-ratio"]);
     const layers = layersFlag(values.layers);
+    const roundTo = intFlag("round-to", values["round-to"], 1);
+    if (roundTo !== undefined && allocation === "global") throw new UsageError("--round-to applies to uniform allocation only (global allocation picks per-layer counts by one ranking)");
     // Range checks the library would also make, but before minutes of loading and scoring.
     if (ratio !== undefined && !(ratio > 0 && ratio < 1)) throw new UsageError(`--ratio must satisfy 0 < ratio < 1 (fraction of MLP channels removed), got ${ratio}`);
     if (target !== undefined && !(target > 0 && target < 1)) throw new UsageError(`--target must satisfy 0 < target < 1 (share of all parameters removed), got ${target}`);
@@ -129,7 +135,7 @@ export const pruneCommand: Command = {
       const pplBefore = await ppl();
       let summary: Table;
       if (twoStage) {
-        const r = await session.sdmprune({ target, keep, mlpRatio, alpha, temperature, files: cal!.files, stories: cal!.stories, samples: cal!.samples, seqLen: cal!.seqLen, seed: cal!.seed, topk: cal!.topk, ...run });
+        const r = await session.sdmprune({ target, keep, mlpRatio, roundTo, alpha, temperature, files: cal!.files, stories: cal!.stories, samples: cal!.samples, seqLen: cal!.seqLen, seed: cal!.seed, topk: cal!.topk, ...run });
         summary = r.table();
       } else {
         if (cal) {
@@ -144,10 +150,11 @@ export const pruneCommand: Command = {
           }
         }
         else await session.score({ criterion, alpha, temperature, seed: cal?.seed, ...run });
-        summary = session.prune({ target, ratio, keep, mlpRatio, layers, allocation }).table();
+        summary = session.prune({ target, ratio, keep, mlpRatio, layers, allocation, roundTo }).table();
       }
       const pplAfter = await ppl();
       progress.end();
+      for (const w of session.warnings) process.stderr.write(`warning: ${w}\n`);
       const written = await session.save(out, { format: format!, dtype: dtype!, force: values.force, padMlp: values["pad-mlp"] });
       const widthsAfter = session.info().raw.widths;
       if (widthsAfter.some((w) => w !== widthsAfter[0]) && !values["pad-mlp"]) {
@@ -160,7 +167,13 @@ export const pruneCommand: Command = {
         ["MLP width (layer 0)", widthsBefore[0], session.info().raw.widths[0], null],
       ];
       if (pplBefore && pplAfter) rows.push([`ppl@${pplAfter.seqLen} (${pplAfter.source})`, pplBefore.ppl, pplAfter.ppl, null]);
-      const table = new Table(["", "before", "after", "% removed"], rows, { title: "Before / after", digits: 2 });
+      const notes: string[] = [];
+      if (target !== undefined || roundTo !== undefined) {
+        const o = paramCounts(session.originalConfig).total;
+        const achieved = (100 * (o - after.total)) / o;
+        notes.push(`achieved: ${achieved.toFixed(2)} % of all parameters removed${target !== undefined ? ` (target ${(100 * target).toFixed(2)} %)` : ""}${roundTo !== undefined ? `, widths multiples of ${roundTo}: ${session.info().raw.widths.join(", ")}` : ""}`);
+      }
+      const table = new Table(["", "before", "after", "% removed"], rows, { title: "Before / after", digits: 2, notes });
       process.stdout.write(`${summary.toText()}\n\n${table.toText()}\n\nwrote ${out}\n${written.map((w) => `  ${w}`).join("\n")}\n`);
       return 0;
     } finally {
