@@ -5,14 +5,15 @@ import * as tf from "@tensorflow/tfjs";
 import { backendName, initEngine } from "../src/engine";
 import { UsageError } from "../src/errors";
 
+/**
+ * Whether a native TensorFlow package loads, checked in a child process so this one keeps its backends. npm can
+ * leave an optional native package installed without its binary (its install script blocked or its download
+ * failed offline); the engine then falls through to wasm, and so must this expectation.
+ */
 function nativeInstalled(): boolean {
   for (const p of ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]) {
-    try {
-      require.resolve(p);
-      return true;
-    } catch {
-      /* absent */
-    }
+    const r = spawnSync(process.execPath, ["-e", `require(${JSON.stringify(p)})`], { encoding: "utf8", cwd: path.resolve(__dirname, "..") });
+    if (r.status === 0) return true;
   }
   return false;
 }

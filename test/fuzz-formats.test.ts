@@ -62,7 +62,9 @@ function ggufFields(b: Buffer): { fields: Field[]; headerEnd: number } {
 }
 
 function same(a: ModelFiles, b: ModelFiles): boolean {
-  if (JSON.stringify(a.config) !== JSON.stringify(b.config)) return false;
+  // `original` is the config.json text as read, kept for writing it back: white space alone is not another model.
+  const math = (c: ModelFiles["config"]) => JSON.stringify({ ...c, original: null });
+  if (math(a.config) !== math(b.config)) return false;
   if (a.tensors.size !== b.tensors.size) return false;
   for (const [k, v] of a.tensors) {
     const w = b.tensors.get(k);

@@ -255,6 +255,8 @@ export function parseConfig(raw: unknown, source = "config.json", opts: ParseOpt
 
   const hidden_size = positiveInt(need(r, "hidden_size", source), "hidden_size", source);
   const num_hidden_layers = positiveInt(need(r, "num_hidden_layers", source), "num_hidden_layers", source);
+  // per-layer lists are built from it before any weight is seen: an absurd count must fail here, typed
+  if (num_hidden_layers > 65536) throw new ConfigError(`${source}: field "num_hidden_layers" is ${num_hidden_layers}, above 65536 (no real model has that many layers)`);
   const num_attention_heads = positiveInt(need(r, "num_attention_heads", source), "num_attention_heads", source);
   const num_key_value_heads = positiveInt(
     r.num_key_value_heads === undefined || r.num_key_value_heads === null

@@ -67,7 +67,8 @@ export function combineHooks(...all: (Hooks | undefined)[]): Hooks {
     if (!hs) continue;
     for (const [name, h] of Object.entries(hs)) {
       const prev = out[name];
-      out[name] = prev ? (x, n) => { const y = prev(x, n) ?? x; return h(y, n) ?? y; } : h;
+      // the cast keeps the expression typed under TypeScript 5.0 (tslab), which does not narrow `void ?? x`
+      out[name] = prev ? (x, n) => { const y = (prev(x, n) ?? x) as tf.Tensor2D; return h(y, n) ?? y; } : h;
     }
   }
   return out;
