@@ -142,8 +142,12 @@ export async function runCompare(session: Session, opts: CompareOptions, hooks: 
   const tasksOf = async () => {
     if (!opts.tasks) return null;
     if (!session.tokenizer) throw new UsageError(`${session.path} has no tokenizer; zero-shot tasks need one`);
-    const r = await evaluateTasks(modelScorer(session.model), session.tokenizer, { tasks: opts.tasks, limit: opts.limit, dataDir: opts.dataDir, ...run });
-    return { average: r.average, tasks: Object.fromEntries(r.tasks.map((t) => [t.task, (t.metrics as Record<string, number | null>)[t.headline] ?? null])) };
+    // lm-eval's truncation at the model's context, as Session.evaluate does
+    const r = await evaluateTasks(modelScorer(session.model), session.tokenizer, { tasks: opts.tasks, limit: opts.limit, dataDir: opts.dataDir, maxLength: session.model.config.max_position_embeddings, ...run });
+    const tasks = Object.fromEntries(r.tasks.map((t) => [t.task, (t.metrics as Record<string, number | null>)[t.headline] ?? null]));
+    // the harness prints no average of a single task; the comparison's "task accuracy" is then that task's
+    const only = r.tasks.length === 1 ? tasks[r.tasks[0].task] : null;
+    return { average: r.average ?? only, tasks };
   };
   const base = await hooks.ppl(run);
   const baseTasks = await tasksOf();
