@@ -4,9 +4,10 @@ import { ConfigError, FormatError, UsageError } from "../errors";
 import { LlamaConfig, expectedShapes } from "../model/config";
 import type { TextTokenizer } from "../types";
 import { writeDirAtomic } from "./atomic";
-import { GgufType, checkSupportedType, readGgufHeader, readGgufTensors, writeGguf } from "./gguf";
+import { GgufType, checkSupportedType, ggufLocation, openGgufTensors, readGgufHeader, writeGguf } from "./gguf";
 import { configFromGguf, ggufFromModel, sentencePieceFromGguf, tensorsFromGguf } from "./gguf-llama";
 import { readHfDir, writeHfDir } from "./hf";
+import { sameStoredBytes } from "./tensor-file";
 import { TensorMap } from "./tensors";
 import { HfTokenizer, checkGgufVocab } from "./tokenizer";
 
@@ -23,6 +24,10 @@ export interface ModelFiles {
   format: "gguf" | "hf";
   path: string;
   config: LlamaConfig;
+  /**
+   * Lazy: each tensor's `data` is read from the file when accessed and not kept (see tensor-file.ts), so reading
+   * a model's files costs only its headers and loading it holds one tensor at a time. Read `data` once per use.
+   */
   tensors: TensorMap;
   tokenizer: TextTokenizer | null;
   metadata: Record<string, unknown>;
@@ -104,11 +109,14 @@ function readGguf(file: string): ModelFiles {
     const missing = REQUIRED_LLAMA_KEYS.filter((k) => h.metadata[k] === undefined);
     if (missing.length) throw new FormatError(`${file}: required metadata missing: ${missing.join(", ")} (llama.cpp refuses such a file too)`);
   }
-  const raw = readGgufTensors(h);
+  // Lazy tensors: each is read from the file when the model takes it (see tensor-file.ts).
+  const raw = openGgufTensors(h);
   const emb = raw.get("token_embd.weight");
   const heads = Number(h.metadata["llama.attention.head_count"]);
   const kvHeads = h.metadata["llama.attention.head_count_kv"] === undefined ? heads : Number(h.metadata["llama.attention.head_count_kv"]);
-  const { tensors, tied } = tensorsFromGguf(file, raw, heads, kvHeads);
+  const info = new Map(h.tensors.map((t) => [t.name, t]));
+  const same = (a: string, b: string) => sameStoredBytes(ggufLocation(h, info.get(a)!), ggufLocation(h, info.get(b)!));
+  const { tensors, tied } = tensorsFromGguf(file, raw, heads, kvHeads, same);
   const config = configFromGguf(h, tied, emb ? emb.shape[0] : 0);
   validateTensors(config, tensors, file);
   checkGgufVocab(file, h.metadata, config.vocab_size);
