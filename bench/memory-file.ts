@@ -4,12 +4,14 @@
  * Writes a Llama-shaped checkpoint with seeded random weights to disk, tensor by tensor (the writer itself never
  * holds more than one tensor), then runs `sdmprune info` and `sdmprune ppl` on it in child processes under
  * `/usr/bin/time -v` and reports each one's peak RSS next to the size of the weights as float32 (what the model
- * holds once loaded). Defaults: the Llama-3.2-1B layer shape (hidden 2048, MLP 8192, 32 heads, 8 KV heads,
+ * holds once loaded). "load" is `ppl` refused right after loading (a --seq-len that does not match the windows),
+ * i.e. the peak of loading alone. Defaults: the Llama-3.2-1B layer shape (hidden 2048, MLP 8192, 32 heads, 8 KV heads,
  * vocab 128256, tied head) with 4 layers instead of 16 (0.51 B parameters, 1.89 GiB as f32), stored as f32 and
  * as bf16.
  *
  *   node scripts/build.js && npx tsx bench/memory-file.ts [--layers 4] [--dtypes f32,bf16] [--backend wasm]
- *        [--commands info,ppl] [--dir /tmp/sdmprune-memory-file] [--keep] [--shards N] [--seq-len 32]
+ *        [--commands info,load,ppl] [--dir /tmp/sdmprune-memory-file] [--keep] [--shards N] [--seq-len 32]
+ *        [--cli OTHER/bin/sdmprune.js]   (another checkout's CLI, for before/after)
  *
  * --layers 16 gives the full 1B shape (4.60 GiB f32). --shards N splits the safetensors file into N shards with
  * an index. The checkpoint folder is deleted afterwards unless --keep. Runs one command at a time; each reads the
@@ -137,8 +139,7 @@ interface Run {
   tail: string;
 }
 
-function measure(args: string[], env: NodeJS.ProcessEnv): { peakBytes: number; seconds: number; ok: boolean; tail: string } {
-  const cli = path.resolve(__dirname, "..", "bin", "sdmprune.js");
+function measure(cli: string, args: string[], env: NodeJS.ProcessEnv): { peakBytes: number; seconds: number; ok: boolean; tail: string } {
   const r = spawnSync("/usr/bin/time", ["-v", process.execPath, cli, ...args], { env, encoding: "utf8", maxBuffer: 64 << 20 });
   const err = r.stderr ?? "";
   const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(err);
@@ -159,7 +160,8 @@ function main(): void {
       vocab: { type: "string", default: "128256" },
       dtypes: { type: "string", default: "f32,bf16" },
       backend: { type: "string", default: "wasm" },
-      commands: { type: "string", default: "info,ppl" },
+      commands: { type: "string", default: "info,load,ppl" },
+      cli: { type: "string", default: path.resolve(__dirname, "..", "bin", "sdmprune.js") },
       dir: { type: "string", default: path.join(os.tmpdir(), "sdmprune-memory-file") },
       shards: { type: "string", default: "1" },
       "seq-len": { type: "string", default: "32" },
@@ -188,9 +190,13 @@ function main(): void {
     fs.writeFileSync(wfile, JSON.stringify({ windows }));
     process.stderr.write(`wrote ${dir} (${dtype}, ${(params / 1e9).toFixed(3)} B params) in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
     for (const command of values.commands!.split(",")) {
+      // "load": ppl with a --seq-len that does not match the windows, refused right after the model is loaded.
       const args =
-        command === "info" ? ["info", "--model", dir] : ["ppl", "--model", dir, "--windows", wfile, "--batch-size", "1", "--json"];
-      const m = measure(args, env);
+        command === "info"
+          ? ["info", "--model", dir]
+          : ["ppl", "--model", dir, "--windows", wfile, "--batch-size", "1", "--json", ...(command === "load" ? ["--seq-len", "3"] : [])];
+      const m = measure(values.cli!, args, env);
+      if (command === "load") m.ok = !m.ok && /does not match the windows/.test(m.tail);
       runs.push({ command, dtype, ...m });
       process.stderr.write(`  ${command}: peak RSS ${gib(m.peakBytes)} GiB, ${m.seconds.toFixed(1)} s${m.ok ? "" : `, FAILED: ${m.tail}`}\n`);
     }

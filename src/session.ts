@@ -11,8 +11,8 @@ import { perplexity, pplFromText, type PerplexityResult } from "./eval/perplexit
 import { PruneHistory, type PruneStep } from "./history";
 import { accumulate, CRITERIA, DATA_FREE, ImportanceScores, isAdditive, settingsFor, type AccumulateOptions, type Criterion } from "./importance";
 import { writeFileAtomic } from "./io/atomic";
-import { checkCalibration, checkContext, type ResourceOptions } from "./resources";
-import type { ModelFiles } from "./io/files";
+import { checkCalibration, checkContext, checkModelLoad, checkPassMemory, type ResourceOptions } from "./resources";
+import { readModelConfig, type ModelFiles } from "./io/files";
 import { intermediateSizes, paramCounts, withIntermediateSizes, type LlamaConfig, type ParamCounts } from "./model/config";
 import type { LayerWeights, LlamaModel } from "./model/llama";
 import { loadModel, saveModel } from "./model/load";
@@ -45,7 +45,7 @@ export function criterionNeeds(criterion: Criterion, alpha?: number): { windows:
   return { windows: !DATA_FREE.includes(criterion), teacher: criterion === "sd-taylor" && (alpha ?? 0.4) > 0 };
 }
 
-export interface LoadOptions {
+export interface LoadOptions extends ResourceOptions {
   backend?: BackendName;
 }
 
@@ -265,6 +265,7 @@ export class Session {
   /** Load a .gguf file or a Hugging Face directory (initialises the tensor backend first). */
   static async load(modelPath: string, opts: LoadOptions = {}): Promise<Session> {
     const backend = await initEngine(opts.backend);
+    checkModelLoad(readModelConfig(modelPath), backend, modelPath, opts);
     const { model, tokenizer, files } = await loadModel(modelPath);
     return new Session(files.path, backend, model, tokenizer, files);
   }
@@ -858,6 +859,7 @@ export class Session {
       const V = this.current.config.vocab_size;
       const windows = typeof spec.windows === "string" ? loadWindows(spec.windows, { vocabSize: V }).windows : validateWindows(spec.windows, { vocabSize: V, source: "ppl windows" });
       checkContext(windows[0].length, this.current.config.max_position_embeddings, "perplexity", spec);
+      checkPassMemory(this.current.config, "forward", Math.min(spec.batchSize ?? 4, windows.length), windows[0].length, "perplexity", spec);
       const r = await perplexity(this.scorer(), windows, popts);
       return { ...r, source: typeof spec.windows === "string" ? spec.windows : `${windows.length} given windows` };
     }
@@ -887,6 +889,7 @@ export class Session {
       source = "text";
     }
     checkContext(seqLen, this.current.config.max_position_embeddings, "perplexity", spec);
+    checkPassMemory(this.current.config, "forward", spec.batchSize ?? 4, seqLen, "perplexity", spec);
     const r = await pplFromText(this.scorer(), this.tokenizer, text, seqLen, popts);
     return { ...r, source };
   }

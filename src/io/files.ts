@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, FormatError, UsageError } from "../errors";
-import { LlamaConfig, expectedShapes } from "../model/config";
+import { LlamaConfig, expectedShapes, parseConfig } from "../model/config";
 import type { TextTokenizer } from "../types";
 import { writeDirAtomic } from "./atomic";
 import { GgufType, checkSupportedType, ggufLocation, openGgufTensors, readGgufHeader, writeGguf } from "./gguf";
@@ -78,6 +78,34 @@ function findGguf(dir: string): string | null {
   if (g.length === 1) return path.join(dir, g[0]);
   if (g.length > 1) throw new UsageError(`${dir}: contains ${g.length} .gguf files (${g.join(", ")}); pass one of them`);
   return null;
+}
+
+/**
+ * The config of the model at `p` from its headers alone (no tensor data, no tokenizer), for estimates made before
+ * loading. A GGUF whose head is stored as a copy of the embedding counts as untied here (readModelFiles compares
+ * the bytes), so an estimate from it errs on the large side by one embedding.
+ */
+export function readModelConfig(p: string): LlamaConfig {
+  if (!fs.existsSync(p)) throw new UsageError(`model path ${p} does not exist`);
+  let file = p;
+  if (fs.statSync(p).isDirectory()) {
+    const cfg = path.join(p, "config.json");
+    if (fs.existsSync(cfg)) {
+      let raw: unknown;
+      try {
+        raw = JSON.parse(fs.readFileSync(cfg, "utf8"));
+      } catch (err) {
+        throw new FormatError(`${cfg}: not valid JSON: ${(err as Error).message}`);
+      }
+      return parseConfig(raw, cfg);
+    }
+    const g = findGguf(p);
+    if (!g) throw new FormatError(`${p}: neither a Hugging Face model directory (config.json) nor a directory with one .gguf file`);
+    file = g;
+  }
+  const h = readGgufHeader(file);
+  const emb = h.tensors.find((t) => t.name === "token_embd.weight");
+  return configFromGguf(h, !h.tensors.some((t) => t.name === "output.weight"), emb ? emb.dims[emb.dims.length - 1] : 0);
 }
 
 export async function readModelFiles(p: string): Promise<ModelFiles> {

@@ -5,7 +5,8 @@ import { loadModel } from "../../model/load";
 import { readText, wikitextText } from "../../data/text";
 import { loadWindows } from "../../data/windows";
 import { perplexity, pplFromText, type PerplexityResult } from "../../eval/perplexity";
-import { checkContext } from "../../resources";
+import { readModelConfig } from "../../io/files";
+import { checkContext, checkModelLoad, checkPassMemory, weightBytes } from "../../resources";
 import type { Command } from "../command";
 import { backendFlag, intFlag, requireFlags } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
@@ -23,6 +24,8 @@ Perplexity = exp(mean next-token NLL over all predicted tokens of all windows) (
   --seq-len N         window length in tokens (required with --text; checked against --windows)
   --batch-size N      windows per forward batch (default 4)
   --allow-longer      accept windows longer than the model's context (max_position_embeddings); refused otherwise
+  --skip-memory-check run even when the model or one batch is estimated not to fit (host memory; on the wasm
+                      backend its 4 GiB heap); refused otherwise, with the figures and what would fit
   --backend NAME      tensorflow | wasm | cpu (default: best that loads, or SDMPRUNE_BACKEND)
   --json              print one JSON object instead of text
 
@@ -44,6 +47,7 @@ export const pplCommand: Command = {
         backend: { type: "string" },
         wikitext: { type: "boolean", default: false },
         "allow-longer": { type: "boolean", default: false },
+        "skip-memory-check": { type: "boolean", default: false },
         json: { type: "boolean", default: false },
       },
       strict: true,
@@ -58,6 +62,14 @@ export const pplCommand: Command = {
     // Read the input before loading the model so a bad path fails fast.
     const text = values.text ? (values.wikitext ? wikitextText(values.text) : readText(values.text)) : null;
     const backend = await initEngine(backendFlag(values.backend));
+    // Estimates from the headers before any weight is read: the model, and one batch when its length is known.
+    const mem = { skipMemoryCheck: values["skip-memory-check"] };
+    const config = readModelConfig(values.model);
+    checkModelLoad(config, backend, values.model, mem);
+    if (seqLen !== undefined) {
+      checkContext(seqLen, config.max_position_embeddings, "perplexity", { allowLonger: values["allow-longer"] });
+      checkPassMemory(config, "forward", batchSize, seqLen, "perplexity", mem, backend, weightBytes(config));
+    }
     const { model, tokenizer, files } = await loadModel(values.model);
     const intr = interruptSignal();
     const progress = stderrProgress(!values.json || !!process.stderr.isTTY);
@@ -75,6 +87,7 @@ export const pplCommand: Command = {
           throw new UsageError(`--seq-len ${seqLen} does not match the windows in ${values.windows} (${windows[0].length} tokens each)`);
         }
         checkContext(windows[0].length, model.config.max_position_embeddings, "perplexity", { allowLonger: values["allow-longer"] });
+        checkPassMemory(model.config, "forward", Math.min(batchSize, windows.length), windows[0].length, "perplexity", mem, backend);
         r = await perplexity(scorer, windows, opts);
       }
       progress.end();
