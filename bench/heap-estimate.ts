@@ -1,5 +1,5 @@
 /**
- * The wasm heap estimates of src/resources.ts (wasmModelHeapBytes + wasmPackedBytes + forwardPassBytes or
+ * The wasm heap estimates of src/resources.ts (wasmModelHeapBytes + wasmHeadPackBytes + forwardPassBytes or
  * importancePassBytes) against the
  * heap the wasm backend actually grows to (issue 20). Each case runs in its own child process so the heap starts
  * fresh: a random-weight model is built in memory, then one pass runs (a perplexity batch, or calibrate + score
@@ -15,7 +15,7 @@ import { initEngine } from "../src/engine";
 import { LlamaModel } from "../src/model/llama";
 import { parseConfig, type LlamaConfig } from "../src/model/config";
 import { randomTensors } from "../src/model/random";
-import { forwardPassBytes, importancePassBytes, wasmModelHeapBytes, wasmPackedBytes } from "../src/resources";
+import { forwardPassBytes, importancePassBytes, wasmHeadPackBytes, wasmModelHeapBytes } from "../src/resources";
 import { Session } from "../src/session";
 
 interface Case {
@@ -57,7 +57,7 @@ async function child(c: Case): Promise<void> {
     await s.calibrate({ windows, topk: 64 });
     await s.score({ criterion: "sd-taylor", batchWindows: 1 });
   }
-  const estimate = wasmModelHeapBytes(config) + wasmPackedBytes(config) + (c.kind === "forward" ? forwardPassBytes(config, c.windows, c.seqLen) : importancePassBytes(config, 1, c.seqLen));
+  const estimate = wasmModelHeapBytes(config) + wasmHeadPackBytes(config) + (c.kind === "forward" ? forwardPassBytes(config, c.windows, c.seqLen) : importancePassBytes(config, 1, c.seqLen));
   process.stdout.write(JSON.stringify({ weights, heap0, heap: heapBytes(), after: tf.memory().numBytes, estimate }) + "\n");
 }
 

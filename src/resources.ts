@@ -174,23 +174,27 @@ export interface HeapPlan {
 }
 
 /**
- * Heap bytes a model needs on the wasm backend to run: its float32 weights, plus for a tied head the embedding
- * transposed ([H, V]), which the model caches for the head's product on its first pass.
+ * Heap bytes a model needs on the wasm backend to run: its float32 weights; a packed copy of every linear weight
+ * (tfjs-backend-wasm runs each product with a weight matrix as an XNNPACK fully-connected operator, which packs
+ * the matrix into a private copy kept as long as the tensor); and for a tied head the embedding transposed
+ * ([H, V]), which the model caches for the head's product on its first pass. About 2× the weights without the
+ * embedding, plus 2× the embedding when tied. A pass beyond that fails inside a kernel: measured on a 0.5 B
+ * tied model (1.9 GiB of weights), one window of 512 tokens ended in "memory access out of bounds".
  */
 export function wasmModelHeapBytes(config: LlamaConfig): number {
-  return weightBytes(config) + (config.tie_word_embeddings ? 4 * paramCounts(config).embeddings : 0);
+  const p = paramCounts(config);
+  return weightBytes(config) + 4 * (p.attention + p.mlp) + (config.tie_word_embeddings ? 4 * p.embeddings : 0);
 }
 
 /**
- * Heap bytes of the packed weight copies the wasm products keep: tfjs-backend-wasm runs each product with a
- * weight matrix as an XNNPACK fully-connected operator, which packs the matrix into a private copy kept with the
- * tensor (every linear weight, and the head). Where the heap has no room left the operator is not created and the
- * product runs unpacked (slower; the backend prints "XNN status ... 6"), so this is what the heap grows to when it
- * can, not a requirement: the checks leave it out, bench/heap-estimate.ts measures it.
+ * Heap bytes of the head's packed copy (the same packing for the head's product). It is made last in a pass and,
+ * where the heap has no room left, skipped (the product runs unpacked, slower; the backend prints "XNN status ...
+ * 6"), so it is what the heap grows to when it can, not a requirement: the checks leave it out and
+ * bench/heap-estimate.ts counts it.
  */
-export function wasmPackedBytes(config: LlamaConfig): number {
+export function wasmHeadPackBytes(config: LlamaConfig): number {
   const p = paramCounts(config);
-  return 4 * (p.attention + p.mlp + (config.tie_word_embeddings ? p.embeddings : p.lm_head));
+  return 4 * (config.tie_word_embeddings ? p.embeddings : p.lm_head);
 }
 
 /** Bytes of tensors alive on the active backend now (0 when the engine is not initialised). */
@@ -226,9 +230,10 @@ export function checkModelLoad(config: LlamaConfig, backend: string, what: strin
     const heap = wasmModelHeapBytes(config);
     if (heap > capacity) {
       throw new ResourceError(
-        `${what}: its ${(params / 1e9).toFixed(2)} B parameters are ${formatBytes(w)} as float32` +
-          `${config.tie_word_embeddings ? `, ${formatBytes(heap)} with the tied head's transposed embedding,` : ""} more than the wasm backend's ` +
-          `${formatBytes(WASM_HEAP_BYTES)} heap can hold with room to work (${formatBytes(capacity)}). ${NATIVE_HINT[0].toUpperCase()}${NATIVE_HINT.slice(1)}. ` +
+        `${what}: its ${(params / 1e9).toFixed(2)} B parameters are ${formatBytes(w)} as float32, and on the wasm backend a model needs about ` +
+          `${formatBytes(heap)} of heap to run (the weights, the packed copies of its matrices that the wasm products keep` +
+          `${config.tie_word_embeddings ? ", the tied head's transposed embedding" : ""}), more than the ${formatBytes(WASM_HEAP_BYTES)} heap holds with room to work ` +
+          `(${formatBytes(capacity)}). ${NATIVE_HINT[0].toUpperCase()}${NATIVE_HINT.slice(1)}. ` +
           `--skip-memory-check (skipMemoryCheck: true) tries anyway`,
       );
     }
@@ -261,8 +266,9 @@ export function checkPassMemory(
 ): HeapPlan | null {
   if (backend !== "wasm") return null;
   const cachedHead = config.tie_word_embeddings ? 4 * config.vocab_size * config.hidden_size : 0;
+  // Tensors beyond this model's (e.g. the original model beside a pruned one) are counted with packed copies too.
   const others = Math.max(0, tensorBytes - weightBytes(config) - cachedHead);
-  const resident = wasmModelHeapBytes(config) + others;
+  const resident = wasmModelHeapBytes(config) + 2 * others;
   const passBytes = (b: number, t: number) => (kind === "forward" ? forwardPassBytes(config, b, t) : importancePassBytes(config, b, t));
   const capacity = WASM_HEAP_BYTES - WASM_HEAP_RESERVE;
   const pass = passBytes(windows, seqLen);
@@ -279,8 +285,8 @@ export function checkPassMemory(
   options.push(NATIVE_HINT);
   throw new ResourceError(
     `${what} on the wasm backend would need about ${formatBytes(plan.need)} of its ${formatBytes(WASM_HEAP_BYTES)} heap: ` +
-      `${formatBytes(resident)} for the model (${formatBytes(weightBytes(config))} of float32 weights` +
-      `${config.tie_word_embeddings ? ", the tied head's transposed embedding" : ""}${others ? `, ${formatBytes(others)} of other tensors alive` : ""}) ` +
+      `${formatBytes(resident)} for the model (${formatBytes(weightBytes(config))} of float32 weights, the packed copies of its matrices` +
+      `${config.tie_word_embeddings ? ", the tied head's transposed embedding" : ""}${others ? `, ${formatBytes(2 * others)} for other tensors alive` : ""}) ` +
       `+ ${formatBytes(pass)} for one pass of ${windows} window${windows === 1 ? "" : "s"} × ${seqLen} tokens; ` +
       `what would fit: ${options.join("; or ")}. --skip-memory-check (skipMemoryCheck: true) tries anyway`,
   );

@@ -51,6 +51,11 @@ export function decodeF16(bytes: Uint8Array, n: number): Float32Array {
 export function decodeF16Into(bytes: Uint8Array, n: number, out: Float32Array, at: number): void {
   // A 64 Ki-entry table turns the per-element branchy decode into one lookup.
   const table = halfTable();
+  if (LITTLE_ENDIAN && bytes.byteOffset % 2 === 0) {
+    const u16 = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+    for (let i = 0; i < n; i++) out[at + i] = table[u16[i]];
+    return;
+  }
   const src = halves(bytes, n);
   for (let i = 0; i < n; i++) out[at + i] = table[src(i)];
 }
@@ -83,6 +88,12 @@ export function decodeBF16(bytes: Uint8Array, n: number): Float32Array {
 /** Decode `n` BF16 values (the high half of an f32) from `bytes` into `out` starting at element `at`. */
 export function decodeBF16Into(bytes: Uint8Array, n: number, out: Float32Array, at: number): void {
   const o32 = new Uint32Array(out.buffer, out.byteOffset + at * 4, n);
+  if (LITTLE_ENDIAN && bytes.byteOffset % 2 === 0) {
+    // The common case without a per-element call: a typed view of the aligned little-endian data.
+    const u16 = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+    for (let i = 0; i < n; i++) o32[i] = u16[i] << 16;
+    return;
+  }
   const src = halves(bytes, n);
   for (let i = 0; i < n; i++) o32[i] = src(i) << 16;
 }

@@ -66,10 +66,15 @@ export const pplCommand: Command = {
     const mem = { skipMemoryCheck: values["skip-memory-check"] };
     const config = readModelConfig(values.model);
     checkModelLoad(config, backend, values.model, mem);
-    if (seqLen !== undefined) {
-      checkContext(seqLen, config.max_position_embeddings, "perplexity", { allowLonger: values["allow-longer"] });
-      checkPassMemory(config, "forward", batchSize, seqLen, "perplexity", mem, backend, weightBytes(config));
+    // Token windows are read (and checked against the vocabulary) from the config too, so every check is done
+    // before the weights are.
+    const windows = values.windows !== undefined ? loadWindows(values.windows, { vocabSize: config.vocab_size }).windows : null;
+    if (windows && seqLen !== undefined && windows[0].length !== seqLen) {
+      throw new UsageError(`--seq-len ${seqLen} does not match the windows in ${values.windows} (${windows[0].length} tokens each)`);
     }
+    const T = windows ? windows[0].length : (seqLen as number);
+    checkContext(T, config.max_position_embeddings, "perplexity", { allowLonger: values["allow-longer"] });
+    checkPassMemory(config, "forward", windows ? Math.min(batchSize, windows.length) : batchSize, T, "perplexity", mem, backend, weightBytes(config));
     const { model, tokenizer, files } = await loadModel(values.model);
     const intr = interruptSignal();
     const progress = stderrProgress(!values.json || !!process.stderr.isTTY);
@@ -79,16 +84,9 @@ export const pplCommand: Command = {
       let r: PerplexityResult & { textTokens?: number; droppedTokens?: number };
       if (text !== null) {
         if (!tokenizer) throw new DataError(`${files.path} has no tokenizer, so --text cannot be tokenized; use --windows with token ids`);
-        checkContext(seqLen as number, model.config.max_position_embeddings, "perplexity", { allowLonger: values["allow-longer"] });
         r = await pplFromText(scorer, tokenizer, text, seqLen as number, opts);
       } else {
-        const { windows } = loadWindows(values.windows as string, { vocabSize: model.config.vocab_size });
-        if (seqLen !== undefined && windows[0].length !== seqLen) {
-          throw new UsageError(`--seq-len ${seqLen} does not match the windows in ${values.windows} (${windows[0].length} tokens each)`);
-        }
-        checkContext(windows[0].length, model.config.max_position_embeddings, "perplexity", { allowLonger: values["allow-longer"] });
-        checkPassMemory(model.config, "forward", Math.min(batchSize, windows.length), windows[0].length, "perplexity", mem, backend);
-        r = await perplexity(scorer, windows, opts);
+        r = await perplexity(scorer, windows!, opts);
       }
       progress.end();
       const source = values.text ? `${values.text}${values.wikitext ? " (WikiText rows)" : ""}` : (values.windows as string);
