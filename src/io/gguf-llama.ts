@@ -287,10 +287,11 @@ export function ggufFromModel(
     }
     seen.add(hf);
     const name = hfToGgufName(hf)!;
-    let data = t;
-    if (hf.endsWith("q_proj.weight")) data = permuteQK(t, c.num_attention_heads, true);
-    else if (hf.endsWith("k_proj.weight")) data = permuteQK(t, c.num_key_value_heads, true);
-    out.push({ name, shape: data.shape, data: data.data, type: dtype });
+    const heads = hf.endsWith("q_proj.weight") ? c.num_attention_heads : hf.endsWith("k_proj.weight") ? c.num_key_value_heads : null;
+    // Data is taken when the writer reaches the tensor (permuted then), so lazy tensors are read one at a time.
+    const wt = { name, shape: t.shape.slice(), type: dtype } as GgufWriteTensor;
+    Object.defineProperty(wt, "data", { get: () => (heads === null ? t.data : permuteQK(t, heads, true).data), enumerable: true });
+    out.push(wt);
   }
   for (const k of tensors.keys()) if (!seen.has(k)) throw new ConfigError(`GGUF writer: unexpected tensor ${k}`);
   if (c.rope_scaling?.rope_type === "llama3") out.push({ name: "rope_freqs.weight", shape: [c.head_dim / 2], data: llama3RopeFactors(c), type: "f32" });

@@ -452,15 +452,16 @@ export function writeGguf(file: string, kvs: [string, GgufValue][], tensors: Ggu
       writeScalar(s, v.type, v.value, key);
     }
   }
-  const encoded: Uint8Array[] = [];
+  // Offsets come from the shapes, and each tensor's data is read and encoded only when it is written, so a model
+  // whose tensors are lazy (read from their file on access) is converted one tensor at a time.
   let offset = 0;
   const offsets: number[] = [];
+  const halves: boolean[] = [];
   for (const t of tensors) {
-    if (t.data.length !== numel(t.shape)) throw new FormatError(`GGUF writer: tensor ${t.name} has ${t.data.length} values for shape [${t.shape.join(", ")}]`);
     const half = t.type === "f16" && t.shape.length > 1;
-    encoded.push(half ? encodeF16(t.data) : encodeF32(t.data));
+    halves.push(half);
     offsets.push(offset);
-    offset = alignUp(offset + encoded[encoded.length - 1].byteLength, alignment);
+    offset = alignUp(offset + numel(t.shape) * (half ? 2 : 4), alignment);
     s.str(t.name);
     s.u32(t.shape.length);
     for (const d of t.shape.slice().reverse()) s.u64(d);
@@ -477,9 +478,13 @@ export function writeGguf(file: string, kvs: [string, GgufValue][], tensors: Ggu
     const dataStart = alignUp(pos, alignment);
     pad(dataStart);
     for (let i = 0; i < tensors.length; i++) {
+      const t = tensors[i];
+      const data = t.data; // once: a lazy tensor reads its file on every access
+      if (data.length !== numel(t.shape)) throw new FormatError(`GGUF writer: tensor ${t.name} has ${data.length} values for shape [${t.shape.join(", ")}]`);
+      const bytes = halves[i] ? encodeF16(data) : encodeF32(data);
       pad(dataStart + offsets[i]);
-      writeAll(fd, encoded[i], file);
-      pos += encoded[i].byteLength;
+      writeAll(fd, bytes, file);
+      pos += bytes.byteLength;
     }
     fsyncFd(fd, file);
   } finally {
