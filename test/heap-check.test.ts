@@ -13,6 +13,7 @@ import {
   wasmHeadPackBytes, weightBytes,
 } from "../src/resources";
 import { Session } from "../src/session";
+import { cli } from "./support/cli";
 
 /**
  * Issue 20, past the wasm heap: work that cannot fit the wasm backend's 4 GiB heap is refused before it starts,
@@ -85,6 +86,33 @@ describe("wasm heap checks (issue 20)", function () {
     // Not checked on the native backend (host memory is checked with the calibration) or when skipped.
     assert.equal(checkPassMemory(TWO_LAYERS, "forward", 8, 2048, "perplexity", {}, "tensorflow", resident), null);
     assert.ok(checkPassMemory(TWO_LAYERS, "forward", 8, 2048, "perplexity", { skipMemoryCheck: true }, "wasm", resident));
+  });
+
+  it("CLI: ppl and eval on wasm refuse a 1B-shaped config in a second, exit 2, before reading any weight", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sdm-heap-cli-"));
+    try {
+      const small = parseConfig({ vocab_size: 32, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, tie_word_embeddings: true });
+      const m = path.join(dir, "m");
+      await writeModelFiles(m, { config: small, tensors: randomTensors(small, 1), tokenizer: null }, { format: "hf" });
+      fs.writeFileSync(path.join(m, "config.json"), JSON.stringify({ ...LLAMA_1B, model_type: "llama" }));
+      const w = path.join(dir, "w.json");
+      fs.writeFileSync(w, JSON.stringify({ windows: [[1, 2, 3, 4]] }));
+      const prev = tf.getBackend();
+      try {
+        const t0 = Date.now();
+        let r = await cli(["ppl", "--model", m, "--windows", w, "--backend", "wasm"]);
+        assert.equal(r.code, 2, r.err);
+        assert.match(r.err, /1\.24 B parameters are 4\.6 GiB as float32.*9\.2 GiB of heap.*@tensorflow\/tfjs-node/);
+        r = await cli(["eval", "--model", m, "--ppl", w, "--backend", "wasm"]);
+        assert.equal(r.code, 2, r.err);
+        assert.match(r.err, /9\.2 GiB of heap/);
+        assert.ok(Date.now() - t0 < 10_000);
+      } finally {
+        if (prev) await initEngine(prev as "cpu" | "wasm" | "tensorflow");
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("Session.load refuses a checkpoint whose config exceeds the heap without reading its weights", async () => {
