@@ -4,7 +4,7 @@ import { ConfigError, FormatError, UsageError } from "../errors";
 import { LlamaConfig, expectedShapes, parseConfig } from "../model/config";
 import type { TextTokenizer } from "../types";
 import { writeDirAtomic } from "./atomic";
-import { GgufType, checkSupportedType, ggufLocation, openGgufTensors, readGgufHeader, writeGguf } from "./gguf";
+import { type GgufHeader, GgufType, checkSupportedType, ggufLocation, openGgufTensors, readGgufHeader, writeGguf } from "./gguf";
 import { configFromGguf, ggufFromModel, sentencePieceFromGguf, tensorsFromGguf } from "./gguf-llama";
 import { readHfDir, writeHfDir } from "./hf";
 import { sameStoredBytes } from "./tensor-file";
@@ -103,7 +103,7 @@ export function readModelConfig(p: string): LlamaConfig {
     if (!g) throw new FormatError(`${p}: neither a Hugging Face model directory (config.json) nor a directory with one .gguf file`);
     file = g;
   }
-  const h = readGgufHeader(file);
+  const h = checkedGgufHeader(file);
   const emb = h.tensors.find((t) => t.name === "token_embd.weight");
   return configFromGguf(h, !h.tensors.some((t) => t.name === "output.weight"), emb ? emb.dims[emb.dims.length - 1] : 0);
 }
@@ -129,7 +129,8 @@ const REQUIRED_LLAMA_KEYS = [
   "llama.attention.head_count", "llama.attention.layer_norm_rms_epsilon",
 ];
 
-function readGguf(file: string): ModelFiles {
+/** The GGUF header, after the checks made before anything else is read from it. */
+function checkedGgufHeader(file: string): GgufHeader {
   const h = readGgufHeader(file);
   // Unsupported tensor types first (the most useful message), then required keys, before any data is read.
   for (const t of h.tensors) checkSupportedType(file, t);
@@ -137,6 +138,11 @@ function readGguf(file: string): ModelFiles {
     const missing = REQUIRED_LLAMA_KEYS.filter((k) => h.metadata[k] === undefined);
     if (missing.length) throw new FormatError(`${file}: required metadata missing: ${missing.join(", ")} (llama.cpp refuses such a file too)`);
   }
+  return h;
+}
+
+function readGguf(file: string): ModelFiles {
+  const h = checkedGgufHeader(file);
   // Lazy tensors: each is read from the file when the model takes it (see tensor-file.ts).
   const raw = openGgufTensors(h);
   const emb = raw.get("token_embd.weight");
