@@ -7,6 +7,7 @@ import { initEngine } from "../src/engine";
 import { ResourceError } from "../src/errors";
 import { writeModelFiles } from "../src/io/files";
 import { paramCounts, parseConfig } from "../src/model/config";
+import { LlamaModel } from "../src/model/llama";
 import { randomTensors } from "../src/model/random";
 import {
   WASM_HEAP_BYTES, WASM_HEAP_RESERVE, checkModelLoad, checkPassMemory, forwardPassBytes, importancePassBytes, wasmModelHeapBytes,
@@ -112,6 +113,27 @@ describe("wasm heap checks (issue 20)", function () {
       }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("calibration on wasm: windows whose importance pass cannot fit the heap are refused before the teacher runs", async () => {
+    const prev = tf.getBackend();
+    await initEngine("wasm");
+    const small = parseConfig({ vocab_size: 48, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, tie_word_embeddings: true, max_position_embeddings: 64 });
+    const s = Session.fromModel(LlamaModel.fromTensors(small, randomTensors(small, 2)));
+    try {
+      // 1 window of 32768 tokens: its attention scores alone are 4 heads × 32768² floats, far past the heap.
+      const long = [Array.from({ length: 32768 }, (_, i) => i % 48)];
+      await assert.rejects(
+        s.calibrate({ windows: long, allowLonger: true }),
+        isResource(/calibration on the wasm backend would need about \d+\.\d GiB of its 4\.0 GiB heap.*1 window × 32768 tokens; what would fit: windows of at most \d+ tokens/),
+      );
+      assert.equal(s.calibrationWindows, null);
+      // Short windows pass the check and run.
+      await s.calibrate({ windows: [long[0].slice(0, 32)], topk: 8 });
+    } finally {
+      s.dispose();
+      if (prev) await initEngine(prev as "cpu" | "wasm" | "tensorflow");
     }
   });
 
