@@ -16,8 +16,8 @@ import { PruneHistory, type PruneStep } from "./history";
 import { priorPruningSteps, provenanceFile, PROVENANCE_FILE, readLineage, type ProvenanceLink } from "./provenance";
 import { accumulate, checkDistinctFiles, CRITERIA, DATA_FREE, ImportanceScores, isAdditive, readScoresFile, settingsFor, writeScoresFile, type AccumulateOptions, type Criterion } from "./importance";
 import { writeFileAtomic } from "./io/atomic";
-import { checkCalibration, checkContext, type ResourceOptions } from "./resources";
-import { writeModelFiles, type ModelFiles } from "./io/files";
+import { checkCalibration, checkContext, checkModelLoad, checkPassMemory, type ResourceOptions } from "./resources";
+import { readModelConfig, writeModelFiles, type ModelFiles } from "./io/files";
 import { padMlpWidths } from "./io/gguf-llama";
 import { intermediateSizes, paramCounts, withIntermediateSizes, type LlamaConfig, type ParamCounts } from "./model/config";
 import type { LayerWeights, LlamaModel } from "./model/llama";
@@ -51,7 +51,7 @@ export function criterionNeeds(criterion: Criterion, alpha?: number): { windows:
   return { windows: !DATA_FREE.includes(criterion), teacher: criterion === "sd-taylor" && (alpha ?? 0.4) > 0 };
 }
 
-export interface LoadOptions {
+export interface LoadOptions extends ResourceOptions {
   backend?: BackendName;
 }
 
@@ -350,6 +350,7 @@ export class Session {
   /** Load a .gguf file or a Hugging Face directory (initialises the tensor backend first). */
   static async load(modelPath: string, opts: LoadOptions = {}): Promise<Session> {
     const backend = await initEngine(opts.backend);
+    checkModelLoad(readModelConfig(modelPath), backend, modelPath, opts);
     const { model, tokenizer, files } = await loadModel(modelPath);
     return new Session(files.path, backend, model, tokenizer, files, readLineage(modelPath));
   }
@@ -1222,6 +1223,7 @@ export class Session {
         throw new UsageError(`ppl: seq len ${spec.seqLen} does not match the given windows (${windows[0].length} tokens each)`);
       }
       checkContext(windows[0].length, this.current.config.max_position_embeddings, "perplexity", spec);
+      checkPassMemory(this.current.config, "forward", Math.min(spec.batchSize ?? 4, windows.length), windows[0].length, "perplexity", spec);
       const r = await perplexity(this.scorer(), windows, popts);
       return { ...r, source: typeof spec.windows === "string" ? spec.windows : `${windows.length} given windows`, protocol: "windows: as given" };
     }
@@ -1229,6 +1231,7 @@ export class Session {
     const seqLen = spec.seqLen ?? 128;
     const { text, how, source } = this.pplText(spec);
     checkContext(seqLen, this.current.config.max_position_embeddings, "perplexity", spec);
+    checkPassMemory(this.current.config, "forward", spec.batchSize ?? 4, seqLen, "perplexity", spec);
     const r = await pplFromText(this.scorer(), this.tokenizer, text, seqLen, popts);
     return { ...r, source, protocol: `${how}; one BOS, non-overlapping windows of ${seqLen}` };
   }

@@ -123,7 +123,7 @@ export const pruneCommand: Command = {
     checkOutputDir(out, values.force ?? false);
     if (values["eval-text"] && !fs.existsSync(values["eval-text"])) throw new UsageError(`--eval-text: file ${values["eval-text"]} does not exist`);
 
-    const session = await Session.load(values.model, { backend: backendFlag(values.backend) });
+    const session = await Session.load(values.model, { backend: backendFlag(values.backend), skipMemoryCheck: values["skip-memory-check"] === true });
     const progress = stderrProgress();
     const intr = interruptSignal();
     const run = { onProgress: progress.onProgress, signal: intr.signal };
