@@ -291,3 +291,73 @@ export function checkPassMemory(
       `what would fit: ${options.join("; or ")}. --skip-memory-check (skipMemoryCheck: true) tries anyway`,
   );
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// The estimate printed before a long job (issue 15)
+
+/** Floating-point operations per token of one forward pass and of one importance pass (forward + layer backward). */
+export function flopsPerToken(config: LlamaConfig, seqLen: number): { forward: number; importance: number } {
+  const H = config.hidden_size;
+  const q = config.num_attention_heads * config.head_dim;
+  const kv = config.num_key_value_heads * config.head_dim;
+  const attnLin = 2 * (H * q + 2 * H * kv + q * H);
+  const attnScores = 4 * seqLen * q;
+  const head = 2 * H * config.vocab_size;
+  let forward = head;
+  let importance = 2 * head;
+  for (const I of intermediateSizes(config)) {
+    const mlp = 2 * 3 * H * I;
+    forward += attnLin + mlp + attnScores;
+    // backward: the input gradients of every product, the attention scores twice, and the MLP weight gradients
+    importance += attnLin + mlp + attnScores + (attnLin + mlp + 2 * attnScores) + mlp;
+  }
+  return { forward, importance };
+}
+
+/**
+ * Sustained GFLOP/s of an importance pass per backend, as bench/NOTES.md measured them on a 2-core x86 machine
+ * (stories15M, seq 128: native 108, wasm 25, cpu 0.65). A rough guide, printed as such: other machines differ,
+ * and the progress line's ETA, from the measured rate, replaces it after the first window.
+ */
+const GFLOPS_GUIDE: Record<string, number> = { tensorflow: 108, wasm: 25, cpu: 0.65 };
+
+export interface JobEstimate {
+  /** Host memory of the windows and the teacher cache. */
+  calibrationBytes: number;
+  /** Peak working memory of one pass on the tensor backend. */
+  passBytes: number;
+  weightBytes: number;
+  /** Seconds at the bench rate of this backend, null where none was measured (webgpu). */
+  seconds: number | null;
+  flops: number;
+}
+
+/** Memory and time of calibrating `samples` windows (teacher cache) and, when `score`, scoring them by Taylor importance. */
+export function estimateCalibration(
+  config: LlamaConfig,
+  samples: number,
+  seqLen: number,
+  topk: number | "full" | null,
+  backend: string,
+  score: boolean,
+): JobEstimate {
+  const V = config.vocab_size;
+  const k = topk === null ? null : topk === "full" ? V : Math.min(topk, V);
+  const f = flopsPerToken(config, seqLen);
+  const tokens = samples * seqLen;
+  const flops = tokens * ((k === null ? 0 : f.forward) + (score ? f.importance : 0));
+  const rate = GFLOPS_GUIDE[backend];
+  return {
+    calibrationBytes: calibrationBytes(samples, seqLen, k, topk === "full"),
+    passBytes: score ? importancePassBytes(config, 1, seqLen) : forwardPassBytes(config, 1, seqLen),
+    weightBytes: weightBytes(config),
+    seconds: rate ? flops / (rate * 1e9) : null,
+    flops,
+  };
+}
+
+/** One line for stderr before the job starts. */
+export function describeEstimate(e: JobEstimate, backend: string): string {
+  const t = e.seconds === null ? "no time guide for this backend" : `about ${e.seconds < 90 ? `${Math.max(1, Math.round(e.seconds))} s` : e.seconds < 5400 ? `${Math.round(e.seconds / 60)} min` : `${(e.seconds / 3600).toFixed(1)} h`} at the ${backend} rate bench/NOTES.md measured on 2 cores`;
+  return `estimate: weights ${formatBytes(e.weightBytes)}, windows and teacher cache ${formatBytes(e.calibrationBytes)}, one pass ${formatBytes(e.passBytes)}; ${e.flops >= 1e12 ? `${(e.flops / 1e12).toFixed(2)} TFLOP` : `${(e.flops / 1e9).toFixed(2)} GFLOP`}, ${t} (the progress ETA takes over once it runs)`;
+}

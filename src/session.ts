@@ -16,7 +16,7 @@ import { PruneHistory, type PruneStep } from "./history";
 import { priorPruningSteps, provenanceFile, PROVENANCE_FILE, readLineage, type ProvenanceLink } from "./provenance";
 import { accumulate, checkDistinctFiles, CRITERIA, DATA_FREE, ImportanceScores, isAdditive, readScoresFile, settingsFor, writeScoresFile, type AccumulateOptions, type Criterion } from "./importance";
 import { writeFileAtomic } from "./io/atomic";
-import { checkCalibration, checkContext, checkModelLoad, checkPassMemory, type ResourceOptions } from "./resources";
+import { checkCalibration, checkContext, checkModelLoad, checkPassMemory, estimateCalibration, type JobEstimate, type ResourceOptions } from "./resources";
 import { readModelConfig, writeModelFiles, type ModelFiles } from "./io/files";
 import { padMlpWidths } from "./io/gguf-llama";
 import { intermediateSizes, paramCounts, withIntermediateSizes, type LlamaConfig, type ParamCounts } from "./model/config";
@@ -56,6 +56,11 @@ export interface LoadOptions extends ResourceOptions {
 }
 
 export interface CalibrateOptions extends RunOptions, ResourceOptions {
+  /**
+   * Called once the windows are known, before the teacher pass, with the estimated memory and time of the
+   * teacher cache and (with `score: true`) of one Taylor importance pass over the windows (src/resources.ts).
+   */
+  estimate?: { score: boolean; report: (e: JobEstimate) => void };
   /** One text; TinyStories dumps (stories separated by <|endoftext|>) are split into documents. */
   text?: string;
   /** Text files (their SHA-256 go into the provenance); each is split into stories if it is a TinyStories dump. */
@@ -570,6 +575,9 @@ export class Session {
     }
     const shard = shards.length === 1 ? shards[0] : null;
     const topk = opts.topk ?? defaultTopk(V);
+    if (opts.estimate && windows.length > 0) {
+      opts.estimate.report(estimateCalibration(this.original.config, windows.length, windows[0].length, opts.teacher === false ? null : topk, this.backend, opts.estimate.score));
+    }
     const t0 = Date.now();
     const teacher = opts.teacher === false ? null : await TeacherCache.build(this.original, windows, { topk }, opts);
     this.original.disposeCaches();

@@ -6,6 +6,8 @@ import { paramCounts } from "../../model/config";
 import { criterionNeeds, Session } from "../../session";
 import { Table, type Cell } from "../../table";
 import { checkOutputDir } from "../../io/atomic";
+import { isAdditive } from "../../importance";
+import { describeEstimate, type JobEstimate } from "../../resources";
 import type { Command } from "../command";
 import { backendFlag, criterionFlag, enumFlag, intFlag, numFlag, requireFlags } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
@@ -139,7 +141,8 @@ export const pruneCommand: Command = {
         summary = r.table();
       } else {
         if (cal) {
-          await session.calibrate({ ...cal, ...run, teacher: needs.teacher && !values.scores });
+          const estimate = { score: !values.scores && isAdditive(criterion), report: (e: JobEstimate) => process.stderr.write(`${describeEstimate(e, session.backend)}\n`) };
+          await session.calibrate({ ...cal, ...run, teacher: needs.teacher && !values.scores, estimate });
         }
         if (values.scores) {
           const loaded = await session.loadScores(values.scores);

@@ -8,6 +8,7 @@ import { CRITERIA, isAdditive, mergeScoreFiles, writeScoresFile } from "../../im
 import { scoreWithWorkers, workerCheckpoint } from "../../score-workers";
 import { criterionNeeds, Session, type CalibrateOptions } from "../../session";
 import { checkOutputFile } from "../../io/atomic";
+import { describeEstimate, type JobEstimate } from "../../resources";
 import type { Command } from "../command";
 import { backendFlag, criterionFlag, intFlag, numFlag, requireFlags, topkFlag } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
@@ -186,7 +187,8 @@ export const scoresCommand: Command = {
     const session = await Session.load(values.model as string, { backend: backendFlag(values.backend), skipMemoryCheck: values["skip-memory-check"] === true });
     try {
       if (cal) {
-        await session.calibrate({ ...cal, ...run, teacher: needs.teacher, shard });
+        const estimate = { score: isAdditive(criterion), report: (e: JobEstimate) => process.stderr.write(`${describeEstimate(e, session.backend)}\n`) };
+        await session.calibrate({ ...cal, ...run, teacher: needs.teacher, shard, estimate });
         if (values["save-windows"]) await session.saveWindows(values["save-windows"]);
       }
       let resume = false;
