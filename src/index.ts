@@ -42,8 +42,8 @@ export { inverseFrequencies, ropeTables } from "./model/rope";
 export { readModelFiles, writeModelFiles, validateTensors, expectedShapes, type ModelFiles, type WriteModelOptions } from "./io/files";
 export { loadModel, saveModel } from "./model/load";
 export { HfTokenizer, readTokenizerDir, tokenizerJsonFromSentencePiece, type SentencePieceVocab } from "./io/tokenizer";
-export { readGgufHeader, readGgufTensors, writeGguf, type GgufHeader } from "./io/gguf";
-export { readSafetensors, readSafetensorsDir, writeSafetensors } from "./io/safetensors";
+export { openGgufTensors, readGgufHeader, readGgufTensors, writeGguf, type GgufHeader } from "./io/gguf";
+export { openSafetensors, readSafetensors, readSafetensorsDir, writeSafetensors } from "./io/safetensors";
 export type { HostTensor, TensorMap } from "./io/tensors";
 // figures and rich display for notebooks (kernel helper)
 export * from "./plot";

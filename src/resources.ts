@@ -1,6 +1,8 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
+import * as tf from "@tensorflow/tfjs";
 import { ResourceError } from "./errors";
+import { type LlamaConfig, intermediateSizes, paramCounts } from "./model/config";
 
 /**
  * Resource checks made before a long job starts, so that a request the model or the machine cannot serve fails
@@ -52,11 +54,17 @@ export function formatBytes(b: number): string {
 }
 
 /** Refuse a job whose estimated memory exceeds what is available, with both figures, unless explicitly allowed. */
-export function checkMemory(bytes: number, what: string, opts: ResourceOptions = {}, available = availableBytes()): void {
+export function checkMemory(
+  bytes: number,
+  what: string,
+  opts: ResourceOptions = {},
+  available = availableBytes(),
+  remedy = "use fewer windows (--samples), a shorter --seq-len or a smaller --topk",
+): void {
   if (opts.skipMemoryCheck || bytes <= available) return;
   throw new ResourceError(
     `${what} would need about ${formatBytes(bytes)} of memory but about ${formatBytes(available)} is available; ` +
-      `use fewer windows (--samples), a shorter --seq-len or a smaller --topk, or --skip-memory-check (skipMemoryCheck: true) to try anyway`,
+      `${remedy}, or --skip-memory-check (skipMemoryCheck: true) to try anyway`,
   );
 }
 
@@ -65,7 +73,7 @@ export function checkMemory(bytes: number, what: string, opts: ResourceOptions =
  * teacher cache of `topk` entries per position (null: no teacher) plus `extraWindows` windows without one.
  */
 export function checkCalibration(
-  config: { max_position_embeddings: number; vocab_size: number },
+  config: { max_position_embeddings: number; vocab_size: number } | LlamaConfig,
   samples: number,
   seqLen: number,
   topk: number | "full" | null,
@@ -78,4 +86,278 @@ export function checkCalibration(
   const k = topk === null ? null : topk === "full" ? V : Math.min(topk, V);
   const bytes = calibrationBytes(samples, seqLen, k, topk === "full") + calibrationBytes(extraWindows, seqLen, null, false);
   checkMemory(bytes, `${what} (${samples + extraWindows} windows × ${seqLen} tokens${k === null ? "" : `, teacher top-k ${k}`})`, opts);
+  // On wasm the passes run one window at a time (windowsPerPass); the teacher's forward is the smaller pass.
+  if ("hidden_size" in config) checkPassMemory(config as LlamaConfig, "importance", 1, seqLen, what, opts);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Weights and per-pass working memory on the tensor backend (issue 20)
+
+/**
+ * The wasm backend keeps every tensor in one WebAssembly heap, which wasm32 caps at 4 GiB (tfjs-backend-wasm
+ * 4.22 declares exactly that maximum). Past it an allocation fails inside a kernel as "memory access out of
+ * bounds", so work that cannot fit is refused before it starts.
+ */
+export const WASM_HEAP_BYTES = 4 * 2 ** 30;
+
+/**
+ * Part of the heap not planned for: the runtime's own allocations, allocator fragmentation (freed blocks of one
+ * size reused for another) and the heap's growth steps. The estimates below came within 330 MiB of the heap the
+ * backend actually grew to on the cases of bench/heap-estimate.ts (docs/memory.md).
+ */
+export const WASM_HEAP_RESERVE = 512 * 2 ** 20;
+
+/** The backends' memory: "wasm" is bounded by its heap, the others by host memory only. */
+export type MemoryBackend = "tensorflow" | "wasm" | "cpu";
+
+/** Float32 bytes of a model's weights (what the loaded model holds on any backend). */
+export function weightBytes(config: LlamaConfig): number {
+  return 4 * paramCounts(config).total;
+}
+
+/** The largest single tensor of the model (f32 bytes): the one in flight while loading (read, then transposed). */
+export function largestTensorBytes(config: LlamaConfig): number {
+  const H = config.hidden_size;
+  const I = Math.max(...intermediateSizes(config));
+  return 4 * Math.max(config.vocab_size * H, I * H, config.num_attention_heads * config.head_dim * H);
+}
+
+/** Logit rows × vocabulary of one head chunk in the model's forward (about 4 M floats whatever the vocabulary). */
+const HEAD_CHUNK_FLOATS = 1 << 22;
+
+/**
+ * Heap bytes of one forward pass over `windows` windows of `seqLen` tokens (perplexity, the teacher cache,
+ * evaluation): the hidden states, every temporary of the layer in flight (each layer runs in its own tidy, so
+ * temporaries die with their layer: norms, q/k/v before and after RoPE, K/V repeated for grouped heads, the
+ * attention scores and their softmax, the MLP's gate/up/activation/product), and one head chunk of logits with
+ * its log-sum-exp temporaries.
+ */
+export function forwardPassBytes(config: LlamaConfig, windows: number, seqLen: number): number {
+  const N = windows * seqLen;
+  const H = config.hidden_size;
+  const I = Math.max(...intermediateSizes(config));
+  const qkv = (config.num_attention_heads + 2 * config.num_key_value_heads) * config.head_dim;
+  const heads = config.num_attention_heads * config.head_dim;
+  const layer = N * (10 * H + 2 * qkv + 2 * heads + 5 * I) + 3 * windows * config.num_attention_heads * seqLen * seqLen;
+  const hidden = 2 * N * H;
+  const head = 4 * Math.min(HEAD_CHUNK_FLOATS, N * config.vocab_size);
+  return 4 * (layer + hidden + head);
+}
+
+/**
+ * Heap bytes of one importance pass (the layerwise Taylor path) over `windows` windows: the activations it keeps
+ * for the backward sweep (at most `keepMiB`, beyond that each layer's input only), the layer being differentiated
+ * (its forward temporaries twice: values and their gradients), one window's MLP weight gradients (gate, up and down,
+ * reduced to channel scores before the next window's), and the head's loss and gradient over one chunk.
+ */
+export function importancePassBytes(config: LlamaConfig, windows: number, seqLen: number, keepMiB = 128): number {
+  const N = windows * seqLen;
+  const H = config.hidden_size;
+  const I = Math.max(...intermediateSizes(config));
+  const L = config.num_hidden_layers;
+  const saved = keepMiB * 2 ** 20 + 4 * L * N * H;
+  const layer = 2 * (forwardPassBytes(config, windows, seqLen) - 4 * (2 * N * H + Math.min(HEAD_CHUNK_FLOATS, N * config.vocab_size) * 4));
+  const mlpGrads = 4 * 3 * H * I;
+  const head = 2 * 4 * 4 * Math.min(HEAD_CHUNK_FLOATS, N * config.vocab_size);
+  return saved + layer + mlpGrads + head;
+}
+
+export interface HeapPlan {
+  /** What the heap would hold at the peak, in bytes. */
+  need: number;
+  /** What the model needs in the heap (see wasmModelHeapBytes), and any other tensors alive. */
+  resident: number;
+  /** Working memory of one pass. */
+  pass: number;
+  /** The heap's capacity for planned use (the cap less WASM_HEAP_RESERVE). */
+  capacity: number;
+}
+
+/**
+ * Heap bytes a model needs on the wasm backend to run: its float32 weights; a packed copy of every linear weight
+ * (tfjs-backend-wasm runs each product with a weight matrix as an XNNPACK fully-connected operator, which packs
+ * the matrix into a private copy kept as long as the tensor); and for a tied head the embedding transposed
+ * ([H, V]), which the model caches for the head's product on its first pass. About 2× the weights without the
+ * embedding, plus 2× the embedding when tied. A pass beyond that fails inside a kernel: measured on a 0.5 B
+ * tied model (1.9 GiB of weights), one window of 512 tokens ended in "memory access out of bounds".
+ */
+export function wasmModelHeapBytes(config: LlamaConfig): number {
+  const p = paramCounts(config);
+  return weightBytes(config) + 4 * (p.attention + p.mlp) + (config.tie_word_embeddings ? 4 * p.embeddings : 0);
+}
+
+/**
+ * Heap bytes of the head's packed copy (the same packing for the head's product). It is made last in a pass and,
+ * where the heap has no room left, skipped (the product runs unpacked, slower; the backend prints "XNN status ...
+ * 6"), so it is what the heap grows to when it can, not a requirement: the checks leave it out and
+ * bench/heap-estimate.ts counts it.
+ */
+export function wasmHeadPackBytes(config: LlamaConfig): number {
+  const p = paramCounts(config);
+  return 4 * (config.tie_word_embeddings ? p.embeddings : p.lm_head);
+}
+
+/** Bytes of tensors alive on the active backend now (0 when the engine is not initialised). */
+export function residentTensorBytes(): number {
+  try {
+    return tf.memory().numBytes;
+  } catch {
+    return 0;
+  }
+}
+
+function activeBackend(): string {
+  try {
+    return tf.getBackend() ?? "";
+  } catch {
+    return "";
+  }
+}
+
+const NATIVE_HINT =
+  "the native backend holds models up to host memory (npm install @tensorflow/tfjs-node, then --backend tensorflow or SDMPRUNE_BACKEND=tensorflow)";
+
+/**
+ * Before loading a model: on wasm the model's heap need (wasmModelHeapBytes) must fit the heap, and on every backend its float32 weights plus the largest tensor twice (read, then converted to the
+ * model's layout) must fit host memory. Refused with the figures and what would fit; nothing has been read yet.
+ */
+export function checkModelLoad(config: LlamaConfig, backend: string, what: string, opts: ResourceOptions = {}, available?: number): void {
+  if (opts.skipMemoryCheck) return;
+  const w = weightBytes(config);
+  const params = paramCounts(config).total;
+  if (backend === "wasm") {
+    const capacity = WASM_HEAP_BYTES - WASM_HEAP_RESERVE;
+    const heap = wasmModelHeapBytes(config);
+    if (heap > capacity) {
+      throw new ResourceError(
+        `${what}: its ${(params / 1e9).toFixed(2)} B parameters are ${formatBytes(w)} as float32, and on the wasm backend a model needs about ` +
+          `${formatBytes(heap)} of heap to run (the weights, the packed copies of its matrices that the wasm products keep` +
+          `${config.tie_word_embeddings ? ", the tied head's transposed embedding" : ""}), more than the ${formatBytes(WASM_HEAP_BYTES)} heap holds with room to work ` +
+          `(${formatBytes(capacity)}). ${NATIVE_HINT[0].toUpperCase()}${NATIVE_HINT.slice(1)}. ` +
+          `--skip-memory-check (skipMemoryCheck: true) tries anyway`,
+      );
+    }
+  }
+  checkMemory(
+    w + 2 * largestTensorBytes(config),
+    `${what}: loading ${(params / 1e9).toFixed(2)} B parameters as float32`,
+    opts,
+    available,
+    "use a machine with more memory or a smaller model (float16 storage is not supported yet)",
+  );
+}
+
+/**
+ * Before a run of passes on the active backend (on wasm only: the other backends grow into host memory, which
+ * the calibration check covers): the model's heap need (wasmModelHeapBytes), any other tensors alive (e.g. the
+ * original model beside a pruned one), plus one pass must fit. `tensorBytes` is what is alive now (the model's
+ * weights when nothing is loaded yet). Refused with the figures, the most windows per pass and the longest windows
+ * that would fit, and the native backend.
+ */
+export function checkPassMemory(
+  config: LlamaConfig,
+  kind: "forward" | "importance",
+  windows: number,
+  seqLen: number,
+  what: string,
+  opts: ResourceOptions = {},
+  backend = activeBackend(),
+  tensorBytes = residentTensorBytes(),
+): HeapPlan | null {
+  if (backend !== "wasm") return null;
+  const cachedHead = config.tie_word_embeddings ? 4 * config.vocab_size * config.hidden_size : 0;
+  // Tensors beyond this model's (e.g. the original model beside a pruned one) are counted with packed copies too.
+  const others = Math.max(0, tensorBytes - weightBytes(config) - cachedHead);
+  const resident = wasmModelHeapBytes(config) + 2 * others;
+  const passBytes = (b: number, t: number) => (kind === "forward" ? forwardPassBytes(config, b, t) : importancePassBytes(config, b, t));
+  const capacity = WASM_HEAP_BYTES - WASM_HEAP_RESERVE;
+  const pass = passBytes(windows, seqLen);
+  const plan = { need: resident + pass, resident, pass, capacity };
+  if (opts.skipMemoryCheck || plan.need <= capacity) return plan;
+  const fits = (b: number, t: number) => resident + passBytes(b, t) <= capacity;
+  let b = windows;
+  while (b > 1 && !fits(b, seqLen)) b--;
+  let t = seqLen;
+  while (t > 2 && !fits(1, t)) t = Math.floor(t / 2);
+  const options: string[] = [];
+  if (b < windows && fits(b, seqLen)) options.push(`${b} window${b === 1 ? "" : "s"} per pass (--batch-size / batchWindows)`);
+  if (!fits(1, seqLen) && fits(1, t)) options.push(`windows of at most ${t} tokens with 1 per pass`);
+  options.push(NATIVE_HINT);
+  throw new ResourceError(
+    `${what} on the wasm backend would need about ${formatBytes(plan.need)} of its ${formatBytes(WASM_HEAP_BYTES)} heap: ` +
+      `${formatBytes(resident)} for the model (${formatBytes(weightBytes(config))} of float32 weights, the packed copies of its matrices` +
+      `${config.tie_word_embeddings ? ", the tied head's transposed embedding" : ""}${others ? `, ${formatBytes(2 * others)} for other tensors alive` : ""}) ` +
+      `+ ${formatBytes(pass)} for one pass of ${windows} window${windows === 1 ? "" : "s"} × ${seqLen} tokens; ` +
+      `what would fit: ${options.join("; or ")}. --skip-memory-check (skipMemoryCheck: true) tries anyway`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The estimate printed before a long job (issue 15)
+
+/** Floating-point operations per token of one forward pass and of one importance pass (forward + layer backward). */
+export function flopsPerToken(config: LlamaConfig, seqLen: number): { forward: number; importance: number } {
+  const H = config.hidden_size;
+  const q = config.num_attention_heads * config.head_dim;
+  const kv = config.num_key_value_heads * config.head_dim;
+  const attnLin = 2 * (H * q + 2 * H * kv + q * H);
+  const attnScores = 4 * seqLen * q;
+  const head = 2 * H * config.vocab_size;
+  let forward = head;
+  let importance = 2 * head;
+  for (const I of intermediateSizes(config)) {
+    const mlp = 2 * 3 * H * I;
+    forward += attnLin + mlp + attnScores;
+    // backward: the input gradients of every product, the attention scores twice, and the MLP weight gradients
+    importance += attnLin + mlp + attnScores + (attnLin + mlp + 2 * attnScores) + mlp;
+  }
+  return { forward, importance };
+}
+
+/**
+ * Sustained GFLOP/s of an importance pass per backend, as bench/NOTES.md measured them on a 2-core x86 machine
+ * (stories15M, seq 128: native 108, wasm 25, cpu 0.65). A rough guide, printed as such: other machines differ,
+ * and the progress line's ETA, from the measured rate, replaces it after the first window.
+ */
+const GFLOPS_GUIDE: Record<string, number> = { tensorflow: 108, wasm: 25, cpu: 0.65 };
+
+export interface JobEstimate {
+  /** Host memory of the windows and the teacher cache. */
+  calibrationBytes: number;
+  /** Peak working memory of one pass on the tensor backend. */
+  passBytes: number;
+  weightBytes: number;
+  /** Seconds at the bench rate of this backend, null where none was measured (webgpu). */
+  seconds: number | null;
+  flops: number;
+}
+
+/** Memory and time of calibrating `samples` windows (teacher cache) and, when `score`, scoring them by Taylor importance. */
+export function estimateCalibration(
+  config: LlamaConfig,
+  samples: number,
+  seqLen: number,
+  topk: number | "full" | null,
+  backend: string,
+  score: boolean,
+): JobEstimate {
+  const V = config.vocab_size;
+  const k = topk === null ? null : topk === "full" ? V : Math.min(topk, V);
+  const f = flopsPerToken(config, seqLen);
+  const tokens = samples * seqLen;
+  const flops = tokens * ((k === null ? 0 : f.forward) + (score ? f.importance : 0));
+  const rate = GFLOPS_GUIDE[backend];
+  return {
+    calibrationBytes: calibrationBytes(samples, seqLen, k, topk === "full"),
+    passBytes: score ? importancePassBytes(config, 1, seqLen) : forwardPassBytes(config, 1, seqLen),
+    weightBytes: weightBytes(config),
+    seconds: rate ? flops / (rate * 1e9) : null,
+    flops,
+  };
+}
+
+/** One line for stderr before the job starts. */
+export function describeEstimate(e: JobEstimate, backend: string): string {
+  const t = e.seconds === null ? "no time guide for this backend" : `about ${e.seconds < 90 ? `${Math.max(1, Math.round(e.seconds))} s` : e.seconds < 5400 ? `${Math.round(e.seconds / 60)} min` : `${(e.seconds / 3600).toFixed(1)} h`} at the ${backend} rate bench/NOTES.md measured on 2 cores`;
+  return `estimate: weights ${formatBytes(e.weightBytes)}, windows and teacher cache ${formatBytes(e.calibrationBytes)}, one pass ${formatBytes(e.passBytes)}; ${e.flops >= 1e12 ? `${(e.flops / 1e12).toFixed(2)} TFLOP` : `${(e.flops / 1e9).toFixed(2)} GFLOP`}, ${t} (the progress ETA takes over once it runs)`;
 }

@@ -16,8 +16,8 @@ import { PruneHistory, type PruneStep } from "./history";
 import { priorPruningSteps, provenanceFile, PROVENANCE_FILE, readLineage, type ProvenanceLink } from "./provenance";
 import { accumulate, checkDistinctFiles, CRITERIA, DATA_FREE, ImportanceScores, isAdditive, readScoresFile, settingsFor, writeScoresFile, type AccumulateOptions, type Criterion } from "./importance";
 import { writeFileAtomic } from "./io/atomic";
-import { checkCalibration, checkContext, type ResourceOptions } from "./resources";
-import { writeModelFiles, type ModelFiles } from "./io/files";
+import { checkCalibration, checkContext, checkModelLoad, checkPassMemory, estimateCalibration, type JobEstimate, type ResourceOptions } from "./resources";
+import { readModelConfig, writeModelFiles, type ModelFiles } from "./io/files";
 import { padMlpWidths } from "./io/gguf-llama";
 import { intermediateSizes, paramCounts, withIntermediateSizes, type LlamaConfig, type ParamCounts } from "./model/config";
 import type { LayerWeights, LlamaModel } from "./model/llama";
@@ -51,11 +51,16 @@ export function criterionNeeds(criterion: Criterion, alpha?: number): { windows:
   return { windows: !DATA_FREE.includes(criterion), teacher: criterion === "sd-taylor" && (alpha ?? 0.4) > 0 };
 }
 
-export interface LoadOptions {
+export interface LoadOptions extends ResourceOptions {
   backend?: BackendName;
 }
 
 export interface CalibrateOptions extends RunOptions, ResourceOptions {
+  /**
+   * Called once the windows are known, before the teacher pass, with the estimated memory and time of the
+   * teacher cache and (with `score: true`) of one Taylor importance pass over the windows (src/resources.ts).
+   */
+  estimate?: { score: boolean; report: (e: JobEstimate) => void };
   /** One text; TinyStories dumps (stories separated by <|endoftext|>) are split into documents. */
   text?: string;
   /** Text files (their SHA-256 go into the provenance); each is split into stories if it is a TinyStories dump. */
@@ -350,6 +355,7 @@ export class Session {
   /** Load a .gguf file or a Hugging Face directory (initialises the tensor backend first). */
   static async load(modelPath: string, opts: LoadOptions = {}): Promise<Session> {
     const backend = await initEngine(opts.backend);
+    checkModelLoad(readModelConfig(modelPath), backend, modelPath, opts);
     const { model, tokenizer, files } = await loadModel(modelPath);
     return new Session(files.path, backend, model, tokenizer, files, readLineage(modelPath));
   }
@@ -569,6 +575,9 @@ export class Session {
     }
     const shard = shards.length === 1 ? shards[0] : null;
     const topk = opts.topk ?? defaultTopk(V);
+    if (opts.estimate && windows.length > 0) {
+      opts.estimate.report(estimateCalibration(this.original.config, windows.length, windows[0].length, opts.teacher === false ? null : topk, this.backend, opts.estimate.score));
+    }
     const t0 = Date.now();
     const teacher = opts.teacher === false ? null : await TeacherCache.build(this.original, windows, { topk }, opts);
     this.original.disposeCaches();
@@ -1222,6 +1231,7 @@ export class Session {
         throw new UsageError(`ppl: seq len ${spec.seqLen} does not match the given windows (${windows[0].length} tokens each)`);
       }
       checkContext(windows[0].length, this.current.config.max_position_embeddings, "perplexity", spec);
+      checkPassMemory(this.current.config, "forward", Math.min(spec.batchSize ?? 4, windows.length), windows[0].length, "perplexity", spec);
       const r = await perplexity(this.scorer(), windows, popts);
       return { ...r, source: typeof spec.windows === "string" ? spec.windows : `${windows.length} given windows`, protocol: "windows: as given" };
     }
@@ -1229,6 +1239,7 @@ export class Session {
     const seqLen = spec.seqLen ?? 128;
     const { text, how, source } = this.pplText(spec);
     checkContext(seqLen, this.current.config.max_position_embeddings, "perplexity", spec);
+    checkPassMemory(this.current.config, "forward", spec.batchSize ?? 4, seqLen, "perplexity", spec);
     const r = await pplFromText(this.scorer(), this.tokenizer, text, seqLen, popts);
     return { ...r, source, protocol: `${how}; one BOS, non-overlapping windows of ${seqLen}` };
   }

@@ -8,7 +8,7 @@ import { readGgufHeader } from "../src/io/gguf";
 import { parseConfig } from "../src/model/config";
 import { LlamaModel } from "../src/model/llama";
 import { randomTensors } from "../src/model/random";
-import { calibrationBytes, checkMemory } from "../src/resources";
+import { calibrationBytes, checkMemory, describeEstimate, estimateCalibration, flopsPerToken } from "../src/resources";
 import { Rng } from "../src/rng";
 import { Session } from "../src/session";
 import { cli } from "./support/cli";
@@ -104,5 +104,30 @@ describe("resources: context length, memory and top-k checked before the work", 
     assert.equal(r.code, 2, r.err);
     assert.match(r.err, new RegExp(`sequence length 4096 exceeds the model's context of ${ctx} tokens`));
     assert.ok(Date.now() - t0 < 20_000);
+  });
+});
+
+describe("resources: the estimate printed before a long job", () => {
+  it("counts memory and FLOPs that scale with the windows, and times only backends with a measured rate", () => {
+    const a = estimateCalibration(CFG, 8, 16, "full", "wasm", true);
+    const b = estimateCalibration(CFG, 16, 16, "full", "wasm", true);
+    assert.equal(b.flops, 2 * a.flops);
+    assert.equal(b.calibrationBytes, 2 * a.calibrationBytes);
+    assert.equal(a.calibrationBytes, calibrationBytes(8, 16, CFG.vocab_size, true));
+    const f = flopsPerToken(CFG, 16);
+    assert.equal(a.flops, 8 * 16 * (f.forward + f.importance));
+    assert.equal(estimateCalibration(CFG, 8, 16, null, "wasm", false).flops, 0, "no teacher and no scoring: nothing to compute");
+    assert.ok(a.seconds !== null && a.seconds > 0);
+    assert.equal(estimateCalibration(CFG, 8, 16, "full", "webgpu", true).seconds, null);
+    assert.match(describeEstimate(a, "wasm"), /^estimate: weights .*teacher cache .*GFLOP, about \d+ s at the wasm rate/);
+  });
+
+  it("sdmprune scores prints it before the teacher pass", async function () {
+    requireShared(this);
+    const out = path.join(os.tmpdir(), `sdmprune-estimate-${process.pid}.json`);
+    const r = await cli(["scores", "--model", STORIES260K(), "--text", README, "--samples", "2", "--seq-len", "32", "--criterion", "sd-taylor", "--out", out]);
+    fs.rmSync(out, { force: true });
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /estimate: weights [\d.]+ MiB, windows and teacher cache [\d.]+ MiB, one pass [\d.]+ MiB; [\d.]+ GFLOP/);
   });
 });

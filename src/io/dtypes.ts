@@ -43,11 +43,31 @@ export function floatToHalf(v: number): number {
 
 export function decodeF16(bytes: Uint8Array, n: number): Float32Array {
   const out = new Float32Array(n);
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, n * 2);
+  decodeF16Into(bytes, n, out, 0);
+  return out;
+}
+
+/** Decode `n` F16 values from `bytes` into `out` starting at element `at` (lets callers decode chunk by chunk). */
+export function decodeF16Into(bytes: Uint8Array, n: number, out: Float32Array, at: number): void {
   // A 64 Ki-entry table turns the per-element branchy decode into one lookup.
   const table = halfTable();
-  for (let i = 0; i < n; i++) out[i] = table[dv.getUint16(i * 2, true)];
-  return out;
+  if (LITTLE_ENDIAN && bytes.byteOffset % 2 === 0) {
+    const u16 = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+    for (let i = 0; i < n; i++) out[at + i] = table[u16[i]];
+    return;
+  }
+  const src = halves(bytes, n);
+  for (let i = 0; i < n; i++) out[at + i] = table[src(i)];
+}
+
+/** Element reader over little-endian u16 data: a typed view when aligned on a little-endian host, else a DataView. */
+function halves(bytes: Uint8Array, n: number): (i: number) => number {
+  if (LITTLE_ENDIAN && bytes.byteOffset % 2 === 0) {
+    const u16 = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+    return (i) => u16[i];
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, n * 2);
+  return (i) => dv.getUint16(i * 2, true);
 }
 
 let HALF_TABLE: Float32Array | null = null;
@@ -61,10 +81,21 @@ function halfTable(): Float32Array {
 
 export function decodeBF16(bytes: Uint8Array, n: number): Float32Array {
   const out = new Float32Array(n);
-  const o32 = new Uint32Array(out.buffer);
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, n * 2);
-  for (let i = 0; i < n; i++) o32[i] = dv.getUint16(i * 2, true) << 16;
+  decodeBF16Into(bytes, n, out, 0);
   return out;
+}
+
+/** Decode `n` BF16 values (the high half of an f32) from `bytes` into `out` starting at element `at`. */
+export function decodeBF16Into(bytes: Uint8Array, n: number, out: Float32Array, at: number): void {
+  const o32 = new Uint32Array(out.buffer, out.byteOffset + at * 4, n);
+  if (LITTLE_ENDIAN && bytes.byteOffset % 2 === 0) {
+    // The common case without a per-element call: a typed view of the aligned little-endian data.
+    const u16 = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+    for (let i = 0; i < n; i++) o32[i] = u16[i] << 16;
+    return;
+  }
+  const src = halves(bytes, n);
+  for (let i = 0; i < n; i++) o32[i] = src(i) << 16;
 }
 
 export function decodeF32(bytes: Uint8Array, n: number): Float32Array {

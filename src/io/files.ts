@@ -1,12 +1,13 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, FormatError, UsageError } from "../errors";
-import { LlamaConfig, expectedShapes } from "../model/config";
+import { LlamaConfig, expectedShapes, parseConfig } from "../model/config";
 import type { TextTokenizer } from "../types";
 import { writeDirAtomic } from "./atomic";
-import { GgufType, checkSupportedType, readGgufHeader, readGgufTensors, writeGguf } from "./gguf";
+import { type GgufHeader, GgufType, checkSupportedType, ggufLocation, openGgufTensors, readGgufHeader, writeGguf } from "./gguf";
 import { configFromGguf, ggufFromModel, sentencePieceFromGguf, tensorsFromGguf } from "./gguf-llama";
 import { readHfDir, writeHfDir } from "./hf";
+import { sameStoredBytes } from "./tensor-file";
 import { TensorMap } from "./tensors";
 import { HfTokenizer, checkGgufVocab } from "./tokenizer";
 
@@ -23,6 +24,10 @@ export interface ModelFiles {
   format: "gguf" | "hf";
   path: string;
   config: LlamaConfig;
+  /**
+   * Lazy: each tensor's `data` is read from the file when accessed and not kept (see tensor-file.ts), so reading
+   * a model's files costs only its headers and loading it holds one tensor at a time. Read `data` once per use.
+   */
   tensors: TensorMap;
   tokenizer: TextTokenizer | null;
   metadata: Record<string, unknown>;
@@ -75,6 +80,34 @@ function findGguf(dir: string): string | null {
   return null;
 }
 
+/**
+ * The config of the model at `p` from its headers alone (no tensor data, no tokenizer), for estimates made before
+ * loading. A GGUF whose head is stored as a copy of the embedding counts as untied here (readModelFiles compares
+ * the bytes), so an estimate from it errs on the large side by one embedding.
+ */
+export function readModelConfig(p: string): LlamaConfig {
+  if (!fs.existsSync(p)) throw new UsageError(`model path ${p} does not exist`);
+  let file = p;
+  if (fs.statSync(p).isDirectory()) {
+    const cfg = path.join(p, "config.json");
+    if (fs.existsSync(cfg)) {
+      let raw: unknown;
+      try {
+        raw = JSON.parse(fs.readFileSync(cfg, "utf8"));
+      } catch (err) {
+        throw new FormatError(`${cfg}: not valid JSON: ${(err as Error).message}`);
+      }
+      return parseConfig(raw, cfg);
+    }
+    const g = findGguf(p);
+    if (!g) throw new FormatError(`${p}: neither a Hugging Face model directory (config.json) nor a directory with one .gguf file`);
+    file = g;
+  }
+  const h = checkedGgufHeader(file);
+  const emb = h.tensors.find((t) => t.name === "token_embd.weight");
+  return configFromGguf(h, !h.tensors.some((t) => t.name === "output.weight"), emb ? emb.dims[emb.dims.length - 1] : 0);
+}
+
 export async function readModelFiles(p: string): Promise<ModelFiles> {
   if (!fs.existsSync(p)) throw new UsageError(`model path ${p} does not exist`);
   const stat = fs.statSync(p);
@@ -96,7 +129,8 @@ const REQUIRED_LLAMA_KEYS = [
   "llama.attention.head_count", "llama.attention.layer_norm_rms_epsilon",
 ];
 
-function readGguf(file: string): ModelFiles {
+/** The GGUF header, after the checks made before anything else is read from it. */
+function checkedGgufHeader(file: string): GgufHeader {
   const h = readGgufHeader(file);
   // Unsupported tensor types first (the most useful message), then required keys, before any data is read.
   for (const t of h.tensors) checkSupportedType(file, t);
@@ -104,11 +138,19 @@ function readGguf(file: string): ModelFiles {
     const missing = REQUIRED_LLAMA_KEYS.filter((k) => h.metadata[k] === undefined);
     if (missing.length) throw new FormatError(`${file}: required metadata missing: ${missing.join(", ")} (llama.cpp refuses such a file too)`);
   }
-  const raw = readGgufTensors(h);
+  return h;
+}
+
+function readGguf(file: string): ModelFiles {
+  const h = checkedGgufHeader(file);
+  // Lazy tensors: each is read from the file when the model takes it (see tensor-file.ts).
+  const raw = openGgufTensors(h);
   const emb = raw.get("token_embd.weight");
   const heads = Number(h.metadata["llama.attention.head_count"]);
   const kvHeads = h.metadata["llama.attention.head_count_kv"] === undefined ? heads : Number(h.metadata["llama.attention.head_count_kv"]);
-  const { tensors, tied } = tensorsFromGguf(file, raw, heads, kvHeads);
+  const info = new Map(h.tensors.map((t) => [t.name, t]));
+  const same = (a: string, b: string) => sameStoredBytes(ggufLocation(h, info.get(a)!), ggufLocation(h, info.get(b)!));
+  const { tensors, tied } = tensorsFromGguf(file, raw, heads, kvHeads, same);
   const config = configFromGguf(h, tied, emb ? emb.shape[0] : 0);
   validateTensors(config, tensors, file);
   checkGgufVocab(file, h.metadata, config.vocab_size);

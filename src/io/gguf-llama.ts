@@ -1,6 +1,7 @@
 import { ConfigError, FormatError } from "../errors";
 import { LlamaConfig, intermediateSizes, parseConfig } from "../model/config";
 import { GgufHeader, GgufType, GgufValue, GgufWriteTensor, gv } from "./gguf";
+import { isLazy, lazyTensor } from "./tensor-file";
 import { HostTensor, TensorMap } from "./tensors";
 import { HfTokenizer, SentencePieceVocab } from "./tokenizer";
 
@@ -64,14 +65,15 @@ export function permuteQK(t: HostTensor, nHeads: number, toGguf: boolean): HostT
   }
   const hd = rows / nHeads;
   const half = hd / 2;
-  const out = new Float32Array(t.data.length);
+  const data = t.data; // once: a lazy tensor reads its file on every access
+  const out = new Float32Array(data.length);
   for (let h = 0; h < nHeads; h++) {
     for (let i = 0; i < 2; i++) {
       for (let j = 0; j < half; j++) {
         const hfRow = h * hd + i * half + j;
         const ggRow = h * hd + 2 * j + i;
         const [src, dst] = toGguf ? [hfRow, ggRow] : [ggRow, hfRow];
-        out.set(t.data.subarray(src * cols, (src + 1) * cols), dst * cols);
+        out.set(data.subarray(src * cols, (src + 1) * cols), dst * cols);
       }
     }
   }
@@ -131,22 +133,33 @@ export function configFromGguf(h: GgufHeader, tied: boolean, vocabFallback: numb
   return parseConfig(raw, `${f} (GGUF metadata)`);
 }
 
-/** GGUF tensors (already read, row-major) → HF-named TensorMap, q/k rows permuted, tied head dropped. */
-export function tensorsFromGguf(file: string, g: Map<string, HostTensor>, nHeads: number, nKvHeads: number): { tensors: TensorMap; tied: boolean } {
+/**
+ * GGUF tensors (row-major; held or lazy) → HF-named TensorMap, q/k rows permuted, tied head dropped. Lazy tensors
+ * stay lazy: the q/k permutation is applied per tensor when it is read. `same(a, b)` decides whether two GGUF
+ * tensors hold identical data (default: compare the decoded values; readers pass a chunked byte comparison).
+ */
+export function tensorsFromGguf(
+  file: string,
+  g: Map<string, HostTensor>,
+  nHeads: number,
+  nKvHeads: number,
+  same: (a: string, b: string) => boolean = (a, b) => sameTensor(g.get(a)!, g.get(b)!),
+): { tensors: TensorMap; tied: boolean } {
   const tensors: TensorMap = new Map();
   for (const [name, t] of g) {
     if (name === "rope_freqs.weight") continue; // derived from config on write
     const hf = ggufToHfName(name);
     if (hf === null) throw new FormatError(`${file}: unexpected tensor ${name} for a llama GGUF`);
-    if (name.endsWith(".attn_q.weight")) tensors.set(hf, permuteQK(t, nHeads, false));
-    else if (name.endsWith(".attn_k.weight")) tensors.set(hf, permuteQK(t, nKvHeads, false));
-    else tensors.set(hf, t);
+    const heads = name.endsWith(".attn_q.weight") ? nHeads : name.endsWith(".attn_k.weight") ? nKvHeads : null;
+    if (heads === null) tensors.set(hf, t);
+    else if (isLazy(t)) tensors.set(hf, lazyTensor(t.shape.slice(), () => permuteQK(t, heads, false).data));
+    else tensors.set(hf, permuteQK(t, heads, false));
   }
   const emb = tensors.get("model.embed_tokens.weight");
   const head = tensors.get("lm_head.weight");
   let tied = head === undefined;
   // Some converters (stories260K) store the tied head as a copy; treat an identical copy as tied.
-  if (emb && head && sameTensor(emb, head)) {
+  if (emb && head && same("token_embd.weight", "output.weight")) {
     tensors.delete("lm_head.weight");
     tied = true;
   }
@@ -292,10 +305,11 @@ export function ggufFromModel(
     }
     seen.add(hf);
     const name = hfToGgufName(hf)!;
-    let data = t;
-    if (hf.endsWith("q_proj.weight")) data = permuteQK(t, c.num_attention_heads, true);
-    else if (hf.endsWith("k_proj.weight")) data = permuteQK(t, c.num_key_value_heads, true);
-    out.push({ name, shape: data.shape, data: data.data, type: dtype });
+    const heads = hf.endsWith("q_proj.weight") ? c.num_attention_heads : hf.endsWith("k_proj.weight") ? c.num_key_value_heads : null;
+    // Data is taken when the writer reaches the tensor (permuted then), so lazy tensors are read one at a time.
+    const wt = { name, shape: t.shape.slice(), type: dtype } as GgufWriteTensor;
+    Object.defineProperty(wt, "data", { get: () => (heads === null ? t.data : permuteQK(t, heads, true).data), enumerable: true });
+    out.push(wt);
   }
   for (const k of tensors.keys()) if (!seen.has(k)) throw new ConfigError(`GGUF writer: unexpected tensor ${k}`);
   if (c.rope_scaling?.rope_type === "llama3") out.push({ name: "rope_freqs.weight", shape: [c.head_dim / 2], data: llama3RopeFactors(c), type: "f32" });

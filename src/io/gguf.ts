@@ -1,7 +1,8 @@
 import * as fs from "node:fs";
 import { FormatError } from "../errors";
 import { fsyncFd, openForWrite, writeAll } from "./atomic";
-import { decodeBF16, decodeF16, decodeF32, encodeF16, encodeF32 } from "./dtypes";
+import { encodeF16, encodeF32 } from "./dtypes";
+import { StoredFloat, TensorLocation, fileTensor, readTensorAt } from "./tensor-file";
 import { HostTensor, numel } from "./tensors";
 
 /**
@@ -54,6 +55,8 @@ export interface GgufHeader {
   /** Absolute file offset of the data section. */
   dataOffset: number;
   fileSize: number;
+  /** Modification time when the header was read: tensors read later refuse a file changed since. */
+  mtimeMs: number;
 }
 
 /** Sequential reader over a file descriptor that pulls 1 MiB chunks, so a multi-GB file is never read whole. */
@@ -233,13 +236,14 @@ function checkMetadataTypes(file: string, m: Record<string, unknown>, types: Rec
 export function readGgufHeader(file: string): GgufHeader {
   const fd = fs.openSync(file, "r");
   try {
-    return parseHeader(fd, fs.fstatSync(fd).size, file);
+    const st = fs.fstatSync(fd);
+    return { ...parseHeader(fd, st.size, file), mtimeMs: st.mtimeMs };
   } finally {
     fs.closeSync(fd);
   }
 }
 
-function parseHeader(fd: number, size: number, file: string): GgufHeader {
+function parseHeader(fd: number, size: number, file: string): Omit<GgufHeader, "mtimeMs"> {
   const c = new Cursor(fd, size, file);
   if (size < 4) throw new FormatError(`${file}: not a GGUF file (${size} bytes, too short for the magic)`);
   const magic = c.bytes(4, "magic");
@@ -346,25 +350,26 @@ export function checkSupportedType(file: string, t: GgufTensorInfo): void {
   }
 }
 
-/** Read every tensor as a row-major HostTensor (shape = ggml dims reversed, i.e. [out, in] for a matrix). */
+/** Where a tensor's data lies (shape = ggml dims reversed, i.e. row-major [out, in] for a matrix). */
+export function ggufLocation(h: GgufHeader, t: GgufTensorInfo): TensorLocation {
+  checkSupportedType(h.path, t);
+  const dtype: StoredFloat = t.type === GGML_F32 ? "F32" : t.type === GGML_F16 ? "F16" : "BF16";
+  return { file: h.path, name: t.name, dtype, shape: t.dims.slice().reverse(), position: h.dataOffset + t.offset, fileSize: h.fileSize, mtimeMs: h.mtimeMs };
+}
+
+/** Read every tensor into memory as a row-major HostTensor. */
 export function readGgufTensors(h: GgufHeader): Map<string, HostTensor> {
-  for (const t of h.tensors) checkSupportedType(h.path, t);
-  const out = new Map<string, HostTensor>();
-  const fd = fs.openSync(h.path, "r");
-  try {
-    for (const t of h.tensors) {
-      const n = numel(t.dims);
-      const nbytes = n * ELEMENT_BYTES[t.type];
-      const buf = Buffer.alloc(nbytes);
-      const got = fs.readSync(fd, buf, 0, nbytes, h.dataOffset + t.offset);
-      if (got !== nbytes) throw new FormatError(`${h.path}: truncated GGUF file: tensor ${t.name} data is short (${got} of ${nbytes} bytes)`);
-      const data = t.type === GGML_F32 ? decodeF32(buf, n) : t.type === GGML_F16 ? decodeF16(buf, n) : decodeBF16(buf, n);
-      out.set(t.name, { shape: t.dims.slice().reverse(), data });
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return out;
+  const locs = h.tensors.map((t) => ggufLocation(h, t));
+  return new Map(locs.map((l) => [l.name, { shape: l.shape, data: readTensorAt(l) }]));
+}
+
+/**
+ * Every tensor as a lazy HostTensor (read from the file when accessed, not kept; see tensor-file.ts), so a model
+ * loads at file size. Unsupported types are refused before anything is read.
+ */
+export function openGgufTensors(h: GgufHeader): Map<string, HostTensor> {
+  const locs = h.tensors.map((t) => ggufLocation(h, t));
+  return new Map(locs.map((l) => [l.name, fileTensor(l)]));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -447,15 +452,16 @@ export function writeGguf(file: string, kvs: [string, GgufValue][], tensors: Ggu
       writeScalar(s, v.type, v.value, key);
     }
   }
-  const encoded: Uint8Array[] = [];
+  // Offsets come from the shapes, and each tensor's data is read and encoded only when it is written, so a model
+  // whose tensors are lazy (read from their file on access) is converted one tensor at a time.
   let offset = 0;
   const offsets: number[] = [];
+  const halves: boolean[] = [];
   for (const t of tensors) {
-    if (t.data.length !== numel(t.shape)) throw new FormatError(`GGUF writer: tensor ${t.name} has ${t.data.length} values for shape [${t.shape.join(", ")}]`);
     const half = t.type === "f16" && t.shape.length > 1;
-    encoded.push(half ? encodeF16(t.data) : encodeF32(t.data));
+    halves.push(half);
     offsets.push(offset);
-    offset = alignUp(offset + encoded[encoded.length - 1].byteLength, alignment);
+    offset = alignUp(offset + numel(t.shape) * (half ? 2 : 4), alignment);
     s.str(t.name);
     s.u32(t.shape.length);
     for (const d of t.shape.slice().reverse()) s.u64(d);
@@ -472,9 +478,13 @@ export function writeGguf(file: string, kvs: [string, GgufValue][], tensors: Ggu
     const dataStart = alignUp(pos, alignment);
     pad(dataStart);
     for (let i = 0; i < tensors.length; i++) {
+      const t = tensors[i];
+      const data = t.data; // once: a lazy tensor reads its file on every access
+      if (data.length !== numel(t.shape)) throw new FormatError(`GGUF writer: tensor ${t.name} has ${data.length} values for shape [${t.shape.join(", ")}]`);
+      const bytes = halves[i] ? encodeF16(data) : encodeF32(data);
       pad(dataStart + offsets[i]);
-      writeAll(fd, encoded[i], file);
-      pos += encoded[i].byteLength;
+      writeAll(fd, bytes, file);
+      pos += bytes.byteLength;
     }
     fsyncFd(fd, file);
   } finally {

@@ -2,8 +2,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { FormatError } from "../errors";
 import { fsyncFd, openForWrite, writeAll } from "./atomic";
-import { decodeBF16, decodeF16, decodeF32, encodeF16, encodeF32 } from "./dtypes";
-import { HostTensor, TensorMap, numel } from "./tensors";
+import { encodeF16, encodeF32 } from "./dtypes";
+import { StoredFloat, TensorLocation, fileTensor, readTensorAt } from "./tensor-file";
+import { TensorMap, numel } from "./tensors";
 
 /**
  * safetensors: u64 little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets: [begin, end]},
@@ -37,18 +38,22 @@ export interface SafetensorsHeader {
   entries: SafetensorsEntry[];
   metadata: Record<string, string>;
   dataOffset: number;
+  /** Size and modification time when the header was read: tensors read later refuse a file changed since. */
+  fileSize: number;
+  mtimeMs: number;
 }
 
 export function readSafetensorsHeader(file: string): SafetensorsHeader {
   const fd = fs.openSync(file, "r");
   try {
-    return parseSafetensorsHeader(fd, fs.fstatSync(fd).size, file);
+    const st = fs.fstatSync(fd);
+    return { ...parseSafetensorsHeader(fd, st.size, file), fileSize: st.size, mtimeMs: st.mtimeMs };
   } finally {
     fs.closeSync(fd);
   }
 }
 
-function parseSafetensorsHeader(fd: number, size: number, file: string): SafetensorsHeader {
+function parseSafetensorsHeader(fd: number, size: number, file: string): Omit<SafetensorsHeader, "fileSize" | "mtimeMs"> {
   if (size < 8) throw new FormatError(`${file}: not a safetensors file (${size} bytes, shorter than the 8-byte header length)`);
   const lenBuf = Buffer.alloc(8);
   fs.readSync(fd, lenBuf, 0, 8, 0);
@@ -139,33 +144,37 @@ function describe(v: unknown): string {
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
 
-/** Read all (or the selected) tensors of one file. Unsupported dtypes fail only when such a tensor is read. */
+/** Read all (or the selected) tensors of one file into memory. Unsupported dtypes fail only when such a tensor is read. */
 export function readSafetensors(file: string, select?: (name: string) => boolean): TensorMap {
   const h = readSafetensorsHeader(file);
   const out: TensorMap = new Map();
-  const fd = fs.openSync(file, "r");
-  try {
-    for (const e of h.entries) {
-      if (select && !select(e.name)) continue;
-      out.set(e.name, readEntry(fd, h, e));
-    }
-  } finally {
-    fs.closeSync(fd);
+  for (const e of h.entries) {
+    if (select && !select(e.name)) continue;
+    out.set(e.name, { shape: e.shape.slice(), data: readTensorAt(location(h, e)) });
   }
   return out;
 }
 
-function readEntry(fd: number, h: SafetensorsHeader, e: SafetensorsEntry): HostTensor {
+/**
+ * The (selected) tensors of one file as lazy tensors: each one's data is read from the file when accessed and not
+ * kept (see tensor-file.ts), so a model loads at file size. Unsupported dtypes among them are refused here, before
+ * anything is read.
+ */
+export function openSafetensors(file: string, select?: (name: string) => boolean): TensorMap {
+  const h = readSafetensorsHeader(file);
+  const out: TensorMap = new Map();
+  for (const e of h.entries) {
+    if (select && !select(e.name)) continue;
+    out.set(e.name, fileTensor(location(h, e)));
+  }
+  return out;
+}
+
+function location(h: SafetensorsHeader, e: SafetensorsEntry): TensorLocation {
   if (DTYPE_BYTES[e.dtype] === undefined) {
     throw new FormatError(`${h.path}: not supported: tensor ${e.name} has dtype ${e.dtype} (sdmprune reads F32, F16 and BF16)`);
   }
-  const nbytes = e.end - e.begin;
-  const buf = Buffer.alloc(nbytes);
-  const got = fs.readSync(fd, buf, 0, nbytes, h.dataOffset + e.begin);
-  if (got !== nbytes) throw new FormatError(`${h.path}: tensor ${e.name}: file is truncated (${got} of ${nbytes} bytes)`);
-  const n = numel(e.shape);
-  const data = e.dtype === "F32" ? decodeF32(buf, n) : e.dtype === "F16" ? decodeF16(buf, n) : decodeBF16(buf, n);
-  return { shape: e.shape.slice(), data };
+  return { file: h.path, name: e.name, dtype: e.dtype as StoredFloat, shape: e.shape, position: h.dataOffset + e.begin, fileSize: h.fileSize, mtimeMs: h.mtimeMs };
 }
 
 /**
@@ -199,7 +208,8 @@ export function resolveInside(dir: string, name: unknown, source: string): strin
 /**
  * Read a checkpoint directory: `model.safetensors`, or the shards listed in `model.safetensors.index.json`
  * (`weight_map`: tensor name → shard file inside the directory). Every tensor the index names must be found in its
- * shard, and every shard file is resolved inside the directory before it is opened.
+ * shard, and every shard file is resolved inside the directory before it is opened. The tensors are lazy (read
+ * from their shard when accessed; see tensor-file.ts).
  */
 export function readSafetensorsDir(dir: string): { tensors: TensorMap; files: string[] } {
   const index = path.join(dir, "model.safetensors.index.json");
@@ -224,7 +234,7 @@ export function readSafetensorsDir(dir: string): { tensors: TensorMap; files: st
     for (let i = 0; i < shards.length; i++) {
       const s = shards[i];
       if (!fs.existsSync(files[i])) throw new FormatError(`${index}: shard ${s} is listed but ${files[i]} does not exist`);
-      for (const [k, v] of readSafetensors(files[i], (n) => map.get(n) === s)) tensors.set(k, v);
+      for (const [k, v] of openSafetensors(files[i], (n) => map.get(n) === s)) tensors.set(k, v);
     }
     for (const [name, s] of map) {
       if (!tensors.has(name)) throw new FormatError(`${index}: tensor ${name} is mapped to ${s} but that shard does not contain it`);
@@ -232,12 +242,12 @@ export function readSafetensorsDir(dir: string): { tensors: TensorMap; files: st
     return { tensors, files };
   }
   const single = path.join(dir, "model.safetensors");
-  if (fs.existsSync(single)) return { tensors: readSafetensors(resolveInside(dir, "model.safetensors", dir)), files: [single] };
+  if (fs.existsSync(single)) return { tensors: openSafetensors(resolveInside(dir, "model.safetensors", dir)), files: [single] };
   const any = fs.readdirSync(dir).filter((f) => f.endsWith(".safetensors")).sort();
   if (any.length === 0) throw new FormatError(`${dir}: no model.safetensors, model.safetensors.index.json or *.safetensors file`);
   const tensors: TensorMap = new Map();
   for (const f of any) {
-    for (const [k, v] of readSafetensors(resolveInside(dir, f, dir))) {
+    for (const [k, v] of openSafetensors(resolveInside(dir, f, dir))) {
       if (tensors.has(k)) throw new FormatError(`${dir}: tensor ${k} appears in more than one .safetensors file (last: ${f})`);
       tensors.set(k, v);
     }
@@ -254,8 +264,7 @@ export function writeSafetensors(file: string, tensors: TensorMap, dtype: "f32" 
   let off = 0;
   for (const n of names) {
     const t = tensors.get(n)!;
-    if (t.data.length !== numel(t.shape)) throw new FormatError(`safetensors writer: tensor ${n} has ${t.data.length} values for shape [${t.shape.join(", ")}]`);
-    const nb = t.data.length * eb;
+    const nb = numel(t.shape) * eb;
     header[n] = { dtype: st, shape: t.shape, data_offsets: [off, off + nb] };
     off += nb;
   }
@@ -270,7 +279,11 @@ export function writeSafetensors(file: string, tensors: TensorMap, dtype: "f32" 
     writeAll(fd, len, file);
     writeAll(fd, hbuf, file);
     for (const n of names) {
+      // One access per tensor: a lazy tensor (read from its file on access) is then read once, and is checked
+      // against the size already promised in the header.
       const d = tensors.get(n)!.data;
+      const shape = tensors.get(n)!.shape;
+      if (d.length !== numel(shape)) throw new FormatError(`safetensors writer: tensor ${n} has ${d.length} values for shape [${shape.join(", ")}]`);
       writeAll(fd, dtype === "f16" ? encodeF16(d) : encodeF32(d), file);
     }
     fsyncFd(fd, file);

@@ -1,6 +1,8 @@
 /**
  * Host-side tensors exchanged by the readers and writers. Shapes and data are in Hugging Face layout
- * (linear weights `[out, in]`, row-major); the model converts to its own layout once at load time.
+ * (linear weights `[out, in]`, row-major); the model converts to its own layout once at load time. Tensors from
+ * the model-file readers are lazy: `data` is a getter that reads the file on each access (tensor-file.ts), so
+ * consumers read it once per use.
  */
 export interface HostTensor {
   shape: number[];

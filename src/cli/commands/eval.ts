@@ -24,6 +24,8 @@ model's max_position_embeddings, acc and acc_norm by character length; see docs/
                       \`sdmprune ppl --help\` (docs/method.md, "Perplexity")
   --seq-len N         perplexity window length (default 128; always reported)
   --allow-longer      accept --seq-len above the model's context (max_position_embeddings); refused otherwise
+  --skip-memory-check run even when the model or one perplexity batch is estimated not to fit (host memory; on the
+                      wasm backend its 4 GiB heap); refused otherwise, with the figures and what would fit
   --tasks LIST        comma-separated lm-eval names: arc_challenge, arc_easy, boolq, hellaswag,
                       lambada_openai (alias lambada), openbookqa, piqa, winogrande
   --data-dir DIR      task data folder (default SDMPRUNE_DATA or ../shared/data)
@@ -55,6 +57,7 @@ export const evalCommand: Command = {
         protocol: { type: "string" },
         "seq-len": { type: "string" },
         "allow-longer": { type: "boolean", default: false },
+        "skip-memory-check": { type: "boolean", default: false },
         tasks: { type: "string" },
         "data-dir": { type: "string" },
         limit: { type: "string" },
@@ -82,12 +85,12 @@ export const evalCommand: Command = {
     const samplesFile = values["log-samples"] ? path.resolve(values["log-samples"]) : undefined;
     if (samplesFile && !fs.existsSync(path.dirname(samplesFile))) throw new UsageError(`--log-samples: folder ${path.dirname(samplesFile)} does not exist`);
 
-    const session = await Session.load(values.model, { backend: backendFlag(values.backend) });
+    const session = await Session.load(values.model, { backend: backendFlag(values.backend), skipMemoryCheck: values["skip-memory-check"] });
     const progress = stderrProgress(!values.json || !!process.stderr.isTTY);
     const intr = interruptSignal();
     try {
       const t = await session.evaluate({
-        ppl: values.ppl ? { file: values.ppl, seqLen: seqLen ?? 128, stories: values.stories, protocol, allowLonger: values["allow-longer"] } : undefined,
+        ppl: values.ppl ? { file: values.ppl, seqLen: seqLen ?? 128, stories: values.stories, protocol, allowLonger: values["allow-longer"], skipMemoryCheck: values["skip-memory-check"] } : undefined,
         tasks,
         limit,
         dataDir: values["data-dir"],

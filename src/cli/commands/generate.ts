@@ -2,6 +2,8 @@ import { parseArgs } from "node:util";
 import { UsageError } from "../../errors";
 import { initEngine } from "../../engine";
 import { loadModel } from "../../model/load";
+import { readModelConfig } from "../../io/files";
+import { checkModelLoad } from "../../resources";
 import type { Command } from "../command";
 import { backendFlag, intFlag, numFlag, requireFlags } from "../flags";
 
@@ -39,6 +41,7 @@ export const generateCommand: Command = {
     const temperature = numFlag("temperature", values.temperature, 0)!;
     const seed = intFlag("seed", values.seed, 0)!;
     const backend = await initEngine(backendFlag(values.backend));
+    checkModelLoad(readModelConfig(values.model), backend, values.model);
     const { model, tokenizer } = await loadModel(values.model);
     try {
       if (!tokenizer) throw new UsageError(`${values.model}: the model has no tokenizer (tokenizer.json or GGUF vocabulary); cannot encode the prompt`);

@@ -25,6 +25,8 @@ same computation as \`sdmprune eval --ppl\` and the REPL's \`eval ppl\` (docs/me
   --seq-len N         window length in tokens (default 128 with --text; checked against --windows)
   --batch-size N      windows per forward batch (default 4)
   --allow-longer      accept windows longer than the model's context (max_position_embeddings); refused otherwise
+  --skip-memory-check run even when the model or one batch is estimated not to fit (host memory; on the wasm
+                      backend its 4 GiB heap); refused otherwise, with the figures and what would fit
   --backend NAME      tensorflow | webgpu | wasm | cpu (default: best that loads, or SDMPRUNE_BACKEND)
   --json              print one JSON object instead of text
 
@@ -48,6 +50,7 @@ export const pplCommand: Command = {
         backend: { type: "string" },
         wikitext: { type: "boolean", default: false },
         "allow-longer": { type: "boolean", default: false },
+        "skip-memory-check": { type: "boolean", default: false },
         json: { type: "boolean", default: false },
       },
       strict: true,
@@ -64,14 +67,14 @@ export const pplCommand: Command = {
     // A bad path fails before the model loads.
     if (values.text !== undefined && !fs.existsSync(values.text)) throw new DataError(`text file ${values.text} does not exist`);
     if (values.windows !== undefined && !fs.existsSync(values.windows)) throw new DataError(`windows file ${values.windows} does not exist`);
-    const session = await Session.load(values.model, { backend: backendFlag(values.backend) });
+    const session = await Session.load(values.model, { backend: backendFlag(values.backend), skipMemoryCheck: values["skip-memory-check"] === true });
     const intr = interruptSignal();
     const progress = stderrProgress(!values.json || !!process.stderr.isTTY);
     try {
       const r = await session.perplexity(
         values.text !== undefined
-          ? { file: values.text, seqLen: seqLen ?? 128, stories: values.stories, protocol, batchSize, allowLonger: values["allow-longer"] }
-          : { windows: values.windows as string, seqLen, batchSize, allowLonger: values["allow-longer"] },
+          ? { file: values.text, seqLen: seqLen ?? 128, stories: values.stories, protocol, batchSize, allowLonger: values["allow-longer"], skipMemoryCheck: values["skip-memory-check"] }
+          : { windows: values.windows as string, seqLen, batchSize, allowLonger: values["allow-longer"], skipMemoryCheck: values["skip-memory-check"] },
         { onProgress: progress.onProgress, signal: intr.signal },
       );
       progress.end();

@@ -6,6 +6,8 @@ import { paramCounts } from "../../model/config";
 import { criterionNeeds, Session } from "../../session";
 import { Table, type Cell } from "../../table";
 import { checkOutputDir } from "../../io/atomic";
+import { isAdditive } from "../../importance";
+import { describeEstimate, type JobEstimate } from "../../resources";
 import type { Command } from "../command";
 import { backendFlag, criterionFlag, enumFlag, intFlag, numFlag, requireFlags } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
@@ -123,7 +125,7 @@ export const pruneCommand: Command = {
     checkOutputDir(out, values.force ?? false);
     if (values["eval-text"] && !fs.existsSync(values["eval-text"])) throw new UsageError(`--eval-text: file ${values["eval-text"]} does not exist`);
 
-    const session = await Session.load(values.model, { backend: backendFlag(values.backend) });
+    const session = await Session.load(values.model, { backend: backendFlag(values.backend), skipMemoryCheck: values["skip-memory-check"] === true });
     const progress = stderrProgress();
     const intr = interruptSignal();
     const run = { onProgress: progress.onProgress, signal: intr.signal };
@@ -139,7 +141,8 @@ export const pruneCommand: Command = {
         summary = r.table();
       } else {
         if (cal) {
-          await session.calibrate({ ...cal, ...run, teacher: needs.teacher && !values.scores });
+          const estimate = { score: !values.scores && isAdditive(criterion), report: (e: JobEstimate) => process.stderr.write(`${describeEstimate(e, session.backend)}\n`) };
+          await session.calibrate({ ...cal, ...run, teacher: needs.teacher && !values.scores, estimate });
         }
         if (values.scores) {
           const loaded = await session.loadScores(values.scores);

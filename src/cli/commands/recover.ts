@@ -3,12 +3,13 @@ import { parseArgs } from "node:util";
 import { initEngine } from "../../engine";
 import { UsageError } from "../../errors";
 import { loadModel, saveModel } from "../../model/load";
+import { readModelConfig } from "../../io/files";
 import { TeacherCache } from "../../teacher";
 import { saveAdapters } from "../../train/adapters";
 import { trainingWindows } from "../../train/data";
 import { recover, type RecoverLoss } from "../../train/recover";
 import { checkOutputDir } from "../../io/atomic";
-import { checkContext } from "../../resources";
+import { checkContext, checkModelLoad } from "../../resources";
 import { PROVENANCE_FILE, provenanceFile, readLineage } from "../../provenance";
 import type { Command } from "../command";
 import { backendFlag, numFlag, requireFlags } from "../flags";
@@ -98,6 +99,7 @@ export const recoverCommand: Command = {
     if (v.adapters) checkOutputDir(v.adapters, v.force ?? false);
 
     const backend = await initEngine(backendFlag(v.backend));
+    checkModelLoad(readModelConfig(v.model), backend, v.model);
     const { model, tokenizer, files } = await loadModel(v.model);
     let teacherModel: Awaited<ReturnType<typeof loadModel>>["model"] | null = null;
     const intr = interruptSignal();

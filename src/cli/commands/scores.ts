@@ -8,6 +8,7 @@ import { CRITERIA, isAdditive, mergeScoreFiles, writeScoresFile } from "../../im
 import { scoreWithWorkers, workerCheckpoint } from "../../score-workers";
 import { criterionNeeds, Session, type CalibrateOptions } from "../../session";
 import { checkOutputFile } from "../../io/atomic";
+import { describeEstimate, type JobEstimate } from "../../resources";
 import type { Command } from "../command";
 import { backendFlag, criterionFlag, intFlag, numFlag, requireFlags, topkFlag } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
@@ -35,8 +36,10 @@ export const CALIBRATION_USAGE = `Calibration (give --windows or --text):
   --topk K|full        teacher cache entries per position (default: full for vocab <= 4096, else 64; clamped
                        to the vocabulary)
   --allow-longer       accept --seq-len above the model's context (max_position_embeddings); refused otherwise
-  --skip-memory-check  run even when the estimated memory (windows × seq len × teacher top-k) exceeds the
-                       memory available; refused otherwise, with both figures`;
+  --skip-memory-check  run even when the estimated memory exceeds what is available: host memory for the
+                       windows and teacher cache (windows × seq len × teacher top-k) and the model, and on
+                       the wasm backend its 4 GiB heap (weights + one pass); refused otherwise, with the
+                       figures and what would fit`;
 
 /** Calibration options from flags; null when neither --windows nor --text is given. */
 export function calibrationFromFlags(values: Record<string, string | boolean | undefined>): CalibrateOptions | null {
@@ -181,10 +184,11 @@ export const scoresCommand: Command = {
       }
     }
 
-    const session = await Session.load(values.model as string, { backend: backendFlag(values.backend) });
+    const session = await Session.load(values.model as string, { backend: backendFlag(values.backend), skipMemoryCheck: values["skip-memory-check"] === true });
     try {
       if (cal) {
-        await session.calibrate({ ...cal, ...run, teacher: needs.teacher, shard });
+        const estimate = { score: isAdditive(criterion), report: (e: JobEstimate) => process.stderr.write(`${describeEstimate(e, session.backend)}\n`) };
+        await session.calibrate({ ...cal, ...run, teacher: needs.teacher, shard, estimate });
         if (values["save-windows"]) await session.saveWindows(values["save-windows"]);
       }
       let resume = false;
