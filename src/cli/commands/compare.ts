@@ -2,26 +2,7 @@ import { UsageError } from "../../errors";
 import type { Criterion } from "../../importance";
 import { Session } from "../../session";
 import type { Command } from "../command";
-import {
-  BACKEND_FLAG,
-  CALIBRATION_FLAGS,
-  HELDOUT_FLAGS,
-  JSON_FLAG,
-  MODEL_FLAG,
-  ROUND_TO_FLAG,
-  SD_TAYLOR_FLAGS,
-  TASK_FLAGS,
-  backendFlag,
-  calibrationFromFlags,
-  calibrationUsage,
-  criterionFlag,
-  flagHelp,
-  intFlag,
-  numFlag,
-  parseFlags,
-  requireFlags,
-  str,
-} from "../flags";
+import { BACKEND_FLAG, CALIBRATION_FLAGS, HELDOUT_FLAGS, JSON_FLAG, MODEL_FLAG, ROUND_TO_FLAG, SD_TAYLOR_FLAGS, TASK_FLAGS, backendFlag, calibrationFromFlags, calibrationUsage, criterionFlag, flagHelp, intFlag, numFlag, parseFlags, requireFlags, str } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
 
 const FLAGS = {

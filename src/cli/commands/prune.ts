@@ -6,28 +6,7 @@ import { criterionNeeds, Session } from "../../session";
 import { Table, type Cell } from "../../table";
 import { checkOutputDir } from "../../io/atomic";
 import type { Command } from "../command";
-import {
-  BACKEND_FLAG,
-  bool,
-  CALIBRATION_FLAGS,
-  CRITERION_FLAG,
-  HELDOUT_FLAGS,
-  MODEL_FLAG,
-  OUTPUT_FLAGS,
-  ROUND_TO_FLAG,
-  SD_TAYLOR_FLAGS,
-  backendFlag,
-  calibrationFromFlags,
-  calibrationUsage,
-  criterionFlag,
-  enumFlag,
-  flagHelp,
-  intFlag,
-  numFlag,
-  parseFlags,
-  requireFlags,
-  str,
-} from "../flags";
+import { BACKEND_FLAG, bool, CALIBRATION_FLAGS, CRITERION_FLAG, HELDOUT_FLAGS, MODEL_FLAG, OUTPUT_FLAGS, ROUND_TO_FLAG, SD_TAYLOR_FLAGS, backendFlag, calibrationFromFlags, calibrationUsage, criterionFlag, enumFlag, flagHelp, intFlag, numFlag, parseFlags, requireFlags, str } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
 
 const AMOUNT_FLAGS = {

@@ -8,24 +8,7 @@ import { scoreWithWorkers, workerCheckpoint } from "../../score-workers";
 import { criterionNeeds, Session, type CalibrateOptions } from "../../session";
 import { checkOutputFile } from "../../io/atomic";
 import type { Command } from "../command";
-import {
-  BACKEND_FLAG,
-  bool,
-  CALIBRATION_FLAGS,
-  CRITERION_FLAG,
-  MODEL_FLAG,
-  SD_TAYLOR_FLAGS,
-  backendFlag,
-  calibrationFromFlags,
-  calibrationUsage,
-  criterionFlag,
-  flagHelp,
-  intFlag,
-  numFlag,
-  parseFlags,
-  requireFlags,
-  str,
-} from "../flags";
+import { BACKEND_FLAG, bool, CALIBRATION_FLAGS, CRITERION_FLAG, MODEL_FLAG, SD_TAYLOR_FLAGS, backendFlag, calibrationFromFlags, calibrationUsage, criterionFlag, flagHelp, intFlag, numFlag, parseFlags, requireFlags, str } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
 
 const FLAGS = {
