@@ -148,7 +148,7 @@ export const ALLOW_LONGER_FLAG = { "allow-longer": bool("accept windows longer t
 
 /** Writing a model directory (convert, prune). */
 export const OUTPUT_FLAGS = {
-  out: str("DIR", "output directory (hf: config.json, model.safetensors, tokenizer files; gguf: DIR/model.gguf);\nwritten beside DIR and renamed into place; an occupied DIR is refused before any work (see --force)"),
+  out: str("DIR", "output directory (hf: config.json, model.safetensors, tokenizer files; gguf: DIR/model.gguf);\nwritten beside DIR, then renamed into place; an occupied DIR is refused before any work"),
   format: str("F", "hf or gguf"),
   dtype: str("D", "f32 (default) or f16", "f32"),
   "pad-mlp": bool("pad per-layer MLP widths to the widest with zero channels (same outputs), for both formats, so\nllama.cpp and stock transformers, which need one width for all layers, load a non-uniformly\npruned model"),
