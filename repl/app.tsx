@@ -9,7 +9,8 @@ import { parseCommand, helpText } from "./commands";
 import { complete } from "./complete";
 import type { History } from "./history";
 import { ink, type InkKey } from "./ink";
-import { progressLine, type ProgressLike } from "./progress";
+import type { ProgressEvent } from "../src/types";
+import { progressLine } from "./progress";
 
 export const PROMPT = "sdmprune> ";
 
@@ -34,7 +35,7 @@ interface Entry {
 interface Job {
   line: string;
   started: number;
-  progress: ProgressLike | null;
+  progress: ProgressEvent | null;
   controller: AbortController;
   cancelling: boolean;
 }

@@ -21,7 +21,7 @@ export interface StatusInfo {
 
 export interface RunContext {
   signal: AbortSignal;
-  onProgress: (e: import("./progress").ProgressLike) => void;
+  onProgress: (e: import("../src/types").ProgressEvent) => void;
   /** Terminal columns available for tables and charts. */
   width: number;
   /** Draw charts with ASCII only (no colour/unicode-hostile output). */

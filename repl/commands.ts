@@ -2,6 +2,9 @@
  * The REPL's command grammar: one spec per command (usage, help, flags) and a parser that turns a line
  * into a typed command or an ArgError saying what was expected. No work is done here.
  */
+import type { Criterion } from "../src/importance";
+import type { Allocation } from "../src/prune";
+import type { RecoverLoss } from "../src/train/recover";
 import { ArgError, distance, parseFlags, readValue, splitWords, type FlagSpec, type Word } from "./args";
 
 export type Command =
@@ -18,7 +21,7 @@ export type Command =
       target?: number;
       twoStage: boolean;
       layers?: [number, number];
-      allocation?: "uniform" | "global";
+      allocation?: Allocation;
       alpha?: number;
       temperature?: number;
     }
@@ -29,7 +32,7 @@ export type Command =
       stories?: string;
       seqLen?: number;
       lr?: number;
-      loss?: "ce" | "kd" | "mix";
+      loss?: RecoverLoss;
       alpha?: number;
       temperature?: number;
       loraR?: number;
@@ -57,9 +60,13 @@ export interface CommandSpec {
   positional?: "path" | string[];
 }
 
-/** Criterion names the library accepts (kept here only for completion and help; the library validates). */
-export const CRITERIA_HINT = ["sd-taylor", "ce-taylor", "llm-pruner", "llm-pruner-vector", "magnitude", "wanda", "random"] as const;
-export type CriterionName = (typeof CRITERIA_HINT)[number];
+/**
+ * Criterion names for completion and help (the library validates). A list at run time, since repl/ loads
+ * nothing of src/ before the first `load`; the checks below fail the type-check when it drifts from the library's.
+ */
+export const CRITERIA_HINT = ["sd-taylor", "ce-taylor", "llm-pruner", "llm-pruner-vector", "magnitude", "wanda", "random"] as const satisfies readonly Criterion[];
+const _everyCriterion: [Exclude<Criterion, (typeof CRITERIA_HINT)[number]>] extends [never] ? true : never = true;
+void _everyCriterion;
 
 export const SPECS: CommandSpec[] = [
   {
@@ -334,7 +341,7 @@ export function parseCommand(line: string): Command | null {
         target,
         twoStage,
         layers: f.layers,
-        allocation: allocation as "uniform" | "global" | undefined,
+        allocation: allocation as Allocation | undefined,
         alpha: f.alpha,
         temperature: f.temperature,
       };
@@ -354,7 +361,7 @@ export function parseCommand(line: string): Command | null {
         stories: f.stories,
         seqLen: f["seq-len"],
         lr: f.lr,
-        loss: loss as "ce" | "kd" | "mix" | undefined,
+        loss: loss as RecoverLoss | undefined,
         alpha: f.alpha,
         temperature: f.temperature,
         loraR: f["lora-r"],

@@ -1,15 +1,7 @@
 /** One-line progress text for a running job (bar, samples done, tokens/s, ETA), scaled to the width. */
+import type { ProgressEvent } from "../src/types";
 import { bar } from "./chart";
 
-export interface ProgressLike {
-  phase: string;
-  done: number;
-  total: number;
-  tokens?: number;
-  tokensPerSecond?: number;
-  etaSeconds?: number;
-  message?: string;
-}
 
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return "?";
@@ -24,7 +16,7 @@ export function formatDuration(seconds: number): string {
  * ETA from the event when the library gives it, otherwise from the rate so far (elapsed time per item
  * done); tokens/s likewise from `tokens` and the elapsed time when not given.
  */
-export function progressLine(e: ProgressLike, elapsedSeconds: number, width: number, ascii = false): string {
+export function progressLine(e: ProgressEvent, elapsedSeconds: number, width: number, ascii = false): string {
   const total = Math.max(0, e.total);
   const done = Math.max(0, Math.min(e.done, total || e.done));
   const frac = total > 0 ? done / total : 0;

@@ -7,9 +7,11 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { note, text, type Block, type RunContext, type Runner, type StatusInfo } from "./blocks";
 import { barChart } from "./chart";
-import type { Command, CriterionName } from "./commands";
+import type { Criterion } from "../src/importance";
+import type { PplProtocol } from "../src/session";
+import type { Command } from "./commands";
 import { findSharedFile, TINYSTORIES_FILE } from "./shared-data";
-import type { ReplLibrary, ReplSession, SessionInfoLike } from "./session-api";
+import type { ReplLibrary, ReplSession, SessionInfo } from "./session-api";
 import { tableText } from "./table-text";
 
 /** An error the REPL reports as such (red line), e.g. a command that needs a model when none is loaded. */
@@ -60,7 +62,7 @@ export function replWords(message: string): string {
   return REPL_WORDS.reduce((m, [re, by]) => m.replace(re, by), message).replace(/"evaluate"/g, '"eval"');
 }
 
-export function statusFrom(info: SessionInfoLike): StatusInfo {
+export function statusFrom(info: SessionInfo): StatusInfo {
   const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
   const keptPct = (100 * sum(info.widths)) / Math.max(1, sum(info.originalWidths));
   const removed = 1 - info.params.total / Math.max(1, info.originalParams.total);
@@ -148,7 +150,7 @@ export class SessionRunner implements Runner {
         return out;
       }
       case "score": {
-        const r = await this.need().score({ criterion: cmd.criterion as CriterionName /* validated by the library */, alpha: cmd.alpha, temperature: cmd.temperature, samples: cmd.samples, ...run });
+        const r = await this.need().score({ criterion: cmd.criterion as Criterion /* validated by the library */, alpha: cmd.alpha, temperature: cmd.temperature, samples: cmd.samples, ...run });
         return [table(r.table())];
       }
       case "layers":
@@ -195,7 +197,7 @@ export class SessionRunner implements Runner {
       case "history":
         return [table(this.need().history)];
       case "eval": {
-        const protocol = cmd.protocol as "documents" | "wikitext" | "file" | undefined; // checked by the library
+        const protocol = cmd.protocol as PplProtocol | undefined; // checked by the library
         const r = await this.need().evaluate({ ppl: cmd.ppl ? { file: this.resolve(cmd.ppl), seqLen: cmd.seqLen, stories: cmd.stories, protocol } : undefined, tasks: cmd.tasks, limit: cmd.limit, ...run });
         return [table(r)];
       }

@@ -4,7 +4,7 @@
  * "started a new accumulator (criterion changed ...)" is read whole. Other long text cells are shortened,
  * then columns that still do not fit are left out (and named in a note).
  */
-import type { CellLike, TableLike } from "./session-api";
+import type { Cell, Table } from "../src/table";
 
 /** Text cells are shortened to this at most, and further (down to MIN_CELL) when the table is too wide. */
 const MAX_CELL = 60;
@@ -28,12 +28,12 @@ function wrap(line: string, width: number): string[] {
   return out;
 }
 
-export function tableText(t: TableLike, width: number): string {
+export function tableText(t: Table, width: number): string {
   const numeric = t.columns.map((_, i) => t.rows.every((r) => typeof r[i] === "number" || r[i] === null || r[i] === undefined));
   const last = t.columns.length - 1;
   const wrapLast = last > 0 && !numeric[last];
   const cut = (s: string, i: number) => (wrapLast && i === last ? s : shorten(s, MAX_CELL));
-  const cells: string[][] = [t.columns.map((c) => shorten(c, MAX_CELL)), ...t.rows.map((r) => t.columns.map((_, i) => cut(t.format((r[i] ?? null) as CellLike), i)))];
+  const cells: string[][] = [t.columns.map((c) => shorten(c, MAX_CELL)), ...t.rows.map((r) => t.columns.map((_, i) => cut(t.format((r[i] ?? null) as Cell), i)))];
   const widths = t.columns.map((_, i) => Math.max(...cells.map((r) => r[i].length)));
   const total = () => widths.reduce((a, w) => a + w, 0) + 2 * (widths.length - 1);
   if (wrapLast && total() > width) widths[last] = Math.max(MIN_CELL, Math.min(widths[last], width - (total() - widths[last])));
@@ -72,14 +72,14 @@ export function tableText(t: TableLike, width: number): string {
   return out.join("\n");
 }
 
-function records(t: TableLike, width: number): string {
+function records(t: Table, width: number): string {
   const out: string[] = [];
   if (t.title) out.push(t.title);
   const kw = Math.min(28, Math.max(...t.columns.map((c) => c.length)));
   t.rows.forEach((r, ri) => {
     if (ri > 0) out.push("");
     t.columns.forEach((c, i) => {
-      const v = t.format((r[i] ?? null) as CellLike);
+      const v = t.format((r[i] ?? null) as Cell);
       out.push(...wrap(`${shorten(c, kw).padEnd(kw)}  ${v}`, width));
     });
   });

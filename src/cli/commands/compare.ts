@@ -1,11 +1,27 @@
-import { parseArgs } from "node:util";
 import { UsageError } from "../../errors";
 import type { Criterion } from "../../importance";
 import { Session } from "../../session";
 import type { Command } from "../command";
-import { backendFlag, criterionFlag, intFlag, numFlag, requireFlags } from "../flags";
+import { BACKEND_FLAG, CALIBRATION_FLAGS, HELDOUT_FLAGS, JSON_FLAG, MODEL_FLAG, ROUND_TO_FLAG, SD_TAYLOR_FLAGS, TASK_FLAGS, backendFlag, calibrationFromFlags, calibrationUsage, criterionFlag, flagHelp, intFlag, numFlag, parseFlags, requireFlags, str } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
-import { CALIBRATION_FLAGS, CALIBRATION_USAGE, calibrationFromFlags } from "./scores";
+
+const FLAGS = {
+  ...MODEL_FLAG,
+  criteria: str("LIST", "comma-separated criteria (sd-taylor, ce-taylor, llm-pruner, wanda, magnitude, random, ...)"),
+  ratios: str("LIST", "fractions of each layer's MLP channels to remove, e.g. 0.2,0.3,0.4"),
+  seeds: str("LIST", "calibration seeds, e.g. 0,1,2"),
+  ...SD_TAYLOR_FLAGS,
+  ...ROUND_TO_FLAG,
+  ...HELDOUT_FLAGS,
+  ...TASK_FLAGS,
+  tasks: { ...TASK_FLAGS.tasks, help: "also zero-shot tasks (headline accuracy; average over averaged tasks):\n" + TASK_FLAGS.tasks.help },
+  ...JSON_FLAG,
+  json: { ...JSON_FLAG.json, help: "print one JSON object (baseline, every run, summary) instead of the table" },
+  ...BACKEND_FLAG,
+} as const;
+
+/** Calibration without --seed: the seeds are --seeds LIST. */
+const { seed: _seed, ...CALIBRATION } = CALIBRATION_FLAGS;
 
 const USAGE = `Usage: sdmprune compare --model PATH --criteria A,B,... --ratios R1,R2,... --seeds S1,S2,...
                         (--text FILE | --windows FILE.json) [calibration options]
@@ -17,20 +33,8 @@ kept-set agreement across seeds (mean over seed pairs of the share of kept chann
 Each seed calibrates once (teacher cache only when a criterion needs it), each criterion scores once per
 seed, and each ratio is prune + evaluate + undo. With --windows the seeds only change the random criterion.
 
-  --model PATH         .gguf file or Hugging Face model directory
-  --criteria LIST      comma-separated criteria (sd-taylor, ce-taylor, llm-pruner, wanda, magnitude, random, ...)
-  --ratios LIST        fractions of each layer's MLP channels to remove, e.g. 0.2,0.3,0.4
-  --seeds LIST         calibration seeds, e.g. 0,1,2
-  --alpha A, --temperature T   sd-taylor settings (default 0.4, 0.2)
-  --round-to N         keep a multiple of N channels per layer (see sdmprune prune --help)
-  --eval-text FILE     held-out text for perplexity (WikiText .raw files use the row protocol)
-  --eval-stories A-B   with a TinyStories --eval-text: 1-based inclusive story range
-  --eval-seq-len N     perplexity window length (default 128)
-  --tasks LIST         also zero-shot tasks (headline accuracy; average over averaged tasks)
-  --data-dir DIR       task data folder; --limit N: first N items per task
-  --json               print one JSON object (baseline, every run, summary) instead of the table
-  --backend NAME       tensorflow | wasm | cpu
-${CALIBRATION_USAGE.replace("  --seed S             seed of the window draw (default 0)\n", "")}
+${flagHelp(FLAGS, 21)}
+${calibrationUsage(CALIBRATION)}
 
 A warning is printed when calibration windows overlap the evaluation text.`;
 
@@ -45,30 +49,8 @@ export const compareCommand: Command = {
   summary: "criteria × ratios over calibration seeds: perplexity mean ± std and kept-set agreement",
   usage: USAGE,
   async run(argv) {
-    const { values } = parseArgs({
-      args: argv,
-      options: {
-        model: { type: "string" },
-        criteria: { type: "string" },
-        ratios: { type: "string" },
-        seeds: { type: "string" },
-        alpha: { type: "string" },
-        temperature: { type: "string" },
-        "round-to": { type: "string" },
-        "eval-text": { type: "string" },
-        "eval-stories": { type: "string" },
-        "eval-seq-len": { type: "string" },
-        tasks: { type: "string" },
-        "data-dir": { type: "string" },
-        limit: { type: "string" },
-        json: { type: "boolean", default: false },
-        backend: { type: "string" },
-        ...CALIBRATION_FLAGS,
-      },
-      strict: true,
-    });
+    const { values } = parseFlags(argv, { ...FLAGS, ...CALIBRATION }, USAGE);
     requireFlags(values, ["model", "criteria", "ratios", "seeds", "eval-text"], USAGE);
-    if (values.seed !== undefined) throw new UsageError("compare takes --seeds LIST, not --seed");
     const criteria = list("criteria", values.criteria).map((c) => criterionFlag(c) as Criterion);
     const ratios = list("ratios", values.ratios).map((r) => numFlag("ratios", r)!);
     for (const r of ratios) if (!(r > 0 && r < 1)) throw new UsageError(`--ratios: each ratio must satisfy 0 < ratio < 1, got ${r}`);
@@ -83,7 +65,7 @@ export const compareCommand: Command = {
     if ((values.limit || values["data-dir"]) && !tasks) throw new UsageError("--limit/--data-dir apply to --tasks");
     const cal = calibrationFromFlags(values);
     if (!cal) throw new UsageError(`compare needs calibration data: --text FILE or --windows FILE.json\n\n${USAGE}`);
-    const { seed: _seed, ...calibration } = cal;
+    const { seed: _calSeed, ...calibration } = cal;
 
     const session = await Session.load(values.model, { backend: backendFlag(values.backend) });
     const progress = stderrProgress(!values.json || !!process.stderr.isTTY);

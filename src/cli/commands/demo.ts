@@ -1,6 +1,5 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
 import { readText } from "../../data/text";
 import { evalWindows } from "../../data/windows";
 import { DataError } from "../../errors";
@@ -9,12 +8,25 @@ import { Session } from "../../session";
 import { Table } from "../../table";
 import { checkOutputDir } from "../../io/atomic";
 import type { Command } from "../command";
-import { backendFlag, intFlag, numFlag } from "../flags";
+import { BACKEND_FLAG, JSON_FLAG, MODEL_FLAG, backendFlag, flagHelp, intFlag, numFlag, parseFlags, str } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
 
 /** The embedded demo model, shipped in the package (models/demo; see its README.md). */
 export const DEMO_MODEL_DIR = path.resolve(__dirname, "../../../models/demo");
 export const DEMO_HELDOUT = "heldout.txt";
+
+const FLAGS = {
+  model: { ...MODEL_FLAG.model, arg: "DIR", help: "model directory with a heldout.txt (default: the embedded models/demo)" },
+  text: str("FILE", "calibration/evaluation text (default: DIR/heldout.txt)"),
+  target: str("X", "share of parameters to remove (default 0.2)"),
+  samples: str("N", "calibration windows per stage (default 16)"),
+  "seq-len": str("N", "tokens per window (default 128)"),
+  "eval-windows": str("N", "windows of the text used for perplexity (default 64; 0 = all)"),
+  seed: str("N", "seed of the window draws (default 0)"),
+  out: str("DIR", "also save the pruned model there"),
+  ...BACKEND_FLAG,
+  ...JSON_FLAG,
+} as const;
 
 const USAGE = `Usage: sdmprune demo [--model DIR] [options]
 
@@ -23,38 +35,14 @@ ships in models/demo): load it, calibrate on its held-out text, prune with the t
 (stage 1 ce-taylor, stage 2 sd-taylor against the original as teacher), and compare perplexity and a
 greedy sample before and after.
 
-  --model DIR      model directory with a heldout.txt (default: the embedded models/demo)
-  --text FILE      calibration/evaluation text (default: DIR/heldout.txt)
-  --target X       share of parameters to remove (default 0.2)
-  --samples N      calibration windows per stage (default 16)
-  --seq-len N      tokens per window (default 128)
-  --eval-windows N windows of the text used for perplexity (default 64; 0 = all)
-  --seed N         seed of the window draws (default 0)
-  --out DIR        also save the pruned model there
-  --backend NAME   tensorflow | webgpu | wasm | cpu
-  --json           print one JSON object instead of text`;
+${flagHelp(FLAGS, 17)}`;
 
 export const demoCommand: Command = {
   name: "demo",
   summary: "prune the embedded demo model 20 % with SDMPrune and compare before/after (no downloads)",
   usage: USAGE,
   async run(argv) {
-    const { values: v } = parseArgs({
-      args: argv,
-      options: {
-        model: { type: "string" },
-        text: { type: "string" },
-        target: { type: "string" },
-        samples: { type: "string" },
-        "seq-len": { type: "string" },
-        "eval-windows": { type: "string" },
-        seed: { type: "string" },
-        out: { type: "string" },
-        backend: { type: "string" },
-        json: { type: "boolean", default: false },
-      },
-      strict: true,
-    });
+    const { values: v } = parseFlags(argv, FLAGS, USAGE);
     const dir = path.resolve(v.model ?? DEMO_MODEL_DIR);
     const textFile = v.text ?? path.join(dir, DEMO_HELDOUT);
     if (!fs.existsSync(dir)) throw new DataError(`demo model directory ${dir} does not exist${v.model ? "" : " (the package ships it in models/demo; reinstall or pass --model)"}`);

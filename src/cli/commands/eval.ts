@@ -1,13 +1,27 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
 import { UsageError } from "../../errors";
 import { paramCounts } from "../../model/config";
 import { PPL_PROTOCOLS, Session } from "../../session";
 import type { Command } from "../command";
 import { interruptSignal, stderrProgress } from "../progress";
-import { backendFlag, enumFlag, intFlag, requireFlags } from "../flags";
+import { BACKEND_FLAG, JSON_FLAG, MODEL_FLAG, PPL_TEXT_FLAGS, SKIP_MEMORY_FLAG, TASK_FLAGS, backendFlag, enumFlag, flagHelp, intFlag, parseFlags, requireFlags, str } from "../flags";
 import { writeFileAtomic } from "../../io/atomic";
+
+const FLAGS = {
+  ...MODEL_FLAG,
+  ppl: str("FILE", "text for perplexity (e.g. ../shared/data/wikitext-2-raw/wiki.test.raw)"),
+  ...PPL_TEXT_FLAGS,
+  ...SKIP_MEMORY_FLAG,
+  ...TASK_FLAGS,
+  bos: str("on|off", "prepend BOS to every request (lm-eval add_bos_token; default on, as SDMPrune ran it)"),
+  "log-samples": str(
+    "FILE",
+    "write one JSON line per item (request texts, token ids, each choice's log-likelihood\nand is_greedy, prediction, gold); scripts/lm-eval/reference.py writes lm-eval's\n--log_samples in the same form",
+  ),
+  json: { ...JSON_FLAG.json, help: "print one JSON object (metrics, averages with their tasks, settings, notes)" },
+  ...BACKEND_FLAG,
+} as const;
 
 const USAGE = `Usage: sdmprune eval --model PATH [--ppl FILE --seq-len N] [--tasks a,b,c --data-dir DIR --limit N]
                     [--bos on|off] [--log-samples FILE] [--json]
@@ -17,25 +31,7 @@ files use the row protocol, TinyStories dumps are joined story by story) and zer
 lm-evaluation-harness 0.4 scores them with the hf model (same prompts, token ids, left truncation at the
 model's max_position_embeddings, acc and acc_norm by character length; see docs/evaluation.md).
 
-  --model PATH        .gguf file or Hugging Face model directory
-  --ppl FILE          text for perplexity (e.g. ../shared/data/wikitext-2-raw/wiki.test.raw)
-  --stories A-B       with a TinyStories --ppl file: 1-based inclusive story range
-  --protocol P        documents (default), wikitext or file: how --ppl text becomes one token stream, as in
-                      \`sdmprune ppl --help\` (docs/method.md, "Perplexity")
-  --seq-len N         perplexity window length (default 128; always reported)
-  --allow-longer      accept --seq-len above the model's context (max_position_embeddings); refused otherwise
-  --skip-memory-check run even when the model or one perplexity batch is estimated not to fit (host memory; on the
-                      wasm backend its 4 GiB heap); refused otherwise, with the figures and what would fit
-  --tasks LIST        comma-separated lm-eval names: arc_challenge, arc_easy, boolq, hellaswag,
-                      lambada_openai (alias lambada), openbookqa, piqa, winogrande
-  --data-dir DIR      task data folder (default SDMPRUNE_DATA or ../shared/data)
-  --limit N           first N items per task (lm-eval --limit; not comparable with full-set numbers)
-  --bos on|off        prepend BOS to every request (lm-eval add_bos_token; default on, as SDMPrune ran it)
-  --log-samples FILE  write one JSON line per item (request texts, token ids, each choice's log-likelihood
-                      and is_greedy, prediction, gold); scripts/lm-eval/reference.py writes lm-eval's
-                      --log_samples in the same form
-  --json              print one JSON object (metrics, averages with their tasks, settings, notes)
-  --backend NAME      tensorflow | webgpu | wasm | cpu
+${flagHelp(FLAGS, 20)}
 
 The table shows each task's metrics (headline first: acc_norm where lm-eval reports it, else acc),
 "average (paper)": SDMPrune's Avg column (acc_norm where present, else acc; hellaswag and lambada_openai
@@ -48,26 +44,7 @@ export const evalCommand: Command = {
   summary: "perplexity and zero-shot task accuracy of a (pruned) model",
   usage: USAGE,
   async run(argv) {
-    const { values } = parseArgs({
-      args: argv,
-      options: {
-        model: { type: "string" },
-        ppl: { type: "string" },
-        stories: { type: "string" },
-        protocol: { type: "string" },
-        "seq-len": { type: "string" },
-        "allow-longer": { type: "boolean", default: false },
-        "skip-memory-check": { type: "boolean", default: false },
-        tasks: { type: "string" },
-        "data-dir": { type: "string" },
-        limit: { type: "string" },
-        bos: { type: "string" },
-        "log-samples": { type: "string" },
-        json: { type: "boolean", default: false },
-        backend: { type: "string" },
-      },
-      strict: true,
-    });
+    const { values } = parseFlags(argv, FLAGS, USAGE);
     requireFlags(values, ["model"], USAGE);
     if (!values.ppl && !values.tasks) throw new UsageError(`give --ppl FILE and/or --tasks LIST\n\n${USAGE}`);
     if (values.stories && !values.ppl) throw new UsageError("--stories applies to --ppl");

@@ -1,40 +1,32 @@
-import { parseArgs } from "node:util";
 import { UsageError } from "../../errors";
 import { initEngine } from "../../engine";
 import { loadModel } from "../../model/load";
 import { readModelConfig } from "../../io/files";
 import { checkModelLoad } from "../../resources";
 import type { Command } from "../command";
-import { backendFlag, intFlag, numFlag, requireFlags } from "../flags";
+import { BACKEND_FLAG, MODEL_FLAG, backendFlag, flagHelp, intFlag, numFlag, parseFlags, requireFlags, str } from "../flags";
+
+const FLAGS = {
+  model: { ...MODEL_FLAG.model, help: `${MODEL_FLAG.model.help} (with a tokenizer)` },
+  prompt: str("TEXT", "the prompt (BOS is prepended)"),
+  "max-new-tokens": str("N", "tokens to generate (default 64)", "64"),
+  temperature: str("T", "0 (default) = greedy; > 0 samples", "0"),
+  seed: str("S", "sampling seed (default 0)", "0"),
+  ...BACKEND_FLAG,
+} as const;
 
 const USAGE = `Usage: sdmprune generate --model PATH --prompt TEXT [--max-new-tokens N] [--temperature T] [--seed S]
                          [--backend NAME]
 
 Continue a prompt and print prompt + continuation.
-  --model PATH          .gguf file or Hugging Face model directory (with a tokenizer)
-  --prompt TEXT         the prompt (BOS is prepended)
-  --max-new-tokens N    tokens to generate (default 64)
-  --temperature T       0 (default) = greedy; > 0 samples
-  --seed S              sampling seed (default 0)
-  --backend NAME        tensorflow | webgpu | wasm | cpu (default: best that loads, or SDMPRUNE_BACKEND)`;
+${flagHelp(FLAGS, 22)}`;
 
 export const generateCommand: Command = {
   name: "generate",
   summary: "generate text from a prompt (greedy or sampled)",
   usage: USAGE,
   async run(argv) {
-    const { values } = parseArgs({
-      args: argv,
-      options: {
-        model: { type: "string" },
-        prompt: { type: "string" },
-        "max-new-tokens": { type: "string", default: "64" },
-        temperature: { type: "string", default: "0" },
-        seed: { type: "string", default: "0" },
-        backend: { type: "string" },
-      },
-      strict: true,
-    });
+    const { values } = parseFlags(argv, FLAGS, USAGE);
     // An empty prompt is allowed: generation then starts from BOS alone.
     requireFlags(values, values.prompt === "" ? ["model"] : ["model", "prompt"], USAGE);
     const maxNewTokens = intFlag("max-new-tokens", values["max-new-tokens"], 0)!;

@@ -1,15 +1,16 @@
-import { parseArgs } from "node:util";
 import { backendInfo, initEngine } from "../../engine";
 import { readModelFiles } from "../../io/files";
 import { intermediateSizes, paramCounts, type ModelConfig } from "../../model/config";
 import type { Command } from "../command";
-import { backendFlag, requireFlags } from "../flags";
+import { BACKEND_FLAG, MODEL_FLAG, backendFlag, flagHelp, parseFlags, requireFlags } from "../flags";
+
+const FLAGS = { ...MODEL_FLAG, ...BACKEND_FLAG } as const;
 
 const USAGE = `Usage: sdmprune info --model PATH [--backend NAME]
 
 Show a model's configuration, parameter counts (total, embeddings, attention, MLP) and the tensor backend.
 PATH is a .gguf file or a Hugging Face model directory (config.json + safetensors + tokenizer.json).
-  --backend NAME   tensorflow | webgpu | wasm | cpu (default: best that loads, or SDMPRUNE_BACKEND)`;
+${flagHelp(FLAGS, 17)}`;
 
 function fmt(n: number): string {
   return n.toLocaleString("en-US");
@@ -20,7 +21,7 @@ export const infoCommand: Command = {
   summary: "show a model's config, parameter counts and the tensor backend",
   usage: USAGE,
   async run(argv) {
-    const { values } = parseArgs({ args: argv, options: { model: { type: "string" }, backend: { type: "string" } }, strict: true });
+    const { values } = parseFlags(argv, FLAGS, USAGE);
     requireFlags(values, ["model"], USAGE);
     await initEngine(backendFlag(values.backend));
     const backend = backendInfo().summary;

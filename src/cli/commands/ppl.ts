@@ -1,34 +1,29 @@
 import * as fs from "node:fs";
-import { parseArgs } from "node:util";
 import { DataError, UsageError } from "../../errors";
 import { PPL_PROTOCOLS, Session } from "../../session";
 import type { Command } from "../command";
-import { backendFlag, enumFlag, intFlag, requireFlags } from "../flags";
+import { BACKEND_FLAG, JSON_FLAG, MODEL_FLAG, PPL_TEXT_FLAGS, SKIP_MEMORY_FLAG, backendFlag, bool, enumFlag, flagHelp, intFlag, parseFlags, requireFlags, str } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
+
+const FLAGS = {
+  ...MODEL_FLAG,
+  text: str("FILE", "text file: made into one token stream (one BOS at the start) by --protocol, cut\ninto non-overlapping windows of --seq-len tokens (remainder dropped)"),
+  ...PPL_TEXT_FLAGS,
+  ...SKIP_MEMORY_FLAG,
+  wikitext: bool("same as --protocol wikitext"),
+  windows: str("FILE", 'JSON {"windows": [[ids]...]} of equal-length windows (seq len = their length)'),
+  "seq-len": { ...PPL_TEXT_FLAGS["seq-len"], help: "window length in tokens (default 128 with --text; checked against --windows)" },
+  "batch-size": str("N", "windows per forward batch (default 4)"),
+  ...BACKEND_FLAG,
+  ...JSON_FLAG,
+} as const;
 
 const USAGE = `Usage: sdmprune ppl --model PATH (--text FILE | --windows FILE.json) [--seq-len N] [options]
 
 Perplexity = exp(mean next-token NLL over all predicted tokens of all windows) (LLM-Pruner protocol), the
 same computation as \`sdmprune eval --ppl\` and the REPL's \`eval ppl\` (docs/method.md, "Perplexity").
 
-  --model PATH        .gguf file or Hugging Face model directory
-  --text FILE         text file: made into one token stream (one BOS at the start) by --protocol, cut
-                      into non-overlapping windows of --seq-len tokens (remainder dropped)
-  --stories A-B       with a TinyStories --text file: 1-based inclusive story range (e.g. 500-999)
-  --protocol P        documents (default): WikiText .raw files by the row protocol (lines are rows,
-                      blank lines become "", rows joined with "\\n\\n"), TinyStories dumps split into
-                      stories joined with "\\n\\n", other files as they are;
-                      wikitext: the row protocol for any file;
-                      file: the file exactly as read, as one document (separators included)
-  --wikitext          same as --protocol wikitext
-  --windows FILE      JSON {"windows": [[ids]...]} of equal-length windows (seq len = their length)
-  --seq-len N         window length in tokens (default 128 with --text; checked against --windows)
-  --batch-size N      windows per forward batch (default 4)
-  --allow-longer      accept windows longer than the model's context (max_position_embeddings); refused otherwise
-  --skip-memory-check run even when the model or one batch is estimated not to fit (host memory; on the wasm
-                      backend its 4 GiB heap); refused otherwise, with the figures and what would fit
-  --backend NAME      tensorflow | webgpu | wasm | cpu (default: best that loads, or SDMPRUNE_BACKEND)
-  --json              print one JSON object instead of text
+${flagHelp(FLAGS, 20)}
 
 The protocol and seq len are printed with every perplexity: the value depends strongly on both.`;
 
@@ -37,24 +32,7 @@ export const pplCommand: Command = {
   summary: "perplexity of a model on a text file (e.g. WikiText-2) or on saved token windows",
   usage: USAGE,
   async run(argv) {
-    const { values } = parseArgs({
-      args: argv,
-      options: {
-        model: { type: "string" },
-        text: { type: "string" },
-        stories: { type: "string" },
-        protocol: { type: "string" },
-        windows: { type: "string" },
-        "seq-len": { type: "string" },
-        "batch-size": { type: "string" },
-        backend: { type: "string" },
-        wikitext: { type: "boolean", default: false },
-        "allow-longer": { type: "boolean", default: false },
-        "skip-memory-check": { type: "boolean", default: false },
-        json: { type: "boolean", default: false },
-      },
-      strict: true,
-    });
+    const { values } = parseFlags(argv, FLAGS, USAGE);
     requireFlags(values, ["model"], USAGE);
     if ((values.text === undefined) === (values.windows === undefined)) throw new UsageError(`give exactly one of --text FILE or --windows FILE.json\n\n${USAGE}`);
     if (values.wikitext && values.protocol !== undefined && values.protocol !== "wikitext") throw new UsageError(`--wikitext contradicts --protocol ${values.protocol}`);

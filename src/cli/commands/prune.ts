@@ -1,6 +1,5 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
 import { UsageError } from "../../errors";
 import { paramCounts } from "../../model/config";
 import { criterionNeeds, Session } from "../../session";
@@ -9,9 +8,38 @@ import { checkOutputDir } from "../../io/atomic";
 import { isAdditive } from "../../importance";
 import { describeEstimate, type JobEstimate } from "../../resources";
 import type { Command } from "../command";
-import { backendFlag, criterionFlag, enumFlag, intFlag, numFlag, requireFlags } from "../flags";
+import { BACKEND_FLAG, bool, CALIBRATION_FLAGS, CRITERION_FLAG, HELDOUT_FLAGS, MODEL_FLAG, OUTPUT_FLAGS, ROUND_TO_FLAG, SD_TAYLOR_FLAGS, backendFlag, calibrationFromFlags, calibrationUsage, criterionFlag, enumFlag, flagHelp, intFlag, numFlag, parseFlags, requireFlags, str } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
-import { CALIBRATION_FLAGS, CALIBRATION_USAGE, calibrationFromFlags } from "./scores";
+
+const AMOUNT_FLAGS = {
+  target: str("R", "share of ALL parameters to remove (tied embedding counted once), e.g. 0.2;\nconverted to the same K for every layer (nearest achievable share)"),
+  keep: str("K", "channels to keep per layer"),
+  ratio: str("R", "fraction of each layer's MLP channels to remove (K = floor(width·(1−R)))"),
+  "mlp-ratio": str("M", "K = floor(hidden·M), the SDMPrune scripts' mlp_ratio"),
+  ...ROUND_TO_FLAG,
+} as const;
+
+const METHOD_FLAGS = {
+  "two-stage": bool(
+    "the SDMPrune recipe: stage 1 ce-taylor keeping floor(0.975·width), stage 2 sd-taylor\nwith the original model as teacher on fresh windows (α/τ from the paper's table\nunless --alpha/--temperature); needs --text",
+  ),
+  criterion: { ...CRITERION_FLAG.criterion, help: "one-shot pruning with this criterion (default sd-taylor)" },
+  scores: str("FILE", "use precomputed scores (from sdmprune scores, or scores merge of shards) instead of computing them"),
+  ...SD_TAYLOR_FLAGS,
+  layers: str("S:E", "prune only layers S..E-1 (default all)"),
+  allocation: str("uniform|global", "per-layer top-K (default) or one ranking across layers"),
+} as const;
+
+const OUT_FLAGS = {
+  ...OUTPUT_FLAGS,
+  format: { ...OUTPUT_FLAGS.format, default: "hf", help: "hf (default) or gguf" },
+  "pad-mlp": { ...OUTPUT_FLAGS["pad-mlp"], help: `${OUTPUT_FLAGS["pad-mlp"].help} (--allocation global, --layers)` },
+  ...HELDOUT_FLAGS,
+  "eval-text": { ...HELDOUT_FLAGS["eval-text"], help: "report perplexity before and after (WikiText .raw files use the row protocol)" },
+  ...BACKEND_FLAG,
+} as const;
+
+const FLAGS = { ...MODEL_FLAG, ...AMOUNT_FLAGS, ...METHOD_FLAGS, ...OUT_FLAGS, ...CALIBRATION_FLAGS } as const;
 
 const USAGE = `Usage: sdmprune prune --model PATH (--target R | --keep K | --ratio R | --mlp-ratio M)
                       [--criterion NAME | --two-stage] [calibration options] --out DIR
@@ -19,36 +47,14 @@ const USAGE = `Usage: sdmprune prune --model PATH (--target R | --keep K | --rat
 
 Prune MLP intermediate channels and save the model with a pruning.json beside the weights.
 
+${flagHelp(MODEL_FLAG, 18)}
 Amount (one of):
-  --target R        share of ALL parameters to remove (tied embedding counted once), e.g. 0.2;
-                    converted to the same K for every layer (nearest achievable share)
-  --keep K          channels to keep per layer
-  --ratio R         fraction of each layer's MLP channels to remove (K = floor(width·(1−R)))
-  --mlp-ratio M     K = floor(hidden·M), the SDMPrune scripts' mlp_ratio
-  --round-to N      keep a multiple of N channels per layer (e.g. 8, 64, 128 for tensor cores and GGML
-                    blocks): K is rounded to the nearest multiple of N (halves up), at least N and at most
-                    the layer's width; the achieved share of parameters is printed and recorded
+${flagHelp(AMOUNT_FLAGS, 18)}
 Method:
-  --two-stage       the SDMPrune recipe: stage 1 ce-taylor keeping floor(0.975·width), stage 2 sd-taylor
-                    with the original model as teacher on fresh windows (α/τ from the paper's table
-                    unless --alpha/--temperature); needs --text
-  --criterion NAME  one-shot pruning with this criterion (default sd-taylor)
-  --scores FILE     use precomputed scores (from sdmprune scores, or scores merge of shards) instead of computing them
-  --alpha A, --temperature T   sd-taylor settings
-  --layers S:E      prune only layers S..E-1 (default all)
-  --allocation uniform|global  per-layer top-K (default) or one ranking across layers
+${flagHelp(METHOD_FLAGS, 18)}
 Output:
-  --out DIR         output directory (refused if it exists and is not empty, unless --force and it holds only an
-                    earlier sdmprune output, listed in its .sdmprune-manifest.json; checked before any compute)
-  --format F        hf (default) or gguf
-  --dtype D         f32 (default) or f16
-  --pad-mlp         when widths differ per layer (--allocation global, --layers): pad every layer to the widest
-                    with zero channels (same outputs) so stock transformers and llama.cpp load the model
-  --eval-text FILE  report perplexity before and after (WikiText .raw files use the row protocol)
-  --eval-seq-len N  window length for --eval-text (default 128)
-  --eval-stories A-B  with a TinyStories --eval-text: 1-based inclusive story range (e.g. 500-999)
-  --backend NAME    tensorflow | webgpu | wasm | cpu
-${CALIBRATION_USAGE}`;
+${flagHelp(OUT_FLAGS, 18)}
+${calibrationUsage()}`;
 
 function layersFlag(v: string | undefined): [number, number] | undefined {
   if (v === undefined) return undefined;
@@ -62,35 +68,7 @@ export const pruneCommand: Command = {
   summary: "prune MLP channels (SDMPrune two-stage or one criterion) and save the model",
   usage: USAGE,
   async run(argv) {
-    const { values } = parseArgs({
-      args: argv,
-      options: {
-        model: { type: "string" },
-        target: { type: "string" },
-        keep: { type: "string" },
-        ratio: { type: "string" },
-        "mlp-ratio": { type: "string" },
-        "round-to": { type: "string" },
-        criterion: { type: "string" },
-        "two-stage": { type: "boolean", default: false },
-        scores: { type: "string" },
-        alpha: { type: "string" },
-        temperature: { type: "string" },
-        layers: { type: "string" },
-        allocation: { type: "string" },
-        out: { type: "string" },
-        format: { type: "string", default: "hf" },
-        dtype: { type: "string", default: "f32" },
-        "eval-text": { type: "string" },
-        "eval-seq-len": { type: "string" },
-        "eval-stories": { type: "string" },
-        force: { type: "boolean", default: false },
-        "pad-mlp": { type: "boolean", default: false },
-        backend: { type: "string" },
-        ...CALIBRATION_FLAGS,
-      },
-      strict: true,
-    });
+    const { values } = parseFlags(argv, FLAGS, USAGE);
     requireFlags(values, ["model", "out"], USAGE);
     const amounts = (["target", "keep", "ratio", "mlp-ratio"] as const).filter((k) => values[k] !== undefined);
     if (amounts.length !== 1) throw new UsageError(`give exactly one of --target, --keep, --ratio, --mlp-ratio (got ${amounts.length ? amounts.map((a) => "--" + a).join(", ") : "none"})\n\n${USAGE}`);

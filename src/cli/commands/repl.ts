@@ -1,6 +1,8 @@
 import * as path from "node:path";
-import { parseArgs } from "node:util";
 import type { Command } from "../command";
+import { MODEL_FLAG, flagHelp, parseFlags } from "../flags";
+
+const FLAGS = { model: { ...MODEL_FLAG.model, help: `model to load at start (${MODEL_FLAG.model.help})` } } as const;
 
 const USAGE = `Usage: sdmprune repl [--model PATH]
 
@@ -9,7 +11,7 @@ and save, one command at a time, with progress bars and Ctrl-C to cancel a runni
 Type "help" inside for the commands. History is kept in $XDG_CONFIG_HOME/sdmprune/history
 (default ~/.config/sdmprune/history). NO_COLOR=1 turns colour off.
 
-  --model PATH   model to load at start (.gguf file or Hugging Face directory)`;
+${flagHelp(FLAGS, 15)}`;
 
 /** The part of repl/main the CLI calls (repl/ is compiled separately, to dist/repl, so it is typed here). */
 interface ReplEntry {
@@ -22,7 +24,7 @@ export const replCommand: Command = {
   summary: "interactive terminal REPL over one pruning session",
   usage: USAGE,
   async run(argv) {
-    const { values } = parseArgs({ args: argv, options: { model: { type: "string" } }, strict: true });
+    const { values } = parseFlags(argv, FLAGS, USAGE);
     // Built: dist/cli/commands → dist/repl (compiled from repl/ by repl/tsconfig.json). Under tsx: src → ../repl.
     const libRoot = path.resolve(__dirname, "..", "..");
     const replDir = path.basename(libRoot) === "src" ? path.join(libRoot, "..", "repl") : path.join(libRoot, "repl");

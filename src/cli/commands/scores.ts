@@ -1,73 +1,36 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
 import { UsageError } from "../../errors";
 import { parseShard, type ShardSpec } from "../../data/windows";
 import type { BackendName } from "../../engine";
-import { CRITERIA, isAdditive, mergeScoreFiles, writeScoresFile } from "../../importance";
+import { isAdditive, mergeScoreFiles, writeScoresFile } from "../../importance";
 import { scoreWithWorkers, workerCheckpoint } from "../../score-workers";
 import { criterionNeeds, Session, type CalibrateOptions } from "../../session";
 import { checkOutputFile } from "../../io/atomic";
 import { describeEstimate, type JobEstimate } from "../../resources";
 import type { Command } from "../command";
-import { backendFlag, criterionFlag, intFlag, numFlag, requireFlags, topkFlag } from "../flags";
+import { BACKEND_FLAG, bool, CALIBRATION_FLAGS, CRITERION_FLAG, MODEL_FLAG, SD_TAYLOR_FLAGS, backendFlag, calibrationFromFlags, calibrationUsage, criterionFlag, flagHelp, intFlag, numFlag, parseFlags, requireFlags, str } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
 
-/** Flags shared by `scores` and `prune` for drawing calibration windows. */
-export const CALIBRATION_FLAGS = {
-  windows: { type: "string" },
-  text: { type: "string" },
-  stories: { type: "string" },
-  samples: { type: "string" },
-  "seq-len": { type: "string" },
-  seed: { type: "string" },
-  topk: { type: "string" },
-  "allow-longer": { type: "boolean" },
-  "skip-memory-check": { type: "boolean" },
+const FLAGS = {
+  ...MODEL_FLAG,
+  ...CRITERION_FLAG,
+  ...SD_TAYLOR_FLAGS,
+  out: str("FILE.json", "output file (written atomically)"),
+  "save-windows": str("FILE", "also write the calibration windows (of this shard)"),
+  ...BACKEND_FLAG,
 } as const;
 
-export const CALIBRATION_USAGE = `Calibration (give --windows or --text):
-  --windows FILE.json  token windows {"windows": [[ids]...]} (e.g. written by a previous run)
-  --text FILE          text file; TinyStories dumps are split into stories, one window per story
-  --stories A-B        with --text: 1-based inclusive story range, e.g. 1-200
-  --samples N          windows to draw (default 32)
-  --seq-len L          tokens per window (default 128)
-  --seed S             seed of the window draw (default 0)
-  --topk K|full        teacher cache entries per position (default: full for vocab <= 4096, else 64; clamped
-                       to the vocabulary)
-  --allow-longer       accept --seq-len above the model's context (max_position_embeddings); refused otherwise
-  --skip-memory-check  run even when the estimated memory exceeds what is available: host memory for the
-                       windows and teacher cache (windows × seq len × teacher top-k) and the model, and on
-                       the wasm backend its 4 GiB heap (weights + one pass); refused otherwise, with the
-                       figures and what would fit`;
-
-/** Calibration options from flags; null when neither --windows nor --text is given. */
-export function calibrationFromFlags(values: Record<string, string | boolean | undefined>): CalibrateOptions | null {
-  const windows = values.windows as string | undefined;
-  const text = values.text as string | undefined;
-  if (windows !== undefined && text !== undefined) throw new UsageError("give --windows or --text, not both");
-  if (windows === undefined && text === undefined) {
-    for (const f of ["stories", "samples", "seq-len", "seed"]) if (values[f] !== undefined) throw new UsageError(`--${f} needs --text FILE`);
-    return null;
-  }
-  const common = {
-    topk: topkFlag(values.topk as string | undefined),
-    allowLonger: values["allow-longer"] === true,
-    skipMemoryCheck: values["skip-memory-check"] === true,
-  };
-  if (windows !== undefined) {
-    for (const f of ["stories", "seq-len", "seed"]) if (values[f] !== undefined) throw new UsageError(`--${f} applies to --text, not --windows`);
-    return { windows, samples: intFlag("samples", values.samples as string | undefined, 1), ...common };
-  }
-  return {
-    files: text as string,
-    stories: values.stories as string | undefined,
-    samples: intFlag("samples", values.samples as string | undefined, 1),
-    seqLen: intFlag("seq-len", values["seq-len"] as string | undefined, 2),
-    seed: intFlag("seed", values.seed as string | undefined, 0),
-    ...common,
-  };
-}
+const SPLIT_FLAGS = {
+  shard: str(
+    "i/N|auto",
+    "i/N: draw the same windows as one run and score the contiguous slice i of N (0-based):\nwindows [floor(i*n/N), floor((i+1)*n/N)) of the n drawn;\nauto: i and N from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT (sbatch --array=0-(N-1)) or\nJOB_COMPLETION_INDEX/SDMPRUNE_SHARD_COUNT (Kubernetes Indexed Job; set the count to\nthe Job's completions)",
+  ),
+  workers: str("N", "score in N worker threads (wasm/cpu backends), each with its own backend and model copy"),
+  checkpoint: str("FILE", "write the running scores to FILE every K windows and on Ctrl-C/SIGTERM\n(with --workers: FILE.worker-k-of-N per worker)"),
+  "checkpoint-every": str("K", "windows between checkpoints (default 8)"),
+  resume: bool("continue from --checkpoint FILE (start afresh when it does not exist yet); the result\nequals an uninterrupted run"),
+} as const;
 
 const USAGE = `Usage: sdmprune scores --model PATH (--windows FILE.json | --text FILE --samples N --seq-len L --seed S)
                        --criterion NAME [--alpha A --temperature T] [--topk K|full] --out FILE.json
@@ -79,27 +42,11 @@ docs/scores-format.md): scores[layer][channel], exact sums, settings, model fing
 window summed. Files on disjoint windows (same model, criterion and settings) merge exactly; prune --scores uses
 the result.
 
-  --model PATH         .gguf file or Hugging Face model directory
-  --criterion NAME     ${CRITERIA.join(" | ")} (default sd-taylor)
-  --alpha A            sd-taylor KD weight (default 0.4)
-  --temperature T      sd-taylor teacher temperature (default 0.2)
-  --out FILE.json      output file (written atomically)
-  --save-windows FILE  also write the calibration windows (of this shard)
-  --backend NAME       tensorflow | webgpu | wasm | cpu
-${CALIBRATION_USAGE}
+${flagHelp(FLAGS, 21)}
+${calibrationUsage()}
 
 Splitting the work (sd-taylor, ce-taylor; the merged sums are exact, so every split gives one run's bits):
-  --shard i/N          draw the same windows as one run and score the contiguous slice i of N (0-based):
-                       windows [floor(i*n/N), floor((i+1)*n/N)) of the n drawn
-  --shard auto         i and N from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT (sbatch --array=0-(N-1)) or
-                       JOB_COMPLETION_INDEX/SDMPRUNE_SHARD_COUNT (Kubernetes Indexed Job; set the count to
-                       the Job's completions)
-  --workers N          score in N worker threads (wasm/cpu backends), each with its own backend and model copy
-  --checkpoint FILE    write the running scores to FILE every K windows and on Ctrl-C/SIGTERM
-                       (with --workers: FILE.worker-k-of-N per worker)
-  --checkpoint-every K windows between checkpoints (default 8)
-  --resume             continue from --checkpoint FILE (start afresh when it does not exist yet); the result
-                       equals an uninterrupted run
+${flagHelp(SPLIT_FLAGS, 21)}
 
 merge: sums score files exactly; refuses a file given twice, other criteria, settings or models, and windows
 counted twice (naming the first shared window).`;
@@ -110,25 +57,7 @@ export const scoresCommand: Command = {
   usage: USAGE,
   async run(argv) {
     if (argv[0] === "merge") return mergeCommand(argv.slice(1));
-    const { values } = parseArgs({
-      args: argv,
-      options: {
-        model: { type: "string" },
-        criterion: { type: "string" },
-        alpha: { type: "string" },
-        temperature: { type: "string" },
-        out: { type: "string" },
-        "save-windows": { type: "string" },
-        backend: { type: "string" },
-        shard: { type: "string" },
-        workers: { type: "string" },
-        checkpoint: { type: "string" },
-        "checkpoint-every": { type: "string" },
-        resume: { type: "boolean" },
-        ...CALIBRATION_FLAGS,
-      },
-      strict: true,
-    });
+    const { values } = parseFlags(argv, { ...FLAGS, ...SPLIT_FLAGS, ...CALIBRATION_FLAGS }, USAGE);
     requireFlags(values, ["model", "out"], USAGE);
     const criterion = criterionFlag(values.criterion) ?? "sd-taylor";
     const alpha = numFlag("alpha", values.alpha);
@@ -218,10 +147,11 @@ export const scoresCommand: Command = {
   },
 };
 
-const MERGE_USAGE = `Usage: sdmprune scores merge A.json B.json ... --out M.json`;
+const MERGE_FLAGS = { out: str("M.json", "the merged scores file") } as const;
+const MERGE_USAGE = `Usage: sdmprune scores merge A.json B.json ... --out M.json\n\n${flagHelp(MERGE_FLAGS)}`;
 
 async function mergeCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, options: { out: { type: "string" } }, allowPositionals: true, strict: true });
+  const { values, positionals } = parseFlags(argv, MERGE_FLAGS, MERGE_USAGE, { positionals: true });
   requireFlags(values, ["out"], MERGE_USAGE);
   if (positionals.length === 0) throw new UsageError(`scores merge: give the score files to merge\n\n${MERGE_USAGE}`);
   if (positionals.includes(values.out as string)) throw new UsageError(`scores merge: --out ${values.out} is also an input; write the merge to a new file`);

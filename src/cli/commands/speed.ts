@@ -1,8 +1,18 @@
-import { parseArgs } from "node:util";
 import { UsageError } from "../../errors";
 import { compareSpeed } from "../../speed";
 import type { Command } from "../command";
-import { enumFlag, intFlag, requireFlags } from "../flags";
+import { JSON_FLAG, MODEL_FLAG, enumFlag, flagHelp, intFlag, parseFlags, requireFlags, str } from "../flags";
+
+const FLAGS = {
+  model: { ...MODEL_FLAG.model, arg: "FILE", help: "the (pruned) .gguf model" },
+  baseline: str("FILE", "the original .gguf model to compare with (measured first)"),
+  prefill: str("N", "prompt tokens (default 256)"),
+  decode: str("N", "generated tokens (default 64)"),
+  repeats: str("N", "timed passes (default 3)"),
+  threads: str("N", "CPU threads (default: llama.cpp's math cores; on a busy machine or a tiny model use 1:\nllama.cpp's threads spin while waiting for each other)"),
+  gpu: str("cpu|auto", "cpu (default) or let llama.cpp use a GPU it finds"),
+  ...JSON_FLAG,
+} as const;
 
 const USAGE = `Usage: sdmprune speed --model PRUNED.gguf [--baseline ORIGINAL.gguf] [--prefill N] [--decode N]
                       [--repeats N] [--threads N] [--gpu cpu|auto] [--json]
@@ -17,35 +27,14 @@ Protocol: load, one untimed warm-up pass, then --repeats timed passes (median re
   decode:  --decode tokens evaluated one forward pass each after a 16-token prompt (the fixed prompt
            text's next tokens, so both models do identical work; no sampler in the timing).
 
-  --model FILE      the (pruned) .gguf model
-  --baseline FILE   the original .gguf model to compare with (measured first)
-  --prefill N       prompt tokens (default 256)
-  --decode N        generated tokens (default 64)
-  --repeats N       timed passes (default 3)
-  --threads N       CPU threads (default: llama.cpp's math cores; on a busy machine or a tiny model use 1:
-                    llama.cpp's threads spin while waiting for each other)
-  --gpu cpu|auto    cpu (default) or let llama.cpp use a GPU it finds
-  --json            print one JSON object`;
+${flagHelp(FLAGS, 18)}`;
 
 export const speedCommand: Command = {
   name: "speed",
   summary: "measured llama.cpp speed of GGUF models (prefill/decode tokens/s, load, memory), before/after",
   usage: USAGE,
   async run(argv) {
-    const { values } = parseArgs({
-      args: argv,
-      options: {
-        model: { type: "string" },
-        baseline: { type: "string" },
-        prefill: { type: "string" },
-        decode: { type: "string" },
-        repeats: { type: "string" },
-        threads: { type: "string" },
-        gpu: { type: "string" },
-        json: { type: "boolean", default: false },
-      },
-      strict: true,
-    });
+    const { values } = parseFlags(argv, FLAGS, USAGE);
     requireFlags(values, ["model"], USAGE);
     if (values.baseline === "") throw new UsageError("--baseline is empty");
     const t = await compareSpeed(values.model, values.baseline, {
