@@ -2,7 +2,8 @@ import * as tf from "@tensorflow/tfjs";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { joinDocs, readText, selectStories, splitTinyStories, storyRange, TINYSTORIES_SEPARATOR, wikitextRows } from "./data/text";
+import { checkProtocol, evaluationText, PPL_PROTOCOLS, readDocuments, type DocumentSource, type Documents, type PplProtocol } from "./data/documents";
+import { exactlyOne, seqLenOption } from "./options";
 import { calibrationWindows, evalWindows, identifyWindows, loadWindows, saveWindows, sha256File, shardRange, validateWindows, type ShardSpec, type WindowIdentity, type WindowProvenance } from "./data/windows";
 import { backendInfo, initEngine, type BackendName, type GpuAdapterInfo } from "./engine";
 import { findLeakage, type LeakageReport } from "./data/leakage";
@@ -200,8 +201,7 @@ export interface PplSpec extends ResourceOptions {
   protocol?: PplProtocol;
 }
 
-export type PplProtocol = "documents" | "wikitext" | "file";
-export const PPL_PROTOCOLS: readonly PplProtocol[] = ["documents", "wikitext", "file"];
+export { PPL_PROTOCOLS, type PplProtocol };
 
 /** A perplexity with where it came from and how the text was turned into windows. */
 export type PplRecord = PerplexityResult & { source: string; protocol: string; textTokens?: number; droppedTokens?: number };
@@ -285,6 +285,11 @@ interface CalibrationState {
 interface StorySelection {
   stories: string | null;
   firstDoc: number;
+}
+
+/** Calibration documents of a text or files (data/documents.ts), with the calibration's error messages. */
+function readCalibrationDocuments(src: DocumentSource): Documents {
+  return readDocuments(src, { empty: "calibration text is empty", noDocs: "calibration text is empty (no non-blank documents)" });
 }
 
 function withRaw<R>(t: Table, raw: R): Table & { raw: R } {
@@ -477,33 +482,6 @@ export class Session {
 
   // ------------------------------------------------------------------ calibration
 
-  private readSource(opts: { text?: string; files?: string | string[]; stories?: string }): { docs: string[]; files: string[]; source: "text" | "files"; selection: StorySelection } {
-    if (opts.text !== undefined && opts.files !== undefined) throw new UsageError("give text or files, not both");
-    let docs: string[];
-    let files: string[] = [];
-    let source: "text" | "files";
-    const split = (t: string): string[] => (t.includes(TINYSTORIES_SEPARATOR) ? splitTinyStories(t) : [t]);
-    if (opts.text !== undefined) {
-      if (typeof opts.text !== "string" || opts.text.trim() === "") throw new DataError("calibration text is empty");
-      docs = split(opts.text);
-      source = "text";
-    } else {
-      files = (Array.isArray(opts.files) ? opts.files : [opts.files as string]).map((f) => path.resolve(f));
-      if (files.length === 0) throw new UsageError("files: expected at least one file");
-      docs = files.flatMap((f) => split(readText(f)));
-      source = "files";
-    }
-    const selection: StorySelection = { stories: opts.stories ?? null, firstDoc: 0 };
-    if (opts.stories !== undefined) {
-      const r = storyRange(opts.stories);
-      docs = selectStories(docs, r.from, r.to);
-      selection.firstDoc = r.from;
-    }
-    docs = docs.filter((d) => d.trim() !== "");
-    if (docs.length === 0) throw new DataError("calibration text is empty (no non-blank documents)");
-    return { docs, files, source, selection };
-  }
-
   /**
    * Build calibration windows (seeded; or take given windows) and the teacher cache from the ORIGINAL model
    * (also after pruning: the original weights are kept). Replaces any previous calibration and starts a new
@@ -511,8 +489,7 @@ export class Session {
    */
   async calibrate(opts: CalibrateOptions): Promise<CalibrationInfo & { scoresReset: boolean; table(): Table }> {
     this.alive();
-    const given = (["text", "files", "windows"] as const).filter((k) => opts[k] !== undefined);
-    if (given.length !== 1) throw new UsageError(`calibrate: give exactly one of text, files, windows (got ${given.length ? given.join(", ") : "none"})`);
+    exactlyOne("calibrate", opts, ["text", "files", "windows"]);
     const V = this.original.config.vocab_size;
     let windows: number[][];
     let provenance: WindowProvenance | null = null;
@@ -539,13 +516,12 @@ export class Session {
       checkCalibration(this.original.config, windows.length, windows[0]?.length ?? 0, opts.teacher === false ? null : (opts.topk ?? defaultTopk(V)), opts);
     } else {
       if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; calibrate with token windows instead of text`);
-      const src = this.readSource(opts);
-      selection = src.selection;
+      const src = readCalibrationDocuments(opts);
+      selection = { stories: src.stories, firstDoc: src.firstDoc };
       docs = src.docs;
       files = src.files;
       source = src.source;
-      const seqLen = opts.seqLen ?? 128;
-      if (!Number.isInteger(seqLen) || seqLen < 2) throw new UsageError(`seqLen must be an integer ≥ 2, got ${seqLen}`);
+      const seqLen = seqLenOption(opts.seqLen);
       checkCalibration(this.original.config, opts.samples ?? 32, seqLen, opts.teacher === false ? null : (opts.topk ?? defaultTopk(V)), opts);
       const set = calibrationWindows({
         docs,
@@ -959,9 +935,9 @@ export class Session {
     let src: { docs: string[]; files: string[] };
     let selection: StorySelection | null = null;
     if (opts.text !== undefined || opts.files !== undefined) {
-      const read = this.readSource(opts);
+      const read = readCalibrationDocuments(opts);
       src = read;
-      selection = read.selection;
+      selection = { stories: read.stories, firstDoc: read.firstDoc };
     } else if (this.calib?.docs) {
       src = { docs: this.calib.docs, files: this.calib.files };
       selection = this.calibStories.get(this.calib) ?? null;
@@ -1049,7 +1025,7 @@ export class Session {
     let source = "";
     if (spec.file !== undefined || spec.text !== undefined) {
       if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; evaluate perplexity on token windows instead`);
-      const e = this.evalText(spec);
+      const e = evaluationText(spec);
       windows = evalWindows(this.tokenizer.encode(e.text, { addBos: true }), spec.seqLen ?? 128);
       source = e.source;
     }
@@ -1104,46 +1080,6 @@ export class Session {
     return (seqs: number[][]) => model.tokenLogProbs(seqs);
   }
 
-  /** The evaluation text of a ppl spec (file or text), its documents (null: one undivided text) and a label. */
-  private evalText(spec: PplSpec): { text: string; source: string; docs: string[]; firstDoc: number } {
-    const t = this.pplText(spec);
-    return { text: t.text, source: t.source, docs: t.docs, firstDoc: t.firstDoc };
-  }
-
-  /**
-   * How a ppl spec's text becomes the one token stream perplexity is computed on, under its protocol
-   * (docs/method.md, "Perplexity"): the text, how it was made, a label, and the documents it holds (for leakage).
-   */
-  private pplText(spec: PplSpec): { text: string; how: string; source: string; docs: string[]; firstDoc: number } {
-    const protocol = spec.protocol ?? "documents";
-    if (!PPL_PROTOCOLS.includes(protocol)) throw new UsageError(`ppl: protocol must be ${PPL_PROTOCOLS.join(", ")}, got ${JSON.stringify(protocol)}`);
-    const raw = spec.file !== undefined ? readText(spec.file) : (spec.text as string);
-    const name = spec.file !== undefined ? path.basename(spec.file) : "text";
-    const isStories = raw.includes(TINYSTORIES_SEPARATOR);
-    const wikitext = protocol === "wikitext" || (protocol === "documents" && spec.file !== undefined && /\.raw$/.test(spec.file));
-    if (spec.stories !== undefined && (protocol !== "documents" || wikitext || !isStories)) {
-      throw new UsageError(`ppl: a story range applies to a TinyStories text under the "documents" protocol (${name} ${isStories ? `with protocol "${protocol}"` : "has no <|endoftext|> separators"})`);
-    }
-    if (wikitext) {
-      const text = joinDocs(wikitextRows(raw));
-      return { text, how: 'wikitext: rows joined with "\\n\\n"', source: `${name} (WikiText rows)`, docs: [text], firstDoc: 0 };
-    }
-    if (protocol === "documents" && isStories) {
-      let stories = splitTinyStories(raw);
-      const all = stories.length;
-      let firstDoc = 0;
-      if (spec.stories) {
-        const r = storyRange(spec.stories);
-        stories = selectStories(stories, r.from, r.to);
-        firstDoc = r.from;
-      }
-      const how = `documents: ${spec.stories ? `stories ${spec.stories} of ${all}` : `${all} stories`} joined with "\\n\\n"`;
-      return { text: joinDocs(stories), how, source: `${name} (stories ${spec.stories ?? "all"})`, docs: stories, firstDoc };
-    }
-    const how = protocol === "file" ? "file: the text as read, one document" : "documents: one document";
-    return { text: raw, how, source: name, docs: isStories ? splitTinyStories(raw) : [raw], firstDoc: 0 };
-  }
-
   /**
    * Overlap between the current calibration windows/documents and the evaluation text of `spec`
    * (src/data/leakage.ts); null without calibration.
@@ -1160,7 +1096,7 @@ export class Session {
       return findLeakage({ calibration, evaluation: { ids: w.flat(), docs: null, label: typeof spec.windows === "string" ? path.basename(spec.windows) : "given windows" } });
     }
     if (spec.text === undefined && spec.file === undefined) return null;
-    const e = this.evalText(spec);
+    const e = evaluationText(spec);
     const ids = this.tokenizer ? this.tokenizer.encode(e.text, { addBos: true }) : null;
     return findLeakage({ calibration, evaluation: { ids, docs: e.docs, label: e.source, firstDoc: e.firstDoc } });
   }
@@ -1188,31 +1124,21 @@ export class Session {
     const sha = sha256File(spec.file);
     const same = prov.files.find((f) => f.sha256 === sha);
     if (!same) return null;
-    const e = this.evalText(spec);
+    const e = evaluationText(spec);
     const label = `the calibration recorded in ${path.basename(dir)}/pruning.json (${prov.samples} windows, seed ${prov.seed}${cal!.stories ? `, stories ${cal!.stories}` : ""})`;
     if (prov.files.length > 1) {
       const message = `calibration text overlaps the evaluation text (${label} vs ${e.source}): the evaluation file ${path.basename(spec.file)} is one of the calibration files (SHA-256 ${sha.slice(0, 12)}…). Perplexity on text the scores were computed from is optimistic; evaluate on held-out text.`;
       return { windows: null, windowRun: 0, documents: [], lines: 0, message };
     }
-    const split = (t: string): string[] => (t.includes(TINYSTORIES_SEPARATOR) ? splitTinyStories(t) : [t]);
-    let docs = split(readText(spec.file));
-    let firstDoc = 0;
-    if (cal!.stories) {
-      const r = storyRange(cal!.stories);
-      docs = selectStories(docs, r.from, r.to);
-      firstDoc = r.from;
-    }
-    docs = docs.filter((d) => d.trim() !== "");
+    const { docs, firstDoc } = readCalibrationDocuments({ files: spec.file, stories: cal!.stories ?? undefined });
     const set = calibrationWindows({ docs, tokenizer: this.tokenizer, samples: prov.samples, seqLen: prov.seqLen, seed: prov.seed, stream: prov.stream, mode: prov.mode, files: [spec.file] });
     const ids = this.tokenizer.encode(e.text, { addBos: true });
     return findLeakage({ calibration: { windows: set.windows, docs, label, firstDoc }, evaluation: { ids, docs: e.docs, label: e.source, firstDoc: e.firstDoc } });
   }
 
   private async pplOf(spec: PplSpec, run: RunOptions): Promise<PplRecord> {
-    const given = (["text", "file", "windows"] as const).filter((k) => spec[k] !== undefined);
-    if (given.length !== 1) throw new UsageError(`ppl: give exactly one of text, file, windows (got ${given.length ? given.join(", ") : "none"})`);
-    const protocol = spec.protocol ?? "documents";
-    if (!PPL_PROTOCOLS.includes(protocol)) throw new UsageError(`ppl: protocol must be ${PPL_PROTOCOLS.join(", ")}, got ${JSON.stringify(protocol)}`);
+    exactlyOne("ppl", spec, ["text", "file", "windows"]);
+    checkProtocol(spec.protocol);
     const popts = { ...run, batchSize: spec.batchSize };
     if (spec.windows !== undefined) {
       if (spec.protocol !== undefined || spec.stories !== undefined) throw new UsageError("ppl: protocol and stories apply to text, not to token windows");
@@ -1227,7 +1153,7 @@ export class Session {
     }
     if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; evaluate perplexity on token windows instead`);
     const seqLen = spec.seqLen ?? 128;
-    const { text, how, source } = this.pplText(spec);
+    const { text, how, source } = evaluationText(spec);
     checkContext(seqLen, this.current.config.max_position_embeddings, "perplexity", spec);
     const r = await pplFromText(this.scorer(), this.tokenizer, text, seqLen, popts);
     return { ...r, source, protocol: `${how}; one BOS, non-overlapping windows of ${seqLen}` };
