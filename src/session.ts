@@ -9,14 +9,13 @@ import { backendInfo, initEngine, type BackendName, type GpuAdapterInfo } from "
 import { findLeakage, type LeakageReport } from "./data/leakage";
 import { compareSpeed, type SpeedOptions, type SpeedTable } from "./speed";
 import { runCompare, validateCompare, type CompareOptions, type CompareTable } from "./compare";
-import { CancelledError, DataError, FormatError, UsageError } from "./errors";
+import { CancelledError, DataError, UsageError } from "./errors";
 import { evaluateTasks, type EvaluationResult } from "./eval/harness";
 import { modelScorer } from "./eval/model-scorer";
 import { perplexity, pplFromText, type PerplexityResult } from "./eval/perplexity";
 import { PruneHistory, type PruneStep } from "./history";
 import { priorPruningSteps, provenanceFile, PROVENANCE_FILE, readLineage, type ProvenanceLink } from "./provenance";
 import { accumulate, checkDistinctFiles, CRITERIA, DATA_FREE, ImportanceScores, isAdditive, readScoresFile, settingsFor, writeScoresFile, type AccumulateOptions, type Criterion } from "./importance";
-import { writeFileAtomic } from "./io/atomic";
 import { checkCalibration, checkContext, type ResourceOptions } from "./resources";
 import { writeModelFiles, type ModelFiles } from "./io/files";
 import { padMlpWidths } from "./io/gguf-llama";
@@ -26,8 +25,9 @@ import { loadModel, saveModel } from "./model/load";
 import { accounting, resolvePrune, selectChannels, sliceMlp, type PruneAccounting, type PruneSpec } from "./prune";
 import { keepForTarget, planSdmprune, STAGE1_KEEP_FRACTION, type RecipePlan } from "./recipe";
 import { layerSensitivity, type SensitivityResult } from "./sensitivity";
-import { distribution, keptSetAgreement } from "./stats";
-import { Table, type Cell } from "./table";
+import { keptSetAgreement } from "./stats";
+import { Table } from "./table";
+import { calibrationTable, evaluationTable, infoTable, pruneReport, scoreSummaryTable, scoreTable, sdmpruneTable, withRaw } from "./report";
 import { TeacherCache, type TopK } from "./teacher";
 import type { ProgressEvent, RunOptions, TextTokenizer } from "./types";
 import { recoverWithData, type RecoverResult, type SessionRecoverOptions } from "./train/recover";
@@ -292,9 +292,6 @@ function readCalibrationDocuments(src: DocumentSource): Documents {
   return readDocuments(src, { empty: "calibration text is empty", noDocs: "calibration text is empty (no non-blank documents)" });
 }
 
-function withRaw<R>(t: Table, raw: R): Table & { raw: R } {
-  return Object.assign(t, { raw });
-}
 
 function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
@@ -457,27 +454,7 @@ export class Session {
       scoredSamples: this.acc ? this.acc.samples : 0,
       steps: this.history_.length,
     };
-    const p = raw.params;
-    const o = raw.originalParams;
-    const c = raw.calibration;
-    const rows: Cell[][] = [
-      ["model", `${raw.path} (${raw.format})`],
-      ["backend", this.backend === backendInfo().name ? backendInfo().summary : raw.backend],
-      ["params", `${p.total.toLocaleString("en-US")} of ${o.total.toLocaleString("en-US")} (${((100 * (o.total - p.total)) / o.total).toFixed(2)} % removed)`],
-      ["  embeddings / lm_head", `${p.embeddings.toLocaleString("en-US")} / ${p.lm_head.toLocaleString("en-US")}${this.current.config.tie_word_embeddings ? " (tied)" : ""}`],
-      ["  attention / MLP / norms", `${p.attention.toLocaleString("en-US")} / ${p.mlp.toLocaleString("en-US")} / ${p.norms.toLocaleString("en-US")}`],
-      ["MLP widths now", widths.join(", ")],
-      ["MLP widths original", originalWidths.join(", ")],
-      [
-        "calibration",
-        c
-          ? `${c.windows} windows × ${c.seqLen} tokens (${c.source}${c.provenance ? `, seed ${c.provenance.seed}, ${c.provenance.mode}` : ""}); teacher top-k ${c.topk}, ${(c.teacherBytes / 2 ** 20).toFixed(1)} MiB`
-          : "none (call calibrate)",
-      ],
-      ["scores", this.acc ? `${this.acc.criterion}, ${this.acc.samples} samples, settings ${JSON.stringify(this.acc.settings)}` : "none"],
-      ["pruning steps", raw.steps],
-    ];
-    return withRaw(new Table(["field", "value"], rows, { title: "Session" }), raw);
+    return infoTable(raw, this.backend === backendInfo().name ? backendInfo().summary : raw.backend, this.current.config.tie_word_embeddings, this.acc ? this.acc.settings : null);
   }
 
   // ------------------------------------------------------------------ calibration
@@ -557,23 +534,7 @@ export class Session {
     return {
       ...info,
       scoresReset,
-      table: () =>
-        new Table(
-          ["field", "value"],
-          [
-            ["windows", shard ? `${info.windows} (shard ${shard.index}/${shard.count} of ${identity.draw.total}: ${identity.indices[0]}..${identity.indices[identity.indices.length - 1]})` : info.windows],
-            ["draw", identity.draw.id],
-            ["seq len", info.seqLen],
-            ["source", info.source],
-            ["seed", provenance ? provenance.seed : null],
-            ["mode", provenance ? provenance.mode : null],
-            ["files", files.length ? files.map((f) => path.basename(f)).join(", ") : null],
-            ["teacher top-k", info.topk === null ? "none" : String(info.topk)],
-            ["teacher cache MiB", info.teacherBytes / 2 ** 20],
-            ["teacher seconds", info.teacherSeconds],
-          ],
-          { title: "Calibration", digits: 2 },
-        ),
+      table: () => calibrationTable(info, identity, shard, provenance, files),
     };
   }
 
@@ -724,20 +685,7 @@ export class Session {
       message,
       stability,
       seconds,
-      table: () =>
-        new Table(
-          ["field", "value"],
-          [
-            ["criterion", criterion],
-            ["settings", JSON.stringify(recorded)],
-            ["samples (total)", samples],
-            ["samples added", added],
-            ["accumulator", message],
-            ["kept-set overlap at 20 % removal vs before (mean over layers)", stability ? stability.reduce((x, y) => x + y, 0) / stability.length : null],
-            ["seconds", seconds],
-          ],
-          { title: "Importance scores" },
-        ),
+      table: () => scoreTable({ criterion, settings: recorded, samples, added, message, stability, seconds }),
     };
   }
 
@@ -823,12 +771,7 @@ export class Session {
   scoreSummary(): Table {
     this.alive();
     if (!this.acc) throw new UsageError("no scores yet (call score first)");
-    const s = this.acc.scores();
-    const rows = s.map((v, l) => {
-      const d = distribution(v);
-      return [l, v.length, d.min, d.q1, d.median, d.q3, d.max, d.mean];
-    });
-    return new Table(["layer", "channels", "min", "q1", "median", "q3", "max", "mean"], rows, { title: `${this.acc.criterion} scores (${this.acc.samples} samples)` });
+    return scoreSummaryTable(this.acc);
   }
 
   // ------------------------------------------------------------------ pruning
@@ -978,25 +921,7 @@ export class Session {
         stage1,
         stage2,
         provenance: { stage1: w1.provenance, stage2: w2.provenance },
-        table: () => {
-          const t = stage2.table();
-          return new Table(
-            ["stage", "criterion", "windows", "K (layer 0)", "params after", "% model removed", "% MLP removed"],
-            [
-              ["1", "ce-taylor", w1.windows.length, plan.stage1Keep[0], stage1.accounting.paramsAfter, 100 * stage1.accounting.totalParamsRemovedShare, 100 * stage1.accounting.mlpParamsRemovedShare],
-              ["2", `sd-taylor (α ${plan.alpha}, τ ${plan.temperature})`, w2.windows.length, plan.finalKeep[0], stage2.accounting.paramsAfter, 100 * stage2.accounting.totalParamsRemovedShare, 100 * stage2.accounting.mlpParamsRemovedShare],
-            ],
-            {
-              title: "SDMPrune (two stages)",
-              digits: 2,
-              notes: [
-                `target ${plan.target ?? "–"}; α/τ from ${plan.settingsSource}; seed ${seed}, ${samples} windows × ${seqLen} tokens per stage (streams sdmprune/stage1, sdmprune/stage2)`,
-                `teacher = original model (top-k ${topk}); stage 1 keeps floor(${STAGE1_KEEP_FRACTION}·width) per layer`,
-                ...t.notes,
-              ],
-            },
-          );
-        },
+        table: () => sdmpruneTable({ plan, stage1, stage2, windows: [w1.windows.length, w2.windows.length], seed, samples, seqLen, topk }),
       };
     } catch (e) {
       // leave the session as it was: undo any stage that completed, restore calibration and scores
@@ -1190,23 +1115,8 @@ export class Session {
         ...run,
       });
     }
-    const rows: Cell[][] = [];
-    const notes: string[] = [];
-    if (ppl) {
-      rows.push([`ppl: ${ppl.source}`, `ppl@${ppl.seqLen}`, ppl.ppl, ppl.tokens, null]);
-      notes.push(`perplexity: ${ppl.windows} non-overlapping windows of ${ppl.seqLen} tokens, ${ppl.tokens} predicted tokens (seq len ${ppl.seqLen})`);
-      notes.push(`protocol ${ppl.protocol}`);
-    }
-    if (tasks) {
-      rows.push(...tasks.table.rows);
-      notes.push(...tasks.table.notes);
-    }
     const params = paramCounts(this.current.config).total;
-    const prior = priorPruningSteps(this.lineage);
-    notes.push(`model: ${params.toLocaleString("en-US")} params after ${this.history_.length} pruning step(s) in this session`);
-    if (prior.length > 0) notes.push(`loaded model was pruned before (provenance): ${prior.map((p, i) => `${i + 1}. ${p.label ? `${p.label}: ` : ""}${p.rule}`).join("; ")}`);
-    notes.push(`model: ${params.toLocaleString("en-US")} params after ${this.history_.length} pruning step(s)`);
-    notes.push(...warnings.map((w) => `WARNING: ${w}`));
+    const table = evaluationTable({ ppl, tasks, params, steps: this.history_.length, prior: priorPruningSteps(this.lineage), warnings });
     this.evaluations.push({
       time: new Date().toISOString(),
       step: this.history_.length,
@@ -1217,7 +1127,7 @@ export class Session {
       zeroShot: tasks ? { bos: tasks.settings.bos, maxLength: tasks.settings.maxLength, limit: tasks.settings.limit, averagedTasks: tasks.averagedTasks } : null,
       ...(warnings.length ? { warnings } : {}),
     });
-    return withRaw(new Table(["task", "metric", "value", "n", "stderr"], rows, { title: "Evaluation", notes }), { ppl, tasks, leakage });
+    return withRaw(table, { ppl, tasks, leakage });
   }
 
   /** Continue `prompt` with the current model; returns the new text only. */
@@ -1323,30 +1233,3 @@ export class Session {
   }
 }
 
-/** Fraction of the channels `a` keeps at keepFrac that `b` also keeps. */
-function pruneReport(step: PruneStep): PruneReport {
-  const a = step.accounting;
-  return {
-    step,
-    accounting: a,
-    widthsBefore: step.widthsBefore,
-    widthsAfter: step.widthsAfter,
-    table: () =>
-      new Table(
-        ["", "before", "after", "removed", "% of MLP", "% of model"],
-        [
-          ["MLP channels", a.channelsBefore, a.channelsAfter, a.channelsRemoved, 100 * a.stepMlpShare, null],
-          ["parameters", a.paramsBefore, a.paramsAfter, a.paramsRemoved, 100 * a.stepMlpShare, 100 * a.stepTotalShare],
-        ],
-        {
-          title: `Pruning step ${step.step}${step.label ? ` (${step.label})` : ""}: ${step.rule}`,
-          digits: 2,
-          notes: [
-            `layers [${step.layers[0]}, ${step.layers[1]}), ${step.allocation}; criterion ${step.criterion ?? "–"} (${step.samples} samples)`,
-            `widths after: ${step.widthsAfter.join(", ")}`,
-            `cumulative vs original: ${(100 * a.mlpParamsRemovedShare).toFixed(2)} % of MLP params, ${(100 * a.totalParamsRemovedShare).toFixed(2)} % of all params (tied embedding counted once)`,
-          ],
-        },
-      ),
-  };
-}
