@@ -19,10 +19,11 @@ import { accumulate, checkDistinctFiles, CRITERIA, DATA_FREE, ImportanceScores, 
 import { checkCalibration, checkContext, type ResourceOptions } from "./resources";
 import { writeModelFiles, type ModelFiles } from "./io/files";
 import { padMlpWidths } from "./io/gguf-llama";
-import { intermediateSizes, paramCounts, withIntermediateSizes, type LlamaConfig, type ParamCounts } from "./model/config";
-import type { LayerWeights, LlamaModel } from "./model/llama";
+import { intermediateSizes, paramCounts, type LlamaConfig, type ParamCounts } from "./model/config";
+import type { LlamaModel } from "./model/llama";
 import { loadModel, saveModel } from "./model/load";
-import { accounting, resolvePrune, selectChannels, sliceMlp, type PruneAccounting, type PruneSpec } from "./prune";
+import { ModelState } from "./model-state";
+import { accounting, resolvePrune, selectChannels, type PruneAccounting, type PruneSpec } from "./prune";
 import { keepForTarget, planSdmprune, STAGE1_KEEP_FRACTION, type RecipePlan } from "./recipe";
 import { layerSensitivity, type SensitivityResult } from "./sensitivity";
 import { keptSetAgreement } from "./stats";
@@ -38,10 +39,10 @@ import { recoverWithData, type RecoverResult, type SessionRecoverOptions } from 
  * into the stateless modules (data, teacher, importance, prune, eval); surfaces (CLI, REPL, notebooks)
  * only talk to a Session.
  *
- * Weights: the model as loaded (`original`) is kept for the whole session; pruning builds new MLP tensors
- * by gathering from the current ones and shares every other tensor. `undo()` re-gathers from the original
- * with the channel map of the previous step, which reproduces that step's weights bit for bit (a gather
- * copies values; gathering twice equals gathering once with the composed indices).
+ * Weights: the original and current model and who owns which tensor live in a ModelState
+ * (src/model-state.ts) that the session holds; `undo()` rebuilds the previous step's weights bit for bit
+ * from the original. Report tables are built in src/report.ts, texts become documents in
+ * src/data/documents.ts.
  */
 
 /**
@@ -312,10 +313,9 @@ function defaultTopk(vocab: number): TopK {
   return vocab <= 4096 ? "full" : 64;
 }
 
-const MLP_KEYS = ["gate_proj", "up_proj", "down_proj"] as const;
-
 export class Session {
-  private current: LlamaModel;
+  /** The original and current weights and which tensors each owns. */
+  private readonly weights: ModelState;
   private readonly history_: PruneHistory;
   private calib: CalibrationState | null = null;
   private acc: ImportanceScores | null = null;
@@ -323,8 +323,6 @@ export class Session {
   private readonly accStack: (ImportanceScores | null)[] = [];
   private readonly evaluations: EvaluationRecord[] = [];
   private disposed = false;
-  /** Non-MLP tensors of a recovered model (recover()); MLP tensors are released like pruned ones. */
-  private recoveredOwned: tf.Tensor[] = [];
   /** Recovery runs on this session (written into pruning.json). */
   private readonly recoveries: Record<string, unknown>[] = [];
   /**
@@ -339,13 +337,13 @@ export class Session {
     readonly path: string,
     readonly backend: BackendName,
     /** The model as loaded; never modified. Owns every tensor the current model shares with it. */
-    private readonly original: LlamaModel,
+    original: LlamaModel,
     readonly tokenizer: TextTokenizer | null,
     readonly files: Omit<ModelFiles, "tensors">,
     /** Where the loaded model came from, newest first, back to the original (its provenance.json or pruning.json). */
     readonly lineage: ProvenanceLink[] = [{ kind: "original", path }],
   ) {
-    this.current = original;
+    this.weights = new ModelState(original);
     this.history_ = new PruneHistory(intermediateSizes(original.config));
   }
 
@@ -369,6 +367,14 @@ export class Session {
   }
 
   // ------------------------------------------------------------------ state
+
+  private get current(): LlamaModel {
+    return this.weights.current;
+  }
+
+  private get original(): LlamaModel {
+    return this.weights.original;
+  }
 
   /** The current (possibly pruned) model. Do not dispose it; the session owns it. */
   get model(): LlamaModel {
@@ -776,32 +782,6 @@ export class Session {
 
   // ------------------------------------------------------------------ pruning
 
-  private mlpOf(model: LlamaModel, l: number): Pick<LayerWeights, "gate_proj" | "up_proj" | "down_proj"> {
-    const lw = model.weights.layers[l];
-    return { gate_proj: lw.gate_proj, up_proj: lw.up_proj, down_proj: lw.down_proj };
-  }
-
-  /** Dispose MLP tensors of layer l of the current model unless the original owns them. */
-  private releaseMlp(lw: Pick<LayerWeights, "gate_proj" | "up_proj" | "down_proj">, l: number): void {
-    const o = this.original.weights.layers[l];
-    for (const k of MLP_KEYS) if (lw[k] !== o[k]) lw[k].dispose();
-  }
-
-  /** Swap in new MLP tensors for some layers (null = keep); disposes replaced non-original tensors. */
-  private replaceMlp(next: (Pick<LayerWeights, "gate_proj" | "up_proj" | "down_proj"> | null)[]): void {
-    const old = this.current;
-    const w = old.weights;
-    const layers = w.layers.map((lw, l) => (next[l] ? { ...lw, ...next[l]! } : lw));
-    const widths = layers.map((lw) => lw.gate_proj.shape[1]);
-    const model = old.withWeights({ embed_tokens: w.embed_tokens, layers, norm: w.norm, lm_head: w.lm_head }, withIntermediateSizes(old.config, widths));
-    next.forEach((n, l) => {
-      if (n) this.releaseMlp(this.mlpOf(old, l), l);
-    });
-    // cached constants (RoPE tables, masks, transposed tied head) belong to the model object being replaced
-    old.disposeCaches();
-    this.current = model;
-  }
-
   /**
    * Remove the lowest-scoring MLP channels (see src/prune.ts for ratio/keep/mlpRatio semantics). Kept
    * indices are ascending; gate/up columns and down rows are sliced; scores are re-indexed to the
@@ -820,10 +800,9 @@ export class Session {
     }
     const plan = resolvePrune(spec, before.hidden_size, intermediateSizes(this.original.config), widths);
     const kept = selectChannels(this.acc.scores(), plan, widths);
-    const sliced = kept.map((idx, l) => (idx ? sliceMlp(this.current.weights.layers[l], idx) : null));
     const keptFull = kept.map((idx, l) => idx ?? range(widths[l]));
     const nextAcc = this.acc.reindex(keptFull);
-    this.replaceMlp(sliced);
+    this.weights.prune(kept);
     const after = this.current.config;
     const acct = accounting(this.original.config, before, after);
     this.accStack.push(this.acc);
@@ -848,17 +827,10 @@ export class Session {
   /** Undo the last pruning step; weights are restored bit for bit and the scores as they were. */
   undo(): PruneStep {
     this.alive();
-    if (this.recoveredOwned.length > 0) throw new UsageError("undo() is not available after recover(): the recovered weights cannot be re-derived from the original; reload the model to start over");
+    if (this.weights.recovered) throw new UsageError("undo() is not available after recover(): the recovered weights cannot be re-derived from the original; reload the model to start over");
     const step = this.history_.pop();
     if (!step) throw new UsageError("nothing to undo: no pruning steps");
-    const maps = this.history_.originalIndices();
-    const origWidths = intermediateSizes(this.original.config);
-    const next = step.kept.map((k, l) => {
-      if (!k) return null;
-      if (maps[l].length === origWidths[l]) return this.mlpOf(this.original, l);
-      return sliceMlp(this.original.weights.layers[l], maps[l]);
-    });
-    this.replaceMlp(next);
+    this.weights.restore(step.kept.map((k) => !!k), this.history_.originalIndices());
     this.acc = this.accStack.pop() ?? null;
     return step;
   }
@@ -1150,15 +1122,7 @@ export class Session {
   async recover(opts: SessionRecoverOptions): Promise<RecoverResult & { source: string }> {
     this.alive();
     const res = await recoverWithData(this.current, this.tokenizer, this.teacher, opts);
-    const old = this.current;
-    if (old !== this.original) {
-      old.weights.layers.forEach((lw, l) => this.releaseMlp(lw, l));
-      old.disposeCaches();
-    }
-    for (const t of this.recoveredOwned) t.dispose();
-    const w = res.model.weights;
-    this.recoveredOwned = [w.embed_tokens, w.norm, ...(w.lm_head ? [w.lm_head] : []), ...w.layers.flatMap((lw) => (Object.entries(lw) as [string, tf.Tensor][]).filter(([k]) => !(MLP_KEYS as readonly string[]).includes(k)).map(([, t]) => t))]; // every non-MLP layer tensor (biases and extra norms included)
-    this.current = res.model;
+    this.weights.adoptRecovered(res.model);
     this.recoveries.push({ time: new Date().toISOString(), data: res.source, steps: res.steps, loss: opts.loss ?? "ce", lora: res.adapters ? res.adapters.config : null, finalLoss: res.losses.length ? res.losses[res.losses.length - 1] : null });
     // scores were computed for the pre-recovery weights
     this.acc = null;
@@ -1209,7 +1173,7 @@ export class Session {
     const widths = intermediateSizes(this.current.config);
     const padded = opts.padMlp === true && widths.some((w) => w !== widths[0]);
     if (padded) record.saved = { padMlp: true, intermediate_size: Math.max(...widths), note: "every layer padded with zero channels after its kept ones (same outputs)" };
-    const kind = this.history_.length > 0 ? "prune" : this.recoveredOwned.length > 0 ? "recover" : "save";
+    const kind = this.history_.length > 0 ? "prune" : this.weights.recovered ? "recover" : "save";
     const provenance = provenanceFile(dir, { kind, record }, this.lineage);
     const extraFiles = { "pruning.json": record, [PROVENANCE_FILE]: provenance };
     if (!padded) return saveModel(dir, this.current, this.tokenizer, { format, force: opts.force, dtype: opts.dtype, extraFiles });
@@ -1220,13 +1184,7 @@ export class Session {
   /** Release every tensor the session holds. */
   dispose(): void {
     if (this.disposed) return;
-    if (this.current !== this.original) {
-      this.current.weights.layers.forEach((lw, l) => this.releaseMlp(lw, l));
-      this.current.disposeCaches();
-    }
-    for (const t of this.recoveredOwned) t.dispose();
-    this.recoveredOwned = [];
-    this.original.dispose();
+    this.weights.dispose();
     this.calib = null;
     this.acc = null;
     this.disposed = true;
