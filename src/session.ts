@@ -29,9 +29,9 @@ import { layerSensitivity, type SensitivityResult } from "./sensitivity";
 import { keptSetAgreement } from "./stats";
 import { Table } from "./table";
 import { calibrationTable, evaluationTable, infoTable, pruneReport, scoreSummaryTable, scoreTable, sdmpruneTable, withRaw } from "./report";
-import { TeacherCache, type TopK } from "./teacher";
+import { defaultTopk, TeacherCache, type TopK } from "./teacher";
 import type { ProgressEvent, RunOptions, TextTokenizer } from "./types";
-import { recoverWithData, type RecoverResult, type SessionRecoverOptions } from "./train/recover";
+import { recoverWithData, type RecoverData, type RecoverResult, type SessionRecoverOptions } from "./train/recover";
 
 /**
  * The one stateful object of sdmprune: a model being pruned, its original (teacher) predictions on the
@@ -307,10 +307,6 @@ function windowRuns(idx: readonly number[], max: number): [number, number][] {
     else out.push([i, 1]);
   }
   return out;
-}
-
-function defaultTopk(vocab: number): TopK {
-  return vocab <= 4096 ? "full" : 64;
 }
 
 export class Session {
@@ -1116,14 +1112,15 @@ export class Session {
   /**
    * Recovery fine-tuning of the current model (src/train/recover.ts): LoRA (default r 8, α 16, dropout 0.05)
    * or full training; loss "ce" on `data`, or "kd"/"mix" against this session's teacher cache (the original
-   * model on the calibration windows, which are then the data). The trained model, LoRA merged, becomes the
+   * model on the calibration windows, which are then the data), or against another model given as
+   * `teacher` (a path; its predictions on `data` are cached first). The trained model, LoRA merged, becomes the
    * current model; earlier pruning steps can no longer be undone.
    */
-  async recover(opts: SessionRecoverOptions): Promise<RecoverResult & { source: string }> {
+  async recover(opts: SessionRecoverOptions): Promise<RecoverResult & RecoverData> {
     this.alive();
     const res = await recoverWithData(this.current, this.tokenizer, this.teacher, opts);
     this.weights.adoptRecovered(res.model);
-    this.recoveries.push({ time: new Date().toISOString(), data: res.source, steps: res.steps, loss: opts.loss ?? "ce", lora: res.adapters ? res.adapters.config : null, finalLoss: res.losses.length ? res.losses[res.losses.length - 1] : null });
+    this.recoveries.push({ time: new Date().toISOString(), data: res.source, steps: res.steps, loss: res.loss, ...(opts.teacher !== undefined ? { teacher: opts.teacher } : {}), lora: res.adapters ? res.adapters.config : null, finalLoss: res.losses.length ? res.losses[res.losses.length - 1] : null });
     // scores were computed for the pre-recovery weights
     this.acc = null;
     return res;
