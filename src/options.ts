@@ -1,3 +1,4 @@
+import { checkProtocol, type PplProtocol } from "./data/documents";
 import { UsageError } from "./errors";
 
 /**
@@ -16,4 +17,23 @@ export function seqLenOption(seqLen: number | undefined): number {
   const n = seqLen ?? 128;
   if (!Number.isInteger(n) || n < 2) throw new UsageError(`seqLen must be an integer ≥ 2, got ${n}`);
   return n;
+}
+
+/** The fields of a perplexity spec (Session PplSpec) that decide which text or windows are scored. */
+interface PplSource {
+  text?: string;
+  file?: string;
+  windows?: number[][] | string;
+  protocol?: PplProtocol;
+  stories?: string;
+}
+
+/**
+ * A perplexity spec names one source (text, file or windows) and a known protocol; protocol and story range
+ * apply to text only.
+ */
+export function checkPplSpec(spec: PplSource): void {
+  exactlyOne("ppl", spec, ["text", "file", "windows"]);
+  checkProtocol(spec.protocol);
+  if (spec.windows !== undefined && (spec.protocol !== undefined || spec.stories !== undefined)) throw new UsageError("ppl: protocol and stories apply to text, not to token windows");
 }

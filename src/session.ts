@@ -2,8 +2,8 @@ import * as tf from "@tensorflow/tfjs";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { checkProtocol, evaluationText, PPL_PROTOCOLS, readDocuments, type DocumentSource, type Documents, type PplProtocol } from "./data/documents";
-import { exactlyOne, seqLenOption } from "./options";
+import { evaluationText, PPL_PROTOCOLS, readDocuments, type DocumentSource, type Documents, type PplProtocol } from "./data/documents";
+import { checkPplSpec, exactlyOne, seqLenOption } from "./options";
 import { calibrationWindows, evalWindows, identifyWindows, loadWindows, saveWindows, sha256File, shardRange, validateWindows, type ShardSpec, type WindowIdentity, type WindowProvenance } from "./data/windows";
 import { backendInfo, initEngine, type BackendName, type GpuAdapterInfo } from "./engine";
 import { findLeakage, type LeakageReport } from "./data/leakage";
@@ -294,6 +294,11 @@ function readCalibrationDocuments(src: DocumentSource): Documents {
 }
 
 
+/** Teacher cache entries per position a calibration asks for: none without a teacher, else topk or the default. */
+function calibrationTopk(opts: { teacher?: boolean; topk?: TopK }, vocab: number): TopK | null {
+  return opts.teacher === false ? null : opts.topk ?? defaultTopk(vocab);
+}
+
 function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
 }
@@ -470,6 +475,7 @@ export class Session {
     this.alive();
     exactlyOne("calibrate", opts, ["text", "files", "windows"]);
     const V = this.original.config.vocab_size;
+    const topk = calibrationTopk(opts, V);
     let windows: number[][];
     let provenance: WindowProvenance | null = null;
     let docs: string[] | null = null;
@@ -492,7 +498,7 @@ export class Session {
         windows = windows.slice(0, opts.samples);
       }
       source = "windows";
-      checkCalibration(this.original.config, windows.length, windows[0]?.length ?? 0, opts.teacher === false ? null : (opts.topk ?? defaultTopk(V)), opts);
+      checkCalibration(this.original.config, windows.length, windows[0]?.length ?? 0, topk, opts);
     } else {
       if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; calibrate with token windows instead of text`);
       const src = readCalibrationDocuments(opts);
@@ -501,7 +507,7 @@ export class Session {
       files = src.files;
       source = src.source;
       const seqLen = seqLenOption(opts.seqLen);
-      checkCalibration(this.original.config, opts.samples ?? 32, seqLen, opts.teacher === false ? null : (opts.topk ?? defaultTopk(V)), opts);
+      checkCalibration(this.original.config, opts.samples ?? 32, seqLen, topk, opts);
       const set = calibrationWindows({
         docs,
         tokenizer: this.tokenizer,
@@ -523,9 +529,8 @@ export class Session {
       identity = { draw: identity.draw, indices: identity.indices.slice(a, b), digests: identity.digests.slice(a, b) };
     }
     const shard = shards.length === 1 ? shards[0] : null;
-    const topk = opts.topk ?? defaultTopk(V);
     const t0 = Date.now();
-    const teacher = opts.teacher === false ? null : await TeacherCache.build(this.original, windows, { topk }, opts);
+    const teacher = topk === null ? null : await TeacherCache.build(this.original, windows, { topk }, opts);
     this.original.disposeCaches();
     this.calib = { windows, provenance, source, docs, files, stories: opts.windows === undefined ? opts.stories ?? null : null, teacher, teacherSeconds: (Date.now() - t0) / 1000, identity, shard };
     if (selection) this.calibStories.set(this.calib, selection);
@@ -857,11 +862,11 @@ export class Session {
     const samples = opts.samples ?? this.calib?.windows.length ?? 32;
     const seqLen = opts.seqLen ?? (this.calib ? this.calib.windows[0].length : 128);
     const seed = opts.seed ?? this.calib?.provenance?.seed ?? 0;
-    checkCalibration(this.original.config, samples, seqLen, opts.topk ?? defaultTopk(this.original.config.vocab_size), opts, "sdmprune", samples);
+    const topk = opts.topk ?? defaultTopk(this.original.config.vocab_size);
+    checkCalibration(this.original.config, samples, seqLen, topk, opts, "sdmprune", samples);
     const draw = (stream: string) => calibrationWindows({ docs: src.docs, tokenizer: this.tokenizer!, samples, seqLen, seed, stream, files: src.files });
     const w1 = draw("sdmprune/stage1");
     const w2 = draw("sdmprune/stage2");
-    const topk = opts.topk ?? defaultTopk(this.original.config.vocab_size);
     const phase = (name: string) => (opts.onProgress ? { ...opts, onProgress: (e: Parameters<NonNullable<RunOptions["onProgress"]>>[0]) => opts.onProgress!({ ...e, phase: `${name}:${e.phase}` }) } : opts);
 
     // Teacher for stage 2 = the original model, cached before anything is pruned.
@@ -913,6 +918,7 @@ export class Session {
     if (this.history_.length > 0) throw new UsageError(`compare starts from the original model, but ${this.history_.length} pruning step(s) are applied; undo them first`);
     validateCompare(opts);
     const spec = opts.ppl;
+    checkPplSpec(spec);
     // Tokenize the evaluation text once; pplFromText's protocol (BOS, consecutive windows) on fixed windows.
     let windows: number[][] | null = null;
     let source = "";
@@ -979,6 +985,7 @@ export class Session {
    */
   leakage(spec: PplSpec): LeakageReport | null {
     this.alive();
+    checkPplSpec(spec);
     const c = this.calib;
     if (!c) return this.recordedLeakage(spec);
     const calLabel = `${c.windows.length} calibration windows${c.files.length ? ` from ${c.files.map((f) => path.basename(f)).join(", ")}` : ""}`;
@@ -1030,11 +1037,9 @@ export class Session {
   }
 
   private async pplOf(spec: PplSpec, run: RunOptions): Promise<PplRecord> {
-    exactlyOne("ppl", spec, ["text", "file", "windows"]);
-    checkProtocol(spec.protocol);
+    checkPplSpec(spec);
     const popts = { ...run, batchSize: spec.batchSize };
     if (spec.windows !== undefined) {
-      if (spec.protocol !== undefined || spec.stories !== undefined) throw new UsageError("ppl: protocol and stories apply to text, not to token windows");
       const V = this.current.config.vocab_size;
       const windows = typeof spec.windows === "string" ? loadWindows(spec.windows, { vocabSize: V }).windows : validateWindows(spec.windows, { vocabSize: V, source: "ppl windows" });
       if (spec.seqLen !== undefined && windows[0].length !== spec.seqLen) {
