@@ -2,13 +2,14 @@ import * as tf from "@tensorflow/tfjs";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { joinDocs, readText, selectStories, splitTinyStories, storyRange, TINYSTORIES_SEPARATOR, wikitextRows } from "./data/text";
+import { evaluationText, PPL_PROTOCOLS, readDocuments, type DocumentSource, type Documents, type PplProtocol } from "./data/documents";
+import { checkPplSpec, exactlyOne, seqLenOption } from "./options";
 import { calibrationWindows, evalWindows, identifyWindows, loadWindows, saveWindows, sha256File, shardRange, validateWindows, type ShardSpec, type WindowIdentity, type WindowProvenance } from "./data/windows";
 import { backendInfo, initEngine, type BackendName, type GpuAdapterInfo } from "./engine";
 import { findLeakage, type LeakageReport } from "./data/leakage";
 import { compareSpeed, type SpeedOptions, type SpeedTable } from "./speed";
 import { runCompare, validateCompare, type CompareOptions, type CompareTable } from "./compare";
-import { CancelledError, DataError, FormatError, UsageError } from "./errors";
+import { CancelledError, DataError, UsageError } from "./errors";
 import { evaluateTasks, type EvaluationResult } from "./eval/harness";
 import { modelScorer } from "./eval/model-scorer";
 import { perplexity, pplFromText, type PerplexityResult } from "./eval/perplexity";
@@ -19,17 +20,19 @@ import { writeFileAtomic } from "./io/atomic";
 import { checkCalibration, checkContext, checkModelLoad, checkPassMemory, estimateCalibration, type JobEstimate, type ResourceOptions } from "./resources";
 import { readModelConfig, writeModelFiles, type ModelFiles } from "./io/files";
 import { padMlpWidths } from "./io/gguf-llama";
-import { intermediateSizes, paramCounts, withIntermediateSizes, type LlamaConfig, type ParamCounts } from "./model/config";
-import type { LayerWeights, LlamaModel } from "./model/llama";
+import { intermediateSizes, paramCounts, type LlamaConfig, type ParamCounts } from "./model/config";
+import type { LlamaModel } from "./model/llama";
 import { loadModel, saveModel } from "./model/load";
-import { accounting, resolvePrune, selectChannels, sliceMlp, type PruneAccounting, type PruneSpec } from "./prune";
+import { ModelState } from "./model-state";
+import { accounting, resolvePrune, selectChannels, type PruneAccounting, type PruneSpec } from "./prune";
 import { keepForTarget, planSdmprune, STAGE1_KEEP_FRACTION, type RecipePlan } from "./recipe";
 import { layerSensitivity, type SensitivityResult } from "./sensitivity";
-import { distribution, keptSetAgreement } from "./stats";
-import { Table, type Cell } from "./table";
-import { TeacherCache, type TopK } from "./teacher";
+import { keptSetAgreement } from "./stats";
+import { Table } from "./table";
+import { calibrationTable, evaluationTable, infoTable, pruneReport, scoreSummaryTable, scoreTable, sdmpruneTable, withRaw } from "./report";
+import { defaultTopk, TeacherCache, type TopK } from "./teacher";
 import type { ProgressEvent, RunOptions, TextTokenizer } from "./types";
-import { recoverWithData, type RecoverResult, type SessionRecoverOptions } from "./train/recover";
+import { recoverWithData, type RecoverData, type RecoverResult, type SessionRecoverOptions } from "./train/recover";
 
 /**
  * The one stateful object of sdmprune: a model being pruned, its original (teacher) predictions on the
@@ -37,10 +40,10 @@ import { recoverWithData, type RecoverResult, type SessionRecoverOptions } from 
  * into the stateless modules (data, teacher, importance, prune, eval); surfaces (CLI, REPL, notebooks)
  * only talk to a Session.
  *
- * Weights: the model as loaded (`original`) is kept for the whole session; pruning builds new MLP tensors
- * by gathering from the current ones and shares every other tensor. `undo()` re-gathers from the original
- * with the channel map of the previous step, which reproduces that step's weights bit for bit (a gather
- * copies values; gathering twice equals gathering once with the composed indices).
+ * Weights: the original and current model and who owns which tensor live in a ModelState
+ * (src/model-state.ts) that the session holds; `undo()` rebuilds the previous step's weights bit for bit
+ * from the original. Report tables are built in src/report.ts, texts become documents in
+ * src/data/documents.ts.
  */
 
 /**
@@ -205,8 +208,7 @@ export interface PplSpec extends ResourceOptions {
   protocol?: PplProtocol;
 }
 
-export type PplProtocol = "documents" | "wikitext" | "file";
-export const PPL_PROTOCOLS: readonly PplProtocol[] = ["documents", "wikitext", "file"];
+export { PPL_PROTOCOLS, type PplProtocol };
 
 /** A perplexity with where it came from and how the text was turned into windows. */
 export type PplRecord = PerplexityResult & { source: string; protocol: string; textTokens?: number; droppedTokens?: number };
@@ -292,8 +294,15 @@ interface StorySelection {
   firstDoc: number;
 }
 
-function withRaw<R>(t: Table, raw: R): Table & { raw: R } {
-  return Object.assign(t, { raw });
+/** Calibration documents of a text or files (data/documents.ts), with the calibration's error messages. */
+function readCalibrationDocuments(src: DocumentSource): Documents {
+  return readDocuments(src, { empty: "calibration text is empty", noDocs: "calibration text is empty (no non-blank documents)" });
+}
+
+
+/** Teacher cache entries per position a calibration asks for: none without a teacher, else topk or the default. */
+function calibrationTopk(opts: { teacher?: boolean; topk?: TopK }, vocab: number): TopK | null {
+  return opts.teacher === false ? null : opts.topk ?? defaultTopk(vocab);
 }
 
 function range(n: number): number[] {
@@ -311,14 +320,9 @@ function windowRuns(idx: readonly number[], max: number): [number, number][] {
   return out;
 }
 
-function defaultTopk(vocab: number): TopK {
-  return vocab <= 4096 ? "full" : 64;
-}
-
-const MLP_KEYS = ["gate_proj", "up_proj", "down_proj"] as const;
-
 export class Session {
-  private current: LlamaModel;
+  /** The original and current weights and which tensors each owns. */
+  private readonly weights: ModelState;
   private readonly history_: PruneHistory;
   private calib: CalibrationState | null = null;
   private acc: ImportanceScores | null = null;
@@ -326,8 +330,6 @@ export class Session {
   private readonly accStack: (ImportanceScores | null)[] = [];
   private readonly evaluations: EvaluationRecord[] = [];
   private disposed = false;
-  /** Non-MLP tensors of a recovered model (recover()); MLP tensors are released like pruned ones. */
-  private recoveredOwned: tf.Tensor[] = [];
   /** Recovery runs on this session (written into pruning.json). */
   private readonly recoveries: Record<string, unknown>[] = [];
   /**
@@ -342,13 +344,13 @@ export class Session {
     readonly path: string,
     readonly backend: BackendName,
     /** The model as loaded; never modified. Owns every tensor the current model shares with it. */
-    private readonly original: LlamaModel,
+    original: LlamaModel,
     readonly tokenizer: TextTokenizer | null,
     readonly files: Omit<ModelFiles, "tensors">,
     /** Where the loaded model came from, newest first, back to the original (its provenance.json or pruning.json). */
     readonly lineage: ProvenanceLink[] = [{ kind: "original", path }],
   ) {
-    this.current = original;
+    this.weights = new ModelState(original);
     this.history_ = new PruneHistory(intermediateSizes(original.config));
   }
 
@@ -373,6 +375,14 @@ export class Session {
   }
 
   // ------------------------------------------------------------------ state
+
+  private get current(): LlamaModel {
+    return this.weights.current;
+  }
+
+  private get original(): LlamaModel {
+    return this.weights.original;
+  }
 
   /** The current (possibly pruned) model. Do not dispose it; the session owns it. */
   get model(): LlamaModel {
@@ -458,57 +468,10 @@ export class Session {
       scoredSamples: this.acc ? this.acc.samples : 0,
       steps: this.history_.length,
     };
-    const p = raw.params;
-    const o = raw.originalParams;
-    const c = raw.calibration;
-    const rows: Cell[][] = [
-      ["model", `${raw.path} (${raw.format})`],
-      ["backend", this.backend === backendInfo().name ? backendInfo().summary : raw.backend],
-      ["params", `${p.total.toLocaleString("en-US")} of ${o.total.toLocaleString("en-US")} (${((100 * (o.total - p.total)) / o.total).toFixed(2)} % removed)`],
-      ["  embeddings / lm_head", `${p.embeddings.toLocaleString("en-US")} / ${p.lm_head.toLocaleString("en-US")}${this.current.config.tie_word_embeddings ? " (tied)" : ""}`],
-      ["  attention / MLP / norms", `${p.attention.toLocaleString("en-US")} / ${p.mlp.toLocaleString("en-US")} / ${p.norms.toLocaleString("en-US")}`],
-      ["MLP widths now", widths.join(", ")],
-      ["MLP widths original", originalWidths.join(", ")],
-      [
-        "calibration",
-        c
-          ? `${c.windows} windows × ${c.seqLen} tokens (${c.source}${c.provenance ? `, seed ${c.provenance.seed}, ${c.provenance.mode}` : ""}); teacher top-k ${c.topk}, ${(c.teacherBytes / 2 ** 20).toFixed(1)} MiB`
-          : "none (call calibrate)",
-      ],
-      ["scores", this.acc ? `${this.acc.criterion}, ${this.acc.samples} samples, settings ${JSON.stringify(this.acc.settings)}` : "none"],
-      ["pruning steps", raw.steps],
-    ];
-    return withRaw(new Table(["field", "value"], rows, { title: "Session" }), raw);
+    return infoTable(raw, this.backend === backendInfo().name ? backendInfo().summary : raw.backend, this.current.config.tie_word_embeddings, this.acc ? this.acc.settings : null);
   }
 
   // ------------------------------------------------------------------ calibration
-
-  private readSource(opts: { text?: string; files?: string | string[]; stories?: string }): { docs: string[]; files: string[]; source: "text" | "files"; selection: StorySelection } {
-    if (opts.text !== undefined && opts.files !== undefined) throw new UsageError("give text or files, not both");
-    let docs: string[];
-    let files: string[] = [];
-    let source: "text" | "files";
-    const split = (t: string): string[] => (t.includes(TINYSTORIES_SEPARATOR) ? splitTinyStories(t) : [t]);
-    if (opts.text !== undefined) {
-      if (typeof opts.text !== "string" || opts.text.trim() === "") throw new DataError("calibration text is empty");
-      docs = split(opts.text);
-      source = "text";
-    } else {
-      files = (Array.isArray(opts.files) ? opts.files : [opts.files as string]).map((f) => path.resolve(f));
-      if (files.length === 0) throw new UsageError("files: expected at least one file");
-      docs = files.flatMap((f) => split(readText(f)));
-      source = "files";
-    }
-    const selection: StorySelection = { stories: opts.stories ?? null, firstDoc: 0 };
-    if (opts.stories !== undefined) {
-      const r = storyRange(opts.stories);
-      docs = selectStories(docs, r.from, r.to);
-      selection.firstDoc = r.from;
-    }
-    docs = docs.filter((d) => d.trim() !== "");
-    if (docs.length === 0) throw new DataError("calibration text is empty (no non-blank documents)");
-    return { docs, files, source, selection };
-  }
 
   /**
    * Build calibration windows (seeded; or take given windows) and the teacher cache from the ORIGINAL model
@@ -517,9 +480,9 @@ export class Session {
    */
   async calibrate(opts: CalibrateOptions): Promise<CalibrationInfo & { scoresReset: boolean; table(): Table }> {
     this.alive();
-    const given = (["text", "files", "windows"] as const).filter((k) => opts[k] !== undefined);
-    if (given.length !== 1) throw new UsageError(`calibrate: give exactly one of text, files, windows (got ${given.length ? given.join(", ") : "none"})`);
+    exactlyOne("calibrate", opts, ["text", "files", "windows"]);
     const V = this.original.config.vocab_size;
+    const topk = calibrationTopk(opts, V);
     let windows: number[][];
     let provenance: WindowProvenance | null = null;
     let docs: string[] | null = null;
@@ -542,17 +505,16 @@ export class Session {
         windows = windows.slice(0, opts.samples);
       }
       source = "windows";
-      checkCalibration(this.original.config, windows.length, windows[0]?.length ?? 0, opts.teacher === false ? null : (opts.topk ?? defaultTopk(V)), opts);
+      checkCalibration(this.original.config, windows.length, windows[0]?.length ?? 0, topk, opts);
     } else {
       if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; calibrate with token windows instead of text`);
-      const src = this.readSource(opts);
-      selection = src.selection;
+      const src = readCalibrationDocuments(opts);
+      selection = { stories: src.stories, firstDoc: src.firstDoc };
       docs = src.docs;
       files = src.files;
       source = src.source;
-      const seqLen = opts.seqLen ?? 128;
-      if (!Number.isInteger(seqLen) || seqLen < 2) throw new UsageError(`seqLen must be an integer ≥ 2, got ${seqLen}`);
-      checkCalibration(this.original.config, opts.samples ?? 32, seqLen, opts.teacher === false ? null : (opts.topk ?? defaultTopk(V)), opts);
+      const seqLen = seqLenOption(opts.seqLen);
+      checkCalibration(this.original.config, opts.samples ?? 32, seqLen, topk, opts);
       const set = calibrationWindows({
         docs,
         tokenizer: this.tokenizer,
@@ -574,12 +536,11 @@ export class Session {
       identity = { draw: identity.draw, indices: identity.indices.slice(a, b), digests: identity.digests.slice(a, b) };
     }
     const shard = shards.length === 1 ? shards[0] : null;
-    const topk = opts.topk ?? defaultTopk(V);
     if (opts.estimate && windows.length > 0) {
-      opts.estimate.report(estimateCalibration(this.original.config, windows.length, windows[0].length, opts.teacher === false ? null : topk, this.backend, opts.estimate.score));
+      opts.estimate.report(estimateCalibration(this.original.config, windows.length, windows[0].length, topk, this.backend, opts.estimate.score));
     }
     const t0 = Date.now();
-    const teacher = opts.teacher === false ? null : await TeacherCache.build(this.original, windows, { topk }, opts);
+    const teacher = topk === null ? null : await TeacherCache.build(this.original, windows, { topk }, opts);
     this.original.disposeCaches();
     this.calib = { windows, provenance, source, docs, files, stories: opts.windows === undefined ? opts.stories ?? null : null, teacher, teacherSeconds: (Date.now() - t0) / 1000, identity, shard };
     if (selection) this.calibStories.set(this.calib, selection);
@@ -590,23 +551,7 @@ export class Session {
     return {
       ...info,
       scoresReset,
-      table: () =>
-        new Table(
-          ["field", "value"],
-          [
-            ["windows", shard ? `${info.windows} (shard ${shard.index}/${shard.count} of ${identity.draw.total}: ${identity.indices[0]}..${identity.indices[identity.indices.length - 1]})` : info.windows],
-            ["draw", identity.draw.id],
-            ["seq len", info.seqLen],
-            ["source", info.source],
-            ["seed", provenance ? provenance.seed : null],
-            ["mode", provenance ? provenance.mode : null],
-            ["files", files.length ? files.map((f) => path.basename(f)).join(", ") : null],
-            ["teacher top-k", info.topk === null ? "none" : String(info.topk)],
-            ["teacher cache MiB", info.teacherBytes / 2 ** 20],
-            ["teacher seconds", info.teacherSeconds],
-          ],
-          { title: "Calibration", digits: 2 },
-        ),
+      table: () => calibrationTable(info, identity, shard, provenance, files),
     };
   }
 
@@ -757,20 +702,7 @@ export class Session {
       message,
       stability,
       seconds,
-      table: () =>
-        new Table(
-          ["field", "value"],
-          [
-            ["criterion", criterion],
-            ["settings", JSON.stringify(recorded)],
-            ["samples (total)", samples],
-            ["samples added", added],
-            ["accumulator", message],
-            ["kept-set overlap at 20 % removal vs before (mean over layers)", stability ? stability.reduce((x, y) => x + y, 0) / stability.length : null],
-            ["seconds", seconds],
-          ],
-          { title: "Importance scores" },
-        ),
+      table: () => scoreTable({ criterion, settings: recorded, samples, added, message, stability, seconds }),
     };
   }
 
@@ -856,41 +788,10 @@ export class Session {
   scoreSummary(): Table {
     this.alive();
     if (!this.acc) throw new UsageError("no scores yet (call score first)");
-    const s = this.acc.scores();
-    const rows = s.map((v, l) => {
-      const d = distribution(v);
-      return [l, v.length, d.min, d.q1, d.median, d.q3, d.max, d.mean];
-    });
-    return new Table(["layer", "channels", "min", "q1", "median", "q3", "max", "mean"], rows, { title: `${this.acc.criterion} scores (${this.acc.samples} samples)` });
+    return scoreSummaryTable(this.acc);
   }
 
   // ------------------------------------------------------------------ pruning
-
-  private mlpOf(model: LlamaModel, l: number): Pick<LayerWeights, "gate_proj" | "up_proj" | "down_proj"> {
-    const lw = model.weights.layers[l];
-    return { gate_proj: lw.gate_proj, up_proj: lw.up_proj, down_proj: lw.down_proj };
-  }
-
-  /** Dispose MLP tensors of layer l of the current model unless the original owns them. */
-  private releaseMlp(lw: Pick<LayerWeights, "gate_proj" | "up_proj" | "down_proj">, l: number): void {
-    const o = this.original.weights.layers[l];
-    for (const k of MLP_KEYS) if (lw[k] !== o[k]) lw[k].dispose();
-  }
-
-  /** Swap in new MLP tensors for some layers (null = keep); disposes replaced non-original tensors. */
-  private replaceMlp(next: (Pick<LayerWeights, "gate_proj" | "up_proj" | "down_proj"> | null)[]): void {
-    const old = this.current;
-    const w = old.weights;
-    const layers = w.layers.map((lw, l) => (next[l] ? { ...lw, ...next[l]! } : lw));
-    const widths = layers.map((lw) => lw.gate_proj.shape[1]);
-    const model = old.withWeights({ embed_tokens: w.embed_tokens, layers, norm: w.norm, lm_head: w.lm_head }, withIntermediateSizes(old.config, widths));
-    next.forEach((n, l) => {
-      if (n) this.releaseMlp(this.mlpOf(old, l), l);
-    });
-    // cached constants (RoPE tables, masks, transposed tied head) belong to the model object being replaced
-    old.disposeCaches();
-    this.current = model;
-  }
 
   /**
    * Remove the lowest-scoring MLP channels (see src/prune.ts for ratio/keep/mlpRatio semantics). Kept
@@ -910,10 +811,9 @@ export class Session {
     }
     const plan = resolvePrune(spec, before.hidden_size, intermediateSizes(this.original.config), widths);
     const kept = selectChannels(this.acc.scores(), plan, widths);
-    const sliced = kept.map((idx, l) => (idx ? sliceMlp(this.current.weights.layers[l], idx) : null));
     const keptFull = kept.map((idx, l) => idx ?? range(widths[l]));
     const nextAcc = this.acc.reindex(keptFull);
-    this.replaceMlp(sliced);
+    this.weights.prune(kept);
     const after = this.current.config;
     const acct = accounting(this.original.config, before, after);
     this.accStack.push(this.acc);
@@ -938,17 +838,10 @@ export class Session {
   /** Undo the last pruning step; weights are restored bit for bit and the scores as they were. */
   undo(): PruneStep {
     this.alive();
-    if (this.recoveredOwned.length > 0) throw new UsageError("undo() is not available after recover(): the recovered weights cannot be re-derived from the original; reload the model to start over");
+    if (this.weights.recovered) throw new UsageError("undo() is not available after recover(): the recovered weights cannot be re-derived from the original; reload the model to start over");
     const step = this.history_.pop();
     if (!step) throw new UsageError("nothing to undo: no pruning steps");
-    const maps = this.history_.originalIndices();
-    const origWidths = intermediateSizes(this.original.config);
-    const next = step.kept.map((k, l) => {
-      if (!k) return null;
-      if (maps[l].length === origWidths[l]) return this.mlpOf(this.original, l);
-      return sliceMlp(this.original.weights.layers[l], maps[l]);
-    });
-    this.replaceMlp(next);
+    this.weights.restore(step.kept.map((k) => !!k), this.history_.originalIndices());
     this.acc = this.accStack.pop() ?? null;
     return step;
   }
@@ -968,9 +861,9 @@ export class Session {
     let src: { docs: string[]; files: string[] };
     let selection: StorySelection | null = null;
     if (opts.text !== undefined || opts.files !== undefined) {
-      const read = this.readSource(opts);
+      const read = readCalibrationDocuments(opts);
       src = read;
-      selection = read.selection;
+      selection = { stories: read.stories, firstDoc: read.firstDoc };
     } else if (this.calib?.docs) {
       src = { docs: this.calib.docs, files: this.calib.files };
       selection = this.calibStories.get(this.calib) ?? null;
@@ -979,11 +872,11 @@ export class Session {
     const samples = opts.samples ?? this.calib?.windows.length ?? 32;
     const seqLen = opts.seqLen ?? (this.calib ? this.calib.windows[0].length : 128);
     const seed = opts.seed ?? this.calib?.provenance?.seed ?? 0;
-    checkCalibration(this.original.config, samples, seqLen, opts.topk ?? defaultTopk(this.original.config.vocab_size), opts, "sdmprune", samples);
+    const topk = opts.topk ?? defaultTopk(this.original.config.vocab_size);
+    checkCalibration(this.original.config, samples, seqLen, topk, opts, "sdmprune", samples);
     const draw = (stream: string) => calibrationWindows({ docs: src.docs, tokenizer: this.tokenizer!, samples, seqLen, seed, stream, files: src.files });
     const w1 = draw("sdmprune/stage1");
     const w2 = draw("sdmprune/stage2");
-    const topk = opts.topk ?? defaultTopk(this.original.config.vocab_size);
     const phase = (name: string) => (opts.onProgress ? { ...opts, onProgress: (e: Parameters<NonNullable<RunOptions["onProgress"]>>[0]) => opts.onProgress!({ ...e, phase: `${name}:${e.phase}` }) } : opts);
 
     // Teacher for stage 2 = the original model, cached before anything is pruned.
@@ -1011,25 +904,7 @@ export class Session {
         stage1,
         stage2,
         provenance: { stage1: w1.provenance, stage2: w2.provenance },
-        table: () => {
-          const t = stage2.table();
-          return new Table(
-            ["stage", "criterion", "windows", "K (layer 0)", "params after", "% model removed", "% MLP removed"],
-            [
-              ["1", "ce-taylor", w1.windows.length, plan.stage1Keep[0], stage1.accounting.paramsAfter, 100 * stage1.accounting.totalParamsRemovedShare, 100 * stage1.accounting.mlpParamsRemovedShare],
-              ["2", `sd-taylor (α ${plan.alpha}, τ ${plan.temperature})`, w2.windows.length, plan.finalKeep[0], stage2.accounting.paramsAfter, 100 * stage2.accounting.totalParamsRemovedShare, 100 * stage2.accounting.mlpParamsRemovedShare],
-            ],
-            {
-              title: "SDMPrune (two stages)",
-              digits: 2,
-              notes: [
-                `target ${plan.target ?? "–"}; α/τ from ${plan.settingsSource}; seed ${seed}, ${samples} windows × ${seqLen} tokens per stage (streams sdmprune/stage1, sdmprune/stage2)`,
-                `teacher = original model (top-k ${topk}); stage 1 keeps floor(${STAGE1_KEEP_FRACTION}·width) per layer`,
-                ...t.notes,
-              ],
-            },
-          );
-        },
+        table: () => sdmpruneTable({ plan, stage1, stage2, windows: [w1.windows.length, w2.windows.length], seed, samples, seqLen, topk }),
       };
     } catch (e) {
       // leave the session as it was: undo any stage that completed, restore calibration and scores
@@ -1053,12 +928,13 @@ export class Session {
     if (this.history_.length > 0) throw new UsageError(`compare starts from the original model, but ${this.history_.length} pruning step(s) are applied; undo them first`);
     validateCompare(opts);
     const spec = opts.ppl;
+    checkPplSpec(spec);
     // Tokenize the evaluation text once; pplFromText's protocol (BOS, consecutive windows) on fixed windows.
     let windows: number[][] | null = null;
     let source = "";
     if (spec.file !== undefined || spec.text !== undefined) {
       if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; evaluate perplexity on token windows instead`);
-      const e = this.evalText(spec);
+      const e = evaluationText(spec);
       windows = evalWindows(this.tokenizer.encode(e.text, { addBos: true }), spec.seqLen ?? 128);
       source = e.source;
     }
@@ -1113,52 +989,13 @@ export class Session {
     return (seqs: number[][]) => model.tokenLogProbs(seqs);
   }
 
-  /** The evaluation text of a ppl spec (file or text), its documents (null: one undivided text) and a label. */
-  private evalText(spec: PplSpec): { text: string; source: string; docs: string[]; firstDoc: number } {
-    const t = this.pplText(spec);
-    return { text: t.text, source: t.source, docs: t.docs, firstDoc: t.firstDoc };
-  }
-
-  /**
-   * How a ppl spec's text becomes the one token stream perplexity is computed on, under its protocol
-   * (docs/method.md, "Perplexity"): the text, how it was made, a label, and the documents it holds (for leakage).
-   */
-  private pplText(spec: PplSpec): { text: string; how: string; source: string; docs: string[]; firstDoc: number } {
-    const protocol = spec.protocol ?? "documents";
-    if (!PPL_PROTOCOLS.includes(protocol)) throw new UsageError(`ppl: protocol must be ${PPL_PROTOCOLS.join(", ")}, got ${JSON.stringify(protocol)}`);
-    const raw = spec.file !== undefined ? readText(spec.file) : (spec.text as string);
-    const name = spec.file !== undefined ? path.basename(spec.file) : "text";
-    const isStories = raw.includes(TINYSTORIES_SEPARATOR);
-    const wikitext = protocol === "wikitext" || (protocol === "documents" && spec.file !== undefined && /\.raw$/.test(spec.file));
-    if (spec.stories !== undefined && (protocol !== "documents" || wikitext || !isStories)) {
-      throw new UsageError(`ppl: a story range applies to a TinyStories text under the "documents" protocol (${name} ${isStories ? `with protocol "${protocol}"` : "has no <|endoftext|> separators"})`);
-    }
-    if (wikitext) {
-      const text = joinDocs(wikitextRows(raw));
-      return { text, how: 'wikitext: rows joined with "\\n\\n"', source: `${name} (WikiText rows)`, docs: [text], firstDoc: 0 };
-    }
-    if (protocol === "documents" && isStories) {
-      let stories = splitTinyStories(raw);
-      const all = stories.length;
-      let firstDoc = 0;
-      if (spec.stories) {
-        const r = storyRange(spec.stories);
-        stories = selectStories(stories, r.from, r.to);
-        firstDoc = r.from;
-      }
-      const how = `documents: ${spec.stories ? `stories ${spec.stories} of ${all}` : `${all} stories`} joined with "\\n\\n"`;
-      return { text: joinDocs(stories), how, source: `${name} (stories ${spec.stories ?? "all"})`, docs: stories, firstDoc };
-    }
-    const how = protocol === "file" ? "file: the text as read, one document" : "documents: one document";
-    return { text: raw, how, source: name, docs: isStories ? splitTinyStories(raw) : [raw], firstDoc: 0 };
-  }
-
   /**
    * Overlap between the current calibration windows/documents and the evaluation text of `spec`
    * (src/data/leakage.ts); null without calibration.
    */
   leakage(spec: PplSpec): LeakageReport | null {
     this.alive();
+    checkPplSpec(spec);
     const c = this.calib;
     if (!c) return this.recordedLeakage(spec);
     const calLabel = `${c.windows.length} calibration windows${c.files.length ? ` from ${c.files.map((f) => path.basename(f)).join(", ")}` : ""}`;
@@ -1169,7 +1006,7 @@ export class Session {
       return findLeakage({ calibration, evaluation: { ids: w.flat(), docs: null, label: typeof spec.windows === "string" ? path.basename(spec.windows) : "given windows" } });
     }
     if (spec.text === undefined && spec.file === undefined) return null;
-    const e = this.evalText(spec);
+    const e = evaluationText(spec);
     const ids = this.tokenizer ? this.tokenizer.encode(e.text, { addBos: true }) : null;
     return findLeakage({ calibration, evaluation: { ids, docs: e.docs, label: e.source, firstDoc: e.firstDoc } });
   }
@@ -1197,34 +1034,22 @@ export class Session {
     const sha = sha256File(spec.file);
     const same = prov.files.find((f) => f.sha256 === sha);
     if (!same) return null;
-    const e = this.evalText(spec);
+    const e = evaluationText(spec);
     const label = `the calibration recorded in ${path.basename(dir)}/pruning.json (${prov.samples} windows, seed ${prov.seed}${cal!.stories ? `, stories ${cal!.stories}` : ""})`;
     if (prov.files.length > 1) {
       const message = `calibration text overlaps the evaluation text (${label} vs ${e.source}): the evaluation file ${path.basename(spec.file)} is one of the calibration files (SHA-256 ${sha.slice(0, 12)}…). Perplexity on text the scores were computed from is optimistic; evaluate on held-out text.`;
       return { windows: null, windowRun: 0, documents: [], lines: 0, message };
     }
-    const split = (t: string): string[] => (t.includes(TINYSTORIES_SEPARATOR) ? splitTinyStories(t) : [t]);
-    let docs = split(readText(spec.file));
-    let firstDoc = 0;
-    if (cal!.stories) {
-      const r = storyRange(cal!.stories);
-      docs = selectStories(docs, r.from, r.to);
-      firstDoc = r.from;
-    }
-    docs = docs.filter((d) => d.trim() !== "");
+    const { docs, firstDoc } = readCalibrationDocuments({ files: spec.file, stories: cal!.stories ?? undefined });
     const set = calibrationWindows({ docs, tokenizer: this.tokenizer, samples: prov.samples, seqLen: prov.seqLen, seed: prov.seed, stream: prov.stream, mode: prov.mode, files: [spec.file] });
     const ids = this.tokenizer.encode(e.text, { addBos: true });
     return findLeakage({ calibration: { windows: set.windows, docs, label, firstDoc }, evaluation: { ids, docs: e.docs, label: e.source, firstDoc: e.firstDoc } });
   }
 
   private async pplOf(spec: PplSpec, run: RunOptions): Promise<PplRecord> {
-    const given = (["text", "file", "windows"] as const).filter((k) => spec[k] !== undefined);
-    if (given.length !== 1) throw new UsageError(`ppl: give exactly one of text, file, windows (got ${given.length ? given.join(", ") : "none"})`);
-    const protocol = spec.protocol ?? "documents";
-    if (!PPL_PROTOCOLS.includes(protocol)) throw new UsageError(`ppl: protocol must be ${PPL_PROTOCOLS.join(", ")}, got ${JSON.stringify(protocol)}`);
+    checkPplSpec(spec);
     const popts = { ...run, batchSize: spec.batchSize };
     if (spec.windows !== undefined) {
-      if (spec.protocol !== undefined || spec.stories !== undefined) throw new UsageError("ppl: protocol and stories apply to text, not to token windows");
       const V = this.current.config.vocab_size;
       const windows = typeof spec.windows === "string" ? loadWindows(spec.windows, { vocabSize: V }).windows : validateWindows(spec.windows, { vocabSize: V, source: "ppl windows" });
       if (spec.seqLen !== undefined && windows[0].length !== spec.seqLen) {
@@ -1237,7 +1062,7 @@ export class Session {
     }
     if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; evaluate perplexity on token windows instead`);
     const seqLen = spec.seqLen ?? 128;
-    const { text, how, source } = this.pplText(spec);
+    const { text, how, source } = evaluationText(spec);
     checkContext(seqLen, this.current.config.max_position_embeddings, "perplexity", spec);
     checkPassMemory(this.current.config, "forward", spec.batchSize ?? 4, seqLen, "perplexity", spec);
     const r = await pplFromText(this.scorer(), this.tokenizer, text, seqLen, popts);
@@ -1275,23 +1100,8 @@ export class Session {
         ...run,
       });
     }
-    const rows: Cell[][] = [];
-    const notes: string[] = [];
-    if (ppl) {
-      rows.push([`ppl: ${ppl.source}`, `ppl@${ppl.seqLen}`, ppl.ppl, ppl.tokens, null]);
-      notes.push(`perplexity: ${ppl.windows} non-overlapping windows of ${ppl.seqLen} tokens, ${ppl.tokens} predicted tokens (seq len ${ppl.seqLen})`);
-      notes.push(`protocol ${ppl.protocol}`);
-    }
-    if (tasks) {
-      rows.push(...tasks.table.rows);
-      notes.push(...tasks.table.notes);
-    }
     const params = paramCounts(this.current.config).total;
-    const prior = priorPruningSteps(this.lineage);
-    notes.push(`model: ${params.toLocaleString("en-US")} params after ${this.history_.length} pruning step(s) in this session`);
-    if (prior.length > 0) notes.push(`loaded model was pruned before (provenance): ${prior.map((p, i) => `${i + 1}. ${p.label ? `${p.label}: ` : ""}${p.rule}`).join("; ")}`);
-    notes.push(`model: ${params.toLocaleString("en-US")} params after ${this.history_.length} pruning step(s)`);
-    notes.push(...warnings.map((w) => `WARNING: ${w}`));
+    const table = evaluationTable({ ppl, tasks, params, steps: this.history_.length, prior: priorPruningSteps(this.lineage), warnings });
     this.evaluations.push({
       time: new Date().toISOString(),
       step: this.history_.length,
@@ -1302,7 +1112,7 @@ export class Session {
       zeroShot: tasks ? { bos: tasks.settings.bos, maxLength: tasks.settings.maxLength, limit: tasks.settings.limit, averagedTasks: tasks.averagedTasks } : null,
       ...(warnings.length ? { warnings } : {}),
     });
-    return withRaw(new Table(["task", "metric", "value", "n", "stderr"], rows, { title: "Evaluation", notes }), { ppl, tasks, leakage });
+    return withRaw(table, { ppl, tasks, leakage });
   }
 
   /** Continue `prompt` with the current model; returns the new text only. */
@@ -1319,22 +1129,15 @@ export class Session {
   /**
    * Recovery fine-tuning of the current model (src/train/recover.ts): LoRA (default r 8, α 16, dropout 0.05)
    * or full training; loss "ce" on `data`, or "kd"/"mix" against this session's teacher cache (the original
-   * model on the calibration windows, which are then the data). The trained model, LoRA merged, becomes the
+   * model on the calibration windows, which are then the data), or against another model given as
+   * `teacher` (a path; its predictions on `data` are cached first). The trained model, LoRA merged, becomes the
    * current model; earlier pruning steps can no longer be undone.
    */
-  async recover(opts: SessionRecoverOptions): Promise<RecoverResult & { source: string }> {
+  async recover(opts: SessionRecoverOptions): Promise<RecoverResult & RecoverData> {
     this.alive();
     const res = await recoverWithData(this.current, this.tokenizer, this.teacher, opts);
-    const old = this.current;
-    if (old !== this.original) {
-      old.weights.layers.forEach((lw, l) => this.releaseMlp(lw, l));
-      old.disposeCaches();
-    }
-    for (const t of this.recoveredOwned) t.dispose();
-    const w = res.model.weights;
-    this.recoveredOwned = [w.embed_tokens, w.norm, ...(w.lm_head ? [w.lm_head] : []), ...w.layers.flatMap((lw) => (Object.entries(lw) as [string, tf.Tensor][]).filter(([k]) => !(MLP_KEYS as readonly string[]).includes(k)).map(([, t]) => t))]; // every non-MLP layer tensor (biases and extra norms included)
-    this.current = res.model;
-    this.recoveries.push({ time: new Date().toISOString(), data: res.source, steps: res.steps, loss: opts.loss ?? "ce", lora: res.adapters ? res.adapters.config : null, finalLoss: res.losses.length ? res.losses[res.losses.length - 1] : null });
+    this.weights.adoptRecovered(res.model);
+    this.recoveries.push({ time: new Date().toISOString(), data: res.source, steps: res.steps, loss: res.loss, ...(opts.teacher !== undefined ? { teacher: opts.teacher } : {}), lora: res.adapters ? res.adapters.config : null, finalLoss: res.losses.length ? res.losses[res.losses.length - 1] : null });
     // scores were computed for the pre-recovery weights
     this.acc = null;
     return res;
@@ -1384,7 +1187,7 @@ export class Session {
     const widths = intermediateSizes(this.current.config);
     const padded = opts.padMlp === true && widths.some((w) => w !== widths[0]);
     if (padded) record.saved = { padMlp: true, intermediate_size: Math.max(...widths), note: "every layer padded with zero channels after its kept ones (same outputs)" };
-    const kind = this.history_.length > 0 ? "prune" : this.recoveredOwned.length > 0 ? "recover" : "save";
+    const kind = this.history_.length > 0 ? "prune" : this.weights.recovered ? "recover" : "save";
     const provenance = provenanceFile(dir, { kind, record }, this.lineage);
     const extraFiles = { "pruning.json": record, [PROVENANCE_FILE]: provenance };
     if (!padded) return saveModel(dir, this.current, this.tokenizer, { format, force: opts.force, dtype: opts.dtype, extraFiles });
@@ -1395,43 +1198,10 @@ export class Session {
   /** Release every tensor the session holds. */
   dispose(): void {
     if (this.disposed) return;
-    if (this.current !== this.original) {
-      this.current.weights.layers.forEach((lw, l) => this.releaseMlp(lw, l));
-      this.current.disposeCaches();
-    }
-    for (const t of this.recoveredOwned) t.dispose();
-    this.recoveredOwned = [];
-    this.original.dispose();
+    this.weights.dispose();
     this.calib = null;
     this.acc = null;
     this.disposed = true;
   }
 }
 
-/** Fraction of the channels `a` keeps at keepFrac that `b` also keeps. */
-function pruneReport(step: PruneStep): PruneReport {
-  const a = step.accounting;
-  return {
-    step,
-    accounting: a,
-    widthsBefore: step.widthsBefore,
-    widthsAfter: step.widthsAfter,
-    table: () =>
-      new Table(
-        ["", "before", "after", "removed", "% of MLP", "% of model"],
-        [
-          ["MLP channels", a.channelsBefore, a.channelsAfter, a.channelsRemoved, 100 * a.stepMlpShare, null],
-          ["parameters", a.paramsBefore, a.paramsAfter, a.paramsRemoved, 100 * a.stepMlpShare, 100 * a.stepTotalShare],
-        ],
-        {
-          title: `Pruning step ${step.step}${step.label ? ` (${step.label})` : ""}: ${step.rule}`,
-          digits: 2,
-          notes: [
-            `layers [${step.layers[0]}, ${step.layers[1]}), ${step.allocation}; criterion ${step.criterion ?? "–"} (${step.samples} samples)`,
-            `widths after: ${step.widthsAfter.join(", ")}`,
-            `cumulative vs original: ${(100 * a.mlpParamsRemovedShare).toFixed(2)} % of MLP params, ${(100 * a.totalParamsRemovedShare).toFixed(2)} % of all params (tied embedding counted once)`,
-          ],
-        },
-      ),
-  };
-}

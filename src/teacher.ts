@@ -69,6 +69,14 @@ function logAddExp(a: number, b: number): number {
   return m + Math.log(Math.exp(a - m) + Math.exp(b - m));
 }
 
+/**
+ * Teacher cache entries per position when none is asked for: the full distribution for vocabularies of at
+ * most 4096 tokens, else the 64 most likely tokens.
+ */
+export function defaultTopk(vocab: number): TopK {
+  return vocab <= 4096 ? "full" : 64;
+}
+
 export class TeacherCache {
   private constructor(
     readonly topk: TopK,

@@ -277,3 +277,41 @@ describe("Session.recover", function () {
     assert.ok(tf.memory().numTensors - baseline < 10, `${tf.memory().numTensors - baseline} tensors left`);
   });
 });
+
+describe("Session.recover from a teacher model", function () {
+  this.timeout(300_000);
+  it("caches the teacher's predictions on the training windows (default top-k) and trains like recover() with that cache", async () => {
+    await initEngine("wasm");
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sdm-recover-teacher-"));
+    try {
+      const small = path.join(dir, "small.txt");
+      fs.writeFileSync(small, fs.readFileSync(path.join(DEMO_MODEL_DIR, DEMO_HELDOUT), "utf8").slice(0, 3000));
+      const baseline = tf.memory().numTensors;
+      const opts = { steps: 2, lr: 1e-3, batch: 2, lora: { r: 4, alpha: 8 }, seed: 3 };
+      const session = await Session.load(DEMO_MODEL_DIR, { backend: "wasm" });
+      const res = await session.recover({ ...opts, data: { file: small, seqLen: 32 }, teacher: DEMO_MODEL_DIR, alpha: 0.25 });
+      assert.equal(res.loss, "mix");
+      res.adapters!.dispose();
+      // the same run by hand: windows, a cache of the teacher on them with the default top-k, recover()
+      const { model, tokenizer } = await loadModel(DEMO_MODEL_DIR);
+      const teacherModel = (await loadModel(DEMO_MODEL_DIR)).model;
+      const { windows } = trainingWindows({ file: small, seqLen: 32 }, tokenizer, model.config.vocab_size);
+      assert.equal(res.windows, windows.length);
+      const V = model.config.vocab_size;
+      const cache = await TeacherCache.build(teacherModel, windows, { topk: V <= 4096 ? "full" : 64 });
+      teacherModel.dispose();
+      const manual = await recover(model, { ...opts, data: windows, teacher: cache, loss: "mix", alpha: 0.25 });
+      assert.deepEqual(res.losses, manual.losses);
+      manual.model.dispose();
+      manual.adapters!.dispose();
+      model.dispose();
+      // alpha picks the loss; out of [0, 1] is refused before any training
+      await assert.rejects(session.recover({ ...opts, data: { file: small, seqLen: 32 }, teacher: DEMO_MODEL_DIR, alpha: 1.5 }), (e: Error) => e instanceof UsageError && /alpha must be in \[0, 1\], got 1.5/.test(e.message));
+      await assert.rejects(session.recover({ ...opts, teacher: DEMO_MODEL_DIR }), (e: Error) => e instanceof UsageError && /needs data/.test(e.message));
+      session.dispose();
+      assert.ok(tf.memory().numTensors - baseline < 10, `${tf.memory().numTensors - baseline} tensors left`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

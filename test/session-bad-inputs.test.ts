@@ -183,5 +183,16 @@ describe("Session: bad inputs give clear errors and change nothing", function ()
       await failsAsync(s.sdmprune({ target: 0.01, text: "Once upon a time." }), UsageError, /not below the stage-1 width/);
       await failsAsync(s.evaluate({ ppl: { text: "Hi.", seqLen: 64 } }), DataError, /too short/);
     });
+
+    it("a perplexity spec names one source, for evaluate, leakage and compare alike", async () => {
+      const file = path.join(dir, "eval.txt");
+      fs.writeFileSync(file, "Once upon a time there was a cat.\n");
+      const both = { text: "Once upon a time.", file };
+      await failsAsync(s.evaluate({ ppl: both }), UsageError, /ppl: give exactly one of text, file, windows \(got text, file\)/);
+      fails(() => s.leakage(both), UsageError, /ppl: give exactly one of text, file, windows/);
+      // compare tokenizes the evaluation text itself; the spec is checked before any calibration
+      await failsAsync(s.compare({ criteria: ["random"], ratios: [0.3], seeds: [0], calibration: { text: "Once upon a time." }, ppl: both }), UsageError, /ppl: give exactly one of text, file, windows/);
+      fails(() => s.leakage({ windows: [[1, 2, 3]], protocol: "wikitext" }), UsageError, /protocol and stories apply to text/);
+    });
   });
 });

@@ -1,7 +1,9 @@
 import * as path from "node:path";
-import { joinDocs, readText, selectStories, splitTinyStories, storyRange, TINYSTORIES_SEPARATOR } from "../data/text";
+import { readDocuments } from "../data/documents";
+import { joinDocs } from "../data/text";
 import { evalWindows, validateWindows } from "../data/windows";
-import { DataError, UsageError } from "../errors";
+import { DataError } from "../errors";
+import { exactlyOne, seqLenOption } from "../options";
 import type { TextTokenizer } from "../types";
 
 /**
@@ -21,33 +23,16 @@ export interface RecoverDataSpec {
 }
 
 export function trainingWindows(spec: RecoverDataSpec, tokenizer: TextTokenizer | null, vocabSize: number): { windows: number[][]; source: string } {
-  const given = (["text", "file", "windows"] as const).filter((k) => spec[k] !== undefined);
-  if (given.length !== 1) throw new UsageError(`recovery data: give exactly one of text, file, windows (got ${given.length ? given.join(", ") : "none"})`);
+  exactlyOne("recovery data", spec, ["text", "file", "windows"]);
   if (spec.windows !== undefined) {
     if (spec.windows.length === 0) throw new DataError("recovery data: no training windows given");
     return { windows: validateWindows(spec.windows, { vocabSize, source: "recovery windows" }), source: `${spec.windows.length} given windows` };
   }
   if (!tokenizer) throw new DataError("the model has no tokenizer, so training text cannot be tokenized; give token windows");
-  const seqLen = spec.seqLen ?? 128;
-  if (!Number.isInteger(seqLen) || seqLen < 2) throw new UsageError(`seqLen must be an integer ≥ 2, got ${seqLen}`);
-  let raw: string;
-  let source: string;
-  if (spec.file !== undefined) {
-    raw = readText(spec.file);
-    source = path.basename(spec.file);
-  } else {
-    raw = spec.text as string;
-    if (typeof raw !== "string" || raw.trim() === "") throw new DataError("recovery data: the training text is empty");
-    source = "text";
-  }
-  let docs = raw.includes(TINYSTORIES_SEPARATOR) ? splitTinyStories(raw) : [raw];
-  if (spec.stories !== undefined) {
-    const r = storyRange(spec.stories);
-    docs = selectStories(docs, r.from, r.to);
-    source += ` (stories ${spec.stories})`;
-  }
-  docs = docs.filter((d) => d.trim() !== "");
-  if (docs.length === 0) throw new DataError("recovery data: the training text is empty");
+  const seqLen = seqLenOption(spec.seqLen);
+  const { docs } = readDocuments(spec.file !== undefined ? { files: spec.file, stories: spec.stories } : { text: spec.text, stories: spec.stories }, { empty: "recovery data: the training text is empty" });
+  let source = spec.file !== undefined ? path.basename(spec.file) : "text";
+  if (spec.stories !== undefined) source += ` (stories ${spec.stories})`;
   const ids = tokenizer.encode(joinDocs(docs), { addBos: true });
   if (ids.length < seqLen) throw new DataError(`recovery data: ${ids.length} tokens, fewer than one window of ${seqLen}`);
   return { windows: evalWindows(ids, seqLen), source };

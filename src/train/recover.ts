@@ -10,7 +10,9 @@ import { layerParamName, type LlamaModel, type ModelWeights } from "../model/lla
 import { Progress } from "../progress";
 import { Rng } from "../rng";
 import { Table } from "../table";
-import type { TeacherCache } from "../teacher";
+import { defaultTopk, TeacherCache } from "../teacher";
+import { loadModel } from "../model/load";
+import { checkContext, type ResourceOptions } from "../resources";
 import type { RunOptions, TextTokenizer } from "../types";
 import { trainingWindows, type RecoverDataSpec } from "./data";
 import { AdamW, globalNorm } from "./optimizer";
@@ -496,28 +498,55 @@ function recoverTable(res: RecoverResult, r: Resolved): Table {
 }
 
 /** What `Session.recover` accepts: RecoverOptions with `data` as text/file/story range or windows. */
-export interface SessionRecoverOptions extends Omit<RecoverOptions, "data" | "teacher"> {
+export interface SessionRecoverOptions extends Omit<RecoverOptions, "data" | "teacher">, Pick<ResourceOptions, "allowLonger"> {
   /** Training data: a text file path, token windows, or a spec ({ file, stories, seqLen } / { text } / { windows }). For kd/mix: default the calibration windows. */
   data?: string | number[][] | RecoverDataSpec;
+  /**
+   * Distil from another model (a .gguf file or Hugging Face directory, usually the unpruned original) instead
+   * of the session's teacher cache: its predictions on the training windows are cached once (teacher.ts
+   * defaultTopk), then it is released. `loss` then defaults by `alpha` (default 0.5): "kd" at 1, "ce" at 0,
+   * else "mix". It must share the model's vocabulary.
+   */
+  teacher?: string;
+}
+
+/** What recoverWithData trained on, beside the RecoverResult. */
+export interface RecoverData {
+  /** The training data, named. */
+  source: string;
+  /** The loss used (with a teacher model: from alpha). */
+  loss: RecoverLoss;
+  /** Training windows and their length. */
+  windows: number;
+  seqLen: number;
+}
+
+/** The loss a KD weight means with an external teacher: "kd" at 1, "ce" at 0, "mix" between. */
+export function lossForAlpha(alpha: number): RecoverLoss {
+  if (!(alpha >= 0 && alpha <= 1)) throw new UsageError(`alpha must be in [0, 1], got ${alpha}`);
+  return alpha === 1 ? "kd" : alpha === 0 ? "ce" : "mix";
 }
 
 /**
  * Recovery for a session's model: resolves `data` with the model's tokenizer, and for kd/mix uses the
  * session's teacher cache (teacher = the original model on the calibration windows; the data must then be
- * those windows, the default).
+ * those windows, the default) or a cache built from the teacher model `opts.teacher`.
  */
 export async function recoverWithData(
   model: LlamaModel,
   tokenizer: TextTokenizer | null,
-  teacher: TeacherCache | null,
+  sessionTeacher: TeacherCache | null,
   opts: SessionRecoverOptions,
-): Promise<RecoverResult & { source: string }> {
-  const loss = opts.loss ?? "ce";
+): Promise<RecoverResult & RecoverData> {
+  const external = opts.teacher !== undefined;
+  const alpha = external ? opts.alpha ?? 0.5 : opts.alpha;
+  const loss = opts.loss ?? (external ? lossForAlpha(alpha!) : "ce");
   let windows: number[][] | undefined;
   let source: string;
+  if (external && opts.data === undefined) throw new UsageError(`recover: a teacher model (${opts.teacher}) needs data, the text its predictions are cached on`);
   if (opts.data === undefined) {
-    if (loss === "ce" || !teacher) throw new UsageError(`recover: give data (a text file, { file, stories, seqLen }, or token windows)${loss !== "ce" ? "; for kd/mix calibrate() first so the session has a teacher cache" : ""}`);
-    windows = teacher.windows;
+    if (loss === "ce" || !sessionTeacher) throw new UsageError(`recover: give data (a text file, { file, stories, seqLen }, or token windows)${loss !== "ce" ? "; for kd/mix calibrate() first so the session has a teacher cache" : ""}`);
+    windows = sessionTeacher.windows;
     source = `${windows.length} calibration windows`;
   } else {
     const spec: RecoverDataSpec = typeof opts.data === "string" ? { file: opts.data } : Array.isArray(opts.data) ? { windows: opts.data } : opts.data;
@@ -525,7 +554,21 @@ export async function recoverWithData(
     windows = r.windows;
     source = r.source;
   }
+  checkContext(windows[0].length, model.config.max_position_embeddings, "recover", opts);
+  let teacher = sessionTeacher;
+  if (external && loss !== "ce") {
+    const t = (await loadModel(opts.teacher!)).model;
+    try {
+      if (t.config.vocab_size !== model.config.vocab_size) {
+        throw new UsageError(`recover: the teacher model ${opts.teacher} has vocabulary ${t.config.vocab_size}, the student ${model.config.vocab_size}; they must share a tokenizer`);
+      }
+      teacher = await TeacherCache.build(t, windows, { topk: defaultTopk(model.config.vocab_size) }, { onProgress: opts.onProgress, signal: opts.signal });
+    } finally {
+      t.dispose();
+    }
+  }
   if (loss !== "ce" && !teacher) throw new UsageError(`recover: loss "${loss}" needs the session's teacher cache: calibrate() first`);
-  const res = await recover(model, { ...opts, data: windows, teacher: loss === "ce" ? null : teacher });
-  return Object.assign(res, { source });
+  const { teacher: _path, allowLonger: _allow, ...rest } = opts;
+  const res = await recover(model, { ...rest, loss, alpha, data: windows, teacher: loss === "ce" ? null : teacher });
+  return Object.assign(res, { source, loss, windows: windows.length, seqLen: windows[0].length });
 }

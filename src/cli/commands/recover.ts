@@ -1,15 +1,10 @@
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { initEngine } from "../../engine";
 import { UsageError } from "../../errors";
-import { loadModel, saveModel } from "../../model/load";
-import { readModelConfig } from "../../io/files";
-import { TeacherCache } from "../../teacher";
+import { saveModel } from "../../model/load";
+import { Session } from "../../session";
 import { saveAdapters } from "../../train/adapters";
-import { trainingWindows } from "../../train/data";
-import { recover, type RecoverLoss } from "../../train/recover";
 import { checkOutputDir } from "../../io/atomic";
-import { checkContext, checkModelLoad } from "../../resources";
 import { PROVENANCE_FILE, provenanceFile, readLineage } from "../../provenance";
 import type { Command } from "../command";
 import { backendFlag, numFlag, requireFlags } from "../flags";
@@ -98,31 +93,16 @@ export const recoverCommand: Command = {
     checkOutputDir(v.out!, v.force ?? false);
     if (v.adapters) checkOutputDir(v.adapters, v.force ?? false);
 
-    const backend = await initEngine(backendFlag(v.backend));
-    checkModelLoad(readModelConfig(v.model), backend, v.model);
-    const { model, tokenizer, files } = await loadModel(v.model);
-    let teacherModel: Awaited<ReturnType<typeof loadModel>>["model"] | null = null;
+    const session = await Session.load(v.model, { backend: backendFlag(v.backend) });
+    const backend = session.backend;
     const intr = interruptSignal();
     const progress = stderrProgress(!v.json || !!process.stderr.isTTY);
     try {
-      const { windows, source } = trainingWindows({ file: v.data, stories: v.stories, seqLen: numFlag("seq-len", v["seq-len"]) }, tokenizer, model.config.vocab_size);
-      checkContext(windows[0].length, model.config.max_position_embeddings, "recover", { allowLonger: v["allow-longer"] });
-      let teacher: TeacherCache | null = null;
-      let loss: RecoverLoss = "ce";
-      const alpha = numFlag("alpha", v.alpha) ?? 0.5;
-      if (v["kd-from"]) {
-        teacherModel = (await loadModel(v["kd-from"])).model;
-        if (teacherModel.config.vocab_size !== model.config.vocab_size) {
-          throw new UsageError(`--kd-from model has vocabulary ${teacherModel.config.vocab_size}, the student ${model.config.vocab_size}; they must share a tokenizer`);
-        }
-        const V = model.config.vocab_size;
-        teacher = await TeacherCache.build(teacherModel, windows, { topk: V <= 4096 ? "full" : 64 }, { onProgress: progress.onProgress, signal: intr.signal });
-        teacherModel.dispose();
-        teacherModel = null;
-        loss = alpha >= 1 ? "kd" : alpha <= 0 ? "ce" : "mix";
-      }
-      const res = await recover(model, {
-        data: windows,
+      // the Session resolves the data, checks the context, and with --kd-from caches the teacher's predictions
+      const res = await session.recover({
+        data: { file: v.data, stories: v.stories, seqLen: numFlag("seq-len", v["seq-len"]) },
+        allowLonger: v["allow-longer"],
+        teacher: v["kd-from"],
         steps: numFlag("steps", v.steps)!,
         lr: numFlag("lr", v.lr) ?? 1e-4,
         batch: numFlag("batch", v.batch),
@@ -131,10 +111,8 @@ export const recoverCommand: Command = {
         weightDecay: numFlag("weight-decay", v["weight-decay"]),
         clip: numFlag("clip", v.clip),
         lora: v.full ? null : { r: numFlag("lora-r", v["lora-r"]) ?? 8, alpha: numFlag("lora-alpha", v["lora-alpha"]) ?? 16, dropout: numFlag("lora-dropout", v["lora-dropout"]) ?? 0.05 },
-        loss,
-        alpha,
+        alpha: numFlag("alpha", v.alpha),
         temperature: numFlag("temperature", v.temperature),
-        teacher,
         seed: numFlag("seed", v.seed),
         checkpointDir: v["checkpoint-dir"],
         checkpointEvery: numFlag("checkpoint-every", v["checkpoint-every"]),
@@ -142,22 +120,23 @@ export const recoverCommand: Command = {
         onProgress: progress.onProgress,
         signal: intr.signal,
       });
+      const { source, loss } = res;
       progress.end();
       try {
         const recovery = {
-              format: "sdmprune-recovery",
-              version: 1,
-              base: files.path,
-              data: source,
-              windows: windows.length,
-              seqLen: windows[0].length,
-              steps: res.steps,
-              lora: res.adapters ? res.adapters.config : null,
-              loss,
-              teacher: v["kd-from"] ?? null,
-              losses: res.losses,
-            };
-        const written = await saveModel(v.out, res.model, tokenizer, {
+          format: "sdmprune-recovery",
+          version: 1,
+          base: session.files.path,
+          data: source,
+          windows: res.windows,
+          seqLen: res.seqLen,
+          steps: res.steps,
+          lora: res.adapters ? res.adapters.config : null,
+          loss,
+          teacher: v["kd-from"] ?? null,
+          losses: res.losses,
+        };
+        const written = await saveModel(v.out, session.model, session.tokenizer, {
           format: "hf",
           force: v.force,
           // recovery.json for this run; provenance.json for the whole chain back to the original model
@@ -168,19 +147,18 @@ export const recoverCommand: Command = {
           process.stdout.write(JSON.stringify({ backend, out: v.out, files: written, adapters: adapterFiles, steps: res.steps, losses: res.losses, seconds: res.seconds }) + "\n");
         } else {
           process.stdout.write(res.table().toText() + "\n");
-          process.stdout.write(`data: ${source}, ${windows.length} windows × ${windows[0].length} tokens; backend ${backend}\n`);
+          process.stdout.write(`data: ${source}, ${res.windows} windows × ${res.seqLen} tokens; backend ${backend}\n`);
           process.stdout.write(`wrote ${v.out}${adapterFiles.length ? ` and adapters in ${v.adapters}` : ""}\n`);
         }
       } finally {
-        res.model.dispose();
+        // the recovered model belongs to the session (disposed with it); the adapters to the caller
         res.adapters?.dispose();
       }
       return 0;
     } finally {
       progress.end();
       intr.release();
-      teacherModel?.dispose();
-      model.dispose();
+      session.dispose();
     }
   },
 };

@@ -1,0 +1,114 @@
+import type * as tf from "@tensorflow/tfjs";
+import { intermediateSizes, withIntermediateSizes } from "./model/config";
+import type { LayerWeights, LlamaModel } from "./model/llama";
+import { sliceMlp } from "./prune";
+
+/**
+ * Who owns which weight tensor in a Session (owned by the Session; not part of the public API).
+ *
+ * The model as loaded (`original`) is kept, unmodified, for the whole session and owns every tensor the
+ * current model shares with it. Pruning builds new MLP tensors by gathering from the current ones and shares
+ * every other tensor; undoing re-gathers from the original with the channel map of the earlier state, which
+ * reproduces those weights bit for bit (a gather copies values; gathering twice equals gathering once with the
+ * composed indices). After recovery the current model's non-MLP tensors are its own too (`recovered`).
+ */
+
+type Mlp = Pick<LayerWeights, "gate_proj" | "up_proj" | "down_proj">;
+const MLP_KEYS = ["gate_proj", "up_proj", "down_proj"] as const;
+
+function mlpOf(model: LlamaModel, l: number): Mlp {
+  const lw = model.weights.layers[l];
+  return { gate_proj: lw.gate_proj, up_proj: lw.up_proj, down_proj: lw.down_proj };
+}
+
+export class ModelState {
+  private current_: LlamaModel;
+  /** Non-MLP tensors of a recovered model; MLP tensors are released like pruned ones. */
+  private recoveredOwned: tf.Tensor[] = [];
+
+  /** Takes ownership of `original`'s tensors. */
+  constructor(readonly original: LlamaModel) {
+    this.current_ = original;
+  }
+
+  get current(): LlamaModel {
+    return this.current_;
+  }
+
+  /** True after adoptRecovered(): the current weights can no longer be derived from the original. */
+  get recovered(): boolean {
+    return this.recoveredOwned.length > 0;
+  }
+
+  /** Keep, per layer, the current MLP channels `kept` (ascending current indices; null = layer unchanged). */
+  prune(kept: readonly (number[] | null)[]): void {
+    this.replaceMlp(kept.map((idx, l) => (idx ? sliceMlp(this.current_.weights.layers[l], idx) : null)));
+  }
+
+  /**
+   * Rebuild the MLP of the layers in `layers` (true = rebuild) from the original with `maps` (per layer, the
+   * original index of each channel to keep): the inverse of the pruning steps since that map.
+   */
+  restore(layers: readonly boolean[], maps: readonly number[][]): void {
+    const origWidths = intermediateSizes(this.original.config);
+    this.replaceMlp(
+      layers.map((touched, l) => {
+        if (!touched) return null;
+        if (maps[l].length === origWidths[l]) return mlpOf(this.original, l);
+        return sliceMlp(this.original.weights.layers[l], maps[l]);
+      }),
+    );
+  }
+
+  /** Make a recovered model (new tensors, now owned here) the current one; the previous current weights are released. */
+  adoptRecovered(model: LlamaModel): void {
+    this.releaseCurrent();
+    const w = model.weights;
+    // every non-MLP layer tensor (biases and extra norms included)
+    this.recoveredOwned = [
+      w.embed_tokens,
+      w.norm,
+      ...(w.lm_head ? [w.lm_head] : []),
+      ...w.layers.flatMap((lw) => (Object.entries(lw) as [string, tf.Tensor][]).filter(([k]) => !(MLP_KEYS as readonly string[]).includes(k)).map(([, t]) => t)),
+    ];
+    this.current_ = model;
+  }
+
+  /** Release every tensor (the current model's own and the original). */
+  dispose(): void {
+    this.releaseCurrent();
+    this.original.dispose();
+  }
+
+  /** Release what the current model owns beyond the original. */
+  private releaseCurrent(): void {
+    const old = this.current_;
+    if (old !== this.original) {
+      old.weights.layers.forEach((lw, l) => this.releaseMlp(lw, l));
+      old.disposeCaches();
+    }
+    for (const t of this.recoveredOwned) t.dispose();
+    this.recoveredOwned = [];
+  }
+
+  /** Dispose MLP tensors of layer l unless the original owns them. */
+  private releaseMlp(lw: Mlp, l: number): void {
+    const o = this.original.weights.layers[l];
+    for (const k of MLP_KEYS) if (lw[k] !== o[k]) lw[k].dispose();
+  }
+
+  /** Swap in new MLP tensors for some layers (null = keep); disposes replaced non-original tensors. */
+  private replaceMlp(next: (Mlp | null)[]): void {
+    const old = this.current_;
+    const w = old.weights;
+    const layers = w.layers.map((lw, l) => (next[l] ? { ...lw, ...next[l]! } : lw));
+    const widths = layers.map((lw) => lw.gate_proj.shape[1]);
+    const model = old.withWeights({ embed_tokens: w.embed_tokens, layers, norm: w.norm, lm_head: w.lm_head }, withIntermediateSizes(old.config, widths));
+    next.forEach((n, l) => {
+      if (n) this.releaseMlp(mlpOf(old, l), l);
+    });
+    // cached constants (RoPE tables, masks, transposed tied head) belong to the model object being replaced
+    old.disposeCaches();
+    this.current_ = model;
+  }
+}
