@@ -6,8 +6,6 @@ import * as path from "node:path";
 // The repository stands alone: nothing points at the developers' notes outside it, and the docs' links resolve.
 const ROOT = path.resolve(__dirname, "..");
 const NOTE = /shared\/notes|\b(METHOD|ENGINES|KERNEL-REPL|MODELS-DATA|DESIGN|CLUSTER)\.md\b/;
-// Files other sessions are editing; docs/NOTES-MAP.md says what each reference becomes. Remove an entry once fixed.
-const PENDING = new Set<string>([]);
 
 function trackedFiles(): string[] {
   const r = spawnSync("git", ["ls-files", "--cached", "--others", "--exclude-standard"], { cwd: ROOT, encoding: "utf8" });
@@ -20,7 +18,7 @@ function anchor(heading: string): string {
 }
 
 describe("docs: the repository stands alone", () => {
-  it("no file points at the developer notes (except the ones docs/NOTES-MAP.md lists as pending)", function () {
+  it("no file points at the developer notes", function () {
     let files: string[];
     try {
       files = trackedFiles();
@@ -30,7 +28,7 @@ describe("docs: the repository stands alone", () => {
     }
     const hits: string[] = [];
     for (const f of files) {
-      if (f === "docs/NOTES-MAP.md" || f === "test/docs.test.ts" || PENDING.has(f) || /\.(gguf|safetensors|png|bin)$/.test(f)) continue;
+      if (f === "test/docs.test.ts" || /\.(gguf|safetensors|png|bin)$/.test(f)) continue;
       const text = fs.readFileSync(path.join(ROOT, f), "utf8");
       text.split("\n").forEach((line, i) => {
         if (NOTE.test(line)) hits.push(`${f}:${i + 1}: ${line.trim()}`);
