@@ -16,8 +16,8 @@ import { accumulate } from "../src/importance";
 import { parseConfig } from "../src/model/config";
 import { Rng } from "../src/rng";
 import { TeacherCache } from "../src/teacher";
-import type { ProgressEvent } from "../src/types";
 import { leanRandomModel } from "./lean-model";
+import { perUnit } from "./timing";
 import { flopsPerToken, WORKLOADS, type RawConfig } from "./workloads";
 
 function option(name: string, def: string): string {
@@ -35,21 +35,6 @@ const SMOKE: Record<string, { label: string; config: RawConfig }> = {
 function windowsFor(V: number, n: number, T: number, seed: number): number[][] {
   const rng = new Rng(seed);
   return Array.from({ length: n }, () => Array.from({ length: T }, () => rng.int(0, V)));
-}
-
-/** Wall time per unit from progress events (a batch of k units counts k units of its mean time). */
-async function perUnit<T>(f: (onProgress: (e: ProgressEvent) => void) => Promise<T>): Promise<{ seconds: number[]; value: T }> {
-  const seconds: number[] = [];
-  let last = performance.now();
-  let done = 0;
-  const value = await f((e) => {
-    const now = performance.now();
-    const k = Math.max(1, e.done - done);
-    done = e.done;
-    for (let i = 0; i < k; i++) seconds.push((now - last) / 1000 / k);
-    last = now;
-  });
-  return { seconds, value };
 }
 
 function median(xs: number[]): number {

@@ -14,8 +14,8 @@ import { LlamaModel } from "../src/model/llama";
 import { randomTensors } from "../src/model/random";
 import { Rng } from "../src/rng";
 import { TeacherCache } from "../src/teacher";
-import type { ProgressEvent } from "../src/types";
 import { leanRandomModel } from "./lean-model";
+import { perUnit } from "./timing";
 import { WORKLOADS, type WorkloadName } from "./workloads";
 
 export type Task = "matmul" | "teacher" | "importance" | "ppl" | "profile" | "memory";
@@ -79,25 +79,6 @@ function matmulGflops(M: number, K: number, N: number, reps: number): number {
   tf.dispose([a, b]);
   times.sort((x, y) => x - y);
   return (2 * M * N * K) / (times[times.length >> 1] / 1000) / 1e9;
-}
-
-/**
- * Runs a library call with an onProgress hook and returns the wall time of each unit (window, or batch of
- * ppl windows). A progress event that covers several units (the library batches windows on the native
- * backend) counts as that many units of the batch's average time.
- */
-async function perUnit<T>(f: (onProgress: (e: ProgressEvent) => void) => Promise<T>): Promise<{ seconds: number[]; value: T }> {
-  const seconds: number[] = [];
-  let last = performance.now();
-  let done = 0;
-  const value = await f((e) => {
-    const now = performance.now();
-    const k = Math.max(1, e.done - done);
-    done = e.done;
-    for (let i = 0; i < k; i++) seconds.push((now - last) / 1000 / k);
-    last = now;
-  });
-  return { seconds, value };
 }
 
 /**

@@ -4,6 +4,7 @@ import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { backendName, initEngine } from "../src/engine";
 import { UsageError } from "../src/errors";
+import { defaultChainBackend } from "./support/engine";
 
 /**
  * Whether a native TensorFlow package loads, checked in a child process so this one keeps its backends. npm can
@@ -53,13 +54,7 @@ describe("engine", () => {
 
   it("the default chain picks the best available backend in a fresh process", function () {
     this.timeout(60000);
-    const code = `require(${JSON.stringify(path.resolve(__dirname, "../src/engine/index.ts"))}).initEngine().then((b) => console.log("BACKEND=" + b))`;
-    const env = { ...process.env };
-    delete env.SDMPRUNE_BACKEND;
-    const r = spawnSync(process.execPath, ["--import", "tsx", "-e", code], { env, encoding: "utf8" });
-    const m = /BACKEND=(\w+)/.exec(r.stdout);
-    assert.ok(m, `no backend reported: ${r.stderr}`);
-    assert.equal(m[1], nativeInstalled() ? "tensorflow" : "wasm");
+    assert.equal(defaultChainBackend().backend, nativeInstalled() ? "tensorflow" : "wasm");
   });
 
   it("wasm has an UnsortedSegmentSum kernel that agrees with cpu", async () => {

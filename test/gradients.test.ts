@@ -6,17 +6,7 @@ import { randomTensors } from "../src/model/random";
 import type { TensorMap } from "../src/io/tensors";
 import type { LlamaConfig } from "../src/model/config";
 import { referenceLoss } from "./reference/llama-ref";
-import { TINY_CONFIGS, randomIds, relError } from "./reference/configs";
-
-/** Mean next-token cross-entropy over positions 0..T−2 (targets are constants: no gradient through oneHot). */
-function nextTokenCE(ids: number[][], V: number): (logits: tf.Tensor3D) => tf.Scalar {
-  return (logits) => {
-    const [B, T] = logits.shape;
-    const lp = tf.logSoftmax(tf.slice(logits, [0, 0, 0], [B, T - 1, V]));
-    const targets = tf.oneHot(tf.tensor2d(ids.map((s) => s.slice(1)), [B, T - 1], "int32"), V);
-    return tf.neg(tf.div(tf.sum(tf.mul(lp, targets)), B * (T - 1))) as tf.Scalar;
-  };
-}
+import { TINY_CONFIGS, nextTokenCE, randomIds, relError } from "./reference/configs";
 
 /**
  * Central difference in float64 with the independent reference forward. Step 1e-4: the truncation

@@ -1,6 +1,4 @@
 import { strict as assert } from "node:assert";
-import { spawnSync } from "node:child_process";
-import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { backendInfo, initEngine } from "../src/engine";
 import { accumulate } from "../src/importance";
@@ -8,20 +6,11 @@ import { LlamaModel } from "../src/model/llama";
 import { randomTensors } from "../src/model/random";
 import { perplexity } from "../src/eval/perplexity";
 import { TeacherCache } from "../src/teacher";
-import { TINY_CONFIGS, randomIds, relError } from "./reference/configs";
+import { TINY_CONFIGS, nextTokenCE, randomIds, relError } from "./reference/configs";
 import { readModelFiles } from "../src/io/files";
 import { recover } from "../src/train/recover";
+import { defaultChainBackend } from "./support/engine";
 import { requireShared, STORIES260K } from "./support/shared";
-
-/** Mean next-token cross-entropy (targets are constants), as test/gradients.test.ts uses. */
-function nextTokenCE(ids: number[][], V: number): (logits: tf.Tensor3D) => tf.Scalar {
-  return (logits) => {
-    const [B, T] = logits.shape;
-    const lp = tf.logSoftmax(tf.slice(logits, [0, 0, 0], [B, T - 1, V]));
-    const targets = tf.oneHot(tf.tensor2d(ids.map((s) => s.slice(1)), [B, T - 1], "int32"), V);
-    return tf.neg(tf.div(tf.sum(tf.mul(lp, targets)), B * (T - 1))) as tf.Scalar;
-  };
-}
 
 /**
  * The webgpu backend against the cpu backend on the same weights and windows. On a machine without a GPU the
@@ -171,14 +160,9 @@ describe("webgpu backend (Dawn) agrees with cpu", function () {
   });
 
   it("the default chain never takes a software adapter (it falls through to wasm)", function () {
-    const code = `require(${JSON.stringify(path.resolve(__dirname, "../src/engine/index.ts"))}).initEngine().then((b) => console.log("BACKEND=" + b))`;
-    const env = { ...process.env };
-    delete env.SDMPRUNE_BACKEND;
-    const r = spawnSync(process.execPath, ["--import", "tsx", "-e", code], { env, encoding: "utf8" });
-    const m = /BACKEND=(\w+)/.exec(r.stdout);
-    assert.ok(m, `no backend reported: ${r.stderr}`);
+    const { backend, output } = defaultChainBackend();
     // a hardware adapter may legitimately win on a GPU machine; llvmpipe never may
-    if (m[1] === "webgpu") assert.doesNotMatch(r.stderr + r.stdout, /llvmpipe|lavapipe|swiftshader/i);
-    else assert.ok(["tensorflow", "wasm"].includes(m[1]), m[1]);
+    if (backend === "webgpu") assert.doesNotMatch(output, /llvmpipe|lavapipe|swiftshader/i);
+    else assert.ok(["tensorflow", "wasm"].includes(backend), backend);
   });
 });

@@ -1,3 +1,4 @@
+import * as tf from "@tensorflow/tfjs";
 import { parseConfig, type LlamaConfig } from "../../src/model/config";
 
 /**
@@ -105,4 +106,14 @@ export function randomIds(n: number, vocab: number, seed: number): number[] {
     out.push(s % vocab);
   }
   return out;
+}
+
+/** Mean next-token cross-entropy over positions 0..T−2 (targets are constants: no gradient through oneHot). */
+export function nextTokenCE(ids: number[][], V: number): (logits: tf.Tensor3D) => tf.Scalar {
+  return (logits) => {
+    const [B, T] = logits.shape;
+    const lp = tf.logSoftmax(tf.slice(logits, [0, 0, 0], [B, T - 1, V]));
+    const targets = tf.oneHot(tf.tensor2d(ids.map((s) => s.slice(1)), [B, T - 1], "int32"), V);
+    return tf.neg(tf.div(tf.sum(tf.mul(lp, targets)), B * (T - 1))) as tf.Scalar;
+  };
 }
