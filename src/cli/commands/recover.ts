@@ -1,5 +1,4 @@
 import * as path from "node:path";
-import { parseArgs } from "node:util";
 import { UsageError } from "../../errors";
 import { saveModel } from "../../model/load";
 import { Session } from "../../session";
@@ -7,84 +6,54 @@ import { saveAdapters } from "../../train/adapters";
 import { checkOutputDir } from "../../io/atomic";
 import { PROVENANCE_FILE, provenanceFile, readLineage } from "../../provenance";
 import type { Command } from "../command";
-import { backendFlag, numFlag, requireFlags } from "../flags";
+import { ALLOW_LONGER_FLAG, BACKEND_FLAG, JSON_FLAG, MODEL_FLAG, backendFlag, bool, flagHelp, numFlag, parseFlags, requireFlags, str } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
+
+const FLAGS = {
+  ...MODEL_FLAG,
+  model: { ...MODEL_FLAG.model, help: "pruned model (.gguf or Hugging Face directory)" },
+  data: str("FILE", "training text (TinyStories dumps are split into stories; see --stories)"),
+  stories: str("A-B", "1-based inclusive story range of a TinyStories dump (e.g. 200-499)"),
+  steps: str("N", "optimizer steps (required, > 0)"),
+  out: str("DIR", "where the merged model is written (Hugging Face directory)"),
+  lr: str("X", "peak learning rate (default 1e-4; > 0)"),
+  batch: str("N", "windows per micro-batch (default 4)"),
+  accumulate: str("N", "micro-batches per step (default 1)"),
+  "seq-len": str("N", "tokens per training window (default 128)"),
+  ...ALLOW_LONGER_FLAG,
+  warmup: str("N", "warm-up steps (default 0)"),
+  "weight-decay": str("X", "AdamW decoupled weight decay (default 0.05)"),
+  clip: str("X", "max global gradient norm (default 1; 0 = off)"),
+  "lora-r": str("N", "LoRA rank (default 8)"),
+  "lora-alpha": str("X", "LoRA alpha (default 16)"),
+  "lora-dropout": str("X", "LoRA dropout (default 0.05)"),
+  full: bool("full fine-tuning instead of LoRA"),
+  "kd-from": str("PATH", "distil from a teacher model (usually the unpruned original): its logits on the\ntraining windows are cached once; loss = (1−α)·CE + α·KD"),
+  alpha: str("A", "KD weight with --kd-from (default 0.5; 1 = pure KD)"),
+  temperature: str("T", "teacher temperature (default 1)"),
+  seed: str("N", "data order, LoRA init and dropout (default 0)"),
+  adapters: str("DIR", "also save the LoRA adapters (PEFT layout: adapter_model.safetensors + adapter_config.json)"),
+  "checkpoint-dir": str("DIR", "write checkpoints there (every --checkpoint-every steps and at the end)"),
+  "checkpoint-every": str("N", "checkpoint interval in steps"),
+  resume: bool("continue from --checkpoint-dir/last when present (same settings required)"),
+  force: bool("replace an --out / --adapters directory holding an earlier sdmprune output (only its own\nfiles, listed in .sdmprune-manifest.json; anything else is refused)"),
+  ...BACKEND_FLAG,
+  ...JSON_FLAG,
+} as const;
 
 const USAGE = `Usage: sdmprune recover --model PATH --data FILE --steps N --out DIR [options]
 
 Recovery fine-tuning after pruning: LoRA adapters (default r 8, α 16, dropout 0.05 on q,k,v,o,gate,up,down,
 as SDMPrune's post-training) trained with AdamW + cosine schedule, merged into the weights for saving.
 
-  --model PATH          pruned model (.gguf or Hugging Face directory)
-  --data FILE           training text (TinyStories dumps are split into stories; see --stories)
-  --stories A-B         1-based inclusive story range of a TinyStories dump (e.g. 200-499)
-  --steps N             optimizer steps (required, > 0)
-  --out DIR             where the merged model is written (Hugging Face directory)
-  --lr X                peak learning rate (default 1e-4; > 0)
-  --batch N             windows per micro-batch (default 4)
-  --accumulate N        micro-batches per step (default 1)
-  --seq-len N           tokens per training window (default 128)
-  --allow-longer        accept --seq-len above the model's context (max_position_embeddings); refused otherwise
-  --warmup N            warm-up steps (default 0)
-  --weight-decay X      AdamW decoupled weight decay (default 0.05)
-  --clip X              max global gradient norm (default 1; 0 = off)
-  --lora-r N            LoRA rank (default 8)
-  --lora-alpha X        LoRA alpha (default 16)
-  --lora-dropout X      LoRA dropout (default 0.05)
-  --full                full fine-tuning instead of LoRA
-  --kd-from PATH        distil from a teacher model (usually the unpruned original): its logits on the
-                        training windows are cached once; loss = (1−α)·CE + α·KD
-  --alpha A             KD weight with --kd-from (default 0.5; 1 = pure KD)
-  --temperature T       teacher temperature (default 1)
-  --seed N              data order, LoRA init and dropout (default 0)
-  --adapters DIR        also save the LoRA adapters (PEFT layout: adapter_model.safetensors + adapter_config.json)
-  --checkpoint-dir DIR  write checkpoints there (every --checkpoint-every steps and at the end)
-  --checkpoint-every N  checkpoint interval in steps
-  --resume              continue from --checkpoint-dir/last when present (same settings required)
-  --force               replace an --out / --adapters directory holding an earlier sdmprune output (only its own
-                        files, listed in .sdmprune-manifest.json; anything else is refused)
-  --backend NAME        tensorflow | webgpu | wasm | cpu
-  --json                print one JSON object instead of text`;
+${flagHelp(FLAGS, 22)}`;
 
 export const recoverCommand: Command = {
   name: "recover",
   summary: "recovery fine-tuning (LoRA or full, CE and/or distillation) of a pruned model",
   usage: USAGE,
   async run(argv) {
-    const { values: v } = parseArgs({
-      args: argv,
-      options: {
-        model: { type: "string" },
-        data: { type: "string" },
-        stories: { type: "string" },
-        steps: { type: "string" },
-        out: { type: "string" },
-        lr: { type: "string" },
-        batch: { type: "string" },
-        accumulate: { type: "string" },
-        "seq-len": { type: "string" },
-        "allow-longer": { type: "boolean", default: false },
-        warmup: { type: "string" },
-        "weight-decay": { type: "string" },
-        clip: { type: "string" },
-        "lora-r": { type: "string" },
-        "lora-alpha": { type: "string" },
-        "lora-dropout": { type: "string" },
-        full: { type: "boolean", default: false },
-        "kd-from": { type: "string" },
-        alpha: { type: "string" },
-        temperature: { type: "string" },
-        seed: { type: "string" },
-        adapters: { type: "string" },
-        "checkpoint-dir": { type: "string" },
-        "checkpoint-every": { type: "string" },
-        resume: { type: "boolean", default: false },
-        force: { type: "boolean", default: false },
-        backend: { type: "string" },
-        json: { type: "boolean", default: false },
-      },
-      strict: true,
-    });
+    const { values: v } = parseFlags(argv, FLAGS, USAGE);
     requireFlags(v, ["model", "data", "steps", "out"], USAGE);
     if (v.full && (v["lora-r"] || v["lora-alpha"] || v["lora-dropout"])) throw new UsageError("--full and --lora-* are mutually exclusive");
     if (!v["kd-from"] && (v.alpha !== undefined || v.temperature !== undefined)) throw new UsageError("--alpha / --temperature need --kd-from TEACHER_PATH");
