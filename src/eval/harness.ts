@@ -99,11 +99,7 @@ export interface EvaluationResult {
   notes: string[];
 }
 
-function requestCount(doc: TaskDoc): number {
-  return doc.kind === "choice" ? doc.requests.length : 1;
-}
-
-type RunRequests = (reqs: { context: string; continuation: string }[]) => ReturnType<typeof loglikelihoods>;
+type RunRequests = (reqs: { context: string; continuation: string }[], itemOf: number[]) => ReturnType<typeof loglikelihoods>;
 
 function sampleBase(spec: TaskSpec, i: number, id: string, reqs: { context: string; continuation: string }[], res: Awaited<ReturnType<typeof loglikelihoods>>) {
   return {
@@ -120,7 +116,7 @@ function sampleBase(spec: TaskSpec, i: number, id: string, reqs: { context: stri
 }
 
 async function runChoiceTask(spec: TaskSpec, docs: ChoiceDoc[], run: RunRequests, logSamples: boolean): Promise<TaskResult> {
-  const res = await run(docs.flatMap((d) => d.requests));
+  const res = await run(docs.flatMap((d) => d.requests), docs.flatMap((d, i) => d.requests.map(() => i)));
   let at = 0;
   const samples: SampleRecord[] = [];
   const items = docs.map((d, i) => {
@@ -150,7 +146,7 @@ async function runChoiceTask(spec: TaskSpec, docs: ChoiceDoc[], run: RunRequests
 
 async function runTargetTask(spec: TaskSpec, docs: TargetDoc[], canGreedy: boolean, run: RunRequests, logSamples: boolean): Promise<TaskResult> {
   const reqs = docs.map((d) => ({ context: d.context, continuation: d.target }));
-  const res = await run(reqs);
+  const res = await run(reqs, reqs.map((_, i) => i));
   const items: TargetItemResult[] = docs.map((d, i) => ({ id: d.id, loglik: res[i].loglik, tokens: res[i].tokens, greedy: res[i].greedy }));
   const metrics: TaskResult["metrics"] = {};
   const stderr: TaskResult["stderr"] = {};
@@ -195,15 +191,16 @@ export async function evaluateTasks(scorerLike: ScorerLike, tokenizer: TextToken
   const dataDir = resolveDataDir(opts.dataDir);
   const loaded = specs.map((s) => ({ spec: s, docs: s.load(dataDir, opts.limit) }));
   for (const { spec, docs } of loaded) if (docs.length === 0) throw new DataError(`task ${spec.name} has no items in ${dataDir}`);
-  const total = loaded.reduce((s, l) => s + l.docs.reduce((t, d) => t + requestCount(d), 0), 0);
+  // progress in items (documents), whatever number of requests each has
+  const total = loaded.reduce((s, l) => s + l.docs.length, 0);
   const progress = new Progress(opts, "eval:tasks", total);
   const logSamples = !!opts.logSamples;
 
   const results: TaskResult[] = [];
   for (const { spec, docs } of loaded) {
     // is_greedy comes with every request when the scorer can tell (lm-eval logs it for every choice too).
-    const run: RunRequests = (reqs) =>
-      loglikelihoods(scorer, tokenizer, reqs, { ...opts, addBos: bos, keepTokens: logSamples, needGreedy: !!scorer.greedy, progress, message: spec.name });
+    const run: RunRequests = (reqs, itemOf) =>
+      loglikelihoods(scorer, tokenizer, reqs, { ...opts, addBos: bos, keepTokens: logSamples, needGreedy: !!scorer.greedy, progress, message: spec.name, itemOf });
     if (docs.every((d) => d.kind === "choice")) results.push(await runChoiceTask(spec, docs as ChoiceDoc[], run, logSamples));
     else if (docs.every((d) => d.kind === "target")) results.push(await runTargetTask(spec, docs as TargetDoc[], !!scorer.greedy, run, logSamples));
     else throw new DataError(`task ${spec.name} mixes item kinds`);

@@ -84,6 +84,11 @@ export interface LoglikelihoodOptions extends RunOptions {
   progress?: Progress;
   /** Progress message (the task name). */
   message?: string;
+  /**
+   * The item (task document) each request belongs to: progress then counts items, each done when its last
+   * request is scored, since a researcher thinks in items (`--limit N`), not in the several requests of one.
+   */
+  itemOf?: number[];
 }
 
 /** Score requests in batches (longest first, like lm-eval, so batches have similar lengths). */
@@ -121,7 +126,11 @@ export async function loglikelihoods(
   }
   const order = seqs.map((_, i) => i).sort((a, b) => seqs[b].length - seqs[a].length || a - b);
   const results: LoglikelihoodResult[] = new Array(requests.length);
-  const progress = opts.progress ?? new Progress(opts, opts.phase ?? "eval:loglikelihood", requests.length);
+  const itemOf = opts.itemOf;
+  if (itemOf && itemOf.length !== requests.length) throw new Error(`itemOf has ${itemOf.length} entries for ${requests.length} requests`);
+  const pending = new Map<number, number>();
+  if (itemOf) for (const it of itemOf) pending.set(it, (pending.get(it) ?? 0) + 1);
+  const progress = opts.progress ?? new Progress(opts, opts.phase ?? "eval:loglikelihood", itemOf ? pending.size : requests.length);
   for (let b = 0; b < order.length; b += batchSize) {
     await progress.checkpoint();
     const idx = order.slice(b, b + batchSize);
@@ -151,7 +160,16 @@ export async function loglikelihoods(
         results[i].continuationIds = pairs[i].continuationIds;
       }
     });
-    progress.advance(batch.length, batch.reduce((s, q) => s + q.length, 0), opts.message);
+    let units = batch.length;
+    if (itemOf) {
+      units = 0;
+      for (const i of idx) {
+        const left = (pending.get(itemOf[i]) as number) - 1;
+        pending.set(itemOf[i], left);
+        if (left === 0) units++;
+      }
+    }
+    progress.advance(units, batch.reduce((s, q) => s + q.length, 0), opts.message);
   }
   return results;
 }
