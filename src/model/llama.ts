@@ -256,9 +256,6 @@ export class LlamaModel {
       if (!sameShape(t.shape, shape)) {
         throw new ConfigError(`${source}: tensor "${name}" has shape [${t.shape}], config.json implies [${shape}]`);
       }
-      if (t.data.length !== numel(shape)) {
-        throw new ConfigError(`${source}: tensor "${name}" holds ${t.data.length} values, shape [${shape}] needs ${numel(shape)}`);
-      }
     }
     const unexpected = [...tensors.keys()].filter(
       (n) => !expected.has(n) && !n.endsWith("rotary_emb.inv_freq") && !(config.tie_word_embeddings && n === "lm_head.weight"),
@@ -269,21 +266,29 @@ export class LlamaModel {
       );
     }
     const created: tf.Tensor[] = [];
+    // The data is checked where it is converted, not up front: reading a lazy (file-backed) tensor's `data` reads
+    // it from disk, so an up-front check would read the whole checkpoint a second time.
+    const dataOf = (name: string): Float32Array => {
+      const t = tensors.get(name)!;
+      const data = t.data;
+      if (data.length !== numel(t.shape)) {
+        throw new ConfigError(`${source}: tensor "${name}" holds ${data.length} values, shape [${t.shape}] needs ${numel(t.shape)}`);
+      }
+      return data;
+    };
     const vec = (name: string): tf.Tensor1D => {
-      const t = tf.tensor1d(tensors.get(name)!.data, "float32");
+      const t = tf.tensor1d(dataOf(name), "float32");
       created.push(t);
       return t;
     };
     const lin = (name: string): tf.Tensor2D => {
-      const t = tensors.get(name)!;
-      const [out, inp] = t.shape;
-      const w = tf.tensor2d(transposeHost(t.data, out, inp), [inp, out], "float32");
+      const [out, inp] = tensors.get(name)!.shape;
+      const w = tf.tensor2d(transposeHost(dataOf(name), out, inp), [inp, out], "float32");
       created.push(w);
       return w;
     };
     try {
-      const embedSrc = tensors.get("model.embed_tokens.weight")!;
-      const embed_tokens = tf.tensor2d(embedSrc.data, [V, H], "float32");
+      const embed_tokens = tf.tensor2d(dataOf("model.embed_tokens.weight"), [V, H], "float32");
       created.push(embed_tokens);
       const layers: LayerWeights[] = [];
       for (let l = 0; l < config.num_hidden_layers; l++) {
