@@ -742,10 +742,11 @@ export class LlamaModel {
     if (differentiable || E !== this.weights.embed_tokens || E instanceof tf.Variable) return tf.matMul(xn, tf.transpose(E));
     if (!this.tiedHead || this.tiedHead.isDisposed || this.tiedHeadBackend !== tf.getBackend()) {
       this.tiedHead?.dispose();
-      // Built from host data so that it is never recorded on a gradient tape: the cached head is a
-      // constant for every caller, whether or not the first call happened inside tf.grads.
-      const [V, H] = E.shape;
-      this.tiedHead = tf.keep(tf.tensor2d(transposeHost(E.dataSync() as Float32Array, V, H), [H, V]));
+      // Transposed on the device: reading E to the host and back would hold two host copies of the embedding
+      // (the largest tensor of most models) at once. If the first call happens inside tf.grads the transpose is
+      // recorded on that tape, which is harmless: its gradient is E's own, and the tape is dropped afterwards,
+      // so for every later caller the kept head is a constant.
+      this.tiedHead = tf.keep(tf.tidy(() => tf.transpose(E) as tf.Tensor2D));
       this.tiedHeadBackend = tf.getBackend();
     }
     return tf.matMul(xn, this.tiedHead);
