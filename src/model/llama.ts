@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, DataError, NumericError, UsageError } from "../errors";
+import { lazyTensor } from "../io/tensor-file";
 import { numel, type TensorMap } from "../io/tensors";
 import { Rng } from "../rng";
 import { expectedShapes, withIntermediateSizes, type LlamaConfig } from "./config";
@@ -308,24 +309,37 @@ export class LlamaModel {
     }
   }
 
-  /** Hugging Face names and layout; `lm_head.weight` is omitted when tied. */
-  toTensors(): TensorMap {
+  /**
+   * Hugging Face names and layout; `lm_head.weight` is omitted when tied. With `lazy`, each tensor's `data` is
+   * read from the model (and transposed) when it is accessed and not kept, so a writer that takes one tensor at a
+   * time never holds a host copy of the whole model; the model must then stay undisposed (and unchanged) until
+   * the tensors have been consumed.
+   */
+  toTensors(opts: { lazy?: boolean } = {}): TensorMap {
     const map: TensorMap = new Map();
     const w = this.weights;
-    const host = (t: tf.Tensor): Float32Array => Float32Array.from(t.dataSync() as Float32Array);
+    const put = (name: string, shape: number[], read: () => Float32Array): void => {
+      map.set(name, opts.lazy ? lazyTensor(shape, read) : { shape, data: read() });
+    };
+    // wasm's dataSync already returns a copy of its heap; the other backends may return their own storage,
+    // which a caller must not be able to change, so it is copied there.
+    const ownCopy = tf.getBackend() === "wasm";
+    const host = (name: string, t: tf.Tensor): void => {
+      put(name, t.shape.slice(), () => (ownCopy ? (t.dataSync() as Float32Array) : Float32Array.from(t.dataSync() as Float32Array)));
+    };
     const lin = (name: string, t: tf.Tensor2D): void => {
       const [inp, out] = t.shape;
-      map.set(name, { shape: [out, inp], data: transposeHost(t.dataSync() as Float32Array, inp, out) });
+      put(name, [out, inp], () => transposeHost(t.dataSync() as Float32Array, inp, out));
     };
-    map.set("model.embed_tokens.weight", { shape: w.embed_tokens.shape.slice(), data: host(w.embed_tokens) });
+    host("model.embed_tokens.weight", w.embed_tokens);
     w.layers.forEach((lw, l) => {
       for (const k of layerKeys(this.config)) {
         const t = lw[k]!;
-        if (t.rank === 1) map.set(layerParamName(l, k), { shape: t.shape.slice(), data: host(t) });
+        if (t.rank === 1) host(layerParamName(l, k), t);
         else lin(layerParamName(l, k), t as tf.Tensor2D);
       }
     });
-    map.set("model.norm.weight", { shape: w.norm.shape.slice(), data: host(w.norm) });
+    host("model.norm.weight", w.norm);
     if (w.lm_head) lin("lm_head.weight", w.lm_head);
     return map;
   }
