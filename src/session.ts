@@ -1191,7 +1191,7 @@ export class Session {
     const provenance = provenanceFile(dir, { kind, record }, this.lineage);
     const extraFiles = { "pruning.json": record, [PROVENANCE_FILE]: provenance };
     if (!padded) return saveModel(dir, this.current, this.tokenizer, { format, force: opts.force, dtype: opts.dtype, extraFiles });
-    const { config, tensors } = padMlpWidths(this.current.config, this.current.toTensors());
+    const { config, tensors } = padMlpWidths(this.current.config, this.current.toTensors({ lazy: true }));
     return writeModelFiles(dir, { config, tensors, tokenizer: this.tokenizer }, { format, force: opts.force, dtype: opts.dtype, extraFiles });
   }
 

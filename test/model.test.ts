@@ -3,6 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../src/engine";
 import { ConfigError, DataError } from "../src/errors";
 import { readModelFiles, type ModelFiles } from "../src/io/files";
+import { isLazy } from "../src/io/tensor-file";
 import { combineHooks, hookPoints, maskChannels, zeroAblate } from "../src/model/hooks";
 import { LlamaModel } from "../src/model/llama";
 import { randomTensors } from "../src/model/random";
@@ -181,6 +182,17 @@ for (const backend of ["cpu", "wasm"] as const) {
       }
     });
 
+    it("fromTensors refuses a tensor whose data does not fill its shape, naming it, and leaks no tensors", () => {
+      const config = TINY_CONFIGS["mqa+untied+head_dim16+per-layer-I"];
+      const tensors = randomTensors(config, 13, 0.2);
+      const name = "model.layers.0.mlp.up_proj.weight";
+      const t = tensors.get(name)!;
+      tensors.set(name, { shape: t.shape, data: t.data.subarray(1) });
+      const before = tf.memory().numTensors;
+      assert.throws(() => LlamaModel.fromTensors(config, tensors), (e: unknown) => e instanceof ConfigError && e.message.includes(name) && /holds \d+ values/.test(e.message));
+      assert.equal(tf.memory().numTensors, before);
+    });
+
     it("toTensors round-trips; clone and withWeights compute the same logits", () => {
       const config = TINY_CONFIGS["mqa+untied+head_dim16+per-layer-I"];
       const tensors = randomTensors(config, 13, 0.2);
@@ -188,10 +200,16 @@ for (const backend of ["cpu", "wasm"] as const) {
       const copy = model.clone();
       try {
         const back = model.toTensors();
+        // The lazy form (what saving uses) downloads each tensor when it is read, and gives the same values.
+        const lazy = model.toTensors({ lazy: true });
         assert.deepEqual([...back.keys()].sort(), [...tensors.keys()].sort());
+        assert.deepEqual([...lazy.keys()].sort(), [...tensors.keys()].sort());
         for (const [k, t] of tensors) {
           assert.deepEqual(back.get(k)!.shape, t.shape, k);
           assert.deepEqual(back.get(k)!.data, t.data, k);
+          assert.ok(isLazy(lazy.get(k)!), k);
+          assert.deepEqual(lazy.get(k)!.shape, t.shape, k);
+          assert.deepEqual(lazy.get(k)!.data, t.data, k);
         }
         const ids = [randomIds(6, config.vocab_size, 1)];
         const a = model.forward(ids);

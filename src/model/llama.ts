@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, DataError, NumericError, UsageError } from "../errors";
+import { lazyTensor } from "../io/tensor-file";
 import { numel, type TensorMap } from "../io/tensors";
 import { Rng } from "../rng";
 import { expectedShapes, withIntermediateSizes, type LlamaConfig } from "./config";
@@ -256,9 +257,6 @@ export class LlamaModel {
       if (!sameShape(t.shape, shape)) {
         throw new ConfigError(`${source}: tensor "${name}" has shape [${t.shape}], config.json implies [${shape}]`);
       }
-      if (t.data.length !== numel(shape)) {
-        throw new ConfigError(`${source}: tensor "${name}" holds ${t.data.length} values, shape [${shape}] needs ${numel(shape)}`);
-      }
     }
     const unexpected = [...tensors.keys()].filter(
       (n) => !expected.has(n) && !n.endsWith("rotary_emb.inv_freq") && !(config.tie_word_embeddings && n === "lm_head.weight"),
@@ -269,21 +267,29 @@ export class LlamaModel {
       );
     }
     const created: tf.Tensor[] = [];
+    // The data is checked where it is converted, not up front: reading a lazy (file-backed) tensor's `data` reads
+    // it from disk, so an up-front check would read the whole checkpoint a second time.
+    const dataOf = (name: string): Float32Array => {
+      const t = tensors.get(name)!;
+      const data = t.data;
+      if (data.length !== numel(t.shape)) {
+        throw new ConfigError(`${source}: tensor "${name}" holds ${data.length} values, shape [${t.shape}] needs ${numel(t.shape)}`);
+      }
+      return data;
+    };
     const vec = (name: string): tf.Tensor1D => {
-      const t = tf.tensor1d(tensors.get(name)!.data, "float32");
+      const t = tf.tensor1d(dataOf(name), "float32");
       created.push(t);
       return t;
     };
     const lin = (name: string): tf.Tensor2D => {
-      const t = tensors.get(name)!;
-      const [out, inp] = t.shape;
-      const w = tf.tensor2d(transposeHost(t.data, out, inp), [inp, out], "float32");
+      const [out, inp] = tensors.get(name)!.shape;
+      const w = tf.tensor2d(transposeHost(dataOf(name), out, inp), [inp, out], "float32");
       created.push(w);
       return w;
     };
     try {
-      const embedSrc = tensors.get("model.embed_tokens.weight")!;
-      const embed_tokens = tf.tensor2d(embedSrc.data, [V, H], "float32");
+      const embed_tokens = tf.tensor2d(dataOf("model.embed_tokens.weight"), [V, H], "float32");
       created.push(embed_tokens);
       const layers: LayerWeights[] = [];
       for (let l = 0; l < config.num_hidden_layers; l++) {
@@ -303,24 +309,37 @@ export class LlamaModel {
     }
   }
 
-  /** Hugging Face names and layout; `lm_head.weight` is omitted when tied. */
-  toTensors(): TensorMap {
+  /**
+   * Hugging Face names and layout; `lm_head.weight` is omitted when tied. With `lazy`, each tensor's `data` is
+   * read from the model (and transposed) when it is accessed and not kept, so a writer that takes one tensor at a
+   * time never holds a host copy of the whole model; the model must then stay undisposed (and unchanged) until
+   * the tensors have been consumed.
+   */
+  toTensors(opts: { lazy?: boolean } = {}): TensorMap {
     const map: TensorMap = new Map();
     const w = this.weights;
-    const host = (t: tf.Tensor): Float32Array => Float32Array.from(t.dataSync() as Float32Array);
+    const put = (name: string, shape: number[], read: () => Float32Array): void => {
+      map.set(name, opts.lazy ? lazyTensor(shape, read) : { shape, data: read() });
+    };
+    // wasm's dataSync already returns a copy of its heap; the other backends may return their own storage,
+    // which a caller must not be able to change, so it is copied there.
+    const ownCopy = tf.getBackend() === "wasm";
+    const host = (name: string, t: tf.Tensor): void => {
+      put(name, t.shape.slice(), () => (ownCopy ? (t.dataSync() as Float32Array) : Float32Array.from(t.dataSync() as Float32Array)));
+    };
     const lin = (name: string, t: tf.Tensor2D): void => {
       const [inp, out] = t.shape;
-      map.set(name, { shape: [out, inp], data: transposeHost(t.dataSync() as Float32Array, inp, out) });
+      put(name, [out, inp], () => transposeHost(t.dataSync() as Float32Array, inp, out));
     };
-    map.set("model.embed_tokens.weight", { shape: w.embed_tokens.shape.slice(), data: host(w.embed_tokens) });
+    host("model.embed_tokens.weight", w.embed_tokens);
     w.layers.forEach((lw, l) => {
       for (const k of layerKeys(this.config)) {
         const t = lw[k]!;
-        if (t.rank === 1) map.set(layerParamName(l, k), { shape: t.shape.slice(), data: host(t) });
+        if (t.rank === 1) host(layerParamName(l, k), t);
         else lin(layerParamName(l, k), t as tf.Tensor2D);
       }
     });
-    map.set("model.norm.weight", { shape: w.norm.shape.slice(), data: host(w.norm) });
+    host("model.norm.weight", w.norm);
     if (w.lm_head) lin("lm_head.weight", w.lm_head);
     return map;
   }
@@ -737,10 +756,11 @@ export class LlamaModel {
     if (differentiable || E !== this.weights.embed_tokens || E instanceof tf.Variable) return tf.matMul(xn, tf.transpose(E));
     if (!this.tiedHead || this.tiedHead.isDisposed || this.tiedHeadBackend !== tf.getBackend()) {
       this.tiedHead?.dispose();
-      // Built from host data so that it is never recorded on a gradient tape: the cached head is a
-      // constant for every caller, whether or not the first call happened inside tf.grads.
-      const [V, H] = E.shape;
-      this.tiedHead = tf.keep(tf.tensor2d(transposeHost(E.dataSync() as Float32Array, V, H), [H, V]));
+      // Transposed on the device: reading E to the host and back would hold two host copies of the embedding
+      // (the largest tensor of most models) at once. If the first call happens inside tf.grads the transpose is
+      // recorded on that tape, which is harmless: its gradient is E's own, and the tape is dropped afterwards,
+      // so for every later caller the kept head is a constant.
+      this.tiedHead = tf.keep(tf.tidy(() => tf.transpose(E) as tf.Tensor2D));
       this.tiedHeadBackend = tf.getBackend();
     }
     return tf.matMul(xn, this.tiedHead);

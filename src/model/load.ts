@@ -15,5 +15,5 @@ export async function loadModel(path: string): Promise<{ model: LlamaModel; toke
 }
 
 export async function saveModel(dir: string, model: LlamaModel, tokenizer: TextTokenizer | null, opts: WriteModelOptions): Promise<string[]> {
-  return writeModelFiles(dir, { config: model.config, tensors: model.toTensors(), tokenizer }, opts);
+  return writeModelFiles(dir, { config: model.config, tensors: model.toTensors({ lazy: true }), tokenizer }, opts);
 }

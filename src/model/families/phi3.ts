@@ -1,5 +1,6 @@
 import { ConfigError } from "../../errors";
-import type { TensorMap } from "../../io/tensors";
+import { lazyTensor } from "../../io/tensor-file";
+import { numel, type TensorMap } from "../../io/tensors";
 import type { ModelConfig } from "../config";
 import { COMMON, ign, only, used, type Family } from "../family";
 
@@ -55,14 +56,21 @@ export function fusePhi3(c: ModelConfig, tensors: TensorMap): TensorMap {
   const out: TensorMap = new Map(tensors);
   const cat = (names: string[]) => {
     const parts = names.map((n) => tensors.get(n)!);
-    const data = new Float32Array(parts.reduce((a, t) => a + t.data.length, 0));
-    let o = 0;
-    for (const t of parts) {
-      data.set(t.data, o);
-      o += t.data.length;
-    }
+    // Lazy like its parts (a model's toTensors({ lazy: true }) at save): each part's data is taken once, when the
+    // writer reaches the fused tensor, so saving never holds the fused model.
+    const concat = (): Float32Array => {
+      const data = new Float32Array(parts.reduce((a, t) => a + numel(t.shape), 0));
+      let o = 0;
+      parts.forEach((t, i) => {
+        const d = t.data;
+        if (d.length !== numel(t.shape)) throw new ConfigError(`phi3 fuse: tensor ${names[i]} holds ${d.length} values, shape [${t.shape}] needs ${numel(t.shape)}`);
+        data.set(d, o);
+        o += d.length;
+      });
+      return data;
+    };
     for (const n of names) out.delete(n);
-    return { shape: [parts.reduce((a, t) => a + t.shape[0], 0), parts[0].shape[1]], data };
+    return lazyTensor([parts.reduce((a, t) => a + t.shape[0], 0), parts[0].shape[1]], concat);
   };
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const p = `model.layers.${l}.`;
