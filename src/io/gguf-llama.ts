@@ -34,6 +34,14 @@ const LAYER_NAMES: [string, string][] = [
   ["ffn_up", "mlp.up_proj"],
   ["ffn_down", "mlp.down_proj"],
 ];
+/** Tensors beyond the llama set that the qwen2 (q/k/v biases) and qwen3 (q/k norms) architectures carry. */
+const EXTRA_LAYER_NAMES: [string, string][] = [
+  ["attn_q.bias", "self_attn.q_proj.bias"],
+  ["attn_k.bias", "self_attn.k_proj.bias"],
+  ["attn_v.bias", "self_attn.v_proj.bias"],
+  ["attn_q_norm.weight", "self_attn.q_norm.weight"],
+  ["attn_k_norm.weight", "self_attn.k_norm.weight"],
+];
 const GLOBAL_NAMES: [string, string][] = [
   ["token_embd.weight", "model.embed_tokens.weight"],
   ["output_norm.weight", "model.norm.weight"],
@@ -49,6 +57,8 @@ export function ggufToHfName(name: string): string | null {
 
 export function hfToGgufName(name: string): string | null {
   for (const [g, h] of GLOBAL_NAMES) if (name === h) return g;
+  const x = /^model\.layers\.(\d+)\.(.+)$/.exec(name);
+  if (x) for (const [g, h] of EXTRA_LAYER_NAMES) if (x[2] === h) return `blk.${x[1]}.${g}`;
   const m = /^model\.layers\.(\d+)\.(.+)\.weight$/.exec(name);
   if (m) for (const [g, h] of LAYER_NAMES) if (m[2] === h) return `blk.${m[1]}.${g}.weight`;
   return null;
@@ -221,23 +231,34 @@ function llama3RopeFactors(c: LlamaConfig): Float32Array {
 }
 
 /**
- * GGUF export writes llama.cpp's `llama` architecture (Mistral converts to it too, as llama.cpp's own
- * converter does); other families, and features that architecture does not compute, are refused.
+ * The llama.cpp architecture a model is written as: `llama` (Mistral converts to it too, as llama.cpp's own
+ * converter does), `qwen2` or `qwen3`. Features the chosen architecture does not compute are refused.
  */
-function refuseUnlessLlamaArch(c: LlamaConfig): void {
+export type GgufArch = "llama" | "qwen2" | "qwen3";
+
+function ggufArch(c: LlamaConfig): GgufArch {
   const no = (what: string): never => {
-    throw new ConfigError(`GGUF export: ${what} is not supported by the GGUF writer (it writes llama.cpp's "llama" architecture); save as HF instead`);
+    throw new ConfigError(`GGUF export: ${what} is not supported by the GGUF writer (it writes llama.cpp's llama, qwen2 and qwen3 architectures); save as HF instead`);
   };
-  if (c.model_type !== "llama" && c.model_type !== "mistral") no(`model_type ${JSON.stringify(c.model_type)}`);
-  if (c.qkv_bias || c.o_bias) no("attention biases (attention_bias: true)");
-  if (c.qk_norm) no("q_norm/k_norm");
-  // llama.cpp's llama architecture attends over the whole context; Mistral's window would silently be dropped.
+  const arch: GgufArch =
+    c.model_type === "llama" || c.model_type === "mistral" ? "llama" : c.model_type === "qwen2" || c.model_type === "qwen3" ? c.model_type : no(`model_type ${JSON.stringify(c.model_type)}`);
+  if (c.hidden_act !== "silu" || c.gemma_norms) no(`hidden_act ${c.hidden_act}`);
+  if (c.o_bias) no("an o_proj bias (attention_bias: true)");
+  if (c.qkv_bias && arch !== "qwen2") no(`q/k/v biases (attention_bias: true) in ${c.model_type}`);
+  if (c.qk_norm && arch !== "qwen3") no(`q_norm/k_norm in ${c.model_type}`);
+  if (arch === "qwen3" && !c.qk_norm) no("qwen3 without q_norm/k_norm");
+  if (c.rope_scaling?.rope_type === "llama3" && arch !== "llama") no(`llama3 RoPE scaling in ${c.model_type}`);
+  // llama.cpp attends over the whole context in these architectures; a window would silently be dropped.
   if (c.sliding_window !== null && c.sliding_window < c.max_position_embeddings) {
     no(`sliding_window ${c.sliding_window} (shorter than max_position_embeddings ${c.max_position_embeddings})`);
   }
+  return arch;
 }
 
-/** Metadata and tensors for a llama GGUF that llama.cpp loads. */
+/**
+ * Metadata and tensors for a GGUF that llama.cpp loads. q/k rows are permuted only for `llama`: llama.cpp runs
+ * qwen2/qwen3 with NEOX (rotate-half) RoPE, HF's own pairing, and its converter writes them unpermuted.
+ */
 export function ggufFromModel(
   config: LlamaConfig,
   tensors: TensorMap,
@@ -246,34 +267,47 @@ export function ggufFromModel(
   name = "sdmprune",
   padMlp = false,
 ): { kvs: [string, GgufValue][]; tensors: GgufWriteTensor[] } {
-  refuseUnlessLlamaArch(config);
+  const arch = ggufArch(config);
   let c = config;
   if (padMlp) ({ config: c, tensors } = padMlpWidths(config, tensors));
   const sizes = intermediateSizes(c);
   const kvs: [string, GgufValue][] = [
-    ["general.architecture", gv.str("llama")],
+    ["general.architecture", gv.str(arch)],
     ["general.name", gv.str(name)],
     ["general.file_type", gv.u32(dtype === "f16" ? 1 : 0)],
-    ["llama.vocab_size", gv.u32(c.vocab_size)],
-    ["llama.context_length", gv.u32(c.max_position_embeddings)],
-    ["llama.embedding_length", gv.u32(c.hidden_size)],
-    ["llama.block_count", gv.u32(c.num_hidden_layers)],
-    ["llama.feed_forward_length", sizes.every((s) => s === sizes[0]) ? gv.u32(sizes[0]) : gv.arr(GgufType.UINT32, sizes)],
-    ["llama.attention.head_count", gv.u32(c.num_attention_heads)],
-    ["llama.attention.head_count_kv", gv.u32(c.num_key_value_heads)],
-    ["llama.rope.dimension_count", gv.u32(c.head_dim)],
-    ["llama.rope.freq_base", gv.f32(c.rope_theta)],
-    ["llama.attention.layer_norm_rms_epsilon", gv.f32(c.rms_norm_eps)],
+    [`${arch}.vocab_size`, gv.u32(c.vocab_size)],
+    [`${arch}.context_length`, gv.u32(c.max_position_embeddings)],
+    [`${arch}.embedding_length`, gv.u32(c.hidden_size)],
+    [`${arch}.block_count`, gv.u32(c.num_hidden_layers)],
+    [`${arch}.feed_forward_length`, sizes.every((s) => s === sizes[0]) ? gv.u32(sizes[0]) : gv.arr(GgufType.UINT32, sizes)],
+    [`${arch}.attention.head_count`, gv.u32(c.num_attention_heads)],
+    [`${arch}.attention.head_count_kv`, gv.u32(c.num_key_value_heads)],
+    [`${arch}.rope.dimension_count`, gv.u32(c.head_dim)],
+    [`${arch}.rope.freq_base`, gv.f32(c.rope_theta)],
+    [`${arch}.attention.layer_norm_rms_epsilon`, gv.f32(c.rms_norm_eps)],
   ];
-  if (c.head_dim * c.num_attention_heads !== c.hidden_size) {
-    kvs.push(["llama.attention.key_length", gv.u32(c.head_dim)], ["llama.attention.value_length", gv.u32(c.head_dim)]);
+  if (c.head_dim * c.num_attention_heads !== c.hidden_size || arch === "qwen3") {
+    kvs.push([`${arch}.attention.key_length`, gv.u32(c.head_dim)], [`${arch}.attention.value_length`, gv.u32(c.head_dim)]);
   }
   if (c.rope_scaling?.rope_type === "linear") {
-    kvs.push(["llama.rope.scaling.type", gv.str("linear")], ["llama.rope.scaling.factor", gv.f32(c.rope_scaling.factor!)]);
+    kvs.push([`${arch}.rope.scaling.type`, gv.str("linear")], [`${arch}.rope.scaling.factor`, gv.f32(c.rope_scaling.factor!)]);
   } else if (c.rope_scaling?.rope_type === "llama3") {
     kvs.push(["sdmprune.rope_scaling", gv.str(JSON.stringify(c.rope_scaling))]);
   }
-  if (tokenizer) {
+  const byteLevel = tokenizer !== null && ((tokenizer.toJSON() as { model?: { byte_fallback?: unknown } }).model?.byte_fallback ?? false) !== true;
+  if (tokenizer && byteLevel) {
+    const bl = tokenizer.toByteLevelBpe(c.vocab_size);
+    kvs.push(
+      ["tokenizer.ggml.model", gv.str("gpt2")],
+      ["tokenizer.ggml.pre", gv.str(bl.pre)],
+      ["tokenizer.ggml.tokens", gv.arr(GgufType.STRING, bl.tokens)],
+      ["tokenizer.ggml.token_type", gv.arr(GgufType.INT32, bl.types)],
+      ["tokenizer.ggml.merges", gv.arr(GgufType.STRING, bl.merges)],
+    );
+    if (bl.bosTokenId !== null) kvs.push(["tokenizer.ggml.bos_token_id", gv.u32(bl.bosTokenId)]);
+    if (bl.eosTokenId !== null) kvs.push(["tokenizer.ggml.eos_token_id", gv.u32(bl.eosTokenId)]);
+    kvs.push(["tokenizer.ggml.add_bos_token", gv.bool(bl.addsBos && bl.bosTokenId !== null)], ["tokenizer.ggml.add_eos_token", gv.bool(false)]);
+  } else if (tokenizer) {
     const sp = tokenizer.toSentencePiece();
     kvs.push(
       ["tokenizer.ggml.model", gv.str("llama")],
@@ -295,7 +329,11 @@ export function ggufFromModel(
 
   const out: GgufWriteTensor[] = [];
   const order = ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"];
-  for (let l = 0; l < c.num_hidden_layers; l++) for (const [, h] of LAYER_NAMES) order.push(`model.layers.${l}.${h}.weight`);
+  for (let l = 0; l < c.num_hidden_layers; l++) {
+    for (const [, h] of LAYER_NAMES) order.push(`model.layers.${l}.${h}.weight`);
+    if (c.qkv_bias) for (const p of ["q", "k", "v"]) order.push(`model.layers.${l}.self_attn.${p}_proj.bias`);
+    if (c.qk_norm) for (const p of ["q", "k"]) order.push(`model.layers.${l}.self_attn.${p}_norm.weight`);
+  }
   const seen = new Set<string>();
   for (const hf of order) {
     const t = tensors.get(hf);
@@ -305,7 +343,7 @@ export function ggufFromModel(
     }
     seen.add(hf);
     const name = hfToGgufName(hf)!;
-    const heads = hf.endsWith("q_proj.weight") ? c.num_attention_heads : hf.endsWith("k_proj.weight") ? c.num_key_value_heads : null;
+    const heads = arch !== "llama" ? null : hf.endsWith("q_proj.weight") ? c.num_attention_heads : hf.endsWith("k_proj.weight") ? c.num_key_value_heads : null;
     // Data is taken when the writer reaches the tensor (permuted then), so lazy tensors are read one at a time.
     const wt = { name, shape: t.shape.slice(), type: dtype } as GgufWriteTensor;
     Object.defineProperty(wt, "data", { get: () => (heads === null ? t.data : permuteQK(t, heads, true).data), enumerable: true });

@@ -300,6 +300,35 @@ export class HfTokenizer implements TextTokenizer {
   }
 
   /**
+   * The vocabulary as GGUF byte-level BPE fields (`tokenizer.ggml.model = "gpt2"`), as llama.cpp's
+   * convert_hf_to_gguf.py writes them: tokens padded to `vocabSize` with `[PADn]` (UNUSED), added tokens CONTROL when
+   * special and USER_DEFINED otherwise, merges as "a b" strings, and `pre` naming the pre-tokenizer llama.cpp must
+   * run. The pre-tokenizer is recognised by its split regex; one llama.cpp has no name for is refused, since
+   * llama.cpp would otherwise split text differently and silently give other ids.
+   */
+  toByteLevelBpe(vocabSize: number): ByteLevelBpeVocab {
+    const model = this.json.model as Record<string, unknown>;
+    const src = "tokenizer.json";
+    if (model.type !== "BPE" || model.byte_fallback === true) {
+      throw new UsageError(`${src}: not a byte-level BPE tokenizer (model.type ${String(model.type)}${model.byte_fallback ? ", byte_fallback" : ""})`);
+    }
+    const pre = byteLevelPreName(this.json.pre_tokenizer);
+    if (this.vocabSize > vocabSize) throw new UsageError(`${src}: ${this.vocabSize} tokens exceed the model's vocab_size ${vocabSize}`);
+    const tokens = new Array<string>(vocabSize).fill("");
+    const types = new Array<number>(vocabSize).fill(TOKEN_TYPE.NORMAL);
+    for (const [t, id] of this.tok.get_vocab(true)) tokens[id] = t;
+    for (const a of this.json.added_tokens as { id: number; special?: boolean }[]) types[a.id] = a.special ? TOKEN_TYPE.CONTROL : TOKEN_TYPE.USER_DEFINED;
+    tokens.forEach((t, id) => {
+      if (t === "") {
+        tokens[id] = `[PAD${id}]`;
+        types[id] = TOKEN_TYPE.UNUSED;
+      }
+    });
+    const merges = (model.merges as (string | string[])[]).map((m) => (Array.isArray(m) ? m.join(" ") : m));
+    return { pre, tokens, types, merges, bosTokenId: this.bosTokenId, eosTokenId: this.eosTokenId, addsBos: this.addsBos };
+  }
+
+  /**
    * The vocabulary as GGUF `tokenizer.ggml.*` SentencePiece fields. Original scores are kept when the tokenizer
    * came from a GGUF; otherwise a normal token's score is minus the rank of its first merge, which makes
    * llama.cpp's score-driven bigram merging pick merges in the same order as the BPE merges list.
@@ -339,6 +368,40 @@ export class HfTokenizer implements TextTokenizer {
     });
     return { tokens, scores, types, bosTokenId: this.bosTokenId, eosTokenId: this.eosTokenId, unkTokenId: unkId };
   }
+}
+
+export interface ByteLevelBpeVocab {
+  pre: string;
+  tokens: string[];
+  types: number[];
+  merges: string[];
+  bosTokenId: number | null;
+  eosTokenId: number | null;
+  addsBos: boolean;
+}
+
+/**
+ * Split regexes of byte-level pre-tokenizers → the `tokenizer.ggml.pre` name llama.cpp gives them
+ * (convert_hf_to_gguf.py get_vocab_base_pre; the regexes are those of llama-vocab.cpp for these names).
+ */
+const BYTE_LEVEL_PRE: [string, string][] = [
+  ["(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", "llama-bpe"],
+  ["(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", "qwen2"],
+];
+
+function byteLevelPreName(pre: unknown): string {
+  const p = pre as { type?: string; pretokenizers?: unknown[] } | null;
+  const steps = p?.type === "Sequence" ? (p.pretokenizers as Record<string, unknown>[]) : p ? [p as Record<string, unknown>] : [];
+  const split = steps.find((s) => s.type === "Split") as { pattern?: { Regex?: string } } | undefined;
+  const byteLevel = steps.find((s) => s.type === "ByteLevel") as { use_regex?: boolean } | undefined;
+  const regex = split?.pattern?.Regex;
+  const hit = regex !== undefined && byteLevel !== undefined && byteLevel.use_regex === false ? BYTE_LEVEL_PRE.find(([r]) => r === regex) : undefined;
+  if (!hit) {
+    throw new UsageError(
+      `tokenizer.json: pre_tokenizer ${JSON.stringify(pre).slice(0, 200)} is not one GGUF export can name for llama.cpp (supported: Split with the regex of ${BYTE_LEVEL_PRE.map(([, n]) => n).join(", ")}, then ByteLevel)`,
+    );
+  }
+  return hit[1];
 }
 
 /** Load `tokenizer.json` (+ `tokenizer_config.json` when present) from an HF directory, or null if absent. */
