@@ -3,7 +3,7 @@ import { LlamaConfig, intermediateSizes, parseConfig } from "../model/config";
 import { GgufHeader, GgufType, GgufValue, GgufWriteTensor, gv } from "./gguf";
 import { isLazy, lazyTensor } from "./tensor-file";
 import { HostTensor, TensorMap } from "./tensors";
-import { HfTokenizer, SentencePieceVocab } from "./tokenizer";
+import { ByteLevelBpeVocab, HfTokenizer, SentencePieceVocab } from "./tokenizer";
 
 /**
  * LLaMA in GGUF ↔ sdmprune's Hugging Face view: tensor names, config from/to `llama.*` metadata, tokenizer
@@ -50,6 +50,8 @@ const GLOBAL_NAMES: [string, string][] = [
 
 export function ggufToHfName(name: string): string | null {
   for (const [g, h] of GLOBAL_NAMES) if (name === g) return h;
+  const x = /^blk\.(\d+)\.(.+)$/.exec(name);
+  if (x) for (const [g, h] of EXTRA_LAYER_NAMES) if (x[2] === g) return `model.layers.${x[1]}.${h}`;
   const m = /^blk\.(\d+)\.([a-z_]+)\.weight$/.exec(name);
   if (m) for (const [g, h] of LAYER_NAMES) if (m[2] === g) return `model.layers.${m[1]}.${h}.weight`;
   return null;
@@ -105,38 +107,40 @@ export function configFromGguf(h: GgufHeader, tied: boolean, vocabFallback: numb
   const m = h.metadata;
   const f = h.path;
   const arch = m["general.architecture"];
-  if (arch !== "llama") throw new ConfigError(`${f}: general.architecture is ${JSON.stringify(arch)}; sdmprune supports "llama"`);
-  const ff = m["llama.feed_forward_length"];
-  const hidden = num(m, "llama.embedding_length", f);
-  const heads = num(m, "llama.attention.head_count", f);
-  const headDim = m["llama.attention.key_length"] !== undefined ? num(m, "llama.attention.key_length", f) : hidden / heads;
-  const ropeDims = num(m, "llama.rope.dimension_count", f, headDim);
-  if (ropeDims !== headDim) throw new ConfigError(`${f}: llama.rope.dimension_count ${ropeDims} differs from head_dim ${headDim} (partial RoPE is not supported)`);
-  if (m["llama.attention.value_length"] !== undefined && num(m, "llama.attention.value_length", f) !== headDim) {
-    throw new ConfigError(`${f}: llama.attention.value_length differs from key_length (not supported)`);
+  if (arch !== "llama" && arch !== "qwen2" && arch !== "qwen3") {
+    throw new ConfigError(`${f}: general.architecture is ${JSON.stringify(arch)}; sdmprune reads "llama", "qwen2" and "qwen3"`);
+  }
+  const ff = m[`${arch}.feed_forward_length`];
+  const hidden = num(m, `${arch}.embedding_length`, f);
+  const heads = num(m, `${arch}.attention.head_count`, f);
+  const headDim = m[`${arch}.attention.key_length`] !== undefined ? num(m, `${arch}.attention.key_length`, f) : hidden / heads;
+  const ropeDims = num(m, `${arch}.rope.dimension_count`, f, headDim);
+  if (ropeDims !== headDim) throw new ConfigError(`${f}: ${arch}.rope.dimension_count ${ropeDims} differs from head_dim ${headDim} (partial RoPE is not supported)`);
+  if (m[`${arch}.attention.value_length`] !== undefined && num(m, `${arch}.attention.value_length`, f) !== headDim) {
+    throw new ConfigError(`${f}: ${arch}.attention.value_length differs from key_length (not supported)`);
   }
   let ropeScaling: unknown = null;
-  const stype = m["llama.rope.scaling.type"];
+  const stype = m[`${arch}.rope.scaling.type`];
   if (typeof m["sdmprune.rope_scaling"] === "string") ropeScaling = JSON.parse(m["sdmprune.rope_scaling"] as string);
-  else if (stype === "linear") ropeScaling = { rope_type: "linear", factor: num(m, "llama.rope.scaling.factor", f) };
-  else if (stype !== undefined && stype !== "none") throw new ConfigError(`${f}: llama.rope.scaling.type ${JSON.stringify(stype)} is not supported`);
+  else if (stype === "linear") ropeScaling = { rope_type: "linear", factor: num(m, `${arch}.rope.scaling.factor`, f) };
+  else if (stype !== undefined && stype !== "none") throw new ConfigError(`${f}: ${arch}.rope.scaling.type ${JSON.stringify(stype)} is not supported`);
   else if (h.tensors.some((t) => t.name === "rope_freqs.weight")) {
     throw new ConfigError(`${f}: rope_freqs.weight (llama3 RoPE scaling baked into factors) is not supported in GGUF input; convert from the HF checkpoint`);
   }
   const raw = {
-    model_type: "llama",
-    vocab_size: m["llama.vocab_size"] !== undefined ? num(m, "llama.vocab_size", f) : vocabFallback,
+    model_type: arch,
+    vocab_size: m[`${arch}.vocab_size`] !== undefined ? num(m, `${arch}.vocab_size`, f) : vocabFallback,
     hidden_size: hidden,
     intermediate_size: ff,
-    num_hidden_layers: num(m, "llama.block_count", f),
+    num_hidden_layers: num(m, `${arch}.block_count`, f),
     num_attention_heads: heads,
-    num_key_value_heads: num(m, "llama.attention.head_count_kv", f, heads),
+    num_key_value_heads: num(m, `${arch}.attention.head_count_kv`, f, heads),
     head_dim: headDim,
-    rms_norm_eps: num(m, "llama.attention.layer_norm_rms_epsilon", f, 1e-5),
-    rope_theta: num(m, "llama.rope.freq_base", f, 10000),
+    rms_norm_eps: num(m, `${arch}.attention.layer_norm_rms_epsilon`, f, 1e-5),
+    rope_theta: num(m, `${arch}.rope.freq_base`, f, 10000),
     rope_scaling: ropeScaling,
     tie_word_embeddings: tied,
-    max_position_embeddings: num(m, "llama.context_length", f, 2048),
+    max_position_embeddings: num(m, `${arch}.context_length`, f, 2048),
     bos_token_id: num(m, "tokenizer.ggml.bos_token_id", f, 1),
     eos_token_id: num(m, "tokenizer.ggml.eos_token_id", f, 2),
   };
@@ -154,13 +158,15 @@ export function tensorsFromGguf(
   nHeads: number,
   nKvHeads: number,
   same: (a: string, b: string) => boolean = (a, b) => sameTensor(g.get(a)!, g.get(b)!),
+  permute = true,
 ): { tensors: TensorMap; tied: boolean } {
   const tensors: TensorMap = new Map();
   for (const [name, t] of g) {
     if (name === "rope_freqs.weight") continue; // derived from config on write
     const hf = ggufToHfName(name);
     if (hf === null) throw new FormatError(`${file}: unexpected tensor ${name} for a llama GGUF`);
-    const heads = name.endsWith(".attn_q.weight") ? nHeads : name.endsWith(".attn_k.weight") ? nKvHeads : null;
+    // Only the llama architecture stores q/k rows in GGUF's adjacent-pair order (see ggufFromModel).
+    const heads = !permute ? null : name.endsWith(".attn_q.weight") ? nHeads : name.endsWith(".attn_k.weight") ? nKvHeads : null;
     if (heads === null) tensors.set(hf, t);
     else if (isLazy(t)) tensors.set(hf, lazyTensor(t.shape.slice(), () => permuteQK(t, heads, false).data));
     else tensors.set(hf, permuteQK(t, heads, false));
@@ -208,6 +214,33 @@ export function sentencePieceFromGguf(h: GgufHeader): SentencePieceVocab | null 
     bosTokenId: id("tokenizer.ggml.bos_token_id"),
     eosTokenId: id("tokenizer.ggml.eos_token_id"),
     unkTokenId: id("tokenizer.ggml.unknown_token_id"),
+  };
+}
+
+/** The byte-level BPE vocabulary (`tokenizer.ggml.model = "gpt2"`) in GGUF metadata, or null for another kind. */
+export function byteLevelBpeFromGguf(h: GgufHeader): ByteLevelBpeVocab | null {
+  const m = h.metadata;
+  if (m["tokenizer.ggml.model"] !== "gpt2") return null;
+  const tokens = m["tokenizer.ggml.tokens"];
+  const merges = m["tokenizer.ggml.merges"];
+  if (!Array.isArray(tokens)) throw new FormatError(`${h.path}: tokenizer.ggml.tokens is missing`);
+  if (!Array.isArray(merges)) throw new FormatError(`${h.path}: tokenizer.ggml.merges is missing (a gpt2 vocabulary needs its merges)`);
+  const types = (m["tokenizer.ggml.token_type"] as number[] | undefined) ?? tokens.map(() => 1);
+  const pre = m["tokenizer.ggml.pre"];
+  if (typeof pre !== "string") throw new FormatError(`${h.path}: tokenizer.ggml.pre is missing (which pre-tokenizer the vocabulary needs)`);
+  const id = (k: string): number | null => {
+    const v = m[k];
+    return typeof v === "number" && v < tokens.length ? v : null;
+  };
+  const bos = id("tokenizer.ggml.bos_token_id");
+  return {
+    pre,
+    tokens: tokens as string[],
+    types,
+    merges: merges as string[],
+    bosTokenId: bos,
+    eosTokenId: id("tokenizer.ggml.eos_token_id"),
+    addsBos: m["tokenizer.ggml.add_bos_token"] === true && bos !== null,
   };
 }
 
@@ -304,8 +337,13 @@ export function ggufFromModel(
       ["tokenizer.ggml.token_type", gv.arr(GgufType.INT32, bl.types)],
       ["tokenizer.ggml.merges", gv.arr(GgufType.STRING, bl.merges)],
     );
-    if (bl.bosTokenId !== null) kvs.push(["tokenizer.ggml.bos_token_id", gv.u32(bl.bosTokenId)]);
-    if (bl.eosTokenId !== null) kvs.push(["tokenizer.ggml.eos_token_id", gv.u32(bl.eosTokenId)]);
+    // Without a BOS/EOS in the tokenizer the config's ids are kept (as llama.cpp's converter does), so a round
+    // trip keeps config.bos_token_id, which evaluation prepends.
+    const cfgEos = Array.isArray(c.eos_token_id) ? c.eos_token_id[0] : c.eos_token_id;
+    const bos = bl.bosTokenId ?? c.bos_token_id;
+    const eos = bl.eosTokenId ?? cfgEos;
+    if (bos !== null && bos !== undefined) kvs.push(["tokenizer.ggml.bos_token_id", gv.u32(bos)]);
+    if (eos !== null && eos !== undefined) kvs.push(["tokenizer.ggml.eos_token_id", gv.u32(eos)]);
     kvs.push(["tokenizer.ggml.add_bos_token", gv.bool(bl.addsBos && bl.bosTokenId !== null)], ["tokenizer.ggml.add_eos_token", gv.bool(false)]);
   } else if (tokenizer) {
     const sp = tokenizer.toSentencePiece();

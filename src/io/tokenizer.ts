@@ -264,6 +264,40 @@ export class HfTokenizer implements TextTokenizer {
     });
   }
 
+  /** From a byte-level BPE vocabulary (GGUF `tokenizer.ggml.model = "gpt2"`); `[PADn]` filler tokens are left out. */
+  static fromByteLevelBpe(v: ByteLevelBpeVocab, source = "GGUF vocabulary"): HfTokenizer {
+    const regex = BYTE_LEVEL_PRE.find(([, n]) => n === v.pre)?.[0];
+    if (regex === undefined) {
+      throw new FormatError(`${source}: tokenizer.ggml.pre ${JSON.stringify(v.pre)} is not supported (supported: ${BYTE_LEVEL_PRE.map(([, n]) => n).join(", ")})`);
+    }
+    const vocab: Record<string, number> = {};
+    const added: Record<string, unknown>[] = [];
+    v.tokens.forEach((t, id) => {
+      const type = v.types[id];
+      if (type === TOKEN_TYPE.UNUSED) return;
+      if (type === TOKEN_TYPE.CONTROL || type === TOKEN_TYPE.USER_DEFINED) {
+        added.push({ id, content: t, single_word: false, lstrip: false, rstrip: false, normalized: type !== TOKEN_TYPE.CONTROL, special: type === TOKEN_TYPE.CONTROL });
+      }
+      vocab[t] = id;
+    });
+    const json = {
+      version: "1.0",
+      added_tokens: added,
+      normalizer: null,
+      pre_tokenizer: {
+        type: "Sequence",
+        pretokenizers: [
+          { type: "Split", pattern: { Regex: regex }, behavior: "Isolated", invert: false },
+          { type: "ByteLevel", add_prefix_space: false, trim_offsets: false, use_regex: false },
+        ],
+      },
+      post_processor: null,
+      decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
+      model: { type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges: v.merges },
+    };
+    return new HfTokenizer(json, { bosTokenId: v.bosTokenId, eosTokenId: v.eosTokenId, config: { add_bos_token: v.addsBos }, source });
+  }
+
   /** `addBos` forces BOS on or off (callers that need a start token, e.g. perplexity windows); by default it is
    * added as the tokenizer's config says (`addsBos`). */
   encode(text: string, options: { addBos?: boolean } = {}): number[] {

@@ -1,0 +1,134 @@
+import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { initEngine } from "../src/engine";
+import { loadModel } from "../src/model/load";
+import { llamaCppAvailable } from "../src/speed";
+import { cli } from "./support/cli";
+
+/**
+ * GGUF export of the family fixtures (tiny trained models, byte-level BPE or SentencePiece vocabularies), checked
+ * against llama.cpp itself through node-llama-cpp: its tokenizer gives transformers' ids for the greedy prompt and
+ * its greedy continuation equals transformers'. sdmprune reads its own GGUF back to the same logits and ids.
+ */
+const ROOT = path.join(__dirname, "fixtures", "families");
+const EXPORTED: [family: string, arch: string, vocab: string][] = [
+  ["llama", "llama", "gpt2"],
+  ["mistral", "llama", "llama"],
+  ["qwen2", "qwen2", "gpt2"],
+  ["qwen3", "qwen3", "gpt2"],
+];
+const REFUSED = ["phi3", "gemma3"];
+
+interface Reference {
+  tokenizer: { adds_bos: boolean; bos_token_id: number | null; check_text: string; check_ids: number[] };
+  logits: { input_ids: number[][] };
+  greedy: { prompt_text: string; prompt_ids: number[]; new_ids: number[] };
+}
+
+/* The part of node-llama-cpp used here (optional dependency: no type import). */
+interface Nlc {
+  getLlama(o: object): Promise<{ loadModel(o: { modelPath: string }): Promise<NlcModel> }>;
+  LlamaLogLevel: { error: unknown };
+}
+interface NlcModel {
+  tokenize(text: string, special?: boolean): number[];
+  createContext(o: object): Promise<{ getSequence(): { evaluate(t: number[], o: object): AsyncGenerator<number> }; dispose(): Promise<void> }>;
+  dispose(): Promise<void>;
+}
+
+async function requireLlamaCpp(ctx: Mocha.Context): Promise<Nlc> {
+  if (!(await llamaCppAvailable())) {
+    if (process.env.CI) throw new Error("node-llama-cpp is required under CI but cannot be loaded");
+    console.warn("\n  !!! SKIPPING: node-llama-cpp (optional dependency) is not installed; GGUF family tests need it !!!\n");
+    ctx.skip();
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (await (require("../kernel/esm-import.cjs") as (s: string) => Promise<unknown>)("node-llama-cpp")) as Nlc;
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+  return d;
+}
+
+describe("GGUF export of the model families, run by llama.cpp (node-llama-cpp)", function () {
+  this.timeout(300_000);
+  let tmp: string;
+  before(async () => {
+    await initEngine();
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), "sdmprune-gguf-families-"));
+  });
+  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  for (const [family, arch, vocab] of EXPORTED) {
+    it(`${family}: convert --format gguf writes arch ${arch} with a ${vocab} vocabulary; llama.cpp's ids and greedy continuation equal transformers'; sdmprune reads it back`, async function () {
+      const dir = path.join(ROOT, family);
+      const ref = JSON.parse(fs.readFileSync(path.join(dir, "reference.json"), "utf8")) as Reference;
+      const out = path.join(tmp, family);
+      const r = await cli(["convert", "--model", dir, "--out", out, "--format", "gguf"]);
+      assert.equal(r.code, 0, r.err);
+      const file = path.join(out, "model.gguf");
+
+      // sdmprune reads its own GGUF back: same architecture, logits and tokenizer ids as the HF fixture.
+      const before = tf.memory().numTensors;
+      const hf = await loadModel(dir);
+      const gg = await loadModel(file);
+      try {
+        assert.equal(gg.files.metadata["general.architecture"], arch);
+        assert.equal(gg.files.metadata["tokenizer.ggml.model"], vocab);
+        assert.equal(gg.model.config.model_type, hf.model.config.model_type === "mistral" ? "llama" : hf.model.config.model_type);
+        assert.equal(gg.model.config.bos_token_id, hf.model.config.bos_token_id);
+        const a = hf.model.forward(ref.logits.input_ids);
+        const b = gg.model.forward(ref.logits.input_ids);
+        const d = maxAbsDiff(a.dataSync() as Float32Array, b.dataSync() as Float32Array);
+        a.dispose();
+        b.dispose();
+        console.log(`      ${family}: GGUF read back by sdmprune: max |Δlogit| ${d.toExponential(2)}`);
+        assert.ok(d <= 1e-5, `max |Δlogit| ${d}`);
+        assert.deepEqual(gg.tokenizer!.encode(ref.tokenizer.check_text, { addBos: false }), hf.tokenizer!.encode(ref.tokenizer.check_text, { addBos: false }));
+        assert.deepEqual(gg.tokenizer!.encode(ref.greedy.prompt_text), ref.greedy.prompt_ids);
+      } finally {
+        hf.model.dispose();
+        gg.model.dispose();
+      }
+      assert.equal(tf.memory().numTensors, before);
+
+      const nlc = await requireLlamaCpp(this);
+      const llama = await nlc.getLlama({ gpu: false, build: "never", logLevel: nlc.LlamaLogLevel.error, progressLogs: false });
+      const model = await llama.loadModel({ modelPath: file });
+      try {
+        // BOS is not text: llama.cpp's tokenize gives the text's ids; transformers' prompt starts with BOS when it adds one.
+        const textIds = ref.tokenizer.adds_bos ? ref.greedy.prompt_ids.slice(1) : ref.greedy.prompt_ids;
+        assert.deepEqual(Array.from(model.tokenize(ref.greedy.prompt_text)), textIds, "llama.cpp tokenizes the prompt as transformers does");
+        const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+        try {
+          const got: number[] = [];
+          for await (const t of ctx.getSequence().evaluate(ref.greedy.prompt_ids, { temperature: 0 })) {
+            got.push(Number(t));
+            if (got.length === ref.greedy.new_ids.length) break;
+          }
+          console.log(`      ${family}: llama.cpp greedy ${got.length} tokens, equal to transformers': ${JSON.stringify(got) === JSON.stringify(ref.greedy.new_ids)}`);
+          assert.deepEqual(got, ref.greedy.new_ids);
+        } finally {
+          await ctx.dispose();
+        }
+      } finally {
+        await model.dispose();
+      }
+    });
+  }
+
+  for (const family of REFUSED) {
+    it(`${family}: GGUF export is refused with a clear error (not written as another architecture)`, async () => {
+      const r = await cli(["convert", "--model", path.join(ROOT, family), "--out", path.join(tmp, family), "--format", "gguf"]);
+      assert.notEqual(r.code, 0);
+      assert.match(r.err, /GGUF export: model_type "(phi3|gemma3_text)" is not supported/);
+      assert.ok(!fs.existsSync(path.join(tmp, family, "model.gguf")));
+    });
+  }
+});
