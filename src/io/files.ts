@@ -5,6 +5,7 @@ import { LlamaConfig, expectedShapes, parseConfig } from "../model/config";
 import type { TextTokenizer } from "../types";
 import { writeDirAtomic } from "./atomic";
 import { type GgufHeader, GgufType, checkSupportedType, ggufLocation, openGgufTensors, readGgufHeader, writeGguf } from "./gguf";
+import { FAMILIES } from "../model/registry";
 import { byteLevelBpeFromGguf, configFromGguf, ggufFromModel, sentencePieceFromGguf, tensorsFromGguf } from "./gguf-llama";
 import { readHfDir, writeHfDir } from "./hf";
 import { sameStoredBytes } from "./tensor-file";
@@ -128,7 +129,7 @@ const REQUIRED_KEYS = [
   "context_length", "embedding_length", "block_count", "feed_forward_length",
   "attention.head_count", "attention.layer_norm_rms_epsilon",
 ];
-const READ_ARCHS = ["llama", "qwen2", "qwen3"];
+const READ_ARCHS = ["llama", "qwen2", "qwen3", "phi3"];
 
 /** The GGUF header, after the checks made before anything else is read from it. */
 function checkedGgufHeader(file: string): GgufHeader {
@@ -153,14 +154,16 @@ function readGguf(file: string): ModelFiles {
   const kvHeads = h.metadata[`${arch}.attention.head_count_kv`] === undefined ? heads : Number(h.metadata[`${arch}.attention.head_count_kv`]);
   const info = new Map(h.tensors.map((t) => [t.name, t]));
   const same = (a: string, b: string) => sameStoredBytes(ggufLocation(h, info.get(a)!), ggufLocation(h, info.get(b)!));
-  const { tensors, tied } = tensorsFromGguf(file, raw, heads, kvHeads, same, arch === "llama");
+  const { tensors: stored, tied } = tensorsFromGguf(file, raw, heads, kvHeads, same, arch);
   const config = configFromGguf(h, tied, emb ? emb.shape[0] : 0);
+  const fromDisk = FAMILIES[config.model_type].fromDisk; // phi3: fused qkv_proj / gate_up_proj, as in HF files
+  const tensors = fromDisk ? fromDisk(config, stored, file) : stored;
   validateTensors(config, tensors, file);
   checkGgufVocab(file, h.metadata, config.vocab_size);
   const sp = sentencePieceFromGguf(h);
   const bl = byteLevelBpeFromGguf(h);
   const tokenizer = sp
-    ? HfTokenizer.fromSentencePiece(sp, `${file} (tokenizer.ggml.*)`)
+    ? HfTokenizer.fromSentencePiece(sp, `${file} (tokenizer.ggml.*)`, typeof h.metadata["tokenizer.ggml.add_bos_token"] === "boolean" ? (h.metadata["tokenizer.ggml.add_bos_token"] as boolean) : undefined)
     : bl
       ? HfTokenizer.fromByteLevelBpe(bl, `${file} (tokenizer.ggml.*)`)
       : null;

@@ -2,6 +2,7 @@ import { ConfigError, FormatError } from "../errors";
 import { LlamaConfig, intermediateSizes, parseConfig } from "../model/config";
 import { GgufHeader, GgufType, GgufValue, GgufWriteTensor, gv } from "./gguf";
 import { isLazy, lazyTensor } from "./tensor-file";
+import { fusePhi3 } from "../model/families/phi3";
 import { HostTensor, TensorMap } from "./tensors";
 import { ByteLevelBpeVocab, HfTokenizer, SentencePieceVocab } from "./tokenizer";
 
@@ -67,6 +68,27 @@ export function hfToGgufName(name: string): string | null {
 }
 
 /**
+ * llama.cpp's phi3 keeps Phi-3's fused projections: `attn_qkv` (q, k, v rows) and `ffn_up` holding the gate rows
+ * then the up rows (its SwiGLU splits the product in halves), as HF's `qkv_proj` and `gate_up_proj` do.
+ */
+const PHI3_NAMES: [string, string][] = [
+  ["attn_qkv.weight", "self_attn.qkv_proj.weight"],
+  ["ffn_up.weight", "mlp.gate_up_proj.weight"],
+];
+
+function ggufToHfNameFor(arch: string, name: string): string | null {
+  const x = /^blk\.(\d+)\.(.+)$/.exec(name);
+  if (arch === "phi3" && x) for (const [g, h] of PHI3_NAMES) if (x[2] === g) return `model.layers.${x[1]}.${h}`;
+  return ggufToHfName(name);
+}
+
+function hfToGgufNameFor(arch: string, name: string): string | null {
+  const x = /^model\.layers\.(\d+)\.(.+)$/.exec(name);
+  if (arch === "phi3" && x) for (const [g, h] of PHI3_NAMES) if (x[2] === h) return `blk.${x[1]}.${g}`;
+  return hfToGgufName(name);
+}
+
+/**
  * Reorder the rows of a q/k weight [nHeads*hd, in]. `toGguf` true: HF rotate-half → GGUF adjacent pairs
  * (llama.cpp `permute`); false: the inverse.
  */
@@ -107,8 +129,8 @@ export function configFromGguf(h: GgufHeader, tied: boolean, vocabFallback: numb
   const m = h.metadata;
   const f = h.path;
   const arch = m["general.architecture"];
-  if (arch !== "llama" && arch !== "qwen2" && arch !== "qwen3") {
-    throw new ConfigError(`${f}: general.architecture is ${JSON.stringify(arch)}; sdmprune reads "llama", "qwen2" and "qwen3"`);
+  if (arch !== "llama" && arch !== "qwen2" && arch !== "qwen3" && arch !== "phi3") {
+    throw new ConfigError(`${f}: general.architecture is ${JSON.stringify(arch)}; sdmprune reads "llama", "qwen2", "qwen3" and "phi3"`);
   }
   const ff = m[`${arch}.feed_forward_length`];
   const hidden = num(m, `${arch}.embedding_length`, f);
@@ -158,13 +180,14 @@ export function tensorsFromGguf(
   nHeads: number,
   nKvHeads: number,
   same: (a: string, b: string) => boolean = (a, b) => sameTensor(g.get(a)!, g.get(b)!),
-  permute = true,
+  arch = "llama",
 ): { tensors: TensorMap; tied: boolean } {
+  const permute = arch === "llama";
   const tensors: TensorMap = new Map();
   for (const [name, t] of g) {
     if (name === "rope_freqs.weight") continue; // derived from config on write
-    const hf = ggufToHfName(name);
-    if (hf === null) throw new FormatError(`${file}: unexpected tensor ${name} for a llama GGUF`);
+    const hf = ggufToHfNameFor(arch, name);
+    if (hf === null) throw new FormatError(`${file}: unexpected tensor ${name} for a ${arch} GGUF`);
     // Only the llama architecture stores q/k rows in GGUF's adjacent-pair order (see ggufFromModel).
     const heads = !permute ? null : name.endsWith(".attn_q.weight") ? nHeads : name.endsWith(".attn_k.weight") ? nKvHeads : null;
     if (heads === null) tensors.set(hf, t);
@@ -267,20 +290,21 @@ function llama3RopeFactors(c: LlamaConfig): Float32Array {
  * The llama.cpp architecture a model is written as: `llama` (Mistral converts to it too, as llama.cpp's own
  * converter does), `qwen2` or `qwen3`. Features the chosen architecture does not compute are refused.
  */
-export type GgufArch = "llama" | "qwen2" | "qwen3";
+export type GgufArch = "llama" | "qwen2" | "qwen3" | "phi3";
 
 function ggufArch(c: LlamaConfig): GgufArch {
   const no = (what: string): never => {
-    throw new ConfigError(`GGUF export: ${what} is not supported by the GGUF writer (it writes llama.cpp's llama, qwen2 and qwen3 architectures); save as HF instead`);
+    throw new ConfigError(`GGUF export: ${what} is not supported by the GGUF writer (it writes llama.cpp's llama, qwen2, qwen3 and phi3 architectures); save as HF instead`);
   };
   const arch: GgufArch =
-    c.model_type === "llama" || c.model_type === "mistral" ? "llama" : c.model_type === "qwen2" || c.model_type === "qwen3" ? c.model_type : no(`model_type ${JSON.stringify(c.model_type)}`);
+    c.model_type === "llama" || c.model_type === "mistral" ? "llama" : c.model_type === "qwen2" || c.model_type === "qwen3" || c.model_type === "phi3" ? c.model_type : no(`model_type ${JSON.stringify(c.model_type)}`);
   if (c.hidden_act !== "silu" || c.gemma_norms) no(`hidden_act ${c.hidden_act}`);
   if (c.o_bias) no("an o_proj bias (attention_bias: true)");
   if (c.qkv_bias && arch !== "qwen2") no(`q/k/v biases (attention_bias: true) in ${c.model_type}`);
   if (c.qk_norm && arch !== "qwen3") no(`q_norm/k_norm in ${c.model_type}`);
   if (arch === "qwen3" && !c.qk_norm) no("qwen3 without q_norm/k_norm");
   if (c.rope_scaling?.rope_type === "llama3" && arch !== "llama") no(`llama3 RoPE scaling in ${c.model_type}`);
+  if (c.rope_scaling && arch === "phi3") no(`RoPE scaling ${JSON.stringify(c.rope_scaling.rope_type)} in phi3`);
   // llama.cpp attends over the whole context in these architectures; a window would silently be dropped.
   if (c.sliding_window !== null && c.sliding_window < c.max_position_embeddings) {
     no(`sliding_window ${c.sliding_window} (shorter than max_position_embeddings ${c.max_position_embeddings})`);
@@ -322,6 +346,8 @@ export function ggufFromModel(
   if (c.head_dim * c.num_attention_heads !== c.hidden_size || arch === "qwen3") {
     kvs.push([`${arch}.attention.key_length`, gv.u32(c.head_dim)], [`${arch}.attention.value_length`, gv.u32(c.head_dim)]);
   }
+  // llama.cpp's phi3 reads this key only for longrope factors, which are refused above; written as its converter does.
+  if (arch === "phi3") kvs.push(["phi3.rope.scaling.original_context_length", gv.u32(c.max_position_embeddings)]);
   if (c.rope_scaling?.rope_type === "linear") {
     kvs.push([`${arch}.rope.scaling.type`, gv.str("linear")], [`${arch}.rope.scaling.factor`, gv.f32(c.rope_scaling.factor!)]);
   } else if (c.rope_scaling?.rope_type === "llama3") {
@@ -357,7 +383,8 @@ export function ggufFromModel(
     if (sp.bosTokenId !== null) kvs.push(["tokenizer.ggml.bos_token_id", gv.u32(sp.bosTokenId)]);
     if (sp.eosTokenId !== null) kvs.push(["tokenizer.ggml.eos_token_id", gv.u32(sp.eosTokenId)]);
     if (sp.unkTokenId !== null) kvs.push(["tokenizer.ggml.unknown_token_id", gv.u32(sp.unkTokenId)]);
-    kvs.push(["tokenizer.ggml.add_bos_token", gv.bool(sp.bosTokenId !== null)], ["tokenizer.ggml.add_eos_token", gv.bool(false)]);
+    // As the tokenizer says (Phi-3's adds none although it has a BOS): llama.cpp adds BOS when this is true.
+    kvs.push(["tokenizer.ggml.add_bos_token", gv.bool(tokenizer.addsBos && sp.bosTokenId !== null)], ["tokenizer.ggml.add_eos_token", gv.bool(false)]);
   } else {
     // Keep the ids the config carries so a round trip preserves them (llama.cpp itself needs a vocabulary).
     kvs.push(["tokenizer.ggml.bos_token_id", gv.u32(c.bos_token_id)]);
@@ -366,9 +393,12 @@ export function ggufFromModel(
   }
 
   const out: GgufWriteTensor[] = [];
+  if (arch === "phi3") tensors = fusePhi3(c, tensors);
   const order = ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"];
+  const layerNames =
+    arch === "phi3" ? ["input_layernorm", "self_attn.qkv_proj", "self_attn.o_proj", "post_attention_layernorm", "mlp.gate_up_proj", "mlp.down_proj"] : LAYER_NAMES.map(([, h]) => h);
   for (let l = 0; l < c.num_hidden_layers; l++) {
-    for (const [, h] of LAYER_NAMES) order.push(`model.layers.${l}.${h}.weight`);
+    for (const h of layerNames) order.push(`model.layers.${l}.${h}.weight`);
     if (c.qkv_bias) for (const p of ["q", "k", "v"]) order.push(`model.layers.${l}.self_attn.${p}_proj.bias`);
     if (c.qk_norm) for (const p of ["q", "k"]) order.push(`model.layers.${l}.self_attn.${p}_norm.weight`);
   }
@@ -380,7 +410,7 @@ export function ggufFromModel(
       throw new ConfigError(`GGUF writer: missing tensor ${hf}`);
     }
     seen.add(hf);
-    const name = hfToGgufName(hf)!;
+    const name = hfToGgufNameFor(arch, hf)!;
     const heads = arch !== "llama" ? null : hf.endsWith("q_proj.weight") ? c.num_attention_heads : hf.endsWith("k_proj.weight") ? c.num_key_value_heads : null;
     // Data is taken when the writer reaches the tensor (permuted then), so lazy tensors are read one at a time.
     const wt = { name, shape: t.shape.slice(), type: dtype } as GgufWriteTensor;

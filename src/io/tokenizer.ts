@@ -254,13 +254,15 @@ export class HfTokenizer implements TextTokenizer {
     return new HfTokenizer(json, { ...opts, source: file });
   }
 
-  /** From a SentencePiece vocabulary (GGUF `tokenizer.ggml.*`). */
-  static fromSentencePiece(v: SentencePieceVocab, source = "GGUF vocabulary"): HfTokenizer {
+  /** From a SentencePiece vocabulary (GGUF `tokenizer.ggml.*`); `addsBos` overrides whether encode adds BOS. */
+  static fromSentencePiece(v: SentencePieceVocab, source = "GGUF vocabulary", addsBos?: boolean): HfTokenizer {
     return new HfTokenizer(tokenizerJsonFromSentencePiece(v), {
       bosTokenId: v.bosTokenId,
       eosTokenId: v.eosTokenId,
       sentencePiece: v,
       source,
+      // `tokenizer.ggml.add_bos_token` when the GGUF has it; otherwise the vocabulary's own rule.
+      ...(addsBos === undefined ? {} : { config: { add_bos_token: addsBos } }),
     });
   }
 
