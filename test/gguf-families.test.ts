@@ -124,6 +124,46 @@ describe("GGUF export of the model families, run by llama.cpp (node-llama-cpp)",
     });
   }
 
+  for (const family of ["qwen2", "phi3"]) {
+    it(`${family}: a pruned model written as GGUF runs in llama.cpp with sdmprune's own greedy continuation`, async function () {
+      const nlc = await requireLlamaCpp(this);
+      const dir = path.join(ROOT, family);
+      const ref = JSON.parse(fs.readFileSync(path.join(dir, "reference.json"), "utf8")) as Reference;
+      const out = path.join(tmp, `${family}-pruned`);
+      const r = await cli(["prune", "--model", dir, "--ratio", "0.25", "--criterion", "magnitude", "--format", "gguf", "--out", out, "--force"]);
+      assert.equal(r.code, 0, r.err);
+      const file = path.join(out, "model.gguf");
+      const gg = await loadModel(file);
+      let want: number[];
+      try {
+        const full = (await loadModel(dir)).model;
+        const I = full.config.intermediate_size as number;
+        full.dispose();
+        assert.ok((gg.model.config.intermediate_size as number) < I, "channels were pruned");
+        want = gg.model.generate(ref.greedy.prompt_ids, { maxNewTokens: ref.greedy.new_ids.length, stopAtEos: false });
+      } finally {
+        gg.model.dispose();
+      }
+      const llama = await nlc.getLlama({ gpu: false, build: "never", logLevel: nlc.LlamaLogLevel.error, progressLogs: false });
+      const model = await llama.loadModel({ modelPath: file });
+      try {
+        const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+        try {
+          const got: number[] = [];
+          for await (const t of ctx.getSequence().evaluate(ref.greedy.prompt_ids, { temperature: 0 })) {
+            got.push(Number(t));
+            if (got.length === want.length) break;
+          }
+          assert.deepEqual(got, want);
+        } finally {
+          await ctx.dispose();
+        }
+      } finally {
+        await model.dispose();
+      }
+    });
+  }
+
   for (const family of REFUSED) {
     it(`${family}: GGUF export is refused with a clear error (not written as another architecture)`, async () => {
       const r = await cli(["convert", "--model", path.join(ROOT, family), "--out", path.join(tmp, family), "--format", "gguf"]);
