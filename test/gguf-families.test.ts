@@ -36,8 +36,13 @@ interface Nlc {
 }
 interface NlcModel {
   tokenize(text: string, special?: boolean): number[];
-  createContext(o: object): Promise<{ getSequence(): { evaluate(t: number[], o: object): AsyncGenerator<number> }; dispose(): Promise<void> }>;
+  createContext(o: object): Promise<{ getSequence(): NlcSequence; dispose(): Promise<void> }>;
   dispose(): Promise<void>;
+}
+
+interface NlcSequence {
+  evaluate(t: number[], o: object): AsyncGenerator<number>;
+  evaluateWithMetadata(t: number[], m: { probabilities: true }, o: object): AsyncGenerator<{ token: number; probabilities: Map<number, number> }>;
 }
 
 async function requireLlamaCpp(ctx: Mocha.Context): Promise<Nlc> {
@@ -117,6 +122,30 @@ describe("GGUF export of the model families, run by llama.cpp (node-llama-cpp)",
           assert.deepEqual(got, ref.greedy.new_ids);
         } finally {
           await ctx.dispose();
+        }
+        // The whole next-token distribution after the prompt (temperature 1, no truncation) against sdmprune's
+        // softmax of the same GGUF: llama.cpp's f32 CPU path agrees to ~3e-5 in probability on these fixtures.
+        const ctx2 = await model.createContext({ contextSize: 256, threads: 1 });
+        try {
+          const it = ctx2.getSequence().evaluateWithMetadata(ref.greedy.prompt_ids, { probabilities: true }, { temperature: 1, topK: 0, topP: 1, minP: 0, seed: 0, yieldEogToken: true });
+          const first = (await it.next()).value as { probabilities: Map<number, number> };
+          await it.return(undefined);
+          const gg2 = await loadModel(file);
+          const L = ref.greedy.prompt_ids.length;
+          const V = gg2.model.config.vocab_size;
+          const lt = gg2.model.forward([ref.greedy.prompt_ids]);
+          const last = Array.from((lt.dataSync() as Float32Array).subarray((L - 1) * V, L * V));
+          lt.dispose();
+          gg2.model.dispose();
+          const mx = Math.max(...last);
+          const lse = mx + Math.log(last.reduce((a, x) => a + Math.exp(x - mx), 0));
+          assert.equal(first.probabilities.size, V);
+          let dp = 0;
+          for (const [tok, p] of first.probabilities) dp = Math.max(dp, Math.abs(p - Math.exp(last[tok] - lse)));
+          console.log(`      ${family}: llama.cpp next-token probabilities: max |Δp| ${dp.toExponential(2)} over ${V} tokens`);
+          assert.ok(dp <= 1e-4, `max |Δp| ${dp}`);
+        } finally {
+          await ctx2.dispose();
         }
       } finally {
         await model.dispose();
