@@ -226,6 +226,11 @@ describe("GGUF export of the model families, run by llama.cpp (node-llama-cpp)",
     assert.equal(back.tokenizer, null);
     assert.match(String(back.metadata["sdmprune.warning"]), /tokenizer\.ggml\.pre "smaug-bpe" is not supported/);
     assert.equal(back.config.model_type, "qwen2");
+    // The qwen2.* keys are type-checked as the llama.* ones are: a count written as a string is refused, not coerced.
+    const bad = g.kvs.map(([k, v]) => (k === "qwen2.block_count" ? ([k, gv.str("2")] as typeof g.kvs[number]) : [k, v]) as typeof g.kvs[number]);
+    const badFile = path.join(tmp, "bad-count.gguf");
+    writeGguf(badFile, bad, g.tensors);
+    await assert.rejects(readModelFiles(badFile), /qwen2\.block_count/);
   });
 
   for (const family of REFUSED) {

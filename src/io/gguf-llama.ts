@@ -7,8 +7,9 @@ import { HostTensor, TensorMap } from "./tensors";
 import { ByteLevelBpeVocab, HfTokenizer, SentencePieceVocab } from "./tokenizer";
 
 /**
- * LLaMA in GGUF ↔ sdmprune's Hugging Face view: tensor names, config from/to `llama.*` metadata, tokenizer
- * from/to `tokenizer.ggml.*`, and the Q/K row order.
+ * llama.cpp's `llama`, `qwen2`, `qwen3` and `phi3` architectures in GGUF ↔ sdmprune's Hugging Face view: tensor
+ * names, config from/to `<arch>.*` metadata, tokenizer from/to `tokenizer.ggml.*` (SentencePiece or byte-level
+ * BPE), and the Q/K row order of the `llama` arch.
  *
  * RoPE: GGUF (like llama2.c) rotates adjacent pairs (2j, 2j+1) of each head; sdmprune uses the HF rotate-half
  * pairing (j, j + head_dim/2). llama.cpp's convert_hf_to_gguf permutes HF q/k rows with
