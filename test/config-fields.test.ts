@@ -273,8 +273,21 @@ describe("config.json written back in the layout it was read in", () => {
     assert.deepEqual(strip(back.config), strip(cfg));
   });
 
-  it("GGUF export refuses what llama.cpp's llama architecture would compute differently", async () => {
-    for (const raw of [QWEN2_5_0_5B, QWEN3_0_6B, { ...MISTRAL_7B_V03, sliding_window: 4096 }, PHI_3_MINI_4K, { ...GEMMA_3_1B, head_dim: 8 }]) {
+  it("GGUF export of Qwen2.5 and Qwen3 configs writes llama.cpp's qwen2/qwen3 architectures and reads back to the same config", async () => {
+    for (const raw of [QWEN2_5_0_5B, QWEN3_0_6B]) {
+      const cfg = parseConfig({ ...raw, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 64, ...("head_dim" in raw ? { head_dim: 8 } : {}) });
+      const dir = path.join(tmp, `ok-${raw.model_type}`);
+      await writeModelFiles(dir, { config: cfg, tensors: randomTensors(cfg, 3), tokenizer: null }, { format: "gguf" });
+      const h = readGgufHeader(path.join(dir, "model.gguf"));
+      assert.equal(h.metadata["general.architecture"], raw.model_type);
+      assert.equal(h.metadata[`${raw.model_type}.rope.freq_base`], cfg.rope_theta);
+      const back = await readModelFiles(path.join(dir, "model.gguf"));
+      assert.deepEqual(strip(back.config), strip(cfg));
+    }
+  });
+
+  it("GGUF export refuses what llama.cpp's architectures would compute differently", async () => {
+    for (const raw of [{ ...MISTRAL_7B_V03, sliding_window: 4096 }, PHI_3_MINI_4K, { ...GEMMA_3_1B, head_dim: 8 }]) {
       const cfg = parseConfig({ ...raw, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 64, ...("head_dim" in raw ? { head_dim: 8 } : {}) });
       await assert.rejects(writeModelFiles(path.join(tmp, `x-${raw.model_type}`), { config: cfg, tensors: randomTensors(cfg, 3), tokenizer: null }, { format: "gguf" }), /GGUF export/);
     }

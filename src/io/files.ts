@@ -5,7 +5,8 @@ import { LlamaConfig, expectedShapes, parseConfig } from "../model/config";
 import type { TextTokenizer } from "../types";
 import { writeDirAtomic } from "./atomic";
 import { type GgufHeader, GgufType, checkSupportedType, ggufLocation, openGgufTensors, readGgufHeader, writeGguf } from "./gguf";
-import { configFromGguf, ggufFromModel, sentencePieceFromGguf, tensorsFromGguf } from "./gguf-llama";
+import { FAMILIES } from "../model/registry";
+import { byteLevelBpeFromGguf, configFromGguf, ggufFromModel, sentencePieceFromGguf, tensorsFromGguf } from "./gguf-llama";
 import { readHfDir, writeHfDir } from "./hf";
 import { sameStoredBytes } from "./tensor-file";
 import { TensorMap } from "./tensors";
@@ -121,21 +122,23 @@ export async function readModelFiles(p: string): Promise<ModelFiles> {
 }
 
 /**
- * Keys llama.cpp requires for a llama model (it refuses the file without them). Without this a damaged or
- * misspelt key would silently fall back to a default (context length 2048, epsilon 1e-5): another model.
+ * Keys llama.cpp requires for a llama/qwen2/qwen3 model (it refuses the file without them). Without this a damaged
+ * or misspelt key would silently fall back to a default (context length 2048, epsilon 1e-5): another model.
  */
-const REQUIRED_LLAMA_KEYS = [
-  "llama.context_length", "llama.embedding_length", "llama.block_count", "llama.feed_forward_length",
-  "llama.attention.head_count", "llama.attention.layer_norm_rms_epsilon",
+const REQUIRED_KEYS = [
+  "context_length", "embedding_length", "block_count", "feed_forward_length",
+  "attention.head_count", "attention.layer_norm_rms_epsilon",
 ];
+const READ_ARCHS = ["llama", "qwen2", "qwen3", "phi3"];
 
 /** The GGUF header, after the checks made before anything else is read from it. */
 function checkedGgufHeader(file: string): GgufHeader {
   const h = readGgufHeader(file);
   // Unsupported tensor types first (the most useful message), then required keys, before any data is read.
   for (const t of h.tensors) checkSupportedType(file, t);
-  if (h.metadata["general.architecture"] === "llama") {
-    const missing = REQUIRED_LLAMA_KEYS.filter((k) => h.metadata[k] === undefined);
+  const arch = h.metadata["general.architecture"];
+  if (typeof arch === "string" && READ_ARCHS.includes(arch)) {
+    const missing = REQUIRED_KEYS.map((k) => `${arch}.${k}`).filter((k) => h.metadata[k] === undefined);
     if (missing.length) throw new FormatError(`${file}: required metadata missing: ${missing.join(", ")} (llama.cpp refuses such a file too)`);
   }
   return h;
@@ -146,16 +149,34 @@ function readGguf(file: string): ModelFiles {
   // Lazy tensors: each is read from the file when the model takes it (see tensor-file.ts).
   const raw = openGgufTensors(h);
   const emb = raw.get("token_embd.weight");
-  const heads = Number(h.metadata["llama.attention.head_count"]);
-  const kvHeads = h.metadata["llama.attention.head_count_kv"] === undefined ? heads : Number(h.metadata["llama.attention.head_count_kv"]);
+  const arch = String(h.metadata["general.architecture"]);
+  const heads = Number(h.metadata[`${arch}.attention.head_count`]);
+  const kvHeads = h.metadata[`${arch}.attention.head_count_kv`] === undefined ? heads : Number(h.metadata[`${arch}.attention.head_count_kv`]);
   const info = new Map(h.tensors.map((t) => [t.name, t]));
   const same = (a: string, b: string) => sameStoredBytes(ggufLocation(h, info.get(a)!), ggufLocation(h, info.get(b)!));
-  const { tensors, tied } = tensorsFromGguf(file, raw, heads, kvHeads, same);
+  const { tensors: stored, tied } = tensorsFromGguf(file, raw, heads, kvHeads, same, arch);
   const config = configFromGguf(h, tied, emb ? emb.shape[0] : 0);
+  const fromDisk = FAMILIES[config.model_type].fromDisk; // phi3: fused qkv_proj / gate_up_proj, as in HF files
+  const tensors = fromDisk ? fromDisk(config, stored, file) : stored;
   validateTensors(config, tensors, file);
   checkGgufVocab(file, h.metadata, config.vocab_size);
   const sp = sentencePieceFromGguf(h);
-  const tokenizer = sp ? HfTokenizer.fromSentencePiece(sp, `${file} (tokenizer.ggml.*)`) : null;
+  const bl = byteLevelBpeFromGguf(h);
+  let tokenizerWarning: string | null = null;
+  let tokenizer: HfTokenizer | null = null;
+  if (sp) {
+    const addBos = h.metadata["tokenizer.ggml.add_bos_token"];
+    tokenizer = HfTokenizer.fromSentencePiece(sp, `${file} (tokenizer.ggml.*)`, typeof addBos === "boolean" ? addBos : undefined);
+  } else if (bl) {
+    // A pre-tokenizer sdmprune cannot reproduce leaves the model usable without a tokenizer (as other vocabulary
+    // kinds do), with the reason recorded, rather than tokenizing differently from llama.cpp.
+    try {
+      tokenizer = HfTokenizer.fromByteLevelBpe(bl, `${file} (tokenizer.ggml.*)`);
+    } catch (err) {
+      if (!(err instanceof FormatError)) throw err;
+      tokenizerWarning = `${err.message}; no tokenizer loaded`;
+    }
+  }
   const metadata: Record<string, unknown> = { ggufVersion: h.version };
   for (const [k, v] of Object.entries(h.metadata)) {
     // Long arrays (the vocabulary) are summarised and 64-bit values beyond 2^53 kept as strings, so the
@@ -169,7 +190,8 @@ function readGguf(file: string): ModelFiles {
             ? v.map((x) => (typeof x === "bigint" ? x.toString() : x))
             : v;
   }
-  if (!sp && h.metadata["tokenizer.ggml.model"] !== undefined) {
+  if (tokenizerWarning) metadata["sdmprune.warning"] = tokenizerWarning;
+  else if (!tokenizer && h.metadata["tokenizer.ggml.model"] !== undefined) {
     metadata["sdmprune.warning"] = `tokenizer.ggml.model ${JSON.stringify(h.metadata["tokenizer.ggml.model"])} is not supported; no tokenizer loaded`;
   }
   return { format: "gguf", path: file, config, tensors, tokenizer, metadata };

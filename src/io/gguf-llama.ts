@@ -2,12 +2,14 @@ import { ConfigError, FormatError } from "../errors";
 import { LlamaConfig, intermediateSizes, parseConfig } from "../model/config";
 import { GgufHeader, GgufType, GgufValue, GgufWriteTensor, gv } from "./gguf";
 import { isLazy, lazyTensor } from "./tensor-file";
+import { fusePhi3 } from "../model/families/phi3";
 import { HostTensor, TensorMap } from "./tensors";
-import { HfTokenizer, SentencePieceVocab } from "./tokenizer";
+import { ByteLevelBpeVocab, HfTokenizer, SentencePieceVocab } from "./tokenizer";
 
 /**
- * LLaMA in GGUF ↔ sdmprune's Hugging Face view: tensor names, config from/to `llama.*` metadata, tokenizer
- * from/to `tokenizer.ggml.*`, and the Q/K row order.
+ * llama.cpp's `llama`, `qwen2`, `qwen3` and `phi3` architectures in GGUF ↔ sdmprune's Hugging Face view: tensor
+ * names, config from/to `<arch>.*` metadata, tokenizer from/to `tokenizer.ggml.*` (SentencePiece or byte-level
+ * BPE), and the Q/K row order of the `llama` arch.
  *
  * RoPE: GGUF (like llama2.c) rotates adjacent pairs (2j, 2j+1) of each head; sdmprune uses the HF rotate-half
  * pairing (j, j + head_dim/2). llama.cpp's convert_hf_to_gguf permutes HF q/k rows with
@@ -34,6 +36,14 @@ const LAYER_NAMES: [string, string][] = [
   ["ffn_up", "mlp.up_proj"],
   ["ffn_down", "mlp.down_proj"],
 ];
+/** Tensors beyond the llama set that the qwen2 (q/k/v biases) and qwen3 (q/k norms) architectures carry. */
+const EXTRA_LAYER_NAMES: [string, string][] = [
+  ["attn_q.bias", "self_attn.q_proj.bias"],
+  ["attn_k.bias", "self_attn.k_proj.bias"],
+  ["attn_v.bias", "self_attn.v_proj.bias"],
+  ["attn_q_norm.weight", "self_attn.q_norm.weight"],
+  ["attn_k_norm.weight", "self_attn.k_norm.weight"],
+];
 const GLOBAL_NAMES: [string, string][] = [
   ["token_embd.weight", "model.embed_tokens.weight"],
   ["output_norm.weight", "model.norm.weight"],
@@ -42,6 +52,8 @@ const GLOBAL_NAMES: [string, string][] = [
 
 export function ggufToHfName(name: string): string | null {
   for (const [g, h] of GLOBAL_NAMES) if (name === g) return h;
+  const x = /^blk\.(\d+)\.(.+)$/.exec(name);
+  if (x) for (const [g, h] of EXTRA_LAYER_NAMES) if (x[2] === g) return `model.layers.${x[1]}.${h}`;
   const m = /^blk\.(\d+)\.([a-z_]+)\.weight$/.exec(name);
   if (m) for (const [g, h] of LAYER_NAMES) if (m[2] === g) return `model.layers.${m[1]}.${h}.weight`;
   return null;
@@ -49,9 +61,32 @@ export function ggufToHfName(name: string): string | null {
 
 export function hfToGgufName(name: string): string | null {
   for (const [g, h] of GLOBAL_NAMES) if (name === h) return g;
+  const x = /^model\.layers\.(\d+)\.(.+)$/.exec(name);
+  if (x) for (const [g, h] of EXTRA_LAYER_NAMES) if (x[2] === h) return `blk.${x[1]}.${g}`;
   const m = /^model\.layers\.(\d+)\.(.+)\.weight$/.exec(name);
   if (m) for (const [g, h] of LAYER_NAMES) if (m[2] === h) return `blk.${m[1]}.${g}.weight`;
   return null;
+}
+
+/**
+ * llama.cpp's phi3 keeps Phi-3's fused projections: `attn_qkv` (q, k, v rows) and `ffn_up` holding the gate rows
+ * then the up rows (its SwiGLU splits the product in halves), as HF's `qkv_proj` and `gate_up_proj` do.
+ */
+const PHI3_NAMES: [string, string][] = [
+  ["attn_qkv.weight", "self_attn.qkv_proj.weight"],
+  ["ffn_up.weight", "mlp.gate_up_proj.weight"],
+];
+
+function ggufToHfNameFor(arch: string, name: string): string | null {
+  const x = /^blk\.(\d+)\.(.+)$/.exec(name);
+  if (arch === "phi3" && x) for (const [g, h] of PHI3_NAMES) if (x[2] === g) return `model.layers.${x[1]}.${h}`;
+  return ggufToHfName(name);
+}
+
+function hfToGgufNameFor(arch: string, name: string): string | null {
+  const x = /^model\.layers\.(\d+)\.(.+)$/.exec(name);
+  if (arch === "phi3" && x) for (const [g, h] of PHI3_NAMES) if (x[2] === h) return `blk.${x[1]}.${g}`;
+  return hfToGgufName(name);
 }
 
 /**
@@ -95,38 +130,40 @@ export function configFromGguf(h: GgufHeader, tied: boolean, vocabFallback: numb
   const m = h.metadata;
   const f = h.path;
   const arch = m["general.architecture"];
-  if (arch !== "llama") throw new ConfigError(`${f}: general.architecture is ${JSON.stringify(arch)}; sdmprune supports "llama"`);
-  const ff = m["llama.feed_forward_length"];
-  const hidden = num(m, "llama.embedding_length", f);
-  const heads = num(m, "llama.attention.head_count", f);
-  const headDim = m["llama.attention.key_length"] !== undefined ? num(m, "llama.attention.key_length", f) : hidden / heads;
-  const ropeDims = num(m, "llama.rope.dimension_count", f, headDim);
-  if (ropeDims !== headDim) throw new ConfigError(`${f}: llama.rope.dimension_count ${ropeDims} differs from head_dim ${headDim} (partial RoPE is not supported)`);
-  if (m["llama.attention.value_length"] !== undefined && num(m, "llama.attention.value_length", f) !== headDim) {
-    throw new ConfigError(`${f}: llama.attention.value_length differs from key_length (not supported)`);
+  if (arch !== "llama" && arch !== "qwen2" && arch !== "qwen3" && arch !== "phi3") {
+    throw new ConfigError(`${f}: general.architecture is ${JSON.stringify(arch)}; sdmprune reads "llama", "qwen2", "qwen3" and "phi3"`);
+  }
+  const ff = m[`${arch}.feed_forward_length`];
+  const hidden = num(m, `${arch}.embedding_length`, f);
+  const heads = num(m, `${arch}.attention.head_count`, f);
+  const headDim = m[`${arch}.attention.key_length`] !== undefined ? num(m, `${arch}.attention.key_length`, f) : hidden / heads;
+  const ropeDims = num(m, `${arch}.rope.dimension_count`, f, headDim);
+  if (ropeDims !== headDim) throw new ConfigError(`${f}: ${arch}.rope.dimension_count ${ropeDims} differs from head_dim ${headDim} (partial RoPE is not supported)`);
+  if (m[`${arch}.attention.value_length`] !== undefined && num(m, `${arch}.attention.value_length`, f) !== headDim) {
+    throw new ConfigError(`${f}: ${arch}.attention.value_length differs from key_length (not supported)`);
   }
   let ropeScaling: unknown = null;
-  const stype = m["llama.rope.scaling.type"];
+  const stype = m[`${arch}.rope.scaling.type`];
   if (typeof m["sdmprune.rope_scaling"] === "string") ropeScaling = JSON.parse(m["sdmprune.rope_scaling"] as string);
-  else if (stype === "linear") ropeScaling = { rope_type: "linear", factor: num(m, "llama.rope.scaling.factor", f) };
-  else if (stype !== undefined && stype !== "none") throw new ConfigError(`${f}: llama.rope.scaling.type ${JSON.stringify(stype)} is not supported`);
+  else if (stype === "linear") ropeScaling = { rope_type: "linear", factor: num(m, `${arch}.rope.scaling.factor`, f) };
+  else if (stype !== undefined && stype !== "none") throw new ConfigError(`${f}: ${arch}.rope.scaling.type ${JSON.stringify(stype)} is not supported`);
   else if (h.tensors.some((t) => t.name === "rope_freqs.weight")) {
     throw new ConfigError(`${f}: rope_freqs.weight (llama3 RoPE scaling baked into factors) is not supported in GGUF input; convert from the HF checkpoint`);
   }
   const raw = {
-    model_type: "llama",
-    vocab_size: m["llama.vocab_size"] !== undefined ? num(m, "llama.vocab_size", f) : vocabFallback,
+    model_type: arch,
+    vocab_size: m[`${arch}.vocab_size`] !== undefined ? num(m, `${arch}.vocab_size`, f) : vocabFallback,
     hidden_size: hidden,
     intermediate_size: ff,
-    num_hidden_layers: num(m, "llama.block_count", f),
+    num_hidden_layers: num(m, `${arch}.block_count`, f),
     num_attention_heads: heads,
-    num_key_value_heads: num(m, "llama.attention.head_count_kv", f, heads),
+    num_key_value_heads: num(m, `${arch}.attention.head_count_kv`, f, heads),
     head_dim: headDim,
-    rms_norm_eps: num(m, "llama.attention.layer_norm_rms_epsilon", f, 1e-5),
-    rope_theta: num(m, "llama.rope.freq_base", f, 10000),
+    rms_norm_eps: num(m, `${arch}.attention.layer_norm_rms_epsilon`, f, 1e-5),
+    rope_theta: num(m, `${arch}.rope.freq_base`, f, 10000),
     rope_scaling: ropeScaling,
     tie_word_embeddings: tied,
-    max_position_embeddings: num(m, "llama.context_length", f, 2048),
+    max_position_embeddings: num(m, `${arch}.context_length`, f, 2048),
     bos_token_id: num(m, "tokenizer.ggml.bos_token_id", f, 1),
     eos_token_id: num(m, "tokenizer.ggml.eos_token_id", f, 2),
   };
@@ -144,13 +181,16 @@ export function tensorsFromGguf(
   nHeads: number,
   nKvHeads: number,
   same: (a: string, b: string) => boolean = (a, b) => sameTensor(g.get(a)!, g.get(b)!),
+  arch = "llama",
 ): { tensors: TensorMap; tied: boolean } {
+  const permute = arch === "llama";
   const tensors: TensorMap = new Map();
   for (const [name, t] of g) {
     if (name === "rope_freqs.weight") continue; // derived from config on write
-    const hf = ggufToHfName(name);
-    if (hf === null) throw new FormatError(`${file}: unexpected tensor ${name} for a llama GGUF`);
-    const heads = name.endsWith(".attn_q.weight") ? nHeads : name.endsWith(".attn_k.weight") ? nKvHeads : null;
+    const hf = ggufToHfNameFor(arch, name);
+    if (hf === null) throw new FormatError(`${file}: unexpected tensor ${name} for a ${arch} GGUF`);
+    // Only the llama architecture stores q/k rows in GGUF's adjacent-pair order (see ggufFromModel).
+    const heads = !permute ? null : name.endsWith(".attn_q.weight") ? nHeads : name.endsWith(".attn_k.weight") ? nKvHeads : null;
     if (heads === null) tensors.set(hf, t);
     else if (isLazy(t)) tensors.set(hf, lazyTensor(t.shape.slice(), () => permuteQK(t, heads, false).data));
     else tensors.set(hf, permuteQK(t, heads, false));
@@ -201,6 +241,33 @@ export function sentencePieceFromGguf(h: GgufHeader): SentencePieceVocab | null 
   };
 }
 
+/** The byte-level BPE vocabulary (`tokenizer.ggml.model = "gpt2"`) in GGUF metadata, or null for another kind. */
+export function byteLevelBpeFromGguf(h: GgufHeader): ByteLevelBpeVocab | null {
+  const m = h.metadata;
+  if (m["tokenizer.ggml.model"] !== "gpt2") return null;
+  const tokens = m["tokenizer.ggml.tokens"];
+  const merges = m["tokenizer.ggml.merges"];
+  if (!Array.isArray(tokens)) throw new FormatError(`${h.path}: tokenizer.ggml.tokens is missing`);
+  if (!Array.isArray(merges)) throw new FormatError(`${h.path}: tokenizer.ggml.merges is missing (a gpt2 vocabulary needs its merges)`);
+  const types = (m["tokenizer.ggml.token_type"] as number[] | undefined) ?? tokens.map(() => 1);
+  const pre = m["tokenizer.ggml.pre"];
+  if (typeof pre !== "string") throw new FormatError(`${h.path}: tokenizer.ggml.pre is missing (which pre-tokenizer the vocabulary needs)`);
+  const id = (k: string): number | null => {
+    const v = m[k];
+    return typeof v === "number" && v < tokens.length ? v : null;
+  };
+  const bos = id("tokenizer.ggml.bos_token_id");
+  return {
+    pre,
+    tokens: tokens as string[],
+    types,
+    merges: merges as string[],
+    bosTokenId: bos,
+    eosTokenId: id("tokenizer.ggml.eos_token_id"),
+    addsBos: m["tokenizer.ggml.add_bos_token"] === true && bos !== null,
+  };
+}
+
 /** llama3 RoPE frequency factors as llama.cpp's converter computes them (`rope_freqs.weight`). */
 function llama3RopeFactors(c: LlamaConfig): Float32Array {
   const rs = c.rope_scaling!;
@@ -221,23 +288,35 @@ function llama3RopeFactors(c: LlamaConfig): Float32Array {
 }
 
 /**
- * GGUF export writes llama.cpp's `llama` architecture (Mistral converts to it too, as llama.cpp's own
- * converter does); other families, and features that architecture does not compute, are refused.
+ * The llama.cpp architecture a model is written as: `llama` (Mistral converts to it too, as llama.cpp's own
+ * converter does), `qwen2` or `qwen3`. Features the chosen architecture does not compute are refused.
  */
-function refuseUnlessLlamaArch(c: LlamaConfig): void {
+export type GgufArch = "llama" | "qwen2" | "qwen3" | "phi3";
+
+function ggufArch(c: LlamaConfig): GgufArch {
   const no = (what: string): never => {
-    throw new ConfigError(`GGUF export: ${what} is not supported by the GGUF writer (it writes llama.cpp's "llama" architecture); save as HF instead`);
+    throw new ConfigError(`GGUF export: ${what} is not supported by the GGUF writer (it writes llama.cpp's llama, qwen2, qwen3 and phi3 architectures); save as HF instead`);
   };
-  if (c.model_type !== "llama" && c.model_type !== "mistral") no(`model_type ${JSON.stringify(c.model_type)}`);
-  if (c.qkv_bias || c.o_bias) no("attention biases (attention_bias: true)");
-  if (c.qk_norm) no("q_norm/k_norm");
-  // llama.cpp's llama architecture attends over the whole context; Mistral's window would silently be dropped.
+  const arch: GgufArch =
+    c.model_type === "llama" || c.model_type === "mistral" ? "llama" : c.model_type === "qwen2" || c.model_type === "qwen3" || c.model_type === "phi3" ? c.model_type : no(`model_type ${JSON.stringify(c.model_type)}`);
+  if (c.hidden_act !== "silu" || c.gemma_norms) no(`hidden_act ${c.hidden_act}`);
+  if (c.o_bias) no("an o_proj bias (attention_bias: true)");
+  if (c.qkv_bias && arch !== "qwen2") no(`q/k/v biases (attention_bias: true) in ${c.model_type}`);
+  if (c.qk_norm && arch !== "qwen3") no(`q_norm/k_norm in ${c.model_type}`);
+  if (arch === "qwen3" && !c.qk_norm) no("qwen3 without q_norm/k_norm");
+  if (c.rope_scaling?.rope_type === "llama3" && arch !== "llama") no(`llama3 RoPE scaling in ${c.model_type}`);
+  if (c.rope_scaling && arch === "phi3") no(`RoPE scaling ${JSON.stringify(c.rope_scaling.rope_type)} in phi3`);
+  // llama.cpp attends over the whole context in these architectures; a window would silently be dropped.
   if (c.sliding_window !== null && c.sliding_window < c.max_position_embeddings) {
     no(`sliding_window ${c.sliding_window} (shorter than max_position_embeddings ${c.max_position_embeddings})`);
   }
+  return arch;
 }
 
-/** Metadata and tensors for a llama GGUF that llama.cpp loads. */
+/**
+ * Metadata and tensors for a GGUF that llama.cpp loads. q/k rows are permuted only for `llama`: llama.cpp runs
+ * qwen2/qwen3 with NEOX (rotate-half) RoPE, HF's own pairing, and its converter writes them unpermuted.
+ */
 export function ggufFromModel(
   config: LlamaConfig,
   tensors: TensorMap,
@@ -246,34 +325,54 @@ export function ggufFromModel(
   name = "sdmprune",
   padMlp = false,
 ): { kvs: [string, GgufValue][]; tensors: GgufWriteTensor[] } {
-  refuseUnlessLlamaArch(config);
+  const arch = ggufArch(config);
   let c = config;
   if (padMlp) ({ config: c, tensors } = padMlpWidths(config, tensors));
   const sizes = intermediateSizes(c);
   const kvs: [string, GgufValue][] = [
-    ["general.architecture", gv.str("llama")],
+    ["general.architecture", gv.str(arch)],
     ["general.name", gv.str(name)],
     ["general.file_type", gv.u32(dtype === "f16" ? 1 : 0)],
-    ["llama.vocab_size", gv.u32(c.vocab_size)],
-    ["llama.context_length", gv.u32(c.max_position_embeddings)],
-    ["llama.embedding_length", gv.u32(c.hidden_size)],
-    ["llama.block_count", gv.u32(c.num_hidden_layers)],
-    ["llama.feed_forward_length", sizes.every((s) => s === sizes[0]) ? gv.u32(sizes[0]) : gv.arr(GgufType.UINT32, sizes)],
-    ["llama.attention.head_count", gv.u32(c.num_attention_heads)],
-    ["llama.attention.head_count_kv", gv.u32(c.num_key_value_heads)],
-    ["llama.rope.dimension_count", gv.u32(c.head_dim)],
-    ["llama.rope.freq_base", gv.f32(c.rope_theta)],
-    ["llama.attention.layer_norm_rms_epsilon", gv.f32(c.rms_norm_eps)],
+    [`${arch}.vocab_size`, gv.u32(c.vocab_size)],
+    [`${arch}.context_length`, gv.u32(c.max_position_embeddings)],
+    [`${arch}.embedding_length`, gv.u32(c.hidden_size)],
+    [`${arch}.block_count`, gv.u32(c.num_hidden_layers)],
+    [`${arch}.feed_forward_length`, sizes.every((s) => s === sizes[0]) ? gv.u32(sizes[0]) : gv.arr(GgufType.UINT32, sizes)],
+    [`${arch}.attention.head_count`, gv.u32(c.num_attention_heads)],
+    [`${arch}.attention.head_count_kv`, gv.u32(c.num_key_value_heads)],
+    [`${arch}.rope.dimension_count`, gv.u32(c.head_dim)],
+    [`${arch}.rope.freq_base`, gv.f32(c.rope_theta)],
+    [`${arch}.attention.layer_norm_rms_epsilon`, gv.f32(c.rms_norm_eps)],
   ];
-  if (c.head_dim * c.num_attention_heads !== c.hidden_size) {
-    kvs.push(["llama.attention.key_length", gv.u32(c.head_dim)], ["llama.attention.value_length", gv.u32(c.head_dim)]);
+  if (c.head_dim * c.num_attention_heads !== c.hidden_size || arch === "qwen3") {
+    kvs.push([`${arch}.attention.key_length`, gv.u32(c.head_dim)], [`${arch}.attention.value_length`, gv.u32(c.head_dim)]);
   }
+  // llama.cpp's phi3 reads this key only for longrope factors, which are refused above; written as its converter does.
+  if (arch === "phi3") kvs.push(["phi3.rope.scaling.original_context_length", gv.u32(c.max_position_embeddings)]);
   if (c.rope_scaling?.rope_type === "linear") {
-    kvs.push(["llama.rope.scaling.type", gv.str("linear")], ["llama.rope.scaling.factor", gv.f32(c.rope_scaling.factor!)]);
+    kvs.push([`${arch}.rope.scaling.type`, gv.str("linear")], [`${arch}.rope.scaling.factor`, gv.f32(c.rope_scaling.factor!)]);
   } else if (c.rope_scaling?.rope_type === "llama3") {
     kvs.push(["sdmprune.rope_scaling", gv.str(JSON.stringify(c.rope_scaling))]);
   }
-  if (tokenizer) {
+  const byteLevel = tokenizer !== null && ((tokenizer.toJSON() as { model?: { byte_fallback?: unknown } }).model?.byte_fallback ?? false) !== true;
+  if (tokenizer && byteLevel) {
+    const bl = tokenizer.toByteLevelBpe(c.vocab_size);
+    kvs.push(
+      ["tokenizer.ggml.model", gv.str("gpt2")],
+      ["tokenizer.ggml.pre", gv.str(bl.pre)],
+      ["tokenizer.ggml.tokens", gv.arr(GgufType.STRING, bl.tokens)],
+      ["tokenizer.ggml.token_type", gv.arr(GgufType.INT32, bl.types)],
+      ["tokenizer.ggml.merges", gv.arr(GgufType.STRING, bl.merges)],
+    );
+    // Without a BOS/EOS in the tokenizer the config's ids are kept (as llama.cpp's converter does), so a round
+    // trip keeps config.bos_token_id, which evaluation prepends.
+    const cfgEos = Array.isArray(c.eos_token_id) ? c.eos_token_id[0] : c.eos_token_id;
+    const bos = bl.bosTokenId ?? c.bos_token_id;
+    const eos = bl.eosTokenId ?? cfgEos;
+    if (bos !== null && bos !== undefined) kvs.push(["tokenizer.ggml.bos_token_id", gv.u32(bos)]);
+    if (eos !== null && eos !== undefined) kvs.push(["tokenizer.ggml.eos_token_id", gv.u32(eos)]);
+    kvs.push(["tokenizer.ggml.add_bos_token", gv.bool(bl.addsBos && bl.bosTokenId !== null)], ["tokenizer.ggml.add_eos_token", gv.bool(false)]);
+  } else if (tokenizer) {
     const sp = tokenizer.toSentencePiece();
     kvs.push(
       ["tokenizer.ggml.model", gv.str("llama")],
@@ -285,7 +384,8 @@ export function ggufFromModel(
     if (sp.bosTokenId !== null) kvs.push(["tokenizer.ggml.bos_token_id", gv.u32(sp.bosTokenId)]);
     if (sp.eosTokenId !== null) kvs.push(["tokenizer.ggml.eos_token_id", gv.u32(sp.eosTokenId)]);
     if (sp.unkTokenId !== null) kvs.push(["tokenizer.ggml.unknown_token_id", gv.u32(sp.unkTokenId)]);
-    kvs.push(["tokenizer.ggml.add_bos_token", gv.bool(sp.bosTokenId !== null)], ["tokenizer.ggml.add_eos_token", gv.bool(false)]);
+    // As the tokenizer says (Phi-3's adds none although it has a BOS): llama.cpp adds BOS when this is true.
+    kvs.push(["tokenizer.ggml.add_bos_token", gv.bool(tokenizer.addsBos && sp.bosTokenId !== null)], ["tokenizer.ggml.add_eos_token", gv.bool(false)]);
   } else {
     // Keep the ids the config carries so a round trip preserves them (llama.cpp itself needs a vocabulary).
     kvs.push(["tokenizer.ggml.bos_token_id", gv.u32(c.bos_token_id)]);
@@ -294,8 +394,15 @@ export function ggufFromModel(
   }
 
   const out: GgufWriteTensor[] = [];
+  if (arch === "phi3") tensors = fusePhi3(c, tensors);
   const order = ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"];
-  for (let l = 0; l < c.num_hidden_layers; l++) for (const [, h] of LAYER_NAMES) order.push(`model.layers.${l}.${h}.weight`);
+  const layerNames =
+    arch === "phi3" ? ["input_layernorm", "self_attn.qkv_proj", "self_attn.o_proj", "post_attention_layernorm", "mlp.gate_up_proj", "mlp.down_proj"] : LAYER_NAMES.map(([, h]) => h);
+  for (let l = 0; l < c.num_hidden_layers; l++) {
+    for (const h of layerNames) order.push(`model.layers.${l}.${h}.weight`);
+    if (c.qkv_bias) for (const p of ["q", "k", "v"]) order.push(`model.layers.${l}.self_attn.${p}_proj.bias`);
+    if (c.qk_norm) for (const p of ["q", "k"]) order.push(`model.layers.${l}.self_attn.${p}_norm.weight`);
+  }
   const seen = new Set<string>();
   for (const hf of order) {
     const t = tensors.get(hf);
@@ -304,8 +411,8 @@ export function ggufFromModel(
       throw new ConfigError(`GGUF writer: missing tensor ${hf}`);
     }
     seen.add(hf);
-    const name = hfToGgufName(hf)!;
-    const heads = hf.endsWith("q_proj.weight") ? c.num_attention_heads : hf.endsWith("k_proj.weight") ? c.num_key_value_heads : null;
+    const name = hfToGgufNameFor(arch, hf)!;
+    const heads = arch !== "llama" ? null : hf.endsWith("q_proj.weight") ? c.num_attention_heads : hf.endsWith("k_proj.weight") ? c.num_key_value_heads : null;
     // Data is taken when the writer reaches the tensor (permuted then), so lazy tensors are read one at a time.
     const wt = { name, shape: t.shape.slice(), type: dtype } as GgufWriteTensor;
     Object.defineProperty(wt, "data", { get: () => (heads === null ? t.data : permuteQK(t, heads, true).data), enumerable: true });

@@ -173,6 +173,8 @@ const KEY_KINDS: Record<string, Kind> = {
   "llama.rope.scaling.type": "string",
   "llama.rope.scaling.factor": "float",
   "tokenizer.ggml.model": "string",
+  "tokenizer.ggml.pre": "string",
+  "tokenizer.ggml.merges": "strings",
   "tokenizer.ggml.tokens": "strings",
   "tokenizer.ggml.scores": "floats",
   "tokenizer.ggml.token_type": "ints",
@@ -192,7 +194,9 @@ function typeLabel(t: GgufType | undefined, et: GgufType | undefined): string {
 
 function checkMetadataTypes(file: string, m: Record<string, unknown>, types: Record<string, GgufType>, arrayTypes: Record<string, GgufType>): void {
   for (const key of Object.keys(types)) {
-    const kind = Object.prototype.hasOwnProperty.call(KEY_KINDS, key) ? KEY_KINDS[key] : undefined;
+    // The other architectures sdmprune reads use the llama keys under their own prefix, with the same kinds.
+    const k = key.replace(/^(qwen2|qwen3|phi3)\./, "llama.");
+    const kind = Object.prototype.hasOwnProperty.call(KEY_KINDS, k) ? KEY_KINDS[k] : undefined;
     if (!kind) continue;
     const t = types[key];
     const et = arrayTypes[key];

@@ -254,14 +254,50 @@ export class HfTokenizer implements TextTokenizer {
     return new HfTokenizer(json, { ...opts, source: file });
   }
 
-  /** From a SentencePiece vocabulary (GGUF `tokenizer.ggml.*`). */
-  static fromSentencePiece(v: SentencePieceVocab, source = "GGUF vocabulary"): HfTokenizer {
+  /** From a SentencePiece vocabulary (GGUF `tokenizer.ggml.*`); `addsBos` overrides whether encode adds BOS. */
+  static fromSentencePiece(v: SentencePieceVocab, source = "GGUF vocabulary", addsBos?: boolean): HfTokenizer {
     return new HfTokenizer(tokenizerJsonFromSentencePiece(v), {
       bosTokenId: v.bosTokenId,
       eosTokenId: v.eosTokenId,
       sentencePiece: v,
       source,
+      // `tokenizer.ggml.add_bos_token` when the GGUF has it; otherwise the vocabulary's own rule.
+      ...(addsBos === undefined ? {} : { config: { add_bos_token: addsBos } }),
     });
+  }
+
+  /** From a byte-level BPE vocabulary (GGUF `tokenizer.ggml.model = "gpt2"`); `[PADn]` filler tokens are left out. */
+  static fromByteLevelBpe(v: ByteLevelBpeVocab, source = "GGUF vocabulary"): HfTokenizer {
+    const regex = BYTE_LEVEL_PRE.find(([, n]) => n === v.pre)?.[0];
+    if (regex === undefined) {
+      throw new FormatError(`${source}: tokenizer.ggml.pre ${JSON.stringify(v.pre)} is not supported (supported: ${BYTE_LEVEL_PRE.map(([, n]) => n).join(", ")})`);
+    }
+    const vocab: Record<string, number> = {};
+    const added: Record<string, unknown>[] = [];
+    v.tokens.forEach((t, id) => {
+      const type = v.types[id];
+      if (type === TOKEN_TYPE.UNUSED) return;
+      if (type === TOKEN_TYPE.CONTROL || type === TOKEN_TYPE.USER_DEFINED) {
+        added.push({ id, content: t, single_word: false, lstrip: false, rstrip: false, normalized: type !== TOKEN_TYPE.CONTROL, special: type === TOKEN_TYPE.CONTROL });
+      }
+      vocab[t] = id;
+    });
+    const json = {
+      version: "1.0",
+      added_tokens: added,
+      normalizer: null,
+      pre_tokenizer: {
+        type: "Sequence",
+        pretokenizers: [
+          { type: "Split", pattern: { Regex: regex }, behavior: "Isolated", invert: false },
+          { type: "ByteLevel", add_prefix_space: false, trim_offsets: false, use_regex: false },
+        ],
+      },
+      post_processor: null,
+      decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
+      model: { type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges: v.merges },
+    };
+    return new HfTokenizer(json, { bosTokenId: v.bosTokenId, eosTokenId: v.eosTokenId, config: { add_bos_token: v.addsBos }, source });
   }
 
   /** `addBos` forces BOS on or off (callers that need a start token, e.g. perplexity windows); by default it is
@@ -297,6 +333,35 @@ export class HfTokenizer implements TextTokenizer {
 
   toJSON(): object {
     return this.json;
+  }
+
+  /**
+   * The vocabulary as GGUF byte-level BPE fields (`tokenizer.ggml.model = "gpt2"`), as llama.cpp's
+   * convert_hf_to_gguf.py writes them: tokens padded to `vocabSize` with `[PADn]` (UNUSED), added tokens CONTROL when
+   * special and USER_DEFINED otherwise, merges as "a b" strings, and `pre` naming the pre-tokenizer llama.cpp must
+   * run. The pre-tokenizer is recognised by its split regex; one llama.cpp has no name for is refused, since
+   * llama.cpp would otherwise split text differently and silently give other ids.
+   */
+  toByteLevelBpe(vocabSize: number): ByteLevelBpeVocab {
+    const model = this.json.model as Record<string, unknown>;
+    const src = "tokenizer.json";
+    if (model.type !== "BPE" || model.byte_fallback === true) {
+      throw new UsageError(`${src}: not a byte-level BPE tokenizer (model.type ${String(model.type)}${model.byte_fallback ? ", byte_fallback" : ""})`);
+    }
+    const pre = byteLevelPreName(this.json.pre_tokenizer);
+    if (this.vocabSize > vocabSize) throw new UsageError(`${src}: ${this.vocabSize} tokens exceed the model's vocab_size ${vocabSize}`);
+    const tokens = new Array<string>(vocabSize).fill("");
+    const types = new Array<number>(vocabSize).fill(TOKEN_TYPE.NORMAL);
+    for (const [t, id] of this.tok.get_vocab(true)) tokens[id] = t;
+    for (const a of this.json.added_tokens as { id: number; special?: boolean }[]) types[a.id] = a.special ? TOKEN_TYPE.CONTROL : TOKEN_TYPE.USER_DEFINED;
+    tokens.forEach((t, id) => {
+      if (t === "") {
+        tokens[id] = `[PAD${id}]`;
+        types[id] = TOKEN_TYPE.UNUSED;
+      }
+    });
+    const merges = (model.merges as (string | string[])[]).map((m) => (Array.isArray(m) ? m.join(" ") : m));
+    return { pre, tokens, types, merges, bosTokenId: this.bosTokenId, eosTokenId: this.eosTokenId, addsBos: this.addsBos };
   }
 
   /**
@@ -339,6 +404,40 @@ export class HfTokenizer implements TextTokenizer {
     });
     return { tokens, scores, types, bosTokenId: this.bosTokenId, eosTokenId: this.eosTokenId, unkTokenId: unkId };
   }
+}
+
+export interface ByteLevelBpeVocab {
+  pre: string;
+  tokens: string[];
+  types: number[];
+  merges: string[];
+  bosTokenId: number | null;
+  eosTokenId: number | null;
+  addsBos: boolean;
+}
+
+/**
+ * Split regexes of byte-level pre-tokenizers → the `tokenizer.ggml.pre` name llama.cpp gives them
+ * (convert_hf_to_gguf.py get_vocab_base_pre; the regexes are those of llama-vocab.cpp for these names).
+ */
+const BYTE_LEVEL_PRE: [string, string][] = [
+  ["(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", "llama-bpe"],
+  ["(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", "qwen2"],
+];
+
+function byteLevelPreName(pre: unknown): string {
+  const p = pre as { type?: string; pretokenizers?: unknown[] } | null;
+  const steps = p?.type === "Sequence" ? (p.pretokenizers as Record<string, unknown>[]) : p ? [p as Record<string, unknown>] : [];
+  const split = steps.find((s) => s.type === "Split") as { pattern?: { Regex?: string } } | undefined;
+  const byteLevel = steps.find((s) => s.type === "ByteLevel") as { use_regex?: boolean } | undefined;
+  const regex = split?.pattern?.Regex;
+  const hit = regex !== undefined && byteLevel !== undefined && byteLevel.use_regex === false ? BYTE_LEVEL_PRE.find(([r]) => r === regex) : undefined;
+  if (!hit) {
+    throw new UsageError(
+      `tokenizer.json: pre_tokenizer ${JSON.stringify(pre).slice(0, 200)} is not one GGUF export can name for llama.cpp (supported: Split with the regex of ${BYTE_LEVEL_PRE.map(([, n]) => n).join(", ")}, then ByteLevel)`,
+    );
+  }
+  return hit[1];
 }
 
 /** Load `tokenizer.json` (+ `tokenizer_config.json` when present) from an HF directory, or null if absent. */

