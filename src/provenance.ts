@@ -1,6 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { FormatError } from "./errors";
+import { readJsonFile } from "./io/json";
 
 /**
  * Where a model directory came from, back to the original model: every directory sdmprune writes (prune,
@@ -29,11 +30,7 @@ export interface ProvenanceFile {
 }
 
 function readJson(file: string): Record<string, unknown> {
-  try {
-    return JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>;
-  } catch (e) {
-    throw new FormatError(`${file}: not valid JSON (${(e as Error).message})`);
-  }
+  return readJsonFile(file) as Record<string, unknown>;
 }
 
 /**

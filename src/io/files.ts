@@ -11,6 +11,7 @@ import { readHfDir, writeHfDir } from "./hf";
 import { sameStoredBytes } from "./tensor-file";
 import { TensorMap } from "./tensors";
 import { HfTokenizer, checkGgufVocab } from "./tokenizer";
+import { readJsonFile } from "./json";
 
 /** Kept here for callers of the public API; defined beside the config it is derived from. */
 export { expectedShapes };
@@ -92,12 +93,7 @@ export function readModelConfig(p: string): LlamaConfig {
   if (fs.statSync(p).isDirectory()) {
     const cfg = path.join(p, "config.json");
     if (fs.existsSync(cfg)) {
-      let raw: unknown;
-      try {
-        raw = JSON.parse(fs.readFileSync(cfg, "utf8"));
-      } catch (err) {
-        throw new FormatError(`${cfg}: not valid JSON: ${(err as Error).message}`);
-      }
+      const raw = readJsonFile(cfg);
       return parseConfig(raw, cfg);
     }
     const g = findGguf(p);

@@ -1,6 +1,6 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ConfigError, FormatError } from "../errors";
+import { ConfigError, FormatError, ioError } from "../errors";
 import { type ModelConfig, parseConfig } from "../model/config";
 import { FAMILIES } from "../model/registry";
 import { patchJsonText } from "./config-text";
@@ -8,6 +8,7 @@ import { readSafetensorsDir, writeSafetensors } from "./safetensors";
 import { TensorMap } from "./tensors";
 import { HfTokenizer, readTokenizerDir } from "./tokenizer";
 import type { TextTokenizer } from "../types";
+import { parseJsonText } from "./json";
 
 /**
  * Hugging Face checkpoint directories: config.json + model.safetensors (or shards with an index) + tokenizer.json.
@@ -29,13 +30,13 @@ export interface HfRead {
 export function readHfDir(dir: string): HfRead {
   const cfgFile = path.join(dir, "config.json");
   if (!fs.existsSync(cfgFile)) throw new FormatError(`${dir}: no config.json (expected a Hugging Face model directory or a .gguf file)`);
-  let raw: Record<string, unknown>;
-  const text = fs.readFileSync(cfgFile, "utf8");
+  let text: string;
   try {
-    raw = JSON.parse(text);
+    text = fs.readFileSync(cfgFile, "utf8");
   } catch (err) {
-    throw new FormatError(`${cfgFile}: not valid JSON: ${(err as Error).message}`);
+    throw ioError(err, cfgFile, "read");
   }
+  const raw = parseJsonText(text, cfgFile) as Record<string, unknown>;
   const config = parseConfig(raw, cfgFile, { requireModelType: true, originalText: text });
   const read = readSafetensorsDir(dir);
   const files = read.files;

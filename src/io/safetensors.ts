@@ -5,6 +5,7 @@ import { fsyncFd, openForWrite, writeAll } from "./atomic";
 import { encodeF16, encodeF32 } from "./dtypes";
 import { StoredFloat, TensorLocation, fileTensor, readTensorAt } from "./tensor-file";
 import { TensorMap, numel } from "./tensors";
+import { readJsonFile } from "./json";
 
 /**
  * safetensors: u64 little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets: [begin, end]},
@@ -214,12 +215,7 @@ export function resolveInside(dir: string, name: unknown, source: string): strin
 export function readSafetensorsDir(dir: string): { tensors: TensorMap; files: string[] } {
   const index = path.join(dir, "model.safetensors.index.json");
   if (fs.existsSync(index)) {
-    let json: unknown;
-    try {
-      json = JSON.parse(fs.readFileSync(index, "utf8"));
-    } catch (err) {
-      throw new FormatError(`${index}: not valid JSON: ${(err as Error).message}`);
-    }
+    const json = readJsonFile(index);
     const wm = (json as { weight_map?: unknown } | null)?.weight_map;
     if (typeof json !== "object" || json === null || Array.isArray(json)) throw new FormatError(`${index}: must be a JSON object with a "weight_map"`);
     if (!wm || typeof wm !== "object" || Array.isArray(wm)) throw new FormatError(`${index}: missing "weight_map" (an object of tensor name → shard file), got ${describe(wm)}`);

@@ -1,6 +1,7 @@
 import * as fs from "node:fs";
 import { FormatError, UsageError } from "../errors";
 import type { TextTokenizer } from "../types";
+import { readJsonFile } from "./json";
 
 /**
  * Text tokenizers backed by `@huggingface/tokenizers` (pure JS). Two sources:
@@ -245,12 +246,7 @@ export class HfTokenizer implements TextTokenizer {
 
   /** From a `tokenizer.json` file (and optional `tokenizer_config.json`). */
   static fromFile(file: string, opts: Omit<TokenizerOptions, "source"> = {}): HfTokenizer {
-    let json: unknown;
-    try {
-      json = JSON.parse(fs.readFileSync(file, "utf8"));
-    } catch (err) {
-      throw new FormatError(`${file}: not valid JSON: ${(err as Error).message}`);
-    }
+    const json = readJsonFile(file);
     return new HfTokenizer(json, { ...opts, source: file });
   }
 
@@ -447,11 +443,7 @@ export function readTokenizerDir(dir: string, ids: { bosTokenId?: number | null;
   let config: Record<string, unknown> | undefined;
   const cfgFile = `${dir}/tokenizer_config.json`;
   if (fs.existsSync(cfgFile)) {
-    try {
-      config = JSON.parse(fs.readFileSync(cfgFile, "utf8"));
-    } catch (err) {
-      throw new FormatError(`${cfgFile}: not valid JSON: ${(err as Error).message}`);
-    }
+    config = readJsonFile(cfgFile) as Record<string, unknown>;
   }
   return HfTokenizer.fromFile(file, { config, ...ids });
 }

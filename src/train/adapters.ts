@@ -6,6 +6,7 @@ import { readSafetensors, writeSafetensors } from "../io/safetensors";
 import type { LlamaModel } from "../model/llama";
 import { LoraAdapters, resolveLoraConfig, type LoraConfig } from "./lora";
 import type { Projection } from "../model/llama";
+import { readJsonFile } from "../io/json";
 
 /**
  * LoRA adapters on disk in PEFT's layout, so PEFT users recognise them: a directory with
@@ -51,12 +52,7 @@ export function loadAdapters(dir: string, model: LlamaModel): LoraAdapters {
   const wFile = path.join(dir, ADAPTER_WEIGHTS);
   if (!fs.existsSync(cfgFile)) throw new FormatError(`${dir}: no ${ADAPTER_CONFIG} (not a LoRA adapter directory)`);
   if (!fs.existsSync(wFile)) throw new FormatError(`${dir}: no ${ADAPTER_WEIGHTS}`);
-  let raw: Record<string, unknown>;
-  try {
-    raw = JSON.parse(fs.readFileSync(cfgFile, "utf8"));
-  } catch (err) {
-    throw new FormatError(`${cfgFile}: not valid JSON: ${(err as Error).message}`);
-  }
+  const raw = readJsonFile(cfgFile) as Record<string, unknown>;
   if (raw.peft_type !== undefined && raw.peft_type !== "LORA") throw new FormatError(`${cfgFile}: peft_type must be "LORA", got ${JSON.stringify(raw.peft_type)}`);
   if (raw.use_dora === true || raw.use_rslora === true) throw new FormatError(`${cfgFile}: DoRA / rsLoRA adapters are not supported`);
   if (raw.bias !== undefined && raw.bias !== "none") throw new FormatError(`${cfgFile}: bias must be "none", got ${JSON.stringify(raw.bias)}`);

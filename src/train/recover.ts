@@ -18,6 +18,7 @@ import { trainingWindows, type RecoverDataSpec } from "./data";
 import { AdamW, globalNorm } from "./optimizer";
 import { LoraAdapters, resolveLoraConfig, type LoraConfig } from "./lora";
 import { checkSchedule, learningRate } from "./schedule";
+import { readJsonFile } from "../io/json";
 
 /**
  * The training loop behind recovery fine-tuning (after pruning) and the demo model (from scratch):
@@ -328,12 +329,7 @@ function readCheckpoint(dir: string, trainer: Trainer, opt: AdamW, r: Resolved):
   const last = path.join(dir, "last");
   const sj = path.join(last, "state.json");
   if (!fs.existsSync(sj)) return null;
-  let state: CheckpointState;
-  try {
-    state = JSON.parse(fs.readFileSync(sj, "utf8"));
-  } catch (err) {
-    throw new FormatError(`${sj}: not valid JSON: ${(err as Error).message}`);
-  }
+  const state = readJsonFile(sj) as CheckpointState;
   if (state.format !== CHECKPOINT_FORMAT) throw new FormatError(`${sj}: field "format" must be "${CHECKPOINT_FORMAT}", got ${JSON.stringify(state.format)}`);
   const want = runKey(r);
   const diffs = Object.keys(want).filter((k) => JSON.stringify(want[k]) !== JSON.stringify(state.run?.[k]));
