@@ -151,7 +151,6 @@ export function evaluationTable(r: { ppl: PplRecord | null; tasks: EvaluationRes
   }
   notes.push(`model: ${params.toLocaleString("en-US")} params after ${steps} pruning step(s) in this session`);
   if (prior.length > 0) notes.push(`loaded model was pruned before (provenance): ${prior.map((p, i) => `${i + 1}. ${p.label ? `${p.label}: ` : ""}${p.rule}`).join("; ")}`);
-  notes.push(`model: ${params.toLocaleString("en-US")} params after ${steps} pruning step(s)`);
   notes.push(...warnings.map((w) => `WARNING: ${w}`));
   return new Table(["task", "metric", "value", "n", "stderr"], rows, { title: "Evaluation", notes });
 }

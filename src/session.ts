@@ -16,7 +16,6 @@ import { perplexity, pplFromText, type PerplexityResult } from "./eval/perplexit
 import { PruneHistory, type PruneStep } from "./history";
 import { priorPruningSteps, provenanceFile, PROVENANCE_FILE, readLineage, type ProvenanceLink } from "./provenance";
 import { accumulate, checkDistinctFiles, CRITERIA, DATA_FREE, ImportanceScores, isAdditive, readScoresFile, settingsFor, writeScoresFile, type AccumulateOptions, type Criterion } from "./importance";
-import { writeFileAtomic } from "./io/atomic";
 import { checkCalibration, checkContext, checkModelLoad, checkPassMemory, estimateCalibration, type JobEstimate, type ResourceOptions } from "./resources";
 import { readModelConfig, writeModelFiles, type ModelFiles } from "./io/files";
 import { padMlpWidths } from "./io/gguf-llama";
@@ -281,17 +280,14 @@ interface CalibrationState {
   files: string[];
   /** TinyStories story range the documents were taken from (1-based inclusive, as given), null for all. */
   stories: string | null;
+  /** 0-based number of the first document in its file (for naming shared documents in leakage warnings). */
+  firstDoc: number;
   /** Original-model predictions on `windows` (null when calibrate was asked for none). */
   teacher: TeacherCache | null;
   teacherSeconds: number;
   /** Draw, indices in the draw and digests of `windows`. */
   identity: WindowIdentity;
   shard: ShardSpec | null;
-}
-
-interface StorySelection {
-  stories: string | null;
-  firstDoc: number;
 }
 
 /** Calibration documents of a text or files (data/documents.ts), with the calibration's error messages. */
@@ -332,12 +328,6 @@ export class Session {
   private disposed = false;
   /** Recovery runs on this session (written into pruning.json). */
   private readonly recoveries: Record<string, unknown>[] = [];
-  /**
-   * Story range of each calibration's text and the 0-based number of its first document, for naming shared
-   * documents in leakage warnings and recording the range in pruning.json. Beside the state (keyed by it) so
-   * the calibration state's many construction sites stay as they are.
-   */
-  private readonly calibStories = new WeakMap<CalibrationState, StorySelection>();
   private readonly warnings_: string[] = [];
 
   private constructor(
@@ -488,7 +478,7 @@ export class Session {
     let docs: string[] | null = null;
     let files: string[] = [];
     let source: CalibrationState["source"];
-    let selection: StorySelection | null = null;
+    let firstDoc = 0;
     if (opts.windows !== undefined) {
       if (typeof opts.windows === "string") {
         const l = loadWindows(opts.windows, { vocabSize: V });
@@ -509,7 +499,7 @@ export class Session {
     } else {
       if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; calibrate with token windows instead of text`);
       const src = readCalibrationDocuments(opts);
-      selection = { stories: src.stories, firstDoc: src.firstDoc };
+      firstDoc = src.firstDoc;
       docs = src.docs;
       files = src.files;
       source = src.source;
@@ -542,8 +532,7 @@ export class Session {
     const t0 = Date.now();
     const teacher = topk === null ? null : await TeacherCache.build(this.original, windows, { topk }, opts);
     this.original.disposeCaches();
-    this.calib = { windows, provenance, source, docs, files, stories: opts.windows === undefined ? opts.stories ?? null : null, teacher, teacherSeconds: (Date.now() - t0) / 1000, identity, shard };
-    if (selection) this.calibStories.set(this.calib, selection);
+    this.calib = { windows, provenance, source, docs, files, stories: opts.windows === undefined ? opts.stories ?? null : null, firstDoc, teacher, teacherSeconds: (Date.now() - t0) / 1000, identity, shard };
     // New windows start a new accumulator: continuing would silently count windows twice if the same set came back.
     const scoresReset = this.acc !== null;
     this.acc = null;
@@ -858,20 +847,15 @@ export class Session {
     if (this.history_.length > 0) throw new UsageError(`sdmprune starts from the original model, but ${this.history_.length} pruning step(s) are applied; undo them first`);
     const plan = planSdmprune(this.original.config, opts);
     if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; sdmprune draws windows from text`);
-    let src: { docs: string[]; files: string[] };
-    let selection: StorySelection | null = null;
-    if (opts.text !== undefined || opts.files !== undefined) {
-      const read = readCalibrationDocuments(opts);
-      src = read;
-      selection = { stories: read.stories, firstDoc: read.firstDoc };
-    } else if (this.calib?.docs) {
-      src = { docs: this.calib.docs, files: this.calib.files };
-      selection = this.calibStories.get(this.calib) ?? null;
-    } else throw new UsageError("sdmprune draws fresh windows for each stage: give text or files (or calibrate() from text first)");
-    const stories = opts.text !== undefined || opts.files !== undefined ? opts.stories ?? null : this.calib?.stories ?? null;
+    let src: { docs: string[]; files: string[]; stories: string | null; firstDoc: number };
+    if (opts.text !== undefined || opts.files !== undefined) src = readCalibrationDocuments(opts);
+    else if (this.calib?.docs) src = { docs: this.calib.docs, files: this.calib.files, stories: this.calib.stories, firstDoc: this.calib.firstDoc };
+    else throw new UsageError("sdmprune draws fresh windows for each stage: give text or files (or calibrate() from text first)");
+    const { stories, firstDoc } = src;
     const samples = opts.samples ?? this.calib?.windows.length ?? 32;
     const seqLen = opts.seqLen ?? (this.calib ? this.calib.windows[0].length : 128);
     const seed = opts.seed ?? this.calib?.provenance?.seed ?? 0;
+    // the two-stage recipe always distils from the original, so a teacher is always cached
     const topk = opts.topk ?? defaultTopk(this.original.config.vocab_size);
     checkCalibration(this.original.config, samples, seqLen, topk, opts, "sdmprune", samples);
     const draw = (stream: string) => calibrationWindows({ docs: src.docs, tokenizer: this.tokenizer!, samples, seqLen, seed, stream, files: src.files });
@@ -888,14 +872,12 @@ export class Session {
     const savedAcc = this.acc;
     try {
       // Stage 1: ce-taylor, no teacher.
-      this.calib = { windows: w1.windows, provenance: w1.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, stories, teacher: null, teacherSeconds: 0, identity: identifyWindows(w1.windows, seed, w1.provenance.stream), shard: null };
-      if (selection) this.calibStories.set(this.calib, selection);
+      this.calib = { windows: w1.windows, provenance: w1.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, stories, firstDoc, teacher: null, teacherSeconds: 0, identity: identifyWindows(w1.windows, seed, w1.provenance.stream), shard: null };
       this.acc = null;
       await this.score({ criterion: "ce-taylor", ...phase("stage1") });
       const stage1 = this.prune({ keep: plan.stage1Keep, label: `sdmprune stage 1 (ce-taylor, keep ${STAGE1_KEEP_FRACTION} of width)` });
       // Stage 2: sd-taylor on the stage-1 model against the original teacher, fresh windows.
-      this.calib = { windows: w2.windows, provenance: w2.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, stories, teacher: teacher2, teacherSeconds, identity: identifyWindows(w2.windows, seed, w2.provenance.stream), shard: null };
-      if (selection) this.calibStories.set(this.calib, selection);
+      this.calib = { windows: w2.windows, provenance: w2.provenance, source: src.files.length ? "files" : "text", docs: src.docs, files: src.files, stories, firstDoc, teacher: teacher2, teacherSeconds, identity: identifyWindows(w2.windows, seed, w2.provenance.stream), shard: null };
       this.acc = null;
       await this.score({ criterion: "sd-taylor", alpha: plan.alpha, temperature: plan.temperature, ...phase("stage2") });
       const stage2 = this.prune({ keep: plan.finalKeep, roundTo: plan.roundTo ?? undefined, label: `sdmprune stage 2 (sd-taylor α ${plan.alpha}, τ ${plan.temperature}; ${plan.settingsSource})` });
@@ -999,7 +981,7 @@ export class Session {
     const c = this.calib;
     if (!c) return this.recordedLeakage(spec);
     const calLabel = `${c.windows.length} calibration windows${c.files.length ? ` from ${c.files.map((f) => path.basename(f)).join(", ")}` : ""}`;
-    const calibration = { windows: c.windows, docs: c.docs, label: calLabel, firstDoc: this.calibStories.get(c)?.firstDoc ?? 0 };
+    const calibration = { windows: c.windows, docs: c.docs, label: calLabel, firstDoc: c.firstDoc };
     if (spec.windows !== undefined) {
       const V = this.current.config.vocab_size;
       const w = typeof spec.windows === "string" ? loadWindows(spec.windows, { vocabSize: V }).windows : spec.windows;
