@@ -96,11 +96,13 @@ export class ImportanceScores {
   /** Whether window `index` of draw `draw` is already summed. */
   hasWindow(draw: string, index: number): boolean {
     if (!this.records) return false;
-    if (!this.keys || this.keys.size !== this.records.length) this.keys = new Set(this.records.map((r) => `${r.draw}/${r.index}`));
+    // records only grow (add, merge), so the set takes in what was appended since the last look: O(1) per window
+    for (; this.keyed < this.records.length; this.keyed++) this.keys.add(`${this.records[this.keyed].draw}/${this.records[this.keyed].index}`);
     return this.keys.has(`${draw}/${index}`);
   }
-  /** Lookup set of "draw/index" (rebuilt when records were added since). */
-  private keys: Set<string> | null = null;
+  /** Lookup set of "draw/index" of the first `keyed` records. */
+  private readonly keys = new Set<string>();
+  private keyed = 0;
   get additive(): boolean {
     return isAdditive(this.criterion);
   }

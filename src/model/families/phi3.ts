@@ -42,13 +42,28 @@ export function splitPhi3(c: ModelConfig, tensors: TensorMap, source: string): T
     }
     out.delete(p + "self_attn.qkv_proj.weight");
     out.delete(p + "mlp.gate_up_proj.weight");
-    out.set(p + "self_attn.q_proj.weight", { shape: [q, H], data: rows(qkv.data, H, 0, q) });
-    out.set(p + "self_attn.k_proj.weight", { shape: [kv, H], data: rows(qkv.data, H, q, kv) });
-    out.set(p + "self_attn.v_proj.weight", { shape: [kv, H], data: rows(qkv.data, H, q + kv, kv) });
-    out.set(p + "mlp.gate_proj.weight", { shape: [I, H], data: rows(gu.data, H, 0, I) });
-    out.set(p + "mlp.up_proj.weight", { shape: [I, H], data: rows(gu.data, H, I, I) });
+    // Lazy parts, so the loader holds one tensor at a time; the fused data is read once for all its parts
+    // (kept until the last part has taken its rows; a part read again reads the file again, still correctly).
+    const qkvData = sharedRead(() => qkv.data, 3);
+    const guData = sharedRead(() => gu.data, 2);
+    out.set(p + "self_attn.q_proj.weight", lazyTensor([q, H], () => rows(qkvData(), H, 0, q)));
+    out.set(p + "self_attn.k_proj.weight", lazyTensor([kv, H], () => rows(qkvData(), H, q, kv)));
+    out.set(p + "self_attn.v_proj.weight", lazyTensor([kv, H], () => rows(qkvData(), H, q + kv, kv)));
+    out.set(p + "mlp.gate_proj.weight", lazyTensor([I, H], () => rows(guData(), H, 0, I)));
+    out.set(p + "mlp.up_proj.weight", lazyTensor([I, H], () => rows(guData(), H, I, I)));
   }
   return out;
+}
+
+/** A read shared by `parts` readers: the data is fetched once and dropped after the last of them. */
+function sharedRead(read: () => Float32Array, parts: number): () => Float32Array {
+  let data: Float32Array | null = null;
+  let left = parts;
+  return () => {
+    const d = data ?? read();
+    data = --left > 0 ? d : null;
+    return d;
+  };
 }
 
 /** The inverse of splitPhi3: q/k/v_proj → qkv_proj, gate/up_proj → gate_up_proj (HF layout). */
