@@ -218,7 +218,7 @@ export const SPECS: CommandSpec[] = [
     summary: "continue a prompt with the current model",
     details: ['Example: generate "Once upon a time" --max-new-tokens 40'],
     flags: {
-      "max-new-tokens": { type: "posint", value: "N", help: "new tokens (default 40)" },
+      "max-new-tokens": { type: "posint", value: "N", help: "new tokens (default 64)" },
       temperature: { type: "number", value: "T", help: "0 = greedy" },
       seed: { type: "int", value: "S", help: "sampling seed" },
     },

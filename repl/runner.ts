@@ -203,7 +203,7 @@ export class SessionRunner implements Runner {
       }
       case "generate": {
         const s = this.need();
-        const out = s.generate(cmd.prompt, { maxNewTokens: cmd.maxNewTokens ?? 40, temperature: cmd.temperature, seed: cmd.seed });
+        const out = s.generate(cmd.prompt, { maxNewTokens: cmd.maxNewTokens, temperature: cmd.temperature, seed: cmd.seed });
         return [text(`${cmd.prompt}${out}`)];
       }
       case "save": {

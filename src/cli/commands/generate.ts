@@ -38,7 +38,8 @@ export const generateCommand: Command = {
     try {
       if (!tokenizer) throw new UsageError(`${values.model}: the model has no tokenizer (tokenizer.json or GGUF vocabulary); cannot encode the prompt`);
       process.stderr.write(`backend: ${backend}\n`);
-      const prompt = tokenizer.encode(values.prompt);
+      // BOS as Session.generate and the REPL prepend it, whatever the tokenizer's own default
+      const prompt = tokenizer.encode(values.prompt, { addBos: true });
       const out = model.generate(prompt, { maxNewTokens, temperature, seed });
       process.stdout.write(tokenizer.decode([...prompt, ...out], { skipSpecialTokens: true }) + "\n");
     } finally {
