@@ -354,7 +354,10 @@ export function ggufFromModel(
   } else if (c.rope_scaling?.rope_type === "llama3") {
     kvs.push(["sdmprune.rope_scaling", gv.str(JSON.stringify(c.rope_scaling))]);
   }
-  const byteLevel = tokenizer !== null && ((tokenizer.toJSON() as { model?: { byte_fallback?: unknown } }).model?.byte_fallback ?? false) !== true;
+  // byte-level BPE (GPT-2 style) is a BPE model without byte fallback; anything else (SentencePiece BPE with
+  // byte fallback, Unigram, ...) takes the SentencePiece path, which refuses what it cannot write
+  const model = tokenizer === null ? null : (tokenizer.toJSON() as { model?: { type?: unknown; byte_fallback?: unknown } }).model;
+  const byteLevel = model?.type === "BPE" && model.byte_fallback !== true;
   if (tokenizer && byteLevel) {
     const bl = tokenizer.toByteLevelBpe(c.vocab_size);
     kvs.push(

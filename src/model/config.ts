@@ -323,7 +323,8 @@ export function parseConfig(raw: unknown, source = "config.json", opts: ParseOpt
   }
 
   let sliding_window: number | null = null;
-  const windowed = model_type === "mistral" || model_type === "phi3" || gemma;
+  // the family's field contract says whether its attention reads a window (qwen's is refused, llama has none)
+  const windowed = fields.sliding_window?.role === "used";
   if (windowed && r.sliding_window !== undefined && r.sliding_window !== null) {
     sliding_window = positiveInt(need(r, "sliding_window", source), "sliding_window", source);
   } else if (gemma && r.sliding_window === undefined) {

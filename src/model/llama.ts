@@ -151,7 +151,9 @@ export function layerActivationFloats(config: LlamaConfig, l: number, T: number)
   const nH = config.num_attention_heads;
   const hd = config.head_dim;
   const qkNorm = config.qk_norm ? T * (nH + config.num_key_value_heads) * (hd + 1) : 0;
-  return T * (4 * H + 2) + T * hd * (nH + 2 * config.num_key_value_heads) + nH * T * T + 4 * T * I + qkNorm;
+  // Gemma's extra norms around attention and MLP save their normalised inputs and 1/rms too
+  const gemmaNorms = config.gemma_norms ? T * (2 * H + 2) : 0;
+  return T * (4 * H + 2) + T * hd * (nH + 2 * config.num_key_value_heads) + nH * T * T + 4 * T * I + qkNorm + gemmaNorms;
 }
 
 interface KV {
