@@ -107,9 +107,6 @@ export const WASM_HEAP_BYTES = 4 * 2 ** 30;
  */
 export const WASM_HEAP_RESERVE = 512 * 2 ** 20;
 
-/** The backends' memory: "wasm" is bounded by its heap, the others by host memory only. */
-export type MemoryBackend = "tensorflow" | "wasm" | "cpu";
-
 /** Float32 bytes of a model's weights (what the loaded model holds on any backend). */
 export function weightBytes(config: LlamaConfig): number {
   return 4 * paramCounts(config).total;

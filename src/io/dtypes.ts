@@ -98,17 +98,6 @@ export function decodeBF16Into(bytes: Uint8Array, n: number, out: Float32Array, 
   for (let i = 0; i < n; i++) o32[i] = src(i) << 16;
 }
 
-export function decodeF32(bytes: Uint8Array, n: number): Float32Array {
-  // Copy into a fresh, aligned buffer: the source may sit at any byte offset and is little-endian on disk.
-  const out = new Float32Array(n);
-  new Uint8Array(out.buffer).set(bytes.subarray(0, n * 4));
-  if (!LITTLE_ENDIAN) {
-    const dv = new DataView(bytes.buffer, bytes.byteOffset, n * 4);
-    for (let i = 0; i < n; i++) out[i] = dv.getFloat32(i * 4, true);
-  }
-  return out;
-}
-
 export function encodeF32(data: Float32Array): Uint8Array {
   if (LITTLE_ENDIAN) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const out = new Uint8Array(data.length * 4);
