@@ -134,9 +134,8 @@ export interface CompareHooks {
   leakage(): string | null;
 }
 
-/** Run the sweep on `session` (must be unpruned); the Session restores its calibration and scores afterwards. */
+/** Run the sweep on `session` (must be unpruned; Session.compare has validated `opts`); the Session restores its calibration and scores afterwards. */
 export async function runCompare(session: Session, opts: CompareOptions, hooks: CompareHooks): Promise<CompareTable> {
-  validateCompare(opts);
   const run: RunOptions = { onProgress: opts.onProgress, signal: opts.signal };
   const needsTeacher = opts.criteria.some((c) => c === "sd-taylor" && (opts.alpha ?? 0.4) > 0);
   const tasksOf = async () => {

@@ -913,21 +913,22 @@ export class Session {
     checkPplSpec(spec);
     // Tokenize the evaluation text once; pplFromText's protocol (BOS, consecutive windows) on fixed windows.
     let windows: number[][] | null = null;
-    let source = "";
+    let label: { source: string; protocol: string } | null = null;
     if (spec.file !== undefined || spec.text !== undefined) {
       if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; evaluate perplexity on token windows instead`);
       const e = evaluationText(spec);
-      windows = evalWindows(this.tokenizer.encode(e.text, { addBos: true }), spec.seqLen ?? 128);
-      source = e.source;
+      const seqLen = spec.seqLen ?? 128;
+      windows = evalWindows(this.tokenizer.encode(e.text, { addBos: true }), seqLen);
+      label = { source: e.source, protocol: `${e.how}; one BOS, non-overlapping windows of ${seqLen}` };
     }
     const saved = { calib: this.calib, acc: this.acc };
     try {
       return await runCompare(this, opts, {
-        ppl: async (run) => {
-          if (!windows) return this.pplOf(spec, run);
-          const r = await perplexity(this.scorer(), windows, { ...run, batchSize: spec.batchSize });
-          return { ...r, source };
-        },
+        // the windows go through pplOf, so the context and memory checks of every perplexity apply here too
+        ppl: async (run) =>
+          windows && label
+            ? { ...(await this.pplOf({ windows, batchSize: spec.batchSize, allowLonger: spec.allowLonger, skipMemoryCheck: spec.skipMemoryCheck }, run)), ...label }
+            : this.pplOf(spec, run),
         leakage: () => this.leakage(spec)?.message ?? null,
       });
     } finally {
