@@ -1,7 +1,7 @@
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import { DataError, FormatError } from "../errors";
-import { writeFileAtomic } from "../io/atomic";
+import { writeContentAtomic } from "../io/atomic";
 import { Rng } from "../rng";
 import type { TextTokenizer } from "../types";
 import { joinDocs } from "./text";
@@ -184,7 +184,7 @@ export async function saveWindows(file: string, windows: number[][], provenance?
   const lines = windows.map((w) => JSON.stringify(w));
   const prov = provenance ? `,\n"provenance": ${JSON.stringify(provenance)}` : "";
   const text = `{"windows": [\n${lines.join(",\n")}\n]${prov}\n}\n`;
-  await writeFileAtomic(file, (tmp) => fs.writeFileSync(tmp, text));
+  await writeContentAtomic(file, text);
 }
 
 export interface LoadedWindows {

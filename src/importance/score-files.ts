@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { DataError, FormatError, UsageError } from "../errors";
-import { writeFileAtomic, writeFileDurable } from "../io/atomic";
+import { writeContentAtomic } from "../io/atomic";
 import { ImportanceScores } from "./scores";
 
 /** Read and validate a scores file (FormatError naming the file and field; DataError when unreadable). */
@@ -19,8 +19,7 @@ export function readScoresFile(file: string): ImportanceScores {
 /** Write scores as JSON atomically (temporary file, fsync, rename). */
 export async function writeScoresFile(file: string, scores: ImportanceScores): Promise<void> {
   const body = JSON.stringify(scores.toJSON());
-  // writeFileDurable loops on short writes (a full disk must not leave truncated JSON) and fsyncs
-  await writeFileAtomic(file, (tmp) => writeFileDurable(tmp, body));
+  await writeContentAtomic(file, body);
 }
 
 /** Refuses a list that names one file twice (by real path, so "a.json" and "./a.json" are the same). */

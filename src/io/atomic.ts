@@ -36,12 +36,14 @@ export function writeAll(fd: number, data: Uint8Array, file: string): void {
   }
 }
 
-/** Create `file` with `content`, every byte checked, and fsync it before returning. */
-export function writeFileDurable(file: string, content: string | Uint8Array): void {
+/**
+ * Create `file` with `content`, every byte checked written. Not fsynced: its callers fsync once, when the
+ * temporary file or folder is complete (writeFileAtomic, writeDirAtomic).
+ */
+export function writeFileChecked(file: string, content: string | Uint8Array): void {
   const fd = openForWrite(file);
   try {
     writeAll(fd, typeof content === "string" ? Buffer.from(content, "utf8") : content, file);
-    fsyncFd(fd, file);
   } finally {
     fs.closeSync(fd);
   }
@@ -164,6 +166,14 @@ export async function writeFileAtomic(target: string, write: (tmp: string) => Pr
   }
 }
 
+/**
+ * Write `content` to `target` atomically: every byte checked written (a full disk must not leave a truncated
+ * file), one fsync (writeFileAtomic's), then the rename.
+ */
+export async function writeContentAtomic(target: string, content: string | Uint8Array): Promise<void> {
+  await writeFileAtomic(target, (tmp) => writeFileChecked(tmp, content));
+}
+
 interface Manifest {
   written_by: "sdmprune";
   files: string[];
@@ -256,7 +266,7 @@ export async function writeDirAtomic(dir: string, force: boolean, fill: (tmpDir:
     fs.mkdirSync(tmp);
     await fill(tmp);
     const files = fs.readdirSync(tmp).filter((f) => f !== MANIFEST).sort();
-    writeFileDurable(path.join(tmp, MANIFEST), JSON.stringify({ written_by: "sdmprune", files } satisfies Manifest, null, 2) + "\n");
+    writeFileChecked(path.join(tmp, MANIFEST), JSON.stringify({ written_by: "sdmprune", files } satisfies Manifest, null, 2) + "\n");
     fsyncTree(tmp);
   } catch (err) {
     fs.rmSync(tmp, { recursive: true, force: true });

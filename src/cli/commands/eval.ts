@@ -6,7 +6,7 @@ import { PPL_PROTOCOLS, Session } from "../../session";
 import type { Command } from "../command";
 import { interruptSignal, stderrProgress } from "../progress";
 import { BACKEND_FLAG, JSON_FLAG, MODEL_FLAG, PPL_TEXT_FLAGS, SKIP_MEMORY_FLAG, TASK_FLAGS, backendFlag, enumFlag, flagHelp, intFlag, parseFlags, requireFlags, str } from "../flags";
-import { writeFileAtomic } from "../../io/atomic";
+import { writeContentAtomic } from "../../io/atomic";
 
 const FLAGS = {
   ...MODEL_FLAG,
@@ -80,15 +80,7 @@ export const evalCommand: Command = {
       const zs = t.raw.tasks;
       if (samplesFile && zs) {
         const lines = zs.tasks.flatMap((r) => (r.samples ?? []).map((x) => JSON.stringify(x)));
-        await writeFileAtomic(samplesFile, (tmp) => {
-          const fd = fs.openSync(tmp, "w");
-          try {
-            fs.writeSync(fd, lines.join("\n") + "\n");
-            fs.fsyncSync(fd);
-          } finally {
-            fs.closeSync(fd);
-          }
-        });
+        await writeContentAtomic(samplesFile, lines.join("\n") + "\n");
       }
       for (const w of session.warnings) process.stderr.write(`warning: ${w}\n`);
       if (values.json) {
