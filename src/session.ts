@@ -12,7 +12,7 @@ import { runCompare, validateCompare, type CompareOptions, type CompareTable } f
 import { CancelledError, DataError, UsageError } from "./errors";
 import { evaluateTasks, type EvaluationResult } from "./eval/harness";
 import { modelScorer } from "./eval/model-scorer";
-import { perplexity, pplFromText, type PerplexityResult } from "./eval/perplexity";
+import { perplexity, pplFromIds, type PerplexityResult } from "./eval/perplexity";
 import { PruneHistory, type PruneStep } from "./history";
 import { priorPruningSteps, provenanceFile, PROVENANCE_FILE, readLineage, type ProvenanceLink } from "./provenance";
 import { accumulate, checkDistinctFiles, CRITERIA, DATA_FREE, ImportanceScores, isAdditive, readScoresFile, settingsFor, writeScoresFile, type AccumulateOptions, type Criterion } from "./importance";
@@ -321,6 +321,7 @@ export class Session {
   private readonly weights: ModelState;
   private readonly history_: PruneHistory;
   private calib: CalibrationState | null = null;
+  private lastEval: { text: string; ids: number[] } | null = null;
   private acc: ImportanceScores | null = null;
   /** Accumulator before each pruning step (restored by undo). */
   private readonly accStack: (ImportanceScores | null)[] = [];
@@ -918,7 +919,7 @@ export class Session {
       if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; evaluate perplexity on token windows instead`);
       const e = evaluationText(spec);
       const seqLen = spec.seqLen ?? 128;
-      windows = evalWindows(this.tokenizer.encode(e.text, { addBos: true }), seqLen);
+      windows = evalWindows(this.evalIds(e.text), seqLen);
       label = { source: e.source, protocol: `${e.how}; one BOS, non-overlapping windows of ${seqLen}` };
     }
     const saved = { calib: this.calib, acc: this.acc };
@@ -967,6 +968,16 @@ export class Session {
 
   // ------------------------------------------------------------------ evaluation
 
+  /**
+   * The evaluation text tokenized with its one BOS. The last text is remembered: evaluate() reads the same
+   * text for perplexity and for the leakage check, and a WikiText-sized text takes seconds to tokenize.
+   */
+  private evalIds(text: string): number[] {
+    if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; evaluate perplexity on token windows instead`);
+    if (this.lastEval?.text !== text) this.lastEval = { text, ids: this.tokenizer.encode(text, { addBos: true }) };
+    return this.lastEval.ids;
+  }
+
   private scorer() {
     const model = this.current;
     return (seqs: number[][]) => model.tokenLogProbs(seqs);
@@ -990,7 +1001,7 @@ export class Session {
     }
     if (spec.text === undefined && spec.file === undefined) return null;
     const e = evaluationText(spec);
-    const ids = this.tokenizer ? this.tokenizer.encode(e.text, { addBos: true }) : null;
+    const ids = this.tokenizer ? this.evalIds(e.text) : null;
     return findLeakage({ calibration, evaluation: { ids, docs: e.docs, label: e.source, firstDoc: e.firstDoc } });
   }
 
@@ -1025,7 +1036,7 @@ export class Session {
     }
     const { docs, firstDoc } = readCalibrationDocuments({ files: spec.file, stories: cal!.stories ?? undefined });
     const set = calibrationWindows({ docs, tokenizer: this.tokenizer, samples: prov.samples, seqLen: prov.seqLen, seed: prov.seed, stream: prov.stream, mode: prov.mode, files: [spec.file] });
-    const ids = this.tokenizer.encode(e.text, { addBos: true });
+    const ids = this.evalIds(e.text);
     return findLeakage({ calibration: { windows: set.windows, docs, label, firstDoc }, evaluation: { ids, docs: e.docs, label: e.source, firstDoc: e.firstDoc } });
   }
 
@@ -1048,7 +1059,8 @@ export class Session {
     const { text, how, source } = evaluationText(spec);
     checkContext(seqLen, this.current.config.max_position_embeddings, "perplexity", spec);
     checkPassMemory(this.current.config, "forward", spec.batchSize ?? 4, seqLen, "perplexity", spec);
-    const r = await pplFromText(this.scorer(), this.tokenizer, text, seqLen, popts);
+    if (text.trim() === "") throw new DataError("perplexity text is empty");
+    const r = await pplFromIds(this.scorer(), this.evalIds(text), seqLen, popts);
     return { ...r, source, protocol: `${how}; one BOS, non-overlapping windows of ${seqLen}` };
   }
 

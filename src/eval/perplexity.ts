@@ -69,7 +69,11 @@ export interface TextPerplexityResult extends PerplexityResult {
  */
 export async function pplFromText(scorer: TokenScorer, tokenizer: TextTokenizer, text: string, seqLen: number, opts: PerplexityOptions = {}): Promise<TextPerplexityResult> {
   if (text.trim() === "") throw new DataError("perplexity text is empty");
-  const ids = tokenizer.encode(text, { addBos: true });
+  return pplFromIds(scorer, tokenizer.encode(text, { addBos: true }), seqLen, opts);
+}
+
+/** pplFromText on text already tokenized (with its one BOS), for callers that also need the ids. */
+export async function pplFromIds(scorer: TokenScorer, ids: number[], seqLen: number, opts: PerplexityOptions = {}): Promise<TextPerplexityResult> {
   const windows = evalWindows(ids, seqLen);
   const r = await perplexity(scorer, windows, opts);
   return { ...r, textTokens: ids.length, droppedTokens: ids.length - windows.length * seqLen };
