@@ -329,6 +329,8 @@ export class Session {
   private disposed = false;
   /** Recovery runs on this session (written into pruning.json). */
   private readonly recoveries: Record<string, unknown>[] = [];
+  /** recovery.json of the last recover(): written by save() beside the recovered weights. */
+  private lastRecovery: Record<string, unknown> | null = null;
   private readonly warnings_: string[] = [];
 
   private constructor(
@@ -1133,6 +1135,19 @@ export class Session {
     const res = await recoverWithData(this.current, this.tokenizer, this.teacher, opts);
     this.weights.adoptRecovered(res.model);
     this.recoveries.push({ time: new Date().toISOString(), data: res.source, steps: res.steps, loss: res.loss, ...(opts.teacher !== undefined ? { teacher: opts.teacher } : {}), lora: res.adapters ? res.adapters.config : null, finalLoss: res.losses.length ? res.losses[res.losses.length - 1] : null });
+    this.lastRecovery = {
+      format: "sdmprune-recovery",
+      version: 1,
+      base: this.files.path,
+      data: res.source,
+      windows: res.windows,
+      seqLen: res.seqLen,
+      steps: res.steps,
+      lora: res.adapters ? res.adapters.config : null,
+      loss: res.loss,
+      teacher: opts.teacher ?? null,
+      losses: res.losses,
+    };
     // scores were computed for the pre-recovery weights
     this.acc = null;
     return res;
@@ -1173,7 +1188,7 @@ export class Session {
     };
   }
 
-  /** Save weights (hf or gguf) plus pruning.json; refuses a non-empty dir unless force; no partial output. */
+  /** Save weights (hf or gguf) plus pruning.json (and recovery.json after recover()); refuses a non-empty dir unless force; no partial output. */
   async save(dir: string, opts: SaveOptions = {}): Promise<string[]> {
     this.alive();
     const format = opts.format ?? "hf";
@@ -1183,8 +1198,11 @@ export class Session {
     const padded = opts.padMlp === true && widths.some((w) => w !== widths[0]);
     if (padded) record.saved = { padMlp: true, intermediate_size: Math.max(...widths), note: "every layer padded with zero channels after its kept ones (same outputs)" };
     const kind = this.history_.length > 0 ? "prune" : this.weights.recovered ? "recover" : "save";
-    const provenance = provenanceFile(dir, { kind, record }, this.lineage);
-    const extraFiles = { "pruning.json": record, [PROVENANCE_FILE]: provenance };
+    // A recovered model's step record is its recovery.json (the CLI's `recover` writes the same files)
+    const recovery = kind === "recover" ? this.lastRecovery : null;
+    const provenance = provenanceFile(dir, { kind, record: recovery ?? record }, this.lineage);
+    const extraFiles: Record<string, string | object> = { "pruning.json": record, [PROVENANCE_FILE]: provenance };
+    if (recovery) extraFiles["recovery.json"] = recovery;
     if (!padded) return saveModel(dir, this.current, this.tokenizer, { format, force: opts.force, dtype: opts.dtype, extraFiles });
     const { config, tensors } = padMlpWidths(this.current.config, this.current.toTensors({ lazy: true }));
     return writeModelFiles(dir, { config, tensors, tokenizer: this.tokenizer }, { format, force: opts.force, dtype: opts.dtype, extraFiles });

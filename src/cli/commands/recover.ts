@@ -1,10 +1,8 @@
 import * as path from "node:path";
 import { UsageError } from "../../errors";
-import { saveModel } from "../../model/load";
 import { Session } from "../../session";
 import { saveAdapters } from "../../train/adapters";
 import { checkOutputDir } from "../../io/atomic";
-import { PROVENANCE_FILE, provenanceFile, readLineage } from "../../provenance";
 import type { Command } from "../command";
 import { ALLOW_LONGER_FLAG, BACKEND_FLAG, JSON_FLAG, MODEL_FLAG, backendFlag, bool, flagHelp, numFlag, parseFlags, requireFlags, str } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
@@ -89,28 +87,11 @@ export const recoverCommand: Command = {
         onProgress: progress.onProgress,
         signal: intr.signal,
       });
-      const { source, loss } = res;
+      const { source } = res;
       progress.end();
       try {
-        const recovery = {
-          format: "sdmprune-recovery",
-          version: 1,
-          base: session.files.path,
-          data: source,
-          windows: res.windows,
-          seqLen: res.seqLen,
-          steps: res.steps,
-          lora: res.adapters ? res.adapters.config : null,
-          loss,
-          teacher: v["kd-from"] ?? null,
-          losses: res.losses,
-        };
-        const written = await saveModel(v.out, session.model, session.tokenizer, {
-          format: "hf",
-          force: v.force,
-          // recovery.json for this run; provenance.json for the whole chain back to the original model
-          extraFiles: { "recovery.json": recovery, [PROVENANCE_FILE]: provenanceFile(v.out, { kind: "recover", record: recovery }, readLineage(v.model)) },
-        });
+        // the Session writes recovery.json (this run), pruning.json and provenance.json (the chain back to the original)
+        const written = await session.save(v.out!, { force: v.force });
         const adapterFiles = res.adapters && v.adapters ? await saveAdapters(v.adapters, res.adapters, { baseModel: path.resolve(v.model), force: v.force }) : [];
         if (v.json) {
           process.stdout.write(JSON.stringify({ backend, out: v.out, files: written, adapters: adapterFiles, steps: res.steps, losses: res.losses, seconds: res.seconds }) + "\n");
