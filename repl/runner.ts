@@ -178,12 +178,12 @@ export class SessionRunner implements Runner {
         }
         const r = await s.recover({
           steps: cmd.steps,
-          lr: cmd.lr ?? 1e-4,
+          lr: cmd.lr,
           data,
           loss: cmd.loss,
           alpha: cmd.alpha,
           temperature: cmd.temperature,
-          lora: cmd.full ? null : { r: cmd.loraR ?? 8 },
+          lora: cmd.full ? null : { r: cmd.loraR },
           seed: cmd.seed,
           ...run,
         });

@@ -34,7 +34,9 @@ export interface LoraConfig {
 export const DEFAULT_LORA: LoraConfig = { r: 8, alpha: 16, dropout: 0.05, targets: LORA_TARGETS.slice() };
 
 export function resolveLoraConfig(partial: Partial<LoraConfig> = {}): LoraConfig {
-  const c: LoraConfig = { ...DEFAULT_LORA, ...partial, targets: (partial.targets ?? DEFAULT_LORA.targets).slice() };
+  // a field given as undefined (a CLI flag not set) keeps its default
+  const given = Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)) as Partial<LoraConfig>;
+  const c: LoraConfig = { ...DEFAULT_LORA, ...given, targets: (given.targets ?? DEFAULT_LORA.targets).slice() };
   if (!Number.isInteger(c.r) || c.r < 1) throw new UsageError(`LoRA rank r must be a positive integer, got ${c.r}`);
   if (!(c.alpha > 0) || !Number.isFinite(c.alpha)) throw new UsageError(`LoRA alpha must be a positive number, got ${c.alpha}`);
   if (!(c.dropout >= 0 && c.dropout < 1)) throw new UsageError(`LoRA dropout must be in [0, 1), got ${c.dropout}`);

@@ -32,11 +32,15 @@ import { readJsonFile } from "../io/json";
  */
 export type RecoverLoss = "ce" | "kd" | "mix";
 
+/** The reference recipe's peak learning rate (docs/method.md, "Recovery"). */
+export const DEFAULT_RECOVERY_LR = 1e-4;
+
 export interface RecoverOptions extends RunOptions {
   /** Training windows (token ids, all of equal length ≥ 2). For kd/mix: the teacher cache's windows (default). */
   data?: number[][];
   steps: number;
-  lr: number;
+  /** Peak learning rate (default 1e-4, docs/method.md "Recovery"). */
+  lr?: number;
   /** Windows per micro-batch (default 4). */
   batch?: number;
   /** Micro-batches per optimizer step (default 1); gradients are averaged. */
@@ -116,7 +120,7 @@ function positiveInt(v: number, what: string): number {
 }
 
 function resolve(model: LlamaModel, o: RecoverOptions): Resolved {
-  checkSchedule({ lr: o.lr, steps: o.steps, warmup: o.warmup, minRatio: o.minLrRatio });
+  checkSchedule({ lr: o.lr ?? DEFAULT_RECOVERY_LR, steps: o.steps, warmup: o.warmup, minRatio: o.minLrRatio });
   const loss = o.loss ?? "ce";
   if (!["ce", "kd", "mix"].includes(loss)) throw new UsageError(`loss must be "ce", "kd" or "mix", got ${JSON.stringify(loss)}`);
   const alpha = loss === "ce" ? 0 : loss === "kd" ? 1 : (o.alpha ?? 0.5);
@@ -151,7 +155,7 @@ function resolve(model: LlamaModel, o: RecoverOptions): Resolved {
   return {
     data,
     steps: o.steps,
-    lr: o.lr,
+    lr: o.lr ?? DEFAULT_RECOVERY_LR,
     batch,
     accumulate,
     warmup: o.warmup ?? 0,

@@ -2,6 +2,8 @@ import * as path from "node:path";
 import { UsageError } from "../../errors";
 import { Session } from "../../session";
 import { saveAdapters } from "../../train/adapters";
+import { DEFAULT_LORA } from "../../train/lora";
+import { DEFAULT_RECOVERY_LR } from "../../train/recover";
 import { checkOutputDir } from "../../io/atomic";
 import type { Command } from "../command";
 import { ALLOW_LONGER_FLAG, BACKEND_FLAG, JSON_FLAG, MODEL_FLAG, backendFlag, bool, flagHelp, numFlag, parseFlags, requireFlags, str } from "../flags";
@@ -14,7 +16,7 @@ const FLAGS = {
   stories: str("A-B", "1-based inclusive story range of a TinyStories dump (e.g. 200-499)"),
   steps: str("N", "optimizer steps (required, > 0)"),
   out: str("DIR", "where the merged model is written (Hugging Face directory)"),
-  lr: str("X", "peak learning rate (default 1e-4; > 0)"),
+  lr: str("X", `peak learning rate (default ${DEFAULT_RECOVERY_LR}; > 0)`),
   batch: str("N", "windows per micro-batch (default 4)"),
   accumulate: str("N", "micro-batches per step (default 1)"),
   "seq-len": str("N", "tokens per training window (default 128)"),
@@ -22,9 +24,9 @@ const FLAGS = {
   warmup: str("N", "warm-up steps (default 0)"),
   "weight-decay": str("X", "AdamW decoupled weight decay (default 0.05)"),
   clip: str("X", "max global gradient norm (default 1; 0 = off)"),
-  "lora-r": str("N", "LoRA rank (default 8)"),
-  "lora-alpha": str("X", "LoRA alpha (default 16)"),
-  "lora-dropout": str("X", "LoRA dropout (default 0.05)"),
+  "lora-r": str("N", `LoRA rank (default ${DEFAULT_LORA.r})`),
+  "lora-alpha": str("X", `LoRA alpha (default ${DEFAULT_LORA.alpha})`),
+  "lora-dropout": str("X", `LoRA dropout (default ${DEFAULT_LORA.dropout})`),
   full: bool("full fine-tuning instead of LoRA"),
   "kd-from": str("PATH", "distil from a teacher model (usually the unpruned original): its logits on the\ntraining windows are cached once; loss = (1−α)·CE + α·KD"),
   alpha: str("A", "KD weight with --kd-from (default 0.5; 1 = pure KD)"),
@@ -71,13 +73,13 @@ export const recoverCommand: Command = {
         allowLonger: v["allow-longer"],
         teacher: v["kd-from"],
         steps: numFlag("steps", v.steps)!,
-        lr: numFlag("lr", v.lr) ?? 1e-4,
+        lr: numFlag("lr", v.lr),
         batch: numFlag("batch", v.batch),
         accumulate: numFlag("accumulate", v.accumulate),
         warmup: numFlag("warmup", v.warmup),
         weightDecay: numFlag("weight-decay", v["weight-decay"]),
         clip: numFlag("clip", v.clip),
-        lora: v.full ? null : { r: numFlag("lora-r", v["lora-r"]) ?? 8, alpha: numFlag("lora-alpha", v["lora-alpha"]) ?? 16, dropout: numFlag("lora-dropout", v["lora-dropout"]) ?? 0.05 },
+        lora: v.full ? null : { r: numFlag("lora-r", v["lora-r"]), alpha: numFlag("lora-alpha", v["lora-alpha"]), dropout: numFlag("lora-dropout", v["lora-dropout"]) },
         alpha: numFlag("alpha", v.alpha),
         temperature: numFlag("temperature", v.temperature),
         seed: numFlag("seed", v.seed),
