@@ -144,6 +144,18 @@ describe("half storage: float32 weights packed as IEEE halves", function () {
     assert.equal(packedBytes([2048, 8192]), 2048 * 8192 * 2);
   });
 
+  it("is a constant inside a taped function: gradients of the other inputs equal those through the float32 weight", async () => {
+    const next = words32(11);
+    const w = Float32Array.from({ length: 6 * 5 }, () => Math.fround(((next() % 2001) - 1000) / 1024)); // all exact halves
+    const x = tf.tensor2d(Float32Array.from({ length: 3 * 6 }, (_, i) => Math.sin(i)), [3, 6]);
+    const p = packHalf(w, [6, 5]);
+    const wf = tf.tensor2d(w, [6, 5]);
+    const viaHalf = tf.grad((xv: tf.Tensor) => tf.square(tf.matMul(xv as tf.Tensor2D, unpackHalf(p, [6, 5]) as tf.Tensor2D)).sum())(x);
+    const viaF32 = tf.grad((xv: tf.Tensor) => tf.square(tf.matMul(xv as tf.Tensor2D, wf)).sum())(x);
+    assert.deepEqual(Array.from(await viaHalf.data()), Array.from(await viaF32.data()));
+    tf.dispose([x, p, wf, viaHalf, viaF32]);
+  });
+
   it("refuses a shape that does not fit the data or the words", () => {
     assert.throws(() => packHalf(new Float32Array(6), [2, 4]), /holds 8 elements, data has 6/);
     const p = packHalf(new Float32Array(5), [5]);
