@@ -14,7 +14,7 @@ import { decodeHalfWords, encodeHalfWords } from "../io/dtypes";
  * weight storage on webgpu".
  */
 
-const KERNEL = "SdmprunUnpackHalf";
+const KERNEL = "SdmpruneUnpackHalf";
 
 /** `data` rounded to half and packed two per word: an int32 tensor of ceil(n / 2) elements (the shape is the caller's to keep). */
 export function packHalf(data: Float32Array, shape: readonly number[]): tf.Tensor1D {
