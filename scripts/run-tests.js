@@ -15,7 +15,7 @@ const path = require("node:path");
 const root = path.resolve(__dirname, "..");
 const bin = (name) => path.join(root, "node_modules", ".bin", name);
 
-const WEBGPU_SPECS = ["test/engine.test.ts", "test/importance.test.ts", "test/perplexity.test.ts", "test/session.test.ts", "test/teacher.test.ts", "test/webgpu.test.ts"];
+const WEBGPU_SPECS = ["test/engine.test.ts", "test/half.test.ts", "test/importance.test.ts", "test/perplexity.test.ts", "test/session.test.ts", "test/teacher.test.ts", "test/webgpu.test.ts"];
 
 if (!require("./build").build()) {
   console.log("0 passed, 1 failed");

@@ -17,7 +17,11 @@ export function halfToFloat(h: number): number {
 
 export function floatToHalf(v: number): number {
   f32[0] = v;
-  const x = u32[0];
+  return floatBitsToHalf(u32[0]);
+}
+
+/** floatToHalf on the IEEE bits of a float32 (callers holding a Uint32Array view skip the scratch write). */
+export function floatBitsToHalf(x: number): number {
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   const mant = x & 0x7fffff;
@@ -110,6 +114,35 @@ export function encodeF16(data: Float32Array): Uint8Array {
   const out = new Uint8Array(data.length * 2);
   const dv = new DataView(out.buffer);
   for (let i = 0; i < data.length; i++) dv.setUint16(i * 2, floatToHalf(data[i]), true);
+  return out;
+}
+
+/**
+ * F32 → F16 (rounded as floatToHalf), two halves per 32-bit word: element 2i in the low 16 bits, 2i + 1 in the
+ * high 16 bits (WGSL's unpack2x16float order); an odd count leaves the last word's high half zero.
+ */
+export function encodeHalfWords(data: Float32Array): Int32Array {
+  const n = data.length;
+  const out = new Int32Array(Math.ceil(n / 2));
+  const bits = new Uint32Array(data.buffer, data.byteOffset, n);
+  const pairs = n >> 1;
+  for (let i = 0; i < pairs; i++) out[i] = floatBitsToHalf(bits[2 * i]) | (floatBitsToHalf(bits[2 * i + 1]) << 16);
+  if (n & 1) out[pairs] = floatBitsToHalf(bits[n - 1]);
+  return out;
+}
+
+/** The first `n` halves of words packed as encodeHalfWords packs them, exactly, as float32. */
+export function decodeHalfWords(words: Int32Array, n: number): Float32Array {
+  if (n > words.length * 2) throw new RangeError(`decodeHalfWords: ${n} halves asked of ${words.length} words (${words.length * 2} halves)`);
+  const table = halfTable();
+  const out = new Float32Array(n);
+  const pairs = n >> 1;
+  for (let i = 0; i < pairs; i++) {
+    const w = words[i];
+    out[2 * i] = table[w & 0xffff];
+    out[2 * i + 1] = table[w >>> 16];
+  }
+  if (n & 1) out[n - 1] = table[words[pairs] & 0xffff];
   return out;
 }
 
