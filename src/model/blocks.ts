@@ -9,7 +9,7 @@ import type { LayerActivations, LayerWeights, Projection } from "./llama";
  * A family's decoderLayer (families/*.ts) composes them; their VJPs, in the same order, are in backward.ts.
  */
 
-/** Keys and values of the positions before this call (decoding), RoPE applied: [B·nKV, Tk, hd] each. */
+/** The decoding cache of one layer: keys (RoPE applied) and values of every position so far, [B·nKV, Tk, hd] each. */
 export interface KV {
   k: tf.Tensor3D;
   v: tf.Tensor3D;

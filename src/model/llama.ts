@@ -229,9 +229,10 @@ function checkWeights(config: LlamaConfig, w: ModelWeights, source: string): voi
 }
 
 /**
- * A LLaMA-family decoder in TensorFlow.js. Linear weights are held as [in, out] so every product is a
- * plain x·W on flattened [B·T, ·] rows: the wasm backend is 15–20× slower on transposed or broadcast
- * batched products (environment.md).
+ * A decoder of any registered family in TensorFlow.js: this class holds the weights, positions, caches,
+ * embedding and head; each layer's math is the family's decoderLayer (families/*.ts). Linear weights are held
+ * as [in, out] so every product is a plain x·W on flattened [B·T, ·] rows: the wasm backend is 15–20× slower
+ * on transposed or broadcast batched products (environment.md).
  */
 export class LlamaModel {
   readonly config: LlamaConfig;
@@ -469,17 +470,17 @@ export class LlamaModel {
     return tf.tidy(() => this.softcap((w.lm_head ? tf.matMul(w.lm_head, xn, true, true) : tf.matMul(w.embed_tokens, xn, false, true)) as tf.Tensor2D));
   }
 
-  /** z, or c·tanh(z/c) with Gemma's final_logit_softcapping c. */
+  /** z, or c·tanh(z/c) with the family's logit softcap c (Gemma's final_logit_softcapping). */
   softcap(z: tf.Tensor2D): tf.Tensor2D {
     return softcap(z, this.family.logitSoftcap?.(this.config) ?? null);
   }
 
-  /** The weight an RMSNorm multiplies by: w, or (1 + w) for Gemma. */
+  /** The weight an RMSNorm multiplies by: w, or (1 + w) where the family says so (Gemma). */
   normWeight(w: tf.Tensor1D): tf.Tensor1D {
     return normScale(w, this.family.normOnePlus ?? false);
   }
 
-  /** Attention scores are q·k times this: 1/sqrt(head_dim), or 1/sqrt(query_pre_attn_scalar) (Gemma). */
+  /** Attention scores are q·k times this: 1/sqrt(head_dim) unless the family says otherwise (Gemma: query_pre_attn_scalar). */
   attentionScale(): number {
     return this.family.attentionScale?.(this.config) ?? 1 / Math.sqrt(this.config.head_dim);
   }
