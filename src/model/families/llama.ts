@@ -29,6 +29,7 @@ export function decoderLayer(L: LayerContext, h: tf.Tensor2D): tf.Tensor2D {
 export function decoderLayerVjp(V: LayerVjpContext, dOut: tf.Tensor2D): tf.Tensor2D | null {
   const w = V.w;
   const dx = gatedMlpVjp(V, dOut);
+  // scoring needs no ∂L/∂h below layer 0: its attention backward is skipped
   if (!dx) return null;
   const dh = tf.add(dOut, normVjp(V, dx, w.post_attention_layernorm, "mlp_in")) as tf.Tensor2D;
   return tf.add(dh, normVjp(V, selfAttentionVjp(V, dh), w.input_layernorm, "attn_in")) as tf.Tensor2D;
