@@ -1,11 +1,14 @@
+import type * as tf from "@tensorflow/tfjs";
 import type { TensorMap } from "../io/tensors";
-import type { ModelConfig } from "./config";
+import type { LayerVjpContext } from "./backward";
+import type { LayerContext } from "./blocks";
+import type { ModelConfig, RopeScaling } from "./config";
 
 /**
- * What a family file declares: its config.json contract, the transformers class, how its weights are named
- * on disk, and the family-specific fields of a config.json written from scratch. The forward and backward
- * are shared (src/model/llama.ts, backward.ts) and switch on the parsed config's fields (qkv_bias,
- * qk_norm, gemma_norms, hidden_act, layer_types, …), which are set in src/model/config.ts.
+ * A model family: one file in families/ plus a line in registry.ts. It holds the decoder layer as math
+ * (composed from blocks.ts) and its backward (composed from backward.ts), the family's constants, its
+ * config.json contract, the transformers class and how its weights are named on disk. The model
+ * (llama.ts) owns weights, positions, caches and the head, and calls the family per layer.
  */
 export interface Family {
   /** transformers class written into `architectures` of a config built in code. */
@@ -18,6 +21,22 @@ export interface Family {
   toDisk?(c: ModelConfig, tensors: TensorMap): TensorMap;
   /** Family fields of a config.json written from a config built in code or from GGUF (transformers 4 layout). */
   configJson(c: ModelConfig): Record<string, unknown>;
+
+  /** One decoder layer: the residual stream h [B·T, H] → h′ [B·T, H]. */
+  decoderLayer(L: LayerContext, h: tf.Tensor2D): tf.Tensor2D;
+  /**
+   * Its backward from the activations decoderLayer saved: ∂L/∂h′ → ∂L/∂h (null when V.inputGrad is false),
+   * the MLP weight gradients going to V.onGrads.
+   */
+  decoderLayerVjp(V: LayerVjpContext, dOut: tf.Tensor2D): tf.Tensor2D | null;
+  /** RMSNorm multiplies by (1 + w) instead of w. Default false. */
+  normOnePlus?: boolean;
+  /** Attention scores are q·kᵀ times this. Default 1/sqrt(head_dim). */
+  attentionScale?(c: ModelConfig): number;
+  /** Layer l's RoPE base and scaling when it is not the config's rope_theta / rope_scaling. Default: never. */
+  layerRope?(c: ModelConfig, l: number): { rope_theta: number; rope_scaling: RopeScaling | null } | null;
+  /** logits = c·tanh(logits / c) with this c. Default: none. */
+  logitSoftcap?(c: ModelConfig): number | null;
 }
 
 /** What a config field does to the computed model (the contract test/config-fields.test.ts walks). */

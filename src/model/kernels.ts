@@ -72,3 +72,78 @@ export function transposeHost(data: Float32Array, rows: number, cols: number): F
   }
   return out;
 }
+
+/**
+ * softmax(qq·kkᵀ + mask)·vv per (sequence, kv head) batch: qq [N, g·T, hd] (g query heads of one kv head
+ * stacked by rows), kk, vv [N, Tk, hd], mask [T, Tk] added to each head's rows. Returns the context
+ * [N, g·T, hd] and, with `keepProbs`, the probabilities [N, g·T, Tk]. wasm runs batched products (batch > 1)
+ * in a plain loop at ~1 GFLOP/s but rank-2 ones through XNNPACK at ~10, so there it is one pair of 2D
+ * products per batch entry; the slices are contiguous (cheap with the Slice kernel of wasm-fixes) and their
+ * gradients are pads.
+ */
+export function groupedAttention(
+  qq: tf.Tensor3D,
+  kk: tf.Tensor3D,
+  vv: tf.Tensor3D,
+  mask: tf.Tensor2D | null,
+  g: number,
+  keepProbs: boolean,
+): { ctx: tf.Tensor3D; probs: tf.Tensor3D | null } {
+  const [N, gT, hd] = qq.shape;
+  const T = gT / g;
+  const Tk = kk.shape[1];
+  if (tf.getBackend() === "wasm" && N > 1) {
+    const heads: tf.Tensor2D[] = [];
+    const probs: tf.Tensor2D[] = [];
+    for (let i = 0; i < N; i++) {
+      const qi = tf.reshape(tf.slice(qq, [i, 0, 0], [1, gT, hd]), [gT, hd]) as tf.Tensor2D;
+      const ki = tf.reshape(tf.slice(kk, [i, 0, 0], [1, Tk, hd]), [Tk, hd]) as tf.Tensor2D;
+      const vi = tf.reshape(tf.slice(vv, [i, 0, 0], [1, Tk, hd]), [Tk, hd]) as tf.Tensor2D;
+      let s: tf.Tensor = tf.matMul(qi, tf.transpose(ki));
+      if (mask) s = tf.add(s.reshape([g, T, Tk]), mask).reshape([gT, Tk]);
+      const p = tf.softmax(s) as tf.Tensor2D;
+      if (keepProbs) probs.push(p);
+      heads.push(tf.matMul(p, vi));
+    }
+    return { ctx: tf.stack(heads) as tf.Tensor3D, probs: keepProbs ? (tf.stack(probs) as tf.Tensor3D) : null };
+  }
+  let scores: tf.Tensor = tf.matMul(qq, tf.transpose(kk, [0, 2, 1]));
+  if (mask) scores = tf.add(scores.reshape([N, g, T, Tk]), mask).reshape([N, gT, Tk]);
+  const probs = tf.softmax(scores) as tf.Tensor3D;
+  return { ctx: tf.matMul(probs, vv), probs: keepProbs ? probs : null };
+}
+
+/**
+ * The VJP of groupedAttention from its saved probabilities P: with dP = dC·vvᵀ,
+ *   dS = P ⊙ (dP − Σ_k dP ⊙ P),  dqq = dS·kk,  dkk = dSᵀ·qq,  dvv = Pᵀ·dC.
+ * On wasm 2D products per batch entry (see groupedAttention).
+ */
+export function groupedAttentionVjp(
+  dCtx: tf.Tensor3D,
+  qq: tf.Tensor3D,
+  kk: tf.Tensor3D,
+  vv: tf.Tensor3D,
+  probs: tf.Tensor3D,
+): { dqq: tf.Tensor3D; dkk: tf.Tensor3D; dvv: tf.Tensor3D } {
+  if (flagsAreFast()) {
+    const dP = tf.matMul(dCtx, vv, false, true);
+    const dS = tf.mul(probs, tf.sub(dP, tf.sum(tf.mul(dP, probs), -1, true))) as tf.Tensor3D;
+    return { dvv: tf.matMul(probs, dCtx, true, false), dqq: tf.matMul(dS, kk), dkk: tf.matMul(dS, qq, true, false) };
+  }
+  const [N, gT, hd] = qq.shape;
+  const T = kk.shape[1];
+  const q: tf.Tensor2D[] = [];
+  const k: tf.Tensor2D[] = [];
+  const v: tf.Tensor2D[] = [];
+  for (let i = 0; i < N; i++) {
+    const pick = (t: tf.Tensor3D, rows: number): tf.Tensor2D => tf.reshape(tf.slice(t, [i, 0, 0], [1, rows, hd]), [rows, hd]);
+    const p = tf.reshape(tf.slice(probs, [i, 0, 0], [1, gT, T]), [gT, T]) as tf.Tensor2D;
+    const dC = pick(dCtx, gT);
+    const dP = tf.matMul(dC, tf.transpose(pick(vv, T)));
+    const dS = tf.mul(p, tf.sub(dP, tf.sum(tf.mul(dP, p), -1, true))) as tf.Tensor2D;
+    v.push(tf.matMul(tf.transpose(p), dC));
+    q.push(tf.matMul(dS, pick(kk, T)));
+    k.push(tf.matMul(tf.transpose(dS), pick(qq, gT)));
+  }
+  return { dqq: tf.stack(q) as tf.Tensor3D, dkk: tf.stack(k) as tf.Tensor3D, dvv: tf.stack(v) as tf.Tensor3D };
+}

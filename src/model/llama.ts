@@ -4,10 +4,12 @@ import { lazyTensor } from "../io/tensor-file";
 import { numel, type TensorMap } from "../io/tensors";
 import { Rng } from "../rng";
 import { expectedShapes, withIntermediateSizes, type LlamaConfig } from "./config";
-import { activation, applyRope, causalMask, halfSwap, linear, normScale, rmsNorm, softcap, type NormRecord } from "./blocks";
+import { causalMask, halfSwap, linear, normScale, NORM_SAVED, rmsNorm, slidingWindow as windowOf, softcap, type KV, type LayerContext, type NormRecord, type NormSlot } from "./blocks";
+import type { Family } from "./family";
 import { pickToken } from "./generate";
 import { targetLogProbs, transposeHost, vocabMajorHead } from "./kernels";
 import { cachingHooks, checkHooks, combineHooks, hookPoints, runHook, type Hooks } from "./hooks";
+import { FAMILIES } from "./registry";
 import { ropeTables } from "./rope";
 
 /** Kept importable from here for existing callers; they live with the other backend-specific products. */
@@ -156,11 +158,6 @@ export function layerActivationFloats(config: LlamaConfig, l: number, T: number)
   return T * (4 * H + 2) + T * hd * (nH + 2 * config.num_key_value_heads) + nH * T * T + 4 * T * I + qkNorm + gemmaNorms;
 }
 
-interface KV {
-  k: tf.Tensor3D; // [B*nKV, Tk, hd], RoPE applied
-  v: tf.Tensor3D;
-}
-
 const BIAS_OF: Partial<Record<keyof LayerWeights, string>> = { q_bias: "q_proj", k_bias: "k_proj", v_bias: "v_proj", o_bias: "o_proj" };
 
 /** The Hugging Face name of a layer tensor, e.g. `model.layers.3.self_attn.q_proj.bias` for ("q_bias", 3). */
@@ -232,9 +229,10 @@ function checkWeights(config: LlamaConfig, w: ModelWeights, source: string): voi
 }
 
 /**
- * A LLaMA-family decoder in TensorFlow.js. Linear weights are held as [in, out] so every product is a
- * plain x·W on flattened [B·T, ·] rows: the wasm backend is 15–20× slower on transposed or broadcast
- * batched products (environment.md).
+ * A decoder of any registered family in TensorFlow.js: this class holds the weights, positions, caches,
+ * embedding and head; each layer's math is the family's decoderLayer (families/*.ts). Linear weights are held
+ * as [in, out] so every product is a plain x·W on flattened [B·T, ·] rows: the wasm backend is 15–20× slower
+ * on transposed or broadcast batched products (environment.md).
  */
 export class LlamaModel {
   readonly config: LlamaConfig;
@@ -472,24 +470,24 @@ export class LlamaModel {
     return tf.tidy(() => this.softcap((w.lm_head ? tf.matMul(w.lm_head, xn, true, true) : tf.matMul(w.embed_tokens, xn, false, true)) as tf.Tensor2D));
   }
 
-  /** z, or c·tanh(z/c) with Gemma's final_logit_softcapping c. */
+  /** z, or c·tanh(z/c) with the family's logit softcap c (Gemma's final_logit_softcapping). */
   softcap(z: tf.Tensor2D): tf.Tensor2D {
-    return softcap(z, this.config.final_logit_softcapping);
+    return softcap(z, this.family.logitSoftcap?.(this.config) ?? null);
   }
 
-  /** The weight an RMSNorm multiplies by: w, or (1 + w) for Gemma. */
+  /** The weight an RMSNorm multiplies by: w, or (1 + w) where the family says so (Gemma). */
   normWeight(w: tf.Tensor1D): tf.Tensor1D {
-    return normScale(w, this.config.gemma_norms);
+    return normScale(w, this.family.normOnePlus ?? false);
   }
 
-  /** Attention scores are q·k times this: 1/sqrt(head_dim), or 1/sqrt(query_pre_attn_scalar) (Gemma). */
+  /** Attention scores are q·k times this: 1/sqrt(head_dim) unless the family says otherwise (Gemma: query_pre_attn_scalar). */
   attentionScale(): number {
-    return 1 / Math.sqrt(this.config.query_pre_attn_scalar ?? this.config.head_dim);
+    return this.family.attentionScale?.(this.config) ?? 1 / Math.sqrt(this.config.head_dim);
   }
 
   /** Keys a query of layer l sees (itself included), or null for full causal attention. */
   slidingWindow(l: number): number | null {
-    return this.config.layer_types[l] === "sliding_attention" ? this.config.sliding_window : null;
+    return windowOf(this.config, l);
   }
 
   /**
@@ -735,7 +733,7 @@ export class LlamaModel {
   }
 
   private rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, rec?: NormRecord): tf.Tensor2D {
-    return rmsNorm(x, weight, this.config.rms_norm_eps, this.config.gemma_norms, rec);
+    return rmsNorm(x, weight, this.config.rms_norm_eps, this.family.normOnePlus ?? false, rec);
   }
 
   /**
@@ -784,10 +782,10 @@ export class LlamaModel {
     const need = offset + T;
     let cap = 64;
     while (cap < need) cap *= 2;
-    // Gemma's sliding layers rotate with their own base and no scaling
-    const local = this.config.rope_local_theta !== null && this.slidingWindow(l) !== null;
-    const rc = local ? { ...this.config, rope_theta: this.config.rope_local_theta!, rope_scaling: null } : this.config;
-    const tag = local ? "local." : "";
+    // a family may rotate some layers with another base (Gemma's sliding layers)
+    const own = this.family.layerRope?.(this.config, l) ?? null;
+    const rc = own ? { ...this.config, ...own } : this.config;
+    const tag = own ? `${own.rope_theta}.${own.rope_scaling ? JSON.stringify(own.rope_scaling) : "none"}.` : "";
     const cos = this.constant(`rope.${tag}cos.${cap}`, () => tf.tensor2d(ropeTables(rc, cap).cos, [cap, hd]));
     const sin = this.constant(`rope.${tag}sin.${cap}`, () => {
       // rotate_half(x) = [−x2, x1]; folding the minus into the first half of sin lets us use [x2, x1]
@@ -800,10 +798,6 @@ export class LlamaModel {
       cos: tf.slice(cos, [offset, 0], [T, hd]).reshape([1, T, 1, hd]),
       sin: tf.slice(sin, [offset, 0], [T, hd]).reshape([1, T, 1, hd]),
     };
-  }
-
-  private applyRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
-    return applyRope(x, cos, sin, this.swapMatrix());
   }
 
   private swapMatrix(): tf.Tensor2D {
@@ -822,83 +816,12 @@ export class LlamaModel {
     return linear(x, lw[p], bias, br ? { A: br.A, B: br.B, scale: lora!.scale, mask: lora!.masks?.[p] } : undefined);
   }
 
-  /** RMSNorm over the last axis of [B, T, heads, hd] with a [hd] weight (Qwen3's q_norm / k_norm). */
-  private headNorm(x: tf.Tensor4D, weight: tf.Tensor1D, rec?: NormRecord): tf.Tensor4D {
-    const hd = this.config.head_dim;
-    return this.rmsNorm(tf.reshape(x, [-1, hd]) as tf.Tensor2D, weight, rec).reshape(x.shape) as tf.Tensor4D;
+  /** The model's family (registry.ts): its decoder layer, its backward and its constants. */
+  get family(): Family {
+    return FAMILIES[this.config.model_type];
   }
 
-  private attention(l: number, lw: LayerWeights, xn: tf.Tensor2D, B: number, T: number, past: KV | null, offset: number, rec: LayerActivations | null, lora?: LoraOptions): { out: tf.Tensor2D; kv: KV } {
-    const c = this.config;
-    const nH = c.num_attention_heads;
-    const nKV = c.num_key_value_heads;
-    const hd = c.head_dim;
-    const g = nH / nKV;
-    const { cos, sin } = this.rope(T, offset, l);
-    const window = this.slidingWindow(l);
-    // q, k [B, T, heads, hd]; Qwen3 normalises each head before RoPE
-    let q = this.linear(xn, lw, "q_proj", lora).reshape([B, T, nH, hd]) as tf.Tensor4D;
-    let k = this.linear(xn, lw, "k_proj", lora).reshape([B, T, nKV, hd]) as tf.Tensor4D;
-    if (lw.q_norm && lw.k_norm) {
-      const nq = rec ? { xhat: q as unknown as tf.Tensor2D, r: q as unknown as tf.Tensor2D } : undefined;
-      const nk = rec ? { xhat: k as unknown as tf.Tensor2D, r: k as unknown as tf.Tensor2D } : undefined;
-      q = this.headNorm(q, lw.q_norm, nq);
-      k = this.headNorm(k, lw.k_norm, nk);
-      if (rec && nq && nk) Object.assign(rec, { qhat: nq.xhat, rq: nq.r, khat: nk.xhat, rk: nk.r });
-    }
-    q = this.applyRope(q, cos, sin);
-    k = this.applyRope(k, cos, sin);
-    const v = this.linear(xn, lw, "v_proj", lora).reshape([B, T, nKV, hd]);
-    // Query head h reads key/value head floor(h / g) (HF repeat_kv). Grouping the g query heads of one
-    // kv head into the row dimension avoids materialising repeated K/V: [B·nKV, g·T, hd].
-    const qq = tf.mul(tf.transpose(q, [0, 2, 1, 3]).reshape([B * nKV, g * T, hd]), this.attentionScale());
-    let kk = tf.transpose(k, [0, 2, 1, 3]).reshape([B * nKV, T, hd]) as tf.Tensor3D;
-    let vv = tf.transpose(v, [0, 2, 1, 3]).reshape([B * nKV, T, hd]) as tf.Tensor3D;
-    const pastLen = past ? past.k.shape[1] : 0;
-    if (past) {
-      kk = tf.concat([past.k, kk], 1);
-      vv = tf.concat([past.v, vv], 1);
-    }
-    const Tk = pastLen + T;
-    // one query (decoding) sees every key unless a window hides the oldest
-    const masked = T > 1 || (window !== null && Tk > window);
-    if (rec) {
-      rec.qq = qq as tf.Tensor3D;
-      rec.kk = kk;
-      rec.vv = vv;
-    }
-    let ctx: tf.Tensor;
-    if (tf.getBackend() === "wasm" && B * nKV > 1) {
-      // wasm runs batched products (batch > 1) in a plain loop at ~1 GFLOP/s but rank-2 ones through XNNPACK
-      // at ~10, so attention is one pair of 2D products per (sequence, kv head). The slices are contiguous
-      // (cheap with the Slice kernel of wasm-fixes) and their gradients are pads.
-      const heads: tf.Tensor2D[] = [];
-      const probs: tf.Tensor2D[] = [];
-      for (let i = 0; i < B * nKV; i++) {
-        const qi = tf.reshape(tf.slice(qq, [i, 0, 0], [1, g * T, hd]), [g * T, hd]) as tf.Tensor2D;
-        const ki = tf.reshape(tf.slice(kk, [i, 0, 0], [1, Tk, hd]), [Tk, hd]) as tf.Tensor2D;
-        const vi = tf.reshape(tf.slice(vv, [i, 0, 0], [1, Tk, hd]), [Tk, hd]) as tf.Tensor2D;
-        let s: tf.Tensor = tf.matMul(qi, tf.transpose(ki));
-        if (masked) s = tf.add(s.reshape([g, T, Tk]), this.causalMask(T, pastLen, window)).reshape([g * T, Tk]);
-        const p = tf.softmax(s) as tf.Tensor2D;
-        if (rec) probs.push(p);
-        heads.push(tf.matMul(p, vi));
-      }
-      if (rec) rec.probs = tf.stack(probs) as tf.Tensor3D;
-      ctx = tf.stack(heads).reshape([B, nH, T, hd]);
-    } else {
-      let scores: tf.Tensor = tf.matMul(qq, tf.transpose(kk, [0, 2, 1]));
-      if (masked) {
-        scores = tf.add(scores.reshape([B * nKV, g, T, Tk]), this.causalMask(T, pastLen, window)).reshape([B * nKV, g * T, Tk]);
-      }
-      const probs = tf.softmax(scores) as tf.Tensor3D;
-      if (rec) rec.probs = probs;
-      ctx = tf.matMul(probs, vv).reshape([B, nH, T, hd]);
-    }
-    const merged = tf.transpose(ctx, [0, 2, 1, 3]).reshape([B * T, nH * hd]) as tf.Tensor2D;
-    return { out: this.linear(merged, lw, "o_proj", lora), kv: { k: kk, v: vv } };
-  }
-
+  /** Layer l through the family's decoderLayer; `rec` collects what the hand-written backward needs. */
   private layerImpl(
     l: number,
     h: tf.Tensor2D,
@@ -911,36 +834,41 @@ export class LlamaModel {
     rec: LayerActivations | null = null,
   ): { h: tf.Tensor2D; kv: KV | null } {
     if (rec && (opts || past)) throw new UsageError("layerSaved: no layer options and no key/value cache");
-    const hook = (name: string, t: tf.Tensor2D): tf.Tensor2D => runHook(opts?.hooks, `${name}`, t);
-    // attention block: x = h + o_proj(attn(rope(q), rope(k), v)), q/k/v from input_layernorm(h)   [B·T, H]
-    const n1 = rec ? { xhat: h, r: h } : undefined;
-    const a = this.attention(l, lw, this.rmsNorm(h, lw.input_layernorm, n1), B, T, past, offset, rec, opts?.lora);
-    if (rec && n1) {
-      rec.xhat1 = n1.xhat;
-      rec.r1 = n1.r;
-    }
-    // Gemma norms the attention output (post_attention_layernorm) before the residual add
-    const gemma = this.config.gemma_norms;
-    const npa = rec && gemma ? { xhat: h, r: h } : undefined;
-    const attnOut = gemma ? this.rmsNorm(a.out, lw.post_attention_layernorm, npa) : a.out;
-    let x = tf.add(h, hook(`layers.${l}.attn.out`, attnOut)) as tf.Tensor2D;
-    const kv = a.kv;
-    // MLP block: x + down_proj(f(gate_proj(xn)) · up_proj(xn)), xn = the MLP input norm of x   [B·T, I_l] inside
-    // (Llama: post_attention_layernorm, f = silu; Gemma: pre_feedforward_layernorm, f = gelu_pytorch_tanh,
-    // and post_feedforward_layernorm on the output)
-    const n2 = rec ? { xhat: x, r: x } : undefined;
-    const xn = hook(`layers.${l}.mlp.in`, this.rmsNorm(x, gemma ? lw.pre_feedforward_layernorm! : lw.post_attention_layernorm, n2));
-    const gate = this.linear(xn, lw, "gate_proj", opts?.lora);
-    const { g, dg } = activation(gate, this.config.hidden_act, !!rec);
-    const up = this.linear(xn, lw, "up_proj", opts?.lora);
-    const act = hook(`layers.${l}.mlp.act`, tf.mul(g, up));
-    if (rec && n2) Object.assign(rec, { xhat2: n2.xhat, r2: n2.r, xn2: xn, g, dg, up, act });
-    const npf = rec && gemma ? { xhat: h, r: h } : undefined;
-    const down = this.linear(act, lw, "down_proj", opts?.lora);
-    const mlpOut = gemma ? this.rmsNorm(down, lw.post_feedforward_layernorm!, npf) : down;
-    if (rec && npa && npf) Object.assign(rec, { xhatPa: npa.xhat, rPa: npa.r, xhatPf: npf.xhat, rPf: npf.r });
-    x = tf.add(x, hook(`layers.${l}.mlp.out`, mlpOut));
-    return { h: hook(`resid.${l}`, x), kv };
+    const L = this.layerContext(l, B, T, lw, opts, past, offset, rec);
+    return { h: this.family.decoderLayer(L, h), kv: L.kv };
+  }
+
+  /** What a family's decoderLayer is handed (blocks.LayerContext): this model's constants and seams for layer l. */
+  private layerContext(l: number, B: number, T: number, lw: LayerWeights, opts: LayerOptions | undefined, past: KV | null, offset: number, rec: LayerActivations | null): LayerContext {
+    const window = this.slidingWindow(l);
+    const hooks = opts?.hooks;
+    return {
+      c: this.config,
+      l,
+      B,
+      T,
+      w: lw,
+      past,
+      kv: null,
+      rec,
+      rope: { ...this.rope(T, offset, l), swap: this.swapMatrix() },
+      scale: this.attentionScale(),
+      // one query (decoding) sees every key unless a window hides the oldest
+      mask: (Tq, pastLen) => (Tq > 1 || (window !== null && pastLen + Tq > window) ? this.causalMask(Tq, pastLen, window) : null),
+      proj: (x, p) => this.linear(x, lw, p, opts?.lora),
+      norm: (x, w, slot) => this.savedNorm(x, w, rec, slot),
+      hook: (point, x) => runHook(hooks, point === "resid" ? `resid.${l}` : `layers.${l}.${point}`, x),
+    };
+  }
+
+  /** rmsNorm that, when recording, saves x·r and r in the slot's fields of rec. */
+  private savedNorm(x: tf.Tensor2D, w: tf.Tensor1D, rec: LayerActivations | null, slot?: NormSlot): tf.Tensor2D {
+    if (!rec || !slot) return this.rmsNorm(x, w);
+    const saved = {} as NormRecord;
+    const y = this.rmsNorm(x, w, saved);
+    const [xhat, r] = NORM_SAVED[slot];
+    Object.assign(rec, { [xhat]: saved.xhat, [r]: saved.r });
+    return y;
   }
 
   /** One decoding step over `ids` at positions offset.. with caches; returns last-row logits and new caches. */

@@ -1,16 +1,37 @@
+import * as tf from "@tensorflow/tfjs";
+import { gatedMlpVjp, normVjp, selfAttentionVjp, type LayerVjpContext } from "../backward";
+import { gatedMlp, selfAttention, slidingWindow, type LayerContext } from "../blocks";
 import { COMMON, ign, only, used, type Family } from "../family";
 
 /**
- * Gemma 3 text (Gemma3ForCausalLM, modeling_gemma3). RMSNorm multiplies by (1 + w); embeddings are scaled by
- * sqrt(hidden_size); each block is sandwiched between norms:
- *
- *   h = h + post_attention_layernorm(attn(input_layernorm(h)))
- *   h = h + post_feedforward_layernorm(down_proj(gelu_tanh(gate_proj(x)) · up_proj(x))),  x = pre_feedforward_layernorm(h)
- *
- * Attention: q_norm/k_norm per head before RoPE, scores scaled by 1/sqrt(query_pre_attn_scalar); layers are
- * `sliding_attention` (window `sliding_window`, RoPE base rope_local_base_freq, no scaling) or
- * `full_attention` (rope_theta, rope_scaling); logits = c·tanh(z/c) with final_logit_softcapping c.
+ * Gemma 3 text (Gemma3ForCausalLM, modeling_gemma3). Llama's weights plus q_norm, k_norm [hd] and
+ * pre_feedforward_layernorm, post_feedforward_layernorm [H]; every RMSNorm multiplies by (1 + w), and the
+ * embeddings are scaled by sqrt(hidden_size) (LlamaModel.embed). Layers are `sliding_attention` (window
+ * `sliding_window`, RoPE base rope_local_base_freq, no scaling) or `full_attention` (rope_theta, rope_scaling);
+ * scores are scaled by 1/sqrt(query_pre_attn_scalar); logits = c·tanh(z/c) with final_logit_softcapping c.
  */
+export function decoderLayer(L: LayerContext, h: tf.Tensor2D): tf.Tensor2D {
+  const w = L.w;
+  // h = h + post_attention_layernorm(self_attn(input_layernorm(h))), q and k normed per head before RoPE
+  const attn = selfAttention(L, L.norm(h, w.input_layernorm, "attn_in"), { q_norm: w.q_norm!, k_norm: w.k_norm! });
+  h = tf.add(h, L.hook("attn.out", L.norm(attn, w.post_attention_layernorm, "attn_out")));
+  // h = h + post_feedforward_layernorm(mlp(pre_feedforward_layernorm(h))),
+  // mlp(x) = down_proj(gelu_tanh(gate_proj(x)) · up_proj(x))
+  const x = L.hook("mlp.in", L.norm(h, w.pre_feedforward_layernorm!, "mlp_in"));
+  h = tf.add(h, L.hook("mlp.out", L.norm(gatedMlp(L, x, L.c.hidden_act), w.post_feedforward_layernorm!, "mlp_out")));
+  return L.hook("resid", h);
+}
+
+/** The backward of decoderLayer: Llama's with the VJPs of the output norms in front of each block's. */
+export function decoderLayerVjp(V: LayerVjpContext, dOut: tf.Tensor2D): tf.Tensor2D | null {
+  const w = V.w;
+  const dx = gatedMlpVjp(V, normVjp(V, dOut, w.post_feedforward_layernorm!, "mlp_out"));
+  if (!dx) return null;
+  const dh = tf.add(dOut, normVjp(V, dx, w.pre_feedforward_layernorm!, "mlp_in")) as tf.Tensor2D;
+  const dAttn = selfAttentionVjp(V, normVjp(V, dh, w.post_attention_layernorm, "attn_out"));
+  return tf.add(dh, normVjp(V, dAttn, w.input_layernorm, "attn_in")) as tf.Tensor2D;
+}
+
 export const gemma3: Family = {
   architecture: "Gemma3ForCausalLM",
   fields: {
@@ -40,4 +61,10 @@ export const gemma3: Family = {
     final_logit_softcapping: c.final_logit_softcapping,
     attn_logit_softcapping: null,
   }),
+  decoderLayer,
+  decoderLayerVjp,
+  normOnePlus: true,
+  attentionScale: (c) => 1 / Math.sqrt(c.query_pre_attn_scalar ?? c.head_dim),
+  layerRope: (c, l) => (c.rope_local_theta !== null && slidingWindow(c, l) !== null ? { rope_theta: c.rope_local_theta, rope_scaling: null } : null),
+  logitSoftcap: (c) => c.final_logit_softcapping,
 };

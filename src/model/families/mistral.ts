@@ -1,8 +1,10 @@
 import { COMMON, used, type Family } from "../family";
+import { decoderLayer, decoderLayerVjp } from "./llama";
 
 /**
- * Mistral 7B (modeling_mistral): Llama's layer without biases; with `sliding_window` W every layer's query
- * at position i attends to keys i−W < j ≤ i.
+ * Mistral 7B (modeling_mistral): Llama's layer without biases. With `sliding_window` W every layer is a
+ * sliding_attention layer (config.ts sets layer_types), whose query at position i attends to keys
+ * i−W < j ≤ i; the mask is the model's, so the layer is Llama's, unchanged.
  */
 export const mistral: Family = {
   architecture: "MistralForCausalLM",
@@ -12,4 +14,6 @@ export const mistral: Family = {
     sliding_window: used,
   },
   configJson: (c) => ({ sliding_window: c.sliding_window }),
+  decoderLayer,
+  decoderLayerVjp,
 };

@@ -3,6 +3,7 @@ import { lazyTensor } from "../../io/tensor-file";
 import { numel, type TensorMap } from "../../io/tensors";
 import type { ModelConfig } from "../config";
 import { COMMON, ign, only, used, type Family } from "../family";
+import { decoderLayer, decoderLayerVjp } from "./llama";
 
 /**
  * Phi-3 on disk. The layer is Llama's (RMSNorm, rotate-half RoPE, GQA, SwiGLU); only the checkpoint fuses
@@ -110,4 +111,7 @@ export const phi3: Family = {
   fromDisk: splitPhi3,
   toDisk: fusePhi3,
   configJson: (c) => ({ sliding_window: c.sliding_window }),
+  // the layer is Llama's once the fused matrices are split; a window comes in through layer_types
+  decoderLayer,
+  decoderLayerVjp,
 };

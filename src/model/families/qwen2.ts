@@ -1,8 +1,10 @@
 import { COMMON, ign, only, used, type Family } from "../family";
+import { decoderLayer, decoderLayerVjp } from "./llama";
 
 /**
  * Qwen2 / Qwen2.5 (modeling_qwen2): Llama's layer with biases on q_proj, k_proj and v_proj (always; none on
- * o_proj); head_dim is hidden_size / num_attention_heads (the config has no head_dim).
+ * o_proj: config.ts sets qkv_bias), which the projections add; head_dim is hidden_size / num_attention_heads
+ * (the config has no head_dim).
  */
 export const qwen2: Family = {
   architecture: "Qwen2ForCausalLM",
@@ -15,4 +17,6 @@ export const qwen2: Family = {
     use_mrope: only([false, null], "multimodal RoPE is not implemented"),
   },
   configJson: () => ({ head_dim: undefined, use_sliding_window: false }),
+  decoderLayer,
+  decoderLayerVjp,
 };
