@@ -71,7 +71,7 @@ describe("CLI end to end on every model family (node bin/sdmprune.js, test/fixtu
   after(() => tmp && fs.rmSync(tmp, { recursive: true, force: true }));
 
   for (const [family, modelType, gguf] of FAMILIES) {
-    it(`${family}: info → scores → prune ${RATIO} → ppl → save HF${gguf ? " and GGUF" : ""}; the saved model reloads to the pruned perplexity`, () => {
+    it(`${family}: info → scores → prune ${RATIO} → ppl → recover → every criterion → save HF${gguf ? " and GGUF" : ""}; the saved model reloads to the pruned perplexity`, () => {
       const model = path.join(FIXTURES, family);
       const ref = JSON.parse(fs.readFileSync(path.join(model, "reference.json"), "utf8")) as Reference;
       const work = path.join(tmp, family);
@@ -119,6 +119,22 @@ describe("CLI end to end on every model family (node bin/sdmprune.js, test/fixtu
       const after = JSON.parse(ok(sdm("ppl", "--model", pruned, "--text", text, "--seq-len", seqLen, "--json"), "ppl pruned")) as { ppl: number };
       assert.ok(Number.isFinite(after.ppl) && after.ppl > 1 && after.ppl !== dense.ppl, `pruned ppl ${after.ppl}`);
       console.log(`      ${family}: ppl@${seqLen} dense ${dense.ppl.toFixed(4)} (transformers ${ref.perplexity.ppl.toFixed(4)}) → pruned ${after.ppl.toFixed(4)}`);
+
+      // Recovery (LoRA) on the evaluation text itself: a few steps must lower that text's perplexity.
+      const recovered = path.join(work, "recovered");
+      ok(sdm("recover", "--model", pruned, "--data", text, "--steps", "4", "--seq-len", "32", "--batch", "4", "--lr", "1e-3", "--out", recovered), "recover");
+      const rec = JSON.parse(ok(sdm("ppl", "--model", recovered, "--text", text, "--seq-len", seqLen, "--json"), "ppl recovered")) as { ppl: number };
+      assert.ok(rec.ppl < after.ppl, `recovered ppl ${rec.ppl} vs pruned ${after.ppl}`);
+      console.log(`      ${family}: after 4 LoRA steps on that text ${rec.ppl.toFixed(4)}`);
+
+      // Every other criterion scores this family (shapes; sd-taylor's values are checked in families.test.ts).
+      for (const criterion of ["ce-taylor", "llm-pruner", "llm-pruner-vector", "magnitude", "wanda", "random"]) {
+        const f = path.join(work, `scores-${criterion}.json`);
+        ok(sdm("scores", "--model", model, "--text", text, "--samples", "2", "--seq-len", "32", "--criterion", criterion, "--out", f), `scores ${criterion}`);
+        const sc = (JSON.parse(fs.readFileSync(f, "utf8")) as { scores: number[][] }).scores;
+        assert.deepEqual(sc.map((x) => x.length), Array(config.num_hidden_layers).fill(config.intermediate_size), criterion);
+        assert.ok(sc.flat().every(Number.isFinite), `${criterion}: finite scores`);
+      }
 
       // Save: HF (re-saved) and GGUF; each reloads to the pruned model's perplexity.
       const formats = gguf ? ["hf", "gguf"] : ["hf"];
