@@ -7,7 +7,7 @@ import { HostTensor, TensorMap } from "./tensors";
 import { ByteLevelBpeVocab, HfTokenizer, SentencePieceVocab } from "./tokenizer";
 
 /**
- * llama.cpp's `llama`, `qwen2`, `qwen3` and `phi3` architectures in GGUF ↔ sdmprune's Hugging Face view: tensor
+ * llama.cpp's `llama`, `qwen2`, `qwen3`, `phi3` and `gemma3` architectures in GGUF ↔ sdmprune's Hugging Face view: tensor
  * names, config from/to `<arch>.*` metadata, tokenizer from/to `tokenizer.ggml.*` (SentencePiece or byte-level
  * BPE), and the Q/K row order of the `llama` arch.
  *
@@ -346,7 +346,7 @@ function llama3RopeFactors(c: LlamaConfig): Float32Array {
 
 /**
  * The llama.cpp architecture a model is written as: `llama` (Mistral converts to it too, as llama.cpp's own
- * converter does), `qwen2` or `qwen3`. Features the chosen architecture does not compute are refused.
+ * converter does), `qwen2`, `qwen3`, `phi3` or `gemma3`. Features the chosen architecture does not compute are refused.
  */
 export type GgufArch = "llama" | "qwen2" | "qwen3" | "phi3" | "gemma3";
 
