@@ -3,6 +3,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { writeLlamaCppGemma3 } from "./support/gemma3-llamacpp";
 
 /**
  * Every model family through the real binary (`node bin/sdmprune.js`, which runs dist/), the way a user would:
@@ -13,6 +14,8 @@ import * as path from "node:path";
 const ROOT = path.resolve(__dirname, "..");
 const FIXTURES = path.join(__dirname, "fixtures", "families");
 const FAMILIES: [family: string, modelType: string, gguf: boolean][] = [
+  // Gemma 3 in the shape llama.cpp computes (built from the fixture in before(); test/support/gemma3-llamacpp.ts)
+  ["gemma3-llamacpp", "gemma3_text", true],
   ["llama", "llama", true],
   ["mistral", "mistral", true],
   ["qwen2", "qwen2", true],
@@ -67,12 +70,15 @@ describe("CLI end to end on every model family (node bin/sdmprune.js, test/fixtu
     this.timeout(600_000);
     buildIfStale();
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "sdmprune-cli-families-"));
+    writeLlamaCppGemma3(path.join(tmp, "fixtures", "gemma3-llamacpp"));
+    fs.copyFileSync(path.join(FIXTURES, "gemma3", "reference.json"), path.join(tmp, "fixtures", "gemma3-llamacpp", "reference.json"));
   });
   after(() => tmp && fs.rmSync(tmp, { recursive: true, force: true }));
 
   for (const [family, modelType, gguf] of FAMILIES) {
     it(`${family}: info → scores → prune ${RATIO} → ppl → recover → every criterion → save HF${gguf ? " and GGUF" : ""}; the saved model reloads to the pruned perplexity`, () => {
-      const model = path.join(FIXTURES, family);
+      const model = family === "gemma3-llamacpp" ? path.join(tmp, "fixtures", family) : path.join(FIXTURES, family);
+      const fromTransformers = family !== "gemma3-llamacpp"; // the built model has no transformers reference
       const ref = JSON.parse(fs.readFileSync(path.join(model, "reference.json"), "utf8")) as Reference;
       const work = path.join(tmp, family);
       fs.mkdirSync(work);
@@ -87,7 +93,7 @@ describe("CLI end to end on every model family (node bin/sdmprune.js, test/fixtu
 
       // Dense perplexity: transformers' number on the same text and windows.
       const dense = JSON.parse(ok(sdm("ppl", "--model", model, "--text", text, "--seq-len", seqLen, "--json"), "ppl dense")) as { ppl: number };
-      assert.ok(Math.abs(dense.ppl - ref.perplexity.ppl) <= 1e-4 * ref.perplexity.ppl, `dense ppl ${dense.ppl} vs transformers ${ref.perplexity.ppl}`);
+      if (fromTransformers) assert.ok(Math.abs(dense.ppl - ref.perplexity.ppl) <= 1e-4 * ref.perplexity.ppl, `dense ppl ${dense.ppl} vs transformers ${ref.perplexity.ppl}`);
 
       const scoresFile = path.join(work, "scores.json");
       ok(sdm("scores", "--model", model, "--text", text, "--samples", "4", "--seq-len", "32", "--seed", "0", "--criterion", "sd-taylor", "--out", scoresFile), "scores");
@@ -118,7 +124,7 @@ describe("CLI end to end on every model family (node bin/sdmprune.js, test/fixtu
 
       const after = JSON.parse(ok(sdm("ppl", "--model", pruned, "--text", text, "--seq-len", seqLen, "--json"), "ppl pruned")) as { ppl: number };
       assert.ok(Number.isFinite(after.ppl) && after.ppl > 1 && after.ppl !== dense.ppl, `pruned ppl ${after.ppl}`);
-      console.log(`      ${family}: ppl@${seqLen} dense ${dense.ppl.toFixed(4)} (transformers ${ref.perplexity.ppl.toFixed(4)}) → pruned ${after.ppl.toFixed(4)}`);
+      console.log(`      ${family}: ppl@${seqLen} dense ${dense.ppl.toFixed(4)}${fromTransformers ? ` (transformers ${ref.perplexity.ppl.toFixed(4)})` : ""} → pruned ${after.ppl.toFixed(4)}`);
 
       // Recovery (LoRA) on the evaluation text itself: a few steps must lower that text's perplexity.
       const recovered = path.join(work, "recovered");
@@ -144,6 +150,14 @@ describe("CLI end to end on every model family (node bin/sdmprune.js, test/fixtu
         const saved = format === "gguf" ? path.join(out, "model.gguf") : out;
         const again = JSON.parse(ok(sdm("ppl", "--model", saved, "--text", text, "--seq-len", seqLen, "--json"), `ppl ${format}`)) as { ppl: number };
         assert.ok(Math.abs(again.ppl - after.ppl) <= 1e-5 * after.ppl, `${format}: reloaded ppl ${again.ppl} vs pruned ${after.ppl}`);
+        if (format === "gguf") {
+          // and back from GGUF to HF (the config rebuilt from GGUF metadata)
+          const hf = path.join(work, "from-gguf-hf");
+          ok(sdm("convert", "--model", saved, "--out", hf, "--format", "hf"), "convert gguf → hf");
+          const back = JSON.parse(ok(sdm("ppl", "--model", hf, "--text", text, "--seq-len", seqLen, "--json"), "ppl gguf → hf")) as { ppl: number };
+          assert.ok(Math.abs(back.ppl - after.ppl) <= 1e-5 * after.ppl, `gguf → hf: ppl ${back.ppl} vs pruned ${after.ppl}`);
+          assert.equal((JSON.parse(fs.readFileSync(path.join(hf, "config.json"), "utf8")) as { model_type: string }).model_type, modelType);
+        }
       }
     });
   }

@@ -6,7 +6,7 @@ import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../src/engine";
 import { readModelFiles, writeModelFiles } from "../src/io/files";
 import { gv, readGgufHeader, readGgufTensors, writeGguf } from "../src/io/gguf";
-import { readSafetensors, writeSafetensors } from "../src/io/safetensors";
+import { readSafetensors } from "../src/io/safetensors";
 import { ggufFromModel, llamaCppGemma3LayerTypes } from "../src/io/gguf-llama";
 import { HfTokenizer, readTokenizerDir } from "../src/io/tokenizer";
 import { parseConfig } from "../src/model/config";
@@ -14,6 +14,7 @@ import { loadModel } from "../src/model/load";
 import { randomTensors } from "../src/model/random";
 import { llamaCppAvailable } from "../src/speed";
 import { cli } from "./support/cli";
+import { writeLlamaCppGemma3 } from "./support/gemma3-llamacpp";
 
 /**
  * GGUF export of the family fixtures (tiny trained models, byte-level BPE or SentencePiece vocabularies), checked
@@ -159,11 +160,12 @@ describe("GGUF export of the model families, run by llama.cpp (node-llama-cpp)",
     });
   }
 
-  for (const family of ["qwen2", "phi3"]) {
-    it(`${family}: a pruned model written as GGUF runs in llama.cpp with sdmprune's own greedy continuation`, async function () {
+  for (const family of ["qwen2", "phi3", "gemma3"]) {
+    it(`${family}: a pruned model written as GGUF runs in llama.cpp with sdmprune's own greedy continuation${family === "gemma3" ? " (Gemma 3 in llama.cpp's shape)" : ""}`, async function () {
       const nlc = await requireLlamaCpp(this);
-      const dir = path.join(ROOT, family);
+      let dir = path.join(ROOT, family);
       const ref = JSON.parse(fs.readFileSync(path.join(dir, "reference.json"), "utf8")) as Reference;
+      if (family === "gemma3") writeLlamaCppGemma3((dir = path.join(tmp, "gemma3-llamacpp-to-prune")));
       const out = path.join(tmp, `${family}-pruned`);
       const r = await cli(["prune", "--model", dir, "--ratio", "0.25", "--criterion", "magnitude", "--format", "gguf", "--out", out, "--force"]);
       assert.equal(r.code, 0, r.err);
@@ -235,37 +237,9 @@ describe("GGUF export of the model families, run by llama.cpp (node-llama-cpp)",
     await assert.rejects(readModelFiles(badFile), /qwen2\.block_count/);
   });
 
-  /**
-   * A Gemma 3 in the shape llama.cpp's gemma3 computes (query_pre_attn_scalar = head_dim, every 6th layer global):
-   * built from the trained fixture's weights, 6 layers (sliding ×5 from its sliding layers, the global one from its
-   * global layer), query_pre_attn_scalar 16. Not transformers-checked (a new config); compared with sdmprune.
-   */
-  function llamaCppGemma3(dir: string): void {
-    const src = path.join(ROOT, "gemma3");
-    const config = JSON.parse(fs.readFileSync(path.join(src, "config.json"), "utf8")) as Record<string, unknown>;
-    const from = [0, 1, 3, 0, 1, 2]; // fixture layer per new layer; 2 is the fixture's global layer
-    const t = readSafetensors(path.join(src, "model.safetensors"));
-    const out = new Map<string, { shape: number[]; data: Float32Array }>();
-    for (const [k, v] of t) {
-      const m = /^model\.layers\.(\d+)\.(.+)$/.exec(k);
-      if (!m) out.set(k, { shape: v.shape.slice(), data: Float32Array.from(v.data) });
-    }
-    from.forEach((old, l) => {
-      for (const [k, v] of t) {
-        const m = /^model\.layers\.(\d+)\.(.+)$/.exec(k);
-        if (m && Number(m[1]) === old) out.set(`model.layers.${l}.${m[2]}`, { shape: v.shape.slice(), data: Float32Array.from(v.data) });
-      }
-    });
-    fs.mkdirSync(dir, { recursive: true });
-    Object.assign(config, { num_hidden_layers: 6, query_pre_attn_scalar: 16, layer_types: [0, 1, 2, 3, 4, 5].map((i) => (i === 5 ? "full_attention" : "sliding_attention")) });
-    fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(config, null, 2));
-    writeSafetensors(path.join(dir, "model.safetensors"), out);
-    for (const f of ["tokenizer.json", "tokenizer_config.json"]) fs.copyFileSync(path.join(src, f), path.join(dir, f));
-  }
-
   it("gemma3: a Gemma 3 in llama.cpp's shape is written as its gemma3 arch (norms +1, no space prefix); llama.cpp's next-token distribution and greedy ids equal sdmprune's; sdmprune reads it back", async function () {
     const dir = path.join(tmp, "gemma3-llamacpp-hf");
-    llamaCppGemma3(dir);
+    writeLlamaCppGemma3(dir);
     const ref = JSON.parse(fs.readFileSync(path.join(ROOT, "gemma3", "reference.json"), "utf8")) as Reference;
     const out = path.join(tmp, "gemma3-llamacpp");
     const r = await cli(["convert", "--model", dir, "--out", out, "--format", "gguf"]);
@@ -386,7 +360,7 @@ describe("GGUF export of the model families, run by llama.cpp (node-llama-cpp)",
     assert.ok(!fs.existsSync(path.join(tmp, "g-refused-1")));
     // Scale as llama.cpp's, but the fixture's global layer every 3rd.
     const dir = path.join(tmp, "gemma3-pattern3");
-    llamaCppGemma3(dir);
+    writeLlamaCppGemma3(dir);
     const c = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8")) as Record<string, unknown>;
     c.layer_types = [0, 1, 2, 3, 4, 5].map((i) => (i % 3 === 2 ? "full_attention" : "sliding_attention"));
     fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(c));
