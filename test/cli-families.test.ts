@@ -47,12 +47,9 @@ function buildIfStale(): void {
 }
 
 function sdm(...args: string[]): { code: number; out: string; err: string } {
-  // The wasm backend on every machine: the numbers compared below are float32 on one backend.
-  const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "sdmprune.js"), ...args], {
-    cwd: ROOT,
-    encoding: "utf8",
-    env: { ...process.env, SDMPRUNE_BACKEND: process.env.SDMPRUNE_BACKEND ?? "wasm" },
-  });
+  // Every process picks the same backend (the best that loads, or SDMPRUNE_BACKEND), so saved and reloaded
+  // models are compared on one backend.
+  const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "sdmprune.js"), ...args], { cwd: ROOT, encoding: "utf8" });
   return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
 }
 

@@ -92,7 +92,7 @@ describe("repl on non-llama families under tmux (test/fixtures/families)", funct
       const outDir = path.join(tmp, `${family}-pruned`);
       const config = path.join(tmp, `${family}-config`);
       const seqLen = ref.perplexity.seq_len;
-      const cmd = `cd ${JSON.stringify(ROOT)} && env XDG_CONFIG_HOME=${JSON.stringify(config)} SDMPRUNE_BACKEND=wasm node bin/sdmprune.js repl; echo "REPL-EXITED-$?"; sleep 600`;
+      const cmd = `cd ${JSON.stringify(ROOT)} && env XDG_CONFIG_HOME=${JSON.stringify(config)} node bin/sdmprune.js repl; echo "REPL-EXITED-$?"; sleep 600`;
       tmux("new-session", "-d", "-s", SESSION, "-x", "100", "-y", "40", cmd);
       await waitFor((s) => /^sdmprune>/m.test(s), "first prompt", 60000, visible);
 

@@ -98,10 +98,7 @@ function ggufToHfNameFor(arch: string, name: string): string | null {
 function hfToGgufNameFor(arch: string, name: string): string | null {
   const x = /^model\.layers\.(\d+)\.(.+)$/.exec(name);
   if (arch === "phi3" && x) for (const [g, h] of PHI3_NAMES) if (x[2] === h) return `blk.${x[1]}.${g}`;
-  if (arch === "gemma3" && x) {
-    for (const [g, h] of GEMMA3_NAMES) if (x[2] === h) return `blk.${x[1]}.${g}`;
-    if (x[2] === "post_attention_layernorm.weight") return null;
-  }
+  if (arch === "gemma3" && x) for (const [g, h] of GEMMA3_NAMES) if (x[2] === h) return `blk.${x[1]}.${g}`;
   return hfToGgufName(name);
 }
 
@@ -439,7 +436,8 @@ export function ggufFromModel(
   ];
   if (arch === "gemma3") {
     // As convert_hf_to_gguf.py's Gemma3Model and TextModel write them.
-    if (c.rope_local_theta !== null) kvs.push(["gemma3.rope.freq_base_swa", gv.f32(c.rope_local_theta)]);
+    // always: without the key llama.cpp's sliding layers use base 10000, not rope_theta
+    kvs.push(["gemma3.rope.freq_base_swa", gv.f32(c.rope_local_theta ?? c.rope_theta)]);
     if (c.final_logit_softcapping !== null) kvs.push(["gemma3.final_logit_softcapping", gv.f32(c.final_logit_softcapping)]);
     if (c.sliding_window !== null && c.layer_types.some((t) => t === "sliding_attention")) kvs.push(["gemma3.attention.sliding_window", gv.u32(c.sliding_window)]);
   }
