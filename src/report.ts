@@ -3,6 +3,7 @@ import type { WindowIdentity, WindowProvenance, ShardSpec } from "./data/windows
 import type { EvaluationResult } from "./eval/harness";
 import type { PruneStep } from "./history";
 import type { ImportanceScores } from "./importance";
+import type { ModelConfig } from "./model/config";
 import { STAGE1_KEEP_FRACTION, type RecipePlan } from "./recipe";
 import type { CalibrationInfo, InfoTable, PplRecord, PruneReport, SessionInfo } from "./session";
 import { distribution } from "./stats";
@@ -18,6 +19,19 @@ export function withRaw<R>(t: Table, raw: R): Table & { raw: R } {
   return Object.assign(t, { raw });
 }
 
+/** The family features that change the computation (CLI `info`, the Session's info table). */
+export function familyNotes(c: ModelConfig): string {
+  const n: string[] = [];
+  if (c.qkv_bias) n.push(c.o_bias ? "q/k/v/o biases" : "q/k/v biases");
+  if (c.qk_norm) n.push("q/k norms");
+  if (c.gemma_norms) n.push("(1+w) sandwich norms, scaled embeddings");
+  if (c.hidden_act !== "silu") n.push(c.hidden_act);
+  if (c.sliding_window !== null) n.push(`sliding window ${c.sliding_window} on ${c.layer_types.filter((t) => t === "sliding_attention").length} of ${c.num_hidden_layers} layers`);
+  if (c.query_pre_attn_scalar !== null) n.push(`query_pre_attn_scalar ${c.query_pre_attn_scalar}`);
+  if (c.final_logit_softcapping !== null) n.push(`logit softcap ${c.final_logit_softcapping}`);
+  return n.join("; ");
+}
+
 /** The session overview; `backend` is the line describing the backend, `scoreSettings` those of the running scores. */
 export function infoTable(raw: SessionInfo, backend: string, tied: boolean, scoreSettings: Record<string, unknown> | null): InfoTable {
   const p = raw.params;
@@ -25,6 +39,7 @@ export function infoTable(raw: SessionInfo, backend: string, tied: boolean, scor
   const c = raw.calibration;
   const rows: Cell[][] = [
     ["model", `${raw.path} (${raw.format})`],
+    ["model_type", raw.family ? `${raw.modelType} (${raw.family})` : raw.modelType],
     ["backend", backend],
     ["params", `${p.total.toLocaleString("en-US")} of ${o.total.toLocaleString("en-US")} (${((100 * (o.total - p.total)) / o.total).toFixed(2)} % removed)`],
     ["  embeddings / lm_head", `${p.embeddings.toLocaleString("en-US")} / ${p.lm_head.toLocaleString("en-US")}${tied ? " (tied)" : ""}`],

@@ -28,7 +28,7 @@ import { keepForTarget, planSdmprune, STAGE1_KEEP_FRACTION, type RecipePlan } fr
 import { layerSensitivity, type SensitivityResult } from "./sensitivity";
 import { keptSetAgreement } from "./stats";
 import { Table } from "./table";
-import { calibrationTable, evaluationTable, infoTable, pruneReport, scoreSummaryTable, scoreTable, sdmpruneTable, withRaw } from "./report";
+import { calibrationTable, evaluationTable, familyNotes, infoTable, pruneReport, scoreSummaryTable, scoreTable, sdmpruneTable, withRaw } from "./report";
 import { defaultTopk, TeacherCache, type TopK } from "./teacher";
 import type { ProgressEvent, RunOptions, TextTokenizer } from "./types";
 import { recoverWithData, type RecoverData, type RecoverResult, type SessionRecoverOptions } from "./train/recover";
@@ -247,6 +247,9 @@ export type InfoTable = Table & { raw: SessionInfo };
 export interface SessionInfo {
   path: string;
   format: "gguf" | "hf";
+  /** config.json's model_type (the family) and the family features that change the computation. */
+  modelType: string;
+  family: string;
   backend: BackendName;
   /** The GPU adapter when the backend is webgpu (vendor, device, limits, software or not), else null. */
   adapter: GpuAdapterInfo | null;
@@ -450,6 +453,8 @@ export class Session {
     const raw: SessionInfo = {
       path: this.path,
       format: this.files.format,
+      modelType: this.current.config.model_type,
+      family: familyNotes(this.current.config),
       backend: this.backend,
       adapter: this.backend === "webgpu" ? backendInfo().adapter : null,
       params: paramCounts(this.current.config),

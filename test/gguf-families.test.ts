@@ -4,13 +4,17 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../src/engine";
-import { readModelFiles } from "../src/io/files";
-import { gv, writeGguf } from "../src/io/gguf";
-import { ggufFromModel } from "../src/io/gguf-llama";
+import { readModelFiles, writeModelFiles } from "../src/io/files";
+import { gv, readGgufHeader, readGgufTensors, writeGguf } from "../src/io/gguf";
+import { readSafetensors } from "../src/io/safetensors";
+import { ggufFromModel, llamaCppGemma3LayerTypes } from "../src/io/gguf-llama";
 import { HfTokenizer, readTokenizerDir } from "../src/io/tokenizer";
+import { parseConfig } from "../src/model/config";
 import { loadModel } from "../src/model/load";
+import { randomTensors } from "../src/model/random";
 import { llamaCppAvailable } from "../src/speed";
 import { cli } from "./support/cli";
+import { writeLlamaCppGemma3 } from "./support/gemma3-llamacpp";
 
 /**
  * GGUF export of the family fixtures (tiny trained models, byte-level BPE or SentencePiece vocabularies), checked
@@ -25,7 +29,6 @@ const EXPORTED: [family: string, arch: string, vocab: string][] = [
   ["qwen3", "qwen3", "gpt2"],
   ["phi3", "phi3", "llama"],
 ];
-const REFUSED = ["gemma3"];
 
 interface Reference {
   tokenizer: { adds_bos: boolean; bos_token_id: number | null; check_text: string; check_ids: number[] };
@@ -157,11 +160,12 @@ describe("GGUF export of the model families, run by llama.cpp (node-llama-cpp)",
     });
   }
 
-  for (const family of ["qwen2", "phi3"]) {
-    it(`${family}: a pruned model written as GGUF runs in llama.cpp with sdmprune's own greedy continuation`, async function () {
+  for (const family of ["qwen2", "phi3", "gemma3"]) {
+    it(`${family}: a pruned model written as GGUF runs in llama.cpp with sdmprune's own greedy continuation${family === "gemma3" ? " (Gemma 3 in llama.cpp's shape)" : ""}`, async function () {
       const nlc = await requireLlamaCpp(this);
-      const dir = path.join(ROOT, family);
+      let dir = path.join(ROOT, family);
       const ref = JSON.parse(fs.readFileSync(path.join(dir, "reference.json"), "utf8")) as Reference;
+      if (family === "gemma3") writeLlamaCppGemma3((dir = path.join(tmp, "gemma3-llamacpp-to-prune")));
       const out = path.join(tmp, `${family}-pruned`);
       const r = await cli(["prune", "--model", dir, "--ratio", "0.25", "--criterion", "magnitude", "--format", "gguf", "--out", out, "--force"]);
       assert.equal(r.code, 0, r.err);
@@ -233,12 +237,135 @@ describe("GGUF export of the model families, run by llama.cpp (node-llama-cpp)",
     await assert.rejects(readModelFiles(badFile), /qwen2\.block_count/);
   });
 
-  for (const family of REFUSED) {
-    it(`${family}: GGUF export is refused with a clear error (not written as another architecture)`, async () => {
-      const r = await cli(["convert", "--model", path.join(ROOT, family), "--out", path.join(tmp, family), "--format", "gguf"]);
-      assert.notEqual(r.code, 0);
-      assert.match(r.err, /GGUF export: model_type "gemma3_text" is not supported/);
-      assert.ok(!fs.existsSync(path.join(tmp, family, "model.gguf")));
-    });
-  }
+  it("gemma3: a Gemma 3 in llama.cpp's shape is written as its gemma3 arch (norms +1, no space prefix); llama.cpp's next-token distribution and greedy ids equal sdmprune's; sdmprune reads it back", async function () {
+    const dir = path.join(tmp, "gemma3-llamacpp-hf");
+    writeLlamaCppGemma3(dir);
+    const ref = JSON.parse(fs.readFileSync(path.join(ROOT, "gemma3", "reference.json"), "utf8")) as Reference;
+    const out = path.join(tmp, "gemma3-llamacpp");
+    const r = await cli(["convert", "--model", dir, "--out", out, "--format", "gguf"]);
+    assert.equal(r.code, 0, r.err);
+    const file = path.join(out, "model.gguf");
+    // A 48-token held-out row: longer than the 16-token window, so the sliding layers differ from global ones.
+    const prompt = ref.logits.input_ids[0];
+
+    const before = tf.memory().numTensors;
+    const hf = await loadModel(dir);
+    const gg = await loadModel(file);
+    let lastHf: Float32Array;
+    let greedy: number[];
+    try {
+      assert.equal(gg.files.metadata["general.architecture"], "gemma3");
+      assert.equal(gg.files.metadata["gemma3.attention.sliding_window"], 16);
+      assert.equal(gg.files.metadata["gemma3.rope.freq_base_swa"], 10000);
+      assert.equal(gg.files.metadata["gemma3.final_logit_softcapping"], 10);
+      assert.equal(gg.files.metadata["tokenizer.ggml.add_space_prefix"], false);
+      assert.equal(gg.model.config.model_type, "gemma3_text");
+      assert.deepEqual(gg.model.config.layer_types, hf.model.config.layer_types);
+      assert.equal(gg.model.config.query_pre_attn_scalar, 16);
+      // llama.cpp multiplies by the stored norm weight: the file holds w + 1 (as its converter writes)
+      const stored = readGgufTensors(readGgufHeader(file)).get("blk.0.attn_norm.weight")!.data;
+      const w = readSafetensors(path.join(dir, "model.safetensors")).get("model.layers.0.input_layernorm.weight")!.data;
+      assert.ok(maxAbsDiff(stored, w.map((x) => x + 1)) === 0, "attn_norm = input_layernorm + 1");
+      const a = hf.model.forward([prompt]);
+      const b = gg.model.forward([prompt]);
+      const d = maxAbsDiff(a.dataSync() as Float32Array, b.dataSync() as Float32Array);
+      const V = hf.model.config.vocab_size;
+      lastHf = (a.dataSync() as Float32Array).slice((prompt.length - 1) * V, prompt.length * V);
+      a.dispose();
+      b.dispose();
+      console.log(`      gemma3: GGUF read back by sdmprune: max |Δlogit| ${d.toExponential(2)}`);
+      assert.ok(d <= 1e-5, `max |Δlogit| ${d}`);
+      assert.deepEqual(gg.tokenizer!.encode(ref.tokenizer.check_text, { addBos: false }), hf.tokenizer!.encode(ref.tokenizer.check_text, { addBos: false }));
+      greedy = hf.model.generate(ref.greedy.prompt_ids, { maxNewTokens: 20, stopAtEos: false });
+    } finally {
+      hf.model.dispose();
+      gg.model.dispose();
+    }
+    assert.equal(tf.memory().numTensors, before);
+
+    const nlc = await requireLlamaCpp(this);
+    const llama = await nlc.getLlama({ gpu: false, build: "never", logLevel: nlc.LlamaLogLevel.error, progressLogs: false });
+    const model = await llama.loadModel({ modelPath: file });
+    try {
+      assert.deepEqual(Array.from(model.tokenize(ref.greedy.prompt_text)), ref.greedy.prompt_ids.slice(1), "llama.cpp tokenizes the prompt as transformers does");
+      const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+      try {
+        const got: number[] = [];
+        for await (const t of ctx.getSequence().evaluate(ref.greedy.prompt_ids, { temperature: 0 })) {
+          got.push(Number(t));
+          if (got.length === greedy.length) break;
+        }
+        console.log(`      gemma3: llama.cpp greedy ${got.length} tokens (12-token prompt, window 16), equal to sdmprune's: ${JSON.stringify(got) === JSON.stringify(greedy)}`);
+        assert.deepEqual(got, greedy);
+      } finally {
+        await ctx.dispose();
+      }
+      const ctx2 = await model.createContext({ contextSize: 256, threads: 1 });
+      try {
+        const it = ctx2.getSequence().evaluateWithMetadata(prompt, { probabilities: true }, { temperature: 1, topK: 0, topP: 1, minP: 0, seed: 0, yieldEogToken: true });
+        const first = (await it.next()).value as { probabilities: Map<number, number> };
+        await it.return(undefined);
+        const mx = Math.max(...lastHf);
+        const lse = mx + Math.log(lastHf.reduce((s, x) => s + Math.exp(x - mx), 0));
+        assert.equal(first.probabilities.size, lastHf.length);
+        let dp = 0;
+        let top = 0;
+        for (const [tok, p] of first.probabilities) {
+          dp = Math.max(dp, Math.abs(p - Math.exp(lastHf[tok] - lse)));
+          top = Math.max(top, p);
+        }
+        console.log(`      gemma3: llama.cpp next-token probabilities after ${prompt.length} tokens: max |Δp| ${dp.toExponential(2)} over ${lastHf.length} tokens (top p ${top.toFixed(3)})`);
+        assert.ok(dp <= 5e-4, `max |Δp| ${dp}`);
+      } finally {
+        await ctx2.dispose();
+      }
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  it("gemma3: Gemma-3-1B's own config (shrunk) is written with llama.cpp's keys and reads back to the same config", async () => {
+    // transformers 4 layout as on the Hub: sliding_window_pattern 6, query_pre_attn_scalar = head_dim
+    const raw = {
+      architectures: ["Gemma3ForCausalLM"], attention_bias: false, attention_dropout: 0.0, attn_logit_softcapping: null, bos_token_id: 2,
+      eos_token_id: [1, 106], final_logit_softcapping: null, head_dim: 8, hidden_activation: "gelu_pytorch_tanh", hidden_size: 32,
+      intermediate_size: 48, max_position_embeddings: 32768, model_type: "gemma3_text", num_attention_heads: 4, num_hidden_layers: 7,
+      num_key_value_heads: 1, pad_token_id: 0, query_pre_attn_scalar: 8, rms_norm_eps: 1e-6, rope_local_base_freq: 10000, rope_scaling: null,
+      rope_theta: 1000000, sliding_window: 512, sliding_window_pattern: 6, torch_dtype: "bfloat16", vocab_size: 64,
+    };
+    const cfg = parseConfig(raw);
+    assert.deepEqual(cfg.layer_types, llamaCppGemma3LayerTypes(7));
+    const dir = path.join(tmp, "gemma3-1b-shape");
+    await writeModelFiles(dir, { config: cfg, tensors: randomTensors(cfg, 3), tokenizer: null }, { format: "gguf" });
+    const h = readGgufHeader(path.join(dir, "model.gguf"));
+    assert.equal(h.metadata["general.architecture"], "gemma3");
+    assert.equal(h.metadata["gemma3.rope.freq_base"], 1000000);
+    assert.equal(h.metadata["gemma3.rope.freq_base_swa"], 10000);
+    assert.equal(h.metadata["gemma3.attention.sliding_window"], 512);
+    assert.equal(h.metadata["gemma3.attention.key_length"], 8);
+    assert.equal(h.metadata["gemma3.final_logit_softcapping"], undefined);
+    assert.equal(h.metadata["gemma3.attention.sliding_window_pattern"], undefined, "as llama.cpp's converter: no pattern key");
+    const names = h.tensors.filter((t) => t.name.startsWith("blk.0.")).map((t) => t.name).sort();
+    assert.deepEqual(names, ["attn_k", "attn_k_norm", "attn_norm", "attn_output", "attn_q", "attn_q_norm", "attn_v", "ffn_down", "ffn_gate", "ffn_norm", "ffn_up", "post_attention_norm", "post_ffw_norm"].map((n) => `blk.0.${n}.weight`));
+    const back = await readModelFiles(path.join(dir, "model.gguf"));
+    const strip = (c: typeof cfg) => ({ ...c, original: null, eos_token_id: Array.isArray(c.eos_token_id) ? c.eos_token_id[0] : c.eos_token_id });
+    assert.deepEqual(strip(back.config), strip(cfg));
+  });
+
+  it("gemma3: GGUF export of a Gemma 3 that llama.cpp would compute differently is refused, saying why", async () => {
+    // The fixture: query_pre_attn_scalar 24 ≠ head_dim 16.
+    let r = await cli(["convert", "--model", path.join(ROOT, "gemma3"), "--out", path.join(tmp, "g-refused-1"), "--format", "gguf"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /GGUF export: query_pre_attn_scalar 24 \(llama\.cpp's gemma3 would compute a different model: it scales queries by 1\/sqrt\(head_dim\) = 1\/sqrt\(16\)\)/);
+    assert.ok(!fs.existsSync(path.join(tmp, "g-refused-1")));
+    // Scale as llama.cpp's, but the fixture's global layer every 3rd.
+    const dir = path.join(tmp, "gemma3-pattern3");
+    writeLlamaCppGemma3(dir);
+    const c = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8")) as Record<string, unknown>;
+    c.layer_types = [0, 1, 2, 3, 4, 5].map((i) => (i % 3 === 2 ? "full_attention" : "sliding_attention"));
+    fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(c));
+    r = await cli(["convert", "--model", dir, "--out", path.join(tmp, "g-refused-2"), "--format", "gguf"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /layer_types \[SSFSSF\] \(llama\.cpp's gemma3 would compute a different model: .*every 6th layer is global: \[SSSSSF\]\)/);
+  });
 });

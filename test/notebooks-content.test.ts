@@ -55,4 +55,17 @@ describe("notebooks: content", () => {
     assert.match(s4, /samples: REFERENCE_SAMPLES, seqLen: SEQ_LEN, seed: SEED \+ 1/);
     assert.doesNotMatch(s4, /snapshots\[snapshots\.length - 1\]\.scores/);
   });
+
+  it("06 runs every non-llama family fixture of the repository through calibrate → sd-taylor → prune → perplexity before and after", () => {
+    const s6 = source("06");
+    assert.match(s6, /const FIXTURES = "test\/fixtures\/families";/);
+    const families = JSON.parse(/const FAMILIES = (\[[^\]]*\])/.exec(s6)![1]) as string[];
+    const root = path.join(__dirname, "fixtures", "families");
+    const fixtures = fs.readdirSync(root).filter((f) => fs.existsSync(path.join(root, f, "config.json")) && f !== "llama");
+    assert.deepEqual([...families].sort(), fixtures.sort());
+    assert.match(s6, /Session\.load\(`\$\{FIXTURES\}\/\$\{family\}`\)/);
+    assert.match(s6, /criterion: "sd-taylor"/);
+    assert.match(s6, /s\.prune\(\{ ratio: RATIO \}\)/);
+    assert.equal((s6.match(/s\.evaluate\(\{ ppl: evalSpec \}\)/g) ?? []).length, 2, "perplexity before and after pruning");
+  });
 });

@@ -46,7 +46,7 @@ describe("notebooks", function () {
     const files = listNotebooks();
     assert.deepEqual(
       files.map((f) => path.basename(f)),
-      ["01-quickstart.ipynb", "02-mlp-vs-attention-sensitivity.ipynb", "03-criteria-vs-ratio.ipynb", "04-teacher-cache-and-calibration.ipynb", "05-beyond-the-paper.ipynb"],
+      ["01-quickstart.ipynb", "02-mlp-vs-attention-sensitivity.ipynb", "03-criteria-vs-ratio.ipynb", "04-teacher-cache-and-calibration.ipynb", "05-beyond-the-paper.ipynb", "06-model-families.ipynb"],
     );
     for (const f of files) {
       const nb = readNotebook(f);

@@ -125,7 +125,7 @@ const REQUIRED_KEYS = [
   "context_length", "embedding_length", "block_count", "feed_forward_length",
   "attention.head_count", "attention.layer_norm_rms_epsilon",
 ];
-const READ_ARCHS = ["llama", "qwen2", "qwen3", "phi3"];
+const READ_ARCHS = ["llama", "qwen2", "qwen3", "phi3", "gemma3"];
 
 /** The GGUF header, after the checks made before anything else is read from it. */
 function checkedGgufHeader(file: string): GgufHeader {

@@ -7,7 +7,7 @@ import { HostTensor, TensorMap } from "./tensors";
 import { ByteLevelBpeVocab, HfTokenizer, SentencePieceVocab } from "./tokenizer";
 
 /**
- * llama.cpp's `llama`, `qwen2`, `qwen3` and `phi3` architectures in GGUF ↔ sdmprune's Hugging Face view: tensor
+ * llama.cpp's `llama`, `qwen2`, `qwen3`, `phi3` and `gemma3` architectures in GGUF ↔ sdmprune's Hugging Face view: tensor
  * names, config from/to `<arch>.*` metadata, tokenizer from/to `tokenizer.ggml.*` (SentencePiece or byte-level
  * BPE), and the Q/K row order of the `llama` arch.
  *
@@ -77,16 +77,38 @@ const PHI3_NAMES: [string, string][] = [
   ["ffn_up.weight", "mlp.gate_up_proj.weight"],
 ];
 
+/**
+ * llama.cpp's gemma3 (src/models/gemma3.cpp) names Gemma's four norms per layer: `attn_norm` (input),
+ * `post_attention_norm` (on the attention output), `ffn_norm` (pre_feedforward) and `post_ffw_norm`; the
+ * llama arch's `ffn_norm` = `post_attention_layernorm` does not apply.
+ */
+const GEMMA3_NAMES: [string, string][] = [
+  ["post_attention_norm.weight", "post_attention_layernorm.weight"],
+  ["ffn_norm.weight", "pre_feedforward_layernorm.weight"],
+  ["post_ffw_norm.weight", "post_feedforward_layernorm.weight"],
+];
+
 function ggufToHfNameFor(arch: string, name: string): string | null {
   const x = /^blk\.(\d+)\.(.+)$/.exec(name);
   if (arch === "phi3" && x) for (const [g, h] of PHI3_NAMES) if (x[2] === g) return `model.layers.${x[1]}.${h}`;
+  if (arch === "gemma3" && x) for (const [g, h] of GEMMA3_NAMES) if (x[2] === g) return `model.layers.${x[1]}.${h}`;
   return ggufToHfName(name);
 }
 
 function hfToGgufNameFor(arch: string, name: string): string | null {
   const x = /^model\.layers\.(\d+)\.(.+)$/.exec(name);
   if (arch === "phi3" && x) for (const [g, h] of PHI3_NAMES) if (x[2] === h) return `blk.${x[1]}.${g}`;
+  if (arch === "gemma3" && x) for (const [g, h] of GEMMA3_NAMES) if (x[2] === h) return `blk.${x[1]}.${g}`;
   return hfToGgufName(name);
+}
+
+/** Gemma's RMSNorm multiplies by (1 + w); llama.cpp's by w, so its converter stores w + 1 (Gemma3Model.norm_shift). */
+const isGemmaNorm = (hfName: string): boolean => hfName.endsWith("norm.weight");
+function shifted(t: HostTensor, by: number): HostTensor {
+  const src = t.data;
+  const data = new Float32Array(src.length);
+  for (let i = 0; i < src.length; i++) data[i] = src[i] + by;
+  return { shape: t.shape.slice(), data };
 }
 
 /**
@@ -130,8 +152,8 @@ export function configFromGguf(h: GgufHeader, tied: boolean, vocabFallback: numb
   const m = h.metadata;
   const f = h.path;
   const arch = m["general.architecture"];
-  if (arch !== "llama" && arch !== "qwen2" && arch !== "qwen3" && arch !== "phi3") {
-    throw new ConfigError(`${f}: general.architecture is ${JSON.stringify(arch)}; sdmprune reads "llama", "qwen2", "qwen3" and "phi3"`);
+  if (arch !== "llama" && arch !== "qwen2" && arch !== "qwen3" && arch !== "phi3" && arch !== "gemma3") {
+    throw new ConfigError(`${f}: general.architecture is ${JSON.stringify(arch)}; sdmprune reads "llama", "qwen2", "qwen3", "phi3" and "gemma3"`);
   }
   const ff = m[`${arch}.feed_forward_length`];
   const hidden = num(m, `${arch}.embedding_length`, f);
@@ -167,7 +189,37 @@ export function configFromGguf(h: GgufHeader, tied: boolean, vocabFallback: numb
     bos_token_id: num(m, "tokenizer.ggml.bos_token_id", f, 1),
     eos_token_id: num(m, "tokenizer.ggml.eos_token_id", f, 2),
   };
-  return parseConfig(raw, `${f} (GGUF metadata)`);
+  return parseConfig(arch === "gemma3" ? { ...raw, ...gemma3FromGguf(m, f, raw.num_hidden_layers, hidden, heads, headDim) } : raw, `${f} (GGUF metadata)`);
+}
+
+/** The Gemma 3 fields of a gemma3 GGUF, as llama.cpp's loader (src/models/gemma3.cpp) derives them. */
+function gemma3FromGguf(m: Record<string, unknown>, f: string, layers: number, hidden: number, heads: number, headDim: number): Record<string, unknown> {
+  const window = m["gemma3.attention.sliding_window"] !== undefined ? num(m, "gemma3.attention.sliding_window", f) : 0;
+  let layerTypes: string[] = Array(layers).fill("full_attention");
+  if (window > 0) {
+    const pattern = m["gemma3.attention.sliding_window_pattern"];
+    if (Array.isArray(pattern)) {
+      if (pattern.length !== layers || pattern.some((x) => typeof x !== "boolean")) {
+        throw new FormatError(`${f}: gemma3.attention.sliding_window_pattern must hold one boolean per layer (${layers}), got ${JSON.stringify(pattern).slice(0, 100)}`);
+      }
+      layerTypes = pattern.map((x) => (x ? "sliding_attention" : "full_attention"));
+    } else {
+      const n = pattern === undefined ? 6 : num(m, "gemma3.attention.sliding_window_pattern", f);
+      // llama_hparams::set_swa_pattern(n): layer il is sliding iff il % n < n - 1 (n = 0: all sliding)
+      layerTypes = layerTypes.map((_, i) => (n === 0 || i % n < n - 1 ? "sliding_attention" : "full_attention"));
+    }
+  }
+  return {
+    model_type: "gemma3_text",
+    hidden_activation: "gelu_pytorch_tanh",
+    // llama.cpp's scale: 1/sqrt(head_dim), except hidden/heads for the 62-layer 27B
+    query_pre_attn_scalar: layers === 62 ? hidden / heads : headDim,
+    sliding_window: window > 0 ? window : null,
+    layer_types: layerTypes,
+    rope_local_base_freq: num(m, "gemma3.rope.freq_base_swa", f, 10000),
+    final_logit_softcapping: m["gemma3.final_logit_softcapping"] !== undefined ? num(m, "gemma3.final_logit_softcapping", f) : null,
+    attention_bias: false,
+  };
 }
 
 /**
@@ -191,7 +243,8 @@ export function tensorsFromGguf(
     if (hf === null) throw new FormatError(`${file}: unexpected tensor ${name} for a ${arch} GGUF`);
     // Only the llama architecture stores q/k rows in GGUF's adjacent-pair order (see ggufFromModel).
     const heads = !permute ? null : name.endsWith(".attn_q.weight") ? nHeads : name.endsWith(".attn_k.weight") ? nKvHeads : null;
-    if (heads === null) tensors.set(hf, t);
+    if (arch === "gemma3" && isGemmaNorm(hf)) tensors.set(hf, isLazy(t) ? lazyTensor(t.shape.slice(), () => shifted(t, -1).data) : shifted(t, -1));
+    else if (heads === null) tensors.set(hf, t);
     else if (isLazy(t)) tensors.set(hf, lazyTensor(t.shape.slice(), () => permuteQK(t, heads, false).data));
     else tensors.set(hf, permuteQK(t, heads, false));
   }
@@ -238,6 +291,7 @@ export function sentencePieceFromGguf(h: GgufHeader): SentencePieceVocab | null 
     bosTokenId: id("tokenizer.ggml.bos_token_id"),
     eosTokenId: id("tokenizer.ggml.eos_token_id"),
     unkTokenId: id("tokenizer.ggml.unknown_token_id"),
+    addSpacePrefix: m["tokenizer.ggml.add_space_prefix"] !== false,
   };
 }
 
@@ -289,14 +343,50 @@ function llama3RopeFactors(c: LlamaConfig): Float32Array {
 
 /**
  * The llama.cpp architecture a model is written as: `llama` (Mistral converts to it too, as llama.cpp's own
- * converter does), `qwen2` or `qwen3`. Features the chosen architecture does not compute are refused.
+ * converter does), `qwen2`, `qwen3`, `phi3` or `gemma3`. Features the chosen architecture does not compute are refused.
  */
-export type GgufArch = "llama" | "qwen2" | "qwen3" | "phi3";
+export type GgufArch = "llama" | "qwen2" | "qwen3" | "phi3" | "gemma3";
+
+/** The sliding/global layer kinds llama.cpp's gemma3 gives a model (no pattern key: every 6th layer global). */
+export function llamaCppGemma3LayerTypes(numLayers: number): ("full_attention" | "sliding_attention")[] {
+  // llama_hparams::set_swa_pattern(6): layer il is sliding iff il % 6 < 5
+  return Array.from({ length: numLayers }, (_, i) => (i % 6 < 5 ? "sliding_attention" : "full_attention"));
+}
+
+/**
+ * Gemma 3 text as llama.cpp's gemma3 architecture computes it (src/models/gemma3.cpp, node-llama-cpp 3.22.1):
+ * attention scale 1/sqrt(head_dim) (1/sqrt(hidden/heads) at 62 layers, the 27B), sliding layers per the
+ * every-6th-global rule (its converter writes no pattern), the local RoPE base from `rope.freq_base_swa` without
+ * scaling, final softcapping. A config that differs would run as another model there: refused, saying why.
+ */
+function gemma3Refusal(c: LlamaConfig): string | null {
+  const why = "llama.cpp's gemma3 would compute a different model";
+  const scale = c.num_hidden_layers === 62 ? c.hidden_size / c.num_attention_heads : c.head_dim;
+  const q = c.query_pre_attn_scalar ?? c.head_dim;
+  if (q !== scale) {
+    return `query_pre_attn_scalar ${q} (${why}: it scales queries by 1/sqrt(${c.num_hidden_layers === 62 ? "hidden_size/num_attention_heads" : "head_dim"}) = 1/sqrt(${scale}))`;
+  }
+  const sliding = c.sliding_window !== null && c.layer_types.some((t) => t === "sliding_attention");
+  if (sliding) {
+    const want = llamaCppGemma3LayerTypes(c.num_hidden_layers);
+    if (c.layer_types.some((t, i) => t !== want[i])) {
+      return `layer_types [${c.layer_types.map((t) => (t === "sliding_attention" ? "S" : "F")).join("")}] (${why}: without a pattern key, which its converter does not write, every 6th layer is global: [${want.map((t) => (t === "sliding_attention" ? "S" : "F")).join("")}])`;
+    }
+  }
+  if (c.rope_scaling && c.rope_scaling.rope_type !== "linear") return `RoPE scaling ${JSON.stringify(c.rope_scaling.rope_type)} in gemma3_text`;
+  if (c.qkv_bias || c.o_bias) return "attention biases in gemma3_text";
+  if (!c.qk_norm || !c.gemma_norms || c.hidden_act !== "gelu_pytorch_tanh") return "a gemma3_text config without q/k norms, (1+w) norms or GeGLU";
+  return null;
+}
 
 function ggufArch(c: LlamaConfig): GgufArch {
   const no = (what: string): never => {
-    throw new ConfigError(`GGUF export: ${what} is not supported by the GGUF writer (it writes llama.cpp's llama, qwen2, qwen3 and phi3 architectures); save as HF instead`);
+    throw new ConfigError(`GGUF export: ${what} is not supported by the GGUF writer (it writes llama.cpp's llama, qwen2, qwen3, phi3 and gemma3 architectures); save as HF instead`);
   };
+  if (c.model_type === "gemma3_text") {
+    const r = gemma3Refusal(c);
+    return r === null ? "gemma3" : no(r);
+  }
   const arch: GgufArch =
     c.model_type === "llama" || c.model_type === "mistral" ? "llama" : c.model_type === "qwen2" || c.model_type === "qwen3" || c.model_type === "phi3" ? c.model_type : no(`model_type ${JSON.stringify(c.model_type)}`);
   if (c.hidden_act !== "silu" || c.gemma_norms) no(`hidden_act ${c.hidden_act}`);
@@ -344,7 +434,14 @@ export function ggufFromModel(
     [`${arch}.rope.freq_base`, gv.f32(c.rope_theta)],
     [`${arch}.attention.layer_norm_rms_epsilon`, gv.f32(c.rms_norm_eps)],
   ];
-  if (c.head_dim * c.num_attention_heads !== c.hidden_size || arch === "qwen3") {
+  if (arch === "gemma3") {
+    // As convert_hf_to_gguf.py's Gemma3Model and TextModel write them.
+    // always: without the key llama.cpp's sliding layers use base 10000, not rope_theta
+    kvs.push(["gemma3.rope.freq_base_swa", gv.f32(c.rope_local_theta ?? c.rope_theta)]);
+    if (c.final_logit_softcapping !== null) kvs.push(["gemma3.final_logit_softcapping", gv.f32(c.final_logit_softcapping)]);
+    if (c.sliding_window !== null && c.layer_types.some((t) => t === "sliding_attention")) kvs.push(["gemma3.attention.sliding_window", gv.u32(c.sliding_window)]);
+  }
+  if (c.head_dim * c.num_attention_heads !== c.hidden_size || arch === "qwen3" || arch === "gemma3") {
     kvs.push([`${arch}.attention.key_length`, gv.u32(c.head_dim)], [`${arch}.attention.value_length`, gv.u32(c.head_dim)]);
   }
   // llama.cpp's phi3 reads this key only for longrope factors, which are refused above; written as its converter does.
@@ -387,6 +484,8 @@ export function ggufFromModel(
     if (sp.bosTokenId !== null) kvs.push(["tokenizer.ggml.bos_token_id", gv.u32(sp.bosTokenId)]);
     if (sp.eosTokenId !== null) kvs.push(["tokenizer.ggml.eos_token_id", gv.u32(sp.eosTokenId)]);
     if (sp.unkTokenId !== null) kvs.push(["tokenizer.ggml.unknown_token_id", gv.u32(sp.unkTokenId)]);
+    // llama.cpp's SentencePiece tokenizer prepends "▁" unless told not to (Gemma's tokenizer does not).
+    if (sp.addSpacePrefix === false) kvs.push(["tokenizer.ggml.add_space_prefix", gv.bool(false)]);
     // As the tokenizer says (Phi-3's adds none although it has a BOS): llama.cpp adds BOS when this is true.
     kvs.push(["tokenizer.ggml.add_bos_token", gv.bool(tokenizer.addsBos && sp.bosTokenId !== null)], ["tokenizer.ggml.add_eos_token", gv.bool(false)]);
   } else {
@@ -400,7 +499,11 @@ export function ggufFromModel(
   if (arch === "phi3") tensors = fusePhi3(c, tensors);
   const order = ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"];
   const layerNames =
-    arch === "phi3" ? ["input_layernorm", "self_attn.qkv_proj", "self_attn.o_proj", "post_attention_layernorm", "mlp.gate_up_proj", "mlp.down_proj"] : LAYER_NAMES.map(([, h]) => h);
+    arch === "phi3"
+      ? ["input_layernorm", "self_attn.qkv_proj", "self_attn.o_proj", "post_attention_layernorm", "mlp.gate_up_proj", "mlp.down_proj"]
+      : arch === "gemma3"
+        ? ["input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "post_attention_layernorm", "pre_feedforward_layernorm", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", "post_feedforward_layernorm"]
+        : LAYER_NAMES.map(([, h]) => h);
   for (let l = 0; l < c.num_hidden_layers; l++) {
     for (const h of layerNames) order.push(`model.layers.${l}.${h}.weight`);
     if (c.qkv_bias) for (const p of ["q", "k", "v"]) order.push(`model.layers.${l}.self_attn.${p}_proj.bias`);
@@ -418,7 +521,8 @@ export function ggufFromModel(
     const heads = arch !== "llama" ? null : hf.endsWith("q_proj.weight") ? c.num_attention_heads : hf.endsWith("k_proj.weight") ? c.num_key_value_heads : null;
     // Data is taken when the writer reaches the tensor (permuted then), so lazy tensors are read one at a time.
     const wt = { name, shape: t.shape.slice(), type: dtype } as GgufWriteTensor;
-    Object.defineProperty(wt, "data", { get: () => (heads === null ? t.data : permuteQK(t, heads, true).data), enumerable: true });
+    const shift = arch === "gemma3" && isGemmaNorm(hf);
+    Object.defineProperty(wt, "data", { get: () => (shift ? shifted(t, 1).data : heads === null ? t.data : permuteQK(t, heads, true).data), enumerable: true });
     out.push(wt);
   }
   for (const k of tensors.keys()) if (!seen.has(k)) throw new ConfigError(`GGUF writer: unexpected tensor ${k}`);

@@ -26,6 +26,8 @@ export interface SentencePieceVocab {
   bosTokenId: number | null;
   eosTokenId: number | null;
   unkTokenId: number | null;
+  /** Whether "▁" is prepended to the text (GGUF `tokenizer.ggml.add_space_prefix`, default true); Gemma's is not. */
+  addSpacePrefix?: boolean;
 }
 
 /**
@@ -100,13 +102,16 @@ export function tokenizerJsonFromSentencePiece(v: SentencePieceVocab): Record<st
     truncation: null,
     padding: null,
     added_tokens: added,
-    normalizer: {
-      type: "Sequence",
-      normalizers: [
-        { type: "Prepend", prepend: SPACE },
-        { type: "Replace", pattern: { String: " " }, content: SPACE },
-      ],
-    },
+    normalizer:
+      v.addSpacePrefix === false
+        ? { type: "Replace", pattern: { String: " " }, content: SPACE }
+        : {
+            type: "Sequence",
+            normalizers: [
+              { type: "Prepend", prepend: SPACE },
+              { type: "Replace", pattern: { String: " " }, content: SPACE },
+            ],
+          },
     pre_tokenizer: null,
     post_processor:
       bos === null
@@ -126,7 +131,7 @@ export function tokenizerJsonFromSentencePiece(v: SentencePieceVocab): Record<st
         { type: "Replace", pattern: { String: SPACE }, content: " " },
         { type: "ByteFallback" },
         { type: "Fuse" },
-        { type: "Strip", content: " ", start: 1, stop: 0 },
+        ...(v.addSpacePrefix === false ? [] : [{ type: "Strip", content: " ", start: 1, stop: 0 }]),
       ],
     },
     model: {
@@ -398,8 +403,20 @@ export class HfTokenizer implements TextTokenizer {
       const r = rank.get(t);
       scores.push(type !== TOKEN_TYPE.NORMAL ? 0 : r !== undefined ? -r : -(nMerges + id));
     });
-    return { tokens, scores, types, bosTokenId: this.bosTokenId, eosTokenId: this.eosTokenId, unkTokenId: unkId };
+    return { tokens, scores, types, bosTokenId: this.bosTokenId, eosTokenId: this.eosTokenId, unkTokenId: unkId, addSpacePrefix: prependsSpace(this.json) };
   }
+}
+
+/** Whether a tokenizer.json prepends "▁" to the text: a Prepend normalizer, or a Metaspace pre-tokenizer that does. */
+function prependsSpace(j: Record<string, unknown>): boolean {
+  const steps = (x: unknown, key: string): Record<string, unknown>[] => {
+    const o = x as Record<string, unknown> | null;
+    return !o ? [] : o.type === "Sequence" ? ((o[key] as Record<string, unknown>[]) ?? []) : [o];
+  };
+  if (steps(j.normalizer, "normalizers").some((n) => n.type === "Prepend" && n.prepend === SPACE)) return true;
+  return steps(j.pre_tokenizer, "pretokenizers").some(
+    (p) => p.type === "Metaspace" && (p.prepend_scheme !== undefined ? p.prepend_scheme !== "never" : p.add_prefix_space !== false),
+  );
 }
 
 export interface ByteLevelBpeVocab {

@@ -1,6 +1,7 @@
 import { backendInfo, initEngine } from "../../engine";
 import { readModelFiles } from "../../io/files";
-import { intermediateSizes, paramCounts, type ModelConfig } from "../../model/config";
+import { intermediateSizes, paramCounts } from "../../model/config";
+import { familyNotes } from "../../report";
 import type { Command } from "../command";
 import { BACKEND_FLAG, MODEL_FLAG, backendFlag, flagHelp, parseFlags, requireFlags } from "../flags";
 
@@ -58,16 +59,3 @@ export const infoCommand: Command = {
     return 0;
   },
 };
-
-/** The family features that change the computation, for the info line. */
-function familyNotes(c: ModelConfig): string {
-  const n: string[] = [];
-  if (c.qkv_bias) n.push(c.o_bias ? "q/k/v/o biases" : "q/k/v biases");
-  if (c.qk_norm) n.push("q/k norms");
-  if (c.gemma_norms) n.push("(1+w) sandwich norms, scaled embeddings");
-  if (c.hidden_act !== "silu") n.push(c.hidden_act);
-  if (c.sliding_window !== null) n.push(`sliding window ${c.sliding_window} on ${c.layer_types.filter((t) => t === "sliding_attention").length} of ${c.num_hidden_layers} layers`);
-  if (c.query_pre_attn_scalar !== null) n.push(`query_pre_attn_scalar ${c.query_pre_attn_scalar}`);
-  if (c.final_logit_softcapping !== null) n.push(`logit softcap ${c.final_logit_softcapping}`);
-  return n.join("; ");
-}
