@@ -12,6 +12,7 @@ Workloads (random weights, untrained; weights N(0, 0.02^2), norms 1 + 0.02 N(0, 
               gradients for the MLP weights only, then per layer mean_k |Wg*Gg + Wu*Gu + (Wd*Gd)^T|
   ppl         no-grad forward of batches of 4 windows, log-softmax gathered at the next token
   memory      one importance window; peak RSS (VmHWM, reset after set-up) / weight bytes
+  profile     self CPU ms per aten op and input shapes over one teacher and one importance window (needs both)
 Prints one JSON object on stdout. --device cuda runs the same maths on a GPU (bench/gpu.sh's peer): weights
 are drawn on the CPU with the same generator, then moved; every timed unit ends with a device synchronise.
 """
@@ -340,6 +341,20 @@ def main():
             sync()
             secs.append(time.perf_counter() - t0)
         out["importance"] = dict(rate(secs, T), loss=loss)
+    if "profile" in tasks and entries:
+        # Self CPU time per aten op over one teacher window and one importance window (torch.profiler), to set
+        # beside bench/profile-detail.ts's kernel table of the same passes.
+        from torch.profiler import ProfilerActivity, profile as tprofile
+        out["profile"] = {}
+        acc = [torch.zeros(cfg["intermediate_size"], dtype=torch.float64, device=DEVICE) for _ in model.layers]
+        for name, fn in (("teacher", lambda: teacher_entry(model, wins[1], topk)),
+                         ("importance", lambda: importance_window(model, wins[1], entries[0], a.alpha, a.temperature, acc))):
+            t0 = time.perf_counter()
+            with tprofile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+                fn()
+            wall = time.perf_counter() - t0
+            rows = sorted(prof.key_averages(group_by_input_shape=True), key=lambda e: -e.self_cpu_time_total)[:25]
+            out["profile"][name] = {"wall_ms": wall * 1e3, "top": [[e.key, str(e.input_shapes), e.count, e.self_cpu_time_total / 1e3] for e in rows]}
     if "ppl" in tasks:
         B = min(4, n)
         pw = windows_for(cfg, B * (n + 1), T, 2)
