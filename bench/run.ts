@@ -6,7 +6,8 @@
  * Peers: every python that imports torch among $SDMPRUNE_PEER_PYTHON (a path, or several joined by ":"),
  * python3 on PATH and /usr/bin/python3 (Debian's python3-torch); the newest torch is the peer of the ratios,
  * the others get a ratio column of their own. Each peer runs with OMP_WAIT_POLICY=ACTIVE and =PASSIVE, each
- * round; per workload and metric the faster policy counts, and both are shown. Each case runs in its own process
+ * round (OpenBLAS builds PASSIVE only, see policiesOf); per workload and metric the faster policy counts, and
+ * both are shown. Each case runs in its own process
  * (bench/worker.ts): one backend per process, and peak RSS that belongs to one measurement. The
  * TensorFlow backend comes from bench/.tfjs-node (bash bench/setup-tensorflow.sh; benchmark-only) via NODE_PATH.
  * Prints a markdown report and writes it, with the raw JSON, to bench/results/.
@@ -161,6 +162,15 @@ function findPeers(): Peer[] {
   return found;
 }
 
+/**
+ * Wait policies a peer is measured with. An OpenBLAS build (Debian's) runs its products on OpenBLAS's own
+ * pthreads, which spinning OpenMP threads starve on 2 cores (ACTIVE: 2.5× and more slower), so it gets PASSIVE
+ * only; MKL shares torch's OpenMP pool, and which policy wins depends on the workload and the machine's load.
+ */
+function policiesOf(p: Peer): readonly Policy[] {
+  return /openblas/i.test(p.blas) ? ["PASSIVE"] : POLICIES;
+}
+
 async function peer(who: Peer, policy: Policy, w: WorkloadName, tasks: string[], windows: number, timeoutS: number): Promise<Result | null> {
   log(`${who.label} OMP_WAIT_POLICY=${policy} ${w} seq ${SEQ} ${tasks.join(",")} (${windows} windows)`);
   const env = { ...process.env, OMP_WAIT_POLICY: policy };
@@ -242,8 +252,9 @@ async function main(): Promise<void> {
       // enough windows for two full batches of 8 on the native backend (it scores 8 windows per pass)
       const n = quick ? 8 : big ? 8 : 16;
       // ACTIVE and PASSIVE alternate which goes first from round to round, so neither always runs on a cooler machine
-      for (const [i, p] of peers.entries()) {
-        for (const pol of i > 0 ? (["PASSIVE"] as const) : round % 2 === 1 ? POLICIES : [...POLICIES].reverse()) {
+      for (const p of peers) {
+        const pols = policiesOf(p);
+        for (const pol of round % 2 === 1 ? pols : [...pols].reverse()) {
           const k = key(pkey(p, pol), w, SEQ);
           results[k] = mergeRounds(results[k], await peer(p, pol, w, [round === 1 ? "matmul" : "", "teacher", "importance", "ppl"].filter(Boolean), n, 900));
           save();
@@ -292,10 +303,10 @@ async function main(): Promise<void> {
   type Metric = "teacher" | "importance" | "ppl";
   /** A peer's figure for one workload and metric: the faster wait policy, and both. */
   const peerRate = (p: Peer, w: string, m: Metric): { rate?: Rate; policy?: Policy; both: string } => {
-    const by = POLICIES.map((pol) => [pol, results[key(pkey(p, pol), w, SEQ)]?.[m]] as const);
+    const by = policiesOf(p).map((pol) => [pol, results[key(pkey(p, pol), w, SEQ)]?.[m]] as const);
     const have = by.filter(([, r]) => r) as [Policy, Rate][];
     if (!have.length) {
-      const err = POLICIES.map((pol) => results[key(pkey(p, pol), w, SEQ)]?.error).find(Boolean);
+      const err = policiesOf(p).map((pol) => results[key(pkey(p, pol), w, SEQ)]?.error).find(Boolean);
       return { both: err ?? "–" };
     }
     const [policy, rate] = have.reduce((a, b) => (b[1].best > a[1].best ? b : a));
@@ -310,7 +321,7 @@ async function main(): Promise<void> {
   if (anySoftware) md.push("ˢ webgpu on a software adapter (Mesa llvmpipe, a CPU rasterizer): these rows check that the backend runs the workloads; their speed says nothing about a GPU (bash bench/gpu.sh on a GPU machine).");
   md.push(
     peers.length
-      ? `Peers: ${peers.map((p, i) => `${p.label} (${p.python}, ${i === 0 ? "the peer of the ratios" : "second row"})`).join("; ")}; ${os.cpus().length} threads, float32, same shapes and computation (bench/peer.py). The ratio peer ran with OMP_WAIT_POLICY=ACTIVE and =PASSIVE; per workload and metric the faster counts (A / P: best tok/s of each). Other peers run PASSIVE only (an OpenBLAS build's own threads fight spinning OpenMP threads: 2.5× and more slower with ACTIVE).`
+      ? `Peers: ${peers.map((p, i) => `${p.label} (${p.python}, ${i === 0 ? "the peer of the ratios" : "second row"})`).join("; ")}; ${os.cpus().length} threads, float32, same shapes and computation (bench/peer.py). Each ran with OMP_WAIT_POLICY=ACTIVE and =PASSIVE (per workload and metric the faster counts; A / P: best tok/s of each), except OpenBLAS builds, PASSIVE only (OpenBLAS's own threads fight spinning OpenMP threads: 2.5× and more slower with ACTIVE).`
       : `Peer: skipped — ${peerMissing ?? "no peer result"}.`,
   );
   md.push(`Models: random weights (untrained) of real shapes; sd-taylor with α = ${ALPHA}, τ = ${TAU}, teacher top-${TOPK} cache; seq ${SEQ}; Taylor scores per sample (batch 1 in PyTorch; sdmprune's default batching: 8 windows per pass on tensorflow and webgpu (webgpu ˢ: 2 windows in all), 1 on wasm and cpu; the 1B memory figure is 1 sample); ppl batches of 4 windows. Throughput = tokens per second of the fastest window (windows of a batch count at the batch's average) after a warm-up, best of ${rounds} interleaved round${rounds > 1 ? "s" : ""} per side (the machine is shared; interference only slows a unit down); median in brackets.`);
@@ -380,7 +391,7 @@ async function main(): Promise<void> {
   md.push("");
   const mrows: (string | number)[][] = [];
   for (const w of speedWorkloads) {
-    const ids: [string, string][] = [...peers.flatMap((p) => POLICIES.map((pol) => [pkey(p, pol), `${p.label} ${pol}`] as [string, string])), ...backends.map((b) => [b, b] as [string, string])];
+    const ids: [string, string][] = [...peers.flatMap((p) => policiesOf(p).map((pol) => [pkey(p, pol), `${p.label} ${pol}`] as [string, string])), ...backends.map((b) => [b, b] as [string, string])];
     for (const [id, name] of ids) {
       const r = results[key(id, w, SEQ)];
       if (r?.matmul) mrows.push([w, name + software(r), Object.entries(r.matmul).map(([k, v]) => `${k}: ${f0(v)}`).join(", ")]);
