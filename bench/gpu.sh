@@ -30,7 +30,7 @@ for a in "$@"; do
     pack) cmd="pack" ;;
     run) cmd="run" ;;
     --smoke) smoke="--smoke" ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "gpu.sh: unknown argument $a (pack, run, --smoke)" >&2; exit 2 ;;
   esac
 done
