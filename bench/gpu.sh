@@ -14,7 +14,8 @@
 # run in PyTorch (bench/peer.py --device cuda) and the ratio sdmprune / PyTorch is printed.
 # --smoke: tiny shapes of the same structure; accepts a software adapter (Mesa llvmpipe via Dawn's OpenGL
 # backend) and a CPU torch peer, so the whole route can be checked on a machine without a GPU.
-# Environment: GPU_BENCH_TIMEOUT (seconds for the sdmprune run, default 420), GPU_BENCH_PYTHON (peer interpreter).
+# Environment: GPU_BENCH_TIMEOUT (seconds for the sdmprune run, default 420), GPU_BENCH_PYTHON or SDMPRUNE_PEER_PYTHON
+# (peer interpreter; else python3 on PATH, else /usr/bin/python3).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -29,7 +30,7 @@ for a in "$@"; do
     pack) cmd="pack" ;;
     run) cmd="run" ;;
     --smoke) smoke="--smoke" ;;
-    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "gpu.sh: unknown argument $a (pack, run, --smoke)" >&2; exit 2 ;;
   esac
 done
@@ -108,8 +109,9 @@ do_run() {
   grep -q '^RESULT ' "$out" || { echo "gpu.sh: no result from the sdmprune run (exit $code)" >&2; exit 1; }
 
   # The PyTorch peer: a CUDA build of torch, or any torch for --smoke.
-  local py="${GPU_BENCH_PYTHON:-}" device=""
-  if [ -z "$py" ]; then for c in python3 /usr/bin/python3 /work/pyenv/bin/python; do command -v "$c" >/dev/null && "$c" -c 'import torch' 2>/dev/null && py="$c" && break; done; fi
+  # GPU_BENCH_PYTHON, else SDMPRUNE_PEER_PYTHON (npm run bench's variable), else python3 on PATH, else Debian's.
+  local py="${GPU_BENCH_PYTHON:-${SDMPRUNE_PEER_PYTHON:-}}" device=""
+  if [ -z "$py" ]; then for c in python3 /usr/bin/python3; do command -v "$c" >/dev/null && "$c" -c 'import torch' 2>/dev/null && py="$c" && break; done; fi
   if [ -n "$py" ]; then
     if "$py" -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then device=cuda
     elif [ -n "$smoke" ]; then device=cpu
@@ -127,7 +129,7 @@ do_run() {
         printf '%s\t%s\n' "$w" "$r" >> "$peers"
       done
   else
-    echo "gpu.sh: no python3 with CUDA torch here; PyTorch peer skipped"
+    echo "gpu.sh: no python with CUDA torch here (${py:-none found}; set GPU_BENCH_PYTHON or SDMPRUNE_PEER_PYTHON); PyTorch peer skipped"
   fi
   "$x/bin/node" - "$out" "$peers" <<'EOF'
 const fs = require("fs");

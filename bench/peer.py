@@ -1,8 +1,10 @@
 #!/usr/bin/python3
 """PyTorch peer for `npm run bench`: the same computations as sdmprune, on the same shapes and threads.
 
-Run with Debian's /usr/bin/python3 (python3-torch 1.13 + OpenBLAS). OMP_WAIT_POLICY=PASSIVE is set before
-torch is imported: on 2 cores, spinning OpenMP threads otherwise fight OpenBLAS's and cost 2.5-3.5x.
+Run with any python that imports torch: bench/run.ts finds them (SDMPRUNE_PEER_PYTHON, python3 on PATH,
+/usr/bin/python3) and runs each twice, with OMP_WAIT_POLICY=ACTIVE and =PASSIVE in the environment (read when
+torch loads its OpenMP runtime). PASSIVE is only the default for a bare run: with Debian's OpenBLAS build,
+spinning OpenMP threads fight OpenBLAS's own on 2 cores and cost 2.5-3.5x; pip's MKL build may prefer ACTIVE.
 
 Workloads (random weights, untrained; weights N(0, 0.02^2), norms 1 + 0.02 N(0, 1), float32):
   teacher     no-grad forward of one window, then per position top-k logits + log-sum-exp (teacher cache)
@@ -10,6 +12,7 @@ Workloads (random weights, untrained; weights N(0, 0.02^2), norms 1 + 0.02 N(0, 
               gradients for the MLP weights only, then per layer mean_k |Wg*Gg + Wu*Gu + (Wd*Gd)^T|
   ppl         no-grad forward of batches of 4 windows, log-softmax gathered at the next token
   memory      one importance window; peak RSS (VmHWM, reset after set-up) / weight bytes
+  profile     self CPU ms per aten op and input shapes over one teacher and one importance window (needs both)
 Prints one JSON object on stdout. --device cuda runs the same maths on a GPU (bench/gpu.sh's peer): weights
 are drawn on the CPU with the same generator, then moved; every timed unit ends with a device synchronise.
 """
@@ -18,6 +21,7 @@ import gc
 import json
 import math
 import os
+import re
 import sys
 import time
 
@@ -53,6 +57,19 @@ def vm_rss() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return -1
+
+
+def blas_name() -> str:
+    """pip's wheel links MKL statically and its build config says so (numpy's own OpenBLAS is mapped into the
+    process too, unused by torch); Debian's torch is built against the generic libblas.so.3, and which BLAS
+    answers is the alternative installed, seen in the maps once a product has run."""
+    m = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+    if m and m.group(1) != "generic":
+        return m.group(1)
+    torch.mm(torch.ones(2, 2), torch.ones(2, 2))
+    with open("/proc/self/maps") as f:
+        libs = sorted({l.split()[-1] for l in f if "blas" in l.lower() and "/" in l and "scipy_openblas" not in l})
+    return ", ".join(libs) or "unknown"
 
 
 def reset_peak() -> None:
@@ -277,10 +294,7 @@ def main():
            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "seq": a.seq, "device": a.device}
     if DEVICE.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(DEVICE)
-    # Debian's torch is built against the generic libblas.so.3; which BLAS answers is the alternative installed
-    with open("/proc/self/maps") as f:
-        libs = sorted({l.split()[-1].rsplit("/", 1)[-1] for l in f if "blas" in l.lower() and "/" in l})
-    out["blas"] = ", ".join(libs) or "unknown"
+    out["blas"] = blas_name()
     if "matmul" in tasks:
         T, H, I, V = a.seq, cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
         shapes = [(T, H, H), (T, H, I), (T, I, H), (T, H, V), (1024, 1024, 1024)]
@@ -327,6 +341,20 @@ def main():
             sync()
             secs.append(time.perf_counter() - t0)
         out["importance"] = dict(rate(secs, T), loss=loss)
+    if "profile" in tasks and entries:
+        # Self CPU time per aten op over one teacher window and one importance window (torch.profiler), to set
+        # beside bench/profile-detail.ts's kernel table of the same passes.
+        from torch.profiler import ProfilerActivity, profile as tprofile
+        out["profile"] = {}
+        acc = [torch.zeros(cfg["intermediate_size"], dtype=torch.float64, device=DEVICE) for _ in model.layers]
+        for name, fn in (("teacher", lambda: teacher_entry(model, wins[1], topk)),
+                         ("importance", lambda: importance_window(model, wins[1], entries[0], a.alpha, a.temperature, acc))):
+            t0 = time.perf_counter()
+            with tprofile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+                fn()
+            wall = time.perf_counter() - t0
+            rows = sorted(prof.key_averages(group_by_input_shape=True), key=lambda e: -e.self_cpu_time_total)[:25]
+            out["profile"][name] = {"wall_ms": wall * 1e3, "top": [[e.key, str(e.input_shapes), e.count, e.self_cpu_time_total / 1e3] for e in rows]}
     if "ppl" in tasks:
         B = min(4, n)
         pw = windows_for(cfg, B * (n + 1), T, 2)

@@ -1,9 +1,13 @@
 /**
- * `npm run bench [-- --backend cpu,wasm,tensorflow|all] [--workload stories15M,stories110M,llama1b|all] [--rounds N] [--quick]`
+ * `npm run bench [-- --backend cpu,wasm,tensorflow,webgpu|all] [--workload stories15M,stories110M,llama1b|all] [--rounds N] [--quick]`
  * (`npm run bench --quick` works too: npm hands it over as npm_config_quick).
  *
- * sdmprune against a PyTorch peer (bench/peer.py, Debian torch + OpenBLAS, 2 threads, OMP_WAIT_POLICY=PASSIVE)
- * on random-weight models of real shapes, in the same command. Each case runs in its own process
+ * sdmprune against PyTorch peers (bench/peer.py) on random-weight models of real shapes, in the same command.
+ * Peers: every python that imports torch among $SDMPRUNE_PEER_PYTHON (a path, or several joined by ":"),
+ * python3 on PATH and /usr/bin/python3 (Debian's python3-torch); the newest torch is the peer of the ratios,
+ * the others get a ratio column of their own. Each peer runs with OMP_WAIT_POLICY=ACTIVE and =PASSIVE, each
+ * round (OpenBLAS builds PASSIVE only, see policiesOf); per workload and metric the faster policy counts, and
+ * both are shown. Each case runs in its own process
  * (bench/worker.ts): one backend per process, and peak RSS that belongs to one measurement. The
  * TensorFlow backend comes from bench/.tfjs-node (bash bench/setup-tensorflow.sh; benchmark-only) via NODE_PATH.
  * Prints a markdown report and writes it, with the raw JSON, to bench/results/.
@@ -15,10 +19,13 @@ import * as path from "node:path";
 import type { Task, WorkerArgs } from "./worker";
 import { flopsPerToken, parseWorkloads, paramCount, WORKLOADS, type RawConfig, type WorkloadName } from "./workloads";
 
-type Backend = "cpu" | "wasm" | "tensorflow";
+type Backend = "cpu" | "wasm" | "tensorflow" | "webgpu";
+const ALL_BACKENDS: Backend[] = ["tensorflow", "webgpu", "wasm", "cpu"];
 const ROOT = path.resolve(__dirname, "..");
 const TF_DIR = path.join(__dirname, ".tfjs-node", "node_modules");
-const PY = "/usr/bin/python3";
+const DEBIAN_PY = "/usr/bin/python3";
+const POLICIES = ["ACTIVE", "PASSIVE"] as const;
+type Policy = (typeof POLICIES)[number];
 
 interface Rate { units: number; tokensPerUnit: number; best: number; median: number; mean: number }
 interface Profile { totalMs: number; matmulMs: number; matmulFlops: number; byKernel: Record<string, number> }
@@ -37,6 +44,9 @@ interface Result {
   torch?: string;
   threads?: number;
   blas?: string;
+  omp_wait_policy?: string;
+  /** webgpu: the adapter, and whether it is a software rasterizer (timings then say nothing about speed). */
+  adapter?: { summary: string; software: boolean };
 }
 
 function option(name: string, def: string): string {
@@ -56,8 +66,9 @@ const noPeer = flag("no-peer");
 const slow = flag("slow");
 const noScaling = flag("no-scaling");
 const memPaths = option("memory-paths", quick ? "layerwise" : "layerwise,straightforward").split(",");
+// "all" leaves webgpu out: on a machine without a GPU it is Mesa's software rasterizer (minutes per window)
 const backends = (option("backend", "all") === "all" ? ["tensorflow", "wasm", "cpu"] : option("backend", "").split(",")).map((b) => b.trim()) as Backend[];
-for (const b of backends) if (!["cpu", "wasm", "tensorflow"].includes(b)) throw new Error(`unknown backend "${b}", expected cpu, wasm, tensorflow or all`);
+for (const b of backends) if (!ALL_BACKENDS.includes(b)) throw new Error(`unknown backend "${b}", expected ${ALL_BACKENDS.join(", ")} or all`);
 const workloads = parseWorkloads(option("workload", quick ? "stories15M" : "all"));
 const SEQ = Number(option("seq", "128"));
 const rounds = Math.max(1, Number(option("rounds", quick ? "1" : "2")));
@@ -104,28 +115,67 @@ async function ours(a: WorkerArgs, timeoutS: number): Promise<Result> {
   return JSON.parse(line.slice(7)) as Result;
 }
 
+/** One python that imports torch. `id` keys its results; the first of the list is the peer of the ratios. */
+interface Peer { id: string; python: string; torch: string; blas: string; label: string }
+
 let peerMissing: string | null = null;
-function peerAvailable(): boolean {
+/**
+ * The peers of this run: every distinct torch among $SDMPRUNE_PEER_PYTHON (":"-separated), python3 on PATH
+ * and Debian's /usr/bin/python3, newest torch first. Nothing here names a particular venv: a user points
+ * SDMPRUNE_PEER_PYTHON at theirs (pip's torch is the PyTorch most users run, so it should be the peer).
+ */
+function findPeers(): Peer[] {
   if (noPeer) {
     peerMissing = "--no-peer given";
-    return false;
+    return [];
   }
-  if (peerMissing !== null) return false;
-  try {
-    execFileSync(PY, ["-c", "import torch"], { stdio: "ignore" });
-    return true;
-  } catch {
-    peerMissing = `PyTorch not importable by ${PY} (apt-get install -y python3-torch python3-numpy libopenblas0-pthread)`;
-    return false;
+  const env = process.env.SDMPRUNE_PEER_PYTHON?.trim();
+  const candidates = [...(env ? env.split(path.delimiter).filter(Boolean) : []), "python3", DEBIAN_PY];
+  const probe = `import sys; sys.argv = ["peer"]; sys.path.insert(0, ${JSON.stringify(__dirname)}); import peer, torch; print(torch.__version__); print(torch.__file__); print(peer.blas_name())`;
+  const found: Peer[] = [];
+  const tried: string[] = [];
+  for (const py of candidates) {
+    try {
+      const [torch, file, blas] = execFileSync(py, ["-c", probe], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 60000 }).trim().split("\n");
+      if (found.some((p) => p.id === file)) continue; // the same installation reached twice (python3 → /usr/bin/python3)
+      found.push({ id: file, python: py, torch, blas, label: `PyTorch ${torch.replace(/\+.*$/, "")} (${/openblas/i.test(blas) ? "OpenBLAS" : blas === "mkl" ? "MKL" : blas})` });
+    } catch {
+      tried.push(py);
+    }
   }
+  if (env && !found.some((p) => env.split(path.delimiter).includes(p.python))) {
+    log(`SDMPRUNE_PEER_PYTHON=${env}: no python there imports torch`);
+  }
+  const ver = (v: string): number[] => v.split(/[.+]/).slice(0, 3).map((x) => Number(x) || 0);
+  found.sort((a, b) => {
+    const x = ver(a.torch);
+    const y = ver(b.torch);
+    return y[0] - x[0] || y[1] - x[1] || y[2] - x[2];
+  });
+  found.forEach((p, i) => (p.id = `torch${i}`));
+  if (found.length === 0) {
+    peerMissing = `no python with torch found (tried ${tried.join(", ")}): set SDMPRUNE_PEER_PYTHON to one (e.g. a venv with \`pip install torch\`), or apt-get install -y python3-torch python3-numpy libopenblas0-pthread`;
+    log(peerMissing);
+  } else {
+    for (const p of found) log(`peer ${p.id}: ${p.label}, ${p.python}`);
+  }
+  return found;
 }
 
-async function peer(w: WorkloadName, tasks: string[], windows: number, timeoutS: number): Promise<Result | null> {
-  if (!peerAvailable()) return null;
-  log(`PyTorch ${w} seq ${SEQ} ${tasks.join(",")} (${windows} windows)`);
-  const env = { ...process.env, OMP_WAIT_POLICY: "PASSIVE" };
-  const args = [path.join(__dirname, "peer.py"), "--config", JSON.stringify(WORKLOADS[w].config), "--seq", String(SEQ), "--windows", String(windows), "--tasks", tasks.join(","), "--alpha", String(ALPHA), "--temperature", String(TAU), "--topk", String(TOPK), "--threads", "2"];
-  const r = await runChild(PY, args, env, timeoutS);
+/**
+ * Wait policies a peer is measured with. An OpenBLAS build (Debian's) runs its products on OpenBLAS's own
+ * pthreads, which spinning OpenMP threads starve on 2 cores (ACTIVE: 2.5× and more slower), so it gets PASSIVE
+ * only; MKL shares torch's OpenMP pool, and which policy wins depends on the workload and the machine's load.
+ */
+function policiesOf(p: Peer): readonly Policy[] {
+  return /openblas/i.test(p.blas) ? ["PASSIVE"] : POLICIES;
+}
+
+async function peer(who: Peer, policy: Policy, w: WorkloadName, tasks: string[], windows: number, timeoutS: number): Promise<Result | null> {
+  log(`${who.label} OMP_WAIT_POLICY=${policy} ${w} seq ${SEQ} ${tasks.join(",")} (${windows} windows)`);
+  const env = { ...process.env, OMP_WAIT_POLICY: policy };
+  const args = [path.join(__dirname, "peer.py"), "--config", JSON.stringify(WORKLOADS[w].config), "--seq", String(SEQ), "--windows", String(windows), "--tasks", tasks.join(","), "--alpha", String(ALPHA), "--temperature", String(TAU), "--topk", String(TOPK), "--threads", String(os.cpus().length)];
+  const r = await runChild(who.python, args, env, timeoutS);
   const line = r.stdout.trim().split("\n").pop() ?? "";
   try {
     return JSON.parse(line) as Result;
@@ -181,6 +231,7 @@ function mergeRounds(a: Result | null | undefined, b: Result | null): Result | n
 
 async function main(): Promise<void> {
   const started = Date.now();
+  const loadAtStart = os.loadavg()[0];
   const results: Record<string, Result | null> = {};
   const partial = path.join(__dirname, "results", `partial-${process.pid}.json`);
   mkdirSync(path.dirname(partial), { recursive: true });
@@ -188,6 +239,8 @@ async function main(): Promise<void> {
   const save = (): void => writeFileSync(partial, JSON.stringify(results, null, 1) + "\n");
   const key = (who: string, w: string, seq: number, extra = ""): string => `${who}/${w}/${seq}${extra}`;
   const tfReady = existsSync(path.join(TF_DIR, "@tensorflow", "tfjs-node"));
+  const peers = findPeers();
+  const pkey = (p: Peer, pol: Policy): string => `${p.id}:${pol}`;
   log(`${os.cpus().length} cores; backends ${backends.join(", ")}; workloads ${workloads.join(", ")}${quick ? "; quick" : ""}${tfReady ? "" : "; bench/.tfjs-node missing (bash bench/setup-tensorflow.sh)"}`);
 
   const speedWorkloads = workloads.filter((w) => w !== "llama1b");
@@ -198,17 +251,25 @@ async function main(): Promise<void> {
       const big = w === "stories110M";
       // enough windows for two full batches of 8 on the native backend (it scores 8 windows per pass)
       const n = quick ? 8 : big ? 8 : 16;
-      results[key("torch", w, SEQ)] = mergeRounds(results[key("torch", w, SEQ)], await peer(w, ["matmul", "teacher", "importance", "ppl"], n, 900));
-      save();
+      // ACTIVE and PASSIVE alternate which goes first from round to round, so neither always runs on a cooler machine
+      for (const p of peers) {
+        const pols = policiesOf(p);
+        for (const pol of round % 2 === 1 ? pols : [...pols].reverse()) {
+          const k = key(pkey(p, pol), w, SEQ);
+          results[k] = mergeRounds(results[k], await peer(p, pol, w, [round === 1 ? "matmul" : "", "teacher", "importance", "ppl"].filter(Boolean), n, 900));
+          save();
+        }
+      }
       for (const b of backends) {
-        if (b === "cpu" && big && !slow) {
-          results[key(b, w, SEQ)] = { error: "skipped: ~15 min on the pure-JS backend (pass --slow to include)" };
+        // webgpu without a GPU is Mesa's llvmpipe (~1 GFLOP/s): stories110M would take ~10 min per task
+        if ((b === "cpu" || b === "webgpu") && big && !slow) {
+          results[key(b, w, SEQ)] = { error: `skipped: ${b === "cpu" ? "~15 min on the pure-JS backend" : "minutes per window on a software adapter"} (pass --slow to include)` };
           continue;
         }
-        if (b === "cpu" && round > 1) continue; // minutes per window: one round is enough to show the scale
+        if ((b === "cpu" || b === "webgpu") && round > 1) continue; // seconds to minutes per window: one round shows the scale
         const slowQuick = quick && b === "cpu"; // ~10 s per forward window: no warm-up, no profile, no matmul table
         const tasks: Task[] = slowQuick ? ["teacher", "importance", "ppl"] : round === 1 ? ["matmul", "teacher", "importance", "ppl", "profile"] : ["teacher", "importance", "ppl"];
-        const r = await ours({ backend: b, workload: w, seq: SEQ, windows: b === "cpu" ? (quick ? 1 : 2) : n, tasks, alpha: ALPHA, temperature: TAU, topk: TOPK, warmup: !slowQuick }, 1800);
+        const r = await ours({ backend: b, workload: w, seq: SEQ, windows: b === "cpu" ? (quick ? 1 : 2) : b === "webgpu" ? 2 : n, tasks, alpha: ALPHA, temperature: TAU, topk: TOPK, warmup: !slowQuick }, 1800);
         results[key(b, w, SEQ)] = mergeRounds(results[key(b, w, SEQ)], r);
         save();
       }
@@ -226,7 +287,8 @@ async function main(): Promise<void> {
     // 1.2 B float32 weights (4.9 GB): wasm32's heap is 4 GiB and the pure-JS backend would need about an
     // hour per window, so the memory figure is taken on the TensorFlow backend.
     if (backends.includes("tensorflow")) memBackends.push("tensorflow");
-    results[key("torch", "llama1b", 128, ":memory")] = await peer("llama1b", ["memory"], 1, 1200);
+    // memory does not depend on the wait policy: the ratio peer, PASSIVE, once
+    if (peers.length) results[key("torch", "llama1b", 128, ":memory")] = await peer(peers[0], "PASSIVE", "llama1b", ["memory"], 1, 1200);
     for (const b of memBackends) {
       for (const p of memPaths) {
         results[key(b, "llama1b", 128, `:memory:${p}`)] = await ours({ backend: b, workload: "llama1b", seq: 128, windows: 1, tasks: ["memory"], path: p as "layerwise", alpha: ALPHA, temperature: TAU, topk: TOPK }, 2400);
@@ -238,16 +300,31 @@ async function main(): Promise<void> {
   // ---------------------------------------------------------------- report
   const md: string[] = [];
   const tfVer = Object.values(results).find((r) => r?.libtensorflow)?.libtensorflow;
-  const torchInfo = Object.values(results).find((r) => r?.torch);
+  type Metric = "teacher" | "importance" | "ppl";
+  /** A peer's figure for one workload and metric: the faster wait policy, and both. */
+  const peerRate = (p: Peer, w: string, m: Metric): { rate?: Rate; policy?: Policy; both: string } => {
+    const by = policiesOf(p).map((pol) => [pol, results[key(pkey(p, pol), w, SEQ)]?.[m]] as const);
+    const have = by.filter(([, r]) => r) as [Policy, Rate][];
+    if (!have.length) {
+      const err = policiesOf(p).map((pol) => results[key(pkey(p, pol), w, SEQ)]?.error).find(Boolean);
+      return { both: err ?? "–" };
+    }
+    const [policy, rate] = have.reduce((a, b) => (b[1].best > a[1].best ? b : a));
+    return { rate, policy, both: by.map(([pol, r]) => `${pol[0]} ${r ? f0(r.best) : "–"}`).join(" / ") };
+  };
+  const software = (r: Result | null | undefined): string => (r?.adapter?.software ? " ˢ" : "");
+  const anySoftware = backends.some((b) => Object.entries(results).some(([k, r]) => k.startsWith(`${b}/`) && r?.adapter?.software));
   md.push(`# sdmprune benchmark (${new Date().toISOString().slice(0, 16)} UTC${quick ? ", --quick" : ""})`);
   md.push("");
-  md.push(`Machine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? "?"}), ${gib(os.totalmem())} RAM, load average at start ${os.loadavg()[0].toFixed(1)}. Node ${process.version}, TensorFlow.js 4.22; tensorflow = tfjs-node 4.22 on libtensorflow ${tfVer ?? "(not loaded)"} (bench/setup-tensorflow.sh, 2 intra-op threads), wasm = SIMD, 1 thread, cpu = pure JS, 1 thread.`);
+  const adapter = Object.values(results).find((r) => r?.adapter)?.adapter;
+  md.push(`Machine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? "?"}), ${gib(os.totalmem())} RAM, load average at start ${loadAtStart.toFixed(1)}, at end ${os.loadavg()[0].toFixed(1)}. Node ${process.version}, TensorFlow.js 4.22; tensorflow = tfjs-node 4.22 on libtensorflow ${tfVer ?? "(not loaded)"} (bench/setup-tensorflow.sh), wasm = SIMD, 1 thread, cpu = pure JS, 1 thread${adapter ? `, webgpu = ${adapter.summary}` : ""}.`);
+  if (anySoftware) md.push("ˢ webgpu on a software adapter (Mesa llvmpipe, a CPU rasterizer): these rows check that the backend runs the workloads; their speed says nothing about a GPU (bash bench/gpu.sh on a GPU machine).");
   md.push(
-    torchInfo
-      ? `Peer: PyTorch ${torchInfo.torch} (${torchInfo.blas}), ${torchInfo.threads} threads, OMP_WAIT_POLICY=PASSIVE, float32, same shapes and computation (bench/peer.py).`
+    peers.length
+      ? `Peers: ${peers.map((p, i) => `${p.label} (${p.python}, ${i === 0 ? "the peer of the ratios" : "second row"})`).join("; ")}; ${os.cpus().length} threads, float32, same shapes and computation (bench/peer.py). Each ran with OMP_WAIT_POLICY=ACTIVE and =PASSIVE (per workload and metric the faster counts; A / P: best tok/s of each), except OpenBLAS builds, PASSIVE only (OpenBLAS's own threads fight spinning OpenMP threads: 2.5× and more slower with ACTIVE).`
       : `Peer: skipped — ${peerMissing ?? "no peer result"}.`,
   );
-  md.push(`Models: random weights (untrained) of real shapes; sd-taylor with α = ${ALPHA}, τ = ${TAU}, teacher top-${TOPK} cache; seq ${SEQ}; Taylor scores per sample (batch 1 in PyTorch; sdmprune's default batching: 8 windows per pass on tensorflow, 1 on wasm and cpu; the 1B memory figure is 1 sample); ppl batches of 4 windows. Throughput = tokens per second of the fastest window (windows of a batch count at the batch's average) after a warm-up, best of ${rounds} interleaved round${rounds > 1 ? "s" : ""} per side (the machine is shared; interference only slows a unit down); median in brackets.`);
+  md.push(`Models: random weights (untrained) of real shapes; sd-taylor with α = ${ALPHA}, τ = ${TAU}, teacher top-${TOPK} cache; seq ${SEQ}; Taylor scores per sample (batch 1 in PyTorch; sdmprune's default batching: 8 windows per pass on tensorflow and webgpu (webgpu ˢ: 2 windows in all), 1 on wasm and cpu; the 1B memory figure is 1 sample); ppl batches of 4 windows. Throughput = tokens per second of the fastest window (windows of a batch count at the batch's average) after a warm-up, best of ${rounds} interleaved round${rounds > 1 ? "s" : ""} per side (the machine is shared; interference only slows a unit down); median in brackets.`);
   for (const w of workloads) md.push(`- ${w}: ${WORKLOADS[w].label}, ${(paramCount(WORKLOADS[w].config) / 1e6).toFixed(1)} M params`);
   md.push("");
 
@@ -255,14 +332,19 @@ async function main(): Promise<void> {
   md.push("");
   const rows: (string | number)[][] = [];
   for (const w of speedWorkloads) {
-    const p = results[key("torch", w, SEQ)];
     for (const m of ["teacher", "importance", "ppl"] as const) {
       for (const b of backends) {
         const o = results[key(b, w, SEQ)];
         const ov = o?.[m];
-        const pv = p?.[m];
         const name = { teacher: "1 teacher logits", importance: "2 sd-taylor importance", ppl: "3 ppl eval" }[m];
-        rows.push([w, name, b, ov ? `${f0(ov.best)} (${f0(ov.median)})` : o?.error ?? "–", pv ? `${f0(pv.best)} (${f0(pv.median)})` : p?.error ?? peerMissing ?? "–", ov && pv ? `**${(ov.best / pv.best).toFixed(2)}×**` : "–"]);
+        const row: (string | number)[] = [w, name, b + software(o), ov ? `${f0(ov.best)} (${f0(ov.median)})` : o?.error ?? "–"];
+        if (!peers.length) row.push(peerMissing ?? "–", "–");
+        peers.forEach((p, i) => {
+          const pr = peerRate(p, w, m);
+          if (i === 0) row.push(pr.rate ? `${f0(pr.rate.best)} (${f0(pr.rate.median)}) ${pr.policy}; ${pr.both}` : pr.both);
+          row.push(ov && pr.rate ? (i === 0 ? `**${(ov.best / pr.rate.best).toFixed(2)}×**` : `${(ov.best / pr.rate.best).toFixed(2)}× (${f0(pr.rate.best)} ${pr.policy})`) : "–");
+        });
+        rows.push(row);
       }
     }
   }
@@ -270,10 +352,13 @@ async function main(): Promise<void> {
     const p = results[key("torch", "llama1b", 128, ":memory")];
     for (const pth of memPaths) {
       const o = results[key(b, "llama1b", 128, `:memory:${pth}`)];
-      rows.push(["llama1b", `4 peak RSS / weights (${pth})`, b, o?.memory ? `${o.memory.ratio.toFixed(2)}× (${gib(o.memory.peakRss)})` : o?.error ?? "–", p?.memory ? `${p.memory.ratio.toFixed(2)}× (${gib(p.memory.peakRss)})` : p?.error ?? peerMissing ?? "–", o?.memory && p?.memory ? `**${(o.memory.ratio / p.memory.ratio).toFixed(2)}×**` : "–"]);
+      const row: (string | number)[] = ["llama1b", `4 peak RSS / weights (${pth})`, b, o?.memory ? `${o.memory.ratio.toFixed(2)}× (${gib(o.memory.peakRss)})` : o?.error ?? "–", p?.memory ? `${p.memory.ratio.toFixed(2)}× (${gib(p.memory.peakRss)}) PASSIVE` : p?.error ?? peerMissing ?? "–", o?.memory && p?.memory ? `**${(o.memory.ratio / p.memory.ratio).toFixed(2)}×**` : "–"];
+      for (let i = 1; i < peers.length; i++) row.push("–");
+      rows.push(row);
     }
   }
-  md.push(table(["workload", "metric", "backend", "sdmprune", "PyTorch", "ours/PyTorch"], rows));
+  const peerHead = peers.length ? [`${peers[0].label}: best (median) policy; A / P`, `ours / ${peers[0].label}`, ...peers.slice(1).map((p) => `ours / ${p.label}`)] : ["PyTorch", "ours/PyTorch"];
+  md.push(table(["workload", "metric", "backend", "sdmprune", ...peerHead], rows));
   md.push("");
 
   md.push("## FLOPs per token and achieved GFLOP/s");
@@ -284,11 +369,19 @@ async function main(): Promise<void> {
   for (const w of speedWorkloads) {
     const c = WORKLOADS[w].config;
     const fl = flopsPerToken(c, SEQ);
-    for (const who of ["torch", ...backends]) {
+    const fcol = `${(fl.forward / 1e6).toFixed(1)} / ${(fl.importance / 1e6).toFixed(1)} (${(fl.recompute / 1e6).toFixed(1)})`;
+    for (const p of peers) {
+      const g = (m: Metric, f: number): string => {
+        const pr = peerRate(p, w, m);
+        return pr.rate ? `${f0((pr.rate.best * f) / 1e9)} ${pr.policy![0]}` : "–";
+      };
+      frows.push([w, p.label, fcol, g("teacher", fl.forward), g("importance", fl.importance), g("ppl", fl.forward)]);
+    }
+    for (const who of backends) {
       const r = results[key(who, w, SEQ)];
       if (!r || r.error) continue;
-      const g = (m: "teacher" | "importance" | "ppl", f: number): string => (r[m] ? f0((r[m]!.best * f) / 1e9) : "–");
-      frows.push([w, who === "torch" ? "PyTorch" : who, `${(fl.forward / 1e6).toFixed(1)} / ${(fl.importance / 1e6).toFixed(1)} (${(fl.recompute / 1e6).toFixed(1)})`, g("teacher", fl.forward), g("importance", fl.importance), g("ppl", fl.forward)]);
+      const g = (m: Metric, f: number): string => (r[m] ? f0((r[m]!.best * f) / 1e9) : "–");
+      frows.push([w, who + software(r), fcol, g("teacher", fl.forward), g("importance", fl.importance), g("ppl", fl.forward)]);
     }
   }
   md.push(table(["workload", "engine", "MFLOP/token fwd / importance (recompute past budget)", "teacher GFLOP/s", "importance GFLOP/s", "ppl GFLOP/s"], frows));
@@ -298,9 +391,10 @@ async function main(): Promise<void> {
   md.push("");
   const mrows: (string | number)[][] = [];
   for (const w of speedWorkloads) {
-    for (const who of ["torch", ...backends]) {
-      const r = results[key(who, w, SEQ)];
-      if (r?.matmul) mrows.push([w, who === "torch" ? "PyTorch" : who, Object.entries(r.matmul).map(([k, v]) => `${k}: ${f0(v)}`).join(", ")]);
+    const ids: [string, string][] = [...peers.flatMap((p) => policiesOf(p).map((pol) => [pkey(p, pol), `${p.label} ${pol}`] as [string, string])), ...backends.map((b) => [b, b] as [string, string])];
+    for (const [id, name] of ids) {
+      const r = results[key(id, w, SEQ)];
+      if (r?.matmul) mrows.push([w, name + software(r), Object.entries(r.matmul).map(([k, v]) => `${k}: ${f0(v)}`).join(", ")]);
     }
   }
   md.push(table(["workload", "engine", "rates"], mrows));
@@ -373,7 +467,7 @@ async function main(): Promise<void> {
     md.push("");
     const rrows: (string | number)[][] = [];
     const p = results[key("torch", "llama1b", 128, ":memory")];
-    if (p?.memory) rrows.push(["PyTorch", p.memory.path, gib(p.weightBytes!), gib(p.memory.rssBefore), gib(p.memory.peakRss), `${p.memory.ratio.toFixed(2)}×`, f0(p.memory.seconds)]);
+    if (p?.memory) rrows.push([peers[0]?.label ?? "PyTorch", p.memory.path, gib(p.weightBytes!), gib(p.memory.rssBefore), gib(p.memory.peakRss), `${p.memory.ratio.toFixed(2)}×`, f0(p.memory.seconds)]);
     else rrows.push(["PyTorch", p?.error ?? peerMissing ?? "–", "", "", "", "", ""]);
     for (const b of memBackends) {
       for (const pth of memPaths) {

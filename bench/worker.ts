@@ -6,7 +6,7 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import * as tf from "@tensorflow/tfjs";
-import { initEngine, type BackendName } from "../src/engine";
+import { backendInfo, initEngine, type BackendName } from "../src/engine";
 import { perplexity } from "../src/eval/perplexity";
 import { accumulate } from "../src/importance";
 import { parseConfig } from "../src/model/config";
@@ -133,6 +133,11 @@ async function main(): Promise<void> {
     const b = tf.backend() as unknown as { binding?: { TF_Version?: string } };
     out.libtensorflow = b.binding?.TF_Version ?? "?";
   }
+  const adapter = backendInfo().adapter;
+  if (adapter) out.adapter = { summary: backendInfo().summary, software: adapter.software };
+  // A software adapter (Mesa llvmpipe, ~1 GFLOP/s) only shows that the workloads run: the matmul table would
+  // take minutes and mean nothing, and per-kernel timing there needs timestamp queries it lacks.
+  const tasks = adapter?.software ? args.tasks.filter((t) => t !== "matmul" && t !== "profile") : args.tasks;
   const raw = WORKLOADS[args.workload].config;
   const config = parseConfig(raw, args.workload);
   const T = args.seq;
@@ -141,7 +146,7 @@ async function main(): Promise<void> {
   const H = config.hidden_size;
   const I = config.intermediate_size as number;
 
-  if (args.tasks.includes("matmul")) {
+  if (tasks.includes("matmul")) {
     const reps = backend === "cpu" ? 3 : 5;
     // The shapes of the model's own products (attention projections, MLP up/gate, MLP down, head): the
     // single-threaded wasm "ceiling" is computed from these rates (bench/run.ts).
@@ -160,7 +165,7 @@ async function main(): Promise<void> {
   const cacheOpts = { topk: args.topk, batchWindows: args.batchWindows };
   const wins = windowsFor(V, n + 1, T, 1);
 
-  if (args.tasks.includes("memory")) {
+  if (tasks.includes("memory")) {
     const path = args.path ?? "layerwise";
     const teacher = await TeacherCache.build(model, [wins[0]], { topk: args.topk });
     model.disposeCaches(); // as Session.calibrate does: the transposed tied head is not needed for scoring
@@ -175,18 +180,18 @@ async function main(): Promise<void> {
   }
 
   let teacher: TeacherCache | null = null;
-  if (args.tasks.includes("teacher") || args.tasks.includes("importance")) {
+  if (tasks.includes("teacher") || tasks.includes("importance")) {
     if (args.warmup !== false) await TeacherCache.build(model, wins.slice(1, 1 + Math.min(8, n)), cacheOpts); // warm-up: kernels, RoPE tables, masks, one full batch
     const r = await perUnit((onProgress) => TeacherCache.build(model, wins.slice(1), cacheOpts, { onProgress }));
     teacher = r.value;
     out.teacher = rate(r.seconds, T);
   }
-  if (args.tasks.includes("importance")) {
+  if (tasks.includes("importance")) {
     if (args.warmup !== false) await accumulate(model, wins.slice(1), teacher, null, { ...score, count: Math.min(8, n) }); // warm-up (one full batch)
     const r = await perUnit((onProgress) => accumulate(model, wins.slice(1), teacher, null, { ...score, onProgress }));
     out.importance = rate(r.seconds, T);
   }
-  if (args.tasks.includes("ppl")) {
+  if (tasks.includes("ppl")) {
     const B = Math.min(4, n);
     const pw = windowsFor(V, B * (n + 1), T, 2);
     const scorer = (seqs: number[][]) => model.tokenLogProbs(seqs); // what Session.evaluate uses
@@ -194,7 +199,7 @@ async function main(): Promise<void> {
     const r = await perUnit((onProgress) => perplexity(scorer, pw.slice(B), { batchSize: B, onProgress }));
     out.ppl = { ...rate(r.seconds, T), nll: r.value.nll }; // perUnit splits each batch of B windows into B units
   }
-  if (args.tasks.includes("profile")) {
+  if (tasks.includes("profile")) {
     // One window each, every kernel timed (tf.profile adds per-kernel synchronisation, so totals are a bit
     // above the timed runs).
     const t1 = await TeacherCache.build(model, [wins[1]], { topk: args.topk });
