@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { flagsAreFast, matMulAT, matMulBT } from "./kernels";
-import type { LayerActivations, LlamaModel } from "./llama";
+import type { LayerActivations, LayerWeights, LlamaModel } from "./llama";
 
 /**
  * Hand-written vector–Jacobian products of the decoder (the importance pass's backward), from the
@@ -45,9 +45,10 @@ export function layerVjp(
   dOut: tf.Tensor2D,
   inputGrad: boolean,
   onGrads: (b: number, grads: MlpGrads) => void,
+  /** Layer l's weights as tensors (model.withLayer gives them; a streamed model has them only while it runs). */
+  lw: LayerWeights,
 ): tf.Tensor2D | null {
   const c = model.config;
-  const lw = model.weights.layers[l];
   const { B, T } = a;
   return tf.tidy(() => {
     const nw = (w: tf.Tensor1D): tf.Tensor1D => model.normWeight(w);
