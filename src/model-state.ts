@@ -134,6 +134,25 @@ export class ModelState {
     const model = old.withHostLayers(layers);
     old.disposeCaches();
     this.current_ = model;
+    this.spillOriginalMlp();
+  }
+
+  /**
+   * A streamed original read from its file gives back the host memory of the MLP weights the current model no
+   * longer uses (pruned layers): they are read from the checkpoint again if undo needs them (a checkpoint changed
+   * since is refused there). Without this the original and the pruned MLP would both be held (about 1.5× the
+   * MLP weights at a 20 % ratio).
+   */
+  private spillOriginalMlp(): void {
+    const orig = this.original.hostWeights!.layers;
+    const cur = this.current_.hostWeights!.layers;
+    orig.forEach((o, l) => {
+      for (const k of MLP_KEYS) {
+        if (cur[l][k] === o[k] || o[k].where === "disk") continue;
+        const s = o[k].spill();
+        if (s) o[k] = s;
+      }
+    });
   }
 
   /** Swap in new MLP tensors for some layers (null = keep); disposes replaced non-original tensors. */

@@ -419,10 +419,11 @@ export class LlamaModel {
       const t = tensors.get(name)!;
       if (weightsIn === "disk") {
         if (!isLazy(t)) throw new UsageError(`${source}: weightsIn "disk" needs a model read from its file (tensor ${name} is in memory); use weightsIn "host"`);
-        return HostWeight.onDisk(t, true);
+        return HostWeight.onDisk(t, true, dtype);
       }
       const [out, inp] = t.shape;
-      return HostWeight.of([inp, out], transposeHost(dataOf(name), out, inp), dtype);
+      // a file-backed tensor is remembered, so that host memory can be given back for weights rarely used again
+      return HostWeight.of([inp, out], transposeHost(dataOf(name), out, inp), dtype, t, true);
     };
     const embed_tokens = HostWeight.of([V, H], dataOf("model.embed_tokens.weight"), dtype);
     const layers: HostLayer[] = [];

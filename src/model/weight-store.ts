@@ -54,33 +54,50 @@ export class HostWeight {
     readonly shape: number[],
     private readonly f32: Float32Array | null,
     private readonly f16: Uint16Array | null,
-    /** A lazy file-backed tensor in Hugging Face layout, transposed on read when `transpose`. */
-    private readonly file: { t: HostTensor; transpose: boolean } | null,
+    /**
+     * A lazy file-backed tensor in Hugging Face layout, transposed on read when `transpose`, rounded to float16 on
+     * read when `half`: read on every use when nothing is held, else where the held values came from (spill()).
+     */
+    private readonly file: { t: HostTensor; transpose: boolean; half: boolean } | null,
   ) {}
 
-  /** Held in host memory as `dtype` (float16 rounds to nearest even). The array is kept, not copied: do not change it. */
-  static of(shape: number[], data: Float32Array, dtype: HostFloat): HostWeight {
+  /**
+   * Held in host memory as `dtype` (float16 rounds to nearest even). The array is kept, not copied: do not change
+   * it. `source`: the file-backed tensor the values were read from (Hugging Face layout, transposed when
+   * `transpose`), which lets spill() drop the held values.
+   */
+  static of(shape: number[], data: Float32Array, dtype: HostFloat, source?: HostTensor, transpose = false): HostWeight {
     if (data.length !== numel(shape)) throw new UsageError(`HostWeight: ${data.length} values for shape [${shape}]`);
-    return dtype === "float16" ? new HostWeight(shape, null, toHalf(data), null) : new HostWeight(shape, data, null, null);
+    const file = source && isLazy(source) ? { t: source, transpose, half: dtype === "float16" } : null;
+    return dtype === "float16" ? new HostWeight(shape, null, toHalf(data), file) : new HostWeight(shape, data, null, file);
   }
 
   /**
    * Read from its file every time it is used. `t` is the reader's lazy tensor in Hugging Face layout; a linear is
-   * transposed to [in, out] on each read.
+   * transposed to [in, out] on each read; float16 storage rounds what is read as held float16 values would be.
    */
-  static onDisk(t: HostTensor, transpose: boolean): HostWeight {
+  static onDisk(t: HostTensor, transpose: boolean, dtype: HostFloat = "float32"): HostWeight {
     if (!isLazy(t)) throw new UsageError("HostWeight.onDisk: the tensor is not file-backed");
     const shape = transpose ? [t.shape[1], t.shape[0]] : t.shape.slice();
-    return new HostWeight(shape, null, null, { t, transpose });
+    return new HostWeight(shape, null, null, { t, transpose, half: dtype === "float16" });
+  }
+
+  /**
+   * The same values read from the checkpoint when used instead of held (null when they did not come from a file):
+   * lets a model free host memory for weights it will rarely use again (the original MLP of a pruned layer).
+   */
+  spill(): HostWeight | null {
+    if (!this.file || (!this.f32 && !this.f16)) return null;
+    return new HostWeight(this.shape, null, null, this.file);
   }
 
   /** "disk" when read from the checkpoint on use, else "host". */
   get where(): "host" | "disk" {
-    return this.file ? "disk" : "host";
+    return this.f32 || this.f16 ? "host" : "disk";
   }
 
   get dtype(): HostFloat {
-    return this.f16 ? "float16" : "float32";
+    return this.f16 || this.file?.half ? "float16" : "float32";
   }
 
   /** Host bytes held (0 for a weight read from disk). */
@@ -92,14 +109,15 @@ export class HostWeight {
   values(): Float32Array {
     if (this.f32) return this.f32;
     if (this.f16) return fromHalf(this.f16);
-    const { t, transpose } = this.file!;
+    const { t, transpose, half } = this.file!;
     const d = t.data;
-    return transpose ? transposeHost(d, t.shape[0], t.shape[1]) : d;
+    const v = transpose ? transposeHost(d, t.shape[0], t.shape[1]) : d;
+    return half ? fromHalf(toHalf(v)) : v;
   }
 
   /** Values in Hugging Face layout ([out, in] for a linear) for writers: no transpose for a weight read from disk. */
   hfValues(linear: boolean, copy: boolean): Float32Array {
-    if (this.file && this.file.transpose === linear) return this.file.t.data;
+    if (this.where === "disk" && this.file!.transpose === linear && !this.file!.half) return this.file!.t.data;
     const v = this.values();
     return linear ? transposeHost(v, this.shape[0], this.shape[1]) : this.f32 && copy ? Float32Array.from(v) : v;
   }
