@@ -287,8 +287,14 @@ export function checkModelLoad(config: LlamaConfig, backend: string, what: strin
     }
   }
   const held = hostWeightBytes(config, weightsIn, hostFloat);
+  // In flight while loading: a linear read and its transposed copy; the embedding read (not transposed) and, for
+  // float16 storage, its half-size copy.
+  const H = config.hidden_size;
+  const embed = 4 * config.vocab_size * H;
+  const linears = 2 * 4 * Math.max(Math.max(...intermediateSizes(config)) * H, config.num_attention_heads * config.head_dim * H);
+  const inFlight = weightsIn === "heap" ? 2 * largestTensorBytes(config) : Math.max(linears, embed * (hostFloat === "float16" ? 1.5 : 1));
   checkMemory(
-    held + 2 * largestTensorBytes(config),
+    held + inFlight,
     `${what}: loading ${(params / 1e9).toFixed(2)} B parameters (${formatBytes(held)} held ${weightsIn === "disk" ? "in host memory, the layers read from disk" : weightsIn === "heap" ? "as float32" : `in host memory as ${hostFloat}`})`,
     opts,
     available,
