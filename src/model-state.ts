@@ -44,7 +44,15 @@ export class ModelState {
   /** Keep, per layer, the current MLP channels `kept` (ascending current indices; null = layer unchanged). */
   prune(kept: readonly (number[] | null)[]): void {
     if (this.current_.streamed) {
-      this.replaceHostMlp(kept.map((idx, l) => (idx ? this.sliceHostMlp(this.current_, l, idx) : null)));
+      // layer by layer, the original's MLP is given back right after it is sliced (spillOriginalMlp), so the host
+      // holds the original and the pruned MLP of one layer at a time, not of all layers
+      const next = kept.map((idx, l) => {
+        if (!idx) return null;
+        const part = this.sliceHostMlp(this.current_, l, idx);
+        this.spillOriginalMlp(l);
+        return part;
+      });
+      this.replaceHostMlp(next);
       return;
     }
     this.replaceMlp(kept.map((idx, l) => (idx ? sliceMlp(this.current_.weights.layers[l], idx) : null)));
@@ -134,7 +142,11 @@ export class ModelState {
     const model = old.withHostLayers(layers);
     old.disposeCaches();
     this.current_ = model;
-    this.spillOriginalMlp();
+    const cur = model.hostWeights!.layers;
+    const orig = this.original.hostWeights!.layers;
+    orig.forEach((o, l) => {
+      if (MLP_KEYS.some((k) => cur[l][k] !== o[k])) this.spillOriginalMlp(l);
+    });
   }
 
   /**
@@ -143,16 +155,15 @@ export class ModelState {
    * since is refused there). Without this the original and the pruned MLP would both be held (about 1.5× the
    * MLP weights at a 20 % ratio).
    */
-  private spillOriginalMlp(): void {
-    const orig = this.original.hostWeights!.layers;
-    const cur = this.current_.hostWeights!.layers;
-    orig.forEach((o, l) => {
-      for (const k of MLP_KEYS) {
-        if (cur[l][k] === o[k] || o[k].where === "disk") continue;
-        const s = o[k].spill();
-        if (s) o[k] = s;
-      }
-    });
+  private spillOriginalMlp(l: number): void {
+    // Only the original's MLP of layer l, which the (new) current model does not use: the same values, read from
+    // the checkpoint when needed. Where the current model still shares the layer record it reads them from there.
+    const o = this.original.hostWeights!.layers[l];
+    for (const k of MLP_KEYS) {
+      if (o[k].where === "disk") continue;
+      const s = o[k].spill();
+      if (s) o[k] = s;
+    }
   }
 
   /** Swap in new MLP tensors for some layers (null = keep); disposes replaced non-original tensors. */
