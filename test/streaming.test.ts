@@ -13,6 +13,7 @@ import { randomTensors } from "../src/model/random";
 import { Session } from "../src/session";
 import { TeacherCache } from "../src/teacher";
 import { randomIds, relError } from "./reference/configs";
+import { cli } from "./support/cli";
 import { requireShared } from "./support/shared";
 
 /**
@@ -204,6 +205,17 @@ for (const backend of backends) {
       assert.ok(host.bytes.equals(disk.bytes));
       assert.deepEqual(host.widths, [48, 48, 48], "undo restores the widths");
       assert.ok(relError(heap.undone, host.undone).rel < 1e-5);
+      // the CLI: --offload gives the same perplexity; --offload-dtype without --offload is refused
+      const wfile = path.join(dir, "w.json");
+      fs.writeFileSync(wfile, JSON.stringify({ windows }));
+      const viaCli = async (...extra: string[]) => cli(["ppl", "--model", src, "--windows", wfile, "--backend", backend, "--json", ...extra]);
+      const rh = await viaCli();
+      const rd = await viaCli("--offload", "disk");
+      assert.equal(rd.code, 0, rd.err);
+      assert.ok(Math.abs(JSON.parse(rh.out).ppl - JSON.parse(rd.out).ppl) / JSON.parse(rh.out).ppl < 1e-5);
+      const bad = await viaCli("--offload-dtype", "f16");
+      assert.equal(bad.code, 2);
+      assert.match(bad.err, /--offload-dtype applies to offloaded weights/);
       // the disk model reads its layers from the file: a file changed afterwards is refused, never read silently
       const s = await Session.load(src, { backend, weightsIn: "disk" });
       try {
