@@ -37,6 +37,13 @@ function toHalf(data: Float32Array): Uint16Array {
   return out;
 }
 
+/** Round float32 values to the nearest float16 in place (what float16 storage would hold), without a copy. */
+function roundHalfInPlace(v: Float32Array): Float32Array {
+  const t = halfTable();
+  for (let i = 0; i < v.length; i++) v[i] = t[floatToHalf(v[i])];
+  return v;
+}
+
 function fromHalf(bits: Uint16Array, from = 0, to = bits.length): Float32Array {
   const t = halfTable();
   const out = new Float32Array(to - from);
@@ -112,12 +119,16 @@ export class HostWeight {
     const { t, transpose, half } = this.file!;
     const d = t.data;
     const v = transpose ? transposeHost(d, t.shape[0], t.shape[1]) : d;
-    return half ? fromHalf(toHalf(v)) : v;
+    return half ? roundHalfInPlace(v) : v;
   }
 
   /** Values in Hugging Face layout ([out, in] for a linear) for writers: no transpose for a weight read from disk. */
   hfValues(linear: boolean, copy: boolean): Float32Array {
-    if (this.where === "disk" && this.file!.transpose === linear && !this.file!.half) return this.file!.t.data;
+    if (this.where === "disk" && this.file!.transpose === linear) {
+      // as stored (Hugging Face layout): read, rounded in place for float16 storage, no transposes
+      const d = this.file!.t.data;
+      return this.file!.half ? roundHalfInPlace(d) : d;
+    }
     const v = this.values();
     return linear ? transposeHost(v, this.shape[0], this.shape[1]) : this.f32 && copy ? Float32Array.from(v) : v;
   }
