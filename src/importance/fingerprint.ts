@@ -1,4 +1,3 @@
-import * as tf from "@tensorflow/tfjs";
 import { intermediateSizes } from "../model/config";
 import { layerParamName, type LlamaModel } from "../model/llama";
 
