@@ -6,6 +6,7 @@ import * as tf from "@tensorflow/tfjs";
 import { initEngine, type BackendName } from "../src/engine";
 import { UsageError } from "../src/errors";
 import { accumulate } from "../src/importance";
+import { modelFingerprint } from "../src/importance/fingerprint";
 import { parseConfig, type LlamaConfig } from "../src/model/config";
 import { LlamaModel } from "../src/model/llama";
 import { loadModel, saveModel } from "../src/model/load";
@@ -77,6 +78,8 @@ for (const backend of backends) {
         assert.ok(host.streamed && !resident.streamed);
         assert.equal(tf.memory().numTensors - baseline, resident.parameterNames().length + 1, "resident weights + the streamed model's norm");
         assert.throws(() => host.weights, (e: Error) => e instanceof UsageError && /streams its weights/.test(e.message));
+        // scores files name the model they were computed on: the same whether its weights are streamed or not
+        assert.deepEqual(modelFingerprint(host), modelFingerprint(resident));
       });
 
       it("gives the resident logits and token log-probabilities, leaving no tensor behind", () => {
