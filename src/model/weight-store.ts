@@ -129,6 +129,16 @@ export class HostWeight {
       const d = this.file!.t.data;
       return this.file!.half ? roundHalfInPlace(d) : d;
     }
+    if (linear && this.f16) {
+      // decoded straight into the transposed layout: one array per tensor, not two (a model saved under a memory
+      // limit makes one such array per tensor, faster than they are collected)
+      const [R, C] = this.shape;
+      const t = halfTable();
+      const out = new Float32Array(R * C);
+      const b = this.f16;
+      for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) out[c * R + r] = t[b[r * C + c]];
+      return out;
+    }
     const v = this.values();
     return linear ? transposeHost(v, this.shape[0], this.shape[1]) : this.f32 && copy ? Float32Array.from(v) : v;
   }
