@@ -5,6 +5,7 @@ import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { initEngine, type BackendName } from "../src/engine";
 import { UsageError } from "../src/errors";
+import { floatToHalf, halfToFloat } from "../src/io/dtypes";
 import { accumulate } from "../src/importance";
 import { modelFingerprint } from "../src/importance/fingerprint";
 import { parseConfig, type LlamaConfig } from "../src/model/config";
@@ -118,6 +119,11 @@ for (const backend of backends) {
         const half = LlamaModel.fromTensors(cfg, tensors, "random", { weightsIn: "host", hostFloat: "float16" });
         try {
           assert.equal(half.hostFloat, "float16");
+          // saved as held: every value the float16 rounding of the original, in the Hugging Face layout
+          const name = "model.layers.1.mlp.down_proj.weight";
+          const saved = half.toTensors().get(name)!.data;
+          const orig = tensors.get(name)!.data;
+          assert.deepEqual(Array.from(saved), Array.from(orig, (v) => halfToFloat(floatToHalf(v))));
           const eh = relError(await scoresOf(full), await scoresOf(half));
           assert.ok(eh.rel < 1e-3 && eh.rel > 0, `float16 scores rel ${eh.rel}`);
         } finally {
