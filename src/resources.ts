@@ -267,7 +267,8 @@ export function checkModelLoad(config: LlamaConfig, backend: string, what: strin
   const capacity = WASM_HEAP_BYTES - WASM_HEAP_RESERVE;
   // On wasm a model that does not fit the heap resident is streamed unless weightsIn says otherwise.
   const fitsResident = backend !== "wasm" || wasmModelHeapBytes(config) <= capacity;
-  const weightsIn: WeightsIn = opts.weightsIn ?? (fitsResident || opts.skipMemoryCheck ? "heap" : "host");
+  // skipMemoryCheck skips the refusals below, not this choice: a model beyond the heap would fail resident anyway
+  const weightsIn: WeightsIn = opts.weightsIn ?? (fitsResident ? "heap" : "host");
   if (opts.skipMemoryCheck) return weightsIn;
   const hostFloat = opts.hostFloat ?? "float32";
   if (backend === "wasm") {

@@ -79,7 +79,8 @@ describe("wasm heap checks (issue 20)", function () {
     assert.throws(() => checkModelLoad(LLAMA_1B, "wasm", "m", {}, 4 * GIB), isResource(/held in host memory as float32.*--offload-dtype f16.*--offload disk/));
     assert.equal(checkModelLoad(LLAMA_1B, "wasm", "m", { hostFloat: "float16" }, 5 * GIB), "host");
     assert.equal(checkModelLoad(LLAMA_1B, "wasm", "m", { weightsIn: "disk" }, 3 * GIB), "disk");
-    assert.equal(checkModelLoad(LLAMA_1B, "wasm", "m", { skipMemoryCheck: true }, 64 * GIB), "heap");
+    assert.equal(checkModelLoad(LLAMA_1B, "wasm", "m", { skipMemoryCheck: true }, 64 * GIB), "host", "skipping the checks does not put it back in the heap");
+    assert.equal(checkModelLoad(LLAMA_1B, "wasm", "m", { skipMemoryCheck: true, weightsIn: "heap" }, 64 * GIB), "heap");
     assert.equal(checkModelLoad(LLAMA_1B, "tensorflow", "m", {}, 64 * GIB), "heap");
     // Host memory bounds every backend: the weights plus the largest tensor in flight twice.
     assert.throws(() => checkModelLoad(LLAMA_1B, "tensorflow", "m", {}, 4 * GIB), isResource(/loading 1\.24 B parameters \(4\.6 GiB held as float32\) would need about 6\.6 GiB of memory but about 4\.0 GiB is available; use a machine with more memory.*--offload disk/));
