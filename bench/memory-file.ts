@@ -12,8 +12,9 @@
  *   node scripts/build.js && npx tsx bench/memory-file.ts [--layers 4] [--dtypes f32,bf16] [--backend wasm]
  *        [--commands info,load,ppl] [--dir /tmp/sdmprune-memory-file] [--keep] [--shards N] [--seq-len 32]
  *        [--cli OTHER/bin/sdmprune.js]   (another checkout's CLI, for before/after)
- *        [--flags=--skip-memory-check]  (added to load and ppl: the default 4-layer model exceeds what the wasm
- *                                          heap check accepts, see docs/memory.md; the flag measures it anyway)
+ *        [--flags="--skip-memory-check --offload heap"]  (added to load and ppl: the default 4-layer model
+ *                                          exceeds what the wasm heap holds resident, so without --offload heap it
+ *                                          is streamed from host memory, see docs/memory.md "Layer streaming")
  *
  * --layers 16 gives the full 1B shape (4.60 GiB f32). --shards N splits the safetensors file into N shards with
  * an index. The checkpoint folder is deleted afterwards unless --keep. Runs one command at a time; each reads the

@@ -1,6 +1,7 @@
 import type * as tf from "@tensorflow/tfjs";
 import { intermediateSizes, withIntermediateSizes } from "./model/config";
 import type { LayerWeights, LlamaModel } from "./model/llama";
+import type { HostLayer } from "./model/weight-store";
 import { sliceMlp } from "./prune";
 
 /**
@@ -42,6 +43,18 @@ export class ModelState {
 
   /** Keep, per layer, the current MLP channels `kept` (ascending current indices; null = layer unchanged). */
   prune(kept: readonly (number[] | null)[]): void {
+    if (this.current_.streamed) {
+      // layer by layer, the original's MLP is given back right after it is sliced (spillOriginalMlp), so the host
+      // holds the original and the pruned MLP of one layer at a time, not of all layers
+      const next = kept.map((idx, l) => {
+        if (!idx) return null;
+        const part = this.sliceHostMlp(this.current_, l, idx);
+        this.spillOriginalMlp(l);
+        return part;
+      });
+      this.replaceHostMlp(next);
+      return;
+    }
     this.replaceMlp(kept.map((idx, l) => (idx ? sliceMlp(this.current_.weights.layers[l], idx) : null)));
   }
 
@@ -51,6 +64,17 @@ export class ModelState {
    */
   restore(layers: readonly boolean[], maps: readonly number[][]): void {
     const origWidths = intermediateSizes(this.original.config);
+    if (this.original.streamed) {
+      this.replaceHostMlp(
+        layers.map((touched, l) => {
+          if (!touched) return null;
+          const o = this.original.hostWeights!.layers[l];
+          if (maps[l].length === origWidths[l]) return { gate_proj: o.gate_proj, up_proj: o.up_proj, down_proj: o.down_proj };
+          return this.sliceHostMlp(this.original, l, maps[l]);
+        }),
+      );
+      return;
+    }
     this.replaceMlp(
       layers.map((touched, l) => {
         if (!touched) return null;
@@ -62,6 +86,7 @@ export class ModelState {
 
   /** Make a recovered model (new tensors, now owned here) the current one; the previous current weights are released. */
   adoptRecovered(model: LlamaModel): void {
+    if (model.streamed || this.original.streamed) void this.original.weights; // recovery needs resident weights: refused with the reason
     this.releaseCurrent();
     const w = model.weights;
     // every non-MLP layer tensor (biases and extra norms included)
@@ -83,7 +108,10 @@ export class ModelState {
   /** Release what the current model owns beyond the original. */
   private releaseCurrent(): void {
     const old = this.current_;
-    if (old !== this.original) {
+    if (old !== this.original && old.streamed) {
+      // host weights are garbage collected; the final norm belongs to the original
+      old.disposeCaches();
+    } else if (old !== this.original) {
       old.weights.layers.forEach((lw, l) => this.releaseMlp(lw, l));
       old.disposeCaches();
     }
@@ -95,6 +123,47 @@ export class ModelState {
   private releaseMlp(lw: Mlp, l: number): void {
     const o = this.original.weights.layers[l];
     for (const k of MLP_KEYS) if (lw[k] !== o[k]) lw[k].dispose();
+  }
+
+  /**
+   * A streamed model's MLP channels `idx` of layer l, sliced on the host (gate/up columns, down rows) and held as
+   * the model holds its weights (float32 or float16; a layer read from disk moves to host memory).
+   */
+  private sliceHostMlp(model: LlamaModel, l: number, idx: number[]): HostLayer {
+    const lw = model.hostWeights!.layers[l];
+    const dtype = model.hostFloat;
+    return { gate_proj: lw.gate_proj.select(idx, 1, dtype), up_proj: lw.up_proj.select(idx, 1, dtype), down_proj: lw.down_proj.select(idx, 0, dtype) };
+  }
+
+  /** replaceMlp for a streamed model: new host MLP weights for some layers, every other weight shared. */
+  private replaceHostMlp(next: (HostLayer | null)[]): void {
+    const old = this.current_;
+    const layers = old.hostWeights!.layers.map((lw, l) => (next[l] ? { ...lw, ...next[l]! } : lw));
+    const model = old.withHostLayers(layers);
+    old.disposeCaches();
+    this.current_ = model;
+    const cur = model.hostWeights!.layers;
+    const orig = this.original.hostWeights!.layers;
+    orig.forEach((o, l) => {
+      if (MLP_KEYS.some((k) => cur[l][k] !== o[k])) this.spillOriginalMlp(l);
+    });
+  }
+
+  /**
+   * A streamed original read from its file gives back the host memory of the MLP weights the current model no
+   * longer uses (pruned layers): they are read from the checkpoint again if undo needs them (a checkpoint changed
+   * since is refused there). Without this the original and the pruned MLP would both be held (about 1.5× the
+   * MLP weights at a 20 % ratio).
+   */
+  private spillOriginalMlp(l: number): void {
+    // Only the original's MLP of layer l, which the (new) current model does not use: the same values, read from
+    // the checkpoint when needed. Where the current model still shares the layer record it reads them from there.
+    const o = this.original.hostWeights!.layers[l];
+    for (const k of MLP_KEYS) {
+      if (o[k].where === "disk") continue;
+      const s = o[k].spill();
+      if (s) o[k] = s;
+    }
   }
 
   /** Swap in new MLP tensors for some layers (null = keep); disposes replaced non-original tensors. */

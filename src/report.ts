@@ -41,6 +41,14 @@ export function infoTable(raw: SessionInfo, backend: string, tied: boolean, scor
     ["model", `${raw.path} (${raw.format})`],
     ["model_type", raw.family ? `${raw.modelType} (${raw.family})` : raw.modelType],
     ["backend", backend],
+    [
+      "weights",
+      raw.weightsIn === "heap"
+        ? "on the backend (resident)"
+        : raw.weightsIn === "host"
+          ? `host memory as ${raw.hostFloat}, one layer at a time on the backend (streamed)`
+          : `decoder layers read from the checkpoint when they run, embedding and head in host memory as ${raw.hostFloat} (streamed)`,
+    ],
     ["params", `${p.total.toLocaleString("en-US")} of ${o.total.toLocaleString("en-US")} (${((100 * (o.total - p.total)) / o.total).toFixed(2)} % removed)`],
     ["  embeddings / lm_head", `${p.embeddings.toLocaleString("en-US")} / ${p.lm_head.toLocaleString("en-US")}${tied ? " (tied)" : ""}`],
     ["  attention / MLP / norms", `${p.attention.toLocaleString("en-US")} / ${p.mlp.toLocaleString("en-US")} / ${p.norms.toLocaleString("en-US")}`],

@@ -3,6 +3,7 @@ import * as os from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import { ResourceError } from "./errors";
 import { type LlamaConfig, intermediateSizes, paramCounts } from "./model/config";
+import type { HostFloat, WeightsIn } from "./model/weight-store";
 
 /**
  * Resource checks made before a long job starts, so that a request the model or the machine cannot serve fails
@@ -11,6 +12,13 @@ import { type LlamaConfig, intermediateSizes, paramCounts } from "./model/config
  */
 
 export interface ResourceOptions {
+  /**
+   * Where the model's weights live (src/model/weight-store.ts): "heap" on the tensor backend, "host" or "disk"
+   * streamed one layer at a time. Default: "heap" where the model fits, else (wasm) "host".
+   */
+  weightsIn?: WeightsIn;
+  /** Host storage of streamed weights: "float32" (default) or "float16" (half the host memory, upcast per layer). */
+  hostFloat?: HostFloat;
   /** Run windows longer than the model's context (max_position_embeddings), e.g. for RoPE extrapolation studies. */
   allowLonger?: boolean;
   /** Run even when the memory estimate exceeds the memory available. */
@@ -80,6 +88,7 @@ export function checkCalibration(
   opts: ResourceOptions,
   what = "calibration",
   extraWindows = 0,
+  weightsIn: WeightsIn = "heap",
 ): void {
   checkContext(seqLen, config.max_position_embeddings, what, opts);
   const V = config.vocab_size;
@@ -87,7 +96,7 @@ export function checkCalibration(
   const bytes = calibrationBytes(samples, seqLen, k, topk === "full") + calibrationBytes(extraWindows, seqLen, null, false);
   checkMemory(bytes, `${what} (${samples + extraWindows} windows × ${seqLen} tokens${k === null ? "" : `, teacher top-k ${k}`})`, opts);
   // On wasm the passes run one window at a time (windowsPerPass); the teacher's forward is the smaller pass.
-  if ("hidden_size" in config) checkPassMemory(config as LlamaConfig, "importance", 1, seqLen, what, opts);
+  if ("hidden_size" in config) checkPassMemory(config as LlamaConfig, "importance", 1, seqLen, what, opts, undefined, undefined, weightsIn);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -178,9 +187,43 @@ export interface HeapPlan {
  * embedding, plus 2× the embedding when tied. A pass beyond that fails inside a kernel: measured on a 0.5 B
  * tied model (1.9 GiB of weights), one window of 512 tokens ended in "memory access out of bounds".
  */
-export function wasmModelHeapBytes(config: LlamaConfig): number {
+export function wasmModelHeapBytes(config: LlamaConfig, weightsIn: WeightsIn = "heap"): number {
+  if (weightsIn !== "heap") return streamedHeapBytes(config);
   const p = paramCounts(config);
   return weightBytes(config) + 4 * (p.attention + p.mlp) + (config.tie_word_embeddings ? 4 * p.embeddings : 0);
+}
+
+/** Float32 bytes of the largest decoder layer's weights. */
+export function layerWeightBytes(config: LlamaConfig): number {
+  const p = paramCounts(config);
+  const attn = p.attention / config.num_hidden_layers;
+  return 4 * (attn + Math.max(...p.mlpPerLayer) + (config.gemma_norms ? 4 : 2) * config.hidden_size);
+}
+
+/** Vocabulary rows per head chunk of a streamed model (LlamaModel.headChunkRows: 64 MiB of float32 weights). */
+export function headChunkRows(config: LlamaConfig): number {
+  return Math.min(config.vocab_size, Math.max(256, Math.floor((1 << 24) / config.hidden_size)));
+}
+
+/**
+ * Heap bytes a streamed model (weightsIn "host" or "disk") needs besides a pass: the layer on the backend with
+ * its packed copies, twice over in the backward step, whose products with transposed weights (matMulBT on wasm)
+ * make and pack a transposed copy of each (4 × the layer); a head chunk, its transposed copy and their packed
+ * copies (4 × the chunk); and the final norm.
+ */
+export function streamedHeapBytes(config: LlamaConfig): number {
+  return 4 * layerWeightBytes(config) + 4 * 4 * headChunkRows(config) * config.hidden_size + 4 * config.hidden_size;
+}
+
+/**
+ * Host bytes of the weights as held: everything for "heap" and "host" (half of it as float16), only the embedding
+ * and head for "disk" (the layers are read from the file when used).
+ */
+export function hostWeightBytes(config: LlamaConfig, weightsIn: WeightsIn, hostFloat: HostFloat = "float32"): number {
+  const p = paramCounts(config);
+  const per = weightsIn !== "heap" && hostFloat === "float16" ? 2 : 4;
+  if (weightsIn === "disk") return per * (p.embeddings + p.lm_head) + 4 * p.norms;
+  return per * p.total;
 }
 
 /**
@@ -218,30 +261,49 @@ const NATIVE_HINT =
  * Before loading a model: on wasm the model's heap need (wasmModelHeapBytes) must fit the heap, and on every backend its float32 weights plus the largest tensor twice (read, then converted to the
  * model's layout) must fit host memory. Refused with the figures and what would fit; nothing has been read yet.
  */
-export function checkModelLoad(config: LlamaConfig, backend: string, what: string, opts: ResourceOptions = {}, available?: number): void {
-  if (opts.skipMemoryCheck) return;
+export function checkModelLoad(config: LlamaConfig, backend: string, what: string, opts: ResourceOptions = {}, available?: number): WeightsIn {
   const w = weightBytes(config);
   const params = paramCounts(config).total;
+  const capacity = WASM_HEAP_BYTES - WASM_HEAP_RESERVE;
+  // On wasm a model that does not fit the heap resident is streamed unless weightsIn says otherwise.
+  const fitsResident = backend !== "wasm" || wasmModelHeapBytes(config) <= capacity;
+  // skipMemoryCheck skips the refusals below, not this choice: a model beyond the heap would fail resident anyway
+  const weightsIn: WeightsIn = opts.weightsIn ?? (fitsResident ? "heap" : "host");
+  if (opts.skipMemoryCheck) return weightsIn;
+  const hostFloat = opts.hostFloat ?? "float32";
   if (backend === "wasm") {
-    const capacity = WASM_HEAP_BYTES - WASM_HEAP_RESERVE;
-    const heap = wasmModelHeapBytes(config);
+    const heap = wasmModelHeapBytes(config, weightsIn);
     if (heap > capacity) {
+      const streamedFits = wasmModelHeapBytes(config, "host") <= capacity;
       throw new ResourceError(
-        `${what}: its ${(params / 1e9).toFixed(2)} B parameters are ${formatBytes(w)} as float32, and on the wasm backend a model needs about ` +
-          `${formatBytes(heap)} of heap to run (the weights, the packed copies of its matrices that the wasm products keep` +
-          `${config.tie_word_embeddings ? ", the tied head's transposed embedding" : ""}), more than the ${formatBytes(WASM_HEAP_BYTES)} heap holds with room to work ` +
-          `(${formatBytes(capacity)}). ${NATIVE_HINT[0].toUpperCase()}${NATIVE_HINT.slice(1)}. ` +
-          `--skip-memory-check (skipMemoryCheck: true) tries anyway`,
+        `${what}: its ${(params / 1e9).toFixed(2)} B parameters are ${formatBytes(w)} as float32, and on the wasm backend ` +
+          (weightsIn === "heap"
+            ? `a model held in the heap needs about ${formatBytes(heap)} of it to run (the weights, the packed copies of its matrices that the wasm products keep` +
+              `${config.tie_word_embeddings ? ", the tied head's transposed embedding" : ""})`
+            : `streaming one layer at a time needs about ${formatBytes(heap)} of heap (the largest layer, ${formatBytes(layerWeightBytes(config))}, with its transposed and packed copies, and a head chunk)`) +
+          `, more than the ${formatBytes(WASM_HEAP_BYTES)} heap holds with room to work (${formatBytes(capacity)}). ` +
+          (weightsIn === "heap" && streamedFits ? `Stream the weights from host memory instead (--offload host, weightsIn "host"; the default when weightsIn is not given), or: ` : "") +
+          `${NATIVE_HINT}. --skip-memory-check (skipMemoryCheck: true) tries anyway`,
       );
     }
   }
+  const held = hostWeightBytes(config, weightsIn, hostFloat);
+  // In flight while loading: a linear read and its transposed copy; the embedding read (not transposed) and, for
+  // float16 storage, its half-size copy.
+  const H = config.hidden_size;
+  const embed = 4 * config.vocab_size * H;
+  const linears = 2 * 4 * Math.max(Math.max(...intermediateSizes(config)) * H, config.num_attention_heads * config.head_dim * H);
+  const inFlight = weightsIn === "heap" ? 2 * largestTensorBytes(config) : Math.max(linears, embed * (hostFloat === "float16" ? 1.5 : 1));
   checkMemory(
-    w + 2 * largestTensorBytes(config),
-    `${what}: loading ${(params / 1e9).toFixed(2)} B parameters as float32`,
+    held + inFlight,
+    `${what}: loading ${(params / 1e9).toFixed(2)} B parameters (${formatBytes(held)} held ${weightsIn === "disk" ? "in host memory, the layers read from disk" : weightsIn === "heap" ? "as float32" : `in host memory as ${hostFloat}`})`,
     opts,
     available,
-    "use a machine with more memory or a smaller model (float16 storage is not supported yet)",
+    weightsIn === "disk"
+      ? "use a machine with more memory or a smaller model"
+      : `use a machine with more memory or a smaller model${weightsIn === "host" && hostFloat === "float32" ? ", float16 host storage (--offload-dtype f16, hostFloat: \"float16\")" : ""}, or read the layers from disk when used (--offload disk)`,
   );
+  return weightsIn;
 }
 
 /**
@@ -260,13 +322,18 @@ export function checkPassMemory(
   opts: ResourceOptions = {},
   backend = activeBackend(),
   tensorBytes = residentTensorBytes(),
+  weightsIn: WeightsIn = "heap",
 ): HeapPlan | null {
   if (backend !== "wasm") return null;
-  const cachedHead = config.tie_word_embeddings ? 4 * config.vocab_size * config.hidden_size : 0;
+  const streamed = weightsIn !== "heap";
+  const cachedHead = config.tie_word_embeddings && !streamed ? 4 * config.vocab_size * config.hidden_size : 0;
   // Tensors beyond this model's (e.g. the original model beside a pruned one) are counted with packed copies too.
-  const others = Math.max(0, tensorBytes - weightBytes(config) - cachedHead);
-  const resident = wasmModelHeapBytes(config) + 2 * others;
-  const passBytes = (b: number, t: number) => (kind === "forward" ? forwardPassBytes(config, b, t) : importancePassBytes(config, b, t));
+  const others = Math.max(0, tensorBytes - (streamed ? 4 * config.hidden_size : weightBytes(config)) - cachedHead);
+  const resident = wasmModelHeapBytes(config, weightsIn) + 2 * others;
+  // A streamed head's logits come a chunk of the vocabulary at a time for every row of the pass: [N, Vc] and its
+  // temporaries (exp, the running sums) instead of the resident path's row chunks.
+  const streamedHead = (b: number, t: number) => (streamed ? 4 * 4 * b * t * headChunkRows(config) : 0);
+  const passBytes = (b: number, t: number) => streamedHead(b, t) + (kind === "forward" ? forwardPassBytes(config, b, t) : importancePassBytes(config, b, t));
   const capacity = WASM_HEAP_BYTES - WASM_HEAP_RESERVE;
   const pass = passBytes(windows, seqLen);
   const plan = { need: resident + pass, resident, pass, capacity };
@@ -282,8 +349,11 @@ export function checkPassMemory(
   options.push(NATIVE_HINT);
   throw new ResourceError(
     `${what} on the wasm backend would need about ${formatBytes(plan.need)} of its ${formatBytes(WASM_HEAP_BYTES)} heap: ` +
-      `${formatBytes(resident)} for the model (${formatBytes(weightBytes(config))} of float32 weights, the packed copies of its matrices` +
-      `${config.tie_word_embeddings ? ", the tied head's transposed embedding" : ""}${others ? `, ${formatBytes(2 * others)} for other tensors alive` : ""}) ` +
+      (streamed
+        ? `${formatBytes(resident)} for the model streamed from ${weightsIn} memory (one layer of ${formatBytes(layerWeightBytes(config))} with its copies, a head chunk` +
+          `${others ? `, ${formatBytes(2 * others)} for other tensors alive` : ""}) `
+        : `${formatBytes(resident)} for the model (${formatBytes(weightBytes(config))} of float32 weights, the packed copies of its matrices` +
+          `${config.tie_word_embeddings ? ", the tied head's transposed embedding" : ""}${others ? `, ${formatBytes(2 * others)} for other tensors alive` : ""}) `) +
       `+ ${formatBytes(pass)} for one pass of ${windows} window${windows === 1 ? "" : "s"} × ${seqLen} tokens; ` +
       `what would fit: ${options.join("; or ")}. --skip-memory-check (skipMemoryCheck: true) tries anyway`,
   );

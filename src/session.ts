@@ -1,3 +1,4 @@
+import type { HostFloat, WeightsIn } from "./model/weight-store";
 import * as tf from "@tensorflow/tfjs";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -55,6 +56,8 @@ export function criterionNeeds(criterion: Criterion, alpha?: number): { windows:
 
 export interface LoadOptions extends ResourceOptions {
   backend?: BackendName;
+  /** Told, once, a choice made for the user (e.g. that the weights are streamed because the heap cannot hold them). */
+  onNote?: (message: string) => void;
 }
 
 export interface CalibrateOptions extends RunOptions, ResourceOptions {
@@ -261,6 +264,9 @@ export interface SessionInfo {
   criterion: Criterion | null;
   scoredSamples: number;
   steps: number;
+  /** Where the weights live: "heap" (on the backend) or streamed from "host" memory or "disk", with the host storage type. */
+  weightsIn: WeightsIn;
+  hostFloat: HostFloat;
 }
 
 export interface SaveOptions {
@@ -353,8 +359,12 @@ export class Session {
   /** Load a .gguf file or a Hugging Face directory (initialises the tensor backend first). */
   static async load(modelPath: string, opts: LoadOptions = {}): Promise<Session> {
     const backend = await initEngine(opts.backend);
-    checkModelLoad(readModelConfig(modelPath), backend, modelPath, opts);
-    const { model, tokenizer, files } = await loadModel(modelPath);
+    // a model that does not fit the wasm heap resident is streamed from host memory unless weightsIn says otherwise
+    const weightsIn = checkModelLoad(readModelConfig(modelPath), backend, modelPath, opts);
+    if (weightsIn !== "heap" && opts.weightsIn === undefined) {
+      opts.onNote?.(`the model does not fit the ${backend} heap: its weights stay in host memory and each layer is uploaded when it runs (weightsIn "host")`);
+    }
+    const { model, tokenizer, files } = await loadModel(modelPath, { weightsIn, hostFloat: opts.hostFloat });
     return new Session(files.path, backend, model, tokenizer, files, readLineage(modelPath));
   }
 
@@ -465,6 +475,8 @@ export class Session {
       criterion: this.acc ? this.acc.criterion : null,
       scoredSamples: this.acc ? this.acc.samples : 0,
       steps: this.history_.length,
+      weightsIn: this.current.weightsIn,
+      hostFloat: this.current.hostFloat,
     };
     return infoTable(raw, this.backend === backendInfo().name ? backendInfo().summary : raw.backend, this.current.config.tie_word_embeddings, this.acc ? this.acc.settings : null);
   }
@@ -503,7 +515,7 @@ export class Session {
         windows = windows.slice(0, opts.samples);
       }
       source = "windows";
-      checkCalibration(this.original.config, windows.length, windows[0]?.length ?? 0, topk, opts);
+      checkCalibration(this.original.config, windows.length, windows[0]?.length ?? 0, topk, opts, undefined, undefined, this.original.weightsIn);
     } else {
       if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; calibrate with token windows instead of text`);
       const src = readCalibrationDocuments(opts);
@@ -512,7 +524,7 @@ export class Session {
       files = src.files;
       source = src.source;
       const seqLen = seqLenOption(opts.seqLen);
-      checkCalibration(this.original.config, opts.samples ?? 32, seqLen, topk, opts);
+      checkCalibration(this.original.config, opts.samples ?? 32, seqLen, topk, opts, undefined, undefined, this.original.weightsIn);
       const set = calibrationWindows({
         docs,
         tokenizer: this.tokenizer,
@@ -865,7 +877,7 @@ export class Session {
     const seed = opts.seed ?? this.calib?.provenance?.seed ?? 0;
     // the two-stage recipe always distils from the original, so a teacher is always cached
     const topk = opts.topk ?? defaultTopk(this.original.config.vocab_size);
-    checkCalibration(this.original.config, samples, seqLen, topk, opts, "sdmprune", samples);
+    checkCalibration(this.original.config, samples, seqLen, topk, opts, "sdmprune", samples, this.original.weightsIn);
     const draw = (stream: string) => calibrationWindows({ docs: src.docs, tokenizer: this.tokenizer!, samples, seqLen, seed, stream, files: src.files });
     const w1 = draw("sdmprune/stage1");
     const w2 = draw("sdmprune/stage2");
@@ -1057,7 +1069,7 @@ export class Session {
         throw new UsageError(`ppl: seq len ${spec.seqLen} does not match the given windows (${windows[0].length} tokens each)`);
       }
       checkContext(windows[0].length, this.current.config.max_position_embeddings, "perplexity", spec);
-      checkPassMemory(this.current.config, "forward", Math.min(spec.batchSize ?? 4, windows.length), windows[0].length, "perplexity", spec);
+      checkPassMemory(this.current.config, "forward", Math.min(spec.batchSize ?? 4, windows.length), windows[0].length, "perplexity", spec, undefined, undefined, this.current.weightsIn);
       const r = await perplexity(this.scorer(), windows, popts);
       return { ...r, source: typeof spec.windows === "string" ? spec.windows : `${windows.length} given windows`, protocol: "windows: as given" };
     }
@@ -1065,7 +1077,7 @@ export class Session {
     const seqLen = spec.seqLen ?? 128;
     const { text, how, source } = evaluationText(spec);
     checkContext(seqLen, this.current.config.max_position_embeddings, "perplexity", spec);
-    checkPassMemory(this.current.config, "forward", spec.batchSize ?? 4, seqLen, "perplexity", spec);
+    checkPassMemory(this.current.config, "forward", spec.batchSize ?? 4, seqLen, "perplexity", spec, undefined, undefined, this.current.weightsIn);
     if (text.trim() === "") throw new DataError("perplexity text is empty");
     const r = await pplFromIds(this.scorer(), this.evalIds(text), seqLen, popts);
     return { ...r, source, protocol: `${how}; one BOS, non-overlapping windows of ${seqLen}` };

@@ -10,7 +10,7 @@ import { paramCounts, parseConfig } from "../src/model/config";
 import { LlamaModel } from "../src/model/llama";
 import { randomTensors } from "../src/model/random";
 import {
-  WASM_HEAP_BYTES, WASM_HEAP_RESERVE, checkModelLoad, checkPassMemory, forwardPassBytes, importancePassBytes, wasmModelHeapBytes,
+  WASM_HEAP_BYTES, WASM_HEAP_RESERVE, checkModelLoad, checkPassMemory, forwardPassBytes, importancePassBytes, streamedHeapBytes, wasmModelHeapBytes,
   wasmHeadPackBytes, weightBytes,
 } from "../src/resources";
 import { Session } from "../src/session";
@@ -27,6 +27,9 @@ const LLAMA_1B = parseConfig({
   vocab_size: 128256, hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: 16, num_attention_heads: 32,
   num_key_value_heads: 8, head_dim: 64, tie_word_embeddings: true, max_position_embeddings: 131072, rope_theta: 500000,
 });
+/** Layers of 4.3 G parameters each: too big for the wasm heap even one at a time. */
+const HUGE_LAYER = parseConfig({
+  vocab_size: 128256, tie_word_embeddings: true, max_position_embeddings: 131072, rope_theta: 500000, hidden_size: 16384, intermediate_size: 65536, num_attention_heads: 128, num_key_value_heads: 8, head_dim: 128, num_hidden_layers: 2 });
 /** The same layers, 2 of them: 0.38 B parameters, which fits. */
 const TWO_LAYERS = { ...LLAMA_1B, num_hidden_layers: 2 };
 const GIB = 2 ** 30;
@@ -60,15 +63,27 @@ describe("wasm heap checks (issue 20)", function () {
     assert.ok(importancePassBytes(LLAMA_1B, 1, 128) > forwardPassBytes(LLAMA_1B, 1, 128));
   });
 
-  it("a 1B model is refused on wasm before loading, with the figures and the native backend; it passes elsewhere", () => {
+  it("a 1B model on wasm is streamed from host memory; held in the heap it is refused with the figures; it is resident elsewhere", () => {
+    assert.equal(checkModelLoad(LLAMA_1B, "wasm", "model.safetensors", {}, 64 * GIB), "host");
+    assert.equal(checkModelLoad(TWO_LAYERS, "wasm", "model.safetensors", {}, 64 * GIB), "heap", "what fits stays resident");
     assert.throws(
-      () => checkModelLoad(LLAMA_1B, "wasm", "model.safetensors", {}, 64 * GIB),
-      isResource(/1\.24 B parameters are 4\.6 GiB as float32, and on the wasm backend a model needs about 9\.2 GiB of heap to run .*more than the 4\.0 GiB heap holds.*@tensorflow\/tfjs-node.*--skip-memory-check/),
+      () => checkModelLoad(LLAMA_1B, "wasm", "model.safetensors", { weightsIn: "heap" }, 64 * GIB),
+      isResource(/1\.24 B parameters are 4\.6 GiB as float32, and on the wasm backend a model held in the heap needs about 9\.2 GiB of it to run .*more than the 4\.0 GiB heap holds.*--offload host.*@tensorflow\/tfjs-node.*--skip-memory-check/),
     );
-    checkModelLoad(LLAMA_1B, "wasm", "m", { skipMemoryCheck: true }, 64 * GIB);
-    checkModelLoad(LLAMA_1B, "tensorflow", "m", {}, 64 * GIB);
+    // streamed, the heap holds one layer with its copies and a head chunk
+    assert.ok(wasmModelHeapBytes(LLAMA_1B, "host") < 1.5 * GIB, `${wasmModelHeapBytes(LLAMA_1B, "host")}`);
+    assert.equal(wasmModelHeapBytes(LLAMA_1B, "host"), streamedHeapBytes(LLAMA_1B));
+    // a layer too big to stream is refused with its size
+    assert.throws(() => checkModelLoad(HUGE_LAYER, "wasm", "m", {}, 1024 * GIB), isResource(/streaming one layer at a time needs about .* GiB of heap \(the largest layer, .* GiB/));
+    // host memory: the streamed weights must fit the host too; float16 storage or disk are named
+    assert.throws(() => checkModelLoad(LLAMA_1B, "wasm", "m", {}, 4 * GIB), isResource(/held in host memory as float32.*--offload-dtype f16.*--offload disk/));
+    assert.equal(checkModelLoad(LLAMA_1B, "wasm", "m", { hostFloat: "float16" }, 5 * GIB), "host");
+    assert.equal(checkModelLoad(LLAMA_1B, "wasm", "m", { weightsIn: "disk" }, 3 * GIB), "disk");
+    assert.equal(checkModelLoad(LLAMA_1B, "wasm", "m", { skipMemoryCheck: true }, 64 * GIB), "host", "skipping the checks does not put it back in the heap");
+    assert.equal(checkModelLoad(LLAMA_1B, "wasm", "m", { skipMemoryCheck: true, weightsIn: "heap" }, 64 * GIB), "heap");
+    assert.equal(checkModelLoad(LLAMA_1B, "tensorflow", "m", {}, 64 * GIB), "heap");
     // Host memory bounds every backend: the weights plus the largest tensor in flight twice.
-    assert.throws(() => checkModelLoad(LLAMA_1B, "tensorflow", "m", {}, 4 * GIB), isResource(/loading 1\.24 B parameters as float32 would need about 6\.6 GiB of memory but about 4\.0 GiB is available; use a machine with more memory/));
+    assert.throws(() => checkModelLoad(LLAMA_1B, "tensorflow", "m", {}, 4 * GIB), isResource(/loading 1\.24 B parameters \(4\.6 GiB held as float32\) would need about 6\.6 GiB of memory but about 4\.0 GiB is available; use a machine with more memory.*--offload disk/));
   });
 
   it("a pass that cannot fit names the windows per pass and the length that would, and the native backend", () => {
@@ -89,7 +104,7 @@ describe("wasm heap checks (issue 20)", function () {
     assert.ok(checkPassMemory(TWO_LAYERS, "forward", 8, 2048, "perplexity", { skipMemoryCheck: true }, "wasm", resident));
   });
 
-  it("CLI: ppl and eval on wasm refuse a 1B-shaped config in a second, exit 2, before reading any weight", async () => {
+  it("CLI: ppl and eval on wasm refuse a 1B-shaped config held in the heap, and one whose layer cannot stream, in a second, exit 2, before reading any weight", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sdm-heap-cli-"));
     try {
       const small = parseConfig({ vocab_size: 32, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, tie_word_embeddings: true });
@@ -101,12 +116,16 @@ describe("wasm heap checks (issue 20)", function () {
       const prev = tf.getBackend();
       try {
         const t0 = Date.now();
-        let r = await cli(["ppl", "--model", m, "--windows", w, "--backend", "wasm"]);
+        let r = await cli(["ppl", "--model", m, "--windows", w, "--backend", "wasm", "--offload", "heap"]);
         assert.equal(r.code, 2, r.err);
-        assert.match(r.err, /1\.24 B parameters are 4\.6 GiB as float32.*9\.2 GiB of heap.*@tensorflow\/tfjs-node/);
-        r = await cli(["eval", "--model", m, "--ppl", w, "--backend", "wasm"]);
+        assert.match(r.err, /1\.24 B parameters are 4\.6 GiB as float32.*9\.2 GiB of it.*--offload host.*@tensorflow\/tfjs-node/);
+        r = await cli(["eval", "--model", m, "--ppl", w, "--backend", "wasm", "--offload", "heap"]);
         assert.equal(r.code, 2, r.err);
-        assert.match(r.err, /9\.2 GiB of heap/);
+        assert.match(r.err, /9\.2 GiB of it/);
+        fs.writeFileSync(path.join(m, "config.json"), JSON.stringify({ ...HUGE_LAYER, model_type: "llama" }));
+        r = await cli(["ppl", "--model", m, "--windows", w, "--backend", "wasm"]);
+        assert.equal(r.code, 2, r.err);
+        assert.match(r.err, /streaming one layer at a time needs about/);
         assert.ok(Date.now() - t0 < 10_000);
       } finally {
         if (prev) await initEngine(prev as "cpu" | "wasm" | "tensorflow");
@@ -149,7 +168,7 @@ describe("wasm heap checks (issue 20)", function () {
       const prev = tf.getBackend();
       const before = tf.memory().numBytes;
       try {
-        await assert.rejects(Session.load(m, { backend: "wasm" }), isResource(/4\.6 GiB as float32.*wasm/));
+        await assert.rejects(Session.load(m, { backend: "wasm", weightsIn: "heap" }), isResource(/4\.6 GiB as float32.*wasm/));
         assert.equal(tf.memory().numBytes, before, "nothing was allocated");
       } finally {
         if (prev) await initEngine(prev as "cpu" | "wasm" | "tensorflow");

@@ -4,6 +4,7 @@ import { UsageError } from "../errors";
 import { CRITERIA, type Criterion } from "../importance";
 import type { CalibrateOptions } from "../session";
 import type { TopK } from "../teacher";
+import { WEIGHTS_IN, type HostFloat, type WeightsIn } from "../model/weight-store";
 
 /**
  * One option: its parseArgs type (and default) and its --help line, so the option table a command parses
@@ -145,6 +146,23 @@ export const JSON_FLAG = { json: bool("print one JSON object instead of text") }
 
 /** Accepting a window longer than the model was trained for is a choice, never a default. */
 export const ALLOW_LONGER_FLAG = { "allow-longer": bool("accept windows longer than the model's context (max_position_embeddings); refused otherwise") } as const;
+
+/** Where the weights live (src/model/weight-store.ts, docs/memory.md "Layer streaming"). */
+export const OFFLOAD_FLAGS = {
+  offload: str(
+    "heap|host|disk",
+    "where the weights live: heap = on the tensor backend; host = in host memory, one layer at a\ntime on the backend; disk = decoder layers read from the checkpoint each time they run\n(default: heap where the model fits; on wasm a model beyond its 4 GiB heap streams from host)",
+  ),
+  "offload-dtype": str("f32|f16", "host storage of offloaded weights: f32 (default) or f16 (half the host memory,\nupcast per layer; scores change within float16 rounding)"),
+} as const;
+
+/** `--offload` and `--offload-dtype` as Session.load options (absent = the defaults). */
+export function offloadFromFlags(values: Record<string, string | boolean | undefined>): { weightsIn?: WeightsIn; hostFloat?: HostFloat; onNote: (m: string) => void } {
+  const weightsIn = enumFlag("offload", values.offload as string | undefined, WEIGHTS_IN);
+  const d = enumFlag("offload-dtype", values["offload-dtype"] as string | undefined, ["f32", "f16"] as const);
+  if (d !== undefined && (weightsIn === undefined || weightsIn === "heap")) throw new UsageError("--offload-dtype applies to offloaded weights: give --offload host or --offload disk");
+  return { weightsIn, hostFloat: d === undefined ? undefined : d === "f16" ? "float16" : "float32", onNote: (m) => process.stderr.write(`note: ${m}\n`) };
+}
 
 /** Memory checks before the work (src/resources.ts): host memory, and on the wasm backend its 4 GiB heap. */
 export const SKIP_MEMORY_FLAG = {

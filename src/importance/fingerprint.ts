@@ -1,6 +1,5 @@
-import * as tf from "@tensorflow/tfjs";
 import { intermediateSizes } from "../model/config";
-import type { LlamaModel } from "../model/llama";
+import { layerParamName, type LlamaModel } from "../model/llama";
 
 /**
  * Identifies the model that scores (or a teacher cache) were computed on, so they are never applied to
@@ -33,33 +32,22 @@ function fnv(h: number, bits: Uint32Array): number {
   return h;
 }
 
-/** The first `n` values of a stored weight (raw bits are backend-independent). */
-function headData(t: tf.Tensor, n: number): Float32Array {
-  const s = tf.tidy(() => tf.slice(tf.reshape(t, [-1]), 0, Math.min(n, t.size)));
-  const d = s.dataSync() as Float32Array;
-  s.dispose();
-  return d;
-}
-
 export function modelFingerprint(model: LlamaModel): ModelFingerprint {
   const c = model.config;
-  const w = model.weights;
   let h = 0x811c9dc5;
-  const take = (t: tf.Tensor, n: number) => {
-    const d = headData(t, n);
+  // the first values of each weight, read without uploading a streamed layer (same values resident or streamed)
+  const take = (name: string, n: number) => {
+    const d = model.parameterPrefix(name, n);
     h = fnv(h, new Uint32Array(d.buffer, d.byteOffset, d.length));
   };
-  take(w.embed_tokens, 256);
-  take(w.norm, 64);
-  for (const lw of w.layers) {
-    take(lw.input_layernorm, 16);
-    take(lw.post_attention_layernorm, 16);
-    take(lw.q_proj, 32);
-    take(lw.k_proj, 16);
-    take(lw.v_proj, 16);
-    take(lw.o_proj, 16);
+  take("model.embed_tokens.weight", 256);
+  take("model.norm.weight", 64);
+  for (let l = 0; l < c.num_hidden_layers; l++) {
+    for (const [k, n] of [["input_layernorm", 16], ["post_attention_layernorm", 16], ["q_proj", 32], ["k_proj", 16], ["v_proj", 16], ["o_proj", 16]] as const) {
+      take(layerParamName(l, k), n);
+    }
   }
-  if (w.lm_head) take(w.lm_head, 64);
+  if (!c.tie_word_embeddings) take("lm_head.weight", 64);
   return {
     vocab_size: c.vocab_size,
     hidden_size: c.hidden_size,

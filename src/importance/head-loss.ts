@@ -71,11 +71,19 @@ export function headLossVjp(model: LlamaModel, h: tf.Tensor2D, labels: Int32Arra
       }
     }
   }
+  if (model.streamed && !sparse) {
+    throw new UsageError(
+      `the importance head loss on a streamed model (weightsIn "${model.weightsIn}") runs only with a top-k teacher and no logit softcapping; ` +
+        `this one needs the dense path (${cap !== null ? "final_logit_softcapping" : "a full-vocabulary teacher"}): use a top-k teacher, or load the model resident (weightsIn "heap")`,
+    );
+  }
+  const out = model.streamed ? streamedHeadLoss(model, h, colOf, weight, rho, per) : residentHeadLoss();
+  function residentHeadLoss(): { dh: tf.Tensor2D; stats: tf.Tensor } {
   const E = model.weights.lm_head; // [H, V] when untied; else the [V, H] embedding
   // Vocabulary-major [V, n] logits where the head is computed that way (no transpose of a [V, n] block).
   const vMajor = vocabMajorHead();
   const at = (row: number, col: number): number => (vMajor ? col * n + row : row * V + col);
-  const out = tf.tidy(() => {
+  return tf.tidy(() => {
     const { xn, xhat, r } = model.finalNorm(h);
     const logits = vMajor ? model.headNormedT(xn) : model.headNormed(xn);
     const ax = vMajor ? 0 : 1;
@@ -134,6 +142,7 @@ export function headLossVjp(model: LlamaModel, h: tf.Tensor2D, labels: Int32Arra
     const dh = rmsNormVjp(xhat, r, model.normWeight(model.weights.norm), dxn);
     return { dh, stats: tf.concat([m.reshape([n]), sumE.reshape([n]), z, tz]) };
   });
+  }
   const s = out.stats.dataSync() as Float32Array;
   out.stats.dispose();
   const lse = new Float64Array(n);
@@ -157,4 +166,51 @@ export function headLossVjp(model: LlamaModel, h: tf.Tensor2D, labels: Int32Arra
     }
   }
   return { dh: out.dh, nll, cross };
+}
+
+/**
+ * The sparse head loss of headLossVjp for a streamed model, whose head is uploaded one vocabulary chunk at a time
+ * (LlamaModel.forEachHeadChunk). Per chunk c with logits z_c = xn·E_cᵀ, a running max m, Σ exp(z − m) and
+ * acc = Σ exp(z − m)·E_c [n, H] are rescaled by exp(m_old − m_new) when m grows, so q·E = acc / Σ at the end
+ * without the [n, V] logits or the whole head on the backend. The label and teacher logits are dot products with
+ * their rows of E, gathered on the host. Same stats layout as the resident path (m, Σ, z at the entries, no Σt·z).
+ */
+function streamedHeadLoss(model: LlamaModel, h: tf.Tensor2D, colOf: Int32Array, weight: Float32Array, rho: Float32Array, per: number): { dh: tf.Tensor2D; stats: tf.Tensor } {
+  const [n, H] = h.shape;
+  const entries = colOf.length;
+  const { xn, xhat, r } = model.finalNorm(h);
+  let m: tf.Tensor2D | null = null;
+  let sum: tf.Tensor2D | null = null;
+  let acc: tf.Tensor2D | null = null;
+  try {
+    model.forEachHeadChunk((_v0, Ec) => {
+      const next = tf.tidy(() => {
+        const z = matMulBT(xn, Ec); // [n, Vc]; sparse implies no softcap
+        const mc = tf.max(z, 1, true);
+        const mNew = m ? tf.maximum(m, mc) : mc;
+        const e = tf.exp(tf.sub(z, mNew));
+        const eE = tf.matMul(e, Ec) as tf.Tensor2D;
+        const sc = tf.sum(e, 1, true);
+        if (!m) return { m: mNew, sum: sc, acc: eE };
+        const scale = tf.exp(tf.sub(m, mNew));
+        return { m: mNew, sum: tf.add(tf.mul(sum!, scale), sc), acc: tf.add(tf.mul(acc!, scale), eE) };
+      }) as { m: tf.Tensor2D; sum: tf.Tensor2D; acc: tf.Tensor2D };
+      tf.dispose([m, sum, acc].filter((t): t is tf.Tensor2D => t !== null));
+      m = next.m;
+      sum = next.sum;
+      acc = next.acc;
+    });
+    return tf.tidy(() => {
+      const picked = tf.tensor2d(model.headRows(colOf), [entries, H]); // [entries, H]
+      const z = tf.sum(tf.mul(tf.reshape(picked, [n, per, H]), tf.reshape(xn, [n, 1, H])), 2).reshape([entries]);
+      const tE = tf.sum(tf.reshape(tf.mul(picked, tf.tensor2d(weight, [entries, 1])), [n, per, H]), 1);
+      const rhoS = tf.div(tf.tensor2d(rho, [n, 1]), sum!);
+      const dxn = tf.sub(tf.mul(acc!, rhoS), tE) as tf.Tensor2D;
+      const dh = rmsNormVjp(xhat, r, model.normWeight(model.ownNorm()), dxn);
+      return { dh, stats: tf.concat([m!.reshape([n]), sum!.reshape([n]), z, tf.zeros([0])]) };
+    });
+  } finally {
+    tf.dispose([xn, xhat, r]);
+    for (const t of [m, sum, acc] as (tf.Tensor | null)[]) t?.dispose();
+  }
 }

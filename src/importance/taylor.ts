@@ -138,13 +138,17 @@ export function taylorBatchLayerwise(model: LlamaModel, windows: number[][], ws:
         (inputs[l] as tf.Tensor2D).dispose();
         inputs[l] = null;
       }
-      const group = mlpGroup(model.weights.layers[l]);
       let dIn: tf.Tensor2D | null;
+      const act = a;
       try {
-        dIn = layerVjp(model, l, a, dh as tf.Tensor2D, l > 0, (b, g) => {
-          const s = take64(taylorChannel(group, g));
-          if (s.some((v) => !Number.isFinite(v))) throw new NumericError(`non-finite importance in layer ${l} on sample ${ws[b]} (loss ${meters[b].loss})`);
-          perLayer[b][l] = s;
+        // a streamed layer is uploaded for its backward step and disposed after it
+        dIn = model.withLayer(l, (lw) => {
+          const group = mlpGroup(lw);
+          return layerVjp(model, l, act, dh as tf.Tensor2D, l > 0, (b, g) => {
+            const s = take64(taylorChannel(group, g));
+            if (s.some((v) => !Number.isFinite(v))) throw new NumericError(`non-finite importance in layer ${l} on sample ${ws[b]} (loss ${meters[b].loss})`);
+            perLayer[b][l] = s;
+          }, lw);
         });
       } finally {
         disposeActivations(a);

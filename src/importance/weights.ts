@@ -7,7 +7,8 @@ import type { CriterionContext, CriterionImpl, ScoreSink } from "./types";
 /** Data-free baselines: Σ|W| over the group, and seeded uniform random scores. */
 export const magnitude: CriterionImpl = {
   async run(ctx: CriterionContext, sink: ScoreSink): Promise<void> {
-    sink(ctx.model.weights.layers.map((lw) => take64(magnitudeChannel(mlpGroup(lw)))), 0);
+    const m = ctx.model;
+    sink(Array.from({ length: m.config.num_hidden_layers }, (_, l) => m.withLayer(l, (lw) => take64(magnitudeChannel(mlpGroup(lw))))), 0);
   },
 };
 
@@ -15,9 +16,9 @@ export const random: CriterionImpl = {
   async run(ctx: CriterionContext, sink: ScoreSink): Promise<void> {
     const seed = ctx.settings.seed ?? 0;
     sink(
-      ctx.model.weights.layers.map((lw, l) => {
+      Array.from({ length: ctx.model.config.num_hidden_layers }, (_, l) => {
         const rng = Rng.derive(seed, `random-criterion/layer${l}`);
-        const out = new Float64Array(lw.gate_proj.shape[1]);
+        const out = new Float64Array(ctx.model.layerShapes(l).gate_proj[1]);
         for (let i = 0; i < out.length; i++) out[i] = rng.next();
         return out;
       }),
@@ -38,7 +39,7 @@ export const wanda: CriterionImpl = {
     const L = model.config.num_hidden_layers;
     const H = model.config.hidden_size;
     const sx = Array.from({ length: L }, () => new Float64Array(H));
-    const sa = model.weights.layers.map((lw) => new Float64Array(lw.gate_proj.shape[1]));
+    const sa = Array.from({ length: L }, (_, l) => new Float64Array(model.layerShapes(l).gate_proj[1]));
     const addInto = (dst: Float64Array, t: tf.Tensor) => {
       const d = tf.tidy(() => tf.sum(tf.square(t), 0)).dataSync();
       for (let i = 0; i < dst.length; i++) dst[i] += d[i];
@@ -56,12 +57,14 @@ export const wanda: CriterionImpl = {
         }
       });
     });
-    const perLayer = model.weights.layers.map((lw, l) =>
-      take64(
-        wandaChannel(
-          mlpGroup(lw),
-          Float32Array.from(sx[l], Math.sqrt),
-          Float32Array.from(sa[l], Math.sqrt),
+    const perLayer = Array.from({ length: L }, (_, l) =>
+      model.withLayer(l, (lw) =>
+        take64(
+          wandaChannel(
+            mlpGroup(lw),
+            Float32Array.from(sx[l], Math.sqrt),
+            Float32Array.from(sa[l], Math.sqrt),
+          ),
         ),
       ),
     );

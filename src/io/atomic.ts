@@ -21,8 +21,33 @@ function tempName(target: string): string {
   return path.join(path.dirname(target), `.${path.basename(target)}${TEMP_TAG}${process.pid}-${Date.now().toString(36)}`);
 }
 
+/**
+ * Bytes written to one file between data syncs. Writing a multi-GB model fills the page cache with dirty pages, and
+ * in a memory-limited cgroup (v1) those count against the limit: a streamed model saved under a limit below its
+ * size was killed for it. Syncing every so often bounds them; the file is fsynced at the end anyway.
+ */
+const SYNC_EVERY = 256 * 2 ** 20;
+const unsynced = new Map<number, number>();
+
 /** Write all of `data` at the current position of `fd`, looping on short writes (a full disk gives a short write). */
 export function writeAll(fd: number, data: Uint8Array, file: string): void {
+  const pending = (unsynced.get(fd) ?? 0) + data.byteLength;
+  if (pending >= SYNC_EVERY) {
+    unsynced.set(fd, 0);
+  } else {
+    unsynced.set(fd, pending);
+  }
+  writeChunks(fd, data, file);
+  if (pending >= SYNC_EVERY) {
+    try {
+      fs.fdatasyncSync(fd);
+    } catch (err) {
+      throw withPath(err, file);
+    }
+  }
+}
+
+function writeChunks(fd: number, data: Uint8Array, file: string): void {
   let off = 0;
   while (off < data.byteLength) {
     let n: number;
@@ -58,6 +83,7 @@ export function openForWrite(file: string): number {
 }
 
 export function fsyncFd(fd: number, file: string): void {
+  unsynced.delete(fd);
   try {
     fs.fsyncSync(fd);
   } catch (err) {

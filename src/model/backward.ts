@@ -134,13 +134,15 @@ export function layerVjp(
   dOut: tf.Tensor2D,
   inputGrad: boolean,
   onGrads: (b: number, grads: MlpGrads) => void,
+  /** Layer l's weights as tensors (model.withLayer gives them; a streamed model has them only while it runs). */
+  lw: LayerWeights,
 ): tf.Tensor2D | null {
   const V: LayerVjpContext = {
     c: model.config,
     l,
     B: a.B,
     T: a.T,
-    w: model.weights.layers[l],
+    w: lw,
     a,
     inputGrad,
     onGrads,

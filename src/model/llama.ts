@@ -1,16 +1,17 @@
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, DataError, NumericError, UsageError } from "../errors";
-import { lazyTensor } from "../io/tensor-file";
+import { isLazy, lazyTensor } from "../io/tensor-file";
 import { numel, type TensorMap } from "../io/tensors";
 import { Rng } from "../rng";
 import { expectedShapes, withIntermediateSizes, type LlamaConfig } from "./config";
 import { causalMask, halfSwap, linear, normScale, NORM_SAVED, rmsNorm, slidingWindow as windowOf, softcap, type KV, type LayerContext, type NormRecord, type NormSlot } from "./blocks";
 import type { Family } from "./family";
 import { pickToken } from "./generate";
-import { targetLogProbs, transposeHost, vocabMajorHead } from "./kernels";
+import { matMulBT, targetLogProbs, transposeHost, vocabMajorHead } from "./kernels";
 import { cachingHooks, checkHooks, combineHooks, hookPoints, runHook, type Hooks } from "./hooks";
 import { FAMILIES } from "./registry";
 import { ropeTables } from "./rope";
+import { HostWeight, materialiseLayer, type HostFloat, type HostLayer, type HostModelWeights, type WeightsIn } from "./weight-store";
 
 /** Kept importable from here for existing callers; they live with the other backend-specific products. */
 export { targetLogProbs, vocabMajorHead };
@@ -100,6 +101,8 @@ const ATTN: Projection[] = ["q_proj", "k_proj", "v_proj", "o_proj"];
 
 /** Logit rows per head chunk: keeps a [rows, V] block near 16 MB whatever the vocabulary. */
 const LOGIT_CHUNK_FLOATS = 1 << 22;
+/** Float32 weights per head chunk of a streamed model (64 MiB). */
+const HEAD_CHUNK_WEIGHT_FLOATS = 1 << 24;
 /** Rows (B·T) per trunk batch in tokenLogProbs. */
 const MAX_BATCH_ROWS = 2048;
 const MASKED = -1e9;
@@ -194,6 +197,18 @@ export function layerKeys(c: LlamaConfig): (keyof LayerWeights)[] {
   return keys;
 }
 
+function isHosted(w: ModelWeights | HostModelWeights): w is HostModelWeights {
+  return (w as HostModelWeights).weightsIn !== undefined;
+}
+
+/** How `LlamaModel.fromTensors` holds the weights (see src/model/weight-store.ts). */
+export interface WeightStorage {
+  /** "heap" (default): tensors on the backend; "host"/"disk": streamed one layer at a time. */
+  weightsIn?: WeightsIn;
+  /** Host storage of a streamed model's weights (default float32); float16 halves it. */
+  hostFloat?: HostFloat;
+}
+
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
@@ -236,18 +251,86 @@ function checkWeights(config: LlamaConfig, w: ModelWeights, source: string): voi
  */
 export class LlamaModel {
   readonly config: LlamaConfig;
-  readonly weights: ModelWeights;
+  /** Every weight as a tensor on the backend (null for a streamed model). */
+  private readonly resident: ModelWeights | null;
+  /** A streamed model's weights, outside the backend (null for a resident model). */
+  private readonly hosted: HostModelWeights | null;
   private readonly consts = new Map<string, tf.Tensor>();
   private tiedHead: tf.Tensor2D | null = null;
   private tiedHeadBackend = "";
 
-  private constructor(config: LlamaConfig, weights: ModelWeights) {
+  private constructor(config: LlamaConfig, weights: ModelWeights | HostModelWeights) {
     this.config = config;
-    this.weights = weights;
+    this.resident = isHosted(weights) ? null : weights;
+    this.hosted = isHosted(weights) ? weights : null;
+  }
+
+  /**
+   * Every weight as a backend tensor. Only a resident model has them: a streamed one (weightsIn "host" or "disk")
+   * brings one layer at a time onto the backend (withLayer), and code that needs all weights at once (LoRA, the
+   * taped gradients of the straightforward path) is refused there.
+   */
+  get weights(): ModelWeights {
+    if (!this.resident) {
+      throw new UsageError(
+        `this model streams its weights (weightsIn "${this.hosted!.weightsIn}": held outside the tensor backend, one layer at a time on it); ` +
+          `this operation needs every weight resident: load it with weightsIn "heap" (--offload heap), on the native backend for models beyond the wasm heap`,
+      );
+    }
+    return this.resident;
+  }
+
+  /** Where the weights live: "heap" (tensors on the backend), "host" or "disk" (streamed layer by layer). */
+  get weightsIn(): WeightsIn {
+    return this.hosted ? this.hosted.weightsIn : "heap";
+  }
+
+  /** True when the weights are held outside the tensor backend and uploaded one layer at a time. */
+  get streamed(): boolean {
+    return this.hosted !== null;
+  }
+
+  /** Host storage type of a streamed model's weights (float32 for a resident model). */
+  get hostFloat(): HostFloat {
+    return this.hosted ? this.hosted.dtype : "float32";
+  }
+
+  /** A streamed model's weights (for the model-state bookkeeping of pruning); null when resident. */
+  get hostWeights(): HostModelWeights | null {
+    return this.hosted;
+  }
+
+  /** The model's own weights, resident or streamed. */
+  private get own(): ModelWeights | HostModelWeights {
+    return (this.resident ?? this.hosted)!;
+  }
+
+  /**
+   * Run `fn` with layer l's weights as backend tensors: the resident ones, or the streamed layer uploaded now and
+   * disposed when `fn` returns (so `fn` must not return or keep them; tensors it computes from them are its own).
+   */
+  withLayer<T>(l: number, fn: (lw: LayerWeights) => T): T {
+    return this.withLayerOf(this.own, l, fn);
+  }
+
+  private withLayerOf<T>(w: ModelWeights | HostModelWeights, l: number, fn: (lw: LayerWeights) => T): T {
+    if (!isHosted(w)) return fn(w.layers[l]);
+    const lw = materialiseLayer(w.layers[l]);
+    try {
+      return fn(lw as unknown as LayerWeights);
+    } finally {
+      tf.dispose(Object.values(lw));
+    }
+  }
+
+  /** Shapes of layer l's weights (internal layout), without uploading a streamed layer. */
+  layerShapes(l: number): Record<string, number[]> {
+    const src = (this.resident ? this.resident.layers[l] : this.hosted!.layers[l]) as unknown as Record<string, { shape: number[] }>;
+    return Object.fromEntries(Object.entries(src).map(([k, t]) => [k, t.shape.slice()]));
   }
 
   /** Build from Hugging Face names and layout ([out, in] linears). `source` names the origin in errors. */
-  static fromTensors(config: LlamaConfig, tensors: TensorMap, source = "model"): LlamaModel {
+  static fromTensors(config: LlamaConfig, tensors: TensorMap, source = "model", storage: WeightStorage = {}): LlamaModel {
     const H = config.hidden_size;
     const V = config.vocab_size;
     const expected = expectedShapes(config);
@@ -265,6 +348,11 @@ export class LlamaModel {
       throw new ConfigError(
         `${source}: unexpected tensors for this config (not part of this model_type with these settings): ${unexpected.slice(0, 5).join(", ")}${unexpected.length > 5 ? ` and ${unexpected.length - 5} more` : ""}`,
       );
+    }
+    const weightsIn = storage.weightsIn ?? "heap";
+    const hostFloat = storage.hostFloat ?? "float32";
+    if (weightsIn === "heap" && hostFloat !== "float32") {
+      throw new UsageError(`${source}: hostFloat ${hostFloat} applies to streamed weights (weightsIn "host" or "disk"), not to weightsIn "heap"`);
     }
     const created: tf.Tensor[] = [];
     // The data is checked where it is converted, not up front: reading a lazy (file-backed) tensor's `data` reads
@@ -288,6 +376,7 @@ export class LlamaModel {
       created.push(w);
       return w;
     };
+    if (weightsIn !== "heap") return LlamaModel.hostedFromTensors(config, tensors, source, weightsIn, hostFloat, dataOf);
     try {
       const embed_tokens = tf.tensor2d(dataOf("model.embed_tokens.weight"), [V, H], "float32");
       created.push(embed_tokens);
@@ -310,6 +399,47 @@ export class LlamaModel {
   }
 
   /**
+   * A streamed model: every weight converted to its internal layout on the host (or, for "disk", the decoder layers
+   * left in the file when the reader gives file-backed tensors) and only the final norm uploaded.
+   */
+  private static hostedFromTensors(
+    config: LlamaConfig,
+    tensors: TensorMap,
+    source: string,
+    weightsIn: "host" | "disk",
+    dtype: HostFloat,
+    dataOf: (name: string) => Float32Array,
+  ): LlamaModel {
+    const H = config.hidden_size;
+    const V = config.vocab_size;
+    const vecW = (name: string): HostWeight => HostWeight.of(tensors.get(name)!.shape.slice(), dataOf(name), dtype);
+    const linW = (name: string): HostWeight => {
+      const t = tensors.get(name)!;
+      if (weightsIn === "disk") {
+        if (!isLazy(t)) throw new UsageError(`${source}: weightsIn "disk" needs a model read from its file (tensor ${name} is in memory); use weightsIn "host"`);
+        return HostWeight.onDisk(t, true, dtype);
+      }
+      const [out, inp] = t.shape;
+      // a file-backed tensor is remembered, so that host memory can be given back for weights rarely used again
+      return HostWeight.of([inp, out], transposeHost(dataOf(name), out, inp), dtype, t, true);
+    };
+    const embed_tokens = HostWeight.of([V, H], dataOf("model.embed_tokens.weight"), dtype);
+    const layers: HostLayer[] = [];
+    for (let l = 0; l < config.num_hidden_layers; l++) {
+      const lw: HostLayer = {};
+      for (const k of layerKeys(config)) {
+        const name = layerParamName(l, k);
+        lw[k] = tensors.get(name)!.shape.length === 1 ? vecW(name) : linW(name);
+      }
+      layers.push(lw);
+    }
+    // the head stays vocabulary-major ([V, H], as stored): a chunk of the vocabulary is then a run of rows
+    const lm_head = config.tie_word_embeddings ? null : HostWeight.of([V, H], dataOf("lm_head.weight"), dtype);
+    const norm = tf.tensor1d(dataOf("model.norm.weight"), "float32");
+    return new LlamaModel(config, { weightsIn, dtype, embed_tokens, layers, norm, lm_head });
+  }
+
+  /**
    * Hugging Face names and layout; `lm_head.weight` is omitted when tied. With `lazy`, each tensor's `data` is
    * read from the model (and transposed) when it is accessed and not kept, so a writer that takes one tensor at a
    * time never holds a host copy of the whole model; the model must then stay undisposed (and unchanged) until
@@ -317,10 +447,24 @@ export class LlamaModel {
    */
   toTensors(opts: { lazy?: boolean } = {}): TensorMap {
     const map: TensorMap = new Map();
-    const w = this.weights;
     const put = (name: string, shape: number[], read: () => Float32Array): void => {
       map.set(name, opts.lazy ? lazyTensor(shape, read) : { shape, data: read() });
     };
+    if (this.hosted) {
+      const hw = this.hosted;
+      // a writer (lazy) only reads the values; other callers get their own copy
+      const hostPut = (name: string, x: HostWeight, linear: boolean): void =>
+        put(name, linear ? [x.shape[1], x.shape[0]] : x.shape.slice(), () => x.hfValues(linear, !opts.lazy));
+      hostPut("model.embed_tokens.weight", hw.embed_tokens, false);
+      hw.layers.forEach((lw, l) => {
+        for (const k of layerKeys(this.config)) hostPut(layerParamName(l, k), lw[k], lw[k].shape.length === 2);
+      });
+      put("model.norm.weight", hw.norm.shape.slice(), () => Float32Array.from(hw.norm.dataSync() as Float32Array));
+      // held vocabulary-major, which is the Hugging Face layout already
+      if (hw.lm_head) hostPut("lm_head.weight", hw.lm_head, false);
+      return map;
+    }
+    const w = this.weights;
     // wasm's dataSync already returns a copy of its heap; the other backends may return their own storage,
     // which a caller must not be able to change, so it is copied there.
     const ownCopy = tf.getBackend() === "wasm";
@@ -351,13 +495,36 @@ export class LlamaModel {
    * models must outlive each other.
    */
   withWeights(weights: ModelWeights, config?: LlamaConfig): LlamaModel {
+    if (this.hosted) void this.weights; // refused with the reason
     const cfg = config ?? withIntermediateSizes(this.config, weights.layers.map((lw) => lw.gate_proj.shape[1]));
     checkWeights(cfg, weights, "withWeights");
     return new LlamaModel(cfg, weights);
   }
 
+  /**
+   * A streamed model holding these host layers (shared, not copied) and this model's embedding, head and final norm
+   * (the norm tensor is shared too: the model it came from keeps owning it). Widths from the gate_proj shapes.
+   */
+  withHostLayers(layers: HostLayer[]): LlamaModel {
+    const hw = this.hosted;
+    if (!hw) throw new UsageError("withHostLayers: this model's weights are resident (use withWeights)");
+    if (layers.length !== this.config.num_hidden_layers) throw new ConfigError(`withHostLayers: ${layers.length} layers, config says ${this.config.num_hidden_layers}`);
+    const widths = layers.map((lw) => lw.gate_proj.shape[1]);
+    layers.forEach((lw, l) => {
+      const H = this.config.hidden_size;
+      const I = widths[l];
+      if (!sameShape(lw.up_proj.shape, [H, I]) || !sameShape(lw.down_proj.shape, [I, H]) || !sameShape(lw.gate_proj.shape, [H, I])) {
+        throw new ConfigError(`withHostLayers: layer ${l} MLP shapes [${lw.gate_proj.shape}], [${lw.up_proj.shape}], [${lw.down_proj.shape}] do not agree`);
+      }
+    });
+    return new LlamaModel(withIntermediateSizes(this.config, widths), { ...hw, layers });
+  }
+
   /** Independent copy (tf.clone: shares data until one side is disposed, never mutated in place). */
   clone(): LlamaModel {
+    const cfgCopy = { ...this.config, intermediate_size: Array.isArray(this.config.intermediate_size) ? this.config.intermediate_size.slice() : this.config.intermediate_size };
+    // host weights are immutable, so sharing them is a copy; only the norm is a tensor
+    if (this.hosted) return new LlamaModel(cfgCopy, { ...this.hosted, layers: this.hosted.layers.slice(), norm: tf.clone(this.hosted.norm) });
     const w = this.weights;
     return new LlamaModel(
       { ...this.config, intermediate_size: Array.isArray(this.config.intermediate_size) ? this.config.intermediate_size.slice() : this.config.intermediate_size },
@@ -375,6 +542,11 @@ export class LlamaModel {
   }
 
   dispose(): void {
+    if (this.hosted) {
+      this.hosted.norm.dispose();
+      this.disposeCaches();
+      return;
+    }
     const w = this.weights;
     w.embed_tokens.dispose();
     for (const lw of w.layers) for (const k of layerKeys(this.config)) lw[k]!.dispose();
@@ -406,12 +578,13 @@ export class LlamaModel {
     const names = ["model.embed_tokens.weight"];
     for (let l = 0; l < this.config.num_hidden_layers; l++) for (const k of layerKeys(this.config)) names.push(layerParamName(l, k));
     names.push("model.norm.weight");
-    if (this.weights.lm_head) names.push("lm_head.weight");
+    if (!this.config.tie_word_embeddings) names.push("lm_head.weight");
     return names;
   }
 
   /** The tensor behind a Hugging Face parameter name (internal layout). */
   parameter(name: string, w: ModelWeights = this.weights): tf.Tensor {
+    if (w === this.resident && this.hosted) void this.weights;
     if (name === "model.embed_tokens.weight") return w.embed_tokens;
     if (name === "model.norm.weight") return w.norm;
     if (name === "lm_head.weight" && w.lm_head) return w.lm_head;
@@ -426,17 +599,55 @@ export class LlamaModel {
 
   // ---------------------------------------------------------------- building blocks
 
+  /**
+   * The first `n` values of a parameter (internal layout) on the host, without uploading a streamed layer
+   * (fingerprints).
+   */
+  parameterPrefix(name: string, n: number): Float32Array {
+    if (!this.hosted) {
+      const t = this.parameter(name);
+      const s = tf.tidy(() => tf.slice(tf.reshape(t, [-1]), 0, Math.min(n, t.size)));
+      const d = s.dataSync() as Float32Array;
+      s.dispose();
+      return Float32Array.from(d);
+    }
+    const hw = this.hosted;
+    if (name === "model.norm.weight") return Float32Array.from((hw.norm.dataSync() as Float32Array).subarray(0, n));
+    let x: HostWeight | undefined;
+    if (name === "model.embed_tokens.weight") x = hw.embed_tokens;
+    else if (name === "lm_head.weight" && hw.lm_head) {
+      // the resident model holds its head [H, V]: its first values are the first row of the transpose
+      const V = this.config.vocab_size;
+      const k = Math.min(n, V);
+      const out = new Float32Array(k);
+      const cols = Math.min(V, k);
+      const rows = hw.lm_head.gatherRows(Array.from({ length: cols }, (_, i) => i));
+      for (let i = 0; i < k; i++) out[i] = rows[i * this.config.hidden_size];
+      return out;
+    } else {
+      const m = /^model\.layers\.(\d+)\./.exec(name);
+      if (m) {
+        const l = Number(m[1]);
+        const k = l < hw.layers.length ? layerKeys(this.config).find((key) => layerParamName(l, key) === name) : undefined;
+        if (k) x = hw.layers[l][k];
+      }
+    }
+    if (!x) throw new UsageError(`unknown parameter "${name}"`);
+    if (x.where === "host" && x.shape.length === 2) return x.rows(0, Math.ceil(n / x.shape[1])).slice(0, n);
+    return x.values().slice(0, n);
+  }
+
   embed(ids: tf.Tensor2D): tf.Tensor2D {
-    return this.embedWith(this.weights, ids);
+    return this.embedWith(this.own, ids);
   }
 
   layer(l: number, h: tf.Tensor2D, B: number, T: number, lw?: LayerWeights, opts?: LayerOptions): tf.Tensor2D {
     checkHooks(opts?.hooks, this.config.num_hidden_layers);
-    return tf.tidy(() => this.layerImpl(l, h, B, T, lw ?? this.weights.layers[l], opts, null, 0).h);
+    return tf.tidy(() => (lw ? this.layerImpl(l, h, B, T, lw, opts, null, 0).h : this.withLayer(l, (w) => this.layerImpl(l, h, B, T, w, opts, null, 0).h)));
   }
 
   head(h: tf.Tensor2D): tf.Tensor2D {
-    return tf.tidy(() => this.headWith(this.weights, this.rmsNorm(h, this.weights.norm), false));
+    return tf.tidy(() => this.headWith(this.own, this.rmsNorm(h, this.own.norm), false));
   }
 
   /** `layer(l, h, B, T)` that also returns what its backward needs (see LayerActivations). */
@@ -445,7 +656,7 @@ export class LlamaModel {
     if (!Number.isInteger(T)) throw new UsageError(`layerSaved: ${h.shape[0]} rows are not ${B} sequences of equal length`);
     return tf.tidy((): tf.TensorContainer => {
       const rec = { B, T } as LayerActivations;
-      const out = this.layerImpl(l, h, B, T, this.weights.layers[l], undefined, null, 0, rec).h;
+      const out = this.withLayer(l, (lw) => this.layerImpl(l, h, B, T, lw, undefined, null, 0, rec).h);
       return { h: out, saved: rec } as unknown as tf.TensorContainer;
     }) as unknown as { h: tf.Tensor2D; saved: LayerActivations };
   }
@@ -454,18 +665,24 @@ export class LlamaModel {
   finalNorm(h: tf.Tensor2D): { xn: tf.Tensor2D; xhat: tf.Tensor2D; r: tf.Tensor2D } {
     return tf.tidy(() => {
       const rec = {} as { xhat: tf.Tensor2D; r: tf.Tensor2D };
-      const xn = this.rmsNorm(h, this.weights.norm, rec);
+      const xn = this.rmsNorm(h, this.own.norm, rec);
       return { xn, ...rec };
     });
   }
 
+  /** The final RMSNorm's weight (a tensor on the backend for resident and streamed models alike). */
+  ownNorm(): tf.Tensor1D {
+    return this.own.norm;
+  }
+
   /** Logits of rows that are already normed by the final RMSNorm. */
   headNormed(xn: tf.Tensor2D): tf.Tensor2D {
-    return tf.tidy(() => this.headWith(this.weights, xn, false));
+    return tf.tidy(() => this.headWith(this.own, xn, false));
   }
 
   /** The same logits vocabulary-major, [V, n] = headNormed(xn)ᵀ (see vocabMajorHead). */
   headNormedT(xn: tf.Tensor2D): tf.Tensor2D {
+    if (this.hosted) return tf.tidy(() => tf.transpose(this.headWith(this.own, xn, false)) as tf.Tensor2D);
     const w = this.weights;
     return tf.tidy(() => this.softcap((w.lm_head ? tf.matMul(w.lm_head, xn, true, true) : tf.matMul(w.embed_tokens, xn, false, true)) as tf.Tensor2D));
   }
@@ -523,7 +740,7 @@ export class LlamaModel {
 
   forward(ids: number[][] | tf.Tensor2D, opts?: ForwardOptions): tf.Tensor3D {
     this.trimCaches();
-    return tf.tidy(() => this.forwardWith(this.weights, ids, opts, false));
+    return tf.tidy(() => this.forwardWith(this.own, ids, opts, false));
   }
 
   /**
@@ -559,8 +776,13 @@ export class LlamaModel {
         const result = new Float32Array(N);
         tf.tidy(() => {
           const ids = tf.tensor2d(rows, [B, T], "int32");
-          const h = this.trunk(this.weights, ids, B, T, opts);
-          const hn = this.rmsNorm(h, this.weights.norm);
+          const h = this.trunk(this.own, ids, B, T, opts);
+          const hn = this.rmsNorm(h, this.own.norm);
+          h.dispose();
+          if (this.hosted) {
+            result.set(this.streamedTargetLogProbs(hn, flatTargets));
+            return;
+          }
           for (let r0 = 0; r0 < N; r0 += chunkRows) {
             const c = Math.min(chunkRows, N - r0);
             const vals = tf.tidy(() => {
@@ -570,7 +792,7 @@ export class LlamaModel {
               // z[target] − logsumexp(z): the [c, V] log-softmax is never materialised (one full pass fewer).
               // The native backend keeps its logits vocabulary-major ([V, c], see headNormedT): no transpose.
               const vMajor = vocabMajorHead();
-              const logits = vMajor ? this.headNormedT(xn) : this.headWith(this.weights, xn, false);
+              const logits = vMajor ? this.headNormedT(xn) : this.headWith(this.own, xn, false);
               const flat = new Int32Array(c);
               for (let r = 0; r < c; r++) flat[r] = vMajor ? flatTargets[r0 + r] * c + r : r * V + flatTargets[r0 + r];
               return targetLogProbs(logits, flat, vMajor ? 0 : 1);
@@ -597,6 +819,7 @@ export class LlamaModel {
     select: (name: string) => boolean,
     opts?: ForwardOptions,
   ): { loss: number; grads: Map<string, tf.Tensor> } {
+    if (this.hosted) void this.weights; // refused with the reason: the taped gradients need every weight resident
     const names = this.parameterNames().filter(select);
     if (names.length === 0) throw new UsageError("gradients: the selection matches no parameter");
     ids.forEach((s, i) => this.checkIds(s, `sequence ${i}`));
@@ -705,28 +928,32 @@ export class LlamaModel {
     return { t: tf.tensor2d(ids, [B, T], "int32"), B, T };
   }
 
-  private forwardWith(w: ModelWeights, ids: number[][] | tf.Tensor2D, opts: ForwardOptions | undefined, differentiableHead: boolean): tf.Tensor3D {
+  private forwardWith(w: ModelWeights | HostModelWeights, ids: number[][] | tf.Tensor2D, opts: ForwardOptions | undefined, differentiableHead: boolean): tf.Tensor3D {
     const { t, B, T } = this.toIds(ids);
     const h = this.trunk(w, t, B, T, opts);
     return this.headWith(w, this.rmsNorm(h, w.norm), differentiableHead).reshape([B, T, this.config.vocab_size]);
   }
 
-  private trunk(w: ModelWeights, ids: tf.Tensor2D, B: number, T: number, opts?: ForwardOptions): tf.Tensor2D {
+  private trunk(w: ModelWeights | HostModelWeights, ids: tf.Tensor2D, B: number, T: number, opts?: ForwardOptions): tf.Tensor2D {
     checkHooks(opts?.hooks, this.config.num_hidden_layers);
     let h = this.embedWith(w, ids);
     for (let l = 0; l < this.config.num_hidden_layers; l++) {
       // One tidy per layer frees its temporaries before the next layer allocates its own (reusing the
       // memory instead of growing the heap for the whole pass); a gradient tape keeps its own copies.
       const prev = h;
-      h = tf.tidy(() => this.layerImpl(l, prev, B, T, w.layers[l], opts?.hooks ? { hooks: opts.hooks } : undefined, null, 0).h);
+      // a streamed layer is uploaded for this step only (withLayerOf disposes it)
+      h = tf.tidy(() => this.withLayerOf(w, l, (lw) => this.layerImpl(l, prev, B, T, lw, opts?.hooks ? { hooks: opts.hooks } : undefined, null, 0).h));
       if (l > 0) prev.dispose();
     }
     return h;
   }
 
-  private embedWith(w: ModelWeights, ids: tf.Tensor2D): tf.Tensor2D {
+  private embedWith(w: ModelWeights | HostModelWeights, ids: tf.Tensor2D): tf.Tensor2D {
     return tf.tidy(() => {
-      const e = tf.gather(w.embed_tokens, tf.reshape(ids, [-1])) as tf.Tensor2D;
+      // a streamed model gathers the rows on the host and uploads [B·T, H]: the embedding never enters the backend
+      const e = isHosted(w)
+        ? tf.tensor2d(w.embed_tokens.gatherRows(ids.dataSync()), [ids.size, this.config.hidden_size], "float32")
+        : (tf.gather(w.embed_tokens, tf.reshape(ids, [-1])) as tf.Tensor2D);
       // Gemma scales embeddings by sqrt(hidden_size), rounded to float32 as transformers does
       return this.config.gemma_norms ? (tf.mul(e, Math.fround(Math.sqrt(this.config.hidden_size))) as tf.Tensor2D) : e;
     });
@@ -741,8 +968,101 @@ export class LlamaModel {
    * transposed product; elsewhere transposed products are slow, so a cached transposed copy is used,
    * except when the embedding itself is being differentiated (then an explicit transpose on the tape).
    */
-  private headWith(w: ModelWeights, xn: tf.Tensor2D, differentiable: boolean): tf.Tensor2D {
+  private headWith(w: ModelWeights | HostModelWeights, xn: tf.Tensor2D, differentiable: boolean): tf.Tensor2D {
+    if (isHosted(w)) {
+      // every logit asked for: the chunks' products side by side (the head itself is never on the backend whole)
+      const parts: tf.Tensor2D[] = [];
+      this.forEachHeadChunk((_v0, Ec) => {
+        parts.push(this.softcap(matMulBT(xn, Ec)));
+      });
+      return parts.length === 1 ? parts[0] : (tf.concat(parts, 1) as tf.Tensor2D);
+    }
     return this.softcap(this.headProduct(w, xn, differentiable));
+  }
+
+  /**
+   * Rows of the vocabulary per head chunk of a streamed model: about 64 MiB of float32 weights per chunk, so
+   * a chunk, its transposed copy and XNNPACK's packed copy stay small next to a layer.
+   */
+  headChunkRows(): number {
+    return Math.min(this.config.vocab_size, Math.max(256, Math.floor(HEAD_CHUNK_WEIGHT_FLOATS / this.config.hidden_size)));
+  }
+
+  /**
+   * For a streamed model: upload the head ([V, H], the embedding when tied) one chunk of vocabulary rows at a
+   * time and call fn(first row, chunk [Vc, H]); each chunk is disposed when fn returns.
+   */
+  forEachHeadChunk(fn: (v0: number, E: tf.Tensor2D) => void): void {
+    const hw = this.hosted;
+    if (!hw) throw new UsageError("forEachHeadChunk: the model's head is resident");
+    const E = hw.lm_head ?? hw.embed_tokens;
+    const V = this.config.vocab_size;
+    const H = this.config.hidden_size;
+    const rows = this.headChunkRows();
+    for (let v0 = 0; v0 < V; v0 += rows) {
+      const v1 = Math.min(V, v0 + rows);
+      const Ec = tf.tensor2d(E.rows(v0, v1), [v1 - v0, H], "float32");
+      try {
+        fn(v0, Ec);
+      } finally {
+        Ec.dispose();
+      }
+    }
+  }
+
+  /** Rows of a streamed model's head (the embedding when tied) for the given vocabulary ids, [ids.length, H] on the host. */
+  headRows(ids: ArrayLike<number>): Float32Array {
+    const hw = this.hosted;
+    if (!hw) throw new UsageError("headRows: the model's head is resident");
+    return (hw.lm_head ?? hw.embed_tokens).gatherRows(ids);
+  }
+
+  /**
+   * log p(target) per row of normed rows hn [N, H] for a streamed model: the log-sum-exp accumulated across head
+   * chunks (running max m and Σ exp(z − m) rescaled when m grows), each row's target logit taken from the chunk
+   * holding it. Rows whose target is irrelevant may hold any id.
+   */
+  private streamedTargetLogProbs(hn: tf.Tensor2D, targets: Int32Array): Float32Array {
+    const N = hn.shape[0];
+    const picked = new Float32Array(N);
+    let m: tf.Tensor2D | null = null;
+    let s: tf.Tensor2D | null = null;
+    try {
+      this.forEachHeadChunk((v0, Ec) => {
+        const v1 = v0 + Ec.shape[0];
+        const next = tf.tidy(() => {
+          const z = this.softcap(matMulBT(hn, Ec)); // [N, Vc]
+          const rows: number[] = [];
+          const flat: number[] = [];
+          for (let r = 0; r < N; r++) {
+            if (targets[r] >= v0 && targets[r] < v1) {
+              rows.push(r);
+              flat.push(r * (v1 - v0) + targets[r] - v0);
+            }
+          }
+          const got = rows.length ? (tf.gather(tf.reshape(z, [-1]), tf.tensor1d(flat, "int32")).dataSync() as Float32Array) : new Float32Array(0);
+          rows.forEach((r, i) => (picked[r] = got[i]));
+          const mc = tf.max(z, 1, true);
+          const mNew = m ? tf.maximum(m, mc) : mc;
+          const sc = tf.sum(tf.exp(tf.sub(z, mNew)), 1, true);
+          const sNew = s && m ? tf.add(tf.mul(s, tf.exp(tf.sub(m, mNew))), sc) : sc;
+          return { m: mNew as tf.Tensor2D, s: sNew as tf.Tensor2D };
+        });
+        m?.dispose();
+        s?.dispose();
+        m = next.m;
+        s = next.s;
+      });
+      const lse = tf.tidy(() => tf.add(tf.log(s!), m!).reshape([N]));
+      const l = lse.dataSync() as Float32Array;
+      lse.dispose();
+      const out = new Float32Array(N);
+      for (let r = 0; r < N; r++) out[r] = picked[r] - l[r];
+      return out;
+    } finally {
+      (m as tf.Tensor | null)?.dispose();
+      (s as tf.Tensor | null)?.dispose();
+    }
   }
 
   private headProduct(w: ModelWeights, xn: tf.Tensor2D, differentiable: boolean): tf.Tensor2D {
@@ -753,7 +1073,7 @@ export class LlamaModel {
     }
     const E = w.embed_tokens;
     // A Variable may be updated in place (training), so a cached copy could go stale.
-    if (differentiable || E !== this.weights.embed_tokens || E instanceof tf.Variable) return tf.matMul(xn, tf.transpose(E));
+    if (differentiable || E !== this.resident?.embed_tokens || E instanceof tf.Variable) return tf.matMul(xn, tf.transpose(E));
     if (!this.tiedHead || this.tiedHead.isDisposed || this.tiedHeadBackend !== tf.getBackend()) {
       this.tiedHead?.dispose();
       // Transposed on the device: reading E to the host and back would hold two host copies of the embedding
@@ -875,17 +1195,17 @@ export class LlamaModel {
   private step(ids: number[], offset: number, caches: (KV | null)[]): { logits: Float32Array; caches: (KV | null)[] } {
     const T = ids.length;
     const res = tf.tidy(() => {
-      let h = this.embedWith(this.weights, tf.tensor2d([ids], [1, T], "int32"));
+      let h = this.embedWith(this.own, tf.tensor2d([ids], [1, T], "int32"));
       const ks: tf.Tensor3D[] = [];
       const vs: tf.Tensor3D[] = [];
       for (let l = 0; l < this.config.num_hidden_layers; l++) {
-        const r = this.layerImpl(l, h, 1, T, this.weights.layers[l], undefined, caches[l], offset);
+        const r = this.withLayer(l, (lw) => this.layerImpl(l, h, 1, T, lw, undefined, caches[l], offset));
         h = r.h;
         ks.push(r.kv!.k);
         vs.push(r.kv!.v);
       }
       const last = tf.slice(h, [T - 1, 0], [1, -1]);
-      return { logits: this.headWith(this.weights, this.rmsNorm(last, this.weights.norm), false), ks, vs };
+      return { logits: this.headWith(this.own, this.rmsNorm(last, this.own.norm), false), ks, vs };
     });
     const logits = res.logits.dataSync() as Float32Array;
     res.logits.dispose();

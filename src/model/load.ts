@@ -1,14 +1,14 @@
 import { ModelFiles, WriteModelOptions, readModelFiles, writeModelFiles } from "../io/files";
 import type { TextTokenizer } from "../types";
-import { LlamaModel } from "./llama";
+import { LlamaModel, type WeightStorage } from "./llama";
 
 /**
  * Model files ↔ LlamaModel. The host tensors are handed to the model (converted to its internal layout once) and
  * then dropped, so a loaded model holds one copy of its weights.
  */
-export async function loadModel(path: string): Promise<{ model: LlamaModel; tokenizer: TextTokenizer | null; files: Omit<ModelFiles, "tensors"> }> {
+export async function loadModel(path: string, storage: WeightStorage = {}): Promise<{ model: LlamaModel; tokenizer: TextTokenizer | null; files: Omit<ModelFiles, "tensors"> }> {
   const f = await readModelFiles(path);
-  const model = LlamaModel.fromTensors(f.config, f.tensors, f.path);
+  const model = LlamaModel.fromTensors(f.config, f.tensors, f.path, storage);
   const { tensors: _dropped, ...files } = f;
   void _dropped;
   return { model, tokenizer: f.tokenizer, files };

@@ -2,7 +2,7 @@ import { UsageError } from "../../errors";
 import type { Criterion } from "../../importance";
 import { Session } from "../../session";
 import type { Command } from "../command";
-import { BACKEND_FLAG, CALIBRATION_FLAGS, HELDOUT_FLAGS, JSON_FLAG, MODEL_FLAG, ROUND_TO_FLAG, SD_TAYLOR_FLAGS, TASK_FLAGS, backendFlag, calibrationFromFlags, calibrationUsage, criterionFlag, flagHelp, intFlag, numFlag, parseFlags, requireFlags, str } from "../flags";
+import { BACKEND_FLAG, OFFLOAD_FLAGS, offloadFromFlags, CALIBRATION_FLAGS, HELDOUT_FLAGS, JSON_FLAG, MODEL_FLAG, ROUND_TO_FLAG, SD_TAYLOR_FLAGS, TASK_FLAGS, backendFlag, calibrationFromFlags, calibrationUsage, criterionFlag, flagHelp, intFlag, numFlag, parseFlags, requireFlags, str } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
 
 const FLAGS = {
@@ -18,6 +18,7 @@ const FLAGS = {
   ...JSON_FLAG,
   json: { ...JSON_FLAG.json, help: "print one JSON object (baseline, every run, summary) instead of the table" },
   ...BACKEND_FLAG,
+  ...OFFLOAD_FLAGS,
 } as const;
 
 /** Calibration without --seed: the seeds are --seeds LIST. */
@@ -67,7 +68,7 @@ export const compareCommand: Command = {
     if (!cal) throw new UsageError(`compare needs calibration data: --text FILE or --windows FILE.json\n\n${USAGE}`);
     const { seed: _calSeed, ...calibration } = cal;
 
-    const session = await Session.load(values.model, { backend: backendFlag(values.backend) });
+    const session = await Session.load(values.model, { backend: backendFlag(values.backend), ...offloadFromFlags(values) });
     const progress = stderrProgress(!values.json || !!process.stderr.isTTY);
     const intr = interruptSignal();
     try {

@@ -5,7 +5,7 @@ import { paramCounts } from "../../model/config";
 import { PPL_PROTOCOLS, Session } from "../../session";
 import type { Command } from "../command";
 import { interruptSignal, stderrProgress } from "../progress";
-import { BACKEND_FLAG, JSON_FLAG, MODEL_FLAG, PPL_TEXT_FLAGS, SKIP_MEMORY_FLAG, TASK_FLAGS, backendFlag, enumFlag, flagHelp, intFlag, parseFlags, requireFlags, str } from "../flags";
+import { BACKEND_FLAG, OFFLOAD_FLAGS, offloadFromFlags, JSON_FLAG, MODEL_FLAG, PPL_TEXT_FLAGS, SKIP_MEMORY_FLAG, TASK_FLAGS, backendFlag, enumFlag, flagHelp, intFlag, parseFlags, requireFlags, str } from "../flags";
 import { writeContentAtomic } from "../../io/atomic";
 
 const FLAGS = {
@@ -21,6 +21,7 @@ const FLAGS = {
   ),
   json: { ...JSON_FLAG.json, help: "print one JSON object (metrics, averages with their tasks, settings, notes)" },
   ...BACKEND_FLAG,
+  ...OFFLOAD_FLAGS,
 } as const;
 
 const USAGE = `Usage: sdmprune eval --model PATH [--ppl FILE --seq-len N] [--tasks a,b,c --data-dir DIR --limit N]
@@ -62,7 +63,7 @@ export const evalCommand: Command = {
     const samplesFile = values["log-samples"] ? path.resolve(values["log-samples"]) : undefined;
     if (samplesFile && !fs.existsSync(path.dirname(samplesFile))) throw new UsageError(`--log-samples: folder ${path.dirname(samplesFile)} does not exist`);
 
-    const session = await Session.load(values.model, { backend: backendFlag(values.backend), skipMemoryCheck: values["skip-memory-check"] });
+    const session = await Session.load(values.model, { backend: backendFlag(values.backend), skipMemoryCheck: values["skip-memory-check"], ...offloadFromFlags(values) });
     const progress = stderrProgress(!values.json || !!process.stderr.isTTY);
     const intr = interruptSignal();
     try {

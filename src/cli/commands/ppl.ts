@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import { DataError, UsageError } from "../../errors";
 import { PPL_PROTOCOLS, Session } from "../../session";
 import type { Command } from "../command";
-import { BACKEND_FLAG, JSON_FLAG, MODEL_FLAG, PPL_TEXT_FLAGS, SKIP_MEMORY_FLAG, backendFlag, bool, enumFlag, flagHelp, intFlag, parseFlags, requireFlags, str } from "../flags";
+import { BACKEND_FLAG, OFFLOAD_FLAGS, offloadFromFlags, JSON_FLAG, MODEL_FLAG, PPL_TEXT_FLAGS, SKIP_MEMORY_FLAG, backendFlag, bool, enumFlag, flagHelp, intFlag, parseFlags, requireFlags, str } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
 
 const FLAGS = {
@@ -15,6 +15,7 @@ const FLAGS = {
   "seq-len": { ...PPL_TEXT_FLAGS["seq-len"], help: "window length in tokens (default 128 with --text; checked against --windows)" },
   "batch-size": str("N", "windows per forward batch (default 4)"),
   ...BACKEND_FLAG,
+  ...OFFLOAD_FLAGS,
   ...JSON_FLAG,
 } as const;
 
@@ -45,7 +46,7 @@ export const pplCommand: Command = {
     // A bad path fails before the model loads.
     if (values.text !== undefined && !fs.existsSync(values.text)) throw new DataError(`text file ${values.text} does not exist`);
     if (values.windows !== undefined && !fs.existsSync(values.windows)) throw new DataError(`windows file ${values.windows} does not exist`);
-    const session = await Session.load(values.model, { backend: backendFlag(values.backend), skipMemoryCheck: values["skip-memory-check"] === true });
+    const session = await Session.load(values.model, { backend: backendFlag(values.backend), skipMemoryCheck: values["skip-memory-check"] === true, ...offloadFromFlags(values) });
     const intr = interruptSignal();
     const progress = stderrProgress(!values.json || !!process.stderr.isTTY);
     try {

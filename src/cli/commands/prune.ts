@@ -8,7 +8,7 @@ import { checkOutputDir } from "../../io/atomic";
 import { isAdditive } from "../../importance";
 import { describeEstimate, type JobEstimate } from "../../resources";
 import type { Command } from "../command";
-import { BACKEND_FLAG, bool, CALIBRATION_FLAGS, CRITERION_FLAG, HELDOUT_FLAGS, MODEL_FLAG, OUTPUT_FLAGS, ROUND_TO_FLAG, SD_TAYLOR_FLAGS, backendFlag, calibrationFromFlags, calibrationUsage, criterionFlag, enumFlag, flagHelp, intFlag, numFlag, parseFlags, requireFlags, str } from "../flags";
+import { BACKEND_FLAG, OFFLOAD_FLAGS, offloadFromFlags, bool, CALIBRATION_FLAGS, CRITERION_FLAG, HELDOUT_FLAGS, MODEL_FLAG, OUTPUT_FLAGS, ROUND_TO_FLAG, SD_TAYLOR_FLAGS, backendFlag, calibrationFromFlags, calibrationUsage, criterionFlag, enumFlag, flagHelp, intFlag, numFlag, parseFlags, requireFlags, str } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
 
 const AMOUNT_FLAGS = {
@@ -37,6 +37,7 @@ const OUT_FLAGS = {
   ...HELDOUT_FLAGS,
   "eval-text": { ...HELDOUT_FLAGS["eval-text"], help: "report perplexity before and after (WikiText .raw files use the row protocol)" },
   ...BACKEND_FLAG,
+  ...OFFLOAD_FLAGS,
 } as const;
 
 const FLAGS = { ...MODEL_FLAG, ...AMOUNT_FLAGS, ...METHOD_FLAGS, ...OUT_FLAGS, ...CALIBRATION_FLAGS } as const;
@@ -103,7 +104,7 @@ export const pruneCommand: Command = {
     checkOutputDir(out, values.force ?? false);
     if (values["eval-text"] && !fs.existsSync(values["eval-text"])) throw new UsageError(`--eval-text: file ${values["eval-text"]} does not exist`);
 
-    const session = await Session.load(values.model, { backend: backendFlag(values.backend), skipMemoryCheck: values["skip-memory-check"] === true });
+    const session = await Session.load(values.model, { backend: backendFlag(values.backend), skipMemoryCheck: values["skip-memory-check"] === true, ...offloadFromFlags(values) });
     const progress = stderrProgress();
     const intr = interruptSignal();
     const run = { onProgress: progress.onProgress, signal: intr.signal };

@@ -9,7 +9,7 @@ import { criterionNeeds, Session, type CalibrateOptions } from "../../session";
 import { checkOutputFile } from "../../io/atomic";
 import { describeEstimate, type JobEstimate } from "../../resources";
 import type { Command } from "../command";
-import { BACKEND_FLAG, bool, CALIBRATION_FLAGS, CRITERION_FLAG, MODEL_FLAG, SD_TAYLOR_FLAGS, backendFlag, calibrationFromFlags, calibrationUsage, criterionFlag, flagHelp, intFlag, numFlag, parseFlags, requireFlags, str } from "../flags";
+import { BACKEND_FLAG, OFFLOAD_FLAGS, offloadFromFlags, bool, CALIBRATION_FLAGS, CRITERION_FLAG, MODEL_FLAG, SD_TAYLOR_FLAGS, backendFlag, calibrationFromFlags, calibrationUsage, criterionFlag, flagHelp, intFlag, numFlag, parseFlags, requireFlags, str } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
 
 const FLAGS = {
@@ -19,6 +19,7 @@ const FLAGS = {
   out: str("FILE.json", "output file (written atomically)"),
   "save-windows": str("FILE", "also write the calibration windows (of this shard)"),
   ...BACKEND_FLAG,
+  ...OFFLOAD_FLAGS,
 } as const;
 
 const SPLIT_FLAGS = {
@@ -113,7 +114,7 @@ export const scoresCommand: Command = {
       }
     }
 
-    const session = await Session.load(values.model as string, { backend: backendFlag(values.backend), skipMemoryCheck: values["skip-memory-check"] === true });
+    const session = await Session.load(values.model as string, { backend: backendFlag(values.backend), skipMemoryCheck: values["skip-memory-check"] === true, ...offloadFromFlags(values) });
     try {
       if (cal) {
         const estimate = { score: isAdditive(criterion), report: (e: JobEstimate) => process.stderr.write(`${describeEstimate(e, session.backend)}\n`) };

@@ -1,0 +1,225 @@
+import * as tf from "@tensorflow/tfjs";
+import { UsageError } from "../errors";
+import { floatToHalf, halfToFloat } from "../io/dtypes";
+import { isLazy } from "../io/tensor-file";
+import { numel, type HostTensor } from "../io/tensors";
+import { transposeHost } from "./kernels";
+
+/**
+ * Weights held outside the tensor backend, for models whose weights do not fit it (docs/memory.md, "Layer
+ * streaming"). wasm32 caps the backend's heap at 4 GiB; a streamed model keeps its weights in host memory (or in
+ * its checkpoint file) and uploads one decoder layer at a time, for that layer's step only.
+ *
+ * - "heap": every weight is a tensor on the backend (the default where it fits).
+ * - "host": every weight is a typed array in host memory; a layer's tensors exist only while it runs.
+ * - "disk": each decoder layer's weights are read from the checkpoint (positioned reads) every time the layer
+ *   runs, so host memory holds the embedding and one layer; layers changed by pruning move to host memory.
+ *
+ * Host storage can be float16 ("hostFloat": frozen weights rounded to half precision, upcast at upload).
+ */
+export type WeightsIn = "heap" | "host" | "disk";
+export const WEIGHTS_IN: readonly WeightsIn[] = ["heap", "host", "disk"];
+export type HostFloat = "float32" | "float16";
+
+let HALF_TABLE: Float32Array | null = null;
+/** float16 bits → float32 by table (exact). */
+function halfTable(): Float32Array {
+  if (!HALF_TABLE) {
+    HALF_TABLE = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) HALF_TABLE[h] = halfToFloat(h);
+  }
+  return HALF_TABLE;
+}
+
+function toHalf(data: Float32Array): Uint16Array {
+  const out = new Uint16Array(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = floatToHalf(data[i]);
+  return out;
+}
+
+/** Round float32 values to the nearest float16 in place (what float16 storage would hold), without a copy. */
+function roundHalfInPlace(v: Float32Array): Float32Array {
+  const t = halfTable();
+  for (let i = 0; i < v.length; i++) v[i] = t[floatToHalf(v[i])];
+  return v;
+}
+
+function fromHalf(bits: Uint16Array, from = 0, to = bits.length): Float32Array {
+  const t = halfTable();
+  const out = new Float32Array(to - from);
+  for (let i = from; i < to; i++) out[i - from] = t[bits[i]];
+  return out;
+}
+
+/**
+ * One weight outside the backend, in the model's internal layout: [in, out] for linears, [V, H] for the embedding
+ * and for the head (the head is kept vocabulary-major so that a chunk of the vocabulary is a contiguous run of
+ * rows). Immutable: pruning makes new HostWeights.
+ */
+export class HostWeight {
+  private constructor(
+    readonly shape: number[],
+    private readonly f32: Float32Array | null,
+    private readonly f16: Uint16Array | null,
+    /**
+     * A lazy file-backed tensor in Hugging Face layout, transposed on read when `transpose`, rounded to float16 on
+     * read when `half`: read on every use when nothing is held, else where the held values came from (spill()).
+     */
+    private readonly file: { t: HostTensor; transpose: boolean; half: boolean } | null,
+  ) {}
+
+  /**
+   * Held in host memory as `dtype` (float16 rounds to nearest even). The array is kept, not copied: do not change
+   * it. `source`: the file-backed tensor the values were read from (Hugging Face layout, transposed when
+   * `transpose`), which lets spill() drop the held values.
+   */
+  static of(shape: number[], data: Float32Array, dtype: HostFloat, source?: HostTensor, transpose = false): HostWeight {
+    if (data.length !== numel(shape)) throw new UsageError(`HostWeight: ${data.length} values for shape [${shape}]`);
+    const file = source && isLazy(source) ? { t: source, transpose, half: dtype === "float16" } : null;
+    return dtype === "float16" ? new HostWeight(shape, null, toHalf(data), file) : new HostWeight(shape, data, null, file);
+  }
+
+  /**
+   * Read from its file every time it is used. `t` is the reader's lazy tensor in Hugging Face layout; a linear is
+   * transposed to [in, out] on each read; float16 storage rounds what is read as held float16 values would be.
+   */
+  static onDisk(t: HostTensor, transpose: boolean, dtype: HostFloat = "float32"): HostWeight {
+    if (!isLazy(t)) throw new UsageError("HostWeight.onDisk: the tensor is not file-backed");
+    const shape = transpose ? [t.shape[1], t.shape[0]] : t.shape.slice();
+    return new HostWeight(shape, null, null, { t, transpose, half: dtype === "float16" });
+  }
+
+  /**
+   * The same values read from the checkpoint when used instead of held (null when they did not come from a file):
+   * lets a model free host memory for weights it will rarely use again (the original MLP of a pruned layer).
+   */
+  spill(): HostWeight | null {
+    if (!this.file || (!this.f32 && !this.f16)) return null;
+    return new HostWeight(this.shape, null, null, this.file);
+  }
+
+  /** "disk" when read from the checkpoint on use, else "host". */
+  get where(): "host" | "disk" {
+    return this.f32 || this.f16 ? "host" : "disk";
+  }
+
+  get dtype(): HostFloat {
+    return this.f16 || this.file?.half ? "float16" : "float32";
+  }
+
+  /** Host bytes held (0 for a weight read from disk). */
+  get bytes(): number {
+    return this.f32 ? this.f32.byteLength : this.f16 ? this.f16.byteLength : 0;
+  }
+
+  /** Float32 values (internal layout). For a float32 weight this is the held array itself: do not change it. */
+  values(): Float32Array {
+    if (this.f32) return this.f32;
+    if (this.f16) return fromHalf(this.f16);
+    const { t, transpose, half } = this.file!;
+    const d = t.data;
+    const v = transpose ? transposeHost(d, t.shape[0], t.shape[1]) : d;
+    return half ? roundHalfInPlace(v) : v;
+  }
+
+  /** Values in Hugging Face layout ([out, in] for a linear) for writers: no transpose for a weight read from disk. */
+  hfValues(linear: boolean, copy: boolean): Float32Array {
+    if (this.where === "disk" && this.file!.transpose === linear) {
+      // as stored (Hugging Face layout): read, rounded in place for float16 storage, no transposes
+      const d = this.file!.t.data;
+      return this.file!.half ? roundHalfInPlace(d) : d;
+    }
+    if (linear && this.f16) {
+      // decoded straight into the transposed layout: one array per tensor, not two (a model saved under a memory
+      // limit makes one such array per tensor, faster than they are collected)
+      const [R, C] = this.shape;
+      const t = halfTable();
+      const out = new Float32Array(R * C);
+      const b = this.f16;
+      for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) out[c * R + r] = t[b[r * C + c]];
+      return out;
+    }
+    const v = this.values();
+    return linear ? transposeHost(v, this.shape[0], this.shape[1]) : this.f32 && copy ? Float32Array.from(v) : v;
+  }
+
+  /** Rows [r0, r1) of a 2D host weight, float32 (the embedding's or the head's vocabulary chunk). */
+  rows(r0: number, r1: number): Float32Array {
+    const H = this.shape[1];
+    if (this.f32) return this.f32.subarray(r0 * H, r1 * H);
+    if (this.f16) return fromHalf(this.f16, r0 * H, r1 * H);
+    return this.values().slice(r0 * H, r1 * H);
+  }
+
+  /** The listed rows of a 2D host weight, [ids.length, H] float32. */
+  gatherRows(ids: ArrayLike<number>): Float32Array {
+    const H = this.shape[1];
+    const out = new Float32Array(ids.length * H);
+    const t = this.f16 ? halfTable() : null;
+    const src = this.f32 ?? (this.f16 ? null : this.values());
+    for (let i = 0; i < ids.length; i++) {
+      const o = ids[i] * H;
+      if (src) out.set(src.subarray(o, o + H), i * H);
+      else for (let j = 0; j < H; j++) out[i * H + j] = t![this.f16![o + j]];
+    }
+    return out;
+  }
+
+  /** A new tensor on the backend with these values (the caller disposes it). */
+  tensor(): tf.Tensor {
+    return tf.tensor(this.values(), this.shape, "float32");
+  }
+
+  /**
+   * Keep the listed indices along `axis` of a 2D weight (columns for axis 1, rows for axis 0): a new host weight
+   * (of the given storage type; a weight read from disk becomes a host one).
+   */
+  select(idx: readonly number[], axis: 0 | 1, dtype: HostFloat): HostWeight {
+    const [R, C] = this.shape;
+    const v = this.values();
+    if (axis === 0) {
+      const out = new Float32Array(idx.length * C);
+      idx.forEach((r, i) => out.set(v.subarray(r * C, (r + 1) * C), i * C));
+      return HostWeight.of([idx.length, C], out, dtype);
+    }
+    const out = new Float32Array(R * idx.length);
+    const k = idx.length;
+    for (let r = 0; r < R; r++) {
+      const base = r * C;
+      const o = r * k;
+      for (let j = 0; j < k; j++) out[o + j] = v[base + idx[j]];
+    }
+    return HostWeight.of([R, k], out, dtype);
+  }
+}
+
+/** One decoder layer's weights outside the backend, keyed as LayerWeights. */
+export type HostLayer = Record<string, HostWeight>;
+
+/** A streamed model's weights. Only the final norm (H floats) lives on the backend. */
+export interface HostModelWeights {
+  weightsIn: "host" | "disk";
+  dtype: HostFloat;
+  embed_tokens: HostWeight; // [V, H]
+  layers: HostLayer[];
+  norm: tf.Tensor1D; // [H], on the backend
+  /** [V, H] (vocabulary-major, i.e. the Hugging Face layout); null when tied to the embedding. */
+  lm_head: HostWeight | null;
+}
+
+/** The layer's tensors on the backend, created now (the caller disposes them, e.g. by running inside a tidy). */
+export function materialiseLayer(layer: HostLayer): Record<string, tf.Tensor> {
+  const out: Record<string, tf.Tensor> = {};
+  try {
+    for (const [k, w] of Object.entries(layer)) out[k] = w.tensor();
+  } catch (e) {
+    tf.dispose(Object.values(out));
+    throw e;
+  }
+  return out;
+}
+
+/** Host bytes a layer holds. */
+export function hostLayerBytes(layer: HostLayer): number {
+  return Object.values(layer).reduce((a, w) => a + w.bytes, 0);
+}
