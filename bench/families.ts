@@ -347,10 +347,6 @@ function main(): void {
     }
     if (!values.keep) fs.rmSync(path.dirname(dir), { recursive: true, force: true });
   }
-  if (values.json) {
-    process.stdout.write(JSON.stringify({ samples, seqLen, target: Number(values.target), backend: values.backend, node: process.version, rows }) + "\n");
-    return;
-  }
   const lines = [
     `sdmprune two-stage (target ${values.target}) on random weights, backend ${values.backend}, node ${process.version}; ` +
       `${samples} windows × ${seqLen} tokens per stage (TinyStories 1-200); perplexity on the first ${values["eval-chars"]} characters of WikiText-2 test`,
@@ -371,7 +367,9 @@ function main(): void {
       );
     }),
   ];
-  process.stdout.write(lines.join("\n") + "\n");
+  // --json: the rows on stdout, the table on stderr
+  if (values.json) process.stdout.write(JSON.stringify({ samples, seqLen, target: Number(values.target), backend: values.backend, node: process.version, rows }) + "\n");
+  (values.json ? process.stderr : process.stdout).write(lines.join("\n") + "\n");
 }
 
-main();
+if (require.main === module) main();
