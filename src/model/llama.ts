@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
+import { ownedData, uploadedOnPush } from "../engine/upload";
 import { ConfigError, DataError, NumericError, UsageError } from "../errors";
 import { isLazy, lazyTensor } from "../io/tensor-file";
 import { numel, type TensorMap } from "../io/tensors";
@@ -354,7 +355,7 @@ export class LlamaModel {
     if (weightsIn === "heap" && hostFloat !== "float32") {
       throw new UsageError(`${source}: hostFloat ${hostFloat} applies to streamed weights (weightsIn "host" or "disk"), not to weightsIn "heap"`);
     }
-    const created: tf.Tensor[] = [];
+    const created = uploadedOnPush(); // on tensorflow each weight goes to TensorFlow as it is built (src/engine/upload.ts)
     // The data is checked where it is converted, not up front: reading a lazy (file-backed) tensor's `data` reads
     // it from disk, so an up-front check would read the whole checkpoint a second time.
     const dataOf = (name: string): Float32Array => {
@@ -465,12 +466,8 @@ export class LlamaModel {
       return map;
     }
     const w = this.weights;
-    // wasm's dataSync already returns a copy of its heap; the other backends may return their own storage,
-    // which a caller must not be able to change, so it is copied there.
-    const ownCopy = tf.getBackend() === "wasm";
-    const host = (name: string, t: tf.Tensor): void => {
-      put(name, t.shape.slice(), () => (ownCopy ? (t.dataSync() as Float32Array) : Float32Array.from(t.dataSync() as Float32Array)));
-    };
+    // a copy the caller may change, made once (src/engine/upload.ts)
+    const host = (name: string, t: tf.Tensor): void => put(name, t.shape.slice(), () => ownedData(t));
     const lin = (name: string, t: tf.Tensor2D): void => {
       const [inp, out] = t.shape;
       put(name, [out, inp], () => transposeHost(t.dataSync() as Float32Array, inp, out));
