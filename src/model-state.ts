@@ -63,6 +63,7 @@ export class ModelState {
    * original index of each channel to keep): the inverse of the pruning steps since that map.
    */
   restore(layers: readonly boolean[], maps: readonly number[][]): void {
+    if (this.originalReleased) throw new Error("ModelState.restore: the original MLP weights were released");
     const origWidths = intermediateSizes(this.original.config);
     if (this.original.streamed) {
       this.replaceHostMlp(
@@ -83,6 +84,26 @@ export class ModelState {
       }),
     );
   }
+
+  /**
+   * Dispose the original model's MLP tensors that the current model no longer shares (the layers pruning
+   * replaced), for a run that will not undo: the original and the pruned MLP of every pruned layer are otherwise
+   * both held. Afterwards the original cannot compute and restore() is refused. A streamed model read from its
+   * file already gave its original MLP back while pruning (spillOriginalMlp); this only marks it.
+   */
+  releaseOriginalMlp(): void {
+    if (this.originalReleased) return;
+    this.originalReleased = true;
+    this.original.disposeCaches();
+    if (this.original.streamed || this.current_ === this.original || this.current_.streamed) return;
+    this.current_.weights.layers.forEach((lw, l) => {
+      const o = this.original.weights.layers[l];
+      for (const k of MLP_KEYS) if (lw[k] !== o[k]) o[k].dispose();
+    });
+  }
+
+  /** True after releaseOriginalMlp(): the original model's pruned MLP weights are gone. */
+  originalReleased = false;
 
   /** Make a recovered model (new tensors, now owned here) the current one; the previous current weights are released. */
   adoptRecovered(model: LlamaModel): void {

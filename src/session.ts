@@ -390,6 +390,23 @@ export class Session {
     return this.weights.original;
   }
 
+  /** The original model for a computation (teacher, baseline); refused once releaseOriginal() gave it back. */
+  private originalFor(what: string): LlamaModel {
+    if (this.weights.originalReleased) throw new UsageError(`${what} needs the original model, whose pruned MLP weights were released (releaseOriginal()); reload the model`);
+    return this.weights.original;
+  }
+
+  /**
+   * Give back the memory of the original model's MLP weights that pruning replaced: without it a session holds
+   * the original and the pruned MLP of every pruned layer (for undo and as the teacher). Afterwards undo(),
+   * calibrate(), sdmprune() and speed() with its baseline are refused. The CLI's one-shot `prune` calls it
+   * after pruning, before it evaluates and saves.
+   */
+  releaseOriginal(): void {
+    this.alive();
+    this.weights.releaseOriginalMlp();
+  }
+
   /** The current (possibly pruned) model. Do not dispose it; the session owns it. */
   get model(): LlamaModel {
     this.alive();
@@ -550,7 +567,7 @@ export class Session {
       opts.estimate.report(estimateCalibration(this.original.config, windows.length, windows[0].length, topk, this.backend, opts.estimate.score));
     }
     const t0 = Date.now();
-    const teacher = topk === null ? null : await TeacherCache.build(this.original, windows, { topk }, opts);
+    const teacher = topk === null ? null : await TeacherCache.build(this.originalFor("calibrate"), windows, { topk }, opts);
     this.original.disposeCaches();
     this.calib = { windows, provenance, source, docs, files, stories: opts.windows === undefined ? opts.stories ?? null : null, firstDoc, teacher, teacherSeconds: (Date.now() - t0) / 1000, identity, shard };
     // New windows start a new accumulator: continuing would silently count windows twice if the same set came back.
@@ -848,6 +865,7 @@ export class Session {
   undo(): PruneStep {
     this.alive();
     if (this.weights.recovered) throw new UsageError("undo() is not available after recover(): the recovered weights cannot be re-derived from the original; reload the model to start over");
+    if (this.weights.originalReleased) throw new UsageError("undo() is not available after releaseOriginal(): the original MLP weights were given back; reload the model to start over");
     const step = this.history_.pop();
     if (!step) throw new UsageError("nothing to undo: no pruning steps");
     this.weights.restore(step.kept.map((k) => !!k), this.history_.originalIndices());
@@ -885,7 +903,7 @@ export class Session {
 
     // Teacher for stage 2 = the original model, cached before anything is pruned.
     const t0 = Date.now();
-    const teacher2 = await TeacherCache.build(this.original, w2.windows, { topk }, phase("stage2"));
+    const teacher2 = await TeacherCache.build(this.originalFor("sdmprune"), w2.windows, { topk }, phase("stage2"));
     const teacherSeconds = (Date.now() - t0) / 1000;
     this.original.disposeCaches();
     const savedCalib = this.calib;
@@ -978,7 +996,7 @@ export class Session {
       const pruned = await write("current", this.current);
       let baseline: string | undefined;
       // The original is written by the same writer with the same dtype, so only the widths differ.
-      if (opts.baseline !== false) baseline = await write("original", this.original);
+      if (opts.baseline !== false) baseline = await write("original", this.originalFor("speed (its baseline; baseline: false skips it)"));
       return await compareSpeed(pruned, baseline, opts);
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });

@@ -4,7 +4,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { batchingPays, initEngine } from "../src/engine";
-import { CancelledError } from "../src/errors";
+import { CancelledError, UsageError } from "../src/errors";
 import { modelFingerprint } from "../src/importance";
 import { parseConfig, paramCounts, type LlamaConfig } from "../src/model/config";
 import { LlamaModel } from "../src/model/llama";
@@ -51,6 +51,32 @@ function logitBits(m: LlamaModel, windows: number[][]): Buffer {
 describe("Session: incremental pruning and undo", function () {
   before(async () => {
     await initEngine();
+  });
+
+  it("releaseOriginal gives back the original's pruned MLP tensors; the pruned model still computes the same; undo and calibrate are refused", async () => {
+    const windows = randomWindows(4, 12, 2);
+    const base = tf.memory().numTensors;
+    const s = tinySession();
+    try {
+      await s.calibrate({ windows });
+      await s.score({ criterion: "sd-taylor", alpha: 0.4, temperature: 0.5 });
+      s.prune({ ratio: 0.25 });
+      const logits = logitBits(s.model, windows);
+      const bits = weightBits(s.model);
+      const before = tf.memory().numTensors;
+      s.releaseOriginal();
+      // three MLP tensors in each of the three (pruned) layers
+      assert.equal(before - tf.memory().numTensors, 3 * TINY.num_hidden_layers);
+      assertSameBits(weightBits(s.model), bits);
+      assert.ok(logitBits(s.model, windows).equals(logits), "logits changed");
+      assert.throws(() => s.undo(), (e: Error) => e instanceof UsageError && /releaseOriginal/.test(e.message));
+      await assert.rejects(s.calibrate({ windows }), (e: Error) => e instanceof UsageError && /original model/.test(e.message));
+      s.prune({ keep: 10 }); // pruning further needs only the current model
+      assert.equal(s.model.config.intermediate_size, 10);
+    } finally {
+      s.dispose();
+    }
+    assert.equal(tf.memory().numTensors, base);
   });
 
   it("prune → prune → undo → prune equals one prune, bit for bit (weights and logits); undo to the start restores the original", async () => {

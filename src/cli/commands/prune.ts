@@ -134,6 +134,8 @@ export const pruneCommand: Command = {
         else await session.score({ criterion, alpha, temperature, seed: cal?.seed, ...run });
         summary = session.prune({ target, ratio, keep, mlpRatio, layers, allocation, roundTo }).table();
       }
+      // a one-shot run never undoes: give back the original MLP weights before evaluating and saving
+      session.releaseOriginal();
       const pplAfter = await ppl();
       progress.end();
       for (const w of session.warnings) process.stderr.write(`warning: ${w}\n`);
