@@ -12,7 +12,7 @@
 import { spawnSync } from "node:child_process";
 import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../src/engine";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { parseConfig, type LlamaConfig } from "../src/model/config";
 import { randomTensors } from "../src/model/random";
 import { forwardPassBytes, importancePassBytes, wasmHeadPackBytes, wasmModelHeapBytes } from "../src/resources";
@@ -45,7 +45,7 @@ function heapBytes(): number {
 async function child(c: Case): Promise<void> {
   await initEngine("wasm");
   const config: LlamaConfig = parseConfig(c.config);
-  const model = LlamaModel.fromTensors(config, randomTensors(config, 1));
+  const model = CausalLM.fromTensors(config, randomTensors(config, 1));
   const weights = tf.memory().numBytes;
   const heap0 = heapBytes();
   const ids = (n: number) => Array.from({ length: c.seqLen }, (_, i) => (i * 7919 + n * 104729) % config.vocab_size);

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { parseConfig, type LlamaConfig } from "../src/model/config";
-import { LlamaModel, type LayerWeights } from "../src/model/llama";
+import { CausalLM, type LayerWeights } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { WORKLOADS } from "./workloads";
 
@@ -9,7 +9,7 @@ import { WORKLOADS } from "./workloads";
  * internal layout and handed to the backend at once, so building needs ~1× the weights, not ~2–3×
  * (randomTensors + the [out,in]→[in,out] transposes of fromTensors). Values are random either way.
  */
-export function leanRandomModel(config: LlamaConfig, seed: number, gc: () => void = () => {}): LlamaModel {
+export function leanRandomModel(config: LlamaConfig, seed: number, gc: () => void = () => {}): CausalLM {
   const H = config.hidden_size;
   const I = config.intermediate_size as number;
   const q = config.num_attention_heads * config.head_dim;
@@ -54,7 +54,7 @@ export function leanRandomModel(config: LlamaConfig, seed: number, gc: () => voi
   const norm = v1(H);
   // A one-layer toy model only to reach withWeights (the constructor is private).
   const tinyCfg = parseConfig({ ...WORKLOADS.stories15M.config, vocab_size: 8, hidden_size: 8, intermediate_size: 8, num_hidden_layers: 1, num_attention_heads: 1, num_key_value_heads: 1, head_dim: 8 });
-  const tiny = LlamaModel.fromTensors(tinyCfg, randomTensors(tinyCfg, 0));
+  const tiny = CausalLM.fromTensors(tinyCfg, randomTensors(tinyCfg, 0));
   const model = tiny.withWeights({ embed_tokens, layers, norm, lm_head: null }, config);
   tiny.dispose();
   gc();

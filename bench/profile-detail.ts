@@ -9,7 +9,7 @@ import * as tf from "@tensorflow/tfjs";
 import { initEngine, type BackendName } from "../src/engine";
 import { accumulate } from "../src/importance";
 import { parseConfig } from "../src/model/config";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { Rng } from "../src/rng";
 import { TeacherCache } from "../src/teacher";
@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   await initEngine(backend);
   const T = Number(seqArg ?? 128);
   const config = parseConfig(WORKLOADS[workload].config);
-  const model = LlamaModel.fromTensors(config, randomTensors(config, 1));
+  const model = CausalLM.fromTensors(config, randomTensors(config, 1));
   const rng = new Rng(1);
   const wins = Array.from({ length: Math.max(4, nWin) }, () => Array.from({ length: T }, () => rng.int(0, config.vocab_size)));
   const teacher = await TeacherCache.build(model, wins, { topk: 64 });

@@ -14,7 +14,7 @@ import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../src/engine";
 import { parseConfig } from "../src/model/config";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { layerWeightBytes, streamedHeapBytes } from "../src/resources";
 import { Session } from "../src/session";
@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   const passes = Number(values.passes);
   await initEngine("wasm");
   const config = parseConfig({ vocab_size: 32000, hidden_size: 1024, intermediate_size: 4096, num_hidden_layers: 4, num_attention_heads: 16, num_key_value_heads: 4, tie_word_embeddings: true, max_position_embeddings: 4096 });
-  const model = LlamaModel.fromTensors(config, randomTensors(config, 1), "random", { weightsIn: "host" });
+  const model = CausalLM.fromTensors(config, randomTensors(config, 1), "random", { weightsIn: "host" });
   const mib = (b: number) => (b / 2 ** 20).toFixed(0);
   console.log(`layer ${mib(layerWeightBytes(config))} MiB, streamed heap estimate ${mib(streamedHeapBytes(config))} MiB; heap at start ${mib(heapBytes())} MiB`);
   const window = Array.from({ length: 128 }, (_, i) => (i * 7919) % config.vocab_size);

@@ -10,7 +10,7 @@ import { backendInfo, initEngine, type BackendName } from "../src/engine";
 import { perplexity } from "../src/eval/perplexity";
 import { accumulate } from "../src/importance";
 import { parseConfig } from "../src/model/config";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { Rng } from "../src/rng";
 import { TeacherCache } from "../src/teacher";
@@ -155,7 +155,7 @@ async function main(): Promise<void> {
     out.matmul = Object.fromEntries(shapes.map(([m, k, nn]) => [`${m}x${k}x${nn}`, matmulGflops(m, k, nn, reps)]));
   }
 
-  const tb = await timeIt(() => (args.workload === "llama1b" ? leanRandomModel(config, 1, gc) : LlamaModel.fromTensors(config, randomTensors(config, 1), args.workload)));
+  const tb = await timeIt(() => (args.workload === "llama1b" ? leanRandomModel(config, 1, gc) : CausalLM.fromTensors(config, randomTensors(config, 1), args.workload)));
   const model = tb.value;
   out.buildSeconds = tb.seconds;
   out.weightBytes = 4 * model.parameterNames().reduce((s, nm) => s + model.parameter(nm).size, 0);

@@ -14,7 +14,7 @@ import { parseArgs } from "node:util";
 import { saveWindows } from "../src/data/windows";
 import { initEngine } from "../src/engine";
 import { parseConfig } from "../src/model/config";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { saveModel } from "../src/model/load";
 import { randomTensors } from "../src/model/random";
 import { Rng } from "../src/rng";
@@ -30,7 +30,7 @@ async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sdm-bench-workers-"));
   try {
     const cfg = parseConfig(WORKLOADS.stories15M.config as unknown as Record<string, unknown>);
-    const model = LlamaModel.fromTensors(cfg, randomTensors(cfg, 1));
+    const model = CausalLM.fromTensors(cfg, randomTensors(cfg, 1));
     const modelDir = path.join(dir, "model");
     await saveModel(modelDir, model, null, { format: "hf" });
     model.dispose();

@@ -19,7 +19,7 @@ import { perplexity } from "../src/eval/perplexity";
 import { HfTokenizer } from "../src/io/tokenizer";
 import { evalWindows } from "../src/data/windows";
 import { paramCounts, parseConfig } from "../src/model/config";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { saveModel } from "../src/model/load";
 import { randomTensors } from "../src/model/random";
 import { trainByteLevelBpe } from "../src/train/tokenizer-trainer";
@@ -95,7 +95,7 @@ async function main(): Promise<void> {
       for (let i = 0; i < t.data.length; i++) t.data[i] *= s;
     }
   }
-  const init = LlamaModel.fromTensors(config, tensors, "init");
+  const init = CausalLM.fromTensors(config, tensors, "init");
   const data = evalWindows(trainIds, SEQ);
   const heldWindows = evalWindows(heldIds, SEQ);
   console.log(`model: ${paramCounts(config).total} parameters; ${data.length} training windows of ${SEQ}; ${steps} steps × ${BATCH} windows (${((steps * BATCH) / data.length).toFixed(2)} epochs)`);

@@ -35,7 +35,12 @@ export { TeacherCache, type TopK, type TeacherCacheOptions, type TeacherTargets,
 export { accumulate, settingsFor, ImportanceScores, SCORES_FORMAT, CRITERIA, isAdditive, modelFingerprint, fingerprintMismatch, type AccumulateOptions, type Criterion, type ScoreSettings, type ModelFingerprint } from "./importance";
 // engine + model (engine/model helper)
 export { initEngine, backendName, backendInfo, type BackendName, type BackendInfo, type GpuAdapterInfo } from "./engine";
-export { LlamaModel, type LayerWeights, type ModelWeights, type LayerOptions, type ForwardOptions, type GenerateOptions, type TokenLogProbsOptions } from "./model/llama";
+import { CausalLM } from "./model/causal-lm";
+/** @deprecated The v0.1 name of CausalLM (the class computes every supported family, not only LLaMA). */
+export const LlamaModel = CausalLM;
+/** @deprecated The v0.1 name of CausalLM. */
+export type LlamaModel = CausalLM;
+export { CausalLM, type LayerWeights, type ModelWeights, type LayerOptions, type ForwardOptions, type GenerateOptions, type TokenLogProbsOptions } from "./model/causal-lm";
 export { randomTensors } from "./model/random";
 export { inverseFrequencies, ropeTables } from "./model/rope";
 // model files (io helper)

@@ -1,6 +1,6 @@
 import type * as tf from "@tensorflow/tfjs";
 import { intermediateSizes, withIntermediateSizes } from "./model/config";
-import type { LayerWeights, LlamaModel } from "./model/llama";
+import type { LayerWeights, CausalLM } from "./model/causal-lm";
 import type { HostLayer } from "./model/weight-store";
 import { sliceMlp } from "./prune";
 
@@ -17,22 +17,22 @@ import { sliceMlp } from "./prune";
 type Mlp = Pick<LayerWeights, "gate_proj" | "up_proj" | "down_proj">;
 const MLP_KEYS = ["gate_proj", "up_proj", "down_proj"] as const;
 
-function mlpOf(model: LlamaModel, l: number): Mlp {
+function mlpOf(model: CausalLM, l: number): Mlp {
   const lw = model.weights.layers[l];
   return { gate_proj: lw.gate_proj, up_proj: lw.up_proj, down_proj: lw.down_proj };
 }
 
 export class ModelState {
-  private current_: LlamaModel;
+  private current_: CausalLM;
   /** Non-MLP tensors of a recovered model; MLP tensors are released like pruned ones. */
   private recoveredOwned: tf.Tensor[] = [];
 
   /** Takes ownership of `original`'s tensors. */
-  constructor(readonly original: LlamaModel) {
+  constructor(readonly original: CausalLM) {
     this.current_ = original;
   }
 
-  get current(): LlamaModel {
+  get current(): CausalLM {
     return this.current_;
   }
 
@@ -106,7 +106,7 @@ export class ModelState {
   originalReleased = false;
 
   /** Make a recovered model (new tensors, now owned here) the current one; the previous current weights are released. */
-  adoptRecovered(model: LlamaModel): void {
+  adoptRecovered(model: CausalLM): void {
     if (model.streamed || this.original.streamed) void this.original.weights; // recovery needs resident weights: refused with the reason
     this.releaseCurrent();
     const w = model.weights;
@@ -150,7 +150,7 @@ export class ModelState {
    * A streamed model's MLP channels `idx` of layer l, sliced on the host (gate/up columns, down rows) and held as
    * the model holds its weights (float32 or float16; a layer read from disk moves to host memory).
    */
-  private sliceHostMlp(model: LlamaModel, l: number, idx: number[]): HostLayer {
+  private sliceHostMlp(model: CausalLM, l: number, idx: number[]): HostLayer {
     const lw = model.hostWeights!.layers[l];
     const dtype = model.hostFloat;
     return { gate_proj: lw.gate_proj.select(idx, 1, dtype), up_proj: lw.up_proj.select(idx, 1, dtype), down_proj: lw.down_proj.select(idx, 0, dtype) };

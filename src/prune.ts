@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { NumericError, UsageError } from "./errors";
 import { paramCounts, type LlamaConfig } from "./model/config";
-import type { LayerWeights } from "./model/llama";
+import type { LayerWeights } from "./model/causal-lm";
 
 /**
  * Channel selection, slicing and parameter accounting for MLP intermediate channels (docs/method.md, "Channel selection and slicing").

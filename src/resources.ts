@@ -200,7 +200,7 @@ export function layerWeightBytes(config: LlamaConfig): number {
   return 4 * (attn + Math.max(...p.mlpPerLayer) + (config.gemma_norms ? 4 : 2) * config.hidden_size);
 }
 
-/** Vocabulary rows per head chunk of a streamed model (LlamaModel.headChunkRows: 64 MiB of float32 weights). */
+/** Vocabulary rows per head chunk of a streamed model (CausalLM.headChunkRows: 64 MiB of float32 weights). */
 export function headChunkRows(config: LlamaConfig): number {
   return Math.min(config.vocab_size, Math.max(256, Math.floor((1 << 24) / config.hidden_size)));
 }

@@ -1,7 +1,7 @@
 import { DataError, NumericError } from "./errors";
 import { distribution, type Distribution } from "./stats";
 import { zeroAblate, type Hooks } from "./model/hooks";
-import type { LlamaModel } from "./model/llama";
+import type { CausalLM } from "./model/causal-lm";
 import { Progress } from "./progress";
 import { Table } from "./table";
 import type { RunOptions } from "./types";
@@ -35,7 +35,7 @@ export interface SensitivityOptions extends RunOptions {
 }
 
 /** Mean CE over all predicted tokens of `windows` with the given per-layer options. */
-function meanLoss(model: LlamaModel, windows: number[][], hooks: Hooks | undefined, batch: number): { loss: number; tokens: number } {
+function meanLoss(model: CausalLM, windows: number[][], hooks: Hooks | undefined, batch: number): { loss: number; tokens: number } {
   let sum = 0;
   let n = 0;
   for (let b = 0; b < windows.length; b += batch) {
@@ -48,7 +48,7 @@ function meanLoss(model: LlamaModel, windows: number[][], hooks: Hooks | undefin
   return { loss: sum / n, tokens: n };
 }
 
-export async function layerSensitivity(model: LlamaModel, windows: number[][], opts: SensitivityOptions = {}): Promise<SensitivityResult> {
+export async function layerSensitivity(model: CausalLM, windows: number[][], opts: SensitivityOptions = {}): Promise<SensitivityResult> {
   if (windows.length === 0) throw new DataError("sensitivity: no windows (calibrate first)");
   const L = model.config.num_hidden_layers;
   const batch = opts.batchSize ?? 8;

@@ -21,7 +21,7 @@ import { checkCalibration, checkContext, checkModelLoad, checkPassMemory, estima
 import { readModelConfig, writeModelFiles, type ModelFiles } from "./io/files";
 import { padMlpWidths } from "./io/gguf-llama";
 import { intermediateSizes, paramCounts, type LlamaConfig, type ParamCounts } from "./model/config";
-import type { LlamaModel } from "./model/llama";
+import type { CausalLM } from "./model/causal-lm";
 import { loadModel, saveModel } from "./model/load";
 import { ModelState } from "./model-state";
 import { accounting, resolvePrune, selectChannels, type PruneAccounting, type PruneSpec } from "./prune";
@@ -346,7 +346,7 @@ export class Session {
     readonly path: string,
     readonly backend: BackendName,
     /** The model as loaded; never modified. Owns every tensor the current model shares with it. */
-    original: LlamaModel,
+    original: CausalLM,
     readonly tokenizer: TextTokenizer | null,
     readonly files: Omit<ModelFiles, "tensors">,
     /** Where the loaded model came from, newest first, back to the original (its provenance.json or pruning.json). */
@@ -369,7 +369,7 @@ export class Session {
   }
 
   /** Wrap an in-memory model (tests, notebooks). The session takes ownership of the model's tensors. */
-  static fromModel(model: LlamaModel, tokenizer: TextTokenizer | null = null, source = "(in memory)"): Session {
+  static fromModel(model: CausalLM, tokenizer: TextTokenizer | null = null, source = "(in memory)"): Session {
     const files = { format: "hf" as const, path: source, config: model.config, tokenizer, metadata: {} };
     let backend: BackendName;
     try {
@@ -382,16 +382,16 @@ export class Session {
 
   // ------------------------------------------------------------------ state
 
-  private get current(): LlamaModel {
+  private get current(): CausalLM {
     return this.weights.current;
   }
 
-  private get original(): LlamaModel {
+  private get original(): CausalLM {
     return this.weights.original;
   }
 
   /** The original model for a computation (teacher, baseline); refused once releaseOriginal() gave it back. */
-  private originalFor(what: string): LlamaModel {
+  private originalFor(what: string): CausalLM {
     if (this.weights.originalReleased) throw new UsageError(`${what} needs the original model, whose pruned MLP weights were released (releaseOriginal()); reload the model`);
     return this.weights.original;
   }
@@ -408,7 +408,7 @@ export class Session {
   }
 
   /** The current (possibly pruned) model. Do not dispose it; the session owns it. */
-  get model(): LlamaModel {
+  get model(): CausalLM {
     this.alive();
     return this.current;
   }
@@ -989,7 +989,7 @@ export class Session {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "sdmprune-speed-"));
     try {
       const dtype = opts.dtype ?? "f32";
-      const write = async (name: string, model: LlamaModel) => {
+      const write = async (name: string, model: CausalLM) => {
         const files = await saveModel(path.join(tmp, name), model, this.tokenizer, { format: "gguf", dtype });
         return files.find((f) => f.endsWith(".gguf"))!;
       };

@@ -3,7 +3,7 @@ import { DataError, FormatError, NumericError, UsageError } from "./errors";
 import { fingerprintMismatch, modelFingerprint, type ModelFingerprint } from "./importance/fingerprint";
 import { windowsPerPass } from "./engine";
 import { positionChunk } from "./loss";
-import type { LlamaModel } from "./model/llama";
+import type { CausalLM } from "./model/causal-lm";
 import { Progress } from "./progress";
 import type { RunOptions } from "./types";
 
@@ -107,7 +107,7 @@ export class TeacherCache {
     return b + this.windows.length * this.seqLen * 4;
   }
 
-  static async build(model: LlamaModel, windows: number[][], opts: TeacherCacheOptions, run: RunOptions = {}): Promise<TeacherCache> {
+  static async build(model: CausalLM, windows: number[][], opts: TeacherCacheOptions, run: RunOptions = {}): Promise<TeacherCache> {
     const V = model.config.vocab_size;
     const topk = opts.topk;
     if (topk !== "full" && (!Number.isInteger(topk) || topk < 1)) throw new UsageError(`teacher topk must be a positive integer or "full", got ${topk}`);

@@ -7,7 +7,7 @@ import { DEMO_HELDOUT, DEMO_MODEL_DIR } from "../src/cli/commands/demo";
 import { evalWindows } from "../src/data/windows";
 import { initEngine } from "../src/engine";
 import { perplexity } from "../src/eval/perplexity";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { loadModel } from "../src/model/load";
 import { randomTensors } from "../src/model/random";
 import { unigramPerplexity } from "../src/train/unigram";
@@ -55,7 +55,7 @@ describe("embedded demo model (models/demo)", function () {
       }
       const known = new Set(words(vocabText));
       const prompts = [["Call me", 0, 0], ["The whale", 0.8, 1], ["Captain Ahab", 0.8, 2], ["The sea", 0.8, 3]] as const;
-      const wordStats = (m: LlamaModel) => {
+      const wordStats = (m: CausalLM) => {
         const samples = prompts.map(([prompt, temperature, seed]) =>
           tokenizer!.decode(m.generate(tokenizer!.encode(prompt), { maxNewTokens: 40, temperature, topK: 40, seed }), { skipSpecialTokens: true }),
         );
@@ -65,7 +65,7 @@ describe("embedded demo model (models/demo)", function () {
       };
       const trained = wordStats(model);
       // the same architecture and tokenizer with random weights, for scale
-      const random = LlamaModel.fromTensors(model.config, randomTensors(model.config, 0, 0.02));
+      const random = CausalLM.fromTensors(model.config, randomTensors(model.config, 0, 0.02));
       const untrained = wordStats(random);
       random.dispose();
       console.log(`      samples: ${trained.samples.map((s) => JSON.stringify(s.trim().slice(0, 70))).join(" | ")}`);

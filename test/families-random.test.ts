@@ -5,7 +5,7 @@ import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { initEngine, type BackendName } from "../src/engine";
 import { accumulate } from "../src/importance";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { loadModel, saveModel } from "../src/model/load";
 import { randomTensors } from "../src/model/random";
 import { TeacherCache } from "../src/teacher";
@@ -34,7 +34,7 @@ for (const backend of backends) {
       it(`${name}: logits equal the float64 reference; sd-taylor hand-written backward equals autograd; prune → HF → reload`, async () => {
         const before = tf.memory().numTensors;
         const tensors = randomTensors(config, 5, 0.3);
-        const model = LlamaModel.fromTensors(config, tensors);
+        const model = CausalLM.fromTensors(config, tensors);
         const ids = [randomIds(12, config.vocab_size, 1), randomIds(12, config.vocab_size, 2)];
         const got = model.forward(ids);
         const data = got.dataSync();
@@ -82,7 +82,7 @@ for (const backend of backends) {
       it(`${name}: sliding windows hold past the window in the forward and in cached generation`, () => {
         const config = FAMILY_CONFIGS[name];
         const tensors = randomTensors(config, 2, 0.3);
-        const model = LlamaModel.fromTensors(config, tensors);
+        const model = CausalLM.fromTensors(config, tensors);
         try {
           const ids = randomIds(config.sliding_window! + 9, config.vocab_size, 4);
           const got = model.forward([ids]);

@@ -1,7 +1,7 @@
 import { strict as assert } from "node:assert";
 import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../src/engine";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import type { TensorMap } from "../src/io/tensors";
 import type { LlamaConfig } from "../src/model/config";
@@ -68,7 +68,7 @@ describe("gradients", function () {
 
   const run = async (backend: "cpu" | "wasm", select: (n: string) => boolean, cfg = config, ts = tensors) => {
     await initEngine(backend);
-    const model = LlamaModel.fromTensors(cfg, ts);
+    const model = CausalLM.fromTensors(cfg, ts);
     try {
       return model.gradients([ids], nextTokenCE([ids], cfg.vocab_size), select);
     } finally {

@@ -14,7 +14,7 @@ import { modelScorer } from "../src/eval/model-scorer";
 import { getTask, TASKS } from "../src/eval/tasks";
 import { loadModel } from "../src/model/load";
 import { parseConfig } from "../src/model/config";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { Rng } from "../src/rng";
 import { requireShared } from "./support/shared";
@@ -366,7 +366,7 @@ describe("eval/model-scorer: padded batches", () => {
       vocab_size: 48, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2,
       num_key_value_heads: 1, tie_word_embeddings: true,
     });
-    const model = LlamaModel.fromTensors(cfg, randomTensors(cfg, 7, 0.3));
+    const model = CausalLM.fromTensors(cfg, randomTensors(cfg, 7, 0.3));
     try {
       const rng = new Rng(4);
       const seqs = [9, 3, 17, 1, 9, 12].map((n) => Array.from({ length: n }, () => rng.int(0, 47)));

@@ -7,7 +7,7 @@ import { initEngine } from "../src/engine";
 import { ResourceError } from "../src/errors";
 import { writeModelFiles } from "../src/io/files";
 import { paramCounts, parseConfig } from "../src/model/config";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import {
   WASM_HEAP_BYTES, WASM_HEAP_RESERVE, checkModelLoad, checkPassMemory, forwardPassBytes, importancePassBytes, streamedHeapBytes, wasmModelHeapBytes,
@@ -139,7 +139,7 @@ describe("wasm heap checks (issue 20)", function () {
     const prev = tf.getBackend();
     await initEngine("wasm");
     const small = parseConfig({ vocab_size: 48, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, tie_word_embeddings: true, max_position_embeddings: 64 });
-    const s = Session.fromModel(LlamaModel.fromTensors(small, randomTensors(small, 2)));
+    const s = Session.fromModel(CausalLM.fromTensors(small, randomTensors(small, 2)));
     try {
       // 1 window of 32768 tokens: its attention scores alone are 4 heads × 32768² floats, far past the heap.
       const long = [Array.from({ length: 32768 }, (_, i) => i % 48)];

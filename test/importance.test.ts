@@ -3,7 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../src/engine";
 import { CancelledError, DataError, NumericError, UsageError } from "../src/errors";
 import { accumulate, CRITERIA, ImportanceScores, type Criterion } from "../src/importance";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { loadModel } from "../src/model/load";
 import { tinyStories, storyRange } from "../src/data/text";
@@ -30,15 +30,15 @@ function keptOverlap(a: number[], b: number[], K: number): number {
 describe("importance: tiny random models", function () {
   const cfg = TINY_CONFIGS["mqa+untied+head_dim16+per-layer-I"];
   const tensors = randomTensors(cfg, 3, 0.3);
-  let model: LlamaModel;
-  let other: LlamaModel;
+  let model: CausalLM;
+  let other: CausalLM;
   const windows = [1, 2, 3, 4].map((s) => randomIds(16, cfg.vocab_size, s));
   let teacher: TeacherCache;
 
   before(async () => {
     console.log(`      backend: ${await initEngine()}`);
-    model = LlamaModel.fromTensors(cfg, tensors);
-    other = LlamaModel.fromTensors(cfg, randomTensors(cfg, 4, 0.3));
+    model = CausalLM.fromTensors(cfg, tensors);
+    other = CausalLM.fromTensors(cfg, randomTensors(cfg, 4, 0.3));
     teacher = await TeacherCache.build(model, windows, { topk: "full" });
   });
   after(() => {
@@ -49,7 +49,7 @@ describe("importance: tiny random models", function () {
   it("sd-taylor (α=0.4, τ=0.2) and ce-taylor match the float64 hand-written backward on every tiny config", async () => {
     for (const [name, c] of Object.entries(TINY_CONFIGS)) {
       const t = randomTensors(c, 5, 0.3);
-      const m = LlamaModel.fromTensors(c, t);
+      const m = CausalLM.fromTensors(c, t);
       try {
         const ws = [randomIds(12, c.vocab_size, 9)];
         const tc = await TeacherCache.build(m, ws, { topk: "full" });
@@ -270,7 +270,7 @@ describe("importance: tiny random models", function () {
     // a NaN weight makes the loss NaN: NumericError names the sample
     const bad = randomTensors(cfg, 3, 0.3);
     bad.get("model.layers.1.self_attn.v_proj.weight")!.data[5] = NaN;
-    const m = LlamaModel.fromTensors(cfg, bad);
+    const m = CausalLM.fromTensors(cfg, bad);
     try {
       await assert.rejects(accumulate(m, windows, null, null, { criterion: "ce-taylor", from: 2 }), (err: Error) => err instanceof NumericError && /sample 2/.test(err.message));
     } finally {
@@ -290,7 +290,7 @@ describe("importance: tiny random models", function () {
 
 describe("importance: stories260K", function () {
   this.timeout(600_000);
-  let model: LlamaModel;
+  let model: CausalLM;
   let windows: number[][];
 
   before(async function () {

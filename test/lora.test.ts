@@ -7,7 +7,7 @@ import { initEngine } from "../src/engine";
 import { UsageError } from "../src/errors";
 import { readSafetensorsHeader } from "../src/io/safetensors";
 import { parseConfig, withIntermediateSizes } from "../src/model/config";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { Rng } from "../src/rng";
 import { loadAdapters, saveAdapters } from "../src/train/adapters";
@@ -33,7 +33,7 @@ describe("LoRA adapters", () => {
     parseConfig({ vocab_size: 50, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, tie_word_embeddings: true }),
     [48, 40],
   );
-  let model: LlamaModel;
+  let model: CausalLM;
   let dir: string;
   const ids = [
     [1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41, 45],
@@ -42,7 +42,7 @@ describe("LoRA adapters", () => {
 
   before(async () => {
     await initEngine("cpu");
-    model = LlamaModel.fromTensors(cfg, randomTensors(cfg, 3, 0.1));
+    model = CausalLM.fromTensors(cfg, randomTensors(cfg, 3, 0.1));
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "sdm-lora-"));
   });
   after(() => {

@@ -3,7 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { initEngine, type BackendName } from "../src/engine";
 import { accumulate } from "../src/importance";
 import { parseConfig } from "../src/model/config";
-import { layerActivationFloats, LlamaModel } from "../src/model/llama";
+import { layerActivationFloats, CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { TeacherCache } from "../src/teacher";
 import { randomIds, relError } from "./reference/configs";
@@ -33,12 +33,12 @@ for (const backend of backends) {
   describe(`sd-taylor memory-saving path vs straightforward (${backend})`, function () {
     this.timeout(120_000);
     const windows = [1, 2].map((s) => randomIds(8, cfg.vocab_size, s));
-    let model: LlamaModel;
+    let model: CausalLM;
     let teacher: TeacherCache;
 
     before(async () => {
       await initEngine(backend);
-      model = LlamaModel.fromTensors(cfg, randomTensors(cfg, 7, 0.3));
+      model = CausalLM.fromTensors(cfg, randomTensors(cfg, 7, 0.3));
       teacher = await TeacherCache.build(model, windows, { topk: "full" });
     });
     after(() => model.dispose());
@@ -68,7 +68,7 @@ for (const backend of backends) {
     it("agrees with a top-k teacher, an untied head and recomputed layers (sparse loss targets, keepActivationsMiB 0 and partial)", async () => {
       const ucfg = parseConfig({ ...cfg, num_hidden_layers: 3, layer_types: null, tie_word_embeddings: false, num_key_value_heads: 1 });
       const before = tf.memory().numTensors;
-      const um = LlamaModel.fromTensors(ucfg, randomTensors(ucfg, 11, 0.3));
+      const um = CausalLM.fromTensors(ucfg, randomTensors(ucfg, 11, 0.3));
       try {
         const tk = await TeacherCache.build(um, windows, { topk: 4 });
         const opts = { criterion: "sd-taylor" as const, alpha: 0.4, temperature: 0.5 };

@@ -2,7 +2,7 @@ import { strict as assert } from "node:assert";
 import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../src/engine";
 import { zeroAblate } from "../src/model/hooks";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { TINY_CONFIGS, randomIds } from "./reference/configs";
 
@@ -16,7 +16,7 @@ for (const backend of ["cpu", "wasm"] as const) {
       it(`forward, gradients, generate and tokenLogProbs leave no tensors behind: ${name}`, () => {
         const config = TINY_CONFIGS[name];
         const before = tf.memory().numTensors;
-        const model = LlamaModel.fromTensors(config, randomTensors(config, 1, 0.2));
+        const model = CausalLM.fromTensors(config, randomTensors(config, 1, 0.2));
         const ids = [randomIds(8, 40, 1), randomIds(8, 40, 2)];
         const ce = (logits: tf.Tensor3D): tf.Scalar => tf.mean(tf.logSoftmax(logits).max(-1)) as tf.Scalar;
         const work = (): void => {

@@ -5,7 +5,7 @@ import { ConfigError, DataError } from "../src/errors";
 import { readModelFiles, type ModelFiles } from "../src/io/files";
 import { isLazy } from "../src/io/tensor-file";
 import { combineHooks, hookPoints, maskChannels, zeroAblate } from "../src/model/hooks";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { referenceGreedy, referenceLogits } from "./reference/llama-ref";
 import { TINY_CONFIGS, randomIds, relError } from "./reference/configs";
@@ -14,7 +14,7 @@ import { requireShared, STORIES260K } from "./support/shared";
 const TOL = 1e-4;
 
 for (const backend of ["cpu", "wasm"] as const) {
-  describe(`LlamaModel vs float64 reference (${backend})`, function () {
+  describe(`CausalLM vs float64 reference (${backend})`, function () {
     before(async () => {
       await initEngine(backend);
     });
@@ -22,7 +22,7 @@ for (const backend of ["cpu", "wasm"] as const) {
     for (const [name, config] of Object.entries(TINY_CONFIGS)) {
       it(`logits match the reference: ${name}`, () => {
         const tensors = randomTensors(config, 3, 0.2);
-        const model = LlamaModel.fromTensors(config, tensors, name);
+        const model = CausalLM.fromTensors(config, tensors, name);
         try {
           const T = 12;
           const seqs = [randomIds(T, config.vocab_size, 1), randomIds(T, config.vocab_size, 2)];
@@ -46,7 +46,7 @@ for (const backend of ["cpu", "wasm"] as const) {
     it("tokenLogProbs agrees with log-softmax of the reference, for mixed lengths", () => {
       const config = TINY_CONFIGS["mqa+untied+head_dim16+per-layer-I"];
       const tensors = randomTensors(config, 5, 0.2);
-      const model = LlamaModel.fromTensors(config, tensors);
+      const model = CausalLM.fromTensors(config, tensors);
       try {
         const seqs = [randomIds(9, config.vocab_size, 4), randomIds(5, config.vocab_size, 5), [3], randomIds(9, config.vocab_size, 6)];
         const lps = model.tokenLogProbs(seqs);
@@ -75,7 +75,7 @@ for (const backend of ["cpu", "wasm"] as const) {
     it("cached greedy generation equals greedy argmax by full recomputation", () => {
       const config = TINY_CONFIGS["gqa+llama3+tied"];
       const tensors = randomTensors(config, 7, 0.5);
-      const model = LlamaModel.fromTensors(config, tensors);
+      const model = CausalLM.fromTensors(config, tensors);
       try {
         const prompt = randomIds(4, config.vocab_size, 9);
         const got = model.generate(prompt, { maxNewTokens: 10, stopAtEos: false });
@@ -87,7 +87,7 @@ for (const backend of ["cpu", "wasm"] as const) {
 
     it("sampling is determined by the seed; topK 1 is greedy", () => {
       const config = TINY_CONFIGS["gqa+llama3+tied"];
-      const model = LlamaModel.fromTensors(config, randomTensors(config, 7, 0.5));
+      const model = CausalLM.fromTensors(config, randomTensors(config, 7, 0.5));
       try {
         const a = model.generate([1, 2], { maxNewTokens: 12, temperature: 1, seed: 4, stopAtEos: false });
         const b = model.generate([1, 2], { maxNewTokens: 12, temperature: 1, seed: 4, stopAtEos: false });
@@ -104,7 +104,7 @@ for (const backend of ["cpu", "wasm"] as const) {
     it("hooks: a channel mask, a read-only hook and switched-off blocks match the reference with masks", () => {
       const config = TINY_CONFIGS["mqa+untied+head_dim16+per-layer-I"];
       const tensors = randomTensors(config, 11, 0.2);
-      const model = LlamaModel.fromTensors(config, tensors);
+      const model = CausalLM.fromTensors(config, tensors);
       try {
         const ids = [randomIds(7, config.vocab_size, 3)];
         // a 0/1 mask on layer 1 equals the reference with the same mask
@@ -138,7 +138,7 @@ for (const backend of ["cpu", "wasm"] as const) {
 
     it("runWithCache captures every hook point; the last residual through the head gives the logits", () => {
       const config = TINY_CONFIGS["mqa+untied+head_dim16+per-layer-I"];
-      const model = LlamaModel.fromTensors(config, randomTensors(config, 5, 0.2));
+      const model = CausalLM.fromTensors(config, randomTensors(config, 5, 0.2));
       const before = tf.memory().numTensors;
       try {
         const ids = [randomIds(6, config.vocab_size, 1), randomIds(6, config.vocab_size, 2)];
@@ -156,7 +156,7 @@ for (const backend of ["cpu", "wasm"] as const) {
 
     it("withWeights over sliced MLP channels equals masking them, and derives per-layer widths", () => {
       const config = TINY_CONFIGS["mqa+untied+head_dim16+per-layer-I"];
-      const model = LlamaModel.fromTensors(config, randomTensors(config, 17, 0.2));
+      const model = CausalLM.fromTensors(config, randomTensors(config, 17, 0.2));
       try {
         const keep = Array.from({ length: 24 }, (_, i) => i).filter((i) => i % 4 !== 1);
         const maskHost = Float32Array.from({ length: 24 }, (_, i) => (keep.includes(i) ? 1 : 0));
@@ -189,14 +189,14 @@ for (const backend of ["cpu", "wasm"] as const) {
       const t = tensors.get(name)!;
       tensors.set(name, { shape: t.shape, data: t.data.subarray(1) });
       const before = tf.memory().numTensors;
-      assert.throws(() => LlamaModel.fromTensors(config, tensors), (e: unknown) => e instanceof ConfigError && e.message.includes(name) && /holds \d+ values/.test(e.message));
+      assert.throws(() => CausalLM.fromTensors(config, tensors), (e: unknown) => e instanceof ConfigError && e.message.includes(name) && /holds \d+ values/.test(e.message));
       assert.equal(tf.memory().numTensors, before);
     });
 
     it("toTensors round-trips; clone and withWeights compute the same logits", () => {
       const config = TINY_CONFIGS["mqa+untied+head_dim16+per-layer-I"];
       const tensors = randomTensors(config, 13, 0.2);
-      const model = LlamaModel.fromTensors(config, tensors);
+      const model = CausalLM.fromTensors(config, tensors);
       const copy = model.clone();
       try {
         const back = model.toTensors();
@@ -227,7 +227,7 @@ for (const backend of ["cpu", "wasm"] as const) {
   });
 }
 
-describe("LlamaModel.fromTensors validation", () => {
+describe("CausalLM.fromTensors validation", () => {
   before(async () => {
     await initEngine("cpu");
   });
@@ -236,14 +236,14 @@ describe("LlamaModel.fromTensors validation", () => {
   it("names a missing tensor", () => {
     const t = randomTensors(config, 1);
     t.delete("model.layers.1.mlp.up_proj.weight");
-    assert.throws(() => LlamaModel.fromTensors(config, t, "x.gguf"), (e: Error) => e instanceof ConfigError && /model\.layers\.1\.mlp\.up_proj\.weight/.test(e.message) && /missing/.test(e.message));
+    assert.throws(() => CausalLM.fromTensors(config, t, "x.gguf"), (e: Error) => e instanceof ConfigError && /model\.layers\.1\.mlp\.up_proj\.weight/.test(e.message) && /missing/.test(e.message));
   });
 
   it("names a tensor whose shape disagrees with config.json, with expected and actual shapes", () => {
     const t = randomTensors(config, 1);
     t.set("model.layers.0.self_attn.k_proj.weight", { shape: [8, 32], data: new Float32Array(256) });
     assert.throws(
-      () => LlamaModel.fromTensors(config, t),
+      () => CausalLM.fromTensors(config, t),
       (e: Error) => e instanceof ConfigError && /k_proj/.test(e.message) && /\[8,32\]/.test(e.message) && /\[16,32\]/.test(e.message),
     );
   });
@@ -251,8 +251,8 @@ describe("LlamaModel.fromTensors validation", () => {
   it("rejects unexpected tensors (e.g. biases) and bad token ids", () => {
     const t = randomTensors(config, 1);
     t.set("model.layers.0.self_attn.q_proj.bias", { shape: [32], data: new Float32Array(32) });
-    assert.throws(() => LlamaModel.fromTensors(config, t), (e: Error) => e instanceof ConfigError && /q_proj\.bias/.test(e.message));
-    const m = LlamaModel.fromTensors(config, randomTensors(config, 1));
+    assert.throws(() => CausalLM.fromTensors(config, t), (e: Error) => e instanceof ConfigError && /q_proj\.bias/.test(e.message));
+    const m = CausalLM.fromTensors(config, randomTensors(config, 1));
     try {
       assert.throws(() => m.forward([[1, 2, 99]]), DataError);
       assert.throws(() => m.forward([[1, 2], [3]]), DataError);
@@ -279,7 +279,7 @@ describe("stories260K (shared GGUF)", function () {
       const tok = files.tokenizer!;
       const prompt = tok.encode("Once upon a time");
       assert.deepEqual(prompt, PROMPT_IDS);
-      const model = LlamaModel.fromTensors(files.config, files.tensors, "stories260K.gguf");
+      const model = CausalLM.fromTensors(files.config, files.tensors, "stories260K.gguf");
       try {
         const n = 40;
         const t0 = process.hrtime.bigint();
@@ -295,7 +295,7 @@ describe("stories260K (shared GGUF)", function () {
 
     it(`logits match the float64 reference (${backend})`, async function () {
       await initEngine(backend);
-      const model = LlamaModel.fromTensors(files.config, files.tensors, "stories260K.gguf");
+      const model = CausalLM.fromTensors(files.config, files.tensors, "stories260K.gguf");
       try {
         const seq = files.tokenizer!.encode("Once upon a time, there was a little girl named Lily. She loved to play outside.");
         const logits = model.forward([seq]);

@@ -3,7 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { NumericError, UsageError } from "../src/errors";
 import { PruneHistory } from "../src/history";
 import { parseConfig, paramCounts } from "../src/model/config";
-import type { LayerWeights } from "../src/model/llama";
+import type { LayerWeights } from "../src/model/causal-lm";
 import { accounting, floorCount, resolvePrune, selectChannels, sliceMlp, topKIndices } from "../src/prune";
 import { keepForTarget, paperSettings, planSdmprune, stage1Keep } from "../src/recipe";
 import { Rng } from "../src/rng";

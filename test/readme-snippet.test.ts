@@ -34,7 +34,7 @@ describe("README snippet and package exports", function () {
     fs.writeFileSync(
       path.join(work, "esm.mjs"),
       `import { Session, Table, UsageError, CRITERIA } from "sdmprune";\nimport * as all from "sdmprune/all";\nimport { Session as FromDist } from ${JSON.stringify(path.join(ROOT, "dist", "index.js"))};\n` +
-        `console.log(JSON.stringify({ load: typeof Session.load, table: typeof Table, error: typeof UsageError, criteria: CRITERIA.length, same: FromDist === Session && all.Session === Session, model: typeof all.LlamaModel }));\n`,
+        `console.log(JSON.stringify({ load: typeof Session.load, table: typeof Table, error: typeof UsageError, criteria: CRITERIA.length, same: FromDist === Session && all.Session === Session, model: typeof all.CausalLM }));\n`,
     );
     const e = node(path.join(work, "esm.mjs"));
     assert.equal(e.code, 0, e.err);

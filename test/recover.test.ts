@@ -6,7 +6,7 @@ import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../src/engine";
 import { CancelledError, DataError, UsageError } from "../src/errors";
 import { parseConfig } from "../src/model/config";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { Rng } from "../src/rng";
 import { perplexity } from "../src/eval/perplexity";
@@ -29,19 +29,19 @@ function patternWindows(n: number, T: number, seed: number): number[][] {
   });
 }
 
-function weightsOf(m: LlamaModel): Map<string, Float32Array> {
+function weightsOf(m: CausalLM): Map<string, Float32Array> {
   return new Map([...m.toTensors()].map(([k, v]) => [k, v.data]));
 }
 
 describe("recovery training loop", () => {
   const cfg = parseConfig({ vocab_size: 48, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, tie_word_embeddings: true });
-  let model: LlamaModel;
+  let model: CausalLM;
   let dir: string;
   const data = patternWindows(24, 16, 1);
 
   before(async () => {
     await initEngine("wasm");
-    model = LlamaModel.fromTensors(cfg, randomTensors(cfg, 11, 0.05));
+    model = CausalLM.fromTensors(cfg, randomTensors(cfg, 11, 0.05));
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "sdm-recover-"));
   });
   after(() => {
@@ -86,9 +86,9 @@ describe("recovery training loop", () => {
   });
 
   it("distillation from a TeacherCache pulls the student towards the teacher (loss kd)", async () => {
-    const teacher = LlamaModel.fromTensors(cfg, randomTensors(cfg, 99, 0.3));
+    const teacher = CausalLM.fromTensors(cfg, randomTensors(cfg, 99, 0.3));
     const cache = await TeacherCache.build(teacher, data, { topk: "full" });
-    const kl = (m: LlamaModel) => {
+    const kl = (m: CausalLM) => {
       // mean KL(p_teacher || q_student) over all positions, τ = 1
       const t = tf.tidy(() => {
         const zs = tf.logSoftmax(m.forward(data).reshape([-1, cfg.vocab_size]));
@@ -259,7 +259,7 @@ describe("Session.recover", function () {
     await initEngine("wasm");
     const cfg = parseConfig({ vocab_size: 48, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, tie_word_embeddings: true });
     const baseline = tf.memory().numTensors;
-    const session = Session.fromModel(LlamaModel.fromTensors(cfg, randomTensors(cfg, 11, 0.05)));
+    const session = Session.fromModel(CausalLM.fromTensors(cfg, randomTensors(cfg, 11, 0.05)));
     const data = patternWindows(16, 16, 2);
     const before = await session.evaluate({ ppl: { windows: data } });
     const events: number[] = [];

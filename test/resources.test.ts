@@ -6,7 +6,7 @@ import { initEngine } from "../src/engine";
 import { ResourceError } from "../src/errors";
 import { readGgufHeader } from "../src/io/gguf";
 import { parseConfig } from "../src/model/config";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { calibrationBytes, checkMemory, describeEstimate, estimateCalibration, flopsPerToken } from "../src/resources";
 import { Rng } from "../src/rng";
@@ -41,7 +41,7 @@ describe("resources: context length, memory and top-k checked before the work", 
   });
 
   it("windows longer than the context are refused (calibrate, ppl) unless allowLonger", async () => {
-    const s = Session.fromModel(LlamaModel.fromTensors(CFG, randomTensors(CFG, 1, 0.2)));
+    const s = Session.fromModel(CausalLM.fromTensors(CFG, randomTensors(CFG, 1, 0.2)));
     try {
       const long = windows(2, 24, 1);
       await assert.rejects(s.calibrate({ windows: long }), isResource(/sequence length 24 exceeds the model's context of 16 tokens.*--allow-longer/));
@@ -59,7 +59,7 @@ describe("resources: context length, memory and top-k checked before the work", 
     const w = windows(4, 8, 3);
     const scores: number[][][] = [];
     for (const topk of [CFG.vocab_size, 513]) {
-      const s = Session.fromModel(LlamaModel.fromTensors(CFG, randomTensors(CFG, 2, 0.2)));
+      const s = Session.fromModel(CausalLM.fromTensors(CFG, randomTensors(CFG, 2, 0.2)));
       try {
         await s.calibrate({ windows: w, topk });
         const r = await s.score({ criterion: "sd-taylor" });

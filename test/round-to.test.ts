@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { initEngine } from "../src/engine";
 import { UsageError } from "../src/errors";
 import { parseConfig } from "../src/model/config";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { resolvePrune, roundKeep } from "../src/prune";
 import { planSdmprune } from "../src/recipe";
@@ -65,7 +65,7 @@ describe("prune: round-to", () => {
   it("Session.prune records roundTo in the step and in pruning.json", async () => {
     await initEngine();
     const cfg = parseConfig({ hidden_size: 16, intermediate_size: 24, num_hidden_layers: 3, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 48, tie_word_embeddings: true });
-    const s = Session.fromModel(LlamaModel.fromTensors(cfg, randomTensors(cfg, 7, 0.2)));
+    const s = Session.fromModel(CausalLM.fromTensors(cfg, randomTensors(cfg, 7, 0.2)));
     try {
       await s.score({ criterion: "magnitude" });
       const r = s.prune({ ratio: 0.3, roundTo: 8 }); // floor(24·0.7) = 16 → 16

@@ -8,12 +8,12 @@ import { readModelFiles, writeModelFiles } from "../src/io/files";
 import { GgufType, readGgufHeader } from "../src/io/gguf";
 import { halfToFloat, floatToHalf } from "../src/io/dtypes";
 import { parseConfig } from "../src/model/config";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { loadModel, saveModel } from "../src/model/load";
 import { randomTensors } from "../src/model/random";
 import { requireShared, STORIES260K } from "./support/shared";
 
-function maxAbsDiff(a: LlamaModel, b: LlamaModel, ids: number[][]): number {
+function maxAbsDiff(a: CausalLM, b: CausalLM, ids: number[][]): number {
   return tf.tidy(() => tf.max(tf.abs(tf.sub(a.forward(ids), b.forward(ids)))).dataSync()[0]);
 }
 
@@ -90,8 +90,8 @@ describe("round trips GGUF ↔ HF", () => {
     assert.deepEqual(gg.config, RANDOM);
     for (const [k, v] of tensors) assert.deepEqual(gg.tensors.get(k), v, k);
 
-    const m0 = LlamaModel.fromTensors(RANDOM, tensors);
-    const m1 = LlamaModel.fromTensors(gg.config, gg.tensors);
+    const m0 = CausalLM.fromTensors(RANDOM, tensors);
+    const m1 = CausalLM.fromTensors(gg.config, gg.tensors);
     const ids = [[1, 5, 9, 33, 60, 2, 17, 8, 8, 40, 41, 42, 3, 7, 11, 63, 0, 21, 22, 23]];
     const d = maxAbsDiff(m0, m1, ids);
     assert.ok(d <= 1e-5, `max |Δlogit| ${d}`);
@@ -112,8 +112,8 @@ describe("round trips GGUF ↔ HF", () => {
     const r = await readModelFiles(dir);
     assert.equal(r.config.intermediate_size, 40);
     assert.deepEqual(r.tensors.get("model.layers.1.mlp.down_proj.weight")!.shape, [24, 40]);
-    const m0 = LlamaModel.fromTensors(RANDOM, tensors);
-    const m1 = LlamaModel.fromTensors(r.config, r.tensors);
+    const m0 = CausalLM.fromTensors(RANDOM, tensors);
+    const m1 = CausalLM.fromTensors(r.config, r.tensors);
     const d = maxAbsDiff(m0, m1, [[1, 4, 9, 16, 25, 36, 49, 63]]);
     assert.ok(d <= 1e-5, `max |Δlogit| ${d}`);
     m0.dispose();

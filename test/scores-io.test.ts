@@ -2,7 +2,7 @@ import { strict as assert } from "node:assert";
 import { initEngine } from "../src/engine";
 import { FormatError, UsageError } from "../src/errors";
 import { accumulate, ImportanceScores } from "../src/importance";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { TINY_CONFIGS, randomIds } from "./reference/configs";
 import { sliceMlpChannels } from "./support/slice";
@@ -10,12 +10,12 @@ import { sliceMlpChannels } from "./support/slice";
 describe("importance scores: JSON, fingerprint, reindex", function () {
   const cfg = TINY_CONFIGS["mqa+untied+head_dim16+per-layer-I"];
   const windows = [1, 2, 3].map((s) => randomIds(10, cfg.vocab_size, s));
-  let model: LlamaModel;
+  let model: CausalLM;
   let scores: ImportanceScores;
 
   before(async () => {
     await initEngine();
-    model = LlamaModel.fromTensors(cfg, randomTensors(cfg, 8, 0.3));
+    model = CausalLM.fromTensors(cfg, randomTensors(cfg, 8, 0.3));
     scores = await accumulate(model, windows, null, null, { criterion: "ce-taylor", seed: 11 });
   });
   after(() => model.dispose());
@@ -66,7 +66,7 @@ describe("importance scores: JSON, fingerprint, reindex", function () {
   });
 
   it("scores of another model are refused (weights or widths differ)", () => {
-    const other = LlamaModel.fromTensors(cfg, randomTensors(cfg, 9, 0.3));
+    const other = CausalLM.fromTensors(cfg, randomTensors(cfg, 9, 0.3));
     try {
       assert.throws(() => scores.checkModel(other), (e: Error) => e instanceof UsageError && /weightHash/.test(e.message));
     } finally {

@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { initEngine } from "../src/engine";
 import { DataError, FormatError, NumericError, UsageError } from "../src/errors";
 import { parseConfig, type LlamaConfig } from "../src/model/config";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { Rng } from "../src/rng";
 import { Session } from "../src/session";
@@ -26,7 +26,7 @@ function session(seed = 7, poisonToken: number | null = null): Session {
   const config = poisonToken === null ? TINY : { ...TINY, tie_word_embeddings: false };
   const t = randomTensors(config, seed, 0.2);
   if (poisonToken !== null) t.get("model.embed_tokens.weight")!.data[poisonToken * TINY.hidden_size] = NaN;
-  return Session.fromModel(LlamaModel.fromTensors(config, t));
+  return Session.fromModel(CausalLM.fromTensors(config, t));
 }
 
 /** The assertion helper for "clear error": class and a message pattern. */

@@ -7,7 +7,7 @@ import { batchingPays, initEngine } from "../src/engine";
 import { CancelledError, UsageError } from "../src/errors";
 import { modelFingerprint } from "../src/importance";
 import { parseConfig, paramCounts, type LlamaConfig } from "../src/model/config";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { keepForTarget, stage1Keep } from "../src/recipe";
 import { Rng } from "../src/rng";
@@ -21,7 +21,7 @@ const TINY: LlamaConfig = parseConfig({
 });
 
 function tinySession(seed = 7): Session {
-  return Session.fromModel(LlamaModel.fromTensors(TINY, randomTensors(TINY, seed, 0.2)));
+  return Session.fromModel(CausalLM.fromTensors(TINY, randomTensors(TINY, seed, 0.2)));
 }
 
 function randomWindows(n: number, T: number, seed: number, V = TINY.vocab_size): number[][] {
@@ -30,7 +30,7 @@ function randomWindows(n: number, T: number, seed: number, V = TINY.vocab_size):
 }
 
 /** Every weight of the model, HF names → raw float bits. */
-function weightBits(m: LlamaModel): Map<string, Uint32Array> {
+function weightBits(m: CausalLM): Map<string, Uint32Array> {
   const out = new Map<string, Uint32Array>();
   for (const [k, v] of m.toTensors()) out.set(k, new Uint32Array(v.data.buffer.slice(0)));
   return out;
@@ -41,7 +41,7 @@ function assertSameBits(a: Map<string, Uint32Array>, b: Map<string, Uint32Array>
   for (const [k, v] of a) assert.ok(Buffer.from(v.buffer).equals(Buffer.from(b.get(k)!.buffer)), `tensor ${k} differs`);
 }
 
-function logitBits(m: LlamaModel, windows: number[][]): Buffer {
+function logitBits(m: CausalLM, windows: number[][]): Buffer {
   const t = m.forward(windows);
   const b = Buffer.from((t.dataSync() as Float32Array).slice().buffer);
   t.dispose();

@@ -9,7 +9,7 @@ import { batchingPays, initEngine } from "../src/engine";
 import { CancelledError, DataError, UsageError } from "../src/errors";
 import { ExactSums, ImportanceScores } from "../src/importance";
 import { parseConfig, type LlamaConfig } from "../src/model/config";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { Rng } from "../src/rng";
 import { Session } from "../src/session";
@@ -23,7 +23,7 @@ const TINY: LlamaConfig = parseConfig({
 const SD = { criterion: "sd-taylor" as const, alpha: 0.4, temperature: 0.2 };
 
 function tinySession(): Session {
-  return Session.fromModel(LlamaModel.fromTensors(TINY, randomTensors(TINY, 7, 0.2)));
+  return Session.fromModel(CausalLM.fromTensors(TINY, randomTensors(TINY, 7, 0.2)));
 }
 
 function randomWindows(n: number, T: number, seed: number): number[][] {

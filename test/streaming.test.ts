@@ -9,7 +9,7 @@ import { floatToHalf, halfToFloat } from "../src/io/dtypes";
 import { accumulate } from "../src/importance";
 import { modelFingerprint } from "../src/importance/fingerprint";
 import { parseConfig, type LlamaConfig } from "../src/model/config";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { loadModel, saveModel } from "../src/model/load";
 import { randomTensors } from "../src/model/random";
 import { Session } from "../src/session";
@@ -47,7 +47,7 @@ const T = 12;
 const windows = [1, 2, 3].map((s) => randomIds(T, base.vocab_size, s));
 const sd = { criterion: "sd-taylor" as const, alpha: 0.4, temperature: 0.5 };
 
-async function scoresOf(model: LlamaModel): Promise<number[]> {
+async function scoresOf(model: CausalLM): Promise<number[]> {
   const teacher = await TeacherCache.build(model, windows, { topk: 8 });
   const acc = await accumulate(model, windows, teacher, null, sd);
   return acc.scores().flatMap((r) => Array.from(r));
@@ -57,16 +57,16 @@ for (const backend of backends) {
   for (const [kind, cfg] of configs) {
     describe(`layer streaming (${backend}, ${kind} head)`, function () {
       this.timeout(180_000);
-      let resident: LlamaModel;
-      let host: LlamaModel;
+      let resident: CausalLM;
+      let host: CausalLM;
       let baseline = 0;
 
       before(async () => {
         await initEngine(backend);
         baseline = tf.memory().numTensors;
         const tensors = randomTensors(cfg, 11, 0.3);
-        resident = LlamaModel.fromTensors(cfg, tensors);
-        host = LlamaModel.fromTensors(cfg, tensors, "random", { weightsIn: "host" });
+        resident = CausalLM.fromTensors(cfg, tensors);
+        host = CausalLM.fromTensors(cfg, tensors, "random", { weightsIn: "host" });
       });
       after(() => {
         resident.dispose();
@@ -115,8 +115,8 @@ for (const backend of backends) {
       it("float16 host storage: sd-taylor scores within 1e-3 (relative) of float32 at a trained model's weight scale", async () => {
         // scale 0.02 (the usual initialisation); the 0.3 of the other checks magnifies rounding through 3 layers
         const tensors = randomTensors(cfg, 11, 0.02);
-        const full = LlamaModel.fromTensors(cfg, tensors, "random", { weightsIn: "host" });
-        const half = LlamaModel.fromTensors(cfg, tensors, "random", { weightsIn: "host", hostFloat: "float16" });
+        const full = CausalLM.fromTensors(cfg, tensors, "random", { weightsIn: "host" });
+        const half = CausalLM.fromTensors(cfg, tensors, "random", { weightsIn: "host", hostFloat: "float16" });
         try {
           assert.equal(half.hostFloat, "float16");
           // saved as held: every value the float16 rounding of the original, in the Hugging Face layout
@@ -151,7 +151,7 @@ for (const backend of backends) {
       const half = (await loadModel(file, { weightsIn: "host", hostFloat: "float16" })).model;
       try {
         const w = [1, 2, 3, 4].map((s) => randomIds(64, full.config.vocab_size, s));
-        const go = async (m: LlamaModel) => {
+        const go = async (m: CausalLM) => {
           const teacher = await TeacherCache.build(m, w, { topk: 32 }); // sparse: the streamed head loss needs 8·(k+1) ≤ V
           return (await accumulate(m, w, teacher, null, sd)).scores().flatMap((r) => Array.from(r));
         };
@@ -173,7 +173,7 @@ for (const backend of backends) {
       await initEngine(backend);
       baseline = tf.memory().numTensors;
       dir = fs.mkdtempSync(path.join(os.tmpdir(), "sdm-stream-"));
-      const m = LlamaModel.fromTensors(cfg, randomTensors(cfg, 5, 0.3));
+      const m = CausalLM.fromTensors(cfg, randomTensors(cfg, 5, 0.3));
       await saveModel(path.join(dir, "model"), m, null, { format: "hf" });
       m.dispose();
     });

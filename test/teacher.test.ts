@@ -5,7 +5,7 @@ import { CancelledError, FormatError, UsageError } from "../src/errors";
 import { headLossVjp } from "../src/importance/head-loss";
 import { chunkLabels, LossMeter, mixedLoss, validateLossSpec, type LossSpec } from "../src/loss";
 import { parseConfig } from "../src/model/config";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { modelFingerprint } from "../src/importance";
 import { TeacherCache } from "../src/teacher";
@@ -26,15 +26,15 @@ describe("teacher cache", function () {
   const cfg = TINY_CONFIGS["gqa+llama3+tied"];
   const V = cfg.vocab_size;
   const T = 14;
-  let model: LlamaModel;
-  let other: LlamaModel;
+  let model: CausalLM;
+  let other: CausalLM;
   const windows = [11, 12, 13].map((s) => randomIds(T, V, s));
   let logits: Float32Array[]; // per window [T·V] straight from model.forward
 
   before(async () => {
     await initEngine();
-    model = LlamaModel.fromTensors(cfg, randomTensors(cfg, 21, 0.5));
-    other = LlamaModel.fromTensors(cfg, randomTensors(cfg, 22, 0.5));
+    model = CausalLM.fromTensors(cfg, randomTensors(cfg, 21, 0.5));
+    other = CausalLM.fromTensors(cfg, randomTensors(cfg, 22, 0.5));
     logits = windows.map((w) => {
       const t = model.forward([w]);
       const d = t.dataSync() as Float32Array;
@@ -149,7 +149,7 @@ describe("loss: CE + KD fused with the head's backward (headLossVjp)", () => {
    */
   const check = (tied: boolean, k: number, alpha: number): void => {
     const cfg = parseConfig({ ...TINY_CONFIGS["gqa+llama3+tied"], vocab_size: 64, tie_word_embeddings: tied });
-    const model = LlamaModel.fromTensors(cfg, randomTensors(cfg, 31, 0.5));
+    const model = CausalLM.fromTensors(cfg, randomTensors(cfg, 31, 0.5));
     const B = 2;
     const T = 6;
     const V = cfg.vocab_size;
@@ -208,7 +208,7 @@ describe("loss: CE + KD fused with the head's backward (headLossVjp)", () => {
   it("CE and KD follow the definitions (float64): CE over B·(T−1) positions, KL over all B·T; bad specs are refused", () => {
     const spec: LossSpec = { alpha: 0.4, temperature: 0.5, B: 1, T: 4 };
     const cfg = parseConfig({ ...TINY_CONFIGS["gqa+llama3+tied"], vocab_size: 48 });
-    const model = LlamaModel.fromTensors(cfg, randomTensors(cfg, 32, 0.5));
+    const model = CausalLM.fromTensors(cfg, randomTensors(cfg, 32, 0.5));
     const V = cfg.vocab_size;
     const win = [3, 7, 1, 9];
     const h = tf.randomNormal([4, cfg.hidden_size], 0, 1, "float32", 8) as tf.Tensor2D;

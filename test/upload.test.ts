@@ -2,7 +2,7 @@ import { strict as assert } from "node:assert";
 import * as tf from "@tensorflow/tfjs";
 import { initEngine, type BackendName } from "../src/engine";
 import { ownedData, uploadedOnPush } from "../src/engine/upload";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { TINY_CONFIGS } from "./reference/configs";
 
@@ -43,7 +43,7 @@ describe("weights handed to the backend as they are built (src/engine/upload.ts)
       // the model's own load and save paths: values survive the upload and come back unchanged
       const config = Object.values(TINY_CONFIGS)[0];
       const tensors = randomTensors(config, 5, 0.2);
-      const model = LlamaModel.fromTensors(config, tensors, "tiny");
+      const model = CausalLM.fromTensors(config, tensors, "tiny");
       try {
         if (backend === "tensorflow") assert.equal(nativeValues(model.weights.embed_tokens), null);
         const back = model.toTensors({ lazy: true });

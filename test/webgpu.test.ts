@@ -2,7 +2,7 @@ import { strict as assert } from "node:assert";
 import * as tf from "@tensorflow/tfjs";
 import { backendInfo, initEngine } from "../src/engine";
 import { accumulate } from "../src/importance";
-import { LlamaModel } from "../src/model/llama";
+import { CausalLM } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { perplexity } from "../src/eval/perplexity";
 import { TeacherCache } from "../src/teacher";
@@ -34,7 +34,7 @@ describe("webgpu backend (Dawn) agrees with cpu", function () {
 
   /** Logits, token log-probs, sd-taylor scores and perplexity of one fresh model on the active backend. */
   async function run(): Promise<{ logits: Float32Array; logProbs: number[]; scores: number[]; ppl: number }> {
-    const m = LlamaModel.fromTensors(cfg, randomTensors(cfg, 11, 0.3));
+    const m = CausalLM.fromTensors(cfg, randomTensors(cfg, 11, 0.3));
     try {
       const t = m.forward(windows);
       const logits = (await t.data()) as Float32Array;
@@ -77,7 +77,7 @@ describe("webgpu backend (Dawn) agrees with cpu", function () {
     await webgpuOrSkip(this);
     const ids = [randomIds(10, cfg.vocab_size, 8)];
     const grads = async (): Promise<{ loss: number; g: Map<string, Float32Array> }> => {
-      const m = LlamaModel.fromTensors(cfg, randomTensors(cfg, 21, 0.3));
+      const m = CausalLM.fromTensors(cfg, randomTensors(cfg, 21, 0.3));
       try {
         const { loss, grads } = m.gradients(ids, nextTokenCE(ids, cfg.vocab_size), () => true);
         const g = new Map<string, Float32Array>();
@@ -108,7 +108,7 @@ describe("webgpu backend (Dawn) agrees with cpu", function () {
     const files = await readModelFiles(STORIES260K());
     const prompt = files.tokenizer!.encode("Once upon a time");
     const gen = () => {
-      const m = LlamaModel.fromTensors(files.config, files.tensors, "stories260K.gguf");
+      const m = CausalLM.fromTensors(files.config, files.tensors, "stories260K.gguf");
       try {
         return m.generate(prompt, { maxNewTokens: 24, stopAtEos: false });
       } finally {
@@ -124,7 +124,7 @@ describe("webgpu backend (Dawn) agrees with cpu", function () {
     await webgpuOrSkip(this);
     const data = [3, 4, 5, 6].map((s) => randomIds(12, cfg.vocab_size, 40 + s));
     const run = async (): Promise<number[]> => {
-      const m = LlamaModel.fromTensors(cfg, randomTensors(cfg, 5, 0.1));
+      const m = CausalLM.fromTensors(cfg, randomTensors(cfg, 5, 0.1));
       try {
         const r = await recover(m, { data, steps: 6, lr: 1e-2, batch: 2, lora: { r: 4, alpha: 8 }, seed: 3 });
         r.model.dispose();

@@ -1,10 +1,10 @@
 import * as tf from "@tensorflow/tfjs";
 import { DataError } from "../errors";
-import type { ForwardOptions, LlamaModel } from "../model/llama";
+import type { ForwardOptions, CausalLM } from "../model/causal-lm";
 import type { GreedyScorer, Scorer } from "./scorer";
 
 /**
- * A harness Scorer backed by a LlamaModel. Evaluation requests have many different lengths, so sequences are
+ * A harness Scorer backed by a CausalLM. Evaluation requests have many different lengths, so sequences are
  * right-padded into batches (safe with a causal mask: a position never sees the padding after it) instead of
  * being grouped by exact length. The head runs on row chunks so a [rows, V] block stays small for big
  * vocabularies. Besides log-probs it reports whether each target was the argmax (LAMBADA accuracy).
@@ -20,7 +20,7 @@ export interface ModelScorerOptions {
 /** Logit floats per head chunk (~16 MB). */
 const LOGIT_CHUNK_FLOATS = 1 << 22;
 
-function scoreBatch(model: LlamaModel, rows: number[][], opts: ModelScorerOptions): { logProbs: Float32Array; greedy: Uint8Array }[] {
+function scoreBatch(model: CausalLM, rows: number[][], opts: ModelScorerOptions): { logProbs: Float32Array; greedy: Uint8Array }[] {
   const V = model.config.vocab_size;
   const B = rows.length;
   const T = Math.max(...rows.map((r) => r.length));
@@ -65,7 +65,7 @@ function scoreBatch(model: LlamaModel, rows: number[][], opts: ModelScorerOption
   });
 }
 
-export function modelScorer(model: LlamaModel, opts: ModelScorerOptions = {}): Scorer {
+export function modelScorer(model: CausalLM, opts: ModelScorerOptions = {}): Scorer {
   const maxRows = opts.maxBatchRows ?? 2048;
   const V = model.config.vocab_size;
   const greedy: GreedyScorer = (seqs) => {

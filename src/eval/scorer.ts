@@ -7,7 +7,7 @@ import { DataError, NumericError } from "../errors";
 
 /**
  * For each sequence x (any lengths ≥ 1): log p(x[t+1] | x[..t]) for t = 0..len−2 (len−1 values).
- * Same semantics as `LlamaModel.tokenLogProbs`.
+ * Same semantics as `CausalLM.tokenLogProbs`.
  */
 export type TokenScorer = (seqs: number[][]) => Float32Array[];
 

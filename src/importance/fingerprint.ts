@@ -1,5 +1,5 @@
 import { intermediateSizes } from "../model/config";
-import { layerParamName, type LlamaModel } from "../model/llama";
+import { layerParamName, type CausalLM } from "../model/causal-lm";
 
 /**
  * Identifies the model that scores (or a teacher cache) were computed on, so they are never applied to
@@ -32,7 +32,7 @@ function fnv(h: number, bits: Uint32Array): number {
   return h;
 }
 
-export function modelFingerprint(model: LlamaModel): ModelFingerprint {
+export function modelFingerprint(model: CausalLM): ModelFingerprint {
   const c = model.config;
   let h = 0x811c9dc5;
   // the first values of each weight, read without uploading a streamed layer (same values resident or streamed)

@@ -3,7 +3,7 @@ import { UsageError } from "../errors";
 import { lossWeights, type LossSpec } from "../loss";
 import { rmsNormVjp } from "../model/backward";
 import { matMulBT } from "../model/kernels";
-import { vocabMajorHead, type LlamaModel } from "../model/llama";
+import { vocabMajorHead, type CausalLM } from "../model/causal-lm";
 import type { SparseTargets } from "../teacher";
 
 /** Per-row loss pieces of a chunk of positions (LossMeter sums them) and ∂L/∂h. */
@@ -30,7 +30,7 @@ export interface HeadLoss {
  * time building, uploading and subtracting t than in the products (bench/NOTES.md). A "full" cache
  * (k = V) keeps the dense t.
  */
-export function headLossVjp(model: LlamaModel, h: tf.Tensor2D, labels: Int32Array, tg: SparseTargets | null, spec: LossSpec): HeadLoss {
+export function headLossVjp(model: CausalLM, h: tf.Tensor2D, labels: Int32Array, tg: SparseTargets | null, spec: LossSpec): HeadLoss {
   const [n, H] = h.shape;
   const V = model.config.vocab_size;
   if (labels.length !== n) throw new UsageError(`headLossVjp: ${labels.length} labels for ${n} rows`);
@@ -170,12 +170,12 @@ export function headLossVjp(model: LlamaModel, h: tf.Tensor2D, labels: Int32Arra
 
 /**
  * The sparse head loss of headLossVjp for a streamed model, whose head is uploaded one vocabulary chunk at a time
- * (LlamaModel.forEachHeadChunk). Per chunk c with logits z_c = xn·E_cᵀ, a running max m, Σ exp(z − m) and
+ * (CausalLM.forEachHeadChunk). Per chunk c with logits z_c = xn·E_cᵀ, a running max m, Σ exp(z − m) and
  * acc = Σ exp(z − m)·E_c [n, H] are rescaled by exp(m_old − m_new) when m grows, so q·E = acc / Σ at the end
  * without the [n, V] logits or the whole head on the backend. The label and teacher logits are dot products with
  * their rows of E, gathered on the host. Same stats layout as the resident path (m, Σ, z at the entries, no Σt·z).
  */
-function streamedHeadLoss(model: LlamaModel, h: tf.Tensor2D, colOf: Int32Array, weight: Float32Array, rho: Float32Array, per: number): { dh: tf.Tensor2D; stats: tf.Tensor } {
+function streamedHeadLoss(model: CausalLM, h: tf.Tensor2D, colOf: Int32Array, weight: Float32Array, rho: Float32Array, per: number): { dh: tf.Tensor2D; stats: tf.Tensor } {
   const [n, H] = h.shape;
   const entries = colOf.length;
   const { xn, xhat, r } = model.finalNorm(h);

@@ -1,6 +1,6 @@
 import { identifyWindows } from "../data/windows";
 import { DataError, UsageError } from "../errors";
-import type { LlamaModel } from "../model/llama";
+import type { CausalLM } from "../model/causal-lm";
 import type { TeacherCache } from "../teacher";
 import { llmPruner } from "./llm-pruner";
 import { ImportanceScores } from "./scores";
@@ -51,7 +51,7 @@ export function settingsFor(opts: AccumulateOptions, seqLen: number | null, teac
  * sd-taylor reads p_τ from `teacher`, which must be built from the unpruned model over the same windows.
  */
 export async function accumulate(
-  model: LlamaModel,
+  model: CausalLM,
   windows: number[][],
   teacher: TeacherCache | null,
   scores: ImportanceScores | null,

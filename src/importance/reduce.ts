@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import type { LayerWeights } from "../model/llama";
+import type { LayerWeights } from "../model/causal-lm";
 
 /**
  * Per-channel reductions of an MLP group in the internal [in, out] layout: gate/up are [H, I] (channel i

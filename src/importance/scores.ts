@@ -1,6 +1,6 @@
 import { FormatError, UsageError } from "../errors";
 import type { WindowDraw } from "../data/windows";
-import type { LlamaModel } from "../model/llama";
+import type { CausalLM } from "../model/causal-lm";
 import { ExactSums } from "./exact-sum";
 import { fingerprintMismatch, modelFingerprint, type ModelFingerprint } from "./fingerprint";
 import { CRITERIA, isAdditive, type Criterion, type ScoreSettings } from "./types";
@@ -65,7 +65,7 @@ export class ImportanceScores {
   ) {}
 
   /** An empty accumulator for `model`. */
-  static create(model: LlamaModel, criterion: Criterion, settings: ScoreSettings): ImportanceScores {
+  static create(model: CausalLM, criterion: Criterion, settings: ScoreSettings): ImportanceScores {
     if (!CRITERIA.includes(criterion)) throw new UsageError(`unknown criterion "${criterion}", expected one of ${CRITERIA.join(", ")}`);
     const fp = modelFingerprint(model);
     return new ImportanceScores(criterion, normaliseSettings(settings), fp, fp.intermediate_sizes.map((I) => ExactSums.zeros(I)), 0, 0, [], new Map());
@@ -108,7 +108,7 @@ export class ImportanceScores {
   }
 
   /** Throws UsageError unless these scores belong to `model` (same shapes, widths and weight hash). */
-  checkModel(model: LlamaModel): void {
+  checkModel(model: CausalLM): void {
     const why = fingerprintMismatch(this.fp, modelFingerprint(model));
     if (why) throw new UsageError(`importance scores were computed on a different model (${why})`);
   }

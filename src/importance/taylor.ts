@@ -3,7 +3,7 @@ import { windowsPerPass } from "../engine";
 import { NumericError, UsageError } from "../errors";
 import { chunkLabels, LossMeter, mixedLoss, positionChunk, type LossSpec } from "../loss";
 import { disposeActivations, layerVjp } from "../model/backward";
-import { layerActivationFloats, type LayerActivations, type LlamaModel } from "../model/llama";
+import { layerActivationFloats, type LayerActivations, type CausalLM } from "../model/causal-lm";
 import { headLossVjp } from "./head-loss";
 import type { SparseTargets, TeacherCache } from "../teacher";
 import { mlpGroup, take64, taylorChannel } from "./reduce";
@@ -26,14 +26,14 @@ export interface WindowScore {
 export const KEEP_ACTIVATIONS_MIB = 128;
 
 /** Bytes of one window's saved activations over all layers. */
-export function windowActivationBytes(model: LlamaModel, T: number): number {
+export function windowActivationBytes(model: CausalLM, T: number): number {
   let f = 0;
   for (let l = 0; l < model.config.num_hidden_layers; l++) f += layerActivationFloats(model.config, l, T);
   return 4 * f;
 }
 
 /** Windows per batch: as many as the activation budget holds with every layer saved (see windowsPerPass). */
-export function defaultBatchWindows(model: LlamaModel, T: number, keepMiB: number): number {
+export function defaultBatchWindows(model: CausalLM, T: number, keepMiB: number): number {
   return windowsPerPass((keepMiB * 1024 * 1024) / windowActivationBytes(model, T));
 }
 
@@ -71,7 +71,7 @@ function batchTargets(teacher: TeacherCache, ws: number[], T: number, p0: number
  * within float32 rounding on tensorflow, whose GEMM blocking depends on the row count); it cuts the
  * kernels per token, which dominate on small models (bench/NOTES.md).
  */
-export function taylorBatchLayerwise(model: LlamaModel, windows: number[][], ws: number[], teacher: TeacherCache | null, spec: LossSpec, keepMiB = KEEP_ACTIVATIONS_MIB): WindowScore[] {
+export function taylorBatchLayerwise(model: CausalLM, windows: number[][], ws: number[], teacher: TeacherCache | null, spec: LossSpec, keepMiB = KEEP_ACTIVATIONS_MIB): WindowScore[] {
   const L = model.config.num_hidden_layers;
   const V = model.config.vocab_size;
   const B = windows.length;
@@ -166,7 +166,7 @@ export function taylorBatchLayerwise(model: LlamaModel, windows: number[][], ws:
 }
 
 /** One window through the layerwise path (taylorBatchLayerwise with B = 1). */
-export function taylorWindowLayerwise(model: LlamaModel, window: number[], w: number, teacher: TeacherCache | null, spec: LossSpec, keepMiB = KEEP_ACTIVATIONS_MIB): WindowScore {
+export function taylorWindowLayerwise(model: CausalLM, window: number[], w: number, teacher: TeacherCache | null, spec: LossSpec, keepMiB = KEEP_ACTIVATIONS_MIB): WindowScore {
   return taylorBatchLayerwise(model, [window], [w], teacher, spec, keepMiB)[0];
 }
 
@@ -174,7 +174,7 @@ export function taylorWindowLayerwise(model: LlamaModel, window: number[], w: nu
  * Straightforward path: one taped loss over the full logits and model.gradients over all MLP weights,
  * then the same reduction. Holds every layer's gradients at once; used to check the layerwise path.
  */
-export function taylorWindowStraightforward(model: LlamaModel, window: number[], w: number, teacher: TeacherCache | null, spec: LossSpec): WindowScore {
+export function taylorWindowStraightforward(model: CausalLM, window: number[], w: number, teacher: TeacherCache | null, spec: LossSpec): WindowScore {
   const T = window.length;
   const V = model.config.vocab_size;
   const L = model.config.num_hidden_layers;

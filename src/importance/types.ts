@@ -1,5 +1,5 @@
 import type { WindowIdentity } from "../data/windows";
-import type { LlamaModel } from "../model/llama";
+import type { CausalLM } from "../model/causal-lm";
 import type { TeacherCache, TopK } from "../teacher";
 import type { RunOptions } from "../types";
 
@@ -77,7 +77,7 @@ export interface AccumulateOptions extends RunOptions {
 
 /** What one criterion family implementation receives. */
 export interface CriterionContext {
-  model: LlamaModel;
+  model: CausalLM;
   windows: number[][];
   from: number;
   count: number;

@@ -2,11 +2,11 @@ import * as tf from "@tensorflow/tfjs";
 import type { ModelConfig } from "./config";
 import { NORM_SAVED, type NormSlot } from "./blocks";
 import { flagsAreFast, groupedAttentionVjp, matMulAT, matMulBT } from "./kernels";
-import type { LayerActivations, LayerWeights, LlamaModel } from "./llama";
+import type { LayerActivations, LayerWeights, CausalLM } from "./causal-lm";
 
 /**
  * Hand-written vector–Jacobian products of the blocks (blocks.ts, same order and names), from the
- * activations `LlamaModel.layerSaved` records; each family's decoderLayerVjp composes them as its
+ * activations `CausalLM.layerSaved` records; each family's decoderLayerVjp composes them as its
  * decoderLayer composes the blocks. Written out rather than taped because autograd replays every forward
  * op as several small kernels: for a small model the per-kernel dispatch, not the arithmetic, dominated
  * the importance pass (bench/NOTES.md). Only what Taylor importance needs is produced: gradients of the
@@ -128,7 +128,7 @@ export function selfAttentionVjp(V: LayerVjpContext, dOut: tf.Tensor2D): tf.Tens
  * which skips its whole attention backward.
  */
 export function layerVjp(
-  model: LlamaModel,
+  model: CausalLM,
   l: number,
   a: LayerActivations,
   dOut: tf.Tensor2D,

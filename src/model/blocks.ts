@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { UsageError } from "../errors";
 import type { ModelConfig } from "./config";
 import { groupedAttention } from "./kernels";
-import type { LayerActivations, LayerWeights, Projection } from "./llama";
+import type { LayerActivations, LayerWeights, Projection } from "./causal-lm";
 
 /**
  * The building blocks every family is made of, once. Rows are b·T + t; linear weights are held [in, out].

@@ -8,7 +8,7 @@ import type { ModelConfig, RopeScaling } from "./config";
  * A model family: one file in families/ plus a line in registry.ts. It holds the decoder layer as math
  * (composed from blocks.ts) and its backward (composed from backward.ts), the family's constants, its
  * config.json contract, the transformers class and how its weights are named on disk. The model
- * (llama.ts) owns weights, positions, caches and the head, and calls the family per layer.
+ * (causal-lm.ts) owns weights, positions, caches and the head, and calls the family per layer.
  */
 export interface Family {
   /** transformers class written into `architectures` of a config built in code. */

@@ -3,9 +3,9 @@ import * as path from "node:path";
 import { FormatError } from "../errors";
 import { writeDirAtomic } from "../io/atomic";
 import { readSafetensors, writeSafetensors } from "../io/safetensors";
-import type { LlamaModel } from "../model/llama";
+import type { CausalLM } from "../model/causal-lm";
 import { LoraAdapters, resolveLoraConfig, type LoraConfig } from "./lora";
-import type { Projection } from "../model/llama";
+import type { Projection } from "../model/causal-lm";
 import { readJsonFile } from "../io/json";
 
 /**
@@ -47,7 +47,7 @@ export async function saveAdapters(dir: string, adapters: LoraAdapters, opts: { 
 }
 
 /** Read adapters saved by saveAdapters (or by PEFT, for the same architecture) and bind them to `model`. */
-export function loadAdapters(dir: string, model: LlamaModel): LoraAdapters {
+export function loadAdapters(dir: string, model: CausalLM): LoraAdapters {
   const cfgFile = path.join(dir, ADAPTER_CONFIG);
   const wFile = path.join(dir, ADAPTER_WEIGHTS);
   if (!fs.existsSync(cfgFile)) throw new FormatError(`${dir}: no ${ADAPTER_CONFIG} (not a LoRA adapter directory)`);

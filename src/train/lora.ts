@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, FormatError, UsageError } from "../errors";
 import type { TensorMap } from "../io/tensors";
-import type { LayerWeights, LlamaModel, LoraBranch, ModelWeights, Projection } from "../model/llama";
+import type { LayerWeights, CausalLM, LoraBranch, ModelWeights, Projection } from "../model/causal-lm";
 import { Rng } from "../rng";
 
 /**
@@ -70,7 +70,7 @@ export class LoraAdapters {
   }
 
   /** Fresh adapters for `model` (A seeded, B zero); refuses a rank above min(in, out) of any target. */
-  static create(model: LlamaModel, config: Partial<LoraConfig>, seed: number): LoraAdapters {
+  static create(model: CausalLM, config: Partial<LoraConfig>, seed: number): LoraAdapters {
     const cfg = resolveLoraConfig(config);
     checkRank(model, cfg);
     const ad = new LoraAdapters(cfg, model.config.num_hidden_layers);
@@ -108,7 +108,7 @@ export class LoraAdapters {
   }
 
   /** Layer weights with W + s·A·B on the targets (differentiable in A and B; no tidy: call inside one). */
-  effectiveLayer(model: LlamaModel, l: number): LayerWeights {
+  effectiveLayer(model: CausalLM, l: number): LayerWeights {
     const lw = { ...model.weights.layers[l] };
     const br = this.branches(l);
     for (const p of this.config.targets) {
@@ -123,7 +123,7 @@ export class LoraAdapters {
    * element-wise masks is used (training); otherwise the merged-effective path (exact, evaluation).
    * `explicit` forces the unmerged x·W + s·(x·A)·B computation (without masks unless dropping out).
    */
-  logits(model: LlamaModel, ids: number[][], dropoutRng?: Rng, opts: { explicit?: boolean } = {}): tf.Tensor3D {
+  logits(model: CausalLM, ids: number[][], dropoutRng?: Rng, opts: { explicit?: boolean } = {}): tf.Tensor3D {
     this.checkModel(model);
     const Bn = ids.length;
     const T = ids[0].length;
@@ -142,7 +142,7 @@ export class LoraAdapters {
   }
 
   /** Per-target inverted-dropout masks [N, in] drawn from `rng` (host-side, so a seed fixes them). */
-  private dropoutMasks(model: LlamaModel, l: number, N: number, rng: Rng): Partial<Record<Projection, tf.Tensor2D>> {
+  private dropoutMasks(model: CausalLM, l: number, N: number, rng: Rng): Partial<Record<Projection, tf.Tensor2D>> {
     const p = this.config.dropout;
     const keep = 1 / (1 - p);
     const out: Partial<Record<Projection, tf.Tensor2D>> = {};
@@ -156,7 +156,7 @@ export class LoraAdapters {
   }
 
   /** A new model with W + s·A·B folded into the weights (fresh tensors; `model` is untouched). */
-  merge(model: LlamaModel): LlamaModel {
+  merge(model: CausalLM): CausalLM {
     this.checkModel(model);
     const w = model.weights;
     // (the cast: tidy's container type has no `null`, though it walks past a null lm_head fine)
@@ -187,7 +187,7 @@ export class LoraAdapters {
   }
 
   /** Adapters from PEFT tensors for `model` (shapes checked against its projections). */
-  static fromPeft(model: LlamaModel, config: Partial<LoraConfig>, tensors: TensorMap, source = "adapter"): LoraAdapters {
+  static fromPeft(model: CausalLM, config: Partial<LoraConfig>, tensors: TensorMap, source = "adapter"): LoraAdapters {
     const cfg = resolveLoraConfig(config);
     checkRank(model, cfg);
     const ad = new LoraAdapters(cfg, model.config.num_hidden_layers);
@@ -222,7 +222,7 @@ export class LoraAdapters {
     return ad;
   }
 
-  private checkModel(model: LlamaModel): void {
+  private checkModel(model: CausalLM): void {
     if (model.config.num_hidden_layers !== this.numLayers) {
       throw new ConfigError(`LoRA adapters are for ${this.numLayers} layers, the model has ${model.config.num_hidden_layers}`);
     }
@@ -247,7 +247,7 @@ export class LoraAdapters {
   }
 }
 
-function checkRank(model: LlamaModel, cfg: LoraConfig): void {
+function checkRank(model: CausalLM, cfg: LoraConfig): void {
   model.weights.layers.forEach((lw, l) => {
     for (const p of cfg.targets) {
       const [inp, out] = lw[p].shape;

@@ -6,7 +6,7 @@ import { writeDirAtomic } from "../io/atomic";
 import { readSafetensors, writeSafetensors } from "../io/safetensors";
 import type { TensorMap } from "../io/tensors";
 import { mixedLoss, type LossSpec } from "../loss";
-import { layerParamName, type LlamaModel, type ModelWeights } from "../model/llama";
+import { layerParamName, type CausalLM, type ModelWeights } from "../model/causal-lm";
 import { Progress } from "../progress";
 import { Rng } from "../rng";
 import { Table } from "../table";
@@ -77,7 +77,7 @@ export interface RecoverOptions extends RunOptions {
 
 export interface RecoverResult {
   /** The trained model (LoRA merged into the weights): new tensors, owned by the caller. */
-  model: LlamaModel;
+  model: CausalLM;
   /** The LoRA adapters (owned by the caller), or null for full training. */
   adapters: LoraAdapters | null;
   /** Mean training loss of every completed step (including steps done before a resume). */
@@ -119,7 +119,7 @@ function positiveInt(v: number, what: string): number {
   return v;
 }
 
-function resolve(model: LlamaModel, o: RecoverOptions): Resolved {
+function resolve(model: CausalLM, o: RecoverOptions): Resolved {
   checkSchedule({ lr: o.lr ?? DEFAULT_RECOVERY_LR, steps: o.steps, warmup: o.warmup, minRatio: o.minLrRatio });
   const loss = o.loss ?? "ce";
   if (!["ce", "kd", "mix"].includes(loss)) throw new UsageError(`loss must be "ce", "kd" or "mix", got ${JSON.stringify(loss)}`);
@@ -219,12 +219,12 @@ interface Trainer {
   /** Mean loss and gradients (by param name) of one micro-batch. */
   grads(windows: number[][], lossFn: (logits: tf.Tensor3D) => tf.Scalar, dropoutRng: Rng): { loss: number; grads: Map<string, tf.Tensor> };
   /** The resulting model (new tensors). */
-  result(): LlamaModel;
+  result(): CausalLM;
   adapters: LoraAdapters | null;
   dispose(): void;
 }
 
-function loraTrainer(model: LlamaModel, cfg: LoraConfig, seed: number): Trainer {
+function loraTrainer(model: CausalLM, cfg: LoraConfig, seed: number): Trainer {
   const adapters = LoraAdapters.create(model, cfg, seed);
   const params = adapters.variables();
   const names = [...params.keys()];
@@ -252,7 +252,7 @@ function loraTrainer(model: LlamaModel, cfg: LoraConfig, seed: number): Trainer 
   };
 }
 
-function fullTrainer(model: LlamaModel, trainable: (name: string) => boolean): Trainer {
+function fullTrainer(model: CausalLM, trainable: (name: string) => boolean): Trainer {
   const names = model.parameterNames().filter(trainable);
   if (names.length === 0) throw new UsageError("full fine-tuning: the `trainable` selection matches no parameter");
   // Variables stand in for the selected parameters; the working model shares everything else with `model`.
@@ -360,7 +360,7 @@ function readCheckpoint(dir: string, trainer: Trainer, opt: AdamW, r: Resolved):
  * Fine-tune `model` (left untouched) and return the trained model. See RecoverOptions for the knobs;
  * bad settings throw before any work (UsageError / DataError).
  */
-export async function recover(model: LlamaModel, opts: RecoverOptions): Promise<RecoverResult> {
+export async function recover(model: CausalLM, opts: RecoverOptions): Promise<RecoverResult> {
   const r = resolve(model, opts);
   const T = r.data[0].length;
   const trainer = r.lora ? loraTrainer(model, r.lora, r.seed) : fullTrainer(model, opts.trainable ?? (() => true));
@@ -533,7 +533,7 @@ export function lossForAlpha(alpha: number): RecoverLoss {
  * those windows, the default) or a cache built from the teacher model `opts.teacher`.
  */
 export async function recoverWithData(
-  model: LlamaModel,
+  model: CausalLM,
   tokenizer: TextTokenizer | null,
   sessionTeacher: TeacherCache | null,
   opts: SessionRecoverOptions,

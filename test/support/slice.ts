@@ -1,11 +1,11 @@
 import * as tf from "@tensorflow/tfjs";
-import type { LlamaModel } from "../../src/model/llama";
+import type { CausalLM } from "../../src/model/causal-lm";
 
 /**
  * A copy of `model` keeping only MLP channels `kept[l]` of each layer, sliced by hand (internal layout:
  * gate/up columns, down rows) so tests check the library's pruning and fingerprints against an independent cut.
  */
-export function sliceMlpChannels(model: LlamaModel, kept: number[][]): LlamaModel {
+export function sliceMlpChannels(model: CausalLM, kept: number[][]): CausalLM {
   const w = model.weights;
   return model.withWeights({
     embed_tokens: tf.clone(w.embed_tokens),

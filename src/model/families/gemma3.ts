@@ -6,7 +6,7 @@ import { COMMON, ign, only, used, type Family } from "../family";
 /**
  * Gemma 3 text (Gemma3ForCausalLM, modeling_gemma3). Llama's weights plus q_norm, k_norm [hd] and
  * pre_feedforward_layernorm, post_feedforward_layernorm [H]; every RMSNorm multiplies by (1 + w), and the
- * embeddings are scaled by sqrt(hidden_size) (LlamaModel.embed). Layers are `sliding_attention` (window
+ * embeddings are scaled by sqrt(hidden_size) (CausalLM.embed). Layers are `sliding_attention` (window
  * `sliding_window`, RoPE base rope_local_base_freq, no scaling) or `full_attention` (rope_theta, rope_scaling);
  * scores are scaled by 1/sqrt(query_pre_attn_scalar); logits = c·tanh(z/c) with final_logit_softcapping c.
  */

@@ -202,7 +202,7 @@ function isHosted(w: ModelWeights | HostModelWeights): w is HostModelWeights {
   return (w as HostModelWeights).weightsIn !== undefined;
 }
 
-/** How `LlamaModel.fromTensors` holds the weights (see src/model/weight-store.ts). */
+/** How `CausalLM.fromTensors` holds the weights (see src/model/weight-store.ts). */
 export interface WeightStorage {
   /** "heap" (default): tensors on the backend; "host"/"disk": streamed one layer at a time. */
   weightsIn?: WeightsIn;
@@ -250,7 +250,7 @@ function checkWeights(config: LlamaConfig, w: ModelWeights, source: string): voi
  * as [in, out] so every product is a plain x·W on flattened [B·T, ·] rows: the wasm backend is 15–20× slower
  * on transposed or broadcast batched products (environment.md).
  */
-export class LlamaModel {
+export class CausalLM {
   readonly config: LlamaConfig;
   /** Every weight as a tensor on the backend (null for a streamed model). */
   private readonly resident: ModelWeights | null;
@@ -331,7 +331,7 @@ export class LlamaModel {
   }
 
   /** Build from Hugging Face names and layout ([out, in] linears). `source` names the origin in errors. */
-  static fromTensors(config: LlamaConfig, tensors: TensorMap, source = "model", storage: WeightStorage = {}): LlamaModel {
+  static fromTensors(config: LlamaConfig, tensors: TensorMap, source = "model", storage: WeightStorage = {}): CausalLM {
     const H = config.hidden_size;
     const V = config.vocab_size;
     const expected = expectedShapes(config);
@@ -377,7 +377,7 @@ export class LlamaModel {
       created.push(w);
       return w;
     };
-    if (weightsIn !== "heap") return LlamaModel.hostedFromTensors(config, tensors, source, weightsIn, hostFloat, dataOf);
+    if (weightsIn !== "heap") return CausalLM.hostedFromTensors(config, tensors, source, weightsIn, hostFloat, dataOf);
     try {
       const embed_tokens = tf.tensor2d(dataOf("model.embed_tokens.weight"), [V, H], "float32");
       created.push(embed_tokens);
@@ -392,7 +392,7 @@ export class LlamaModel {
       }
       const norm = vec("model.norm.weight");
       const lm_head = config.tie_word_embeddings ? null : lin("lm_head.weight");
-      return new LlamaModel(config, { embed_tokens, layers, norm, lm_head });
+      return new CausalLM(config, { embed_tokens, layers, norm, lm_head });
     } catch (e) {
       for (const t of created) t.dispose();
       throw e;
@@ -410,7 +410,7 @@ export class LlamaModel {
     weightsIn: "host" | "disk",
     dtype: HostFloat,
     dataOf: (name: string) => Float32Array,
-  ): LlamaModel {
+  ): CausalLM {
     const H = config.hidden_size;
     const V = config.vocab_size;
     const vecW = (name: string): HostWeight => HostWeight.of(tensors.get(name)!.shape.slice(), dataOf(name), dtype);
@@ -437,7 +437,7 @@ export class LlamaModel {
     // the head stays vocabulary-major ([V, H], as stored): a chunk of the vocabulary is then a run of rows
     const lm_head = config.tie_word_embeddings ? null : HostWeight.of([V, H], dataOf("lm_head.weight"), dtype);
     const norm = tf.tensor1d(dataOf("model.norm.weight"), "float32");
-    return new LlamaModel(config, { weightsIn, dtype, embed_tokens, layers, norm, lm_head });
+    return new CausalLM(config, { weightsIn, dtype, embed_tokens, layers, norm, lm_head });
   }
 
   /**
@@ -491,18 +491,18 @@ export class LlamaModel {
    * disposes them, so pass `tf.clone`d tensors (cheap: data is shared by reference count) when both
    * models must outlive each other.
    */
-  withWeights(weights: ModelWeights, config?: LlamaConfig): LlamaModel {
+  withWeights(weights: ModelWeights, config?: LlamaConfig): CausalLM {
     if (this.hosted) void this.weights; // refused with the reason
     const cfg = config ?? withIntermediateSizes(this.config, weights.layers.map((lw) => lw.gate_proj.shape[1]));
     checkWeights(cfg, weights, "withWeights");
-    return new LlamaModel(cfg, weights);
+    return new CausalLM(cfg, weights);
   }
 
   /**
    * A streamed model holding these host layers (shared, not copied) and this model's embedding, head and final norm
    * (the norm tensor is shared too: the model it came from keeps owning it). Widths from the gate_proj shapes.
    */
-  withHostLayers(layers: HostLayer[]): LlamaModel {
+  withHostLayers(layers: HostLayer[]): CausalLM {
     const hw = this.hosted;
     if (!hw) throw new UsageError("withHostLayers: this model's weights are resident (use withWeights)");
     if (layers.length !== this.config.num_hidden_layers) throw new ConfigError(`withHostLayers: ${layers.length} layers, config says ${this.config.num_hidden_layers}`);
@@ -514,16 +514,16 @@ export class LlamaModel {
         throw new ConfigError(`withHostLayers: layer ${l} MLP shapes [${lw.gate_proj.shape}], [${lw.up_proj.shape}], [${lw.down_proj.shape}] do not agree`);
       }
     });
-    return new LlamaModel(withIntermediateSizes(this.config, widths), { ...hw, layers });
+    return new CausalLM(withIntermediateSizes(this.config, widths), { ...hw, layers });
   }
 
   /** Independent copy (tf.clone: shares data until one side is disposed, never mutated in place). */
-  clone(): LlamaModel {
+  clone(): CausalLM {
     const cfgCopy = { ...this.config, intermediate_size: Array.isArray(this.config.intermediate_size) ? this.config.intermediate_size.slice() : this.config.intermediate_size };
     // host weights are immutable, so sharing them is a copy; only the norm is a tensor
-    if (this.hosted) return new LlamaModel(cfgCopy, { ...this.hosted, layers: this.hosted.layers.slice(), norm: tf.clone(this.hosted.norm) });
+    if (this.hosted) return new CausalLM(cfgCopy, { ...this.hosted, layers: this.hosted.layers.slice(), norm: tf.clone(this.hosted.norm) });
     const w = this.weights;
-    return new LlamaModel(
+    return new CausalLM(
       { ...this.config, intermediate_size: Array.isArray(this.config.intermediate_size) ? this.config.intermediate_size.slice() : this.config.intermediate_size },
       {
         embed_tokens: tf.clone(w.embed_tokens),
