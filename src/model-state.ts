@@ -55,7 +55,22 @@ export class ModelState {
       this.replaceHostMlp(next);
       return;
     }
-    this.replaceMlp(kept.map((idx, l) => (idx ? sliceMlp(this.current_.weights.layers[l], idx) : null)));
+    if (!this.originalReleased) {
+      this.replaceMlp(kept.map((idx, l) => (idx ? sliceMlp(this.current_.weights.layers[l], idx) : null)));
+      return;
+    }
+    // released: each layer's previous MLP is freed right after its slice is made, so the old and the new MLP
+    // coexist for one layer at a time, not for the whole model
+    this.replaceMlp(
+      kept.map((idx, l) => {
+        if (!idx) return null;
+        const cur = this.current_.weights.layers[l];
+        const part = sliceMlp(cur, idx);
+        // the original's (when this layer was not pruned before) or the current model's own: no undo needs either
+        for (const k of MLP_KEYS) cur[k].dispose();
+        return part;
+      }),
+    );
   }
 
   /**
@@ -88,13 +103,15 @@ export class ModelState {
   /**
    * Dispose the original model's MLP tensors that the current model no longer shares (the layers pruning
    * replaced), for a run that will not undo: the original and the pruned MLP of every pruned layer are otherwise
-   * both held. Afterwards the original cannot compute and restore() is refused. A streamed model read from its
+   * both held. Called before pruning, each later prune() frees a layer's previous MLP as soon as its slice exists.
+   * Afterwards the original cannot compute and restore() is refused. A streamed model read from its
    * file already gave its original MLP back while pruning (spillOriginalMlp); this only marks it.
    */
   releaseOriginalMlp(): void {
     if (this.originalReleased) return;
     this.originalReleased = true;
     this.original.disposeCaches();
+    // not yet pruned: later prune() calls free the original's MLP layer by layer as they slice it
     if (this.original.streamed || this.current_ === this.original || this.current_.streamed) return;
     this.current_.weights.layers.forEach((lw, l) => {
       const o = this.original.weights.layers[l];

@@ -182,6 +182,12 @@ export interface SdmpruneOptions extends RunOptions, ResourceOptions {
   files?: string | string[];
   stories?: string;
   topk?: TopK;
+  /**
+   * false: give back the original model once stage 2's teacher is cached (releaseOriginal()), so each stage frees
+   * a layer's previous MLP as it prunes it; undo() is then unavailable, and a failed run is not rolled back.
+   * Default true.
+   */
+  keepOriginal?: boolean;
 }
 
 export interface SdmpruneReport {
@@ -906,6 +912,7 @@ export class Session {
     const teacher2 = await TeacherCache.build(this.originalFor("sdmprune"), w2.windows, { topk }, phase("stage2"));
     const teacherSeconds = (Date.now() - t0) / 1000;
     this.original.disposeCaches();
+    if (opts.keepOriginal === false) this.releaseOriginal();
     const savedCalib = this.calib;
     const savedAcc = this.acc;
     try {
@@ -927,8 +934,9 @@ export class Session {
         table: () => sdmpruneTable({ plan, stage1, stage2, windows: [w1.windows.length, w2.windows.length], seed, samples, seqLen, topk }),
       };
     } catch (e) {
-      // leave the session as it was: undo any stage that completed, restore calibration and scores
-      while (this.history_.length > 0) this.undo();
+      // leave the session as it was: undo any stage that completed, restore calibration and scores (not possible
+      // once the original was given back: keepOriginal false)
+      if (!this.weights.originalReleased) while (this.history_.length > 0) this.undo();
       this.calib = savedCalib;
       this.acc = savedAcc;
       throw e;

@@ -79,6 +79,37 @@ describe("Session: incremental pruning and undo", function () {
     assert.equal(tf.memory().numTensors, base);
   });
 
+  it("releaseOriginal before pruning: each layer's old MLP is freed as it is sliced, and the pruned weights equal a kept-original run's bit for bit", async () => {
+    const windows = randomWindows(4, 12, 3);
+    const base = tf.memory().numTensors;
+    const a = tinySession();
+    const b = tinySession();
+    try {
+      for (const s of [a, b]) {
+        await s.calibrate({ windows });
+        await s.score({ criterion: "sd-taylor", alpha: 0.4, temperature: 0.5 });
+      }
+      a.releaseOriginal();
+      // cached constants (RoPE tables, masks) are dropped with a replaced model: start both without them
+      b.model.disposeCaches();
+      const growth = (s: Session): number => {
+        const n0 = tf.memory().numTensors;
+        s.prune({ ratio: 0.25 });
+        s.prune({ keep: 12 });
+        return tf.memory().numTensors - n0;
+      };
+      const grewA = growth(a);
+      const grewB = growth(b);
+      assertSameBits(weightBits(a.model), weightBits(b.model));
+      // b still holds the original's three MLP tensors per layer beside its pruned ones; a does not
+      assert.equal(grewB - grewA, 3 * TINY.num_hidden_layers);
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+    assert.equal(tf.memory().numTensors, base);
+  });
+
   it("prune → prune → undo → prune equals one prune, bit for bit (weights and logits); undo to the start restores the original", async () => {
     const windows = randomWindows(6, 12, 1);
     const a = tinySession();

@@ -116,7 +116,7 @@ export const pruneCommand: Command = {
       const pplBefore = await ppl();
       let summary: Table;
       if (twoStage) {
-        const r = await session.sdmprune({ target, keep, mlpRatio, roundTo, alpha, temperature, files: cal!.files, stories: cal!.stories, samples: cal!.samples, seqLen: cal!.seqLen, seed: cal!.seed, topk: cal!.topk, ...run });
+        const r = await session.sdmprune({ target, keep, mlpRatio, roundTo, alpha, temperature, files: cal!.files, stories: cal!.stories, samples: cal!.samples, seqLen: cal!.seqLen, seed: cal!.seed, topk: cal!.topk, keepOriginal: false, ...run });
         summary = r.table();
       } else {
         if (cal) {
@@ -132,9 +132,11 @@ export const pruneCommand: Command = {
           }
         }
         else await session.score({ criterion, alpha, temperature, seed: cal?.seed, ...run });
+        // a one-shot run never undoes: each layer's original MLP is freed as soon as its pruned copy exists
+        session.releaseOriginal();
         summary = session.prune({ target, ratio, keep, mlpRatio, layers, allocation, roundTo }).table();
       }
-      // a one-shot run never undoes: give back the original MLP weights before evaluating and saving
+      // a one-shot run never undoes: the original's pruned MLP weights are given back before evaluating and saving
       session.releaseOriginal();
       const pplAfter = await ppl();
       progress.end();
