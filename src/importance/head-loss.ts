@@ -40,7 +40,7 @@ export function headLossVjp(model: CausalLM, h: tf.Tensor2D, labels: Int32Array,
   const k = useKd ? (tg as SparseTargets).k : 0;
   // Gemma's softcapped logits z = c·tanh(u/c) put dz/du = 1 − (z/c)² between ∂L/∂z and the head, so ∂L/∂z
   // is built densely there (the sparse trick folds it away)
-  const cap = model.config.final_logit_softcapping;
+  const cap = model.logitSoftcap();
   const sparse = cap === null && 8 * (k + 1) <= V;
   const rho = new Float32Array(n);
   const labelled: number[] = [];

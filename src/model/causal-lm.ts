@@ -686,7 +686,12 @@ export class CausalLM {
 
   /** z, or c·tanh(z/c) with the family's logit softcap c (Gemma's final_logit_softcapping). */
   softcap(z: tf.Tensor2D): tf.Tensor2D {
-    return softcap(z, this.family.logitSoftcap?.(this.config) ?? null);
+    return softcap(z, this.logitSoftcap());
+  }
+
+  /** The family's final-logit softcap c, or null. */
+  logitSoftcap(): number | null {
+    return this.family.logitSoftcap?.(this.config) ?? null;
   }
 
   /** The weight an RMSNorm multiplies by: w, or (1 + w) where the family says so (Gemma). */
@@ -951,8 +956,8 @@ export class CausalLM {
       const e = isHosted(w)
         ? tf.tensor2d(w.embed_tokens.gatherRows(ids.dataSync()), [ids.size, this.config.hidden_size], "float32")
         : (tf.gather(w.embed_tokens, tf.reshape(ids, [-1])) as tf.Tensor2D);
-      // Gemma scales embeddings by sqrt(hidden_size), rounded to float32 as transformers does
-      return this.config.gemma_norms ? (tf.mul(e, Math.fround(Math.sqrt(this.config.hidden_size))) as tf.Tensor2D) : e;
+      const scale = this.family.embedScale?.(this.config);
+      return scale === undefined ? e : (tf.mul(e, scale) as tf.Tensor2D);
     });
   }
 

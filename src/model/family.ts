@@ -37,6 +37,8 @@ export interface Family {
   layerRope?(c: ModelConfig, l: number): { rope_theta: number; rope_scaling: RopeScaling | null } | null;
   /** logits = c·tanh(logits / c) with this c. Default: none. */
   logitSoftcap?(c: ModelConfig): number | null;
+  /** Factor the token embeddings are multiplied by (Gemma: sqrt(hidden_size), rounded to float32); default 1. */
+  embedScale?(c: ModelConfig): number;
 }
 
 /** What a config field does to the computed model (the contract test/config-fields.test.ts walks). */

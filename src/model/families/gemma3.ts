@@ -67,4 +67,6 @@ export const gemma3: Family = {
   attentionScale: (c) => 1 / Math.sqrt(c.query_pre_attn_scalar ?? c.head_dim),
   layerRope: (c, l) => (c.rope_local_theta !== null && slidingWindow(c, l) !== null ? { rope_theta: c.rope_local_theta, rope_scaling: null } : null),
   logitSoftcap: (c) => c.final_logit_softcapping,
+  // rounded to float32 as transformers does
+  embedScale: (c) => Math.fround(Math.sqrt(c.hidden_size)),
 };
