@@ -123,6 +123,11 @@ export interface ScoreOptions extends RunOptions {
   /** sd-taylor/ce-taylor: windows per forward/backward batch (AccumulateOptions.batchWindows; default automatic). */
   batchWindows?: number;
   /**
+   * sd-taylor/ce-taylor: MiB of activations kept for the backward sweep (AccumulateOptions.keepActivationsMiB,
+   * default 128); more keeps more layers of a batch instead of recomputing them (faster, more memory).
+   */
+  keepActivationsMiB?: number;
+  /**
    * sd-taylor/ce-taylor: write the running scores to `file` (atomically, same format as saveScores) every
    * `everyWindows` windows (default 8) and when the run is cancelled; loadScores(file) and score() continue it.
    */
@@ -619,7 +624,7 @@ export class Session {
     if (needs.teacher && !teacher) {
       throw new UsageError("sd-taylor with alpha > 0 needs the teacher cache: calibrate() without teacher: false");
     }
-    const accOpts: AccumulateOptions = { criterion, alpha, temperature, seed, batchWindows: opts.batchWindows, onProgress: opts.onProgress, signal: opts.signal };
+    const accOpts: AccumulateOptions = { criterion, alpha, temperature, seed, batchWindows: opts.batchWindows, keepActivationsMiB: opts.keepActivationsMiB, onProgress: opts.onProgress, signal: opts.signal };
     const settings = settingsFor(accOpts, seqLen, teacher); // validates alpha/temperature before any work
 
     // Does the running accumulator continue?

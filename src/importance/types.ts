@@ -68,9 +68,10 @@ export interface AccumulateOptions extends RunOptions {
    */
   keepActivationsMiB?: number;
   /**
-   * Layerwise path: windows run through the network together (default: as many as keepActivationsMiB
-   * holds with every layer saved, at most 8). Scores are per sample either way; cancellation and progress
-   * then step by whole batches.
+   * Layerwise path: windows run through the network together (default, where batching pays: as many as
+   * keepActivationsMiB holds with every layer saved, or with one layer's activations when layers beyond it are
+   * recomputed, at most 8; one elsewhere). Scores are per sample either way; cancellation and progress then
+   * step by whole batches.
    */
   batchWindows?: number;
 }
