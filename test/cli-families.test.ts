@@ -3,6 +3,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { ensureBuilt } from "./support/build";
 import { writeLlamaCppGemma3 } from "./support/gemma3-llamacpp";
 
 /**
@@ -28,24 +29,6 @@ interface Reference {
   perplexity: { text: string; seq_len: number; ppl: number };
 }
 
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) t = Math.max(t, newest(p));
-    else if (/\.tsx?$/.test(e.name)) t = Math.max(t, fs.statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-/** dist/ older than any source: build with the project's own build script (as `npm install` does). */
-function buildIfStale(): void {
-  const out = path.join(ROOT, "dist", "cli", "main.js");
-  if (fs.existsSync(out) && fs.statSync(out).mtimeMs >= newest(path.join(ROOT, "src"))) return;
-  const b = spawnSync(process.execPath, [path.join(ROOT, "scripts", "build.js")], { cwd: ROOT, encoding: "utf8" });
-  assert.equal(b.status, 0, `node scripts/build.js failed:\n${b.stdout}\n${b.stderr}`);
-}
-
 function sdm(...args: string[]): { code: number; out: string; err: string } {
   // Every process picks the same backend (the best that loads, or SDMPRUNE_BACKEND), so saved and reloaded
   // models are compared on one backend.
@@ -65,7 +48,7 @@ describe("CLI end to end on every model family (node bin/sdmprune.js, test/fixtu
   let tmp: string;
   before(function () {
     this.timeout(600_000);
-    buildIfStale();
+    ensureBuilt();
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "sdmprune-cli-families-"));
     writeLlamaCppGemma3(path.join(tmp, "fixtures", "gemma3-llamacpp"));
     fs.copyFileSync(path.join(FIXTURES, "gemma3", "reference.json"), path.join(tmp, "fixtures", "gemma3-llamacpp", "reference.json"));

@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -8,7 +8,9 @@ import { readText } from "../src/data/text";
 import { pplFromText } from "../src/eval/perplexity";
 import { intermediateSizes } from "../src/model/config";
 import { loadModel } from "../src/model/load";
+import { ensureBuilt } from "./support/build";
 import { requireShared, STORIES260K } from "./support/shared";
+import { tmuxPane } from "./support/tmux";
 
 /**
  * Drives the real binary (`node bin/sdmprune.js repl`) in a tmux pane at 80 columns, the way a person
@@ -16,57 +18,8 @@ import { requireShared, STORIES260K } from "./support/shared";
  */
 const ROOT = path.resolve(__dirname, "..");
 const SESSION = `sdmprune-e2e-${process.pid}`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const { tmux, screen, visible, waitFor, idle, send } = tmuxPane(SESSION);
 
-function tmux(...args: string[]): string {
-  return execFileSync("tmux", args, { encoding: "utf8" });
-}
-
-/** The pane with its scrollback, escapes stripped. */
-function screen(): string {
-  return tmux("capture-pane", "-p", "-J", "-t", SESSION, "-S", "-3000");
-}
-
-/** The visible pane only. */
-function visible(): string {
-  return tmux("capture-pane", "-p", "-t", SESSION);
-}
-
-async function waitFor(pred: (s: string) => boolean, what: string, timeoutMs = 120000, read = screen): Promise<string> {
-  const t0 = Date.now();
-  for (;;) {
-    const s = read();
-    if (pred(s)) return s;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}; screen:\n${visible()}`);
-    await sleep(50);
-  }
-}
-
-/** A finished command leaves the prompt as the last prompt line with no job hint below it. */
-const idle = (s: string) => !s.includes("(Ctrl-C to cancel)") && !s.includes("cancelling…");
-
-async function send(line: string): Promise<void> {
-  tmux("send-keys", "-t", SESSION, "-l", line);
-  await sleep(200);
-  tmux("send-keys", "-t", SESSION, "Enter");
-}
-
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) t = Math.max(t, newest(p));
-    else if (/\.tsx?$/.test(e.name)) t = Math.max(t, fs.statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-function buildIsStale(): boolean {
-  const outputs = ["dist/cli/main.js", "dist/cli/commands/repl.js", "dist/repl/index.js"].map((f) => path.join(ROOT, f));
-  if (!outputs.every((f) => fs.existsSync(f))) return true;
-  const built = Math.min(...outputs.map((f) => fs.statSync(f).mtimeMs));
-  return Math.max(newest(path.join(ROOT, "src")), newest(path.join(ROOT, "repl"))) > built;
-}
 
 const count = (s: string, m: string) => s.split(m).length - 1;
 
@@ -89,12 +42,7 @@ describe("repl end-to-end under tmux", function () {
       console.warn("\n  !!! SKIPPING: tmux not installed (apt-get install -y tmux) !!!\n");
       this.skip();
     }
-    // The binary runs dist/: build the library and the REPL with the project's build unless dist/ is
-    // newer than every source (npm test has just built it).
-    if (buildIsStale()) {
-      const b = spawnSync("npm", ["run", "build", "--silent"], { cwd: ROOT, encoding: "utf8" });
-      assert.equal(b.status, 0, `npm run build failed:\n${b.stdout}\n${b.stderr}`);
-    }
+    ensureBuilt();
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "sdmprune-e2e-"));
   });
 

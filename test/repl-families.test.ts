@@ -1,9 +1,11 @@
 import { strict as assert } from "node:assert";
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { initEngine } from "../src/engine";
+import { ensureBuilt } from "./support/build";
+import { tmuxPane } from "./support/tmux";
 import { pplFromText } from "../src/eval/perplexity";
 import { intermediateSizes } from "../src/model/config";
 import { loadModel } from "../src/model/load";
@@ -18,26 +20,7 @@ import { loadModel } from "../src/model/load";
 const ROOT = path.resolve(__dirname, "..");
 const FIXTURES = path.join(__dirname, "fixtures", "families");
 const SESSION = `sdmprune-fam-${process.pid}`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const tmux = (...args: string[]): string => execFileSync("tmux", args, { encoding: "utf8" });
-const screen = () => tmux("capture-pane", "-p", "-J", "-t", SESSION, "-S", "-3000");
-const visible = () => tmux("capture-pane", "-p", "-t", SESSION);
-
-async function waitFor(pred: (s: string) => boolean, what: string, timeoutMs = 120000, read = screen): Promise<string> {
-  const t0 = Date.now();
-  for (;;) {
-    const s = read();
-    if (pred(s)) return s;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}; screen:\n${visible()}`);
-    await sleep(50);
-  }
-}
-const idle = (s: string) => !s.includes("(Ctrl-C to cancel)") && !s.includes("cancelling…");
-async function send(line: string): Promise<void> {
-  tmux("send-keys", "-t", SESSION, "-l", line);
-  await sleep(200);
-  tmux("send-keys", "-t", SESSION, "Enter");
-}
+const { tmux, screen, visible, waitFor, idle, send } = tmuxPane(SESSION);
 const count = (s: string, m: string) => s.split(m).length - 1;
 async function run(line: string, marker: string): Promise<string> {
   const n = count(screen(), marker);
@@ -45,22 +28,6 @@ async function run(line: string, marker: string): Promise<string> {
   const s = await waitFor((x) => count(x, marker) > n && idle(visible()), `"${marker}" after ${line}`);
   // only what this command printed
   return s.slice(s.lastIndexOf(line));
-}
-
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) t = Math.max(t, newest(p));
-    else if (/\.tsx?$/.test(e.name)) t = Math.max(t, fs.statSync(p).mtimeMs);
-  }
-  return t;
-}
-function buildIsStale(): boolean {
-  const outputs = ["dist/cli/main.js", "dist/cli/commands/repl.js", "dist/repl/index.js"].map((f) => path.join(ROOT, f));
-  if (!outputs.every((f) => fs.existsSync(f))) return true;
-  const built = Math.min(...outputs.map((f) => fs.statSync(f).mtimeMs));
-  return Math.max(newest(path.join(ROOT, "src")), newest(path.join(ROOT, "repl"))) > built;
 }
 
 describe("repl on non-llama families under tmux (test/fixtures/families)", function () {
@@ -74,10 +41,7 @@ describe("repl on non-llama families under tmux (test/fixtures/families)", funct
       console.warn("\n  !!! SKIPPING: tmux not installed (apt-get install -y tmux) !!!\n");
       this.skip();
     }
-    if (buildIsStale()) {
-      const b = spawnSync(process.execPath, [path.join(ROOT, "scripts", "build.js")], { cwd: ROOT, encoding: "utf8" });
-      assert.equal(b.status, 0, `node scripts/build.js failed:\n${b.stdout}\n${b.stderr}`);
-    }
+    ensureBuilt();
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "sdmprune-repl-fam-"));
   });
   afterEach(() => spawnSync("tmux", ["kill-session", "-t", SESSION]));

@@ -1,0 +1,32 @@
+import { execFileSync } from "node:child_process";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A tmux pane driven the way a person over SSH would type: keys sent as text and Enter separately, each after
+ * the previous output is on screen.
+ */
+export function tmuxPane(session: string) {
+  const tmux = (...args: string[]): string => execFileSync("tmux", args, { encoding: "utf8" });
+  /** The pane with its scrollback, escapes stripped. */
+  const screen = (): string => tmux("capture-pane", "-p", "-J", "-t", session, "-S", "-3000");
+  /** The visible pane only. */
+  const visible = (): string => tmux("capture-pane", "-p", "-t", session);
+  async function waitFor(pred: (s: string) => boolean, what: string, timeoutMs = 120000, read = screen): Promise<string> {
+    const t0 = Date.now();
+    for (;;) {
+      const s = read();
+      if (pred(s)) return s;
+      if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}; screen:\n${visible()}`);
+      await sleep(50);
+    }
+  }
+  /** A finished command leaves the prompt as the last prompt line with no job hint below it. */
+  const idle = (s: string): boolean => !s.includes("(Ctrl-C to cancel)") && !s.includes("cancelling…");
+  async function send(line: string): Promise<void> {
+    tmux("send-keys", "-t", session, "-l", line);
+    await sleep(200);
+    tmux("send-keys", "-t", session, "Enter");
+  }
+  return { tmux, screen, visible, waitFor, idle, send, sleep };
+}
