@@ -4,8 +4,7 @@
  */
 import type { Criterion } from "../src/importance";
 import type { Allocation } from "../src/prune";
-import { DEFAULT_LORA } from "../src/train/lora";
-import { DEFAULT_RECOVERY_LR, type RecoverLoss } from "../src/train/recover";
+import type { RecoverLoss } from "../src/train/recover";
 import { ArgError, distance, parseFlags, readValue, splitWords, type FlagSpec, type Word } from "./args";
 
 export type Command =
@@ -183,11 +182,11 @@ export const SPECS: CommandSpec[] = [
       data: { type: "string", value: "FILE", help: "training text (default TinyStories)", path: true },
       stories: { type: "stories", value: "A-B", help: "TinyStories range, 1-based inclusive" },
       "seq-len": { type: "posint", value: "L", help: "tokens per training window" },
-      lr: { type: "number", value: "X", help: `peak learning rate (default ${DEFAULT_RECOVERY_LR})` },
+      lr: { type: "number", value: "X", help: "peak learning rate (default 1e-4)" },
       loss: { type: "string", value: "L", help: "ce, kd or mix" },
       alpha: { type: "number", value: "A", help: "KD weight for mix" },
       temperature: { type: "number", value: "T", help: "teacher temperature for kd/mix" },
-      "lora-r": { type: "posint", value: "N", help: `LoRA rank (default ${DEFAULT_LORA.r})` },
+      "lora-r": { type: "posint", value: "N", help: "LoRA rank (default 8)" },
       full: { type: "bool", help: "full fine-tuning instead of LoRA" },
       seed: { type: "int", value: "S", help: "data order and LoRA init seed" },
     },

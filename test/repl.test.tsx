@@ -16,6 +16,8 @@ import { SessionRunner } from "../repl/runner";
 import type { ReplLibrary } from "../repl/session-api";
 import type { Runner } from "../repl/blocks";
 import { Session } from "../src/session";
+import { DEFAULT_LORA } from "../src/train/lora";
+import { DEFAULT_RECOVERY_LR } from "../src/train/recover";
 import { requireShared, STORIES260K } from "./support/shared";
 
 
@@ -58,6 +60,13 @@ function promptOf(f: string): string | null {
 }
 
 describe("repl: command grammar", () => {
+  it("recover's help states the library's defaults (the REPL passes unset flags through to them)", () => {
+    const spec = SPECS.find((x) => x.name === "recover")!;
+    const stated = (help: string): number => Number(/\(default ([0-9.e+-]+)\)/.exec(help)?.[1]);
+    assert.equal(stated(spec.flags.lr.help), DEFAULT_RECOVERY_LR);
+    assert.equal(stated(spec.flags["lora-r"].help), DEFAULT_LORA.r);
+    assert.match(spec.details.join(" "), new RegExp(`r ${DEFAULT_LORA.r}, alpha ${DEFAULT_LORA.alpha}`));
+  });
   it("splits words with quotes and escapes", () => {
     assert.deepEqual(
       splitWords(`load "my dir/model.gguf" a\\ b 'x y'`).map((w) => w.text),

@@ -16,7 +16,7 @@ const FLAGS = {
   stories: str("A-B", "1-based inclusive story range of a TinyStories dump (e.g. 200-499)"),
   steps: str("N", "optimizer steps (required, > 0)"),
   out: str("DIR", "where the merged model is written (Hugging Face directory)"),
-  lr: str("X", `peak learning rate (default ${DEFAULT_RECOVERY_LR}; > 0)`),
+  lr: str("X", `peak learning rate (default ${DEFAULT_RECOVERY_LR.toExponential()}; > 0)`),
   batch: str("N", "windows per micro-batch (default 4)"),
   accumulate: str("N", "micro-batches per step (default 1)"),
   "seq-len": str("N", "tokens per training window (default 128)"),
