@@ -261,14 +261,29 @@ const NATIVE_HINT =
  * Before loading a model: on wasm the model's heap need (wasmModelHeapBytes) must fit the heap, and on every backend its float32 weights plus the largest tensor twice (read, then converted to the
  * model's layout) must fit host memory. Refused with the figures and what would fit; nothing has been read yet.
  */
+/** Where a model's weights live on `backend` unless weightsIn is given: on wasm, streamed when they do not fit the heap. */
+export function defaultWeightsIn(config: LlamaConfig, backend: string): WeightsIn {
+  return backend !== "wasm" || wasmModelHeapBytes(config) <= WASM_HEAP_BYTES - WASM_HEAP_RESERVE ? "heap" : "host";
+}
+
+/** defaultWeightsIn in words, with the heap figures (the `info` line). */
+export function describeWeightsIn(config: LlamaConfig, backend: string): string {
+  if (backend !== "wasm") return "held on the backend (resident)";
+  const resident = wasmModelHeapBytes(config);
+  if (defaultWeightsIn(config, backend) === "heap") return `held in the wasm heap (about ${formatBytes(resident)} of it)`;
+  const streamed = streamedHeapBytes(config);
+  if (streamed <= WASM_HEAP_BYTES - WASM_HEAP_RESERVE) {
+    return `more than the wasm heap holds (${formatBytes(resident)}): streamed from host memory one layer at a time (about ${formatBytes(streamed)} of heap; --offload)`;
+  }
+  return `one layer with its copies needs ${formatBytes(streamed)} of the wasm heap, more than it holds: refused on wasm, use the native backend`;
+}
+
 export function checkModelLoad(config: LlamaConfig, backend: string, what: string, opts: ResourceOptions = {}, available?: number): WeightsIn {
   const w = weightBytes(config);
   const params = paramCounts(config).total;
   const capacity = WASM_HEAP_BYTES - WASM_HEAP_RESERVE;
-  // On wasm a model that does not fit the heap resident is streamed unless weightsIn says otherwise.
-  const fitsResident = backend !== "wasm" || wasmModelHeapBytes(config) <= capacity;
   // skipMemoryCheck skips the refusals below, not this choice: a model beyond the heap would fail resident anyway
-  const weightsIn: WeightsIn = opts.weightsIn ?? (fitsResident ? "heap" : "host");
+  const weightsIn: WeightsIn = opts.weightsIn ?? defaultWeightsIn(config, backend);
   if (opts.skipMemoryCheck) return weightsIn;
   const hostFloat = opts.hostFloat ?? "float32";
   if (backend === "wasm") {

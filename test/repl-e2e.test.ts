@@ -10,7 +10,7 @@ import { intermediateSizes } from "../src/model/config";
 import { loadModel } from "../src/model/load";
 import { ensureBuilt } from "./support/build";
 import { requireShared, STORIES260K } from "./support/shared";
-import { tmuxPane } from "./support/tmux";
+import { requireTmux, tmuxPane } from "./support/tmux";
 
 /**
  * Drives the real binary (`node bin/sdmprune.js repl`) in a tmux pane at 80 columns, the way a person
@@ -37,11 +37,7 @@ describe("repl end-to-end under tmux", function () {
   before(async function () {
     requireShared(this);
     await initEngine();
-    if (spawnSync("tmux", ["-V"]).status !== 0) {
-      if (process.env.CI) throw new Error("tmux is required under CI (installed by .ci/run)");
-      console.warn("\n  !!! SKIPPING: tmux not installed (apt-get install -y tmux) !!!\n");
-      this.skip();
-    }
+    requireTmux(this);
     ensureBuilt();
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "sdmprune-e2e-"));
   });

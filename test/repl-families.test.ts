@@ -5,7 +5,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { initEngine } from "../src/engine";
 import { ensureBuilt } from "./support/build";
-import { tmuxPane } from "./support/tmux";
+import { requireTmux, tmuxPane } from "./support/tmux";
 import { pplFromText } from "../src/eval/perplexity";
 import { intermediateSizes } from "../src/model/config";
 import { loadModel } from "../src/model/load";
@@ -36,11 +36,7 @@ describe("repl on non-llama families under tmux (test/fixtures/families)", funct
 
   before(async function () {
     await initEngine();
-    if (spawnSync("tmux", ["-V"]).status !== 0) {
-      if (process.env.CI) throw new Error("tmux is required under CI (installed by .ci/run)");
-      console.warn("\n  !!! SKIPPING: tmux not installed (apt-get install -y tmux) !!!\n");
-      this.skip();
-    }
+    requireTmux(this);
     ensureBuilt();
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "sdmprune-repl-fam-"));
   });

@@ -75,7 +75,8 @@ function halves(bytes: Uint8Array, n: number): (i: number) => number {
 }
 
 let HALF_TABLE: Float32Array | null = null;
-function halfTable(): Float32Array {
+/** float16 bits → float32, by table (exact; built once). */
+export function halfTable(): Float32Array {
   if (!HALF_TABLE) {
     HALF_TABLE = new Float32Array(65536);
     for (let i = 0; i < 65536; i++) HALF_TABLE[i] = halfToFloat(i);

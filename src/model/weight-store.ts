@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { UsageError } from "../errors";
-import { floatToHalf, halfToFloat } from "../io/dtypes";
+import { floatToHalf, halfTable } from "../io/dtypes";
 import { isLazy } from "../io/tensor-file";
 import { numel, type HostTensor } from "../io/tensors";
 import { transposeHost } from "./kernels";
@@ -20,16 +20,6 @@ import { transposeHost } from "./kernels";
 export type WeightsIn = "heap" | "host" | "disk";
 export const WEIGHTS_IN: readonly WeightsIn[] = ["heap", "host", "disk"];
 export type HostFloat = "float32" | "float16";
-
-let HALF_TABLE: Float32Array | null = null;
-/** float16 bits → float32 by table (exact). */
-function halfTable(): Float32Array {
-  if (!HALF_TABLE) {
-    HALF_TABLE = new Float32Array(65536);
-    for (let h = 0; h < 65536; h++) HALF_TABLE[h] = halfToFloat(h);
-  }
-  return HALF_TABLE;
-}
 
 function toHalf(data: Float32Array): Uint16Array {
   const out = new Uint16Array(data.length);

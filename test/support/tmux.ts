@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -29,4 +29,12 @@ export function tmuxPane(session: string) {
     tmux("send-keys", "-t", session, "Enter");
   }
   return { tmux, screen, visible, waitFor, idle, send, sleep };
+}
+
+/** Skips the suite loudly when tmux is missing; under CI (which installs it) that is a failure. */
+export function requireTmux(ctx: Mocha.Context): void {
+  if (spawnSync("tmux", ["-V"]).status === 0) return;
+  if (process.env.CI) throw new Error("tmux is required under CI (installed by .ci/run)");
+  console.warn("\n  !!! SKIPPING: tmux not installed (apt-get install -y tmux) !!!\n");
+  ctx.skip();
 }

@@ -1,8 +1,8 @@
 import { backendInfo, initEngine } from "../../engine";
 import { readModelFiles } from "../../io/files";
-import { intermediateSizes, paramCounts, type ModelConfig } from "../../model/config";
+import { intermediateSizes, paramCounts } from "../../model/config";
 import { familyNotes } from "../../report";
-import { formatBytes, streamedHeapBytes, WASM_HEAP_BYTES, WASM_HEAP_RESERVE, wasmModelHeapBytes, weightBytes } from "../../resources";
+import { describeWeightsIn, formatBytes, weightBytes } from "../../resources";
 import type { Command } from "../command";
 import { BACKEND_FLAG, MODEL_FLAG, backendFlag, flagHelp, parseFlags, requireFlags } from "../flags";
 
@@ -55,20 +55,9 @@ export const infoCommand: Command = {
       `  mlp:        ${fmt(p.mlp)} (${pct(p.mlp)})`,
       `  norms:      ${fmt(p.norms)} (${pct(p.norms)})`,
     ];
-    lines.push(`weights:      ${formatBytes(weightBytes(c))} as float32; ${whereWeights(c, backendInfo().name)}`);
+    lines.push(`weights:      ${formatBytes(weightBytes(c))} as float32; ${describeWeightsIn(c, backendInfo().name)}`);
     if (typeof f.metadata["sdmprune.warning"] === "string") lines.push(`warning:      ${f.metadata["sdmprune.warning"]}`);
     process.stdout.write(lines.join("\n") + "\n");
     return 0;
   },
 };
-
-/** Where the weights would live on this backend by default (src/resources.ts checkModelLoad), for the info line. */
-function whereWeights(c: ModelConfig, backend: string): string {
-  if (backend !== "wasm") return "held on the backend (resident)";
-  const capacity = WASM_HEAP_BYTES - WASM_HEAP_RESERVE;
-  if (wasmModelHeapBytes(c) <= capacity) return `held in the wasm heap (about ${formatBytes(wasmModelHeapBytes(c))} of it)`;
-  if (streamedHeapBytes(c) <= capacity) {
-    return `more than the wasm heap holds (${formatBytes(wasmModelHeapBytes(c))}): streamed from host memory one layer at a time (about ${formatBytes(streamedHeapBytes(c))} of heap; --offload)`;
-  }
-  return `one layer with its copies needs ${formatBytes(streamedHeapBytes(c))} of the wasm heap, more than it holds: refused on wasm, use the native backend`;
-}
