@@ -50,6 +50,9 @@ export class ModelState {
         if (!idx) return null;
         const part = this.sliceHostMlp(this.current_, l, idx);
         this.spillOriginalMlp(l);
+        // packed halves on the backend (float16 on webgpu) are not collected: once released, nothing needs the
+        // previous MLP (the original's or the current model's own), so it is freed as soon as its slice exists
+        if (this.originalReleased) for (const k of MLP_KEYS) this.current_.hostWeights!.layers[l][k].dispose();
         return part;
       });
       this.replaceHostMlp(next);
@@ -112,7 +115,16 @@ export class ModelState {
     this.originalReleased = true;
     this.original.disposeCaches();
     // not yet pruned: later prune() calls free the original's MLP layer by layer as they slice it
-    if (this.original.streamed || this.current_ === this.original || this.current_.streamed) return;
+    if (this.current_ === this.original) return;
+    if (this.original.streamed) {
+      // packed halves on the backend the current model no longer shares (host and disk weights: nothing to free)
+      const cur = this.current_.hostWeights!.layers;
+      this.original.hostWeights!.layers.forEach((o, l) => {
+        for (const k of MLP_KEYS) if (cur[l][k] !== o[k]) o[k].dispose();
+      });
+      return;
+    }
+    if (this.current_.streamed) return;
     this.current_.weights.layers.forEach((lw, l) => {
       const o = this.original.weights.layers[l];
       for (const k of MLP_KEYS) if (lw[k] !== o[k]) o[k].dispose();
@@ -147,7 +159,9 @@ export class ModelState {
   private releaseCurrent(): void {
     const old = this.current_;
     if (old !== this.original && old.streamed) {
-      // host weights are garbage collected; the final norm belongs to the original
+      // host weights are garbage collected, packed halves on the backend are freed unless the original owns them;
+      // the final norm belongs to the original
+      old.hostWeights!.layers.forEach((lw, l) => this.releaseHostMlp(lw, l));
       old.disposeCaches();
     } else if (old !== this.original) {
       old.weights.layers.forEach((lw, l) => this.releaseMlp(lw, l));
@@ -160,6 +174,12 @@ export class ModelState {
   /** Dispose MLP tensors of layer l unless the original owns them. */
   private releaseMlp(lw: Mlp, l: number): void {
     const o = this.original.weights.layers[l];
+    for (const k of MLP_KEYS) if (lw[k] !== o[k]) lw[k].dispose();
+  }
+
+  /** releaseMlp for a streamed model's layer: frees packed halves on the backend (a no-op for host and disk weights). */
+  private releaseHostMlp(lw: HostLayer, l: number): void {
+    const o = this.original.hostWeights!.layers[l];
     for (const k of MLP_KEYS) if (lw[k] !== o[k]) lw[k].dispose();
   }
 
@@ -178,6 +198,9 @@ export class ModelState {
     const old = this.current_;
     const layers = old.hostWeights!.layers.map((lw, l) => (next[l] ? { ...lw, ...next[l]! } : lw));
     const model = old.withHostLayers(layers);
+    next.forEach((n, l) => {
+      if (n) this.releaseHostMlp(old.hostWeights!.layers[l], l);
+    });
     old.disposeCaches();
     this.current_ = model;
     const cur = model.hostWeights!.layers;

@@ -32,6 +32,8 @@ export function familyNotes(c: ModelConfig): string {
   return n.join("; ");
 }
 
+const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
+
 /** The session overview; `backend` is the line describing the backend, `scoreSettings` those of the running scores. */
 export function infoTable(raw: SessionInfo, backend: string, tied: boolean, scoreSettings: Record<string, unknown> | null): InfoTable {
   const p = raw.params;
@@ -44,11 +46,16 @@ export function infoTable(raw: SessionInfo, backend: string, tied: boolean, scor
     [
       "weights",
       raw.weightsIn === "heap"
-        ? "on the backend (resident)"
+        ? raw.hostFloat === "float16"
+          ? "on the GPU as float16 (packed halves, each layer unpacked to float32 for its step); the model computes with, and saves, the float16-rounded weights"
+          : "on the backend (resident)"
         : raw.weightsIn === "host"
           ? `host memory as ${raw.hostFloat}, one layer at a time on the backend (streamed)`
           : `decoder layers read from the checkpoint when they run, embedding and head in host memory as ${raw.hostFloat} (streamed)`,
     ],
+    ...(raw.gpuMemory
+      ? ([["GPU memory", `${mib(raw.gpuMemory.inUse)} in use, peak ${mib(raw.gpuMemory.peak)}, ${mib(raw.gpuMemory.held)} held by the backend (with its pool of freed buffers)`]] as Cell[][])
+      : []),
     ["params", `${p.total.toLocaleString("en-US")} of ${o.total.toLocaleString("en-US")} (${((100 * (o.total - p.total)) / o.total).toFixed(2)} % removed)`],
     ["  embeddings / lm_head", `${p.embeddings.toLocaleString("en-US")} / ${p.lm_head.toLocaleString("en-US")}${tied ? " (tied)" : ""}`],
     ["  attention / MLP / norms", `${p.attention.toLocaleString("en-US")} / ${p.mlp.toLocaleString("en-US")} / ${p.norms.toLocaleString("en-US")}`],

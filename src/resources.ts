@@ -17,7 +17,10 @@ export interface ResourceOptions {
    * streamed one layer at a time. Default: "heap" where the model fits, else (wasm) "host".
    */
   weightsIn?: WeightsIn;
-  /** Host storage of streamed weights: "float32" (default) or "float16" (half the host memory, upcast per layer). */
+  /**
+   * Storage of the weights: "float32" (default) or "float16": streamed weights held in host memory as halves
+   * (upcast per layer), or with weightsIn "heap" on webgpu, packed halves on the GPU (unpacked per layer).
+   */
   hostFloat?: HostFloat;
   /** Run windows longer than the model's context (max_position_embeddings), e.g. for RoPE extrapolation studies. */
   allowLonger?: boolean;
@@ -221,7 +224,7 @@ export function streamedHeapBytes(config: LlamaConfig): number {
  */
 export function hostWeightBytes(config: LlamaConfig, weightsIn: WeightsIn, hostFloat: HostFloat = "float32"): number {
   const p = paramCounts(config);
-  const per = weightsIn !== "heap" && hostFloat === "float16" ? 2 : 4;
+  const per = hostFloat === "float16" ? 2 : 4;
   if (weightsIn === "disk") return per * (p.embeddings + p.lm_head) + 4 * p.norms;
   return per * p.total;
 }
@@ -311,7 +314,7 @@ export function checkModelLoad(config: LlamaConfig, backend: string, what: strin
   const inFlight = weightsIn === "heap" ? 2 * largestTensorBytes(config) : Math.max(linears, embed * (hostFloat === "float16" ? 1.5 : 1));
   checkMemory(
     held + inFlight,
-    `${what}: loading ${(params / 1e9).toFixed(2)} B parameters (${formatBytes(held)} held ${weightsIn === "disk" ? "in host memory, the layers read from disk" : weightsIn === "heap" ? "as float32" : `in host memory as ${hostFloat}`})`,
+    `${what}: loading ${(params / 1e9).toFixed(2)} B parameters (${formatBytes(held)} held ${weightsIn === "disk" ? "in host memory, the layers read from disk" : weightsIn === "heap" ? `as ${hostFloat}` : `in host memory as ${hostFloat}`})`,
     opts,
     available,
     weightsIn === "disk"

@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { evaluationText, PPL_PROTOCOLS, readDocuments, type DocumentSource, type Documents, type PplProtocol } from "./data/documents";
 import { checkPplSpec, exactlyOne, seqLenOption } from "./options";
 import { calibrationWindows, evalWindows, identifyWindows, loadWindows, saveWindows, sha256File, shardRange, validateWindows, type ShardSpec, type WindowIdentity, type WindowProvenance } from "./data/windows";
-import { backendInfo, initEngine, type BackendName, type GpuAdapterInfo } from "./engine";
+import { backendInfo, gpuMemory, initEngine, type BackendName, type GpuAdapterInfo, type GpuMemory } from "./engine";
 import { findLeakage, type LeakageReport } from "./data/leakage";
 import { compareSpeed, type SpeedOptions, type SpeedTable } from "./speed";
 import { runCompare, validateCompare, type CompareOptions, type CompareTable } from "./compare";
@@ -275,9 +275,14 @@ export interface SessionInfo {
   criterion: Criterion | null;
   scoredSamples: number;
   steps: number;
-  /** Where the weights live: "heap" (on the backend) or streamed from "host" memory or "disk", with the host storage type. */
+  /**
+   * Where the weights live: "heap" (on the backend) or streamed from "host" memory or "disk", with the storage type
+   * (float16 with "heap": packed halves on the GPU, webgpu only).
+   */
   weightsIn: WeightsIn;
   hostFloat: HostFloat;
+  /** On webgpu: GPU bytes in use now, the most in use at once so far, and all the backend holds (with its pool); else null. */
+  gpuMemory: GpuMemory | null;
 }
 
 export interface SaveOptions {
@@ -505,6 +510,7 @@ export class Session {
       steps: this.history_.length,
       weightsIn: this.current.weightsIn,
       hostFloat: this.current.hostFloat,
+      gpuMemory: this.backend === "webgpu" ? gpuMemory() : null,
     };
     return infoTable(raw, this.backend === backendInfo().name ? backendInfo().summary : raw.backend, this.current.config.tie_word_embeddings, this.acc ? this.acc.settings : null);
   }

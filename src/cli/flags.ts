@@ -153,14 +153,19 @@ export const OFFLOAD_FLAGS = {
     "heap|host|disk",
     "where the weights live: heap = on the tensor backend; host = in host memory, one layer at a\ntime on the backend; disk = decoder layers read from the checkpoint each time they run\n(default: heap where the model fits; on wasm a model beyond its 4 GiB heap streams from host)",
   ),
-  "offload-dtype": str("f32|f16", "host storage of offloaded weights: f32 (default) or f16 (half the host memory,\nupcast per layer; scores change within float16 rounding)"),
+  "offload-dtype": str(
+    "f32|f16",
+    "storage of the weights where --offload puts them: f32 (default) or f16: with host or disk,\nhalf the host memory, upcast per layer; with heap (webgpu backend only), packed halves on the\nGPU, unpacked per layer (half the GPU memory). The model then computes with the rounded\nweights: scores change within float16 rounding, a saved model holds them",
+  ),
 } as const;
 
 /** `--offload` and `--offload-dtype` as Session.load options (absent = the defaults). */
 export function offloadFromFlags(values: Record<string, string | boolean | undefined>): { weightsIn?: WeightsIn; hostFloat?: HostFloat; onNote: (m: string) => void } {
   const weightsIn = enumFlag("offload", values.offload as string | undefined, WEIGHTS_IN);
   const d = enumFlag("offload-dtype", values["offload-dtype"] as string | undefined, ["f32", "f16"] as const);
-  if (d !== undefined && (weightsIn === undefined || weightsIn === "heap")) throw new UsageError("--offload-dtype applies to offloaded weights: give --offload host or --offload disk");
+  if (d !== undefined && weightsIn === undefined) {
+    throw new UsageError("--offload-dtype applies to offloaded weights: give --offload host or --offload disk (or --offload heap on the webgpu backend: packed halves on the GPU)");
+  }
   return { weightsIn, hostFloat: d === undefined ? undefined : d === "f16" ? "float16" : "float32", onNote: (m) => process.stderr.write(`note: ${m}\n`) };
 }
 

@@ -41,6 +41,42 @@ export function unpackHalf(packed: tf.Tensor, shape: readonly number[]): tf.Tens
   return tf.tensor(decodeHalfWords(packed.dataSync() as Int32Array, n), [...shape], "float32");
 }
 
+const ROWS_KERNEL = "SdmpruneUnpackHalfRows";
+
+/**
+ * Rows of a row-packed half matrix as float32 [k, cols]. `packed` holds R rows of ceil(cols / 2) int32 words each
+ * (an odd row ends in a padding half, so every row starts on a word: what packHalf makes of each row padded to an
+ * even length); the rows are `rows` (an int32 tensor of row indices, any order, repeats allowed) or the run
+ * `{ from, count }`. One shader pass on webgpu, which reads the words it needs straight from the packed buffer: tfjs's
+ * own Slice and Gather would not do, since on webgpu they carry int32 values through float32 and so lose the low
+ * bits of a word (one of its two halves). Elsewhere the words are read back and decoded on the host.
+ */
+export function unpackHalfRows(packed: tf.Tensor, cols: number, rows: tf.Tensor | { from: number; count: number }): tf.Tensor2D {
+  if (packed.dtype !== "int32") throw new TypeError(`unpackHalfRows: expected the int32 words of packed halves, got a ${packed.dtype} tensor`);
+  const wc = Math.ceil(cols / 2);
+  if (!(cols > 0) || packed.size % wc !== 0) throw new RangeError(`unpackHalfRows: ${packed.size} words are not whole rows of ${wc} words (${cols} columns)`);
+  const R = packed.size / wc;
+  const k = rows instanceof tf.Tensor ? rows.size : rows.count;
+  if (!(rows instanceof tf.Tensor) && (rows.from < 0 || rows.count < 0 || rows.from + rows.count > R)) {
+    throw new RangeError(`unpackHalfRows: rows ${rows.from}..${rows.from + rows.count - 1} of ${R}`);
+  }
+  if (k === 0) return tf.zeros([0, cols]);
+  if (tf.getBackend() === "webgpu") {
+    registerWebGPUKernel();
+    const inputs: tf.NamedTensorMap = rows instanceof tf.Tensor ? { packed, rows } : { packed };
+    return tf.engine().runKernel(ROWS_KERNEL, inputs, { cols, from: rows instanceof tf.Tensor ? 0 : rows.from, count: k }) as tf.Tensor2D;
+  }
+  const words = packed.dataSync() as Int32Array;
+  const idx = rows instanceof tf.Tensor ? (rows.dataSync() as Int32Array) : Int32Array.from({ length: k }, (_, i) => rows.from + i);
+  const out = new Float32Array(k * cols);
+  for (let i = 0; i < k; i++) {
+    const r = idx[i];
+    if (!(r >= 0 && r < R)) throw new RangeError(`unpackHalfRows: row ${r} of ${R}`);
+    out.set(decodeHalfWords(words.subarray(r * wc, (r + 1) * wc), cols), i * cols);
+  }
+  return tf.tensor2d(out, [k, cols], "float32");
+}
+
 // The slice of tfjs-backend-webgpu's WebGPUProgram and backend this file uses (their .d.ts needs @webgpu/types).
 interface WebGPUProgramLike {
   variableNames: string[];
@@ -52,10 +88,11 @@ interface WebGPUProgramLike {
   size: boolean;
   outputComponent?: number;
   variableComponents?: number[];
+  uniforms?: string;
   getUserCode(): string;
 }
 interface WebGPUBackendLike {
-  runWebGPUProgram(program: WebGPUProgramLike, inputs: tf.TensorInfo[], outputDtype: tf.DataType): tf.TensorInfo;
+  runWebGPUProgram(program: WebGPUProgramLike, inputs: tf.TensorInfo[], outputDtype: tf.DataType, uniforms?: Array<{ type: string; data: number[] }>): tf.TensorInfo;
 }
 
 const WORKGROUP = 128;
@@ -116,7 +153,63 @@ class UnpackHalfProgram implements WebGPUProgramLike {
   }
 }
 
+/**
+ * One invocation per float written: output element (i, c) is half c & 1 of word c / 2 of source row rows[i] (or
+ * from + i). A word is read by both of its halves' invocations; the reads hit the same cache line.
+ */
+class UnpackHalfRowsProgram implements WebGPUProgramLike {
+  variableNames: string[];
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout = { x: [0] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number] = [WORKGROUP, 1, 1];
+  size = true;
+  uniforms = "cols : i32, wc : i32, rowFrom : i32,";
+  private readonly indexed: boolean;
+
+  constructor(n: number, indexed: boolean) {
+    this.outputShape = [n];
+    this.indexed = indexed;
+    this.variableNames = indexed ? ["W", "Rows"] : ["W"];
+    this.shaderKey = `sdmpruneUnpackHalfRows_${indexed ? "gather" : "run"}`;
+    this.dispatch = [Math.ceil(n / WORKGROUP), 1, 1];
+  }
+
+  getUserCode(): string {
+    return `
+      fn main(index : i32) {
+        if (index < uniforms.size) {
+          let r = index / uniforms.cols;
+          let c = index - r * uniforms.cols;
+          let src = ${this.indexed ? "Rows[r]" : "uniforms.rowFrom + r"};
+          let v = unpack2x16float(bitcast<u32>(W[src * uniforms.wc + c / 2]));
+          result[index] = select(v.x, v.y, (c & 1) == 1);
+        }
+      }
+    `;
+  }
+}
+
 function registerWebGPUKernel(): void {
+  if (!tf.getKernel(ROWS_KERNEL, "webgpu")) {
+    tf.registerKernel({
+      kernelName: ROWS_KERNEL,
+      backendName: "webgpu",
+      kernelFunc: ({ inputs, backend, attrs }) => {
+        const { packed, rows } = inputs as unknown as { packed: tf.TensorInfo; rows?: tf.TensorInfo };
+        const { cols, from, count } = attrs as unknown as { cols: number; from: number; count: number };
+        const be = backend as unknown as WebGPUBackendLike;
+        const uniforms = [
+          { type: "int32", data: [cols] },
+          { type: "int32", data: [Math.ceil(cols / 2)] },
+          { type: "int32", data: [from] },
+        ];
+        const flat = be.runWebGPUProgram(new UnpackHalfRowsProgram(count * cols, rows !== undefined), rows ? [packed, rows] : [packed], "float32", uniforms);
+        return { dataId: flat.dataId, shape: [count, cols], dtype: "float32" };
+      },
+    });
+  }
   if (tf.getKernel(KERNEL, "webgpu")) return;
   tf.registerKernel({
     kernelName: KERNEL,

@@ -3,6 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { UsageError } from "../errors";
 import { registerWasmFixes } from "./wasm-fixes";
 import { adapterSummary, loadWebGPU, webgpuAdapter, type GpuAdapterInfo } from "./webgpu";
+export { gpuMemory, resetGpuPeak, type GpuMemory } from "./webgpu";
 
 export type BackendName = "tensorflow" | "webgpu" | "wasm" | "cpu";
 export { adapterSummary, type GpuAdapterInfo };

@@ -204,13 +204,59 @@ export async function loadWebGPU(allowSoftware: boolean): Promise<string | null>
   exposeNavigatorGpu(gpu);
   if (tf.findBackendFactory("webgpu")) tf.removeBackend("webgpu");
   // Priority 0: tfjs must never pick it on its own; initEngine chooses.
-  tf.registerBackend("webgpu", () => new WebGPUBackend(device, adapter.info), 0);
+  tf.registerBackend("webgpu", () => trackPeak(new WebGPUBackend(device, adapter.info)), 0);
   // Small tensors would otherwise be computed on tfjs's CPU backend and shuttled back and forth; on a GPU that
   // costs a read-back per op, and on the CI's software adapter it would leave the GPU kernels untested.
   tf.env().set("WEBGPU_CPU_FORWARD", false);
   registerWebGPUFixes(WebGPUBackend);
   active = { info, device };
   return null;
+}
+
+// The slice of tfjs-backend-webgpu's BufferManager read here: bytes of the buffers tensors use now, and of all
+// buffers it holds (used ones and its pool of freed ones, which it keeps for reuse and never gives back).
+interface BufferManagerLike {
+  numBytesUsed: number;
+  numBytesAllocated: number;
+  acquireBuffer(...args: unknown[]): unknown;
+}
+
+let peakBytesUsed = 0;
+
+/** Record the most bytes the backend's buffers held in use at once (tfjs reports only the current figure). */
+function trackPeak(backend: tf.KernelBackend): tf.KernelBackend {
+  const bm = (backend as unknown as { bufferManager?: BufferManagerLike }).bufferManager;
+  if (!bm) return backend;
+  const acquire = bm.acquireBuffer.bind(bm);
+  bm.acquireBuffer = (...args: unknown[]) => {
+    const b = acquire(...args);
+    if (bm.numBytesUsed > peakBytesUsed) peakBytesUsed = bm.numBytesUsed;
+    return b;
+  };
+  return backend;
+}
+
+/** GPU memory of the webgpu backend in bytes, or null when it is not the active backend. */
+export interface GpuMemory {
+  /** Buffers in use by tensors now. */
+  inUse: number;
+  /** The most bytes in use at once since the backend started (or since resetGpuPeak). */
+  peak: number;
+  /** Everything the backend holds on the GPU: buffers in use and its pool of freed ones kept for reuse. */
+  held: number;
+}
+
+export function gpuMemory(): GpuMemory | null {
+  if (tf.getBackend() !== "webgpu") return null;
+  const bm = (tf.backend() as unknown as { bufferManager?: BufferManagerLike }).bufferManager;
+  if (!bm) return null;
+  return { inUse: bm.numBytesUsed, peak: Math.max(peakBytesUsed, bm.numBytesUsed), held: bm.numBytesAllocated };
+}
+
+/** Start a new peak from what is in use now (e.g. before one job, to report that job's peak). */
+export function resetGpuPeak(): void {
+  const m = gpuMemory();
+  peakBytesUsed = m ? m.inUse : 0;
 }
 
 /** WebGPUBackend's constructor checks for `navigator.gpu`, as in a browser (Node 20 has no navigator; 21+ has one without gpu). */

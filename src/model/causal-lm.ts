@@ -12,7 +12,7 @@ import { matMulBT, targetLogProbs, transposeHost, vocabMajorHead } from "./kerne
 import { cachingHooks, checkHooks, combineHooks, hookPoints, runHook, type Hooks } from "./hooks";
 import { FAMILIES } from "./registry";
 import { ropeTables } from "./rope";
-import { HostWeight, materialiseLayer, type HostFloat, type HostLayer, type HostModelWeights, type WeightsIn } from "./weight-store";
+import { disposeHostLayer, HostWeight, materialiseLayer, type HostFloat, type HostLayer, type HostModelWeights, type WeightsIn } from "./weight-store";
 
 /** Kept importable from here for existing callers; they live with the other backend-specific products. */
 export { targetLogProbs, vocabMajorHead };
@@ -206,7 +206,11 @@ function isHosted(w: ModelWeights | HostModelWeights): w is HostModelWeights {
 export interface WeightStorage {
   /** "heap" (default): tensors on the backend; "host"/"disk": streamed one layer at a time. */
   weightsIn?: WeightsIn;
-  /** Host storage of a streamed model's weights (default float32); float16 halves it. */
+  /**
+   * Storage type of the weights (default float32); float16 halves them. With "host"/"disk" it is the host copy;
+   * with "heap" (webgpu only) the weights are held on the GPU as packed halves and each decoder layer is unpacked
+   * to float32 for its step (src/model/weight-store.ts). Either way the model computes with the rounded values.
+   */
   hostFloat?: HostFloat;
 }
 
@@ -273,6 +277,12 @@ export class CausalLM {
    */
   get weights(): ModelWeights {
     if (!this.resident) {
+      if (this.hosted!.weightsIn === "heap") {
+        throw new UsageError(
+          `this model streams its weights (weightsIn "heap" as float16: packed halves on the GPU, one layer at a time unpacked to float32); ` +
+            `this operation needs every weight resident as float32: load it without float16 storage (hostFloat "float32", no --offload-dtype f16)`,
+        );
+      }
       throw new UsageError(
         `this model streams its weights (weightsIn "${this.hosted!.weightsIn}": held outside the tensor backend, one layer at a time on it); ` +
           `this operation needs every weight resident: load it with weightsIn "heap" (--offload heap), on the native backend for models beyond the wasm heap`,
@@ -286,12 +296,15 @@ export class CausalLM {
     return this.hosted ? this.hosted.weightsIn : "heap";
   }
 
-  /** True when the weights are held outside the tensor backend and uploaded one layer at a time. */
+  /**
+   * True when the weights are not float32 tensors on the backend but come onto it as float32 one layer at a time:
+   * uploaded from host memory or disk, or (weightsIn "heap" as float16) unpacked from packed halves.
+   */
   get streamed(): boolean {
     return this.hosted !== null;
   }
 
-  /** Host storage type of a streamed model's weights (float32 for a resident model). */
+  /** Storage type of a streamed model's weights (float32 for a resident model; float16 for packed halves on the GPU). */
   get hostFloat(): HostFloat {
     return this.hosted ? this.hosted.dtype : "float32";
   }
@@ -352,8 +365,11 @@ export class CausalLM {
     }
     const weightsIn = storage.weightsIn ?? "heap";
     const hostFloat = storage.hostFloat ?? "float32";
-    if (weightsIn === "heap" && hostFloat !== "float32") {
-      throw new UsageError(`${source}: hostFloat ${hostFloat} applies to streamed weights (weightsIn "host" or "disk"), not to weightsIn "heap"`);
+    if (weightsIn === "heap" && hostFloat === "float16" && tf.getBackend() !== "webgpu") {
+      throw new UsageError(
+        `${source}: float16 weights on the backend (weightsIn "heap", hostFloat "float16"; --offload heap --offload-dtype f16) are packed halves that a WebGPU shader unpacks: ` +
+          `they need the webgpu backend, this is ${tf.getBackend()}; for float16 storage here keep the weights in host memory (weightsIn "host", --offload host --offload-dtype f16)`,
+      );
     }
     const created = uploadedOnPush(); // on tensorflow each weight goes to TensorFlow as it is built (src/engine/upload.ts)
     // The data is checked where it is converted, not up front: reading a lazy (file-backed) tensor's `data` reads
@@ -377,7 +393,7 @@ export class CausalLM {
       created.push(w);
       return w;
     };
-    if (weightsIn !== "heap") return CausalLM.hostedFromTensors(config, tensors, source, weightsIn, hostFloat, dataOf);
+    if (weightsIn !== "heap" || hostFloat === "float16") return CausalLM.hostedFromTensors(config, tensors, source, weightsIn, hostFloat, dataOf);
     try {
       const embed_tokens = tf.tensor2d(dataOf("model.embed_tokens.weight"), [V, H], "float32");
       created.push(embed_tokens);
@@ -401,19 +417,27 @@ export class CausalLM {
 
   /**
    * A streamed model: every weight converted to its internal layout on the host (or, for "disk", the decoder layers
-   * left in the file when the reader gives file-backed tensors) and only the final norm uploaded.
+   * left in the file when the reader gives file-backed tensors) and only the final norm uploaded. With "heap"
+   * (float16 on webgpu) the converted weights are packed as halves onto the backend instead of kept on the host.
    */
   private static hostedFromTensors(
     config: LlamaConfig,
     tensors: TensorMap,
     source: string,
-    weightsIn: "host" | "disk",
+    weightsIn: WeightsIn,
     dtype: HostFloat,
     dataOf: (name: string) => Float32Array,
   ): CausalLM {
     const H = config.hidden_size;
     const V = config.vocab_size;
-    const vecW = (name: string): HostWeight => HostWeight.of(tensors.get(name)!.shape.slice(), dataOf(name), dtype);
+    const onBackend = weightsIn === "heap";
+    const made: HostWeight[] = [];
+    const keep = (w: HostWeight): HostWeight => {
+      made.push(w);
+      return w;
+    };
+    const held = (shape: number[], data: Float32Array): HostWeight => keep(onBackend ? HostWeight.onBackend(shape, data) : HostWeight.of(shape, data, dtype));
+    const vecW = (name: string): HostWeight => held(tensors.get(name)!.shape.slice(), dataOf(name));
     const linW = (name: string): HostWeight => {
       const t = tensors.get(name)!;
       if (weightsIn === "disk") {
@@ -421,23 +445,29 @@ export class CausalLM {
         return HostWeight.onDisk(t, true, dtype);
       }
       const [out, inp] = t.shape;
+      if (onBackend) return held([inp, out], transposeHost(dataOf(name), out, inp));
       // a file-backed tensor is remembered, so that host memory can be given back for weights rarely used again
       return HostWeight.of([inp, out], transposeHost(dataOf(name), out, inp), dtype, t, true);
     };
-    const embed_tokens = HostWeight.of([V, H], dataOf("model.embed_tokens.weight"), dtype);
-    const layers: HostLayer[] = [];
-    for (let l = 0; l < config.num_hidden_layers; l++) {
-      const lw: HostLayer = {};
-      for (const k of layerKeys(config)) {
-        const name = layerParamName(l, k);
-        lw[k] = tensors.get(name)!.shape.length === 1 ? vecW(name) : linW(name);
+    try {
+      const embed_tokens = held([V, H], dataOf("model.embed_tokens.weight"));
+      const layers: HostLayer[] = [];
+      for (let l = 0; l < config.num_hidden_layers; l++) {
+        const lw: HostLayer = {};
+        for (const k of layerKeys(config)) {
+          const name = layerParamName(l, k);
+          lw[k] = tensors.get(name)!.shape.length === 1 ? vecW(name) : linW(name);
+        }
+        layers.push(lw);
       }
-      layers.push(lw);
+      // the head stays vocabulary-major ([V, H], as stored): a chunk of the vocabulary is then a run of rows
+      const lm_head = config.tie_word_embeddings ? null : held([V, H], dataOf("lm_head.weight"));
+      const norm = tf.tensor1d(dataOf("model.norm.weight"), "float32");
+      return new CausalLM(config, { weightsIn, dtype, embed_tokens, layers, norm, lm_head });
+    } catch (e) {
+      for (const w of made) w.dispose();
+      throw e;
     }
-    // the head stays vocabulary-major ([V, H], as stored): a chunk of the vocabulary is then a run of rows
-    const lm_head = config.tie_word_embeddings ? null : HostWeight.of([V, H], dataOf("lm_head.weight"), dtype);
-    const norm = tf.tensor1d(dataOf("model.norm.weight"), "float32");
-    return new CausalLM(config, { weightsIn, dtype, embed_tokens, layers, norm, lm_head });
   }
 
   /**
@@ -520,8 +550,12 @@ export class CausalLM {
   /** Independent copy (tf.clone: shares data until one side is disposed, never mutated in place). */
   clone(): CausalLM {
     const cfgCopy = { ...this.config, intermediate_size: Array.isArray(this.config.intermediate_size) ? this.config.intermediate_size.slice() : this.config.intermediate_size };
-    // host weights are immutable, so sharing them is a copy; only the norm is a tensor
-    if (this.hosted) return new CausalLM(cfgCopy, { ...this.hosted, layers: this.hosted.layers.slice(), norm: tf.clone(this.hosted.norm) });
+    // host weights are immutable, so sharing them is a copy; the norm and packed halves on the backend are cloned
+    if (this.hosted) {
+      const hw = this.hosted;
+      const layers = hw.layers.map((lw) => Object.fromEntries(Object.entries(lw).map(([k, x]) => [k, x.clone()])));
+      return new CausalLM(cfgCopy, { ...hw, embed_tokens: hw.embed_tokens.clone(), lm_head: hw.lm_head?.clone() ?? null, layers, norm: tf.clone(hw.norm) });
+    }
     const w = this.weights;
     return new CausalLM(
       { ...this.config, intermediate_size: Array.isArray(this.config.intermediate_size) ? this.config.intermediate_size.slice() : this.config.intermediate_size },
@@ -540,7 +574,12 @@ export class CausalLM {
 
   dispose(): void {
     if (this.hosted) {
-      this.hosted.norm.dispose();
+      // packed halves on the backend are freed here; host and disk weights are collected
+      const hw = this.hosted;
+      hw.norm.dispose();
+      hw.embed_tokens.dispose();
+      hw.lm_head?.dispose();
+      for (const lw of hw.layers) disposeHostLayer(lw);
       this.disposeCaches();
       return;
     }
@@ -630,7 +669,7 @@ export class CausalLM {
       }
     }
     if (!x) throw new UsageError(`unknown parameter "${name}"`);
-    if (x.where === "host" && x.shape.length === 2) return x.rows(0, Math.ceil(n / x.shape[1])).slice(0, n);
+    if (x.where !== "disk" && x.shape.length === 2) return x.rows(0, Math.ceil(n / x.shape[1])).slice(0, n);
     return x.values().slice(0, n);
   }
 
@@ -953,9 +992,8 @@ export class CausalLM {
   private embedWith(w: ModelWeights | HostModelWeights, ids: tf.Tensor2D): tf.Tensor2D {
     return tf.tidy(() => {
       // a streamed model gathers the rows on the host and uploads [B·T, H]: the embedding never enters the backend
-      const e = isHosted(w)
-        ? tf.tensor2d(w.embed_tokens.gatherRows(ids.dataSync()), [ids.size, this.config.hidden_size], "float32")
-        : (tf.gather(w.embed_tokens, tf.reshape(ids, [-1])) as tf.Tensor2D);
+      // (packed halves on the backend are gathered and unpacked there)
+      const e = isHosted(w) ? w.embed_tokens.gatherTensor(ids) : (tf.gather(w.embed_tokens, tf.reshape(ids, [-1])) as tf.Tensor2D);
       const scale = this.family.embedScale?.(this.config);
       return scale === undefined ? e : (tf.mul(e, scale) as tf.Tensor2D);
     });
@@ -999,11 +1037,10 @@ export class CausalLM {
     if (!hw) throw new UsageError("forEachHeadChunk: the model's head is resident");
     const E = hw.lm_head ?? hw.embed_tokens;
     const V = this.config.vocab_size;
-    const H = this.config.hidden_size;
     const rows = this.headChunkRows();
     for (let v0 = 0; v0 < V; v0 += rows) {
       const v1 = Math.min(V, v0 + rows);
-      const Ec = tf.tensor2d(E.rows(v0, v1), [v1 - v0, H], "float32");
+      const Ec = E.rowsTensor(v0, v1);
       try {
         fn(v0, Ec);
       } finally {

@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { UsageError } from "../errors";
-import { floatToHalf, halfTable } from "../io/dtypes";
+import { unpackHalf, unpackHalfRows } from "../engine/half";
+import { decodeHalfWords, encodeHalfWords, floatToHalf, halfTable } from "../io/dtypes";
 import { isLazy } from "../io/tensor-file";
 import { numel, type HostTensor } from "../io/tensors";
 import { transposeHost } from "./kernels";
@@ -16,6 +17,11 @@ import { transposeHost } from "./kernels";
  *   runs, so host memory holds the embedding and one layer; layers changed by pruning move to host memory.
  *
  * Host storage can be float16 ("hostFloat": frozen weights rounded to half precision, upcast at upload).
+ *
+ * "heap" with float16 (webgpu only) holds every weight on the backend as packed IEEE halves (src/engine/half.ts:
+ * int32 words, two halves each, half the GPU bytes) and unpacks one decoder layer to float32 for that layer's step
+ * (docs/memory.md, "float16 weights on the GPU"). Such a model goes through the same per-layer path as a streamed
+ * one: only the place the frozen weights are kept differs.
  */
 export type WeightsIn = "heap" | "host" | "disk";
 export const WEIGHTS_IN: readonly WeightsIn[] = ["heap", "host", "disk"];
@@ -56,7 +62,31 @@ export class HostWeight {
      * read when `half`: read on every use when nothing is held, else where the held values came from (spill()).
      */
     private readonly file: { t: HostTensor; transpose: boolean; half: boolean } | null,
+    /**
+     * Packed halves on the tensor backend: int32 [R, ceil(C / 2)] for a 2D weight (each row padded to whole
+     * words, so that a row is a run of words and rows can be sliced and gathered as they are), [ceil(n / 2)] for
+     * a vector. Owned by this weight: dispose() frees it.
+     */
+    private readonly packed: tf.Tensor | null = null,
   ) {}
+
+  /**
+   * Held on the tensor backend as packed halves (rounded to nearest even), unpacked where it is used. The caller
+   * decides the backend can unpack them on the device (webgpu); elsewhere tensor() would read them back.
+   */
+  static onBackend(shape: number[], data: Float32Array): HostWeight {
+    if (data.length !== numel(shape)) throw new UsageError(`HostWeight: ${data.length} values for shape [${shape}]`);
+    if (shape.length !== 2) return new HostWeight(shape, null, null, null, tf.tensor1d(encodeHalfWords(data), "int32"));
+    const [R, C] = shape;
+    const wc = Math.ceil(C / 2);
+    let rowAligned = data;
+    if (C % 2 === 1) {
+      // an odd row gets a zero half at its end, so every row starts on a word
+      rowAligned = new Float32Array(R * 2 * wc);
+      for (let r = 0; r < R; r++) rowAligned.set(data.subarray(r * C, (r + 1) * C), r * 2 * wc);
+    }
+    return new HostWeight(shape, null, null, null, tf.tensor2d(encodeHalfWords(rowAligned), [R, wc], "int32"));
+  }
 
   /**
    * Held in host memory as `dtype` (float16 rounds to nearest even). The array is kept, not copied: do not change
@@ -88,24 +118,40 @@ export class HostWeight {
     return new HostWeight(this.shape, null, null, this.file);
   }
 
-  /** "disk" when read from the checkpoint on use, else "host". */
-  get where(): "host" | "disk" {
-    return this.f32 || this.f16 ? "host" : "disk";
+  /** "disk" when read from the checkpoint on use, "backend" for packed halves on the tensor backend, else "host". */
+  get where(): "host" | "disk" | "backend" {
+    return this.packed ? "backend" : this.f32 || this.f16 ? "host" : "disk";
   }
 
   get dtype(): HostFloat {
-    return this.f16 || this.file?.half ? "float16" : "float32";
+    return this.f16 || this.packed || this.file?.half ? "float16" : "float32";
   }
 
-  /** Host bytes held (0 for a weight read from disk). */
+  /** Host bytes held (0 for a weight read from disk or held on the backend). */
   get bytes(): number {
     return this.f32 ? this.f32.byteLength : this.f16 ? this.f16.byteLength : 0;
+  }
+
+  /** Backend bytes held (the packed words; 0 unless held on the backend). */
+  get backendBytes(): number {
+    return this.packed ? this.packed.size * 4 : 0;
+  }
+
+  /** Free what this weight holds on the backend (nothing for host and disk weights, which are collected). */
+  dispose(): void {
+    this.packed?.dispose();
+  }
+
+  /** An independent copy: the weight itself where it is immutable host data, a new reference to the packed words (tf.clone) else. */
+  clone(): HostWeight {
+    return this.packed ? new HostWeight(this.shape, null, null, null, tf.clone(this.packed)) : this;
   }
 
   /** Float32 values (internal layout). For a float32 weight this is the held array itself: do not change it. */
   values(): Float32Array {
     if (this.f32) return this.f32;
     if (this.f16) return fromHalf(this.f16);
+    if (this.packed) return this.unpackedRows(this.packed, this.shape.length === 2 ? this.shape[0] : 1);
     const { t, transpose, half } = this.file!;
     const d = t.data;
     const v = transpose ? transposeHost(d, t.shape[0], t.shape[1]) : d;
@@ -133,17 +179,65 @@ export class HostWeight {
     return linear ? transposeHost(v, this.shape[0], this.shape[1]) : this.f32 && copy ? Float32Array.from(v) : v;
   }
 
+  /**
+   * Packed words of `rows` rows (all of them for a vector) decoded on the host, the row padding dropped (the
+   * read-back path: saving, pruning along columns, fingerprints).
+   */
+  private unpackedRows(words: tf.Tensor, rows: number): Float32Array {
+    const w = words.dataSync() as Int32Array;
+    if (this.shape.length !== 2) return decodeHalfWords(w, this.shape[0]);
+    const C = this.shape[1];
+    const wc = Math.ceil(C / 2);
+    const all = decodeHalfWords(w, rows * 2 * wc);
+    if (C % 2 === 0) return all;
+    const out = new Float32Array(rows * C);
+    for (let r = 0; r < rows; r++) out.set(all.subarray(r * 2 * wc, r * 2 * wc + C), r * C);
+    return out;
+  }
+
   /** Rows [r0, r1) of a 2D host weight, float32 (the embedding's or the head's vocabulary chunk). */
   rows(r0: number, r1: number): Float32Array {
     const H = this.shape[1];
     if (this.f32) return this.f32.subarray(r0 * H, r1 * H);
     if (this.f16) return fromHalf(this.f16, r0 * H, r1 * H);
+    if (this.packed) {
+      const t = this.rowsTensor(r0, r1);
+      try {
+        return t.dataSync() as Float32Array;
+      } finally {
+        t.dispose();
+      }
+    }
     return this.values().slice(r0 * H, r1 * H);
+  }
+
+  /** Rows [r0, r1) of a 2D weight as a new float32 tensor [r1 − r0, H] (unpacked on the backend when held there). */
+  rowsTensor(r0: number, r1: number): tf.Tensor2D {
+    if (!this.packed) return tf.tensor2d(this.rows(r0, r1), [r1 - r0, this.shape[1]], "float32");
+    return unpackHalfRows(this.packed, this.shape[1], { from: r0, count: r1 - r0 });
+  }
+
+  /**
+   * The rows `ids` (int32, any shape; flattened) of a 2D weight as a new float32 tensor [ids.size, H]: gathered
+   * and unpacked on the backend when held there, else gathered on the host and uploaded.
+   */
+  gatherTensor(ids: tf.Tensor): tf.Tensor2D {
+    if (!this.packed) return tf.tensor2d(this.gatherRows(ids.dataSync()), [ids.size, this.shape[1]], "float32");
+    const packed = this.packed;
+    return tf.tidy(() => unpackHalfRows(packed, this.shape[1], ids.dtype === "int32" ? tf.reshape(ids, [-1]) : tf.cast(tf.reshape(ids, [-1]), "int32")));
   }
 
   /** The listed rows of a 2D host weight, [ids.length, H] float32. */
   gatherRows(ids: ArrayLike<number>): Float32Array {
     const H = this.shape[1];
+    if (this.packed) {
+      const t = tf.tidy(() => this.gatherTensor(tf.tensor1d(Int32Array.from(ids), "int32")));
+      try {
+        return t.dataSync() as Float32Array;
+      } finally {
+        t.dispose();
+      }
+    }
     const out = new Float32Array(ids.length * H);
     const t = this.f16 ? halfTable() : null;
     const src = this.f32 ?? (this.f16 ? null : this.values());
@@ -155,8 +249,9 @@ export class HostWeight {
     return out;
   }
 
-  /** A new tensor on the backend with these values (the caller disposes it). */
+  /** A new tensor on the backend with these values (the caller disposes it): uploaded, or unpacked on the backend. */
   tensor(): tf.Tensor {
+    if (this.packed) return this.shape.length === 2 ? unpackHalfRows(this.packed, this.shape[1], { from: 0, count: this.shape[0] }) : unpackHalf(this.packed, this.shape);
     return tf.tensor(this.values(), this.shape, "float32");
   }
 
@@ -166,11 +261,14 @@ export class HostWeight {
    */
   select(idx: readonly number[], axis: 0 | 1, dtype: HostFloat): HostWeight {
     const [R, C] = this.shape;
+    // packed halves are picked from the host decode and packed again (exact: every value already is a half): a word
+    // holds two neighbouring columns, and tfjs's Gather on webgpu would not keep a word's low half (see unpackHalfRows)
+    const keep = (shape: number[], values: Float32Array): HostWeight => (this.packed ? HostWeight.onBackend(shape, values) : HostWeight.of(shape, values, dtype));
     const v = this.values();
     if (axis === 0) {
       const out = new Float32Array(idx.length * C);
       idx.forEach((r, i) => out.set(v.subarray(r * C, (r + 1) * C), i * C));
-      return HostWeight.of([idx.length, C], out, dtype);
+      return keep([idx.length, C], out);
     }
     const out = new Float32Array(R * idx.length);
     const k = idx.length;
@@ -179,16 +277,19 @@ export class HostWeight {
       const o = r * k;
       for (let j = 0; j < k; j++) out[o + j] = v[base + idx[j]];
     }
-    return HostWeight.of([R, k], out, dtype);
+    return keep([R, k], out);
   }
 }
 
 /** One decoder layer's weights outside the backend, keyed as LayerWeights. */
 export type HostLayer = Record<string, HostWeight>;
 
-/** A streamed model's weights. Only the final norm (H floats) lives on the backend. */
+/**
+ * A streamed model's weights. Only the final norm (H floats) lives on the backend as float32; with weightsIn
+ * "heap" (float16 on webgpu) every other weight is packed halves on the backend.
+ */
 export interface HostModelWeights {
-  weightsIn: "host" | "disk";
+  weightsIn: WeightsIn;
   dtype: HostFloat;
   embed_tokens: HostWeight; // [V, H]
   layers: HostLayer[];
@@ -207,6 +308,11 @@ export function materialiseLayer(layer: HostLayer): Record<string, tf.Tensor> {
     throw e;
   }
   return out;
+}
+
+/** Free what a layer holds on the backend (packed halves); host and disk weights are collected. */
+export function disposeHostLayer(layer: HostLayer): void {
+  for (const w of Object.values(layer)) w.dispose();
 }
 
 /** Host bytes a layer holds. */
