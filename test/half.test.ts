@@ -1,7 +1,7 @@
 import { strict as assert } from "node:assert";
 import * as tf from "@tensorflow/tfjs";
 import { backendName, initEngine, type BackendName } from "../src/engine";
-import { packedBytes, packHalf, unpackHalf } from "../src/engine/half";
+import { packedBytes, packHalf, unpackHalf, unpackHalfRows } from "../src/engine/half";
 import { decodeHalfWords, halfToFloat } from "../src/io/dtypes";
 
 /**
@@ -154,6 +154,30 @@ describe("half storage: float32 weights packed as IEEE halves", function () {
     const viaF32 = tf.grad((xv: tf.Tensor) => tf.square(tf.matMul(xv as tf.Tensor2D, wf)).sum())(x);
     assert.deepEqual(Array.from(await viaHalf.data()), Array.from(await viaF32.data()));
     tf.dispose([x, p, wf, viaHalf, viaF32]);
+  });
+
+  it("unpacks rows of a row-packed matrix (a run or a list of rows, odd widths padded per row) exactly, words of any bit pattern", async () => {
+    // random words: a word's low half must survive (tfjs's own Gather/Slice on webgpu pass int32 through float32
+    // and lose it), so the expected values are decoded on the host from the very words
+    const next = words32(5);
+    for (const cols of [7, 8, 1]) {
+      const R = 37;
+      const wc = Math.ceil(cols / 2);
+      const words = Int32Array.from({ length: R * wc }, () => next() & 0x7bff7bff); // finite halves only: NaN payloads are the GPU's
+      const host = (r: number): number[] => Array.from(decodeHalfWords(words.subarray(r * wc, (r + 1) * wc), cols));
+      const p = tf.tensor2d(words, [R, wc], "int32");
+      const run = unpackHalfRows(p, cols, { from: 5, count: 9 });
+      const ids = tf.tensor1d([36, 0, 3, 3, 20], "int32");
+      const picked = unpackHalfRows(p, cols, ids);
+      assert.deepEqual(run.shape, [9, cols]);
+      assert.deepEqual(Array.from(await run.data()), Array.from({ length: 9 }, (_, i) => host(5 + i)).flat(), `run, ${cols} columns on ${backendName()}`);
+      assert.deepEqual(Array.from(await picked.data()), [36, 0, 3, 3, 20].flatMap(host), `rows, ${cols} columns on ${backendName()}`);
+      assert.throws(() => unpackHalfRows(p, cols, { from: 30, count: 8 }), /rows 30..37 of 37/);
+      tf.dispose([p, run, ids, picked]);
+    }
+    const f = tf.zeros([3]);
+    assert.throws(() => unpackHalfRows(f, 4, { from: 0, count: 1 }), /expected the int32 words/);
+    f.dispose();
   });
 
   it("refuses a shape that does not fit the data or the words", () => {
