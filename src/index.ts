@@ -34,7 +34,7 @@ export { headLossVjp, type HeadLoss } from "./importance/head-loss";
 export { TeacherCache, type TopK, type TeacherCacheOptions, type TeacherTargets, type TailStats } from "./teacher";
 export { accumulate, settingsFor, ImportanceScores, SCORES_FORMAT, CRITERIA, isAdditive, modelFingerprint, fingerprintMismatch, type AccumulateOptions, type Criterion, type ScoreSettings, type ModelFingerprint } from "./importance";
 // engine + model (engine/model helper)
-export { initEngine, backendName, backendInfo, type BackendName, type BackendInfo, type GpuAdapterInfo } from "./engine";
+export { initEngine, backendName, backendInfo, gpuMemory, resetGpuPeak, type BackendName, type BackendInfo, type GpuAdapterInfo, type GpuMemory } from "./engine";
 import { CausalLM } from "./model/causal-lm";
 /** @deprecated The v0.1 name of CausalLM (the class computes every supported family, not only LLaMA). */
 export const LlamaModel = CausalLM;

@@ -15,6 +15,7 @@ import { randomTensors } from "../src/model/random";
 import { Session } from "../src/session";
 import { TeacherCache } from "../src/teacher";
 import { randomIds, relError } from "./reference/configs";
+import { cli } from "./support/cli";
 import { requireShared, STORIES260K } from "./support/shared";
 
 /**
@@ -210,6 +211,19 @@ describe("float16 weights on the GPU (webgpu)", function () {
       } finally {
         back.dispose();
       }
+
+      // the CLI: --offload heap --offload-dtype f16 gives host float16's perplexity; on cpu it is refused, exit 2
+      const wfile = path.join(dir, "w.json");
+      fs.writeFileSync(wfile, JSON.stringify({ windows }));
+      const ppl = async (...extra: string[]) => cli(["ppl", "--model", src, "--windows", wfile, "--json", ...extra]);
+      const rg = await ppl("--backend", "webgpu", "--offload", "heap", "--offload-dtype", "f16");
+      const rh = await ppl("--backend", "webgpu", "--offload", "host", "--offload-dtype", "f16");
+      assert.equal(rg.code, 0, rg.err);
+      assert.ok(Math.abs(JSON.parse(rg.out).ppl - JSON.parse(rh.out).ppl) / JSON.parse(rh.out).ppl < 1e-5);
+      const rc = await ppl("--backend", "cpu", "--offload", "heap", "--offload-dtype", "f16");
+      assert.equal(rc.code, 2);
+      assert.match(rc.err, /need the webgpu backend, this is cpu/);
+      await initEngine("webgpu");
 
       // releaseOriginal: the original MLP's packed halves are freed as pruning replaces them
       const s = await Session.load(src, { backend: "webgpu", ...HALF });
