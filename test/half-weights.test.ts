@@ -139,6 +139,11 @@ describe("float16 weights on the GPU (webgpu)", function () {
       }
       // fingerprints read a prefix without unpacking a layer: the rounded values
       assert.deepEqual(Array.from(half.model.parameterPrefix("model.layers.0.mlp.up_proj.weight", 50)), Array.from(host16.parameterPrefix("model.layers.0.mlp.up_proj.weight", 50)));
+      // the head rows the streamed importance head loss takes: gathered on the GPU, no read-back
+      const ids = [599, 0, 300, 300];
+      const hr = half.model.headRowsTensor(ids);
+      assert.deepEqual(Array.from(hr.dataSync()), Array.from(host16.headRows(ids)));
+      hr.dispose();
       const cl = half.model.clone();
       cl.dispose();
       assert.ok(relError(lp(half.model), lp(host16)).rel < 1e-5, "a clone's dispose leaves the model whole");

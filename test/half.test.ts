@@ -193,7 +193,7 @@ describe("half storage: float32 weights packed as IEEE halves", function () {
     }
   });
 
-  it("webgpu: the WGSL unpack2x16float decode equals the host decode bit for bit (NaN stays NaN), every half pattern, odd length, a 2048 × 8192 matrix", async function () {
+  it("webgpu: the WGSL unpack2x16float decode (whole tensors and rows) equals the host decode bit for bit (NaN stays NaN), every half pattern, odd length, a 2048 × 8192 matrix", async function () {
     const prev: BackendName = backendName();
     try {
       await initEngine("webgpu");
@@ -229,6 +229,19 @@ describe("half storage: float32 weights packed as IEEE halves", function () {
         let wrong = 0;
         for (let i = 0; i < n; i++) if (Number.isNaN(host[i]) ? !Number.isNaN(gpu[i]) : g[i] !== h[i]) wrong++;
         assert.equal(wrong, 0, `${wrong} of ${n} halves decoded differently on the GPU`);
+      }
+      // the row kernel on the same matrix, read as 2048 rows of 8192: one invocation per float, 131 072 workgroups
+      {
+        const p = tf.tensor2d(big, [2048, 4096], "int32");
+        const u = unpackHalfRows(p, 8192, { from: 0, count: 2048 });
+        const gpu = (await u.data()) as Float32Array;
+        tf.dispose([p, u]);
+        const host = decodeHalfWords(big, 2048 * 8192);
+        const g = new Uint32Array(gpu.buffer, gpu.byteOffset, gpu.length);
+        const h = new Uint32Array(host.buffer, host.byteOffset, host.length);
+        let wrong = 0;
+        for (let i = 0; i < host.length; i++) if (Number.isNaN(host[i]) ? !Number.isNaN(gpu[i]) : g[i] !== h[i]) wrong++;
+        assert.equal(wrong, 0, `${wrong} of ${host.length} halves unpacked by rows differently on the GPU`);
       }
       assert.equal(tf.memory().numTensors, baseline, "tensors leaked on webgpu");
     } finally {

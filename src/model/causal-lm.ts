@@ -1049,6 +1049,18 @@ export class CausalLM {
     }
   }
 
+  /**
+   * The same rows as a new tensor [ids.length, H] on the backend: gathered and unpacked there when the head is held
+   * as packed halves on the GPU (no read-back), else gathered on the host and uploaded.
+   */
+  headRowsTensor(ids: ArrayLike<number>): tf.Tensor2D {
+    const hw = this.hosted;
+    if (!hw) throw new UsageError("headRowsTensor: the model's head is resident");
+    const E = hw.lm_head ?? hw.embed_tokens;
+    if (E.where !== "backend") return tf.tensor2d(E.gatherRows(ids), [ids.length, this.config.hidden_size], "float32");
+    return tf.tidy(() => E.gatherTensor(tf.tensor1d(Int32Array.from(ids), "int32")));
+  }
+
   /** Rows of a streamed model's head (the embedding when tied) for the given vocabulary ids, [ids.length, H] on the host. */
   headRows(ids: ArrayLike<number>): Float32Array {
     const hw = this.hosted;
