@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import { gpuMemory, initEngine } from "../src/engine";
+import { backendName, gpuMemory, initEngine, type BackendName } from "../src/engine";
 import { packedBytes } from "../src/engine/half";
 import { UsageError } from "../src/errors";
 import { floatToHalf, halfToFloat } from "../src/io/dtypes";
@@ -68,7 +68,14 @@ function loaded(make: () => CausalLM): { model: CausalLM; bytes: number } {
 describe("float16 weights on the GPU (webgpu)", function () {
   this.timeout(300_000);
   let baseline = 0;
+  // the backend the files before this one left active, restored after it (cpu when none was initialised)
+  let prev: BackendName = "cpu";
   before(async function () {
+    try {
+      prev = backendName();
+    } catch {
+      // not initialised yet
+    }
     await webgpuOrSkip(this);
     baseline = tf.memory().numTensors;
   });
@@ -76,7 +83,7 @@ describe("float16 weights on the GPU (webgpu)", function () {
     try {
       assert.equal(tf.memory().numTensors, baseline, "every tensor disposed");
     } finally {
-      await initEngine("cpu");
+      await initEngine(prev);
     }
   });
 
