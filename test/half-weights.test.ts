@@ -231,6 +231,7 @@ describe("float16 weights on the GPU (webgpu)", function () {
       const rg = await ppl("--backend", "webgpu", "--offload", "heap", "--offload-dtype", "f16");
       const rh = await ppl("--backend", "webgpu", "--offload", "host", "--offload-dtype", "f16");
       assert.equal(rg.code, 0, rg.err);
+      assert.match(rg.err, /gpu memory: peak [\d.]+ MiB in use, [\d.]+ MiB held by the backend/);
       assert.ok(Math.abs(JSON.parse(rg.out).ppl - JSON.parse(rh.out).ppl) / JSON.parse(rh.out).ppl < 1e-5);
       const rc = await ppl("--backend", "cpu", "--offload", "heap", "--offload-dtype", "f16");
       assert.equal(rc.code, 2);

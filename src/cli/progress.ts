@@ -1,3 +1,4 @@
+import { gpuMemory } from "../engine";
 import type { ProgressEvent } from "../types";
 
 /**
@@ -58,4 +59,15 @@ export function interruptSignal(): { signal: AbortSignal; release: () => void } 
       process.removeListener("SIGTERM", on);
     },
   };
+}
+
+/**
+ * On webgpu, the job's GPU memory for stderr: the most bytes in use at once and what the backend holds (with its
+ * pool of freed buffers, which tfjs never gives back); "" on the other backends.
+ */
+export function gpuMemoryLine(): string {
+  const m = gpuMemory();
+  if (!m) return "";
+  const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  return `gpu memory: peak ${mib(m.peak)} in use, ${mib(m.held)} held by the backend\n`;
 }

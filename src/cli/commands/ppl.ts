@@ -3,7 +3,7 @@ import { DataError, UsageError } from "../../errors";
 import { PPL_PROTOCOLS, Session } from "../../session";
 import type { Command } from "../command";
 import { BACKEND_FLAG, OFFLOAD_FLAGS, offloadFromFlags, JSON_FLAG, MODEL_FLAG, PPL_TEXT_FLAGS, SKIP_MEMORY_FLAG, backendFlag, bool, enumFlag, flagHelp, intFlag, parseFlags, requireFlags, str } from "../flags";
-import { interruptSignal, stderrProgress } from "../progress";
+import { interruptSignal, stderrProgress, gpuMemoryLine } from "../progress";
 
 const FLAGS = {
   ...MODEL_FLAG,
@@ -74,6 +74,7 @@ export const pplCommand: Command = {
         ];
         process.stdout.write(lines.join("\n") + "\n");
       }
+      process.stderr.write(gpuMemoryLine());
       return 0;
     } finally {
       progress.end();

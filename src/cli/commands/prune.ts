@@ -9,7 +9,7 @@ import { isAdditive } from "../../importance";
 import { describeEstimate, type JobEstimate } from "../../resources";
 import type { Command } from "../command";
 import { BACKEND_FLAG, OFFLOAD_FLAGS, offloadFromFlags, bool, CALIBRATION_FLAGS, CRITERION_FLAG, HELDOUT_FLAGS, MODEL_FLAG, OUTPUT_FLAGS, ROUND_TO_FLAG, SD_TAYLOR_FLAGS, backendFlag, calibrationFromFlags, calibrationUsage, criterionFlag, enumFlag, flagHelp, intFlag, numFlag, parseFlags, requireFlags, str } from "../flags";
-import { interruptSignal, stderrProgress } from "../progress";
+import { interruptSignal, stderrProgress, gpuMemoryLine } from "../progress";
 
 const AMOUNT_FLAGS = {
   target: str("R", "share of ALL parameters to remove (tied embedding counted once), e.g. 0.2;\nconverted to the same K for every layer (nearest achievable share)"),
@@ -161,6 +161,7 @@ export const pruneCommand: Command = {
       }
       const table = new Table(["", "before", "after", "% removed"], rows, { title: "Before / after", digits: 2, notes });
       process.stdout.write(`${summary.toText()}\n\n${table.toText()}\n\nwrote ${out}\n${written.map((w) => `  ${w}`).join("\n")}\n`);
+      process.stderr.write(gpuMemoryLine());
       return 0;
     } finally {
       progress.end();

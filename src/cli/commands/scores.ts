@@ -10,7 +10,7 @@ import { checkOutputFile } from "../../io/atomic";
 import { describeEstimate, type JobEstimate } from "../../resources";
 import type { Command } from "../command";
 import { BACKEND_FLAG, OFFLOAD_FLAGS, offloadFromFlags, bool, CALIBRATION_FLAGS, CRITERION_FLAG, MODEL_FLAG, SD_TAYLOR_FLAGS, backendFlag, calibrationFromFlags, calibrationUsage, criterionFlag, flagHelp, intFlag, numFlag, parseFlags, requireFlags, str } from "../flags";
-import { interruptSignal, stderrProgress } from "../progress";
+import { interruptSignal, stderrProgress, gpuMemoryLine } from "../progress";
 
 const FLAGS = {
   ...MODEL_FLAG,
@@ -139,6 +139,7 @@ export const scoresCommand: Command = {
       }
       await session.saveScores(values.out as string);
       process.stdout.write(`wrote ${values.out} (${fs.statSync(values.out as string).size} bytes)\n`);
+      process.stderr.write(gpuMemoryLine());
       return 0;
     } finally {
       progress.end();
