@@ -70,6 +70,24 @@ export class HostWeight {
   }
 
   /**
+   * Held as float16, converted from a tensor that reads ranges (HostTensor.readInto) a chunk at a time: the
+   * embedding of a large model is never whole as float32 (1.5 GiB for a 3B model's) beside its float16 copy.
+   */
+  static halfFrom(shape: number[], t: HostTensor): HostWeight {
+    const n = numel(shape);
+    if (numel(t.shape) !== n) throw new UsageError(`HostWeight.halfFrom: ${numel(t.shape)} values for shape [${shape}]`);
+    if (!t.readInto) throw new UsageError("HostWeight.halfFrom: the tensor cannot be read in ranges");
+    const out = new Uint16Array(n);
+    const buf = new Float32Array(Math.min(n, 1 << 22));
+    for (let at = 0; at < n; at += buf.length) {
+      const v = buf.subarray(0, Math.min(buf.length, n - at));
+      t.readInto!(at, v);
+      for (let i = 0; i < v.length; i++) out[at + i] = floatToHalf(v[i]);
+    }
+    return new HostWeight(shape, null, out, null);
+  }
+
+  /**
    * Read from its file every time it is used. `t` is the reader's lazy tensor in Hugging Face layout; a linear is
    * transposed to [in, out] on each read; float16 storage rounds what is read as held float16 values would be.
    */
@@ -133,6 +151,59 @@ export class HostWeight {
     return linear ? transposeHost(v, this.shape[0], this.shape[1]) : this.f32 && copy ? Float32Array.from(v) : v;
   }
 
+  /**
+   * What hfValues(linear) holds at [start, start + into.length), written into `into` without making the whole
+   * array (HostTensor.readInto: a writer streams the weight through one buffer); null where only hfValues can (a
+   * weight read from disk in the other layout, or from a file tensor that cannot be read in ranges).
+   */
+  hfRange(linear: boolean): ((start: number, into: Float32Array) => void) | null {
+    if (this.where === "disk") {
+      const { t, transpose, half } = this.file!;
+      const read = t.readInto;
+      if (transpose !== linear || !read) return null;
+      return (start, into) => {
+        read(start, into);
+        if (half) roundHalfInPlace(into);
+      };
+    }
+    const f32 = this.f32;
+    const f16 = this.f16;
+    const table = f16 ? halfTable() : null;
+    if (!linear) {
+      // the internal layout is the Hugging Face one
+      if (f32) return (start, into) => into.set(f32.subarray(start, start + into.length));
+      return (start, into) => {
+        for (let i = 0; i < into.length; i++) into[i] = table![f16![start + i]];
+      };
+    }
+    // internal [R, C] = [in, out]; Hugging Face [C, R]: its element c·R + r is internal r·C + c
+    const [R, C] = this.shape;
+    const at = f32 ? (k: number) => f32[k] : (k: number) => table![f16![k]];
+    return (start, into) => {
+      const n = into.length;
+      const c0 = Math.floor(start / R);
+      if (start === c0 * R && n % R === 0) {
+        // whole output rows: read each input row's run of columns in order
+        const nc = n / R;
+        for (let r = 0; r < R; r++) {
+          const base = r * C + c0;
+          if (f32) for (let j = 0; j < nc; j++) into[j * R + r] = f32[base + j];
+          else for (let j = 0; j < nc; j++) into[j * R + r] = table![f16![base + j]];
+        }
+        return;
+      }
+      let c = c0;
+      let r = start - c0 * R;
+      for (let i = 0; i < n; i++) {
+        into[i] = at(r * C + c);
+        if (++r === R) {
+          r = 0;
+          c++;
+        }
+      }
+    };
+  }
+
   /** Rows [r0, r1) of a 2D host weight, float32 (the embedding's or the head's vocabulary chunk). */
   rows(r0: number, r1: number): Float32Array {
     const H = this.shape[1];
@@ -166,20 +237,49 @@ export class HostWeight {
    */
   select(idx: readonly number[], axis: 0 | 1, dtype: HostFloat): HostWeight {
     const [R, C] = this.shape;
-    const v = this.values();
-    if (axis === 0) {
-      const out = new Float32Array(idx.length * C);
-      idx.forEach((r, i) => out.set(v.subarray(r * C, (r + 1) * C), i * C));
-      return HostWeight.of([idx.length, C], out, dtype);
-    }
-    const out = new Float32Array(R * idx.length);
     const k = idx.length;
-    for (let r = 0; r < R; r++) {
-      const base = r * C;
-      const o = r * k;
-      for (let j = 0; j < k; j++) out[o + j] = v[base + idx[j]];
+    const shape = axis === 0 ? [k, C] : [R, k];
+    // The kept values go straight into the new storage, and a weight read from disk is read a row of its file at a
+    // time: no whole float32 copy of the weight or of the result, which a model pruned under a memory limit
+    // would make faster than they are collected.
+    const o32 = dtype === "float32" ? new Float32Array(k * (axis === 0 ? C : R)) : null;
+    const o16 = o32 ? null : new Uint16Array(k * (axis === 0 ? C : R));
+    const set = (o: number, x: number): void => {
+      if (o32) o32[o] = x;
+      else o16![o] = floatToHalf(x);
+    };
+    // from disk: the file holds the Hugging Face layout [C, R] (internal element r·C + c is its c·R + r)
+    const read = this.where === "disk" ? this.hfRange(true) : null;
+    if (read) {
+      if (axis === 1) {
+        const row = new Float32Array(R);
+        idx.forEach((c, j) => {
+          read(c * R, row);
+          for (let r = 0; r < R; r++) set(r * k + j, row[r]);
+        });
+      } else {
+        const per = Math.max(1, Math.floor((1 << 20) / R));
+        const buf = new Float32Array(Math.min(per, C) * R);
+        for (let c0 = 0; c0 < C; c0 += per) {
+          const n = Math.min(per, C - c0);
+          read(c0 * R, buf.subarray(0, n * R));
+          for (let cc = 0; cc < n; cc++) for (let j = 0; j < k; j++) set(j * C + c0 + cc, buf[cc * R + idx[j]]);
+        }
+      }
+      return new HostWeight(shape, o32, o16, null);
     }
-    return HostWeight.of([R, k], out, dtype);
+    const f32 = this.f32 ?? (this.f16 ? null : this.values());
+    const f16 = this.f16;
+    const t = halfTable();
+    const get = (i: number): number => (f32 ? f32[i] : t[f16![i]]);
+    if (axis === 0) {
+      idx.forEach((r, i) => {
+        for (let c = 0; c < C; c++) set(i * C + c, get(r * C + c));
+      });
+    } else {
+      for (let r = 0; r < R; r++) for (let j = 0; j < k; j++) set(r * k + j, get(r * C + idx[j]));
+    }
+    return new HostWeight(shape, o32, o16, null);
   }
 }
 
