@@ -120,7 +120,7 @@ describe("streamed saving: range readers and the tensor streamer", () => {
     assert.equal(HostWeight.onDisk(file, true).hfRange(false), null);
   });
 
-  it("pruning selects (rows, columns) from held and disk weights as from the whole array; float16 from a file in chunks", () => {
+  it("pruning selects (rows, columns) from held and disk weights as from the whole array, or keeps them on disk; float16 from a file in chunks", () => {
     const f = path.join(dir, "sel.safetensors");
     writeSafetensors(f, new Map([["w", src]]), "f32");
     const file = openSafetensors(f).get("w")!;
@@ -140,6 +140,34 @@ describe("streamed saving: range readers and the tensor streamer", () => {
           assert.deepEqual(got.shape, axis === 0 ? [idx.length, R] : [C, idx.length]);
           assert.deepEqual(Array.from(got.values()), want, `${dtype} ${what} axis ${axis}`);
         }
+      }
+    }
+    // a model reading its layers from disk keeps a pruned weight there (read through the kept channels), also
+    // pruned twice; its values, Hugging Face values and ranges are those of the held selection
+    for (const dtype of ["float32", "float16"] as const) {
+      const held = HostWeight.of([C, R], internal, dtype);
+      const disk = HostWeight.onDisk(file, true, dtype);
+      for (const axis of [0, 1] as const) {
+        const idx = pick[axis];
+        const again = [2, 0];
+        const wantW = held.select(idx, axis, dtype).select(again, axis, dtype);
+        const once = disk.select(idx, axis, dtype, true);
+        const got = once.select(again, axis, dtype, true);
+        assert.equal(once.where, "disk");
+        assert.equal(got.where, "disk");
+        assert.equal(got.bytes, 0);
+        assert.deepEqual(got.shape, wantW.shape);
+        assert.deepEqual(Array.from(got.values()), Array.from(wantW.values()), `${dtype} axis ${axis} values`);
+        const hf = wantW.hfValues(true, true);
+        assert.deepEqual(Array.from(got.hfValues(true, true)), Array.from(hf));
+        const read = got.hfRange(true)!;
+        for (const [s0, n] of ranges(hf.length, got.shape[0])) {
+          const into = new Float32Array(n);
+          read(s0, into);
+          assert.deepEqual(Array.from(into), Array.from(hf.subarray(s0, s0 + n)), `${dtype} axis ${axis} [${s0}, ${s0 + n})`);
+        }
+        // and selecting it into memory (a host model's path) gives the same
+        assert.deepEqual(Array.from(once.select(again, axis, dtype).values()), Array.from(wantW.values()));
       }
     }
     const half = HostWeight.halfFrom([R, C], file);

@@ -13,7 +13,8 @@ import { transposeHost } from "./kernels";
  * - "heap": every weight is a tensor on the backend (the default where it fits).
  * - "host": every weight is a typed array in host memory; a layer's tensors exist only while it runs.
  * - "disk": each decoder layer's weights are read from the checkpoint (positioned reads) every time the layer
- *   runs, so host memory holds the embedding and one layer; layers changed by pruning move to host memory.
+ *   runs, so host memory holds the embedding and one layer; a pruned layer stays there, read through its kept
+ *   channels.
  *
  * Host storage can be float16 ("hostFloat": frozen weights rounded to half precision, upcast at upload).
  */
@@ -42,6 +43,26 @@ function fromHalf(bits: Uint16Array, from = 0, to = bits.length): Float32Array {
 }
 
 /**
+ * Where a weight's values lie in its checkpoint: a lazy file-backed tensor in Hugging Face layout, transposed on
+ * read when `transpose`, rounded to float16 on read when `half`; `rows`/`cols` (internal layout, only with
+ * `transpose`): the file's kept columns and rows after pruning a weight that stays on disk.
+ */
+interface DiskSource {
+  t: HostTensor;
+  transpose: boolean;
+  half: boolean;
+  rows?: readonly number[];
+  cols?: readonly number[];
+}
+
+/** The float32 read buffer of chunked disk reads, reused (one per process; every read here is synchronous). */
+let readScratch: Float32Array | null = null;
+function scratch(n: number): Float32Array {
+  if (!readScratch || readScratch.length < n) readScratch = new Float32Array(n);
+  return readScratch.subarray(0, n);
+}
+
+/**
  * One weight outside the backend, in the model's internal layout: [in, out] for linears, [V, H] for the embedding
  * and for the head (the head is kept vocabulary-major so that a chunk of the vocabulary is a contiguous run of
  * rows). Immutable: pruning makes new HostWeights.
@@ -55,7 +76,7 @@ export class HostWeight {
      * A lazy file-backed tensor in Hugging Face layout, transposed on read when `transpose`, rounded to float16 on
      * read when `half`: read on every use when nothing is held, else where the held values came from (spill()).
      */
-    private readonly file: { t: HostTensor; transpose: boolean; half: boolean } | null,
+    private readonly file: DiskSource | null,
   ) {}
 
   /**
@@ -124,6 +145,7 @@ export class HostWeight {
   values(): Float32Array {
     if (this.f32) return this.f32;
     if (this.f16) return fromHalf(this.f16);
+    if (this.selected) return this.selectedValues();
     const { t, transpose, half } = this.file!;
     const d = t.data;
     const v = transpose ? transposeHost(d, t.shape[0], t.shape[1]) : d;
@@ -132,6 +154,11 @@ export class HostWeight {
 
   /** Values in Hugging Face layout ([out, in] for a linear) for writers: no transpose for a weight read from disk. */
   hfValues(linear: boolean, copy: boolean): Float32Array {
+    if (this.selected && linear) {
+      const out = new Float32Array(numel(this.shape));
+      this.hfRange(true)!(0, out);
+      return out;
+    }
     if (this.where === "disk" && this.file!.transpose === linear) {
       // as stored (Hugging Face layout): read, rounded in place for float16 storage, no transposes
       const d = this.file!.t.data;
@@ -158,9 +185,30 @@ export class HostWeight {
    */
   hfRange(linear: boolean): ((start: number, into: Float32Array) => void) | null {
     if (this.where === "disk") {
-      const { t, transpose, half } = this.file!;
+      const { t, transpose, half, rows, cols } = this.file!;
       const read = t.readInto;
       if (transpose !== linear || !read) return null;
+      if (rows || cols) {
+        // Hugging Face layout [C, R]: row c is the file's row cols[c] (or c), its columns the file's `rows`
+        const [R, R0] = [this.shape[0], t.shape[1]];
+        const rowBuf = rows ? new Float32Array(R0) : null;
+        return (start, into) => {
+          for (let at = 0; at < into.length; ) {
+            const e = start + at;
+            const c = Math.floor(e / R);
+            const r0 = e - c * R;
+            const m = Math.min(R - r0, into.length - at);
+            const src = cols ? cols[c] : c;
+            if (!rows) read(src * R0 + r0, into.subarray(at, at + m));
+            else {
+              read(src * R0, rowBuf!);
+              for (let i = 0; i < m; i++) into[at + i] = rowBuf![rows[r0 + i]];
+            }
+            at += m;
+          }
+          if (half) roundHalfInPlace(into);
+        };
+      }
       return (start, into) => {
         read(start, into);
         if (half) roundHalfInPlace(into);
@@ -204,6 +252,35 @@ export class HostWeight {
     };
   }
 
+  /** A weight read from disk through a pruning selection (DiskSource rows/cols). */
+  private get selected(): boolean {
+    return !this.f32 && !this.f16 && !!this.file && !!(this.file.rows || this.file.cols);
+  }
+
+  /** values() of a selected disk weight: the file's [C0, R0] read in chunks of whole rows through one buffer. */
+  private selectedValues(): Float32Array {
+    const { t, half, rows, cols } = this.file!;
+    const [C0, R0] = t.shape;
+    const [R, C] = this.shape;
+    const out = new Float32Array(R * C);
+    const colOf = new Int32Array(C0).fill(-1);
+    for (let j = 0; j < C; j++) colOf[cols ? cols[j] : j] = j;
+    const per = Math.max(1, Math.floor((1 << 22) / R0));
+    for (let h0 = 0; h0 < C0; h0 += per) {
+      const n = Math.min(per, C0 - h0);
+      const buf = scratch(n * R0);
+      t.readInto!(h0 * R0, buf);
+      for (let hh = 0; hh < n; hh++) {
+        const j = colOf[h0 + hh];
+        if (j < 0) continue;
+        const base = hh * R0;
+        if (rows) for (let r = 0; r < R; r++) out[r * C + j] = buf[base + rows[r]];
+        else for (let r = 0; r < R; r++) out[r * C + j] = buf[base + r];
+      }
+    }
+    return half ? roundHalfInPlace(out) : out;
+  }
+
   /** Rows [r0, r1) of a 2D host weight, float32 (the embedding's or the head's vocabulary chunk). */
   rows(r0: number, r1: number): Float32Array {
     const H = this.shape[1];
@@ -235,10 +312,17 @@ export class HostWeight {
    * Keep the listed indices along `axis` of a 2D weight (columns for axis 1, rows for axis 0): a new host weight
    * (of the given storage type; a weight read from disk becomes a host one).
    */
-  select(idx: readonly number[], axis: 0 | 1, dtype: HostFloat): HostWeight {
+  select(idx: readonly number[], axis: 0 | 1, dtype: HostFloat, keepOnDisk = false): HostWeight {
     const [R, C] = this.shape;
     const k = idx.length;
     const shape = axis === 0 ? [k, C] : [R, k];
+    const f = this.file;
+    if (keepOnDisk && this.where === "disk" && f!.transpose && f!.t.readInto && f!.half === (dtype === "float16")) {
+      // still read from the checkpoint on use, now only the kept rows/columns: memory stays one layer
+      const rows = axis === 0 ? idx.map((i) => (f!.rows ? f!.rows[i] : i)) : f!.rows;
+      const cols = axis === 1 ? idx.map((j) => (f!.cols ? f!.cols[j] : j)) : f!.cols;
+      return new HostWeight(shape, null, null, { ...f!, rows, cols });
+    }
     // The kept values go straight into the new storage, and a weight read from disk is read a row of its file at a
     // time: no whole float32 copy of the weight or of the result, which a model pruned under a memory limit
     // would make faster than they are collected.
