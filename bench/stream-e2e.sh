@@ -23,12 +23,13 @@ if [ -n "$LIMIT" ]; then
   CG=$PARENT/sdmprune-bench-$$
   mkdir -p "$CG" && echo "$LIMIT" > "$CG/memory.limit_in_bytes" && echo $$ > "$CG/cgroup.procs" || { echo "could not make a memory cgroup under $PARENT" >&2; exit 3; }
 fi
-/usr/bin/time -v node "$CLI" "$@" > "$NAME.out" 2> "$NAME.err" &
+# STREAM_TIMEOUT=S ends the command after S seconds (to keep a shared heavy-run slot short)
+/usr/bin/time -v ${STREAM_TIMEOUT:+timeout $STREAM_TIMEOUT} node "$CLI" "$@" > "$NAME.out" 2> "$NAME.err" &
 TP=$!
 : > "$NAME.rss"
 t=0
 while kill -0 $TP 2>/dev/null; do
-  p=$(pgrep -P $TP node | head -1)
+  p=$(pgrep -f "^node $CLI" | head -1)
   if [ -n "$p" ]; then
     # with --limit, also the cgroup's anonymous memory, page cache and dirty/writeback pages (bytes): the page
     # cache counts toward a cgroup-v1 limit but clean pages are reclaimed; anonymous memory is what gets killed
@@ -44,7 +45,7 @@ wait $TP
 rc=$?
 echo "$NAME: exit $rc, $(grep -E 'Maximum resident' "$NAME.err" | sed 's/^\s*//'), $(grep -E 'Elapsed' "$NAME.err" | sed 's/^\s*//')"
 if [ -n "$CG" ]; then
-  echo "cgroup limit $(cat "$CG/memory.limit_in_bytes"), peak usage $(cat "$CG/memory.max_usage_in_bytes") (page cache included), peak sampled anonymous $(awk '{for (i = 3; i <= NF; i++) if ($i ~ /^total_rss=/) {split($i, a, "="); if (a[2] > m) m = a[2]}} END {print m + 0}' "$NAME.rss"), $(grep oom_kill "$CG/memory.oom_control" | tr '\n' ' ')"
+  echo "cgroup limit $(cat "$CG/memory.limit_in_bytes"), peak usage $(cat "$CG/memory.max_usage_in_bytes") (page cache included), peak sampled anonymous $(awk '{for (i = 3; i <= NF; i++) if ($i ~ /^total_rss=/) {split($i, a, "="); if (a[2] > m) m = a[2]}} END {printf "%.0f", m}' "$NAME.rss"), $(grep oom_kill "$CG/memory.oom_control" | tr '\n' ' ')"
   echo $$ > "$PARENT/cgroup.procs"
   rmdir "$CG"
 fi

@@ -310,7 +310,8 @@ export class HostWeight {
 
   /**
    * Keep the listed indices along `axis` of a 2D weight (columns for axis 1, rows for axis 0): a new host weight
-   * (of the given storage type; a weight read from disk becomes a host one).
+   * of the given storage type; a weight read from disk becomes a host one, unless `keepOnDisk` (a "disk" model),
+   * where it stays a disk weight read through the kept indices.
    */
   select(idx: readonly number[], axis: 0 | 1, dtype: HostFloat, keepOnDisk = false): HostWeight {
     const [R, C] = this.shape;
