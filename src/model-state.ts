@@ -185,12 +185,15 @@ export class ModelState {
 
   /**
    * A streamed model's MLP channels `idx` of layer l, sliced on the host (gate/up columns, down rows) and held as
-   * the model holds its weights (float32 or float16; a layer read from disk moves to host memory).
+   * the model holds its weights (float32 or float16); a layer read from disk stays there, read through the kept
+   * channels (memory stays one layer while the pruned model scores, evaluates and is saved).
    */
   private sliceHostMlp(model: CausalLM, l: number, idx: number[]): HostLayer {
     const lw = model.hostWeights!.layers[l];
     const dtype = model.hostFloat;
-    return { gate_proj: lw.gate_proj.select(idx, 1, dtype), up_proj: lw.up_proj.select(idx, 1, dtype), down_proj: lw.down_proj.select(idx, 0, dtype) };
+    // a model reading its layers from disk keeps reading them there, through the kept channels
+    const disk = model.weightsIn === "disk";
+    return { gate_proj: lw.gate_proj.select(idx, 1, dtype, disk), up_proj: lw.up_proj.select(idx, 1, dtype, disk), down_proj: lw.down_proj.select(idx, 0, dtype, disk) };
   }
 
   /** replaceMlp for a streamed model: new host MLP weights for some layers, every other weight shared. */

@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as tf from "@tensorflow/tfjs";
-import { ResourceError } from "./errors";
+import { ResourceError, UsageError } from "./errors";
 import { type LlamaConfig, intermediateSizes, paramCounts } from "./model/config";
 import type { HostFloat, WeightsIn } from "./model/weight-store";
 
@@ -26,6 +26,12 @@ export interface ResourceOptions {
   allowLonger?: boolean;
   /** Run even when the memory estimate exceeds the memory available. */
   skipMemoryCheck?: boolean;
+  /**
+   * Why this work needs every weight on the tensor backend (e.g. recovery, which trains them): the weights then
+   * default to "heap", other weightsIn are refused with this reason, and a model beyond the wasm heap is refused
+   * without suggesting to stream it.
+   */
+  residentFor?: string;
 }
 
 /** Refuse a window longer than the context the model was trained for, unless explicitly allowed. */
@@ -257,6 +263,10 @@ function activeBackend(): string {
   }
 }
 
+function capitalise(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
 const NATIVE_HINT =
   "the native backend holds models up to host memory (npm install @tensorflow/tfjs-node, then --backend tensorflow or SDMPRUNE_BACKEND=tensorflow)";
 
@@ -286,7 +296,13 @@ export function checkModelLoad(config: LlamaConfig, backend: string, what: strin
   const params = paramCounts(config).total;
   const capacity = WASM_HEAP_BYTES - WASM_HEAP_RESERVE;
   // skipMemoryCheck skips the refusals below, not this choice: a model beyond the heap would fail resident anyway
-  const weightsIn: WeightsIn = opts.weightsIn ?? defaultWeightsIn(config, backend);
+  const weightsIn: WeightsIn = opts.weightsIn ?? (opts.residentFor ? "heap" : defaultWeightsIn(config, backend));
+  if (opts.residentFor && weightsIn !== "heap") {
+    throw new UsageError(
+      `${what}: ${opts.residentFor}, so the weights must be held there (weightsIn "heap", --offload heap); weightsIn "${weightsIn}" (--offload ${weightsIn}) ` +
+        `is not supported for it. For a model beyond the wasm heap: ${NATIVE_HINT}`,
+    );
+  }
   if (opts.skipMemoryCheck) return weightsIn;
   const hostFloat = opts.hostFloat ?? "float32";
   if (backend === "wasm") {
@@ -300,7 +316,8 @@ export function checkModelLoad(config: LlamaConfig, backend: string, what: strin
               `${config.tie_word_embeddings ? ", the tied head's transposed embedding" : ""})`
             : `streaming one layer at a time needs about ${formatBytes(heap)} of heap (the largest layer, ${formatBytes(layerWeightBytes(config))}, with its transposed and packed copies, and a head chunk)`) +
           `, more than the ${formatBytes(WASM_HEAP_BYTES)} heap holds with room to work (${formatBytes(capacity)}). ` +
-          (weightsIn === "heap" && streamedFits ? `Stream the weights from host memory instead (--offload host, weightsIn "host"; the default when weightsIn is not given), or: ` : "") +
+          (opts.residentFor ? `${capitalise(opts.residentFor)}, so it cannot stream them; ` : "") +
+          (weightsIn === "heap" && streamedFits && !opts.residentFor ? `Stream the weights from host memory instead (--offload host, weightsIn "host"; the default when weightsIn is not given), or: ` : "") +
           `${NATIVE_HINT}. --skip-memory-check (skipMemoryCheck: true) tries anyway`,
       );
     }

@@ -82,6 +82,11 @@ describe("wasm heap checks (issue 20)", function () {
     assert.equal(checkModelLoad(LLAMA_1B, "wasm", "m", { skipMemoryCheck: true }, 64 * GIB), "host", "skipping the checks does not put it back in the heap");
     assert.equal(checkModelLoad(LLAMA_1B, "wasm", "m", { skipMemoryCheck: true, weightsIn: "heap" }, 64 * GIB), "heap");
     assert.equal(checkModelLoad(LLAMA_1B, "tensorflow", "m", {}, 64 * GIB), "heap");
+    // work that trains every weight (recover) holds them on the backend: never streamed, refused with its reason
+    const residentFor = "recovery trains every weight";
+    assert.equal(checkModelLoad(LLAMA_1B, "tensorflow", "m", { residentFor }, 64 * GIB), "heap");
+    assert.throws(() => checkModelLoad(LLAMA_1B, "tensorflow", "m", { residentFor, weightsIn: "disk" }, 64 * GIB), /m: recovery trains every weight, so the weights must be held there .*weightsIn "disk" \(--offload disk\) is not supported/);
+    assert.throws(() => checkModelLoad(LLAMA_1B, "wasm", "m", { residentFor }, 64 * GIB), (e: Error) => isResource(/Recovery trains every weight, so it cannot stream them; the native backend/)(e) && !/--offload host/.test(e.message));
     // Host memory bounds every backend: the weights plus the largest tensor in flight twice.
     assert.throws(() => checkModelLoad(LLAMA_1B, "tensorflow", "m", {}, 4 * GIB), isResource(/loading 1\.24 B parameters \(4\.6 GiB held as float32\) would need about 6\.6 GiB of memory but about 4\.0 GiB is available; use a machine with more memory.*--offload disk/));
   });

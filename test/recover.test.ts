@@ -249,6 +249,15 @@ describe("CLI: sdmprune recover (on the embedded demo model)", function () {
     const r3 = await cli(["recover", "--model", DEMO_MODEL_DIR, "--data", empty, "--steps", "2", "--out", path.join(dir, "y"), "--backend", "wasm"]);
     assert.equal(r3.code, 2);
     assert.match(r3.err, /empty/);
+    // recovery trains every weight on the backend: streamed weights are refused before anything is read
+    for (const where of ["host", "disk"]) {
+      const r4 = await cli([...base, "--steps", "2", "--offload", where]);
+      assert.equal(r4.code, 2, r4.err);
+      assert.match(r4.err, new RegExp(`recovery fine-tuning trains every weight on the tensor backend .*weightsIn "${where}" \\(--offload ${where}\\) is not supported`));
+    }
+    const r5 = await cli([...base, "--steps", "2", "--offload", "nowhere"]);
+    assert.equal(r5.code, 2);
+    assert.match(r5.err, /--offload/);
     assert.ok(!fs.existsSync(path.join(dir, "x")) && !fs.existsSync(path.join(dir, "y")), "no output written on error");
   });
 });

@@ -10,6 +10,7 @@ import { accumulate } from "../src/importance";
 import { modelFingerprint } from "../src/importance/fingerprint";
 import { parseConfig, type LlamaConfig } from "../src/model/config";
 import { CausalLM } from "../src/model/causal-lm";
+import { writeModelFiles } from "../src/io/files";
 import { loadModel, saveModel } from "../src/model/load";
 import { randomTensors } from "../src/model/random";
 import { Session } from "../src/session";
@@ -184,8 +185,8 @@ for (const backend of backends) {
 
     it("scores, prunes, evaluates, undoes and saves as the resident model does; disk equals host", async () => {
       const src = path.join(dir, "model");
-      const run = async (weightsIn: "heap" | "host" | "disk") => {
-        const s = await Session.load(src, { backend, weightsIn });
+      const run = async (weightsIn: "heap" | "host" | "disk", hostFloat: "float32" | "float16" = "float32") => {
+        const s = await Session.load(src, { backend, weightsIn, hostFloat: weightsIn === "heap" ? undefined : hostFloat });
         try {
           assert.equal(s.model.weightsIn, weightsIn);
           assert.equal(s.info().raw.weightsIn, weightsIn);
@@ -194,11 +195,25 @@ for (const backend of backends) {
           const scores = s.scores!.scores().flatMap((r) => Array.from(r));
           s.prune({ keep: 30 });
           const ppl = (await s.evaluate({ ppl: { windows, batchSize: 2 } })).raw.ppl!.ppl;
-          const out = path.join(dir, `out-${weightsIn}`);
+          const out = path.join(dir, `out-${weightsIn}-${hostFloat}`);
           await s.save(out, { format: "hf" });
+          // streamed (host and disk weights are written chunk by chunk, src/io/tensor-stream.ts) in both formats
+          // and output dtypes; and the same model written from whole arrays (no range reads): the same bytes
+          const gguf = path.join(dir, `gguf-${weightsIn}-${hostFloat}`);
+          await s.save(gguf, { format: "gguf", dtype: "f16" });
+          if (weightsIn !== "heap") {
+            const lazy = [...s.model.toTensors({ lazy: true })].filter(([k, t]) => k !== "model.norm.weight" && !t.readInto);
+            assert.deepEqual(lazy.map(([k]) => k), [], "every streamed weight but the final norm (on the backend) is written in ranges");
+          }
+          const whole = path.join(dir, `whole-${weightsIn}-${hostFloat}`);
+          const tensors = s.model.toTensors();
+          assert.ok([...tensors.values()].every((t) => !t.readInto));
+          await writeModelFiles(whole, { config: s.model.config, tensors, tokenizer: null }, { format: "hf" });
           s.undo();
           const undone = s.model.tokenLogProbs(windows.slice(0, 1))[0];
-          return { scores, ppl, bytes: fs.readFileSync(path.join(out, "model.safetensors")), undone, widths: s.info().raw.widths };
+          const bytes = fs.readFileSync(path.join(out, "model.safetensors"));
+          assert.ok(bytes.equals(fs.readFileSync(path.join(whole, "model.safetensors"))), `${weightsIn} ${hostFloat}: streamed save = whole-array save`);
+          return { scores, ppl, bytes, gguf: fs.readFileSync(path.join(gguf, "model.gguf")), undone, widths: s.info().raw.widths };
         } finally {
           s.dispose();
         }
@@ -206,6 +221,12 @@ for (const backend of backends) {
       const heap = await run("heap");
       const host = await run("host");
       const disk = await run("disk");
+      const host16 = await run("host", "float16");
+      const disk16 = await run("disk", "float16");
+      assert.ok(host16.bytes.equals(disk16.bytes), "float16 storage: disk saves what host saves");
+      assert.ok(host16.gguf.equals(disk16.gguf));
+      assert.ok(!host16.bytes.equals(host.bytes), "float16 storage rounds the saved values");
+      assert.ok(heap.gguf.equals(host.gguf) && host.gguf.equals(disk.gguf), "GGUF f16 streamed = resident");
       assert.ok(relError(heap.scores, host.scores).rel < 1e-5);
       assert.deepEqual(host.scores, disk.scores, "disk reads the same values as host");
       assert.ok(Math.abs(heap.ppl - host.ppl) / heap.ppl < 1e-5, `ppl ${heap.ppl} vs ${host.ppl}`);

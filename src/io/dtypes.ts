@@ -113,9 +113,15 @@ export function encodeF32(data: Float32Array): Uint8Array {
 
 export function encodeF16(data: Float32Array): Uint8Array {
   const out = new Uint8Array(data.length * 2);
-  const dv = new DataView(out.buffer);
-  for (let i = 0; i < data.length; i++) dv.setUint16(i * 2, floatToHalf(data[i]), true);
+  encodeF16Into(data, out);
   return out;
+}
+
+/** F32 → little-endian F16 bytes written into `out` (at least 2 × data.length bytes); returns the bytes written. */
+export function encodeF16Into(data: Float32Array, out: Uint8Array): Uint8Array {
+  const dv = new DataView(out.buffer, out.byteOffset, data.length * 2);
+  for (let i = 0; i < data.length; i++) dv.setUint16(i * 2, floatToHalf(data[i]), true);
+  return out.subarray(0, data.length * 2);
 }
 
 /**

@@ -137,6 +137,33 @@ export function permuteQK(t: HostTensor, nHeads: number, toGguf: boolean): HostT
   return { shape: t.shape.slice(), data: out };
 }
 
+/**
+ * permuteQK(t, nHeads, true)'s values [start, start + into.length) read row by row from `t.readInto`: output row
+ * h·hd + 2j + i is input row h·hd + i·hd/2 + j.
+ */
+function permutedRange(t: HostTensor, nHeads: number): (start: number, into: Float32Array) => void {
+  const [rows, cols] = t.shape;
+  if (rows % nHeads !== 0 || (rows / nHeads) % 2 !== 0) {
+    throw new ConfigError(`q/k weight with ${rows} rows cannot be split into ${nHeads} heads of even size`);
+  }
+  const hd = rows / nHeads;
+  const half = hd / 2;
+  const read = t.readInto!;
+  return (start, into) => {
+    for (let at = 0; at < into.length; ) {
+      const e = start + at;
+      const row = Math.floor(e / cols);
+      const col = e - row * cols;
+      const m = Math.min(cols - col, into.length - at);
+      const h = Math.floor(row / hd);
+      const w = row - h * hd;
+      const src = h * hd + (w % 2) * half + Math.floor(w / 2);
+      read(src * cols + col, into.subarray(at, at + m));
+      at += m;
+    }
+  };
+}
+
 function num(meta: Record<string, unknown>, key: string, file: string, fallback?: number): number {
   const v = meta[key];
   if (v === undefined) {
@@ -523,6 +550,8 @@ export function ggufFromModel(
     const wt = { name, shape: t.shape.slice(), type: dtype } as GgufWriteTensor;
     const shift = arch === "gemma3" && isGemmaNorm(hf);
     Object.defineProperty(wt, "data", { get: () => (shift ? shifted(t, 1).data : heads === null ? t.data : permuteQK(t, heads, true).data), enumerable: true });
+    // the writer streams what can be read in ranges (a shifted norm is small and read whole)
+    if (t.readInto && !shift) wt.readInto = heads === null ? t.readInto : permutedRange(t, heads);
     out.push(wt);
   }
   for (const k of tensors.keys()) if (!seen.has(k)) throw new ConfigError(`GGUF writer: unexpected tensor ${k}`);

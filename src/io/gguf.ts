@@ -1,9 +1,9 @@
 import * as fs from "node:fs";
 import { FormatError } from "../errors";
 import { fsyncFd, openForWrite, writeAll } from "./atomic";
-import { encodeF16, encodeF32 } from "./dtypes";
 import { StoredFloat, TensorLocation, fileTensor, readTensorAt } from "./tensor-file";
 import { HostTensor, numel } from "./tensors";
+import { TensorStreamer } from "./tensor-stream";
 
 /**
  * The GGUF container (versions 2 and 3, little-endian), independent of the model architecture: metadata of
@@ -398,6 +398,8 @@ export interface GgufWriteTensor {
   /** Row-major shape (HF order); written as reversed ggml dims. */
   shape: number[];
   data: Float32Array;
+  /** As HostTensor.readInto: a range of `data` without the whole array (lets the writer stream the tensor). */
+  readInto?: (start: number, into: Float32Array) => void;
   type: "f32" | "f16";
 }
 
@@ -481,14 +483,12 @@ export function writeGguf(file: string, kvs: [string, GgufValue][], tensors: Ggu
     };
     const dataStart = alignUp(pos, alignment);
     pad(dataStart);
+    // chunk by chunk where a tensor can be read in ranges (tensor-stream.ts)
+    const streamer = new TensorStreamer();
     for (let i = 0; i < tensors.length; i++) {
       const t = tensors[i];
-      const data = t.data; // once: a lazy tensor reads its file on every access
-      if (data.length !== numel(t.shape)) throw new FormatError(`GGUF writer: tensor ${t.name} has ${data.length} values for shape [${t.shape.join(", ")}]`);
-      const bytes = halves[i] ? encodeF16(data) : encodeF32(data);
       pad(dataStart + offsets[i]);
-      writeAll(fd, bytes, file);
-      pos += bytes.byteLength;
+      pos += streamer.write(fd, t, halves[i], file, `GGUF writer: tensor ${t.name}`);
     }
     fsyncFd(fd, file);
   } finally {

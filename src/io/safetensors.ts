@@ -2,9 +2,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { FormatError } from "../errors";
 import { fsyncFd, openForWrite, writeAll } from "./atomic";
-import { encodeF16, encodeF32 } from "./dtypes";
 import { StoredFloat, TensorLocation, fileTensor, readTensorAt } from "./tensor-file";
 import { TensorMap, numel } from "./tensors";
+import { TensorStreamer } from "./tensor-stream";
 import { readJsonFile } from "./json";
 
 /**
@@ -274,14 +274,10 @@ export function writeSafetensors(file: string, tensors: TensorMap, dtype: "f32" 
   try {
     writeAll(fd, len, file);
     writeAll(fd, hbuf, file);
-    for (const n of names) {
-      // One access per tensor: a lazy tensor (read from its file on access) is then read once, and is checked
-      // against the size already promised in the header.
-      const d = tensors.get(n)!.data;
-      const shape = tensors.get(n)!.shape;
-      if (d.length !== numel(shape)) throw new FormatError(`safetensors writer: tensor ${n} has ${d.length} values for shape [${shape.join(", ")}]`);
-      writeAll(fd, dtype === "f16" ? encodeF16(d) : encodeF32(d), file);
-    }
+    // Tensor by tensor, chunk by chunk where a tensor can be read in ranges (tensor-stream.ts); a tensor read
+    // whole is checked against the size already promised in the header.
+    const streamer = new TensorStreamer();
+    for (const n of names) streamer.write(fd, tensors.get(n)!, dtype === "f16", file, `safetensors writer: tensor ${n}`);
     fsyncFd(fd, file);
   } finally {
     fs.closeSync(fd);

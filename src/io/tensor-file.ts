@@ -46,12 +46,8 @@ const HALF_CHUNK = 64 << 20;
 export function readTensorAt(loc: TensorLocation, chunkBytes = HALF_CHUNK): Float32Array {
   const what = `${loc.file}: tensor ${loc.name}`;
   const n = numel(loc.shape);
-  const fd = fs.openSync(loc.file, "r");
+  const fd = openUnchanged(loc);
   try {
-    const st = fs.fstatSync(fd);
-    if (st.size !== loc.fileSize || st.mtimeMs !== loc.mtimeMs) {
-      throw new FormatError(`${loc.file}: the file changed after its header was read (size ${loc.fileSize} → ${st.size} bytes); reload the model`);
-    }
     const out = new Float32Array(n);
     if (loc.dtype === "F32") {
       // Straight into the result's own bytes: no intermediate buffer (files are little-endian; swapped in place
@@ -77,13 +73,74 @@ export function readTensorAt(loc: TensorLocation, chunkBytes = HALF_CHUNK): Floa
   }
 }
 
+/** Open the tensor's file for reading, refusing a file changed since its header was read. */
+function openUnchanged(loc: TensorLocation): number {
+  const fd = fs.openSync(loc.file, "r");
+  try {
+    const st = fs.fstatSync(fd);
+    if (st.size !== loc.fileSize || st.mtimeMs !== loc.mtimeMs) {
+      throw new FormatError(`${loc.file}: the file changed after its header was read (size ${loc.fileSize} → ${st.size} bytes); reload the model`);
+    }
+    return fd;
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
+  }
+}
+
+/**
+ * The read buffer of half-precision range reads, reused across calls: a save streams every tensor of a model
+ * through it, and one new buffer per chunk would be freed more slowly than it is made under a memory limit.
+ */
+let halfScratch: Buffer | null = null;
+
+/**
+ * Values [start, start + into.length) of one tensor (row-major, as stored) read into `into` as float32:
+ * F32 straight into its bytes, F16/BF16 through one reused buffer of at most `chunkBytes`.
+ */
+export function readRangeAt(loc: TensorLocation, start: number, into: Float32Array, chunkBytes = HALF_CHUNK): void {
+  const n = into.length;
+  const total = numel(loc.shape);
+  if (!Number.isInteger(start) || start < 0 || start + n > total) {
+    throw new FormatError(`${loc.file}: tensor ${loc.name}: values [${start}, ${start + n}) are outside its ${total} values`);
+  }
+  const what = `${loc.file}: tensor ${loc.name}`;
+  const fd = openUnchanged(loc);
+  try {
+    if (loc.dtype === "F32") {
+      readFully(fd, new Uint8Array(into.buffer, into.byteOffset, n * 4), loc.position + start * 4, what);
+      if (!LITTLE_ENDIAN) {
+        const dv = new DataView(into.buffer, into.byteOffset, n * 4);
+        for (let i = 0; i < n; i++) into[i] = dv.getFloat32(i * 4, true);
+      }
+      return;
+    }
+    const decode = loc.dtype === "F16" ? decodeF16Into : decodeBF16Into;
+    const want = Math.max(2, Math.min(chunkBytes - (chunkBytes % 2), n * 2));
+    if (!halfScratch || halfScratch.length < want) halfScratch = Buffer.allocUnsafeSlow(want);
+    const chunk = halfScratch;
+    const per = Math.floor(Math.min(chunk.length, chunkBytes) / 2);
+    for (let at = 0; at < n; ) {
+      const m = Math.min(per, n - at);
+      readFully(fd, chunk.subarray(0, m * 2), loc.position + (start + at) * 2, what);
+      decode(chunk, m, into, at);
+      at += m;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /**
  * A HostTensor whose `data` is read from the file on every access and not kept (read it once per use). Spreading
- * or copying it reads it; its shape is known without reading.
+ * or copying it reads it; its shape is known without reading. `readInto`, where given, reads a range of it
+ * (HostTensor.readInto).
  */
-export function lazyTensor(shape: number[], read: () => Float32Array): HostTensor {
+export function lazyTensor(shape: number[], read: () => Float32Array, readInto?: (start: number, into: Float32Array) => void): HostTensor {
   const t = { shape } as HostTensor;
   Object.defineProperty(t, "data", { get: read, enumerable: true });
+  // not enumerable: a copy ({ ...t }) or comparison of tensors sees shape and data, as for any HostTensor
+  if (readInto) Object.defineProperty(t, "readInto", { value: readInto, enumerable: false });
   return t;
 }
 
@@ -94,7 +151,7 @@ export function isLazy(t: HostTensor): boolean {
 
 /** The location's tensor as a lazy HostTensor. */
 export function fileTensor(loc: TensorLocation): HostTensor {
-  return lazyTensor(loc.shape.slice(), () => readTensorAt(loc));
+  return lazyTensor(loc.shape.slice(), () => readTensorAt(loc), (start, into) => readRangeAt(loc, start, into));
 }
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;

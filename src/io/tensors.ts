@@ -7,6 +7,13 @@
 export interface HostTensor {
   shape: number[];
   data: Float32Array;
+  /**
+   * Where present: the values [start, start + into.length) of `data` written into `into`, without making the
+   * whole array. Writers stream a tensor that has it through one reusable buffer (tensor-stream.ts), so saving a
+   * model larger than memory never holds one of its tensors whole. A tensor derived from another (permuted,
+   * padded, fused) must not copy it over unless the values are the same.
+   */
+  readInto?: (start: number, into: Float32Array) => void;
 }
 
 /** Tensors keyed by their Hugging Face names (`model.layers.0.mlp.gate_proj.weight`, ...). */

@@ -449,8 +449,13 @@ export class CausalLM {
       // a file-backed tensor is remembered, so that host memory can be given back for weights rarely used again
       return HostWeight.of([inp, out], transposeHost(dataOf(name), out, inp), dtype, t, true);
     };
+    // [V, H] as stored; host float16 from a file read in chunks (never whole as float32)
+    const vocabW = (name: string): HostWeight => {
+      const t = tensors.get(name)!;
+      return !onBackend && dtype === "float16" && t.readInto ? keep(HostWeight.halfFrom([V, H], t)) : held([V, H], dataOf(name));
+    };
     try {
-      const embed_tokens = held([V, H], dataOf("model.embed_tokens.weight"));
+      const embed_tokens = vocabW("model.embed_tokens.weight");
       const layers: HostLayer[] = [];
       for (let l = 0; l < config.num_hidden_layers; l++) {
         const lw: HostLayer = {};
@@ -461,7 +466,7 @@ export class CausalLM {
         layers.push(lw);
       }
       // the head stays vocabulary-major ([V, H], as stored): a chunk of the vocabulary is then a run of rows
-      const lm_head = config.tie_word_embeddings ? null : held([V, H], dataOf("lm_head.weight"));
+      const lm_head = config.tie_word_embeddings ? null : vocabW("lm_head.weight");
       const norm = tf.tensor1d(dataOf("model.norm.weight"), "float32");
       return new CausalLM(config, { weightsIn, dtype, embed_tokens, layers, norm, lm_head });
     } catch (e) {
@@ -478,14 +483,15 @@ export class CausalLM {
    */
   toTensors(opts: { lazy?: boolean } = {}): TensorMap {
     const map: TensorMap = new Map();
-    const put = (name: string, shape: number[], read: () => Float32Array): void => {
-      map.set(name, opts.lazy ? lazyTensor(shape, read) : { shape, data: read() });
+    const put = (name: string, shape: number[], read: () => Float32Array, readInto?: ((start: number, into: Float32Array) => void) | null): void => {
+      map.set(name, opts.lazy ? lazyTensor(shape, read, readInto ?? undefined) : { shape, data: read() });
     };
     if (this.hosted) {
       const hw = this.hosted;
-      // a writer (lazy) only reads the values; other callers get their own copy
+      // a writer (lazy) only reads the values, in ranges where it can (a model larger than memory is saved
+      // without any of its tensors whole); other callers get their own copy
       const hostPut = (name: string, x: HostWeight, linear: boolean): void =>
-        put(name, linear ? [x.shape[1], x.shape[0]] : x.shape.slice(), () => x.hfValues(linear, !opts.lazy));
+        put(name, linear ? [x.shape[1], x.shape[0]] : x.shape.slice(), () => x.hfValues(linear, !opts.lazy), x.hfRange(linear));
       hostPut("model.embed_tokens.weight", hw.embed_tokens, false);
       hw.layers.forEach((lw, l) => {
         for (const k of layerKeys(this.config)) hostPut(layerParamName(l, k), lw[k], lw[k].shape.length === 2);

@@ -6,7 +6,8 @@ import { DEFAULT_LORA } from "../../train/lora";
 import { DEFAULT_RECOVERY_LR } from "../../train/recover";
 import { checkOutputDir } from "../../io/atomic";
 import type { Command } from "../command";
-import { ALLOW_LONGER_FLAG, BACKEND_FLAG, JSON_FLAG, MODEL_FLAG, backendFlag, bool, flagHelp, numFlag, parseFlags, requireFlags, str } from "../flags";
+import { WEIGHTS_IN } from "../../model/weight-store";
+import { ALLOW_LONGER_FLAG, BACKEND_FLAG, JSON_FLAG, MODEL_FLAG, backendFlag, bool, enumFlag, flagHelp, numFlag, parseFlags, requireFlags, str } from "../flags";
 import { interruptSignal, stderrProgress } from "../progress";
 
 const FLAGS = {
@@ -36,10 +37,14 @@ const FLAGS = {
   "checkpoint-dir": str("DIR", "write checkpoints there (every --checkpoint-every steps and at the end)"),
   "checkpoint-every": str("N", "checkpoint interval in steps"),
   resume: bool("continue from --checkpoint-dir/last when present (same settings required)"),
+  offload: str("heap", "where the weights live: heap (on the tensor backend; the only choice for recover, which\ntrains every weight; --offload host and disk are refused)"),
   force: bool("replace an --out / --adapters directory holding an earlier sdmprune output (only its own\nfiles, listed in .sdmprune-manifest.json; anything else is refused)"),
   ...BACKEND_FLAG,
   ...JSON_FLAG,
 } as const;
+
+/** Why recover needs the weights on the backend (LoRA and full fine-tuning are not layer-streamed). */
+const RESIDENT_FOR = "recovery fine-tuning trains every weight on the tensor backend (LoRA or full; training is not layer-streamed)";
 
 const USAGE = `Usage: sdmprune recover --model PATH --data FILE --steps N --out DIR [options]
 
@@ -62,7 +67,9 @@ export const recoverCommand: Command = {
     checkOutputDir(v.out!, v.force ?? false);
     if (v.adapters) checkOutputDir(v.adapters, v.force ?? false);
 
-    const session = await Session.load(v.model, { backend: backendFlag(v.backend) });
+    // recovery trains every weight, so the model is held on the backend: never streamed (refused if it does not fit)
+    const weightsIn = enumFlag("offload", v.offload, WEIGHTS_IN);
+    const session = await Session.load(v.model, { backend: backendFlag(v.backend), weightsIn, residentFor: RESIDENT_FOR });
     const backend = session.backend;
     const intr = interruptSignal();
     const progress = stderrProgress(!v.json || !!process.stderr.isTTY);
