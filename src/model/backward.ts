@@ -16,10 +16,14 @@ import type { LayerActivations, LayerWeights, CausalLM } from "./causal-lm";
  * test/memory-path.test.ts and test/families-random.test.ts against autograd.
  */
 
+/**
+ * One sequence's MLP weight gradients, all [H, I]: down_proj's transposed (it is [I, H]), so that the
+ * per-channel reduce pairs the three without a weight-sized transpose per window (bench/NOTES.md).
+ */
 export interface MlpGrads {
   gate: tf.Tensor2D; // [H, I]
   up: tf.Tensor2D; // [H, I]
-  down: tf.Tensor2D; // [I, H]
+  downT: tf.Tensor2D; // [H, I] = (∂L/∂W_d)ᵀ
 }
 
 /** What a family's decoderLayerVjp works from: the layer, its saved activations and the model's constants. */
@@ -77,7 +81,7 @@ export function gatedMlpVjp(V: LayerVjpContext, dOut: tf.Tensor2D): tf.Tensor2D 
       const xnT = flagsAreFast() ? null : tf.transpose(xn);
       const gate = xnT ? (tf.matMul(xnT, rows(dGate)) as tf.Tensor2D) : matMulAT(xn, rows(dGate));
       const up = xnT ? (tf.matMul(xnT, rows(dUp)) as tf.Tensor2D) : matMulAT(xn, rows(dUp));
-      V.onGrads(b, { gate, up, down: matMulAT(rows(a.act), rows(dOut)) });
+      V.onGrads(b, { gate, up, downT: matMulAT(rows(dOut), rows(a.act)) });
     });
   }
   if (!V.inputGrad) return null;
