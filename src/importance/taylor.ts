@@ -156,7 +156,7 @@ export function taylorBatchLayerwise(model: CausalLM, windows: number[][], ws: n
               const s = take64(taylorChannel(group, g));
               if (s.some((v) => !Number.isFinite(v))) throw new NumericError(`non-finite importance in layer ${l} on sample ${ws[b]} (loss ${meters[b].loss})`);
               perLayer[b][l] = s;
-            }, lw);
+            }, lw, group.downT);
           } finally {
             group.downT.dispose();
           }
