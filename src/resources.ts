@@ -161,10 +161,10 @@ export const KEEP_ACTIVATIONS_TOTAL_MIB = 2048;
 /**
  * Default of AccumulateOptions.keepActivationsMiB: 2 GiB minus the model's float32 weights, within [128 MiB,
  * 1 GiB]. Layers past the budget are recomputed in the backward sweep (one more forward of each), which at
- * 128 MiB is 10 of stories110M's 12 layers in an 8-window batch: 151 tok/s instead of 196 on the native backend
+ * 128 MiB is 10 of stories110M's 12 layers in an 8-window batch: 171 tok/s instead of 206 on the native backend
  * (bench/NOTES.md). A small model's run then keeps what it needs within about 2 GiB in all; from ~1.9 GiB of
  * weights up (the Llama-3.2-1B shape has 4.6 GiB) the budget is 128 MiB, so a scoring run's peak stays near its
- * weights (1.19× there, docs/memory.md); continuous in between, so no model size jumps from one to the other.
+ * weights (1.2× there, docs/memory.md); continuous in between, so no model size jumps from one to the other.
  * On wasm it is 128 MiB whatever the model: there the budget comes out of the 4 GiB heap that holds the model
  * twice (packed copies), and a pass runs one window, which for models up to ~110M parameters at seq 128 fits anyway.
  */
