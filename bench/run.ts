@@ -363,7 +363,7 @@ async function main(): Promise<void> {
 
   md.push("## FLOPs per token and achieved GFLOP/s");
   md.push("");
-  md.push("Model FLOPs (2 per multiply-add; linears incl. head, attention over the full T×T; importance = forward + input gradients + gate/up/down weight gradients; in brackets the trunk forward that sdmprune's layerwise path would recompute for layers past its activation budget, keepActivationsMiB = 128: none for these models at seq 128, every layer of the 1B model's pass beyond the first five). Achieved = model FLOPs × tokens/s (best).");
+  md.push("Model FLOPs (2 per multiply-add; linears incl. head, attention over the full T×T; importance = forward + input gradients + gate/up/down weight gradients; in brackets the trunk forward that sdmprune's layerwise path would recompute for layers past its activation budget, by default 2 GiB minus the f32 weights within 128 MiB … 1 GiB: none for the stories models at seq 128, even at 8 windows per pass; for the 1B model (128 MiB) every layer past the first few). Achieved = model FLOPs × tokens/s (best).");
   md.push("");
   const frows: (string | number)[][] = [];
   for (const w of speedWorkloads) {

@@ -3,6 +3,7 @@ import * as os from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import { ResourceError, UsageError } from "./errors";
 import { type LlamaConfig, intermediateSizes, paramCounts } from "./model/config";
+import { layerActivationFloats } from "./model/causal-lm";
 import type { HostFloat, WeightsIn } from "./model/weight-store";
 
 /**
@@ -159,18 +160,43 @@ export function forwardPassBytes(config: LlamaConfig, windows: number, seqLen: n
   return 4 * (layer + hidden + head);
 }
 
+/** Least default activation budget of the importance pass (MiB): models of ≥ ~1.9 GiB of float32 weights, and wasm. */
+export const KEEP_ACTIVATIONS_MIN_MIB = 128;
+/** Most default activation budget (MiB): every layer of an 8-window stories110M batch at seq 128 needs 0.69 GiB. */
+export const KEEP_ACTIVATIONS_MAX_MIB = 1024;
+/** Float32 weights plus the default activation budget, for models small enough (MiB). */
+export const KEEP_ACTIVATIONS_TOTAL_MIB = 2048;
+
+/**
+ * Default of AccumulateOptions.keepActivationsMiB: 2 GiB minus the model's float32 weights, within [128 MiB,
+ * 1 GiB]. Layers past the budget are recomputed in the backward sweep (one more forward of each), which at
+ * 128 MiB is 10 of stories110M's 12 layers in an 8-window batch: 171 tok/s instead of 206 on the native backend
+ * (bench/NOTES.md). A small model's run then keeps what it needs within about 2 GiB in all; from ~1.9 GiB of
+ * weights up (the Llama-3.2-1B shape has 4.6 GiB) the budget is 128 MiB, so a scoring run's peak stays near its
+ * weights (1.2× there, docs/memory.md); continuous in between, so no model size jumps from one to the other.
+ * On wasm it is 128 MiB whatever the model: there the budget comes out of the 4 GiB heap that holds the model
+ * twice (packed copies), and a pass runs one window, which for models up to ~110M parameters at seq 128 fits anyway.
+ */
+export function defaultKeepActivationsMiB(config: LlamaConfig, backend = activeBackend()): number {
+  if (backend === "wasm") return KEEP_ACTIVATIONS_MIN_MIB;
+  const weightsMiB = weightBytes(config) / 2 ** 20;
+  return Math.min(KEEP_ACTIVATIONS_MAX_MIB, Math.max(KEEP_ACTIVATIONS_MIN_MIB, KEEP_ACTIVATIONS_TOTAL_MIB - weightsMiB));
+}
+
 /**
  * Heap bytes of one importance pass (the layerwise Taylor path) over `windows` windows: the activations it keeps
  * for the backward sweep (at most `keepMiB`, beyond that each layer's input only), the layer being differentiated
  * (its forward temporaries twice: values and their gradients), one window's MLP weight gradients (gate, up and down,
  * reduced to channel scores before the next window's), and the head's loss and gradient over one chunk.
  */
-export function importancePassBytes(config: LlamaConfig, windows: number, seqLen: number, keepMiB = 128): number {
+export function importancePassBytes(config: LlamaConfig, windows: number, seqLen: number, keepMiB = defaultKeepActivationsMiB(config, "wasm")): number {
   const N = windows * seqLen;
   const H = config.hidden_size;
   const I = Math.max(...intermediateSizes(config));
   const L = config.num_hidden_layers;
-  const saved = keepMiB * 2 ** 20 + 4 * L * N * H;
+  let all = 0;
+  for (let l = 0; l < L; l++) all += 4 * windows * layerActivationFloats(config, l, seqLen);
+  const saved = Math.min(keepMiB * 2 ** 20, all) + 4 * L * N * H;
   const layer = 2 * (forwardPassBytes(config, windows, seqLen) - 4 * (2 * N * H + Math.min(HEAD_CHUNK_FLOATS, N * config.vocab_size) * 4));
   const mlpGrads = 4 * 3 * H * I;
   const head = 2 * 4 * 4 * Math.min(HEAD_CHUNK_FLOATS, N * config.vocab_size);
@@ -451,7 +477,7 @@ export function estimateCalibration(
   const rate = GFLOPS_GUIDE[backend];
   return {
     calibrationBytes: calibrationBytes(samples, seqLen, k, topk === "full"),
-    passBytes: score ? importancePassBytes(config, 1, seqLen) : forwardPassBytes(config, 1, seqLen),
+    passBytes: score ? importancePassBytes(config, 1, seqLen, defaultKeepActivationsMiB(config, backend)) : forwardPassBytes(config, 1, seqLen),
     weightBytes: weightBytes(config),
     seconds: rate ? flops / (rate * 1e9) : null,
     flops,

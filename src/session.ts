@@ -124,7 +124,8 @@ export interface ScoreOptions extends RunOptions {
   batchWindows?: number;
   /**
    * sd-taylor/ce-taylor: MiB of activations kept for the backward sweep (AccumulateOptions.keepActivationsMiB,
-   * default 128); more keeps more layers of a batch instead of recomputing them (faster, more memory).
+   * default 2 GiB minus the float32 weights, within 128 MiB … 1 GiB; 128 MiB on wasm); more keeps more layers of a batch instead of
+   * recomputing them (faster, more memory).
    */
   keepActivationsMiB?: number;
   /**

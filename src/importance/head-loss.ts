@@ -125,7 +125,7 @@ export function headLossVjp(model: CausalLM, h: tf.Tensor2D, labels: Int32Array,
       const eE = timesE(e);
       const cols = tf.tensor1d(colOf, "int32");
       const picked = E ? tf.transpose(tf.gather(E, cols, 1)) : tf.gather(model.weights.embed_tokens, cols); // [entries, H]
-      const tE = tf.sum(tf.reshape(tf.mul(picked, tf.tensor2d(weight, [entries, 1])), [n, per, H]), 1);
+      const tE = weightedRowSums(picked, weight, n, per);
       dxn = tf.sub(tf.mul(eE, vMajor ? tf.reshape(rhoS, [n, 1]) : rhoS), tE) as tf.Tensor2D;
     } else {
       const t = new Float32Array(n * V);
@@ -203,7 +203,7 @@ function streamedHeadLoss(model: CausalLM, h: tf.Tensor2D, colOf: Int32Array, we
     return tf.tidy(() => {
       const picked = tf.tensor2d(model.headRows(colOf), [entries, H]); // [entries, H]
       const z = tf.sum(tf.mul(tf.reshape(picked, [n, per, H]), tf.reshape(xn, [n, 1, H])), 2).reshape([entries]);
-      const tE = tf.sum(tf.reshape(tf.mul(picked, tf.tensor2d(weight, [entries, 1])), [n, per, H]), 1);
+      const tE = weightedRowSums(picked, weight, n, per);
       const rhoS = tf.div(tf.tensor2d(rho, [n, 1]), sum!);
       const dxn = tf.sub(tf.mul(acc!, rhoS), tE) as tf.Tensor2D;
       const dh = rmsNormVjp(xhat, r, model.normWeight(model.ownNorm()), dxn);
@@ -213,4 +213,14 @@ function streamedHeadLoss(model: CausalLM, h: tf.Tensor2D, colOf: Int32Array, we
     tf.dispose([xn, xhat, r]);
     for (const t of [m, sum, acc] as (tf.Tensor | null)[]) t?.dispose();
   }
+}
+
+/**
+ * t·E of the sparse path: per row r, Σ_j weight[r·per + j]·rows[r·per + j], as one batched product
+ * [n, 1, per]·[n, per, H]. Multiply-then-Sum over the middle axis of [n, per, H] took 5–8× longer on the native
+ * backend (Eigen reduces a middle axis slowly) and 2× on wasm, with the same sums (bench/NOTES.md).
+ */
+function weightedRowSums(rows: tf.Tensor2D, weight: Float32Array, n: number, per: number): tf.Tensor2D {
+  const H = rows.shape[1];
+  return tf.tidy(() => tf.reshape(tf.matMul(tf.tensor3d(weight, [n, 1, per]), tf.reshape(rows, [n, per, H]) as tf.Tensor3D), [n, H]) as tf.Tensor2D);
 }

@@ -17,12 +17,28 @@ export function mlpGroup(lw: LayerWeights): MlpGroup {
   return { gate: lw.gate_proj, up: lw.up_proj, down: lw.down_proj };
 }
 
+/** An MLP group with down_proj transposed: all three [H, I] (channel i = column i). */
+export interface MlpGroupT {
+  gate: tf.Tensor2D; // [H, I]
+  up: tf.Tensor2D; // [H, I]
+  downT: tf.Tensor2D; // [H, I]
+}
+
+/**
+ * The MLP group of one layer's weights with down_proj transposed; `downT` is a new tensor the caller disposes.
+ * Taken once per layer and batch, not per window (the transpose per window and layer was 4.5 % of the
+ * importance pass's kernel time on stories110M, bench/NOTES.md).
+ */
+export function mlpGroupT(lw: LayerWeights): MlpGroupT {
+  return { gate: lw.gate_proj, up: lw.up_proj, downT: tf.transpose(lw.down_proj) };
+}
+
 /**
  * SDMPrune per-sample Taylor score (docs/method.md, "Importance"): mean_k |W_g⊙G_g + W_u⊙G_u + (W_d⊙G_d)ᵀ|, the signed
- * sum of the three modules taken before the absolute value. (The reference's ×100 is omitted: it only
- * guarded bf16 and does not change rankings.)
+ * sum of the three modules taken before the absolute value, from weights and gradients with down's transposed
+ * ((W_d⊙G_d)ᵀ = W_dᵀ⊙G_dᵀ). (The reference's ×100 is omitted: it only guarded bf16 and does not change rankings.)
  */
-export function taylorChannel(w: MlpGroup, g: MlpGroup): tf.Tensor1D {
+export function taylorChannel(w: MlpGroupT, g: MlpGroupT): tf.Tensor1D {
   // Step by step with each temporary freed as soon as it is used: every one is as large as a weight matrix,
   // and inside one tidy all seven stayed alive (~0.45 GB of the 1B importance pass's peak; bench/NOTES.md).
   const step = <T extends tf.Tensor>(f: () => T, ...done: tf.Tensor[]): T => {
@@ -33,8 +49,7 @@ export function taylorChannel(w: MlpGroup, g: MlpGroup): tf.Tensor1D {
   const gg = tf.mul(w.gate, g.gate);
   const uu = tf.mul(w.up, g.up);
   const s1 = step(() => tf.add(gg, uu), gg, uu);
-  const d = tf.mul(w.down, g.down);
-  const dT = step(() => tf.transpose(d), d);
+  const dT = tf.mul(w.downT, g.downT);
   const s = step(() => tf.add(s1, dT), s1, dT);
   const a = step(() => tf.abs(s), s);
   return step(() => tf.mean(a, 0) as tf.Tensor1D, a);

@@ -4,9 +4,10 @@ import { NumericError, UsageError } from "../errors";
 import { chunkLabels, LossMeter, mixedLoss, positionChunk, type LossSpec } from "../loss";
 import { disposeActivations, layerVjp } from "../model/backward";
 import { layerActivationFloats, type LayerActivations, type CausalLM } from "../model/causal-lm";
+import { defaultKeepActivationsMiB } from "../resources";
 import { headLossVjp } from "./head-loss";
 import type { SparseTargets, TeacherCache } from "../teacher";
-import { mlpGroup, take64, taylorChannel } from "./reduce";
+import { mlpGroupT, take64, taylorChannel } from "./reduce";
 import { runWindowBatches } from "../progress";
 import type { CriterionContext, CriterionImpl, ScoreSink } from "./types";
 
@@ -21,9 +22,6 @@ export interface WindowScore {
   ce: number;
   kd: number;
 }
-
-/** Default of AccumulateOptions.keepActivationsMiB: all layers of models up to ~110M parameters at seq 128. */
-export const KEEP_ACTIVATIONS_MIB = 128;
 
 /** Bytes of one window's saved activations over all layers. */
 export function windowActivationBytes(model: CausalLM, T: number): number {
@@ -80,7 +78,7 @@ function batchTargets(teacher: TeacherCache, ws: number[], T: number, p0: number
  * within float32 rounding on tensorflow, whose GEMM blocking depends on the row count); it cuts the
  * kernels per token, which dominate on small models (bench/NOTES.md).
  */
-export function taylorBatchLayerwise(model: CausalLM, windows: number[][], ws: number[], teacher: TeacherCache | null, spec: LossSpec, keepMiB = KEEP_ACTIVATIONS_MIB): WindowScore[] {
+export function taylorBatchLayerwise(model: CausalLM, windows: number[][], ws: number[], teacher: TeacherCache | null, spec: LossSpec, keepMiB = defaultKeepActivationsMiB(model.config)): WindowScore[] {
   const L = model.config.num_hidden_layers;
   const V = model.config.vocab_size;
   const B = windows.length;
@@ -152,12 +150,16 @@ export function taylorBatchLayerwise(model: CausalLM, windows: number[][], ws: n
       try {
         // a streamed layer is uploaded for its backward step and disposed after it
         dIn = model.withLayer(l, (lw) => {
-          const group = mlpGroup(lw);
-          return layerVjp(model, l, act, dh as tf.Tensor2D, l > 0, (b, g) => {
-            const s = take64(taylorChannel(group, g));
-            if (s.some((v) => !Number.isFinite(v))) throw new NumericError(`non-finite importance in layer ${l} on sample ${ws[b]} (loss ${meters[b].loss})`);
-            perLayer[b][l] = s;
-          }, lw);
+          const group = mlpGroupT(lw);
+          try {
+            return layerVjp(model, l, act, dh as tf.Tensor2D, l > 0, (b, g) => {
+              const s = take64(taylorChannel(group, g));
+              if (s.some((v) => !Number.isFinite(v))) throw new NumericError(`non-finite importance in layer ${l} on sample ${ws[b]} (loss ${meters[b].loss})`);
+              perLayer[b][l] = s;
+            }, lw, group.downT);
+          } finally {
+            group.downT.dispose();
+          }
         });
       } finally {
         disposeActivations(a);
@@ -175,7 +177,7 @@ export function taylorBatchLayerwise(model: CausalLM, windows: number[][], ws: n
 }
 
 /** One window through the layerwise path (taylorBatchLayerwise with B = 1). */
-export function taylorWindowLayerwise(model: CausalLM, window: number[], w: number, teacher: TeacherCache | null, spec: LossSpec, keepMiB = KEEP_ACTIVATIONS_MIB): WindowScore {
+export function taylorWindowLayerwise(model: CausalLM, window: number[], w: number, teacher: TeacherCache | null, spec: LossSpec, keepMiB = defaultKeepActivationsMiB(model.config)): WindowScore {
   return taylorBatchLayerwise(model, [window], [w], teacher, spec, keepMiB)[0];
 }
 
@@ -203,7 +205,13 @@ export function taylorWindowStraightforward(model: CausalLM, window: number[], w
     for (let l = 0; l < L; l++) {
       const lw = model.weights.layers[l];
       const g = (k: string) => res.grads.get(`model.layers.${l}.mlp.${k}.weight`) as tf.Tensor2D;
-      perLayer.push(take64(taylorChannel(mlpGroup(lw), { gate: g("gate_proj"), up: g("up_proj"), down: g("down_proj") })));
+      const group = mlpGroupT(lw);
+      const gDownT = tf.transpose(g("down_proj"));
+      try {
+        perLayer.push(take64(taylorChannel(group, { gate: g("gate_proj"), up: g("up_proj"), downT: gDownT })));
+      } finally {
+        tf.dispose([group.downT, gDownT]);
+      }
     }
   } finally {
     for (const t of res.grads.values()) t.dispose();
@@ -219,7 +227,7 @@ export const taylor: CriterionImpl = {
     // accumulate() has already checked the teacher's vocabulary and windows
     if (alpha > 0 && !teacher) throw new UsageError(`criterion ${opts.criterion} with alpha ${alpha} needs a teacher cache`);
     const spec: LossSpec = { alpha, temperature: settings.temperature ?? 1, B: 1, T };
-    const keep = opts.keepActivationsMiB ?? KEEP_ACTIVATIONS_MIB;
+    const keep = opts.keepActivationsMiB ?? defaultKeepActivationsMiB(model.config);
     if (!(keep >= 0)) throw new UsageError(`keepActivationsMiB must be ≥ 0, got ${keep}`);
     const straight = opts.path === "straightforward";
     const batch = straight ? 1 : opts.batchWindows ?? defaultBatchWindows(model, T, keep);

@@ -63,8 +63,9 @@ export interface AccumulateOptions extends RunOptions {
   /** Taylor only: "layerwise" (default; one layer's gradients alive at a time) or "straightforward" (model.gradients over all MLP weights). */
   path?: "layerwise" | "straightforward";
   /**
-   * Layerwise path: MiB of forward activations kept per pass for the backward sweep (default 128);
-   * layers past the budget are recomputed from their input there (slower, one layer's activations at a time).
+   * Layerwise path: MiB of forward activations kept per pass for the backward sweep (default
+   * resources.defaultKeepActivationsMiB: 2 GiB minus the float32 weights, within 128 MiB … 1 GiB; 128 MiB on wasm); layers past the
+   * budget are recomputed from their input there (slower, one layer's activations at a time).
    */
   keepActivationsMiB?: number;
   /**

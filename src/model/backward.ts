@@ -16,10 +16,14 @@ import type { LayerActivations, LayerWeights, CausalLM } from "./causal-lm";
  * test/memory-path.test.ts and test/families-random.test.ts against autograd.
  */
 
+/**
+ * One sequence's MLP weight gradients, all [H, I]: down_proj's transposed (it is [I, H]), so that the
+ * per-channel reduce pairs the three without a weight-sized transpose per window (bench/NOTES.md).
+ */
 export interface MlpGrads {
   gate: tf.Tensor2D; // [H, I]
   up: tf.Tensor2D; // [H, I]
-  down: tf.Tensor2D; // [I, H]
+  downT: tf.Tensor2D; // [H, I] = (∂L/∂W_d)ᵀ
 }
 
 /** What a family's decoderLayerVjp works from: the layer, its saved activations and the model's constants. */
@@ -32,6 +36,8 @@ export interface LayerVjpContext {
   readonly a: LayerActivations;
   /** Whether ∂L/∂(layer input) is wanted; without it the MLP weight gradients are all that is computed. */
   readonly inputGrad: boolean;
+  /** down_proj transposed ([H, I]) where the caller holds it: the down input gradient is then a plain product. */
+  readonly downT?: tf.Tensor2D;
   /** Receives sequence b's MLP weight gradients (freed after the call). */
   onGrads(b: number, grads: MlpGrads): void;
   /** The factor a norm weight w multiplies by (w, or 1 + w). */
@@ -67,7 +73,8 @@ export function normVjp(V: LayerVjpContext, dy: tf.Tensor2D, w: tf.Tensor1D, slo
  */
 export function gatedMlpVjp(V: LayerVjpContext, dOut: tf.Tensor2D): tf.Tensor2D | null {
   const { a, w, B, T } = V;
-  const dAct = matMulBT(dOut, w.down_proj);
+  // libtensorflow ran dOut·W_dᵀ as a transposed operand at 62 GFLOP/s, the plain product of that size at 106 (bench/NOTES.md)
+  const dAct = V.downT ? (tf.matMul(dOut, V.downT) as tf.Tensor2D) : matMulBT(dOut, w.down_proj);
   const dUp = tf.mul(dAct, a.g) as tf.Tensor2D;
   const dGate = tf.mul(tf.mul(dAct, a.up), a.dg) as tf.Tensor2D;
   for (let b = 0; b < B; b++) {
@@ -77,7 +84,7 @@ export function gatedMlpVjp(V: LayerVjpContext, dOut: tf.Tensor2D): tf.Tensor2D 
       const xnT = flagsAreFast() ? null : tf.transpose(xn);
       const gate = xnT ? (tf.matMul(xnT, rows(dGate)) as tf.Tensor2D) : matMulAT(xn, rows(dGate));
       const up = xnT ? (tf.matMul(xnT, rows(dUp)) as tf.Tensor2D) : matMulAT(xn, rows(dUp));
-      V.onGrads(b, { gate, up, down: matMulAT(rows(a.act), rows(dOut)) });
+      V.onGrads(b, { gate, up, downT: matMulAT(rows(dOut), rows(a.act)) });
     });
   }
   if (!V.inputGrad) return null;
@@ -136,6 +143,8 @@ export function layerVjp(
   onGrads: (b: number, grads: MlpGrads) => void,
   /** Layer l's weights as tensors (model.withLayer gives them; a streamed model has them only while it runs). */
   lw: LayerWeights,
+  /** lw.down_proj transposed, where the caller has it (see LayerVjpContext.downT). */
+  downT?: tf.Tensor2D,
 ): tf.Tensor2D | null {
   const V: LayerVjpContext = {
     c: model.config,
@@ -145,6 +154,7 @@ export function layerVjp(
     w: lw,
     a,
     inputGrad,
+    downT,
     onGrads,
     normWeight: (w) => model.normWeight(w),
     rope: () => model.ropeParts(a.T, l),
