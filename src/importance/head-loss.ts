@@ -74,7 +74,7 @@ export function headLossVjp(model: CausalLM, h: tf.Tensor2D, labels: Int32Array,
   if (model.streamed && !sparse) {
     throw new UsageError(
       `the importance head loss on a streamed model (weightsIn "${model.weightsIn}") runs only with a top-k teacher and no logit softcapping; ` +
-        `this one needs the dense path (${cap !== null ? "final_logit_softcapping" : "a full-vocabulary teacher"}): use a top-k teacher, or load the model resident (weightsIn "heap")`,
+        `this one needs the dense path (${cap !== null ? "final_logit_softcapping" : "a full-vocabulary teacher"}): use a top-k teacher, or load the model resident with float32 weights (weightsIn "heap", hostFloat "float32")`,
     );
   }
   const out = model.streamed ? streamedHeadLoss(model, h, colOf, weight, rho, per) : residentHeadLoss();
@@ -201,7 +201,8 @@ function streamedHeadLoss(model: CausalLM, h: tf.Tensor2D, colOf: Int32Array, we
       acc = next.acc;
     });
     return tf.tidy(() => {
-      const picked = tf.tensor2d(model.headRows(colOf), [entries, H]); // [entries, H]
+      // gathered on the GPU when the head is held there as packed halves (no read-back)
+      const picked = model.headRowsTensor(colOf); // [entries, H]
       const z = tf.sum(tf.mul(tf.reshape(picked, [n, per, H]), tf.reshape(xn, [n, 1, H])), 2).reshape([entries]);
       const tE = weightedRowSums(picked, weight, n, per);
       const rhoS = tf.div(tf.tensor2d(rho, [n, 1]), sum!);
