@@ -1,4 +1,5 @@
 import { strict as assert } from "node:assert";
+import { webgpuOrSkip } from "./support/engine";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -26,15 +27,6 @@ import { requireShared, STORIES260K } from "./support/shared";
  * (odd widths: a word holds two neighbouring columns), saves the rounded weights, undoes, releases, and leaves no
  * tensor behind. Runs on webgpu only (llvmpipe without a GPU; CI installs Mesa, so there a missing adapter fails).
  */
-async function webgpuOrSkip(ctx: Mocha.Context): Promise<void> {
-  try {
-    await initEngine("webgpu");
-  } catch (e) {
-    if (process.env.CI) throw e;
-    console.warn(`\n  !!! SKIPPING: webgpu backend unavailable (${(e as Error).message}) !!!\n`);
-    ctx.skip();
-  }
-}
 
 // an odd intermediate size: gate/up rows end in a padded half, and pruning keeps odd and even widths
 const cfg: LlamaConfig = parseConfig({

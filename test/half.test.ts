@@ -1,4 +1,5 @@
 import { strict as assert } from "node:assert";
+import { webgpuOrSkip } from "./support/engine";
 import * as tf from "@tensorflow/tfjs";
 import { backendName, initEngine, type BackendName } from "../src/engine";
 import { packedBytes, packHalf, unpackHalf, unpackHalfRows } from "../src/engine/half";
@@ -195,13 +196,7 @@ describe("half storage: float32 weights packed as IEEE halves", function () {
 
   it("webgpu: the WGSL unpack2x16float decode (whole tensors and rows) equals the host decode bit for bit (NaN stays NaN), every half pattern, odd length, a 2048 × 8192 matrix", async function () {
     const prev: BackendName = backendName();
-    try {
-      await initEngine("webgpu");
-    } catch (e) {
-      if (process.env.CI) throw e;
-      console.warn(`\n  !!! SKIPPING: webgpu backend unavailable (${(e as Error).message}) !!!\n`);
-      this.skip();
-    }
+    await webgpuOrSkip(this);
     try {
       baseline = tf.memory().numTensors;
       // all 65536 patterns (NaNs with payloads, infinities, subnormals) two to a word, then an odd count

@@ -1,4 +1,5 @@
 import { strict as assert } from "node:assert";
+import { webgpuOrSkip } from "./support/engine";
 import * as tf from "@tensorflow/tfjs";
 import { backendInfo, initEngine } from "../src/engine";
 import { accumulate } from "../src/importance";
@@ -17,15 +18,6 @@ import { requireShared, STORIES260K } from "./support/shared";
  * adapter is Mesa's llvmpipe through Dawn's OpenGL backend (a forced `webgpu` accepts a software adapter);
  * CI installs Mesa, so there a missing adapter fails instead of skipping.
  */
-async function webgpuOrSkip(ctx: Mocha.Context): Promise<void> {
-  try {
-    await initEngine("webgpu");
-  } catch (e) {
-    if (process.env.CI) throw e;
-    console.warn(`\n  !!! SKIPPING: webgpu backend unavailable (${(e as Error).message}) !!!\n`);
-    ctx.skip();
-  }
-}
 
 describe("webgpu backend (Dawn) agrees with cpu", function () {
   this.timeout(300_000);
