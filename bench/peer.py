@@ -237,6 +237,7 @@ def ppl_batch(model, windows, chunk_floats=1 << 22):
         tgt = torch.cat([ids[:, 1:], ids[:, :1]], 1).reshape(-1)  # last position of a row: dropped below
         keep = (torch.arange(B * T, device=DEVICE) % T) != T - 1
         rows = max(1, chunk_floats // V)
+        rows -= rows % 32 if rows >= 32 else 0  # sdmprune's rounding (CausalLM logitChunkRows): 128 rows at V = 32000
         nll = 0.0
         for r0 in range(0, B * T, rows):
             z = model.head(h[r0:r0 + rows])

@@ -1,5 +1,6 @@
 /**
  * `npm run bench [-- --backend cpu,wasm,tensorflow,webgpu|all] [--workload stories15M,stories110M,llama1b|all] [--rounds N] [--quick]`
+ *   `[--tasks teacher,importance,ppl]` (a subset of the three timed passes, for both sides; no matmul table or profile then)
  * (`npm run bench --quick` works too: npm hands it over as npm_config_quick).
  *
  * sdmprune against PyTorch peers (bench/peer.py) on random-weight models of real shapes, in the same command.
@@ -72,6 +73,9 @@ for (const b of backends) if (!ALL_BACKENDS.includes(b)) throw new Error(`unknow
 const workloads = parseWorkloads(option("workload", quick ? "stories15M" : "all"));
 const SEQ = Number(option("seq", "128"));
 const rounds = Math.max(1, Number(option("rounds", quick ? "1" : "2")));
+const TIMED = ["teacher", "importance", "ppl"] as const;
+const onlyTasks = option("tasks", "") === "" ? null : option("tasks", "").split(",").map((t) => t.trim());
+for (const t of onlyTasks ?? []) if (!(TIMED as readonly string[]).includes(t)) throw new Error(`unknown task "${t}", expected some of ${TIMED.join(", ")}`);
 const ALPHA = 0.4;
 const TAU = 0.2; // docs/method.md "Recipe numbers", 20 % setting
 const TOPK = 64; // Session's default for vocabularies > 4096
@@ -256,7 +260,7 @@ async function main(): Promise<void> {
         const pols = policiesOf(p);
         for (const pol of round % 2 === 1 ? pols : [...pols].reverse()) {
           const k = key(pkey(p, pol), w, SEQ);
-          results[k] = mergeRounds(results[k], await peer(p, pol, w, [round === 1 ? "matmul" : "", "teacher", "importance", "ppl"].filter(Boolean), n, 900));
+          results[k] = mergeRounds(results[k], await peer(p, pol, w, onlyTasks ?? [round === 1 ? "matmul" : "", ...TIMED].filter(Boolean), n, 900));
           save();
         }
       }
@@ -268,7 +272,7 @@ async function main(): Promise<void> {
         }
         if ((b === "cpu" || b === "webgpu") && round > 1) continue; // seconds to minutes per window: one round shows the scale
         const slowQuick = quick && b === "cpu"; // ~10 s per forward window: no warm-up, no profile, no matmul table
-        const tasks: Task[] = slowQuick ? ["teacher", "importance", "ppl"] : round === 1 ? ["matmul", "teacher", "importance", "ppl", "profile"] : ["teacher", "importance", "ppl"];
+        const tasks: Task[] = onlyTasks ? (onlyTasks as Task[]) : slowQuick ? ["teacher", "importance", "ppl"] : round === 1 ? ["matmul", "teacher", "importance", "ppl", "profile"] : ["teacher", "importance", "ppl"];
         const r = await ours({ backend: b, workload: w, seq: SEQ, windows: b === "cpu" ? (quick ? 1 : 2) : b === "webgpu" ? 2 : n, tasks, alpha: ALPHA, temperature: TAU, topk: TOPK, warmup: !slowQuick }, 1800);
         results[key(b, w, SEQ)] = mergeRounds(results[key(b, w, SEQ)], r);
         save();

@@ -5,13 +5,60 @@ import { ConfigError, DataError } from "../src/errors";
 import { readModelFiles, type ModelFiles } from "../src/io/files";
 import { isLazy } from "../src/io/tensor-file";
 import { combineHooks, hookPoints, maskChannels, zeroAblate } from "../src/model/hooks";
-import { CausalLM } from "../src/model/causal-lm";
+import { CausalLM, targetLogProbs } from "../src/model/causal-lm";
 import { randomTensors } from "../src/model/random";
 import { referenceGreedy, referenceLogits } from "./reference/llama-ref";
 import { TINY_CONFIGS, randomIds, relError } from "./reference/configs";
 import { requireShared, STORIES260K } from "./support/shared";
 
 const TOL = 1e-4;
+
+/** log p of each row's target from float64 logits (max-shifted). */
+function refLogProbs(z: number[][], targets: number[]): number[] {
+  return z.map((row, r) => {
+    const mx = Math.max(...row);
+    return row[targets[r]] - (Math.log(row.reduce((a, v) => a + Math.exp(v - mx), 0)) + mx);
+  });
+}
+
+const lseBackends: Array<"cpu" | "wasm" | "tensorflow"> = ["cpu", "wasm"];
+if (process.env.SDMPRUNE_BACKEND === "tensorflow") lseBackends.push("tensorflow");
+for (const backend of lseBackends) {
+  describe(`targetLogProbs (${backend})`, function () {
+    before(async () => {
+      await initEngine(backend);
+    });
+
+    // Rows of logits centred at 0 take the two-pass path; rows centred far above (Σ exp overflows) or far below
+    // (Σ exp underflows) zero must come out the same through the shifted fallback, alone or mixed in one block.
+    const V = 300;
+    const rowAt = (centre: number, seed: number): number[] => {
+      let x = seed * 7919 + 13;
+      return Array.from({ length: V }, () => {
+        x = (x * 1103515245 + 12345) % 2147483648;
+        return centre + ((x / 2147483648) * 2 - 1) * 12;
+      });
+    };
+    const blocks: Record<string, number[]> = { "logits near 0": [0, 3, -5, 20], "one row at +120": [0, 120, 2, -3], "one row at −160": [1, -160, 0, 4], "all at ±200": [200, -200, 250, -210] };
+    for (const [name, centres] of Object.entries(blocks)) {
+      for (const axis of [1, 0] as const) {
+        it(`${name}, ${axis === 1 ? "row-major [n, V]" : "vocabulary-major [V, n]"}: equals float64 log-softmax, no tensor left`, () => {
+          const z = centres.map((c, r) => rowAt(c, r + 1));
+          const n = z.length;
+          const targets = z.map((_, r) => (r * 37 + 5) % V);
+          const want = refLogProbs(z, targets);
+          const before = tf.memory().numTensors;
+          const block = axis === 1 ? tf.tensor2d(z) : tf.tidy(() => tf.transpose(tf.tensor2d(z)) as tf.Tensor2D);
+          const flat = Int32Array.from(targets, (t, r) => (axis === 1 ? r * V + t : t * n + r));
+          const got = targetLogProbs(block, flat, axis);
+          assert.equal(tf.memory().numTensors, before);
+          assert.ok(block.isDisposed);
+          got.forEach((g, r) => assert.ok(Math.abs(g - want[r]) <= 1e-5 * Math.max(1, Math.abs(want[r])), `row ${r}: ${g} vs ${want[r]}`));
+        });
+      }
+    }
+  });
+}
 
 for (const backend of ["cpu", "wasm"] as const) {
   describe(`CausalLM vs float64 reference (${backend})`, function () {

@@ -16,25 +16,67 @@ export function vocabMajorHead(): boolean {
 }
 
 /**
- * z[flat] − log Σ exp z along `axis` for a logits block z (which it disposes). Each [rows, V] temporary
- * is freed as soon as the next one exists, so at most two blocks are alive and the allocator hands a
- * freed block to the next one: inside a tidy all of them would be freed together at the end, the heap
- * top would be trimmed and every block would page-fault afresh (bench/NOTES.md).
+ * Below this, Σ exp z of a row is not trusted without the max shift: its largest term could be subnormal
+ * (lost precision) and the terms that underflowed could matter. Above it, with at most 2^18 terms, what
+ * underflow drops is below 2^-40 of the sum.
  */
-export function targetLogProbs(z: tf.Tensor2D, flat: Int32Array, axis: 0 | 1): tf.Tensor1D {
-  return tf.tidy(() => {
-    const zFlat = tf.reshape(z, [-1]);
-    const picked = tf.gather(zFlat, tf.tensor1d(flat, "int32"));
-    zFlat.dispose();
-    const m = tf.max(z, axis, true);
-    const d = tf.sub(z, m);
-    z.dispose();
-    const e = tf.exp(d);
-    d.dispose();
-    const s = tf.sum(e, axis);
-    e.dispose();
-    return tf.sub(picked, tf.add(tf.log(s), tf.reshape(m, [-1]))) as tf.Tensor1D;
-  });
+const LSE_UNSHIFTED_MIN = 1e-20;
+
+/**
+ * z[flat] − log Σ exp z along `axis` for a logits block z (which it disposes), read back to the host.
+ * Two passes over z (exp, Σ) instead of four (max, sub, exp, Σ): without the usual max shift Σ exp z is as
+ * accurate (every term carries exp's own relative error either way) as long as it neither overflows nor
+ * falls near the subnormal range, which holds for any logits within about ±45 of zero, real models' and
+ * softcapped ones' alike. Rows where it fails (Σ not finite or below LSE_UNSHIFTED_MIN) are recomputed on
+ * the host from the shifted form, so the result never depends on the logits' range (bench/NOTES.md).
+ * Each [rows, V] temporary is freed as soon as it is used, so at most two blocks are alive and the allocator
+ * hands a freed block to the next one: inside a tidy all of them would be freed together at the end, the
+ * heap top would be trimmed and every block would page-fault afresh (bench/NOTES.md).
+ */
+export function targetLogProbs(z: tf.Tensor2D, flat: Int32Array, axis: 0 | 1): Float32Array {
+  const rows = flat.length;
+  let zKept: tf.Tensor2D | null = z;
+  try {
+    // picked and Σ exp z in one tensor: one read back per block
+    const both = tf.tidy(() => {
+      const picked = tf.gather(tf.reshape(z, [-1]), tf.tensor1d(flat, "int32"));
+      const e = tf.exp(z);
+      const s = tf.sum(e, axis);
+      e.dispose();
+      return tf.concat([picked, s]);
+    });
+    const host = both.dataSync() as Float32Array;
+    both.dispose();
+    const out = new Float32Array(rows);
+    let bad = false;
+    for (let r = 0; r < rows; r++) {
+      const s = host[rows + r];
+      if (!(s >= LSE_UNSHIFTED_MIN && s < Infinity)) {
+        bad = true;
+        break;
+      }
+      out[r] = host[r] - Math.log(s);
+    }
+    if (bad) {
+      const shifted = tf.tidy(() => {
+        const m = tf.max(z, axis, true);
+        const d = tf.sub(z, m);
+        z.dispose();
+        zKept = null;
+        const e = tf.exp(d);
+        d.dispose();
+        const s = tf.sum(e, axis);
+        e.dispose();
+        return tf.add(tf.log(s), tf.reshape(m, [-1]));
+      });
+      const lse = shifted.dataSync() as Float32Array;
+      shifted.dispose();
+      for (let r = 0; r < rows; r++) out[r] = host[r] - lse[r];
+    }
+    return out;
+  } finally {
+    (zKept as tf.Tensor2D | null)?.dispose();
+  }
 }
 
 /** Transposed products without transpose flags on wasm, where flagged products are 15–20× slower (environment.md). */
