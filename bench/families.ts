@@ -36,6 +36,7 @@ import { intermediateSizes, paramCounts, parseConfig } from "../src/model/config
 import { planSdmprune } from "../src/recipe";
 import { Rng } from "../src/rng";
 import { Session } from "../src/session";
+import { tfjsNodeDir } from "./tfjs-node";
 
 type Raw = Record<string, unknown>;
 
@@ -294,9 +295,9 @@ function main(): void {
     return;
   }
   const env: NodeJS.ProcessEnv = { ...process.env, SDMPRUNE_BACKEND: values.backend };
-  const tfjsNode = path.resolve(__dirname, ".tfjs-node", "node_modules");
+  const tfjsNode = tfjsNodeDir(process.env.SDMPRUNE_BENCH_TFJS_NODE?.trim() ?? "");
   if (values.backend === "tensorflow") {
-    if (!fs.existsSync(tfjsNode)) throw new Error("the native backend for benchmarks is missing: run bash bench/setup-tensorflow.sh");
+    if (!fs.existsSync(tfjsNode)) throw new Error(`the native backend for benchmarks is missing (${tfjsNode}): run bash bench/setup-tensorflow.sh`);
     env.NODE_PATH = tfjsNode;
   }
   fs.mkdirSync(values.dir!, { recursive: true });

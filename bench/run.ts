@@ -10,20 +10,22 @@
  * round (OpenBLAS builds PASSIVE only, see policiesOf); per workload and metric the faster policy counts, and
  * both are shown. Each case runs in its own process
  * (bench/worker.ts): one backend per process, and peak RSS that belongs to one measurement. The
- * TensorFlow backend comes from bench/.tfjs-node (bash bench/setup-tensorflow.sh; benchmark-only) via NODE_PATH.
+ * TensorFlow backend comes from bench/.tfjs-node (bash bench/setup-tensorflow.sh; benchmark-only) via NODE_PATH;
+ * `--backend tensorflow@tf2` loads bench/.tfjs-node-tf2 instead (bash bench/setup-tensorflow-wheel.sh WHEEL), and
+ * `--backend tensorflow,tensorflow@tf2` measures both builds interleaved (bench/tfjs-node.ts).
  * Prints a markdown report and writes it, with the raw JSON, to bench/results/.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdirSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, unlinkSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { Task, WorkerArgs } from "./worker";
+import { buildReady, envFor, parseBackendSpec, type BackendSpec } from "./tfjs-node";
 import { flopsPerToken, parseWorkloads, paramCount, WORKLOADS, type RawConfig, type WorkloadName } from "./workloads";
 
 type Backend = "cpu" | "wasm" | "tensorflow" | "webgpu";
 const ALL_BACKENDS: Backend[] = ["tensorflow", "webgpu", "wasm", "cpu"];
 const ROOT = path.resolve(__dirname, "..");
-const TF_DIR = path.join(__dirname, ".tfjs-node", "node_modules");
 const DEBIAN_PY = "/usr/bin/python3";
 const POLICIES = ["ACTIVE", "PASSIVE"] as const;
 type Policy = (typeof POLICIES)[number];
@@ -68,8 +70,16 @@ const slow = flag("slow");
 const noScaling = flag("no-scaling");
 const memPaths = option("memory-paths", quick ? "layerwise" : "layerwise,straightforward").split(",");
 // "all" leaves webgpu out: on a machine without a GPU it is Mesa's software rasterizer (minutes per window)
-const backends = (option("backend", "all") === "all" ? ["tensorflow", "wasm", "cpu"] : option("backend", "").split(",")).map((b) => b.trim()) as Backend[];
-for (const b of backends) if (!ALL_BACKENDS.includes(b)) throw new Error(`unknown backend "${b}", expected ${ALL_BACKENDS.join(", ")} or all`);
+// Each entry is a label (`tensorflow`, `tensorflow@tf2`, `wasm`) that keys results and rows; specs maps it to the
+// backend the worker initialises and, for tensorflow, the benchmark build it loads.
+const specs = new Map<string, BackendSpec>();
+for (const b of option("backend", "all") === "all" ? ["tensorflow", "wasm", "cpu"] : option("backend", "").split(",")) {
+  const spec = parseBackendSpec(b.trim(), ALL_BACKENDS);
+  if (specs.has(spec.label)) throw new Error(`backend "${spec.label}" given twice`);
+  specs.set(spec.label, spec);
+}
+const backends = [...specs.keys()];
+const base = (label: string): Backend => specs.get(label)!.backend;
 const workloads = parseWorkloads(option("workload", quick ? "stories15M" : "all"));
 const SEQ = Number(option("seq", "128"));
 const rounds = Math.max(1, Number(option("rounds", quick ? "1" : "2")));
@@ -107,12 +117,11 @@ function lastLines(s: string, n: number): string {
     .join(" | ");
 }
 
-async function ours(a: WorkerArgs, timeoutS: number): Promise<Result> {
-  const env = { ...process.env };
-  if (a.backend === "tensorflow" && existsSync(TF_DIR)) env.NODE_PATH = TF_DIR + (env.NODE_PATH ? path.delimiter + env.NODE_PATH : "");
+async function ours(label: string, a: WorkerArgs, timeoutS: number): Promise<Result> {
+  const env = envFor(specs.get(label)!, process.env);
   env.TF_CPP_MIN_LOG_LEVEL = "2";
   delete env.SDMPRUNE_BACKEND;
-  log(`sdmprune ${a.backend} ${a.workload} seq ${a.seq} ${a.tasks.join(",")} (${a.windows} windows)`);
+  log(`sdmprune ${label} ${a.workload} seq ${a.seq} ${a.tasks.join(",")} (${a.windows} windows)`);
   const r = await runChild(process.execPath, ["--expose-gc", "--import", "tsx", path.join(__dirname, "worker.ts"), JSON.stringify(a)], env, timeoutS);
   const line = r.stdout.split("\n").find((l) => l.startsWith("RESULT "));
   if (!line) return { error: r.code === null ? `timed out after ${timeoutS} s` : `exit ${r.code}: ${lastLines(r.stderr, 3)}` };
@@ -242,10 +251,10 @@ async function main(): Promise<void> {
   // every finished case is saved at once, so an interrupted run keeps what it measured
   const save = (): void => writeFileSync(partial, JSON.stringify(results, null, 1) + "\n");
   const key = (who: string, w: string, seq: number, extra = ""): string => `${who}/${w}/${seq}${extra}`;
-  const tfReady = existsSync(path.join(TF_DIR, "@tensorflow", "tfjs-node"));
+  const missing = [...specs.values()].filter((s) => !buildReady(s)).map((s) => `; ${path.relative(ROOT, path.dirname(s.nodePath!))} missing (${s.setup})`);
   const peers = findPeers();
   const pkey = (p: Peer, pol: Policy): string => `${p.id}:${pol}`;
-  log(`${os.cpus().length} cores; backends ${backends.join(", ")}; workloads ${workloads.join(", ")}${quick ? "; quick" : ""}${tfReady ? "" : "; bench/.tfjs-node missing (bash bench/setup-tensorflow.sh)"}`);
+  log(`${os.cpus().length} cores; backends ${backends.join(", ")}; workloads ${workloads.join(", ")}${quick ? "; quick" : ""}${missing.join("")}`);
 
   const speedWorkloads = workloads.filter((w) => w !== "llama1b");
   // Rounds interleave the peer and each backend, so a burst of load from elsewhere on a shared machine
@@ -266,14 +275,14 @@ async function main(): Promise<void> {
       }
       for (const b of backends) {
         // webgpu without a GPU is Mesa's llvmpipe (~1 GFLOP/s): stories110M would take ~10 min per task
-        if ((b === "cpu" || b === "webgpu") && big && !slow) {
-          results[key(b, w, SEQ)] = { error: `skipped: ${b === "cpu" ? "~15 min on the pure-JS backend" : "minutes per window on a software adapter"} (pass --slow to include)` };
+        if ((base(b) === "cpu" || base(b) === "webgpu") && big && !slow) {
+          results[key(b, w, SEQ)] = { error: `skipped: ${base(b) === "cpu" ? "~15 min on the pure-JS backend" : "minutes per window on a software adapter"} (pass --slow to include)` };
           continue;
         }
-        if ((b === "cpu" || b === "webgpu") && round > 1) continue; // seconds to minutes per window: one round shows the scale
-        const slowQuick = quick && b === "cpu"; // ~10 s per forward window: no warm-up, no profile, no matmul table
+        if ((base(b) === "cpu" || base(b) === "webgpu") && round > 1) continue; // seconds to minutes per window: one round shows the scale
+        const slowQuick = quick && base(b) === "cpu"; // ~10 s per forward window: no warm-up, no profile, no matmul table
         const tasks: Task[] = onlyTasks ? (onlyTasks as Task[]) : slowQuick ? ["teacher", "importance", "ppl"] : round === 1 ? ["matmul", "teacher", "importance", "ppl", "profile"] : ["teacher", "importance", "ppl"];
-        const r = await ours({ backend: b, workload: w, seq: SEQ, windows: b === "cpu" ? (quick ? 1 : 2) : b === "webgpu" ? 2 : n, tasks, alpha: ALPHA, temperature: TAU, topk: TOPK, warmup: !slowQuick }, 1800);
+        const r = await ours(b, { backend: base(b), workload: w, seq: SEQ, windows: base(b) === "cpu" ? (quick ? 1 : 2) : base(b) === "webgpu" ? 2 : n, tasks, alpha: ALPHA, temperature: TAU, topk: TOPK, warmup: !slowQuick }, 1800);
         results[key(b, w, SEQ)] = mergeRounds(results[key(b, w, SEQ)], r);
         save();
       }
@@ -282,20 +291,20 @@ async function main(): Promise<void> {
   const scaling = !quick && !noScaling && backends.includes("cpu") && workloads.includes("stories15M");
   if (scaling) {
     for (const seq of [64, 256]) {
-      results[key("cpu", "stories15M", seq)] = await ours({ backend: "cpu", workload: "stories15M", seq, windows: 1, tasks: ["teacher", "importance", "ppl"], alpha: ALPHA, temperature: TAU, topk: TOPK }, 1800);
+      results[key("cpu", "stories15M", seq)] = await ours("cpu", { backend: "cpu", workload: "stories15M", seq, windows: 1, tasks: ["teacher", "importance", "ppl"], alpha: ALPHA, temperature: TAU, topk: TOPK }, 1800);
       save();
     }
   }
-  const memBackends: Backend[] = [];
+  const memBackends: string[] = [];
   if (workloads.includes("llama1b")) {
     // 1.2 B float32 weights (4.9 GB): wasm32's heap is 4 GiB and the pure-JS backend would need about an
     // hour per window, so the memory figure is taken on the TensorFlow backend.
-    if (backends.includes("tensorflow")) memBackends.push("tensorflow");
+    memBackends.push(...backends.filter((b) => base(b) === "tensorflow"));
     // memory does not depend on the wait policy: the ratio peer, PASSIVE, once
     if (peers.length) results[key("torch", "llama1b", 128, ":memory")] = await peer(peers[0], "PASSIVE", "llama1b", ["memory"], 1, 1200);
     for (const b of memBackends) {
       for (const p of memPaths) {
-        results[key(b, "llama1b", 128, `:memory:${p}`)] = await ours({ backend: b, workload: "llama1b", seq: 128, windows: 1, tasks: ["memory"], path: p as "layerwise", alpha: ALPHA, temperature: TAU, topk: TOPK }, 2400);
+        results[key(b, "llama1b", 128, `:memory:${p}`)] = await ours(b, { backend: base(b), workload: "llama1b", seq: 128, windows: 1, tasks: ["memory"], path: p as "layerwise", alpha: ALPHA, temperature: TAU, topk: TOPK }, 2400);
         save();
       }
     }
@@ -303,7 +312,8 @@ async function main(): Promise<void> {
 
   // ---------------------------------------------------------------- report
   const md: string[] = [];
-  const tfVer = Object.values(results).find((r) => r?.libtensorflow)?.libtensorflow;
+  const tfVer = (label: string): string => Object.entries(results).find(([k, r]) => k.startsWith(`${label}/`) && r?.libtensorflow)?.[1]?.libtensorflow ?? "(not loaded)";
+  const tfBuilds = backends.filter((b) => base(b) === "tensorflow").map((b) => `${b} = tfjs-node 4.22 on libtensorflow ${tfVer(b)} (${specs.get(b)!.setup})`);
   type Metric = "teacher" | "importance" | "ppl";
   /** A peer's figure for one workload and metric: the faster wait policy, and both. */
   const peerRate = (p: Peer, w: string, m: Metric): { rate?: Rate; policy?: Policy; both: string } => {
@@ -321,7 +331,7 @@ async function main(): Promise<void> {
   md.push(`# sdmprune benchmark (${new Date().toISOString().slice(0, 16)} UTC${quick ? ", --quick" : ""})`);
   md.push("");
   const adapter = Object.values(results).find((r) => r?.adapter)?.adapter;
-  md.push(`Machine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? "?"}), ${gib(os.totalmem())} RAM, load average at start ${loadAtStart.toFixed(1)}, at end ${os.loadavg()[0].toFixed(1)}. Node ${process.version}, TensorFlow.js 4.22; tensorflow = tfjs-node 4.22 on libtensorflow ${tfVer ?? "(not loaded)"} (bench/setup-tensorflow.sh), wasm = SIMD, 1 thread, cpu = pure JS, 1 thread${adapter ? `, webgpu = ${adapter.summary}` : ""}.`);
+  md.push(`Machine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? "?"}), ${gib(os.totalmem())} RAM, load average at start ${loadAtStart.toFixed(1)}, at end ${os.loadavg()[0].toFixed(1)}. Node ${process.version}, TensorFlow.js 4.22; ${tfBuilds.length ? tfBuilds.join(", ") : "tensorflow not run"}, wasm = SIMD, 1 thread, cpu = pure JS, 1 thread${adapter ? `, webgpu = ${adapter.summary}` : ""}.`);
   if (anySoftware) md.push("ˢ webgpu on a software adapter (Mesa llvmpipe, a CPU rasterizer): these rows check that the backend runs the workloads; their speed says nothing about a GPU (bash bench/gpu.sh on a GPU machine).");
   md.push(
     peers.length
@@ -480,7 +490,7 @@ async function main(): Promise<void> {
         else rrows.push([b, pth, o?.error ?? "–", "", "", "", ""]);
       }
     }
-    if (!backends.includes("tensorflow")) rrows.push(["(none)", "the 1B figure needs the tensorflow backend (wasm32 heap 4 GiB < 4.9 GB of weights; cpu ~1 h/window)", "", "", "", "", ""]);
+    if (!memBackends.length) rrows.push(["(none)", "the 1B figure needs the tensorflow backend (wasm32 heap 4 GiB < 4.9 GB of weights; cpu ~1 h/window)", "", "", "", "", ""]);
     md.push(table(["engine", "path", "weights", "RSS before", "peak RSS", "peak / weights", "seconds"], rrows));
     md.push("");
   }
