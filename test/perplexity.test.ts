@@ -135,12 +135,13 @@ describe("eval/ppl-batch: windows per perplexity batch", function () {
     for (const b of ["wasm", "cpu", "webgpu", ""]) assert.equal(preferredPplBatch(b), PPL_BATCH_WINDOWS);
     const stories110M = parseConfig(WORKLOADS.stories110M.config);
     const llama1b = parseConfig(WORKLOADS.llama1b.config);
-    // the benchmarked shapes at seq 128 get the measured preference
+    // the benchmarked shape at seq 128 gets the measured preference; the 1B shape as many as the budget holds
     assert.equal(defaultPplBatch(stories110M, 128, "tensorflow"), PPL_BATCH_WINDOWS_NATIVE);
-    assert.equal(defaultPplBatch(llama1b, 128, "tensorflow"), PPL_BATCH_WINDOWS_NATIVE);
     assert.equal(defaultPplBatch(stories110M, 128, "wasm"), PPL_BATCH_WINDOWS);
+    const b1 = defaultPplBatch(llama1b, 128, "tensorflow");
+    assert.ok(b1 > PPL_BATCH_WINDOWS && b1 < PPL_BATCH_WINDOWS_NATIVE, `1B at 128: ${b1}`);
     // long windows: the most that fit the budget, at least 1
-    for (const [config, T, backend] of [[llama1b, 1024, "tensorflow"], [stories110M, 1024, "tensorflow"], [llama1b, 512, "wasm"], [llama1b, 4096, "tensorflow"]] as const) {
+    for (const [config, T, backend] of [[llama1b, 128, "tensorflow"], [llama1b, 1024, "tensorflow"], [stories110M, 1024, "tensorflow"], [llama1b, 512, "wasm"], [llama1b, 4096, "tensorflow"]] as const) {
       for (const weightsIn of ["heap", "host"] as const) {
         const b = defaultPplBatch(config, T, backend, weightsIn);
         assert.ok(b >= 1 && b <= preferredPplBatch(backend));

@@ -10,16 +10,17 @@ import { forwardHeapBytes } from "../resources";
 export const PPL_BATCH_WINDOWS = 4;
 
 /**
- * Windows per perplexity batch on the native backend: libtensorflow's products run faster on more rows, and a batch
- * of 8 windows × 128 tokens beat 4 on stories110M (bench/NOTES.md, "Windows per ppl batch").
+ * Windows per perplexity batch on the native backend: libtensorflow's products (85 % of a ppl batch's kernel time)
+ * run faster on more rows. 16 windows × 128 tokens against 8 and 4, best of 3 interleaved rounds: stories15M 4367 /
+ * 4048 / 3415 tok/s, stories110M 728 / 682 / 647 (bench/NOTES.md, "Windows per ppl batch").
  */
-export const PPL_BATCH_WINDOWS_NATIVE = 8;
+export const PPL_BATCH_WINDOWS_NATIVE = 16;
 
 /**
  * Most heap one default perplexity batch may take (forwardHeapBytes: the trunk's activations of the layer in
- * flight and one head chunk of logits with its temporaries). 8 windows × 128 tokens of the Llama-3.2-1B shape
- * need 0.40 GiB; a model's ppl peak then stays near its weights (bench/NOTES.md), and long windows get fewer per
- * batch rather than a pass of gigabytes.
+ * flight and one head chunk of logits with its temporaries). The Llama-3.2-1B shape gets 10 windows × 128 tokens
+ * (0.48 GiB), so its ppl peak stays near its weights (1.18× at 8, bench/NOTES.md); stories110M gets 16 (0.29 GiB);
+ * long windows get fewer per batch rather than a pass of gigabytes.
  */
 export const PPL_BATCH_BUDGET_BYTES = 512 * 2 ** 20;
 
