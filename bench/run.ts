@@ -83,7 +83,7 @@ const PPL_BATCH = option("ppl-batch", "") === "" ? undefined : Number(option("pp
 /**
  * The peer's windows per ppl batch when neither flag sets it. pip's torch 2.13 at 16 against 4 on this machine:
  * stories15M 3990 against 3670 tok/s in one round, 3723 against 3458 in the next (within its own spread), stories110M
- * 666 against 692 (bench/NOTES.md, "Windows per ppl batch"); so 4, which is never far from its best.
+ * 666 against 692 and 654 against 687 (bench/NOTES.md, "Windows per ppl batch"); so 4, never far from its best.
  */
 const PEER_PPL_BATCH_DEFAULT = 4;
 const PEER_PPL_BATCH = Number(option("peer-ppl-batch", PPL_BATCH === undefined ? String(PEER_PPL_BATCH_DEFAULT) : String(PPL_BATCH)));
