@@ -7,7 +7,8 @@
  * Commands:
  *   info    `sdmprune info`
  *   load    `ppl --text` refused right after loading (the checkpoint has no tokenizer): the peak of loading alone
- *   ppl     `ppl --windows` (the windows below, batch 1)
+ *   ppl     `ppl --windows` (the windows below, at the CLI's default batch, or --ppl-batch N; before 2026-12-04
+ *           23:30 UTC this was batch 1)
  *   scores  `scores --criterion sd-taylor` on the windows (teacher cache + importance pass, default top-64)
  *   prune   `prune --criterion sd-taylor --ratio 0.2` on the windows, saved as HF f32 beside the checkpoint
  *   eval    `eval --ppl` on the first characters of a text (--eval-text), with a tokenizer (--tokenizer: a folder
@@ -19,7 +20,7 @@
  *
  *   node scripts/build.js && npx tsx bench/memory-file.ts [--layers 4] [--dtypes f32,bf16] [--backend wasm]
  *        [--commands info,load,ppl] [--dir /tmp/sdmprune-memory-file] [--keep] [--shards N] [--seq-len 32]
- *        [--windows 2] [--eval-text ../shared/data/wikitext-2-raw/wiki.test.raw] [--tokenizer DIR]
+ *        [--windows 2] [--ppl-batch N] [--eval-text ../shared/data/wikitext-2-raw/wiki.test.raw] [--tokenizer DIR]
  *        [--reuse]   (measure a checkpoint kept by an earlier --keep run with the same shape, without rewriting it)
  *        [--cli OTHER/bin/sdmprune.js]   (another checkout's CLI, for before/after)
  *        [--flags="--skip-memory-check --offload heap"]  (added to load and ppl: the default 4-layer model
@@ -197,6 +198,7 @@ function main(): void {
       shards: { type: "string", default: "1" },
       "seq-len": { type: "string", default: "32" },
       windows: { type: "string", default: "2" },
+      "ppl-batch": { type: "string", default: "" },
       "eval-text": { type: "string", default: path.resolve(__dirname, "..", "..", "shared", "data", "wikitext-2-raw", "wiki.test.raw") },
       tokenizer: { type: "string", default: "" },
       seed: { type: "string", default: "0" },
@@ -250,7 +252,7 @@ function main(): void {
       if (command === "info") args = ["info", "--model", dir];
       // "load": ppl --text on this checkpoint without a tokenizer, refused right after the model is loaded.
       else if (command === "load") args = ["ppl", "--model", dir, "--text", wfile, "--seq-len", "3", ...extra];
-      else if (command === "ppl") args = ["ppl", "--model", dir, "--windows", wfile, "--batch-size", "1", "--json", ...extra];
+      else if (command === "ppl") args = ["ppl", "--model", dir, "--windows", wfile, ...(values["ppl-batch"] ? ["--batch-size", values["ppl-batch"]] : []), "--json", ...extra];
       else if (command === "scores") args = ["scores", "--model", dir, "--windows", wfile, "--criterion", "sd-taylor", "--out", scoresOut, ...extra];
       else if (command === "prune") {
         fs.rmSync(pruneOut, { recursive: true, force: true });

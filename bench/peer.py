@@ -10,7 +10,7 @@ Workloads (random weights, untrained; weights N(0, 0.02^2), norms 1 + 0.02 N(0, 
   teacher     no-grad forward of one window, then per position top-k logits + log-sum-exp (teacher cache)
   importance  sd-taylor: (1-a) CE + a KL(p_tau || q_s) with p_tau rebuilt from the top-k cache, backward with
               gradients for the MLP weights only, then per layer mean_k |Wg*Gg + Wu*Gu + (Wd*Gd)^T|
-  ppl         no-grad forward of batches of 4 windows, log-softmax gathered at the next token
+  ppl         no-grad forward of batches of --ppl-batch windows (default 4), log-softmax gathered at the next token
   memory      one importance window; peak RSS (VmHWM, reset after set-up) / weight bytes
   profile     self CPU ms per aten op and input shapes over one teacher and one importance window (needs both)
 Prints one JSON object on stdout. --device cuda runs the same maths on a GPU (bench/gpu.sh's peer): weights
@@ -279,6 +279,7 @@ def main():
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--windows", type=int, default=4, help="timed windows per workload (after one warm-up)")
     ap.add_argument("--tasks", default="matmul,teacher,importance,ppl")
+    ap.add_argument("--ppl-batch", type=int, default=4, help="windows per ppl batch (sdmprune: perplexity's batchSize)")
     ap.add_argument("--alpha", type=float, default=0.4)
     ap.add_argument("--temperature", type=float, default=0.2)
     ap.add_argument("--topk", default="64")
@@ -357,7 +358,7 @@ def main():
             rows = sorted(prof.key_averages(group_by_input_shape=True), key=lambda e: -e.self_cpu_time_total)[:25]
             out["profile"][name] = {"wall_ms": wall * 1e3, "top": [[e.key, str(e.input_shapes), e.count, e.self_cpu_time_total / 1e3] for e in rows]}
     if "ppl" in tasks:
-        B = min(4, n)
+        B = a.ppl_batch
         pw = windows_for(cfg, B * (n + 1), T, 2)
         ppl_batch(model, pw[:B])  # warm-up
         secs, nll = [], 0.0
@@ -367,7 +368,7 @@ def main():
             nll += ppl_batch(model, pw[b:b + B])
             sync()
             secs.append(time.perf_counter() - t0)
-        out["ppl"] = dict(rate(secs, B * T), nll=nll / (n * B * (T - 1)))
+        out["ppl"] = dict(rate(secs, B * T), nll=nll / (n * B * (T - 1)), batch=B)
     print(json.dumps(out))
 
 

@@ -1,6 +1,8 @@
 /**
  * `npm run bench [-- --backend cpu,wasm,tensorflow,webgpu|all] [--workload stories15M,stories110M,llama1b|all] [--rounds N] [--quick]`
  *   `[--tasks teacher,importance,ppl]` (a subset of the three timed passes, for both sides; no matmul table or profile then)
+ *   `[--ppl-batch N] [--peer-ppl-batch N]` (windows per ppl batch: ours by default the library's defaultPplBatch for
+ *   the backend, the peer's by default --ppl-batch if given, else PEER_PPL_BATCH, its best measured on this machine)
  * (`npm run bench --quick` works too: npm hands it over as npm_config_quick).
  *
  * sdmprune against PyTorch peers (bench/peer.py) on random-weight models of real shapes, in the same command.
@@ -38,7 +40,7 @@ interface Result {
   matmul?: Record<string, number>;
   teacher?: Rate;
   importance?: Rate;
-  ppl?: Rate & { nll: number };
+  ppl?: Rate & { nll: number; batch?: number };
   profile?: Record<"teacher" | "importance" | "ppl", Profile>;
   memory?: { path: string; seconds: number; rssBefore: number; peakRss: number; ratio: number };
   weightBytes?: number;
@@ -86,6 +88,18 @@ const rounds = Math.max(1, Number(option("rounds", quick ? "1" : "2")));
 const TIMED = ["teacher", "importance", "ppl"] as const;
 const onlyTasks = option("tasks", "") === "" ? null : option("tasks", "").split(",").map((t) => t.trim());
 for (const t of onlyTasks ?? []) if (!(TIMED as readonly string[]).includes(t)) throw new Error(`unknown task "${t}", expected some of ${TIMED.join(", ")}`);
+/** Our windows per ppl batch; unset: the library's default for the backend (defaultPplBatch). */
+const PPL_BATCH = option("ppl-batch", "") === "" ? undefined : Number(option("ppl-batch", ""));
+/**
+ * The peer's windows per ppl batch when neither flag sets it. pip's torch 2.13 at 16 against 4 on this machine:
+ * stories15M 3990 against 3670 tok/s in one round, 3723 against 3458 in the next (within its own spread), stories110M
+ * 666 against 692 and 654 against 687 (bench/NOTES.md, "Windows per ppl batch"); so 4, never far from its best.
+ */
+const PEER_PPL_BATCH_DEFAULT = 4;
+const PEER_PPL_BATCH = Number(option("peer-ppl-batch", PPL_BATCH === undefined ? String(PEER_PPL_BATCH_DEFAULT) : String(PPL_BATCH)));
+for (const [f, b] of [["ppl-batch", PPL_BATCH ?? 1], ["peer-ppl-batch", PEER_PPL_BATCH]] as const) {
+  if (!Number.isInteger(b) || b < 1) throw new Error(`--${f} must be a positive integer, got ${b}`);
+}
 const ALPHA = 0.4;
 const TAU = 0.2; // docs/method.md "Recipe numbers", 20 % setting
 const TOPK = 64; // Session's default for vocabularies > 4096
@@ -187,7 +201,7 @@ function policiesOf(p: Peer): readonly Policy[] {
 async function peer(who: Peer, policy: Policy, w: WorkloadName, tasks: string[], windows: number, timeoutS: number): Promise<Result | null> {
   log(`${who.label} OMP_WAIT_POLICY=${policy} ${w} seq ${SEQ} ${tasks.join(",")} (${windows} windows)`);
   const env = { ...process.env, OMP_WAIT_POLICY: policy };
-  const args = [path.join(__dirname, "peer.py"), "--config", JSON.stringify(WORKLOADS[w].config), "--seq", String(SEQ), "--windows", String(windows), "--tasks", tasks.join(","), "--alpha", String(ALPHA), "--temperature", String(TAU), "--topk", String(TOPK), "--threads", String(os.cpus().length)];
+  const args = [path.join(__dirname, "peer.py"), "--config", JSON.stringify(WORKLOADS[w].config), "--seq", String(SEQ), "--windows", String(windows), "--tasks", tasks.join(","), "--alpha", String(ALPHA), "--temperature", String(TAU), "--topk", String(TOPK), "--threads", String(os.cpus().length), "--ppl-batch", String(PEER_PPL_BATCH)];
   const r = await runChild(who.python, args, env, timeoutS);
   const line = r.stdout.trim().split("\n").pop() ?? "";
   try {
@@ -282,7 +296,7 @@ async function main(): Promise<void> {
         if ((base(b) === "cpu" || base(b) === "webgpu") && round > 1) continue; // seconds to minutes per window: one round shows the scale
         const slowQuick = quick && base(b) === "cpu"; // ~10 s per forward window: no warm-up, no profile, no matmul table
         const tasks: Task[] = onlyTasks ? (onlyTasks as Task[]) : slowQuick ? ["teacher", "importance", "ppl"] : round === 1 ? ["matmul", "teacher", "importance", "ppl", "profile"] : ["teacher", "importance", "ppl"];
-        const r = await ours(b, { backend: base(b), workload: w, seq: SEQ, windows: base(b) === "cpu" ? (quick ? 1 : 2) : base(b) === "webgpu" ? 2 : n, tasks, alpha: ALPHA, temperature: TAU, topk: TOPK, warmup: !slowQuick }, 1800);
+        const r = await ours(b, { backend: base(b), workload: w, seq: SEQ, windows: base(b) === "cpu" ? (quick ? 1 : 2) : base(b) === "webgpu" ? 2 : n, tasks, alpha: ALPHA, temperature: TAU, topk: TOPK, warmup: !slowQuick, pplBatch: PPL_BATCH }, 1800);
         results[key(b, w, SEQ)] = mergeRounds(results[key(b, w, SEQ)], r);
         save();
       }
@@ -326,6 +340,18 @@ async function main(): Promise<void> {
     const [policy, rate] = have.reduce((a, b) => (b[1].best > a[1].best ? b : a));
     return { rate, policy, both: by.map(([pol, r]) => `${pol[0]} ${r ? f0(r.best) : "–"}`).join(" / ") };
   };
+  /** Windows per ppl batch each side ran with, as the workers report them. */
+  const pplBatches = (): string => {
+    const seen = new Map<string, Set<number>>();
+    for (const [k, r] of Object.entries(results)) {
+      const b = r?.ppl?.batch;
+      if (b === undefined) continue;
+      const who = peers.find((p) => k.startsWith(`${p.id}:`))?.label ?? k.split("/")[0];
+      if (!seen.has(who)) seen.set(who, new Set());
+      seen.get(who)!.add(b);
+    }
+    return [...seen].map(([who, bs]) => `${[...bs].join("/")} (${who})`).join(", ") || "–";
+  };
   const software = (r: Result | null | undefined): string => (r?.adapter?.software ? " ˢ" : "");
   const anySoftware = backends.some((b) => Object.entries(results).some(([k, r]) => k.startsWith(`${b}/`) && r?.adapter?.software));
   md.push(`# sdmprune benchmark (${new Date().toISOString().slice(0, 16)} UTC${quick ? ", --quick" : ""})`);
@@ -338,7 +364,7 @@ async function main(): Promise<void> {
       ? `Peers: ${peers.map((p, i) => `${p.label} (${p.python}, ${i === 0 ? "the peer of the ratios" : "second row"})`).join("; ")}; ${os.cpus().length} threads, float32, same shapes and computation (bench/peer.py). Each ran with OMP_WAIT_POLICY=ACTIVE and =PASSIVE (per workload and metric the faster counts; A / P: best tok/s of each), except OpenBLAS builds, PASSIVE only (OpenBLAS's own threads fight spinning OpenMP threads: 2.5× and more slower with ACTIVE).`
       : `Peer: skipped — ${peerMissing ?? "no peer result"}.`,
   );
-  md.push(`Models: random weights (untrained) of real shapes; sd-taylor with α = ${ALPHA}, τ = ${TAU}, teacher top-${TOPK} cache; seq ${SEQ}; Taylor scores per sample (batch 1 in PyTorch; sdmprune's default batching: 8 windows per pass on tensorflow and webgpu (webgpu ˢ: 2 windows in all), 1 on wasm and cpu; the 1B memory figure is 1 sample); ppl batches of 4 windows. Throughput = tokens per second of the fastest window (windows of a batch count at the batch's average) after a warm-up, best of ${rounds} interleaved round${rounds > 1 ? "s" : ""} per side (the machine is shared; interference only slows a unit down); median in brackets.`);
+  md.push(`Models: random weights (untrained) of real shapes; sd-taylor with α = ${ALPHA}, τ = ${TAU}, teacher top-${TOPK} cache; seq ${SEQ}; Taylor scores per sample (batch 1 in PyTorch; sdmprune's default batching: 8 windows per pass on tensorflow and webgpu (webgpu ˢ: 2 windows in all), 1 on wasm and cpu; the 1B memory figure is 1 sample); ppl batches of ${pplBatches()} windows. Throughput = tokens per second of the fastest window (windows of a batch count at the batch's average) after a warm-up, best of ${rounds} interleaved round${rounds > 1 ? "s" : ""} per side (the machine is shared; interference only slows a unit down); median in brackets.`);
   for (const w of workloads) md.push(`- ${w}: ${WORKLOADS[w].label}, ${(paramCount(WORKLOADS[w].config) / 1e6).toFixed(1)} M params`);
   md.push("");
 

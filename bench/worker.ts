@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import * as tf from "@tensorflow/tfjs";
 import { backendInfo, initEngine, type BackendName } from "../src/engine";
 import { perplexity } from "../src/eval/perplexity";
+import { defaultPplBatch } from "../src/eval/ppl-batch";
 import { accumulate } from "../src/importance";
 import { parseConfig } from "../src/model/config";
 import { CausalLM } from "../src/model/causal-lm";
@@ -37,6 +38,8 @@ export interface WorkerArgs {
   /** A/B runs only: override the library's windows per pass and activation budget (default: the library's). */
   batchWindows?: number;
   keepActivationsMiB?: number;
+  /** Windows per ppl batch (default: the library's default for the backend, defaultPplBatch). */
+  pplBatch?: number;
 }
 
 function status(name: string): number {
@@ -192,12 +195,12 @@ async function main(): Promise<void> {
     out.importance = rate(r.seconds, T);
   }
   if (tasks.includes("ppl")) {
-    const B = Math.min(4, n);
+    const B = args.pplBatch ?? Math.min(defaultPplBatch(config, T, backend), n);
     const pw = windowsFor(V, B * (n + 1), T, 2);
     const scorer = (seqs: number[][]) => model.tokenLogProbs(seqs); // what Session.evaluate uses
     if (args.warmup !== false) await perplexity(scorer, pw.slice(0, B), { batchSize: B });
     const r = await perUnit((onProgress) => perplexity(scorer, pw.slice(B), { batchSize: B, onProgress }));
-    out.ppl = { ...rate(r.seconds, T), nll: r.value.nll }; // perUnit splits each batch of B windows into B units
+    out.ppl = { ...rate(r.seconds, T), nll: r.value.nll, batch: B }; // perUnit splits each batch of B windows into B units
   }
   if (tasks.includes("profile")) {
     // One window each, every kernel timed (tf.profile adds per-kernel synchronisation, so totals are a bit

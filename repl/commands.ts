@@ -41,7 +41,7 @@ export type Command =
     }
   | { kind: "undo" }
   | { kind: "history" }
-  | { kind: "eval"; ppl?: string; seqLen?: number; stories?: string; protocol?: string; tasks?: string[]; limit?: number }
+  | { kind: "eval"; ppl?: string; seqLen?: number; stories?: string; protocol?: string; batchSize?: number; tasks?: string[]; limit?: number }
   | { kind: "generate"; prompt: string; maxNewTokens?: number; temperature?: number; seed?: number }
   | { kind: "save"; dir: string; gguf: boolean; force: boolean; padMlp: boolean }
   | { kind: "scores"; action: "save" | "load" | "merge"; file: string; files: string[] }
@@ -207,6 +207,9 @@ export const SPECS: CommandSpec[] = [
       stories: { type: "stories", value: "A-B", help: "TinyStories range, 1-based inclusive" },
       "seq-len": { type: "posint", value: "L", help: "perplexity window length (default 128)" },
       protocol: { type: "string", value: "P", help: "documents (default), wikitext or file" },
+      // the library's defaultPplBatch (src/eval/ppl-batch.ts; the REPL imports only types from src/, so
+      // test/repl.test.tsx checks these figures against its constants)
+      "batch-size": { type: "posint", value: "N", help: "perplexity windows per batch (default 16 on the native backend, 4 on the others; fewer where a batch would need over 512 MiB)" },
       limit: { type: "posint", value: "N", help: "examples per task" },
     },
     positional: ["ppl", "tasks"],
@@ -370,7 +373,7 @@ export function parseCommand(line: string): Command | null {
       };
     }
     case "eval": {
-      const out: Extract<Command, { kind: "eval" }> = { kind: "eval", limit: f.limit, seqLen: f["seq-len"], stories: f.stories, protocol: f.protocol };
+      const out: Extract<Command, { kind: "eval" }> = { kind: "eval", limit: f.limit, seqLen: f["seq-len"], stories: f.stories, protocol: f.protocol, batchSize: f["batch-size"] };
       for (let i = 0; i < pos.length; i++) {
         const w = pos[i].text;
         const next = pos[i + 1];
@@ -382,7 +385,7 @@ export function parseCommand(line: string): Command | null {
         } else throw new ArgError(`eval: unexpected "${w}"; expected "ppl FILE" or "tasks a,b" (usage: ${spec.usage})`);
       }
       if (out.limit !== undefined && !out.tasks) throw new ArgError(`eval: --limit applies to tasks; expected "tasks a,b --limit N"`);
-      for (const k of ["seq-len", "stories", "protocol"] as const)
+      for (const k of ["seq-len", "stories", "protocol", "batch-size"] as const)
         if (f[k] !== undefined && !out.ppl) throw new ArgError(`eval: --${k} applies to ppl; expected "ppl FILE --${k} ${spec.flags[k].value}"`);
       if (!out.ppl && !out.tasks) throw new ArgError(`eval: expected "ppl FILE" and/or "tasks a,b", got nothing (usage: ${spec.usage})`);
       return out;

@@ -198,7 +198,7 @@ export class SessionRunner implements Runner {
         return [table(this.need().history)];
       case "eval": {
         const protocol = cmd.protocol as PplProtocol | undefined; // checked by the library
-        const r = await this.need().evaluate({ ppl: cmd.ppl ? { file: this.resolve(cmd.ppl), seqLen: cmd.seqLen, stories: cmd.stories, protocol } : undefined, tasks: cmd.tasks, limit: cmd.limit, ...run });
+        const r = await this.need().evaluate({ ppl: cmd.ppl ? { file: this.resolve(cmd.ppl), seqLen: cmd.seqLen, stories: cmd.stories, protocol, batchSize: cmd.batchSize } : undefined, tasks: cmd.tasks, limit: cmd.limit, ...run });
         return [table(r)];
       }
       case "generate": {

@@ -368,6 +368,19 @@ export function checkModelLoad(config: LlamaConfig, backend: string, what: strin
 }
 
 /**
+ * A streamed model's head (weightsIn "host" or "disk") computes its logits a chunk of the vocabulary at a time for
+ * every row of the pass: [N, Vc] and its temporaries (exp, the running sums) instead of the resident path's row chunks.
+ */
+function streamedHeadBytes(config: LlamaConfig, windows: number, seqLen: number, weightsIn: WeightsIn): number {
+  return weightsIn === "heap" ? 0 : 4 * 4 * windows * seqLen * headChunkRows(config);
+}
+
+/** forwardPassBytes with the streamed head's logit blocks where the model is streamed. */
+export function forwardHeapBytes(config: LlamaConfig, windows: number, seqLen: number, weightsIn: WeightsIn = "heap"): number {
+  return streamedHeadBytes(config, windows, seqLen, weightsIn) + forwardPassBytes(config, windows, seqLen);
+}
+
+/**
  * Before a run of passes on the active backend (on wasm only: the other backends grow into host memory, which
  * the calibration check covers): the model's heap need (wasmModelHeapBytes), any other tensors alive (e.g. the
  * original model beside a pruned one), plus one pass must fit. `tensorBytes` is what is alive now (the model's
@@ -391,10 +404,7 @@ export function checkPassMemory(
   // Tensors beyond this model's (e.g. the original model beside a pruned one) are counted with packed copies too.
   const others = Math.max(0, tensorBytes - (streamed ? 4 * config.hidden_size : weightBytes(config)) - cachedHead);
   const resident = wasmModelHeapBytes(config, weightsIn) + 2 * others;
-  // A streamed head's logits come a chunk of the vocabulary at a time for every row of the pass: [N, Vc] and its
-  // temporaries (exp, the running sums) instead of the resident path's row chunks.
-  const streamedHead = (b: number, t: number) => (streamed ? 4 * 4 * b * t * headChunkRows(config) : 0);
-  const passBytes = (b: number, t: number) => streamedHead(b, t) + (kind === "forward" ? forwardPassBytes(config, b, t) : importancePassBytes(config, b, t));
+  const passBytes = (b: number, t: number) => (kind === "forward" ? forwardHeapBytes(config, b, t, weightsIn) : streamedHeadBytes(config, b, t, weightsIn) + importancePassBytes(config, b, t));
   const capacity = WASM_HEAP_BYTES - WASM_HEAP_RESERVE;
   const pass = passBytes(windows, seqLen);
   const plan = { need: resident + pass, resident, pass, capacity };

@@ -14,6 +14,7 @@ import { CancelledError, DataError, UsageError } from "./errors";
 import { evaluateTasks, type EvaluationResult } from "./eval/harness";
 import { modelScorer } from "./eval/model-scorer";
 import { perplexity, pplFromIds, type PerplexityResult } from "./eval/perplexity";
+import { defaultPplBatch } from "./eval/ppl-batch";
 import { PruneHistory, type PruneStep } from "./history";
 import { priorPruningSteps, provenanceFile, PROVENANCE_FILE, readLineage, type ProvenanceLink } from "./provenance";
 import { accumulate, checkDistinctFiles, CRITERIA, DATA_FREE, ImportanceScores, isAdditive, readScoresFile, settingsFor, writeScoresFile, type AccumulateOptions, type Criterion } from "./importance";
@@ -212,6 +213,7 @@ export interface PplSpec extends ResourceOptions {
   seqLen?: number;
   /** TinyStories story range for `file` or `text`, 1-based inclusive ("500-999"). */
   stories?: string;
+  /** Windows per forward batch (default defaultPplBatch: by backend and memory; the result does not depend on it). */
   batchSize?: number;
   /**
    * How a text becomes the one token stream that is cut into windows (docs/method.md, "Perplexity"):
@@ -1099,7 +1101,7 @@ export class Session {
 
   private async pplOf(spec: PplSpec, run: RunOptions): Promise<PplRecord> {
     checkPplSpec(spec);
-    const popts = { ...run, batchSize: spec.batchSize };
+    const batchOf = (seqLen: number) => spec.batchSize ?? defaultPplBatch(this.current.config, seqLen, this.backend, this.current.weightsIn);
     if (spec.windows !== undefined) {
       const V = this.current.config.vocab_size;
       const windows = typeof spec.windows === "string" ? loadWindows(spec.windows, { vocabSize: V }).windows : validateWindows(spec.windows, { vocabSize: V, source: "ppl windows" });
@@ -1107,17 +1109,19 @@ export class Session {
         throw new UsageError(`ppl: seq len ${spec.seqLen} does not match the given windows (${windows[0].length} tokens each)`);
       }
       checkContext(windows[0].length, this.current.config.max_position_embeddings, "perplexity", spec);
-      checkPassMemory(this.current.config, "forward", Math.min(spec.batchSize ?? 4, windows.length), windows[0].length, "perplexity", spec, undefined, undefined, this.current.weightsIn);
-      const r = await perplexity(this.scorer(), windows, popts);
+      const batchSize = batchOf(windows[0].length);
+      checkPassMemory(this.current.config, "forward", Math.min(batchSize, windows.length), windows[0].length, "perplexity", spec, undefined, undefined, this.current.weightsIn);
+      const r = await perplexity(this.scorer(), windows, { ...run, batchSize });
       return { ...r, source: typeof spec.windows === "string" ? spec.windows : `${windows.length} given windows`, protocol: "windows: as given" };
     }
     if (!this.tokenizer) throw new DataError(`${this.path} has no tokenizer; evaluate perplexity on token windows instead`);
     const seqLen = spec.seqLen ?? 128;
     const { text, how, source } = evaluationText(spec);
     checkContext(seqLen, this.current.config.max_position_embeddings, "perplexity", spec);
-    checkPassMemory(this.current.config, "forward", spec.batchSize ?? 4, seqLen, "perplexity", spec, undefined, undefined, this.current.weightsIn);
+    const batchSize = batchOf(seqLen);
+    checkPassMemory(this.current.config, "forward", batchSize, seqLen, "perplexity", spec, undefined, undefined, this.current.weightsIn);
     if (text.trim() === "") throw new DataError("perplexity text is empty");
-    const r = await pplFromIds(this.scorer(), this.evalIds(text), seqLen, popts);
+    const r = await pplFromIds(this.scorer(), this.evalIds(text), seqLen, { ...run, batchSize });
     return { ...r, source, protocol: `${how}; one BOS, non-overlapping windows of ${seqLen}` };
   }
 

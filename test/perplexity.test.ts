@@ -9,6 +9,13 @@ import { initEngine } from "../src/engine";
 import { loadModel } from "../src/model/load";
 import { CancelledError, DataError, NumericError, UsageError } from "../src/errors";
 import { perplexity, pplFromText } from "../src/eval/perplexity";
+import { defaultPplBatch, PPL_BATCH_BUDGET_BYTES, PPL_BATCH_WINDOWS, PPL_BATCH_WINDOWS_NATIVE, preferredPplBatch } from "../src/eval/ppl-batch";
+import { CausalLM } from "../src/model/causal-lm";
+import { parseConfig } from "../src/model/config";
+import { randomTensors } from "../src/model/random";
+import { forwardHeapBytes } from "../src/resources";
+import * as tf from "@tensorflow/tfjs";
+import { WORKLOADS } from "../bench/workloads";
 import type { ProgressEvent } from "../src/types";
 import { captureOutput } from "./support/cli";
 import { requireShared } from "./support/shared";
@@ -90,6 +97,65 @@ describe("eval/perplexity", () => {
     assert.ok(Math.abs(r.nll - meanNll(ws)) < 1e-5);
     await assert.rejects(pplFromText(bigramScorer, tok, "   ", 4), DataError);
     await assert.rejects(pplFromText(bigramScorer, tok, "ab", 4), (e: Error) => e instanceof DataError && /3 tokens/.test(e.message));
+  });
+});
+
+describe("eval/ppl-batch: windows per perplexity batch", function () {
+  this.timeout(120_000);
+
+  it("a random model's perplexity is the same at every batch size (1e-6 relative), no tensor left", async () => {
+    await initEngine();
+    // vocabulary 3000: head chunks of 1376 rows, so batches of 16 and 17 windows × 96 tokens cross a chunk boundary
+    const config = parseConfig({ vocab_size: 3000, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true });
+    const model = CausalLM.fromTensors(config, randomTensors(config, 3, 0.5));
+    try {
+      let x = 12345;
+      const ws = Array.from({ length: 17 }, () =>
+        Array.from({ length: 96 }, () => {
+          x = (x * 1103515245 + 12345) % 2147483648;
+          return x % config.vocab_size;
+        }),
+      );
+      const scorer = (s: number[][]) => model.tokenLogProbs(s);
+      await perplexity(scorer, ws.slice(0, 2)); // kernels and caches built before the baseline
+      const before = tf.memory().numTensors;
+      const byBatch = new Map<number, number>();
+      for (const b of [1, 3, PPL_BATCH_WINDOWS, PPL_BATCH_WINDOWS_NATIVE, 16, 17]) byBatch.set(b, (await perplexity(scorer, ws, { batchSize: b })).nll);
+      assert.equal(tf.memory().numTensors, before);
+      const ref = byBatch.get(1)!;
+      assert.ok(Number.isFinite(ref) && ref > 0, `nll ${ref}`);
+      for (const [b, nll] of byBatch) assert.ok(Math.abs(nll - ref) / ref < 1e-6, `batch ${b}: ${nll} vs ${ref} at batch 1`);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it("defaults to the backend's preference, fewer windows where a batch would exceed the budget", () => {
+    assert.equal(preferredPplBatch("tensorflow"), PPL_BATCH_WINDOWS_NATIVE);
+    for (const b of ["wasm", "cpu", "webgpu", ""]) assert.equal(preferredPplBatch(b), PPL_BATCH_WINDOWS);
+    const stories110M = parseConfig(WORKLOADS.stories110M.config);
+    const llama1b = parseConfig(WORKLOADS.llama1b.config);
+    // the benchmarked shape at seq 128 gets the measured preference; the 1B shape as many as the budget holds
+    assert.equal(defaultPplBatch(stories110M, 128, "tensorflow"), PPL_BATCH_WINDOWS_NATIVE);
+    assert.equal(defaultPplBatch(stories110M, 128, "wasm"), PPL_BATCH_WINDOWS);
+    const b1 = defaultPplBatch(llama1b, 128, "tensorflow");
+    assert.ok(b1 > PPL_BATCH_WINDOWS && b1 < PPL_BATCH_WINDOWS_NATIVE, `1B at 128: ${b1}`);
+    // long windows: the most that fit the budget, at least 1
+    for (const [config, T, backend] of [[llama1b, 128, "tensorflow"], [llama1b, 1024, "tensorflow"], [stories110M, 1024, "tensorflow"], [llama1b, 512, "wasm"], [llama1b, 4096, "tensorflow"]] as const) {
+      for (const weightsIn of ["heap", "host"] as const) {
+        const b = defaultPplBatch(config, T, backend, weightsIn);
+        assert.ok(b >= 1 && b <= preferredPplBatch(backend));
+        if (b > 1) assert.ok(forwardHeapBytes(config, b, T, weightsIn) <= PPL_BATCH_BUDGET_BYTES, `${b} × ${T}`);
+        if (b < preferredPplBatch(backend)) assert.ok(forwardHeapBytes(config, b + 1, T, weightsIn) > PPL_BATCH_BUDGET_BYTES, `${b + 1} × ${T} would fit`);
+      }
+    }
+    assert.ok(defaultPplBatch(llama1b, 1024, "tensorflow") < PPL_BATCH_WINDOWS_NATIVE);
+    assert.equal(defaultPplBatch(llama1b, 4096, "tensorflow"), 1);
+  });
+
+  it("sdmprune ppl --help states the library's default", () => {
+    const help = pplCommand.usage.replace(/\s+/g, " ");
+    assert.match(help, new RegExp(`--batch-size N windows per forward batch \\(default ${PPL_BATCH_WINDOWS_NATIVE} on the native backend, ${PPL_BATCH_WINDOWS} on the others; fewer where one batch would need over ${PPL_BATCH_BUDGET_BYTES / 2 ** 20} MiB`));
   });
 });
 

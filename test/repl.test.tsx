@@ -18,6 +18,7 @@ import type { Runner } from "../repl/blocks";
 import { Session } from "../src/session";
 import { DEFAULT_LORA } from "../src/train/lora";
 import { DEFAULT_RECOVERY_LR } from "../src/train/recover";
+import { PPL_BATCH_BUDGET_BYTES, PPL_BATCH_WINDOWS, PPL_BATCH_WINDOWS_NATIVE } from "../src/eval/ppl-batch";
 import { requireShared, STORIES260K } from "./support/shared";
 
 
@@ -67,6 +68,12 @@ describe("repl: command grammar", () => {
     assert.equal(stated(spec.flags["lora-r"].help), DEFAULT_LORA.r);
     assert.match(spec.details.join(" "), new RegExp(`r ${DEFAULT_LORA.r}, alpha ${DEFAULT_LORA.alpha}`));
   });
+  it("eval's --batch-size help states the library's default perplexity batch", () => {
+    const help = SPECS.find((x) => x.name === "eval")!.flags["batch-size"].help;
+    assert.match(help, new RegExp(`default ${PPL_BATCH_WINDOWS_NATIVE} on the native backend, ${PPL_BATCH_WINDOWS} on the others; fewer where a batch would need over ${PPL_BATCH_BUDGET_BYTES / 2 ** 20} MiB`));
+    assert.equal((parseCommand("eval ppl a.txt --batch-size 3") as { batchSize?: number }).batchSize, 3);
+    assert.throws(() => parseCommand("eval tasks piqa --batch-size 3"), /--batch-size applies to ppl/);
+  });
   it("splits words with quotes and escapes", () => {
     assert.deepEqual(
       splitWords(`load "my dir/model.gguf" a\\ b 'x y'`).map((w) => w.text),
@@ -88,7 +95,7 @@ describe("repl: command grammar", () => {
     const prune = { kind: "prune", ratio: undefined, keep: undefined, target: undefined, twoStage: false, layers: undefined, allocation: undefined, alpha: undefined, temperature: undefined };
     assert.deepEqual(parseCommand("prune 0.25 --layers 1:4"), { ...prune, ratio: 0.25, layers: [1, 4] });
     assert.deepEqual(parseCommand("prune --keep 100"), { ...prune, keep: 100 });
-    assert.deepEqual(parseCommand("eval ppl a.txt tasks arc_easy,piqa --limit 5"), { kind: "eval", ppl: "a.txt", tasks: ["arc_easy", "piqa"], limit: 5, seqLen: undefined, stories: undefined, protocol: undefined });
+    assert.deepEqual(parseCommand("eval ppl a.txt tasks arc_easy,piqa --limit 5"), { kind: "eval", ppl: "a.txt", tasks: ["arc_easy", "piqa"], limit: 5, seqLen: undefined, stories: undefined, protocol: undefined, batchSize: undefined });
     assert.deepEqual(parseCommand('generate "Once upon" a time --max-new-tokens 5'), { kind: "generate", prompt: "Once upon a time", maxNewTokens: 5, temperature: undefined, seed: undefined });
     assert.deepEqual(parseCommand("save out --gguf"), { kind: "save", dir: "out", gguf: true, force: false, padMlp: false });
     assert.deepEqual(parseCommand("scores merge s.json"), { kind: "scores", action: "merge", file: "s.json", files: ["s.json"] });

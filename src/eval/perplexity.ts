@@ -2,6 +2,7 @@ import { DataError, NumericError } from "../errors";
 import type { RunOptions, TextTokenizer } from "../types";
 import { evalWindows, validateWindows } from "../data/windows";
 import { Progress } from "../progress";
+import { PPL_BATCH_WINDOWS } from "./ppl-batch";
 import { checkScores, type TokenScorer } from "./scorer";
 
 export type { TokenScorer } from "./scorer";
@@ -18,7 +19,10 @@ export interface PerplexityResult {
 }
 
 export interface PerplexityOptions extends RunOptions {
-  /** Windows per scorer call (default 4). */
+  /**
+   * Windows per scorer call (default PPL_BATCH_WINDOWS, 4; the Session passes defaultPplBatch for its model and
+   * backend). The result does not depend on it beyond float rounding.
+   */
   batchSize?: number;
   /** Progress phase name (default "eval:ppl"). */
   phase?: string;
@@ -32,7 +36,7 @@ export async function perplexity(scorer: TokenScorer, windows: number[][], opts:
   validateWindows(windows);
   const seqLen = windows[0].length;
   if (seqLen < 2) throw new DataError(`windows must have at least 2 tokens to predict one, got ${seqLen}`);
-  const batchSize = opts.batchSize ?? 4;
+  const batchSize = opts.batchSize ?? PPL_BATCH_WINDOWS;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new DataError(`batchSize must be a positive integer, got ${batchSize}`);
   const progress = new Progress(opts, opts.phase ?? "eval:ppl", windows.length);
   let sum = 0;

@@ -1,5 +1,6 @@
 import * as fs from "node:fs";
 import { DataError, UsageError } from "../../errors";
+import { PPL_BATCH_BUDGET_BYTES, PPL_BATCH_WINDOWS, PPL_BATCH_WINDOWS_NATIVE } from "../../eval/ppl-batch";
 import { PPL_PROTOCOLS, Session } from "../../session";
 import type { Command } from "../command";
 import { BACKEND_FLAG, OFFLOAD_FLAGS, offloadFromFlags, JSON_FLAG, MODEL_FLAG, PPL_TEXT_FLAGS, SKIP_MEMORY_FLAG, backendFlag, bool, enumFlag, flagHelp, intFlag, parseFlags, requireFlags, str } from "../flags";
@@ -13,7 +14,11 @@ const FLAGS = {
   wikitext: bool("same as --protocol wikitext"),
   windows: str("FILE", 'JSON {"windows": [[ids]...]} of equal-length windows (seq len = their length)'),
   "seq-len": { ...PPL_TEXT_FLAGS["seq-len"], help: "window length in tokens (default 128 with --text; checked against --windows)" },
-  "batch-size": str("N", "windows per forward batch (default 4)"),
+  "batch-size": str(
+    "N",
+    `windows per forward batch (default ${PPL_BATCH_WINDOWS_NATIVE} on the native backend, ${PPL_BATCH_WINDOWS} on the others;\n` +
+      `fewer where one batch would need over ${PPL_BATCH_BUDGET_BYTES / 2 ** 20} MiB; the result does not depend on it)`,
+  ),
   ...BACKEND_FLAG,
   ...OFFLOAD_FLAGS,
   ...JSON_FLAG,
@@ -41,7 +46,7 @@ export const pplCommand: Command = {
     if (values.wikitext) protocol = "wikitext";
     if (!values.text && (protocol !== undefined || values.stories !== undefined)) throw new UsageError("--protocol, --wikitext and --stories apply to --text only");
     const seqLen = intFlag("seq-len", values["seq-len"], 2);
-    const batchSize = intFlag("batch-size", values["batch-size"], 1) ?? 4;
+    const batchSize = intFlag("batch-size", values["batch-size"], 1);
 
     // A bad path fails before the model loads.
     if (values.text !== undefined && !fs.existsSync(values.text)) throw new DataError(`text file ${values.text} does not exist`);
