@@ -281,7 +281,8 @@ export function residentTensorBytes(): number {
   }
 }
 
-function activeBackend(): string {
+/** The registered tfjs backend's name, "" before one is initialised. */
+export function activeBackend(): string {
   try {
     return tf.getBackend() ?? "";
   } catch {

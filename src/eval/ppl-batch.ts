@@ -1,7 +1,6 @@
-import * as tf from "@tensorflow/tfjs";
 import type { LlamaConfig } from "../model/config";
 import type { WeightsIn } from "../model/weight-store";
-import { forwardHeapBytes } from "../resources";
+import { activeBackend, forwardHeapBytes } from "../resources";
 
 /**
  * Windows per perplexity batch on the backends without a measured preference (wasm, cpu, webgpu), and the default
@@ -27,14 +26,6 @@ export const PPL_BATCH_BUDGET_BYTES = 512 * 2 ** 20;
 /** Windows per batch a backend prefers when memory allows. */
 export function preferredPplBatch(backend: string): number {
   return backend === "tensorflow" ? PPL_BATCH_WINDOWS_NATIVE : PPL_BATCH_WINDOWS;
-}
-
-function activeBackend(): string {
-  try {
-    return tf.getBackend() ?? "";
-  } catch {
-    return "";
-  }
 }
 
 /**
