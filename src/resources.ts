@@ -3,7 +3,7 @@ import * as os from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import { ResourceError, UsageError } from "./errors";
 import { type LlamaConfig, intermediateSizes, paramCounts } from "./model/config";
-import { layerActivationFloats } from "./model/causal-lm";
+import { headChunkRows, layerActivationFloats } from "./model/causal-lm";
 import type { HostFloat, WeightsIn } from "./model/weight-store";
 
 /**
@@ -233,11 +233,6 @@ export function layerWeightBytes(config: LlamaConfig): number {
   const p = paramCounts(config);
   const attn = p.attention / config.num_hidden_layers;
   return 4 * (attn + Math.max(...p.mlpPerLayer) + (config.gemma_norms ? 4 : 2) * config.hidden_size);
-}
-
-/** Vocabulary rows per head chunk of a streamed model (CausalLM.headChunkRows: 64 MiB of float32 weights). */
-export function headChunkRows(config: LlamaConfig): number {
-  return Math.min(config.vocab_size, Math.max(256, Math.floor((1 << 24) / config.hidden_size)));
 }
 
 /**

@@ -418,8 +418,9 @@ export class Session {
   /**
    * Give back the memory of the original model's MLP weights that pruning replaced: without it a session holds
    * the original and the pruned MLP of every pruned layer (for undo and as the teacher). Afterwards undo(),
-   * calibrate(), sdmprune() and speed() with its baseline are refused. The CLI's one-shot `prune` calls it
-   * after pruning, before it evaluates and saves.
+   * calibrate(), sdmprune() and speed() with its baseline are refused. Called before pruning, each prune() frees
+   * a layer's previous MLP as soon as its slice exists; the CLI's one-shot `prune` does so (sdmprune with
+   * keepOriginal false, or before its single prune()).
    */
   releaseOriginal(): void {
     this.alive();

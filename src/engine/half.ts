@@ -14,8 +14,6 @@ import { decodeHalfWords, encodeHalfWords } from "../io/dtypes";
  * weight storage on webgpu".
  */
 
-const KERNEL = "SdmpruneUnpackHalf";
-
 /** `data` rounded to half and packed two per word: an int32 tensor of ceil(n / 2) elements (the shape is the caller's to keep). */
 export function packHalf(data: Float32Array, shape: readonly number[]): tf.Tensor1D {
   const n = shape.reduce((a, b) => a * b, 1);
@@ -29,16 +27,17 @@ export function packedBytes(shape: readonly number[]): number {
   return Math.ceil(shape.reduce((a, b) => a * b, 1) / 2) * 4;
 }
 
-/** The float32 tensor of `shape` that `packed` (from packHalf) holds; exact (every half is a float32). */
+/**
+ * The float32 tensor of `shape` that `packed` (from packHalf) holds; exact (every half is a float32). The words are
+ * one row of n halves, so this is unpackHalfRows of that row (one shader pass on webgpu) in the caller's shape.
+ */
 export function unpackHalf(packed: tf.Tensor, shape: readonly number[]): tf.Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   if (packed.dtype !== "int32") throw new TypeError(`unpackHalf: expected the int32 words of packHalf, got a ${packed.dtype} tensor`);
   if (packed.size !== Math.ceil(n / 2)) throw new RangeError(`unpackHalf: shape [${shape.join(", ")}] needs ${Math.ceil(n / 2)} words, the packed tensor has ${packed.size}`);
-  if (tf.getBackend() === "webgpu") {
-    registerWebGPUKernel();
-    return tf.engine().runKernel(KERNEL, { packed }, { shape: [...shape] }) as tf.Tensor;
-  }
-  return tf.tensor(decodeHalfWords(packed.dataSync() as Int32Array, n), [...shape], "float32");
+  if (n === 0) return tf.zeros([...shape]);
+  // a reshape only rewrites the shape (on webgpu too): the buffer is the one the kernel wrote
+  return tf.tidy(() => tf.reshape(unpackHalfRows(packed, n, { from: 0, count: 1 }), [...shape]));
 }
 
 const ROWS_KERNEL = "SdmpruneUnpackHalfRows";
@@ -86,8 +85,6 @@ interface WebGPUProgramLike {
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
   size: boolean;
-  outputComponent?: number;
-  variableComponents?: number[];
   uniforms?: string;
   getUserCode(): string;
 }
@@ -96,62 +93,6 @@ interface WebGPUBackendLike {
 }
 
 const WORKGROUP = 128;
-
-/**
- * One invocation per word. The output is flat (the caller's shape is applied by a reshape, which only rewrites
- * the shape), so an even count is written as vec2<f32>, one store per word (about 20% faster than two scalar
- * stores on llvmpipe); an odd count takes scalar stores and the last word writes one float. More than 65535
- * workgroups are laid out in 2-D/3-D by the backend (`reshapeDispatch`); tfjs's global index accounts for that.
- */
-class UnpackHalfProgram implements WebGPUProgramLike {
-  variableNames = ["W"];
-  outputShape: number[];
-  shaderKey: string;
-  dispatchLayout = { x: [0] };
-  dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [WORKGROUP, 1, 1];
-  size = true;
-  // tfjs declares the output as array<vec2<f32>> and sets uniforms.size to n / 2; the input stays array<i32>
-  outputComponent?: number;
-  variableComponents?: number[];
-  private readonly even: boolean;
-
-  constructor(n: number) {
-    this.outputShape = [n];
-    this.even = n % 2 === 0;
-    this.shaderKey = `sdmpruneUnpackHalf_${this.even ? "vec2" : "odd"}`;
-    if (this.even) {
-      this.outputComponent = 2;
-      this.variableComponents = [1];
-    }
-    this.dispatch = [Math.ceil(Math.ceil(n / 2) / WORKGROUP), 1, 1];
-  }
-
-  getUserCode(): string {
-    // `main(index)` is tfjs's entry point, called with the flattened invocation index
-    if (this.even) {
-      return `
-      fn main(index : i32) {
-        if (index < uniforms.size) {
-          result[index] = unpack2x16float(bitcast<u32>(W[index]));
-        }
-      }
-    `;
-    }
-    return `
-      fn main(index : i32) {
-        let at = index * 2;
-        if (at < uniforms.size) {
-          let v = unpack2x16float(bitcast<u32>(W[index]));
-          result[at] = v.x;
-          if (at + 1 < uniforms.size) {
-            result[at + 1] = v.y;
-          }
-        }
-      }
-    `;
-  }
-}
 
 /**
  * One invocation per float written: output element (i, c) is half c & 1 of word c / 2 of source row rows[i] (or
@@ -192,36 +133,21 @@ class UnpackHalfRowsProgram implements WebGPUProgramLike {
 }
 
 function registerWebGPUKernel(): void {
-  if (!tf.getKernel(ROWS_KERNEL, "webgpu")) {
-    tf.registerKernel({
-      kernelName: ROWS_KERNEL,
-      backendName: "webgpu",
-      kernelFunc: ({ inputs, backend, attrs }) => {
-        const { packed, rows } = inputs as unknown as { packed: tf.TensorInfo; rows?: tf.TensorInfo };
-        const { cols, from, count } = attrs as unknown as { cols: number; from: number; count: number };
-        const be = backend as unknown as WebGPUBackendLike;
-        const uniforms = [
-          { type: "int32", data: [cols] },
-          { type: "int32", data: [Math.ceil(cols / 2)] },
-          { type: "int32", data: [from] },
-        ];
-        const flat = be.runWebGPUProgram(new UnpackHalfRowsProgram(count * cols, rows !== undefined), rows ? [packed, rows] : [packed], "float32", uniforms);
-        return { dataId: flat.dataId, shape: [count, cols], dtype: "float32" };
-      },
-    });
-  }
-  if (tf.getKernel(KERNEL, "webgpu")) return;
+  if (tf.getKernel(ROWS_KERNEL, "webgpu")) return;
   tf.registerKernel({
-    kernelName: KERNEL,
+    kernelName: ROWS_KERNEL,
     backendName: "webgpu",
     kernelFunc: ({ inputs, backend, attrs }) => {
-      const packed = (inputs as unknown as { packed: tf.TensorInfo }).packed;
-      const shape = (attrs as unknown as { shape: number[] }).shape;
-      const n = shape.reduce((a, b) => a * b, 1);
+      const { packed, rows } = inputs as unknown as { packed: tf.TensorInfo; rows?: tf.TensorInfo };
+      const { cols, from, count } = attrs as unknown as { cols: number; from: number; count: number };
       const be = backend as unknown as WebGPUBackendLike;
-      const flat = be.runWebGPUProgram(new UnpackHalfProgram(n), [packed], "float32");
-      // Same buffer, new shape: tfjs's own Reshape kernel on webgpu only rewrites the shape.
-      return { dataId: flat.dataId, shape, dtype: "float32" };
+      const uniforms = [
+        { type: "int32", data: [cols] },
+        { type: "int32", data: [Math.ceil(cols / 2)] },
+        { type: "int32", data: [from] },
+      ];
+      const flat = be.runWebGPUProgram(new UnpackHalfRowsProgram(count * cols, rows !== undefined), rows ? [packed, rows] : [packed], "float32", uniforms);
+      return { dataId: flat.dataId, shape: [count, cols], dtype: "float32" };
     },
   });
 }

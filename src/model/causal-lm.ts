@@ -104,6 +104,14 @@ const ATTN: Projection[] = ["q_proj", "k_proj", "v_proj", "o_proj"];
 const LOGIT_CHUNK_FLOATS = 1 << 22;
 /** Float32 weights per head chunk of a streamed model (64 MiB). */
 const HEAD_CHUNK_WEIGHT_FLOATS = 1 << 24;
+
+/**
+ * Rows of the vocabulary per head chunk of a streamed model: about 64 MiB of float32 weights per chunk, so a chunk,
+ * its transposed copy and XNNPACK's packed copy stay small next to a layer (memory estimates use it too).
+ */
+export function headChunkRows(config: LlamaConfig): number {
+  return Math.min(config.vocab_size, Math.max(256, Math.floor(HEAD_CHUNK_WEIGHT_FLOATS / config.hidden_size)));
+}
 /**
  * Head chunk rows for vocabulary V: about LOGIT_CHUNK_FLOATS logits, rounded down to a multiple of 32 rows
  * where that many fit (the native backend's product is ~10 % faster per row at 128 rows than at 131).
@@ -1031,14 +1039,6 @@ export class CausalLM {
   }
 
   /**
-   * Rows of the vocabulary per head chunk of a streamed model: about 64 MiB of float32 weights per chunk, so
-   * a chunk, its transposed copy and XNNPACK's packed copy stay small next to a layer.
-   */
-  headChunkRows(): number {
-    return Math.min(this.config.vocab_size, Math.max(256, Math.floor(HEAD_CHUNK_WEIGHT_FLOATS / this.config.hidden_size)));
-  }
-
-  /**
    * For a streamed model: upload the head ([V, H], the embedding when tied) one chunk of vocabulary rows at a
    * time and call fn(first row, chunk [Vc, H]); each chunk is disposed when fn returns.
    */
@@ -1047,7 +1047,7 @@ export class CausalLM {
     if (!hw) throw new UsageError("forEachHeadChunk: the model's head is resident");
     const E = hw.lm_head ?? hw.embed_tokens;
     const V = this.config.vocab_size;
-    const rows = this.headChunkRows();
+    const rows = headChunkRows(this.config);
     for (let v0 = 0; v0 < V; v0 += rows) {
       const v1 = Math.min(V, v0 + rows);
       const Ec = E.rowsTensor(v0, v1);

@@ -136,8 +136,6 @@ export const pruneCommand: Command = {
         session.releaseOriginal();
         summary = session.prune({ target, ratio, keep, mlpRatio, layers, allocation, roundTo }).table();
       }
-      // a one-shot run never undoes: the original's pruned MLP weights are given back before evaluating and saving
-      session.releaseOriginal();
       const pplAfter = await ppl();
       progress.end();
       for (const w of session.warnings) process.stderr.write(`warning: ${w}\n`);
