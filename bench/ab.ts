@@ -17,7 +17,7 @@ import { spawnSync } from "node:child_process";
 import { appendFileSync, existsSync, mkdirSync } from "node:fs";
 import * as path from "node:path";
 import type { WorkerArgs } from "./worker";
-import { envFor, parseBackendSpec } from "./tfjs-node";
+import { envFor, BENCH_BACKENDS, parseBackendSpec } from "./tfjs-node";
 import type { WorkloadName } from "./workloads";
 
 function options(name: string): string[] {
@@ -45,7 +45,7 @@ const variants: Variant[] = options("variant").map((v) => {
   return { name: v.slice(0, eq), dir, extra };
 });
 if (variants.length < 2) throw new Error("give at least two --variant name=dir[:{json}]");
-const backends = one("backend", "tensorflow,wasm").split(",").map((b) => parseBackendSpec(b.trim(), ["tensorflow", "webgpu", "wasm", "cpu"]));
+const backends = one("backend", "tensorflow,wasm").split(",").map((b) => parseBackendSpec(b.trim(), BENCH_BACKENDS));
 const workloads = one("workload", "stories15M").split(",") as WorkloadName[];
 const rounds = Number(one("rounds", "3"));
 const windows = Number(one("windows", "16"));

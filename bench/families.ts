@@ -36,7 +36,7 @@ import { intermediateSizes, paramCounts, parseConfig } from "../src/model/config
 import { planSdmprune } from "../src/recipe";
 import { Rng } from "../src/rng";
 import { Session } from "../src/session";
-import { tfjsNodeDir } from "./tfjs-node";
+import { BENCH_BACKENDS, buildReady, envFor, parseBackendSpec } from "./tfjs-node";
 
 type Raw = Record<string, unknown>;
 
@@ -294,12 +294,9 @@ function main(): void {
     });
     return;
   }
-  const env: NodeJS.ProcessEnv = { ...process.env, SDMPRUNE_BACKEND: values.backend };
-  const tfjsNode = tfjsNodeDir(process.env.SDMPRUNE_BENCH_TFJS_NODE?.trim() ?? "");
-  if (values.backend === "tensorflow") {
-    if (!fs.existsSync(tfjsNode)) throw new Error(`the native backend for benchmarks is missing (${tfjsNode}): run bash bench/setup-tensorflow.sh`);
-    env.NODE_PATH = tfjsNode;
-  }
+  const backend = parseBackendSpec(values.backend!, BENCH_BACKENDS);
+  if (!buildReady(backend)) throw new Error(`the native backend for benchmarks is missing (${backend.nodePath}): run ${backend.setup}`);
+  const env = envFor(backend, { ...process.env, SDMPRUNE_BACKEND: backend.backend });
   fs.mkdirSync(values.dir!, { recursive: true });
   // A short slice of WikiText-2 test for perplexity: a few windows per evaluation, the same text for every family.
   const evalText = path.join(values.dir!, "eval.txt");
@@ -324,7 +321,7 @@ function main(): void {
     const params = writeWeights(path.join(dir, "model.safetensors"), family, tensorList(family, config), Number(values.seed));
     process.stderr.write(`${family}: ${spec.checkpoint} shape, ${layers}/${full} layers, ${(params / 1e9).toFixed(3)} B params (${gib(params * 4)} GiB f32) written in ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
     const args = ["-v", process.execPath, "--import", "tsx", __filename, "--child", dir, "--samples", String(samples), "--seq-len", String(seqLen),
-      "--target", values.target!, "--full-layers", String(full), "--backend", values.backend!, "--calib", values.calib!, "--eval-text", evalText];
+      "--target", values.target!, "--full-layers", String(full), "--backend", backend.backend, "--calib", values.calib!, "--eval-text", evalText];
     const r = spawnSync("/usr/bin/time", args, { env, encoding: "utf8", maxBuffer: 64 << 20, cwd: path.resolve(__dirname, "..") });
     const err = r.stderr ?? "";
     const peak = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(err)?.[1] ?? NaN) * 1024;

@@ -36,7 +36,6 @@ async function main(): Promise<void> {
   const rng = new Rng(3);
   const windows = Array.from({ length: n }, () => Array.from({ length: T }, () => rng.int(0, cfg.vocab_size)));
   console.log(`${backendInfo().summary}\n${WORKLOADS[name].label}; ${n} window(s) × ${T} tokens, top-32 teacher, sd-taylor`);
-  const rows: string[] = [];
   const dtypes = option("dtype", "f32,f16").split(",");
   const storages = dtypes.map((d) => (d === "f16" ? { weightsIn: "heap" as const, hostFloat: "float16" as const } : {}));
   for (const storage of storages) {
@@ -51,8 +50,7 @@ async function main(): Promise<void> {
     await accumulate(model, windows, teacher, null, { criterion: "sd-taylor", alpha: 0.4, temperature: 0.5 });
     const peak = gpuMemory()!.peak - base;
     model.dispose();
-    rows.push(`${"hostFloat" in storage ? "float16 (packed)" : "float32"}: weights ${mib(loaded)}, GPU peak in use ${mib(peak)}, held by the backend ${mib(gpuMemory()!.held)} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-    console.log(rows[rows.length - 1]);
+    console.log(`${"hostFloat" in storage ? "float16 (packed)" : "float32"}: weights ${mib(loaded)}, GPU peak in use ${mib(peak)}, held by the backend ${mib(gpuMemory()!.held)} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   }
   console.log(`tensors left: ${tf.memory().numTensors}`);
 }

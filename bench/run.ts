@@ -22,11 +22,10 @@ import { mkdirSync, unlinkSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { Task, WorkerArgs } from "./worker";
-import { buildReady, envFor, parseBackendSpec, type BackendSpec } from "./tfjs-node";
+import { BENCH_BACKENDS, buildReady, envFor, parseBackendSpec, type BackendSpec } from "./tfjs-node";
 import { flopsPerToken, parseWorkloads, paramCount, WORKLOADS, type RawConfig, type WorkloadName } from "./workloads";
 
 type Backend = "cpu" | "wasm" | "tensorflow" | "webgpu";
-const ALL_BACKENDS: Backend[] = ["tensorflow", "webgpu", "wasm", "cpu"];
 const ROOT = path.resolve(__dirname, "..");
 const DEBIAN_PY = "/usr/bin/python3";
 const POLICIES = ["ACTIVE", "PASSIVE"] as const;
@@ -71,12 +70,12 @@ const noPeer = flag("no-peer");
 const slow = flag("slow");
 const noScaling = flag("no-scaling");
 const memPaths = option("memory-paths", quick ? "layerwise" : "layerwise,straightforward").split(",");
-// "all" leaves webgpu out: on a machine without a GPU it is Mesa's software rasterizer (minutes per window)
 // Each entry is a label (`tensorflow`, `tensorflow@tf2`, `wasm`) that keys results and rows; specs maps it to the
 // backend the worker initialises and, for tensorflow, the benchmark build it loads.
 const specs = new Map<string, BackendSpec>();
+// "all" leaves webgpu out: on a machine without a GPU it is Mesa's software rasterizer (minutes per window)
 for (const b of option("backend", "all") === "all" ? ["tensorflow", "wasm", "cpu"] : option("backend", "").split(",")) {
-  const spec = parseBackendSpec(b.trim(), ALL_BACKENDS);
+  const spec = parseBackendSpec(b.trim(), BENCH_BACKENDS);
   if (specs.has(spec.label)) throw new Error(`backend "${spec.label}" given twice`);
   specs.set(spec.label, spec);
 }

@@ -7,7 +7,7 @@
 # node process's RSS (KiB) sampled every second (with --limit, also the cgroup's memory.stat); writes NAME.out, NAME.err (time -v at the end) and NAME.rss in the
 # current folder. --limit runs it in a cgroup-v1 memory limit made as a child of this shell's own memory cgroup
 # (containers without systemd have no `systemd-run --scope -p MemoryMax=`); prints the cgroup's peak usage and
-# OOM kills. SDMPRUNE_BACKEND defaults to wasm. Run heavy cases one at a time (flock /tmp/heavy.lock ...).
+# OOM kills. SDMPRUNE_BACKEND defaults to wasm. Run heavy cases one at a time (e.g. each under one flock).
 #
 # Checkpoints: npx tsx bench/memory-file.ts --layers 16 --dtypes f32 --commands info --seq-len 128 --keep --dir D
 # (the Llama-3.2-1B shape; --hidden 3072 --heads 24 --layers 8 for the 3B layer shape), windows in D/windows.json.

@@ -22,6 +22,9 @@ export interface BackendSpec {
   setup?: string;
 }
 
+/** Every backend a bench spec may name. */
+export const BENCH_BACKENDS: readonly BackendSpec["backend"][] = ["tensorflow", "webgpu", "wasm", "cpu"];
+
 const BUILD = /^[a-z0-9][a-z0-9._-]*$/i;
 
 export function tfjsNodeDir(build: string): string {

@@ -136,11 +136,11 @@ async function main(): Promise<void> {
     const b = tf.backend() as unknown as { binding?: { TF_Version?: string } };
     out.libtensorflow = b.binding?.TF_Version ?? "?";
   }
-  const adapter = backendInfo().adapter;
-  if (adapter) out.adapter = { summary: backendInfo().summary, software: adapter.software };
+  const info = backendInfo();
+  if (info.adapter) out.adapter = { summary: info.summary, software: info.adapter.software };
   // A software adapter (Mesa llvmpipe, ~1 GFLOP/s) only shows that the workloads run: the matmul table would
   // take minutes and mean nothing, and per-kernel timing there needs timestamp queries it lacks.
-  const tasks = adapter?.software ? args.tasks.filter((t) => t !== "matmul" && t !== "profile") : args.tasks;
+  const tasks = info.adapter?.software ? args.tasks.filter((t) => t !== "matmul" && t !== "profile") : args.tasks;
   const raw = WORKLOADS[args.workload].config;
   const config = parseConfig(raw, args.workload);
   const T = args.seq;

@@ -109,7 +109,7 @@ describe("wasm heap checks (issue 20)", function () {
     assert.ok(checkPassMemory(TWO_LAYERS, "forward", 8, 2048, "perplexity", { skipMemoryCheck: true }, "wasm", resident));
   });
 
-  it("CLI: ppl and eval on wasm refuse a 1B-shaped config held in the heap, and one whose layer cannot stream, in a second, exit 2, before reading any weight", async () => {
+  it("CLI: ppl and eval on wasm refuse a 1B-shaped config held in the heap, and one whose layer cannot stream, exit 2, before reading any weight", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sdm-heap-cli-"));
     try {
       const small = parseConfig({ vocab_size: 32, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, tie_word_embeddings: true });
@@ -120,7 +120,8 @@ describe("wasm heap checks (issue 20)", function () {
       fs.writeFileSync(w, JSON.stringify({ windows: [[1, 2, 3, 4]] }));
       const prev = tf.getBackend();
       try {
-        const t0 = Date.now();
+        // the weights beside the 1B config are a tiny model's: reading any of them would fail on its shape, so
+        // the refusals below show the check runs before any weight is read (no timing in tests)
         let r = await cli(["ppl", "--model", m, "--windows", w, "--backend", "wasm", "--offload", "heap"]);
         assert.equal(r.code, 2, r.err);
         assert.match(r.err, /1\.24 B parameters are 4\.6 GiB as float32.*9\.2 GiB of it.*--offload host.*@tensorflow\/tfjs-node/);
@@ -131,7 +132,6 @@ describe("wasm heap checks (issue 20)", function () {
         r = await cli(["ppl", "--model", m, "--windows", w, "--backend", "wasm"]);
         assert.equal(r.code, 2, r.err);
         assert.match(r.err, /streaming one layer at a time needs about/);
-        assert.ok(Date.now() - t0 < 10_000);
       } finally {
         if (prev) await initEngine(prev as "cpu" | "wasm" | "tensorflow");
       }
