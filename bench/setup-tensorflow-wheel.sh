@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark-only: tfjs-node 4.22's binding built against the libtensorflow inside a `tensorflow-cpu` pip wheel
-# (2.x, compiled for AVX2/AVX-512/FMA, unlike the 1.15 of bench/setup-tensorflow.sh), into bench/.tfjs-node-tf2/
+# (2.x, with oneDNN's kernels, unlike the SSE-only 1.15 of bench/setup-tensorflow.sh), into bench/.tfjs-node-tf2/
 # (gitignored). Users get neither: tfjs-node's own install downloads libtensorflow 2.9.1. This build exists to tell
 # how much of the native backend's gap to PyTorch is the 1.15 library (docs/engines.md, "Offline native backend
 # for benchmarks"; bench/NOTES.md). Never shipped; the product's node_modules are never touched.
@@ -22,15 +22,7 @@ PKG="$DEST/node_modules/@tensorflow/tfjs-node"
 CACHE="${SDMPRUNE_TF_WHEEL_CACHE:-${WHEEL%.whl}.libtensorflow}"
 NODE_BIN="$(command -v node)"
 
-check() {
-  NODE_PATH="$DEST/node_modules" TF_CPP_MIN_LOG_LEVEL=2 "$NODE_BIN" -e '
-    const tf = require("@tensorflow/tfjs");
-    require("@tensorflow/tfjs-node");
-    const b = tf.findBackend("tensorflow");
-    if (!b) { console.error("backend tensorflow not registered in the product tfjs-core"); process.exit(1); }
-    console.log("tensorflow backend OK, libtensorflow", b.binding.TF_Version);
-  '
-}
+. "$HERE/tfjs-node-build.sh"
 
 # 1. The C API lives in libtensorflow_cc.so.2 (TF_*, TFE_*), which needs libtensorflow_framework.so.2; the C
 #    headers come with the wheel (tensorflow/include), including the TF_TString ones that 1.15 lacked.
@@ -53,21 +45,12 @@ if [ ! -f "$CACHE/.complete" ]; then
   rm -rf "$CACHE" && mv "$CACHE.tmp" "$CACHE"
 fi
 
-if [ -f "$PKG/lib/napi-v8/tfjs_binding.node" ] && [ "$(readlink -f "$PKG/deps/lib/libtensorflow_cc.so.2")" = "$CACHE/lib/libtensorflow_cc.so.2" ] && (cd "$HERE/.." && check); then
+if [ -f "$PKG/lib/napi-v8/tfjs_binding.node" ] && [ "$(readlink -f "$PKG/deps/lib/libtensorflow_cc.so.2")" = "$CACHE/lib/libtensorflow_cc.so.2" ] && (cd "$HERE/.." && tfjs_node_check); then
   exit 0
 fi
 
 # 2. tfjs-node 4.22 without its download script.
-mkdir -p "$DEST"
-cd "$DEST"
-[ -f package.json ] || printf '{ "name": "sdmprune-bench-tfjs-node-tf2", "private": true, "description": "benchmark-only; see bench/setup-tensorflow-wheel.sh" }\n' > package.json
-if [ ! -d "$PKG" ]; then
-  npm install --silent --ignore-scripts --no-audit --no-fund --no-package-lock @tensorflow/tfjs-node@4.22.0
-fi
-# The product's tfjs-core must be the one tfjs-node registers into.
-for d in "$DEST"/node_modules/@tensorflow/*; do
-  [ "$(basename "$d")" = "tfjs-node" ] || rm -rf "$d"
-done
+tfjs_node_install "benchmark-only; see bench/setup-tensorflow-wheel.sh"
 
 # 3. deps/ as binding.gyp expects it: headers, and -ltensorflow / -ltensorflow_framework. The linked binding
 #    records the libraries' own sonames (libtensorflow_cc.so.2, libtensorflow_framework.so.2) and finds them
@@ -83,8 +66,4 @@ cp "$CACHE/include/LICENSE" "$PKG/deps/LICENSE"
 )
 
 # 4. Source build of the binding against deps/.
-export npm_config_nodedir=/usr
-PATH="$DEST/node_modules/.bin:$PATH"
-rm -rf "$PKG/build-tmp-napi-v8" "$PKG/lib/napi-v8"
-(cd "$PKG" && node-pre-gyp install --build-from-source --silent >/dev/null)
-cd "$HERE/.." && check
+tfjs_node_build

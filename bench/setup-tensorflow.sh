@@ -16,17 +16,9 @@ WORK="$DEST/.work"
 PKG="$DEST/node_modules/@tensorflow/tfjs-node"
 NODE_BIN="$(command -v node)"
 
-check() {
-  NODE_PATH="$DEST/node_modules" "$NODE_BIN" -e '
-    const tf = require("@tensorflow/tfjs");
-    require("@tensorflow/tfjs-node");
-    const b = tf.findBackend("tensorflow");
-    if (!b) { console.error("backend tensorflow not registered in the product tfjs-core"); process.exit(1); }
-    console.log("tensorflow backend OK, libtensorflow", b.binding.TF_Version);
-  ' 2> >(grep -v "not compiled to use" >&2)
-}
+. "$HERE/tfjs-node-build.sh"
 
-if [ -f "$PKG/lib/napi-v8/tfjs_binding.node" ] && (cd "$HERE/.." && check); then
+if [ -f "$PKG/lib/napi-v8/tfjs_binding.node" ] && (cd "$HERE/.." && tfjs_node_check); then
   exit 0
 fi
 
@@ -79,17 +71,6 @@ EOF
 fi
 
 # 4. tfjs-node 4.22 without its download script, then a source build against deps/.
-cd "$DEST"
-[ -f package.json ] || printf '{ "name": "sdmprune-bench-tfjs-node", "private": true, "description": "benchmark-only; see bench/setup-tensorflow.sh" }\n' > package.json
-if [ ! -d "$PKG" ]; then
-  npm install --silent --ignore-scripts --no-audit --no-fund --no-package-lock @tensorflow/tfjs-node@4.22.0
-fi
+tfjs_node_install "benchmark-only; see bench/setup-tensorflow.sh"
 rm -rf "$PKG/deps" && cp -a "$WORK/deps" "$PKG/deps"
-# The product's tfjs-core must be the one tfjs-node registers into.
-for d in "$DEST"/node_modules/@tensorflow/*; do
-  [ "$(basename "$d")" = "tfjs-node" ] || rm -rf "$d"
-done
-export npm_config_nodedir=/usr
-PATH="$DEST/node_modules/.bin:$PATH"
-(cd "$PKG" && node-pre-gyp install --build-from-source --silent >/dev/null)
-cd "$HERE/.." && check
+tfjs_node_build
