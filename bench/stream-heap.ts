@@ -4,7 +4,7 @@
  * fully-connected operator that keeps a packed copy of the weight; if disposing the weight did not free that
  * operator, every layer visit would leave a packed copy behind and the heap would grow by about a layer per visit.
  *
- * Builds a streamed random model (hidden 1024, MLP 4096, 4 layers, vocabulary 32000: 64 MiB per layer), then runs
+ * Builds a streamed random model (hidden 1024, MLP 4096, 4 layers, vocabulary 32000: 58 MiB per layer), then runs
  * `passes` forward passes (tokenLogProbs, 1 × 128 tokens) and `passes` importance passes (sd-taylor, top-64
  * teacher), printing the heap size (HEAPU8.length, which only grows) and the tensors alive after each.
  *
