@@ -51,8 +51,12 @@ export class ModelState {
         const part = this.sliceHostMlp(this.current_, l, idx);
         this.spillOriginalMlp(l);
         // packed halves on the backend (float16 on webgpu) are not collected: once released, nothing needs the
-        // previous MLP (the original's or the current model's own), so it is freed as soon as its slice exists
-        if (this.originalReleased) for (const k of MLP_KEYS) this.current_.hostWeights!.layers[l][k].dispose();
+        // original's MLP, so it is freed as soon as its slice exists (the current model's own previous MLP, if
+        // pruned before, is freed by replaceHostMlp)
+        if (this.originalReleased) {
+          const o = this.original.hostWeights!.layers[l];
+          for (const k of MLP_KEYS) if (this.current_.hostWeights!.layers[l][k] === o[k]) o[k].dispose();
+        }
         return part;
       });
       this.replaceHostMlp(next);
