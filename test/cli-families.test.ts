@@ -1,9 +1,11 @@
 import { strict as assert } from "node:assert";
-import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { ensureBuilt } from "./support/build";
+// `sdm` runs the built binary. Every process picks the same backend (the best that loads, or SDMPRUNE_BACKEND), so saved and reloaded
+// models are compared on one backend.
+import { type CliResult, spawnCli as sdm } from "./support/cli";
 import { writeLlamaCppGemma3 } from "./support/gemma3-llamacpp";
 
 /**
@@ -12,7 +14,6 @@ import { writeLlamaCppGemma3 } from "./support/gemma3-llamacpp";
  * trained tiny fixtures of test/fixtures/families/. The text is each fixture's held-out perplexity text, so the
  * dense perplexity the CLI prints must be transformers' own (reference.json, same protocol).
  */
-const ROOT = path.resolve(__dirname, "..");
 const FIXTURES = path.join(__dirname, "fixtures", "families");
 const FAMILIES: [family: string, modelType: string, gguf: boolean][] = [
   // Gemma 3 in the shape llama.cpp computes (built from the fixture in before(); test/support/gemma3-llamacpp.ts)
@@ -29,14 +30,7 @@ interface Reference {
   perplexity: { text: string; seq_len: number; ppl: number };
 }
 
-function sdm(...args: string[]): { code: number; out: string; err: string } {
-  // Every process picks the same backend (the best that loads, or SDMPRUNE_BACKEND), so saved and reloaded
-  // models are compared on one backend.
-  const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "sdmprune.js"), ...args], { cwd: ROOT, encoding: "utf8" });
-  return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
-}
-
-function ok(r: { code: number; out: string; err: string }, what: string): string {
+function ok(r: CliResult, what: string): string {
   assert.equal(r.code, 0, `${what} exited ${r.code}:\n${r.out}\n${r.err}`);
   return r.out;
 }

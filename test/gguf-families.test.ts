@@ -62,6 +62,51 @@ async function requireLlamaCpp(ctx: Mocha.Context): Promise<Nlc> {
   return (await (require("../kernel/esm-import.cjs") as (s: string) => Promise<unknown>)("node-llama-cpp")) as Nlc;
 }
 
+/** Load the GGUF at `file` in llama.cpp (CPU, never built here), run `fn` on it, and dispose it. */
+async function withLlamaCpp(nlc: Nlc, file: string, fn: (model: NlcModel) => Promise<void>): Promise<void> {
+  const llama = await nlc.getLlama({ gpu: false, build: "never", logLevel: nlc.LlamaLogLevel.error, progressLogs: false });
+  const model = await llama.loadModel({ modelPath: file });
+  try {
+    await fn(model);
+  } finally {
+    await model.dispose();
+  }
+}
+
+/** BOS is not text: llama.cpp's tokenize gives the text's ids; transformers' prompt starts with BOS when it adds one. */
+function assertLlamaCppTokenizesPrompt(model: NlcModel, ref: Reference): void {
+  const textIds = ref.tokenizer.adds_bos ? ref.greedy.prompt_ids.slice(1) : ref.greedy.prompt_ids;
+  assert.deepEqual(Array.from(model.tokenize(ref.greedy.prompt_text)), textIds, "llama.cpp tokenizes the prompt as transformers does");
+}
+
+/** llama.cpp's greedy (temperature 0) continuation of `promptIds`: its first `n` tokens, in a context of its own. */
+async function llamaCppGreedy(model: NlcModel, promptIds: number[], n: number): Promise<number[]> {
+  const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+  try {
+    const got: number[] = [];
+    for await (const t of ctx.getSequence().evaluate(promptIds, { temperature: 0 })) {
+      got.push(Number(t));
+      if (got.length === n) break;
+    }
+    return got;
+  } finally {
+    await ctx.dispose();
+  }
+}
+
+/** llama.cpp's whole next-token distribution after `promptIds` (temperature 1, no truncation), in a context of its own. */
+async function llamaCppNextTokenProbabilities(model: NlcModel, promptIds: number[]): Promise<Map<number, number>> {
+  const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+  try {
+    const it = ctx.getSequence().evaluateWithMetadata(promptIds, { probabilities: true }, { temperature: 1, topK: 0, topP: 1, minP: 0, seed: 0, yieldEogToken: true });
+    const first = (await it.next()).value as { probabilities: Map<number, number> };
+    await it.return(undefined);
+    return first.probabilities;
+  } finally {
+    await ctx.dispose();
+  }
+}
+
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   assert.equal(a.length, b.length);
   let d = 0;
@@ -112,51 +157,29 @@ describe("GGUF export of the model families, run by llama.cpp (node-llama-cpp)",
       assert.equal(tf.memory().numTensors, before);
 
       const nlc = await requireLlamaCpp(this);
-      const llama = await nlc.getLlama({ gpu: false, build: "never", logLevel: nlc.LlamaLogLevel.error, progressLogs: false });
-      const model = await llama.loadModel({ modelPath: file });
-      try {
-        // BOS is not text: llama.cpp's tokenize gives the text's ids; transformers' prompt starts with BOS when it adds one.
-        const textIds = ref.tokenizer.adds_bos ? ref.greedy.prompt_ids.slice(1) : ref.greedy.prompt_ids;
-        assert.deepEqual(Array.from(model.tokenize(ref.greedy.prompt_text)), textIds, "llama.cpp tokenizes the prompt as transformers does");
-        const ctx = await model.createContext({ contextSize: 256, threads: 1 });
-        try {
-          const got: number[] = [];
-          for await (const t of ctx.getSequence().evaluate(ref.greedy.prompt_ids, { temperature: 0 })) {
-            got.push(Number(t));
-            if (got.length === ref.greedy.new_ids.length) break;
-          }
-          console.log(`      ${family}: llama.cpp greedy ${got.length} tokens, equal to transformers': ${JSON.stringify(got) === JSON.stringify(ref.greedy.new_ids)}`);
-          assert.deepEqual(got, ref.greedy.new_ids);
-        } finally {
-          await ctx.dispose();
-        }
+      await withLlamaCpp(nlc, file, async (model) => {
+        assertLlamaCppTokenizesPrompt(model, ref);
+        const got = await llamaCppGreedy(model, ref.greedy.prompt_ids, ref.greedy.new_ids.length);
+        console.log(`      ${family}: llama.cpp greedy ${got.length} tokens, equal to transformers': ${JSON.stringify(got) === JSON.stringify(ref.greedy.new_ids)}`);
+        assert.deepEqual(got, ref.greedy.new_ids);
         // The whole next-token distribution after the prompt (temperature 1, no truncation) against sdmprune's
         // softmax of the same GGUF: llama.cpp's f32 CPU path agrees to ~3e-5 in probability on these fixtures.
-        const ctx2 = await model.createContext({ contextSize: 256, threads: 1 });
-        try {
-          const it = ctx2.getSequence().evaluateWithMetadata(ref.greedy.prompt_ids, { probabilities: true }, { temperature: 1, topK: 0, topP: 1, minP: 0, seed: 0, yieldEogToken: true });
-          const first = (await it.next()).value as { probabilities: Map<number, number> };
-          await it.return(undefined);
-          const gg2 = await loadModel(file);
-          const L = ref.greedy.prompt_ids.length;
-          const V = gg2.model.config.vocab_size;
-          const lt = gg2.model.forward([ref.greedy.prompt_ids]);
-          const last = Array.from((lt.dataSync() as Float32Array).subarray((L - 1) * V, L * V));
-          lt.dispose();
-          gg2.model.dispose();
-          const mx = Math.max(...last);
-          const lse = mx + Math.log(last.reduce((a, x) => a + Math.exp(x - mx), 0));
-          assert.equal(first.probabilities.size, V);
-          let dp = 0;
-          for (const [tok, p] of first.probabilities) dp = Math.max(dp, Math.abs(p - Math.exp(last[tok] - lse)));
-          console.log(`      ${family}: llama.cpp next-token probabilities: max |Δp| ${dp.toExponential(2)} over ${V} tokens`);
-          assert.ok(dp <= 1e-4, `max |Δp| ${dp}`);
-        } finally {
-          await ctx2.dispose();
-        }
-      } finally {
-        await model.dispose();
-      }
+        const probabilities = await llamaCppNextTokenProbabilities(model, ref.greedy.prompt_ids);
+        const gg2 = await loadModel(file);
+        const L = ref.greedy.prompt_ids.length;
+        const V = gg2.model.config.vocab_size;
+        const lt = gg2.model.forward([ref.greedy.prompt_ids]);
+        const last = Array.from((lt.dataSync() as Float32Array).subarray((L - 1) * V, L * V));
+        lt.dispose();
+        gg2.model.dispose();
+        const mx = Math.max(...last);
+        const lse = mx + Math.log(last.reduce((a, x) => a + Math.exp(x - mx), 0));
+        assert.equal(probabilities.size, V);
+        let dp = 0;
+        for (const [tok, p] of probabilities) dp = Math.max(dp, Math.abs(p - Math.exp(last[tok] - lse)));
+        console.log(`      ${family}: llama.cpp next-token probabilities: max |Δp| ${dp.toExponential(2)} over ${V} tokens`);
+        assert.ok(dp <= 1e-4, `max |Δp| ${dp}`);
+      });
     });
   }
 
@@ -181,23 +204,9 @@ describe("GGUF export of the model families, run by llama.cpp (node-llama-cpp)",
       } finally {
         gg.model.dispose();
       }
-      const llama = await nlc.getLlama({ gpu: false, build: "never", logLevel: nlc.LlamaLogLevel.error, progressLogs: false });
-      const model = await llama.loadModel({ modelPath: file });
-      try {
-        const ctx = await model.createContext({ contextSize: 256, threads: 1 });
-        try {
-          const got: number[] = [];
-          for await (const t of ctx.getSequence().evaluate(ref.greedy.prompt_ids, { temperature: 0 })) {
-            got.push(Number(t));
-            if (got.length === want.length) break;
-          }
-          assert.deepEqual(got, want);
-        } finally {
-          await ctx.dispose();
-        }
-      } finally {
-        await model.dispose();
-      }
+      await withLlamaCpp(nlc, file, async (model) => {
+        assert.deepEqual(await llamaCppGreedy(model, ref.greedy.prompt_ids, want.length), want);
+      });
     });
   }
 
@@ -284,44 +293,24 @@ describe("GGUF export of the model families, run by llama.cpp (node-llama-cpp)",
     assert.equal(tf.memory().numTensors, before);
 
     const nlc = await requireLlamaCpp(this);
-    const llama = await nlc.getLlama({ gpu: false, build: "never", logLevel: nlc.LlamaLogLevel.error, progressLogs: false });
-    const model = await llama.loadModel({ modelPath: file });
-    try {
-      assert.deepEqual(Array.from(model.tokenize(ref.greedy.prompt_text)), ref.greedy.prompt_ids.slice(1), "llama.cpp tokenizes the prompt as transformers does");
-      const ctx = await model.createContext({ contextSize: 256, threads: 1 });
-      try {
-        const got: number[] = [];
-        for await (const t of ctx.getSequence().evaluate(ref.greedy.prompt_ids, { temperature: 0 })) {
-          got.push(Number(t));
-          if (got.length === greedy.length) break;
-        }
-        console.log(`      gemma3: llama.cpp greedy ${got.length} tokens (12-token prompt, window 16), equal to sdmprune's: ${JSON.stringify(got) === JSON.stringify(greedy)}`);
-        assert.deepEqual(got, greedy);
-      } finally {
-        await ctx.dispose();
+    await withLlamaCpp(nlc, file, async (model) => {
+      assertLlamaCppTokenizesPrompt(model, ref);
+      const got = await llamaCppGreedy(model, ref.greedy.prompt_ids, greedy.length);
+      console.log(`      gemma3: llama.cpp greedy ${got.length} tokens (12-token prompt, window 16), equal to sdmprune's: ${JSON.stringify(got) === JSON.stringify(greedy)}`);
+      assert.deepEqual(got, greedy);
+      const probabilities = await llamaCppNextTokenProbabilities(model, prompt);
+      const mx = Math.max(...lastHf);
+      const lse = mx + Math.log(lastHf.reduce((s, x) => s + Math.exp(x - mx), 0));
+      assert.equal(probabilities.size, lastHf.length);
+      let dp = 0;
+      let top = 0;
+      for (const [tok, p] of probabilities) {
+        dp = Math.max(dp, Math.abs(p - Math.exp(lastHf[tok] - lse)));
+        top = Math.max(top, p);
       }
-      const ctx2 = await model.createContext({ contextSize: 256, threads: 1 });
-      try {
-        const it = ctx2.getSequence().evaluateWithMetadata(prompt, { probabilities: true }, { temperature: 1, topK: 0, topP: 1, minP: 0, seed: 0, yieldEogToken: true });
-        const first = (await it.next()).value as { probabilities: Map<number, number> };
-        await it.return(undefined);
-        const mx = Math.max(...lastHf);
-        const lse = mx + Math.log(lastHf.reduce((s, x) => s + Math.exp(x - mx), 0));
-        assert.equal(first.probabilities.size, lastHf.length);
-        let dp = 0;
-        let top = 0;
-        for (const [tok, p] of first.probabilities) {
-          dp = Math.max(dp, Math.abs(p - Math.exp(lastHf[tok] - lse)));
-          top = Math.max(top, p);
-        }
-        console.log(`      gemma3: llama.cpp next-token probabilities after ${prompt.length} tokens: max |Δp| ${dp.toExponential(2)} over ${lastHf.length} tokens (top p ${top.toFixed(3)})`);
-        assert.ok(dp <= 5e-4, `max |Δp| ${dp}`);
-      } finally {
-        await ctx2.dispose();
-      }
-    } finally {
-      await model.dispose();
-    }
+      console.log(`      gemma3: llama.cpp next-token probabilities after ${prompt.length} tokens: max |Δp| ${dp.toExponential(2)} over ${lastHf.length} tokens (top p ${top.toFixed(3)})`);
+      assert.ok(dp <= 5e-4, `max |Δp| ${dp}`);
+    });
   });
 
   it("gemma3: Gemma-3-1B's own config (shrunk) is written with llama.cpp's keys and reads back to the same config", async () => {

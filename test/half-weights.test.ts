@@ -8,15 +8,14 @@ import { backendName, gpuMemory, initEngine, type BackendName } from "../src/eng
 import { packedBytes } from "../src/engine/half";
 import { UsageError } from "../src/errors";
 import { floatToHalf, halfToFloat } from "../src/io/dtypes";
-import { accumulate } from "../src/importance";
 import { intermediateSizes, parseConfig, type LlamaConfig } from "../src/model/config";
 import { CausalLM } from "../src/model/causal-lm";
 import { loadModel, saveModel } from "../src/model/load";
 import { randomTensors } from "../src/model/random";
 import { Session } from "../src/session";
-import { TeacherCache } from "../src/teacher";
 import { randomIds, relError } from "./reference/configs";
 import { cli } from "./support/cli";
+import { scoresOf } from "./support/scores";
 import { requireShared, STORIES260K } from "./support/shared";
 
 /**
@@ -44,11 +43,6 @@ const T = 12;
 const windows = [1, 2, 3].map((s) => randomIds(T, cfg.vocab_size, s));
 const sd = { criterion: "sd-taylor" as const, alpha: 0.4, temperature: 0.5 };
 const HALF = { weightsIn: "heap" as const, hostFloat: "float16" as const };
-
-async function scoresOf(model: CausalLM, w = windows, topk = 8): Promise<number[]> {
-  const teacher = await TeacherCache.build(model, w, { topk });
-  return (await accumulate(model, w, teacher, null, sd)).scores().flatMap((r) => Array.from(r));
-}
 
 /** Backend bytes the model's weights take: what loading it added to tf.memory(). */
 function loaded(make: () => CausalLM): { model: CausalLM; bytes: number } {
@@ -119,10 +113,10 @@ describe("float16 weights on the GPU (webgpu)", function () {
       assert.deepEqual(half.model.generate([1, 2, 3], { maxNewTokens: 4, stopAtEos: false }), host16.generate([1, 2, 3], { maxNewTokens: 4, stopAtEos: false }));
 
       // sd-taylor scores: the layer-wise backward unpacks each layer again
-      const s32 = await scoresOf(f32.model);
-      const sHost = await scoresOf(host16);
+      const s32 = await scoresOf(f32.model, windows, sd);
+      const sHost = await scoresOf(host16, windows, sd);
       const before = tf.memory().numTensors;
-      const sHalf = await scoresOf(half.model);
+      const sHalf = await scoresOf(half.model, windows, sd);
       assert.equal(tf.memory().numTensors, before, "an unpacked layer lives only while it runs");
       const es = relError(sHalf, s32).rel;
       console.log(`      vs float32: logits rel ${eF32.toExponential(2)}, sd-taylor rel ${es.toExponential(2)}; vs host float16: logits ${eHost.toExponential(2)}, sd-taylor ${relError(sHalf, sHost).rel.toExponential(2)}`);
@@ -257,7 +251,7 @@ describe("float16 weights on the GPU (webgpu)", function () {
     const half = (await loadModel(STORIES260K(), HALF)).model;
     try {
       const w = [1, 2].map((s) => randomIds(32, full.config.vocab_size, s));
-      const e = relError(await scoresOf(full, w, 32), await scoresOf(half, w, 32)).rel;
+      const e = relError(await scoresOf(full, w, sd, 32), await scoresOf(half, w, sd, 32)).rel;
       const m = gpuMemory()!;
       console.log(`      stories260K sd-taylor rel ${e.toExponential(2)}; GPU memory in use ${m.inUse} B, peak ${m.peak} B, held ${m.held} B`);
       assert.ok(e < 1e-3 && e > 0, `float16 scores rel ${e}`);

@@ -59,6 +59,19 @@ async function halvesOf(data: Float32Array): Promise<number[]> {
 
 const bitsOf = (f: Float32Array): number[] => Array.from(new Uint32Array(f.buffer, f.byteOffset, f.length));
 
+/**
+ * How many of the first `n` GPU-decoded values differ from the host decode. NaN payloads are the implementation's
+ * (WGSL leaves them open; llvmpipe gives 0x7fffffff with the sign, PyTorch's .float() 0x7fffffff, numpy keeps the
+ * payload): a NaN must stay a NaN, every other value exact.
+ */
+function halfMismatches(gpu: Float32Array, host: Float32Array, n = host.length): number {
+  const g = new Uint32Array(gpu.buffer, gpu.byteOffset, n);
+  const h = new Uint32Array(host.buffer, host.byteOffset, n);
+  let wrong = 0;
+  for (let i = 0; i < n; i++) if (Number.isNaN(host[i]) ? !Number.isNaN(gpu[i]) : g[i] !== h[i]) wrong++;
+  return wrong;
+}
+
 describe("half storage: float32 weights packed as IEEE halves", function () {
   this.timeout(120_000);
   let baseline = 0;
@@ -217,12 +230,7 @@ describe("half storage: float32 weights packed as IEEE halves", function () {
         const gpu = (await u.data()) as Float32Array;
         tf.dispose([p, u]);
         const host = decodeHalfWords(words, n);
-        const g = new Uint32Array(gpu.buffer, gpu.byteOffset, n);
-        const h = new Uint32Array(host.buffer, host.byteOffset, n);
-        // NaN payloads are the implementation's (WGSL leaves them open; llvmpipe gives 0x7fffffff with the sign,
-        // PyTorch's .float() 0x7fffffff, numpy keeps the payload): a NaN must stay a NaN, every other value exact
-        let wrong = 0;
-        for (let i = 0; i < n; i++) if (Number.isNaN(host[i]) ? !Number.isNaN(gpu[i]) : g[i] !== h[i]) wrong++;
+        const wrong = halfMismatches(gpu, host, n);
         assert.equal(wrong, 0, `${wrong} of ${n} halves decoded differently on the GPU`);
       }
       // the row kernel on the same matrix, read as 2048 rows of 8192: one invocation per float, 131 072 workgroups
@@ -232,10 +240,7 @@ describe("half storage: float32 weights packed as IEEE halves", function () {
         const gpu = (await u.data()) as Float32Array;
         tf.dispose([p, u]);
         const host = decodeHalfWords(big, 2048 * 8192);
-        const g = new Uint32Array(gpu.buffer, gpu.byteOffset, gpu.length);
-        const h = new Uint32Array(host.buffer, host.byteOffset, host.length);
-        let wrong = 0;
-        for (let i = 0; i < host.length; i++) if (Number.isNaN(host[i]) ? !Number.isNaN(gpu[i]) : g[i] !== h[i]) wrong++;
+        const wrong = halfMismatches(gpu, host);
         assert.equal(wrong, 0, `${wrong} of ${host.length} halves unpacked by rows differently on the GPU`);
       }
       assert.equal(tf.memory().numTensors, baseline, "tensors leaked on webgpu");

@@ -1,4 +1,5 @@
 import { strict as assert } from "node:assert";
+import { WORKLOADS } from "../bench/workloads";
 import { layerActivationFloats } from "../src/model/causal-lm";
 import { parseConfig, type LlamaConfig } from "../src/model/config";
 import {
@@ -14,19 +15,9 @@ import {
 
 const MiB = 2 ** 20;
 
-/** llama2.c's stories models: MHA, tied head, 32000-token vocabulary. */
-function stories(dim: number, layers: number, heads: number, hidden: number): LlamaConfig {
-  return parseConfig({
-    vocab_size: 32000, hidden_size: dim, intermediate_size: hidden, num_hidden_layers: layers, num_attention_heads: heads,
-    num_key_value_heads: heads, tie_word_embeddings: true, max_position_embeddings: 1024,
-  });
-}
-const STORIES110M = stories(768, 12, 12, 2048);
-const STORIES15M = stories(288, 6, 6, 768);
-const LLAMA_1B = parseConfig({
-  vocab_size: 128256, hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: 16, num_attention_heads: 32,
-  num_key_value_heads: 8, head_dim: 64, tie_word_embeddings: true, max_position_embeddings: 131072, rope_theta: 500000,
-});
+const STORIES110M = parseConfig(WORKLOADS.stories110M.config);
+const STORIES15M = parseConfig(WORKLOADS.stories15M.config);
+const LLAMA_1B = parseConfig(WORKLOADS.llama1b.config);
 
 /** Bytes the layerwise pass saves over all layers for `windows` windows of T tokens. */
 function allLayersBytes(c: LlamaConfig, windows: number, T: number): number {
@@ -53,7 +44,8 @@ describe("importance: default activation budget (keepActivationsMiB) follows the
   it("is 2 GiB minus the weights in between, never increasing with the weights and without jumps", () => {
     let prev: { keep: number; w: number } | null = null;
     for (let layers = 1; layers <= 40; layers++) {
-      const c = stories(1024, layers, 16, 4096);
+      // a stories-style model (MHA, tied head, 32000-token vocabulary) of dim 1024 and hidden 4096
+      const c = parseConfig({ ...WORKLOADS.stories15M.config, hidden_size: 1024, intermediate_size: 4096, num_hidden_layers: layers, num_attention_heads: 16, num_key_value_heads: 16, head_dim: 64 });
       const w = weightBytes(c) / MiB;
       const keep = defaultKeepActivationsMiB(c, "tensorflow");
       assert.ok(keep >= KEEP_ACTIVATIONS_MIN_MIB && keep <= KEEP_ACTIVATIONS_MAX_MIB);

@@ -15,6 +15,7 @@ import { parseConfig } from "../src/model/config";
 import { loadModel } from "../src/model/load";
 import { randomTensors } from "../src/model/random";
 import type { TensorMap } from "../src/io/tensors";
+import { writeBf16Safetensors } from "./support/bf16";
 
 /**
  * Issue 20, load at file size: the model-file readers return lazy tensors read from disk with positioned reads one
@@ -38,27 +39,6 @@ function assertSameTensors(a: TensorMap, b: TensorMap): void {
     assert.deepEqual(w.shape, v.shape, k);
     assert.deepEqual(Array.from(w.data), Array.from(v.data), k);
   }
-}
-
-/** A safetensors file of BF16 tensors (the writer emits F32/F16 only; Hugging Face checkpoints are mostly BF16). */
-function writeBf16(file: string, tensors: TensorMap): void {
-  const names = [...tensors.keys()].sort();
-  const header: Record<string, unknown> = {};
-  const parts: Buffer[] = [];
-  let off = 0;
-  for (const n of names) {
-    const t = tensors.get(n)!;
-    const b = Buffer.alloc(t.data.length * 2);
-    const u32 = new Uint32Array(Float32Array.from(t.data).buffer);
-    for (let i = 0; i < u32.length; i++) b.writeUInt16LE(u32[i] >>> 16, i * 2);
-    header[n] = { dtype: "BF16", shape: t.shape, data_offsets: [off, off + b.length] };
-    off += b.length;
-    parts.push(b);
-  }
-  const h = Buffer.from(JSON.stringify(header));
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(h.length));
-  fs.writeFileSync(file, Buffer.concat([len, h, ...parts]));
 }
 
 describe("load at file size (issue 20)", function () {
@@ -114,7 +94,7 @@ describe("load at file size (issue 20)", function () {
     const tensors = randomTensors(CFG, 4);
     const dir = mk();
     fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify({ ...CFG, model_type: "llama" }));
-    writeBf16(path.join(dir, "model.safetensors"), tensors);
+    writeBf16Safetensors(path.join(dir, "model.safetensors"), tensors);
     const single = await readModelFiles(dir);
     const expect: TensorMap = new Map(
       [...tensors].map(([k, v]) => {
@@ -133,7 +113,7 @@ describe("load at file size (issue 20)", function () {
     const weightMap: Record<string, string> = {};
     halves.forEach((part, i) => {
       const file = `model-0000${i + 1}-of-00002.safetensors`;
-      writeBf16(path.join(sharded, file), new Map(part.map((n) => [n, tensors.get(n)!])));
+      writeBf16Safetensors(path.join(sharded, file), new Map(part.map((n) => [n, tensors.get(n)!])));
       for (const n of part) weightMap[n] = file;
     });
     fs.writeFileSync(path.join(sharded, "model.safetensors.index.json"), JSON.stringify({ weight_map: weightMap }));

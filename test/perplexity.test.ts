@@ -17,6 +17,7 @@ import { forwardHeapBytes } from "../src/resources";
 import * as tf from "@tensorflow/tfjs";
 import { WORKLOADS } from "../bench/workloads";
 import type { ProgressEvent } from "../src/types";
+import { randomIds } from "./reference/configs";
 import { captureOutput } from "./support/cli";
 import { requireShared } from "./support/shared";
 import { bigramLogProb, bigramScorer, CharTokenizer, FAKE_BOS } from "./support/fake-lm";
@@ -109,13 +110,7 @@ describe("eval/ppl-batch: windows per perplexity batch", function () {
     const config = parseConfig({ vocab_size: 3000, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true });
     const model = CausalLM.fromTensors(config, randomTensors(config, 3, 0.5));
     try {
-      let x = 12345;
-      const ws = Array.from({ length: 17 }, () =>
-        Array.from({ length: 96 }, () => {
-          x = (x * 1103515245 + 12345) % 2147483648;
-          return x % config.vocab_size;
-        }),
-      );
+      const ws = Array.from({ length: 17 }, (_, i) => randomIds(96, config.vocab_size, i + 1));
       const scorer = (s: number[][]) => model.tokenLogProbs(s);
       await perplexity(scorer, ws.slice(0, 2)); // kernels and caches built before the baseline
       const before = tf.memory().numTensors;

@@ -18,17 +18,7 @@ import { requireTmux, tmuxPane } from "./support/tmux";
  */
 const ROOT = path.resolve(__dirname, "..");
 const SESSION = `sdmprune-e2e-${process.pid}`;
-const { tmux, screen, visible, waitFor, idle, send } = tmuxPane(SESSION);
-
-
-const count = (s: string, m: string) => s.split(m).length - 1;
-
-/** Runs a command and waits until one more `marker` is on screen and the prompt is back. */
-async function run(line: string, marker: string, timeoutMs?: number): Promise<string> {
-  const n = count(screen(), marker);
-  await send(line);
-  return waitFor((s) => count(s, marker) > n && idle(visible()), `"${marker}" after ${line}`, timeoutMs);
-}
+const { tmux, visible, waitFor, idle, send, run } = tmuxPane(SESSION);
 
 describe("repl end-to-end under tmux", function () {
   this.timeout(600000);

@@ -20,15 +20,7 @@ import { loadModel } from "../src/model/load";
 const ROOT = path.resolve(__dirname, "..");
 const FIXTURES = path.join(__dirname, "fixtures", "families");
 const SESSION = `sdmprune-fam-${process.pid}`;
-const { tmux, screen, visible, waitFor, idle, send } = tmuxPane(SESSION);
-const count = (s: string, m: string) => s.split(m).length - 1;
-async function run(line: string, marker: string): Promise<string> {
-  const n = count(screen(), marker);
-  await send(line);
-  const s = await waitFor((x) => count(x, marker) > n && idle(visible()), `"${marker}" after ${line}`);
-  // only what this command printed
-  return s.slice(s.lastIndexOf(line));
-}
+const { tmux, visible, waitFor, send, run } = tmuxPane(SESSION);
 
 describe("repl on non-llama families under tmux (test/fixtures/families)", function () {
   this.timeout(600000);

@@ -6,7 +6,6 @@ import * as tf from "@tensorflow/tfjs";
 import { initEngine, type BackendName } from "../src/engine";
 import { UsageError } from "../src/errors";
 import { floatToHalf, halfToFloat } from "../src/io/dtypes";
-import { accumulate } from "../src/importance";
 import { modelFingerprint } from "../src/importance/fingerprint";
 import { parseConfig, type LlamaConfig } from "../src/model/config";
 import { CausalLM } from "../src/model/causal-lm";
@@ -14,10 +13,10 @@ import { writeModelFiles } from "../src/io/files";
 import { loadModel, saveModel } from "../src/model/load";
 import { randomTensors } from "../src/model/random";
 import { Session } from "../src/session";
-import { TeacherCache } from "../src/teacher";
 import { randomIds, relError } from "./reference/configs";
 import { cli } from "./support/cli";
-import { requireShared } from "./support/shared";
+import { scoresOf } from "./support/scores";
+import { requireShared, STORIES260K } from "./support/shared";
 
 /**
  * Layer streaming (issue 20, docs/memory.md "Layer streaming"): a model whose weights stay outside the tensor
@@ -47,12 +46,6 @@ if (process.env.SDMPRUNE_BACKEND === "tensorflow") backends.push("tensorflow");
 const T = 12;
 const windows = [1, 2, 3].map((s) => randomIds(T, base.vocab_size, s));
 const sd = { criterion: "sd-taylor" as const, alpha: 0.4, temperature: 0.5 };
-
-async function scoresOf(model: CausalLM): Promise<number[]> {
-  const teacher = await TeacherCache.build(model, windows, { topk: 8 });
-  const acc = await accumulate(model, windows, teacher, null, sd);
-  return acc.scores().flatMap((r) => Array.from(r));
-}
 
 for (const backend of backends) {
   for (const [kind, cfg] of configs) {
@@ -104,10 +97,10 @@ for (const backend of backends) {
       });
 
       it("gives the resident sd-taylor scores (top-k teacher)", async () => {
-        await scoresOf(host);
+        await scoresOf(host, windows, sd);
         const before = tf.memory().numTensors;
-        const a = await scoresOf(resident);
-        const b = await scoresOf(host);
+        const a = await scoresOf(resident, windows, sd);
+        const b = await scoresOf(host, windows, sd);
         const e = relError(a, b);
         assert.ok(e.rel < 1e-5, `scores rel ${e.rel}`);
         assert.equal(tf.memory().numTensors, before);
@@ -125,7 +118,7 @@ for (const backend of backends) {
           const saved = half.toTensors().get(name)!.data;
           const orig = tensors.get(name)!.data;
           assert.deepEqual(Array.from(saved), Array.from(orig, (v) => halfToFloat(floatToHalf(v))));
-          const eh = relError(await scoresOf(full), await scoresOf(half));
+          const eh = relError(await scoresOf(full, windows, sd), await scoresOf(half, windows, sd));
           assert.ok(eh.rel < 1e-3 && eh.rel > 0, `float16 scores rel ${eh.rel}`);
         } finally {
           full.dispose();
@@ -145,18 +138,15 @@ for (const backend of backends) {
   describe(`float16 host storage on stories260K (${backend})`, function () {
     this.timeout(120_000);
     it("sd-taylor scores within 1e-3 (relative) of float32", async function () {
-      const shared = requireShared(this);
+      requireShared(this);
       await initEngine(backend);
-      const file = path.join(shared, "models", "stories260K.gguf");
+      const file = STORIES260K();
       const full = (await loadModel(file, { weightsIn: "host" })).model;
       const half = (await loadModel(file, { weightsIn: "host", hostFloat: "float16" })).model;
       try {
         const w = [1, 2, 3, 4].map((s) => randomIds(64, full.config.vocab_size, s));
-        const go = async (m: CausalLM) => {
-          const teacher = await TeacherCache.build(m, w, { topk: 32 }); // sparse: the streamed head loss needs 8·(k+1) ≤ V
-          return (await accumulate(m, w, teacher, null, sd)).scores().flatMap((r) => Array.from(r));
-        };
-        const e = relError(await go(full), await go(half));
+        // a sparse teacher (top 32): the streamed head loss needs 8·(k+1) ≤ V
+        const e = relError(await scoresOf(full, w, sd, 32), await scoresOf(half, w, sd, 32));
         assert.ok(e.rel < 1e-3 && e.rel > 0, `float16 scores rel ${e.rel}`);
       } finally {
         full.dispose();

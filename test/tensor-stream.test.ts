@@ -12,6 +12,7 @@ import { parseConfig } from "../src/model/config";
 import { randomTensors } from "../src/model/random";
 import { HostWeight } from "../src/model/weight-store";
 import { Rng } from "../src/rng";
+import { writeBf16Safetensors } from "./support/bf16";
 
 /**
  * Saving without a tensor whole in memory (issue 20, docs/memory.md "Saving without the model in memory"): every
@@ -25,17 +26,6 @@ function values(n: number, seed: number): Float32Array {
   const v = new Float32Array(n);
   for (let i = 0; i < n; i++) v[i] = (rng.next() - 0.5) * 3;
   return v;
-}
-
-/** A safetensors file of one BF16 tensor (the writer emits F32/F16 only). */
-function writeBf16(file: string, name: string, t: HostTensor): void {
-  const b = Buffer.alloc(t.data.length * 2);
-  const u32 = new Uint32Array(Float32Array.from(t.data).buffer);
-  for (let i = 0; i < u32.length; i++) b.writeUInt16LE(u32[i] >>> 16, i * 2);
-  const h = Buffer.from(JSON.stringify({ [name]: { dtype: "BF16", shape: t.shape, data_offsets: [0, b.length] } }));
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(h.length));
-  fs.writeFileSync(file, Buffer.concat([len, h, b]));
 }
 
 /** Ranges to check in a tensor of `n` values with rows of `row`: edges, whole rows, rows split, single values. */
@@ -54,6 +44,16 @@ describe("streamed saving: range readers and the tensor streamer", () => {
   const R = 6;
   const C = 10;
   const src: HostTensor = { shape: [R, C], data: values(R * C, 1) };
+  // internal layout of a linear is [in, out] = the transpose of the file's [out, in]
+  const internal = new Float32Array(R * C);
+  for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) internal[c * R + r] = src.data[r * C + c];
+  /** `src` as read from an F32 checkpoint (written in before()). */
+  let file: HostTensor;
+  before(() => {
+    const f = path.join(dir, "w.safetensors");
+    writeSafetensors(f, new Map([["w", src]]), "f32");
+    file = openSafetensors(f).get("w")!;
+  });
 
   it("checkpoint tensors (F32, F16, BF16) read any range as the whole read, with every chunk size", () => {
     const files: [string, TensorMap][] = [];
@@ -63,7 +63,7 @@ describe("streamed saving: range readers and the tensor streamer", () => {
       files.push([dtype, openSafetensors(f)]);
     }
     const bf = path.join(dir, "bf16.safetensors");
-    writeBf16(bf, "w", src);
+    writeBf16Safetensors(bf, new Map([["w", src]]));
     files.push(["bf16", openSafetensors(bf)]);
     for (const [dtype, m] of files) {
       const t = m.get("w")!;
@@ -90,12 +90,6 @@ describe("streamed saving: range readers and the tensor streamer", () => {
   });
 
   it("host weights (f32 and f16, held or read from disk, linear or not) read any range as hfValues", () => {
-    const f = path.join(dir, "hw.safetensors");
-    writeSafetensors(f, new Map([["w", src]]), "f32");
-    const file = openSafetensors(f).get("w")!;
-    // internal layout of a linear is [in, out] = the transpose of the file's [out, in]
-    const internal = new Float32Array(R * C);
-    for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) internal[c * R + r] = src.data[r * C + c];
     const weights: [string, HostWeight, boolean][] = [];
     for (const dtype of ["float32", "float16"] as const) {
       weights.push(
@@ -121,11 +115,6 @@ describe("streamed saving: range readers and the tensor streamer", () => {
   });
 
   it("pruning selects (rows, columns) from held and disk weights as from the whole array, or keeps them on disk; float16 from a file in chunks", () => {
-    const f = path.join(dir, "sel.safetensors");
-    writeSafetensors(f, new Map([["w", src]]), "f32");
-    const file = openSafetensors(f).get("w")!;
-    const internal = new Float32Array(R * C);
-    for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) internal[c * R + r] = src.data[r * C + c];
     const pick: Record<0 | 1, number[]> = { 0: [0, 3, 7, 9], 1: [1, 2, 5] }; // internal [C, R] = [10, 6]
     for (const dtype of ["float32", "float16"] as const) {
       const ref = HostWeight.of([C, R], internal, dtype); // what select gave before: from the whole values

@@ -1,5 +1,4 @@
 import { strict as assert } from "node:assert";
-import { webgpuOrSkip } from "./support/engine";
 import * as tf from "@tensorflow/tfjs";
 import { backendInfo, initEngine } from "../src/engine";
 import { accumulate } from "../src/importance";
@@ -10,7 +9,7 @@ import { TeacherCache } from "../src/teacher";
 import { TINY_CONFIGS, nextTokenCE, randomIds, relError } from "./reference/configs";
 import { readModelFiles } from "../src/io/files";
 import { recover } from "../src/train/recover";
-import { defaultChainBackend } from "./support/engine";
+import { defaultChainBackend, webgpuOrSkip } from "./support/engine";
 import { requireShared, STORIES260K } from "./support/shared";
 
 /**
@@ -18,7 +17,6 @@ import { requireShared, STORIES260K } from "./support/shared";
  * adapter is Mesa's llvmpipe through Dawn's OpenGL backend (a forced `webgpu` accepts a software adapter);
  * CI installs Mesa, so there a missing adapter fails instead of skipping.
  */
-
 describe("webgpu backend (Dawn) agrees with cpu", function () {
   this.timeout(300_000);
   const cfg = TINY_CONFIGS["gqa+llama3+tied"];

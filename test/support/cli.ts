@@ -1,4 +1,8 @@
+import { spawnSync } from "node:child_process";
+import * as path from "node:path";
 import { main } from "../../src/cli/main";
+
+const ROOT = path.resolve(__dirname, "..", "..");
 
 export interface CliResult {
   code: number;
@@ -26,4 +30,14 @@ export async function captureOutput(fn: () => Promise<number>): Promise<CliResul
 /** Run the CLI in-process, capturing stdout and stderr. */
 export function cli(args: string[]): Promise<CliResult> {
   return captureOutput(() => main(args));
+}
+
+/**
+ * Run the built binary (`node bin/sdmprune.js`, which runs dist/) in a child process, as a user would. The timeout
+ * keeps a hung child from hanging the whole run; a killed child reports code -1 and says why in `err`.
+ */
+export function spawnCli(...args: string[]): CliResult {
+  const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "sdmprune.js"), ...args], { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
+  const err = r.error ? `${r.stderr ?? ""}\n${r.error.message}` : r.stderr;
+  return { code: r.status ?? -1, out: r.stdout, err };
 }

@@ -28,7 +28,18 @@ export function tmuxPane(session: string) {
     await sleep(200);
     tmux("send-keys", "-t", session, "Enter");
   }
-  return { tmux, screen, visible, waitFor, idle, send, sleep };
+  const count = (s: string, m: string) => s.split(m).length - 1;
+  /**
+   * Runs a command and waits until one more `marker` is on screen and the prompt is back; returns what this command
+   * printed: the screen from its echoed line (the last before the new marker; the output may repeat the line) on.
+   */
+  async function run(line: string, marker: string, timeoutMs?: number): Promise<string> {
+    const n = count(screen(), marker);
+    await send(line);
+    const s = await waitFor((x) => count(x, marker) > n && idle(visible()), `"${marker}" after ${line}`, timeoutMs);
+    return s.slice(s.lastIndexOf(line, s.lastIndexOf(marker)));
+  }
+  return { tmux, screen, visible, waitFor, idle, send, run };
 }
 
 /** Skips the suite loudly when tmux is missing; under CI (which installs it) that is a failure. */
