@@ -214,8 +214,9 @@ describe("half storage: float32 weights packed as IEEE halves", function () {
       baseline = tf.memory().numTensors;
       // all 65536 patterns (NaNs with payloads, infinities, subnormals) two to a word, then an odd count
       const all = Int32Array.from({ length: 32768 }, (_, i) => (2 * i) | ((2 * i + 1) << 16));
-      // and a 2048 × 8192 matrix (a 1B model's MLP weight) of random words: 65 536 workgroups of 128, one more
-      // than a dispatch dimension takes, so the backend lays them out in 2-D and the shader's index must follow
+      // and a 2048 × 8192 matrix (a 1B model's MLP weight) of random words: 131 072 workgroups of 128 (one
+      // invocation per float), twice what a dispatch dimension takes, so the backend lays them out in 2-D and the
+      // shader's index must follow
       const next = words32(3);
       const big = Int32Array.from({ length: 2048 * 4096 }, () => next() | 0);
       for (const [words, shape] of [
