@@ -114,6 +114,25 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   return d;
 }
 
+type Loaded = Awaited<ReturnType<typeof loadModel>>;
+
+/**
+ * sdmprune reads its own GGUF back: the logits of `ids` from the GGUF model equal the HF fixture's within 1e-5, and
+ * the tokenizer gives the check text the same ids. Returns the HF logits (flat [T, V]).
+ */
+function assertReadBack(label: string, hf: Loaded, gg: Loaded, ids: number[][], ref: Reference): Float32Array {
+  const a = hf.model.forward(ids);
+  const b = gg.model.forward(ids);
+  const la = a.dataSync() as Float32Array;
+  const d = maxAbsDiff(la, b.dataSync() as Float32Array);
+  a.dispose();
+  b.dispose();
+  console.log(`      ${label}: GGUF read back by sdmprune: max |Δlogit| ${d.toExponential(2)}`);
+  assert.ok(d <= 1e-5, `max |Δlogit| ${d}`);
+  assert.deepEqual(gg.tokenizer!.encode(ref.tokenizer.check_text, { addBos: false }), hf.tokenizer!.encode(ref.tokenizer.check_text, { addBos: false }));
+  return la;
+}
+
 describe("GGUF export of the model families, run by llama.cpp (node-llama-cpp)", function () {
   this.timeout(300_000);
   let tmp: string;
@@ -141,14 +160,7 @@ describe("GGUF export of the model families, run by llama.cpp (node-llama-cpp)",
         assert.equal(gg.files.metadata["tokenizer.ggml.model"], vocab);
         assert.equal(gg.model.config.model_type, hf.model.config.model_type === "mistral" ? "llama" : hf.model.config.model_type);
         assert.equal(gg.model.config.bos_token_id, hf.model.config.bos_token_id);
-        const a = hf.model.forward(ref.logits.input_ids);
-        const b = gg.model.forward(ref.logits.input_ids);
-        const d = maxAbsDiff(a.dataSync() as Float32Array, b.dataSync() as Float32Array);
-        a.dispose();
-        b.dispose();
-        console.log(`      ${family}: GGUF read back by sdmprune: max |Δlogit| ${d.toExponential(2)}`);
-        assert.ok(d <= 1e-5, `max |Δlogit| ${d}`);
-        assert.deepEqual(gg.tokenizer!.encode(ref.tokenizer.check_text, { addBos: false }), hf.tokenizer!.encode(ref.tokenizer.check_text, { addBos: false }));
+        assertReadBack(family, hf, gg, ref.logits.input_ids, ref);
         assert.deepEqual(gg.tokenizer!.encode(ref.greedy.prompt_text), ref.greedy.prompt_ids);
       } finally {
         hf.model.dispose();
@@ -275,16 +287,8 @@ describe("GGUF export of the model families, run by llama.cpp (node-llama-cpp)",
       const stored = readGgufTensors(readGgufHeader(file)).get("blk.0.attn_norm.weight")!.data;
       const w = readSafetensors(path.join(dir, "model.safetensors")).get("model.layers.0.input_layernorm.weight")!.data;
       assert.ok(maxAbsDiff(stored, w.map((x) => x + 1)) === 0, "attn_norm = input_layernorm + 1");
-      const a = hf.model.forward([prompt]);
-      const b = gg.model.forward([prompt]);
-      const d = maxAbsDiff(a.dataSync() as Float32Array, b.dataSync() as Float32Array);
       const V = hf.model.config.vocab_size;
-      lastHf = (a.dataSync() as Float32Array).slice((prompt.length - 1) * V, prompt.length * V);
-      a.dispose();
-      b.dispose();
-      console.log(`      gemma3: GGUF read back by sdmprune: max |Δlogit| ${d.toExponential(2)}`);
-      assert.ok(d <= 1e-5, `max |Δlogit| ${d}`);
-      assert.deepEqual(gg.tokenizer!.encode(ref.tokenizer.check_text, { addBos: false }), hf.tokenizer!.encode(ref.tokenizer.check_text, { addBos: false }));
+      lastHf = assertReadBack("gemma3", hf, gg, [prompt], ref).slice((prompt.length - 1) * V, prompt.length * V);
       greedy = hf.model.generate(ref.greedy.prompt_ids, { maxNewTokens: 20, stopAtEos: false });
     } finally {
       hf.model.dispose();
