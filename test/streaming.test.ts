@@ -126,11 +126,14 @@ for (const backend of backends) {
         }
       });
 
-      it("refuses what needs every weight resident, with the reason", () => {
+      it("refuses what needs every weight resident, with the reason", async () => {
         assert.throws(
           () => host.gradients(windows.slice(0, 1), (z) => tf.sum(z) as tf.Scalar, (n) => n.includes("mlp")),
           (e: Error) => e instanceof UsageError && /weightsIn "host".*needs every weight resident/.test(e.message),
         );
+        // the streamed head loss is sparse only: 8·(k+1) ≤ V (600 here), so top-80 and a full-vocabulary teacher are refused
+        await assert.rejects(scoresOf(host, windows, sd, 80), (e: Error) => e instanceof UsageError && /a top-80 teacher: the sparse path needs 8·\(k\+1\) ≤ vocab_size 600.*smaller top-k/.test(e.message));
+        await assert.rejects(scoresOf(host, windows, sd, 600), (e: Error) => e instanceof UsageError && /a full-vocabulary teacher/.test(e.message));
       });
     });
   }

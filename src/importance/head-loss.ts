@@ -75,7 +75,7 @@ export function headLossVjp(model: CausalLM, h: tf.Tensor2D, labels: Int32Array,
     throw new UsageError(
       `the importance head loss on a streamed model (weightsIn "${model.weightsIn}") runs only with a top-k teacher and no logit softcapping; ` +
         `this one needs the dense path (${cap !== null ? "final_logit_softcapping" : k >= V ? "a full-vocabulary teacher" : `a top-${k} teacher: the sparse path needs 8·(k+1) ≤ vocab_size ${V}`}): ` +
-        `use a smaller top-k teacher, or load the model resident with float32 weights (weightsIn "heap", hostFloat "float32")`,
+        `${cap !== null ? "" : "use a smaller top-k teacher, or "}load the model resident with float32 weights (weightsIn "heap", hostFloat "float32")`,
     );
   }
   const out = model.streamed ? streamedHeadLoss(model, h, colOf, weight, rho, per) : residentHeadLoss();
